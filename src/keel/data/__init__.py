@@ -1,0 +1,51 @@
+"""Data: ingest, content-addressed snapshots, schema inference and validation, splits."""
+
+from keel.data._ingest import (
+    SUPPORTED_SUFFIXES,
+    Dataset,
+    content_digest,
+    ingest,
+    read_columns,
+    read_table,
+    snapshot,
+)
+from keel.data._prepare import (
+    LabelInfo,
+    Splits,
+    check_columns,
+    infer_task,
+    prepare_labels,
+    split_frame,
+)
+from keel.data._schema import (
+    ColumnSchema,
+    FieldError,
+    Schema,
+    Violation,
+    infer_schema,
+    records_to_frame,
+    validate_frame,
+)
+
+__all__ = [
+    "SUPPORTED_SUFFIXES",
+    "ColumnSchema",
+    "Dataset",
+    "FieldError",
+    "LabelInfo",
+    "Schema",
+    "Splits",
+    "Violation",
+    "check_columns",
+    "content_digest",
+    "infer_schema",
+    "infer_task",
+    "ingest",
+    "prepare_labels",
+    "read_columns",
+    "read_table",
+    "records_to_frame",
+    "snapshot",
+    "split_frame",
+    "validate_frame",
+]

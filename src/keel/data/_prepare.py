@@ -1,0 +1,201 @@
+"""Checks between ingest and training: task inference, labels, leak-free splits."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from keel.errors import DataError, did_you_mean
+
+MIN_ROWS = 30
+MAX_CLASSES = 100
+MAX_CLASSES_FOR_INTEGER_TARGET = 20
+
+
+def check_columns(
+    columns: list[str],
+    target: str,
+    sensitive_features: list[str] | tuple[str, ...] = (),
+    ignore_columns: list[str] | tuple[str, ...] = (),
+    origin: str = "data",
+) -> None:
+    """Check that every column named in the config exists in the data.
+
+    Raises
+    ------
+    DataError
+        Naming the key, the missing column and the near miss.
+    """
+    wanted = [("target", target)]
+    wanted += [("sensitive_features", c) for c in sensitive_features]
+    wanted += [("ignore_columns", c) for c in ignore_columns]
+    for key, name in wanted:
+        if name not in columns:
+            shown = ", ".join(columns[:30]) + (", ..." if len(columns) > 30 else "")
+            raise DataError(
+                f"key '{key}': {name!r} is not a column of {origin}"
+                f"{did_you_mean(name, columns)}; columns: {shown}"
+            )
+
+
+def infer_task(target: pd.Series) -> str:
+    """Infer ``binary``, ``multiclass`` or ``regression`` from the target's values.
+
+    Two distinct values make a binary task; strings, booleans and integers with at
+    most 20 distinct values make a multiclass task; other numbers, a regression.
+    """
+    values = target.dropna()
+    n_unique = values.nunique()
+    if n_unique <= 1:
+        raise DataError(
+            f"target {target.name!r} has {n_unique} distinct value(s); a model needs at least two"
+        )
+    if n_unique == 2:
+        return "binary"
+    if pd.api.types.is_bool_dtype(values) or not pd.api.types.is_numeric_dtype(values):
+        return "multiclass"
+    as_float = values.astype(float)
+    if (as_float % 1 == 0).all() and n_unique <= MAX_CLASSES_FOR_INTEGER_TARGET:
+        return "multiclass"
+    return "regression"
+
+
+@dataclass(frozen=True)
+class LabelInfo:
+    """What training needs to know about the labels."""
+
+    task: str
+    classes: tuple[str, ...] = ()
+    positive_class: str | None = None
+    dropped_missing: int = 0
+
+
+def prepare_labels(
+    frame: pd.DataFrame, target: str, task: str | None, positive_class: str | int | None
+) -> tuple[pd.DataFrame, LabelInfo]:
+    """Drop rows without a label, check the labels against the task.
+
+    Returns the usable rows (a new frame; the input is not modified) and the label
+    facts. For binary tasks the positive class is the one configured or, by
+    default, the less frequent class (the one usually of interest).
+    """
+    missing = int(frame[target].isna().sum())
+    usable = frame.loc[frame[target].notna()].reset_index(drop=True)
+    if len(usable) < MIN_ROWS:
+        raise DataError(
+            f"only {len(usable)} rows have a value for target {target!r}"
+            f" ({missing} have none); Keel needs at least {MIN_ROWS}"
+        )
+    inferred = infer_task(usable[target])
+    task = task or inferred
+    y = usable[target]
+    if task == "regression":
+        if not pd.api.types.is_numeric_dtype(y) or pd.api.types.is_bool_dtype(y):
+            raise DataError(
+                f"task is regression but target {target!r} is not numeric"
+                f" (e.g. {y.iloc[0]!r}); set task: binary or multiclass"
+            )
+        return usable, LabelInfo(task="regression", dropped_missing=missing)
+    counts = y.astype(str).value_counts()
+    if task == "binary" and len(counts) != 2:
+        raise DataError(
+            f"task is binary but target {target!r} has {len(counts)} classes"
+            f" ({', '.join(map(str, counts.index[:5]))}...); set task: multiclass"
+        )
+    if len(counts) > MAX_CLASSES:
+        raise DataError(
+            f"target {target!r} has {len(counts)} classes (at most {MAX_CLASSES});"
+            " is it a continuous value? set task: regression"
+        )
+    usable = usable.assign(**{target: y.astype(str)})
+    classes = tuple(sorted(counts.index))
+    chosen = None
+    if task == "binary":
+        if positive_class is not None:
+            chosen = str(positive_class)
+            if chosen not in classes:
+                raise DataError(
+                    f"key 'positive_class': {positive_class!r} is not a class of target"
+                    f" {target!r}{did_you_mean(chosen, classes)}; classes: {', '.join(classes)}"
+                )
+        else:
+            chosen = str(counts.sort_index().sort_values(kind="stable").index[0])
+    return usable, LabelInfo(
+        task=task, classes=classes, positive_class=chosen, dropped_missing=missing
+    )
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Non-overlapping train / validation / test rows of one dataset."""
+
+    train: pd.DataFrame = field(repr=False)
+    validation: pd.DataFrame = field(repr=False)
+    test: pd.DataFrame = field(repr=False)
+    seed: int
+    stratified: bool
+    digest: str
+
+    def sizes(self) -> dict[str, int]:
+        """Rows in each split."""
+        return {
+            "train": len(self.train),
+            "validation": len(self.validation),
+            "test": len(self.test),
+        }
+
+
+def split_frame(
+    frame: pd.DataFrame,
+    target: str,
+    task: str,
+    validation: float = 0.2,
+    test: float = 0.2,
+    seed: int = 42,
+) -> Splits:
+    """Split rows into train/validation/test, seeded, stratified for classification.
+
+    Raises
+    ------
+    DataError
+        When a class has too few rows to appear in every split.
+    """
+    stratified = task != "regression"
+    index = np.arange(len(frame))
+    y = frame[target].to_numpy()
+    if stratified:
+        counts = pd.Series(y).value_counts()
+        rare = counts[counts < 3]
+        if not rare.empty:
+            raise DataError(
+                f"target {target!r}: class {rare.index[0]!r} has only {int(rare.iloc[0])} row(s);"
+                " every class needs at least 3 to appear in train, validation and test"
+            )
+    try:
+        rest, test_idx = train_test_split(
+            index, test_size=test, random_state=seed, stratify=y if stratified else None
+        )
+        train_idx, val_idx = train_test_split(
+            rest,
+            test_size=validation / (1.0 - test),
+            random_state=seed,
+            stratify=y[rest] if stratified else None,
+        )
+    except ValueError as exc:
+        raise DataError(f"cannot split {len(frame)} rows as configured: {exc}") from exc
+    digest = hashlib.sha256()
+    for part in (train_idx, val_idx, test_idx):
+        digest.update(np.sort(part).astype(np.int64).tobytes())
+        digest.update(b"|")
+    return Splits(
+        train=frame.iloc[np.sort(train_idx)].reset_index(drop=True),
+        validation=frame.iloc[np.sort(val_idx)].reset_index(drop=True),
+        test=frame.iloc[np.sort(test_idx)].reset_index(drop=True),
+        seed=seed,
+        stratified=stratified,
+        digest=digest.hexdigest()[:16],
+    )

@@ -1,0 +1,118 @@
+"""Metrics by task. Pure functions of labels, predictions and probabilities."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn import metrics as skm
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """How to read a metric: its name and whether higher is better."""
+
+    name: str
+    greater_is_better: bool
+
+
+PRIMARY_METRIC: dict[str, MetricSpec] = {
+    "binary": MetricSpec("roc_auc", True),
+    "multiclass": MetricSpec("f1_macro", True),
+    "regression": MetricSpec("rmse", False),
+}
+
+
+def compute_metrics(
+    task: str,
+    y_true: Sequence,
+    y_pred: Sequence,
+    proba: np.ndarray | None = None,
+    classes: Sequence[str] = (),
+    positive_class: str | None = None,
+) -> dict[str, float]:
+    """Compute the standard metrics of ``task``.
+
+    Parameters
+    ----------
+    task
+        ``binary``, ``multiclass`` or ``regression``.
+    y_true, y_pred
+        True and predicted labels (or values).
+    proba
+        Class probabilities, columns in the order of ``classes`` (classification).
+    classes
+        Class labels in the order of ``proba``'s columns.
+    positive_class
+        The class of interest for binary precision, recall, F1, ROC AUC.
+
+    Returns
+    -------
+    dict
+        Metric name to value; a metric that is undefined on these rows (one class
+        only, say) is left out rather than reported as a made-up number.
+    """
+    y_true = np.asarray(y_true)
+    y_pred = np.asarray(y_pred)
+    if len(y_true) == 0:
+        raise ValueError("cannot compute metrics on zero rows")
+    if task == "regression":
+        return _regression(y_true.astype(float), y_pred.astype(float))
+    out = {
+        "accuracy": skm.accuracy_score(y_true, y_pred),
+        "balanced_accuracy": _quiet(skm.balanced_accuracy_score, y_true, y_pred),
+    }
+    if task == "binary":
+        out["precision"] = skm.precision_score(
+            y_true, y_pred, pos_label=positive_class, zero_division=0
+        )
+        out["recall"] = skm.recall_score(y_true, y_pred, pos_label=positive_class, zero_division=0)
+        out["f1"] = skm.f1_score(y_true, y_pred, pos_label=positive_class, zero_division=0)
+        if proba is not None and len(np.unique(y_true)) == 2:
+            column = list(classes).index(positive_class)
+            score = proba[:, column]
+            positive = y_true == positive_class
+            out["roc_auc"] = skm.roc_auc_score(positive, score)
+            out["average_precision"] = skm.average_precision_score(positive, score)
+            out["log_loss"] = skm.log_loss(positive, score, labels=[False, True])
+            out["brier"] = skm.brier_score_loss(positive, score)
+    else:
+        out["f1_macro"] = skm.f1_score(y_true, y_pred, average="macro", zero_division=0)
+        out["f1_weighted"] = skm.f1_score(y_true, y_pred, average="weighted", zero_division=0)
+        if proba is not None:
+            out["log_loss"] = skm.log_loss(y_true, proba, labels=list(classes))
+            present = np.isin(np.asarray(classes), np.unique(y_true))
+            if present.all():
+                out["roc_auc_ovr"] = skm.roc_auc_score(
+                    y_true, proba, multi_class="ovr", labels=list(classes)
+                )
+    return {k: float(v) for k, v in out.items() if v is not None and math.isfinite(float(v))}
+
+
+def _regression(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    out = {
+        "rmse": math.sqrt(skm.mean_squared_error(y_true, y_pred)),
+        "mae": skm.mean_absolute_error(y_true, y_pred),
+        "median_ae": skm.median_absolute_error(y_true, y_pred),
+    }
+    if len(y_true) > 1 and np.var(y_true) > 0:
+        out["r2"] = skm.r2_score(y_true, y_pred)
+    return {k: float(v) for k, v in out.items()}
+
+
+def _quiet(fn, *args):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fn(*args)
+
+
+def is_better(task: str, candidate: float, incumbent: float | None) -> bool:
+    """Whether ``candidate`` beats ``incumbent`` on the task's primary metric."""
+    if incumbent is None or math.isnan(incumbent):
+        return True
+    spec = PRIMARY_METRIC[task]
+    return candidate > incumbent if spec.greater_is_better else candidate < incumbent

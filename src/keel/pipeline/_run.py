@@ -1,0 +1,320 @@
+"""The stage runner of ``keel run``: plain stages, wired and tracked in one place."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import yaml
+
+from keel._version import __version__
+from keel.config import ProjectConfig, Settings, resolve_settings
+from keel.data import (
+    check_columns,
+    infer_schema,
+    ingest,
+    prepare_labels,
+    read_columns,
+    snapshot,
+    split_frame,
+    validate_frame,
+)
+from keel.errors import DataError
+from keel.evaluation import PRIMARY_METRIC
+from keel.pipeline._report import write_reports
+from keel.registry import assign_alias, ensure_experiment, log_model_package, mlflow_scope
+from keel.training import evaluate_pipeline, select_best, train_candidates
+
+STAGES = ("ingest", "validate", "split", "train", "evaluate", "register", "report")
+
+Observer = Callable[[str, str], None]
+"""Called with ``(stage, detail)`` when a stage starts; the CLI draws progress from it."""
+
+
+@dataclass
+class RunResult:
+    """What ``keel run`` did: the JSON object ``keel run --json`` prints."""
+
+    run_id: str
+    experiment_id: str
+    tracking_uri: str
+    model: dict[str, Any]
+    task: str
+    primary_metric: str
+    metrics: dict[str, float]
+    candidates: list[dict[str, Any]]
+    data: dict[str, Any]
+    reports: dict[str, str]
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return asdict(self)
+
+
+def check_project(config: ProjectConfig) -> list[str]:
+    """Check the config against the data's header before any work; return the columns."""
+    columns = read_columns(config.data_path)
+    check_columns(
+        columns,
+        config.target,
+        config.sensitive_features,
+        config.ignore_columns,
+        origin=f"{config.data} ({len(columns)} columns)",
+    )
+    return columns
+
+
+def run_project(
+    config: ProjectConfig,
+    settings: Settings | None = None,
+    observer: Observer | None = None,
+) -> RunResult:
+    """Run the whole lifecycle once: ingest → validate → split → train → evaluate → register.
+
+    Nothing is written (no MLflow run, no snapshot) until the config and the data
+    have passed every check.
+    """
+    settings = settings or resolve_settings(config)
+    notify = observer or (lambda stage, detail: None)
+    timer = _Timer()
+
+    # Stages that only read: every input problem surfaces before anything is written.
+    with timer("ingest"):
+        notify("ingest", config.data)
+        check_project(config)
+        dataset = ingest(config.data_path)
+    with timer("validate"):
+        notify("validate", f"{dataset.n_rows} rows")
+        frame, labels = prepare_labels(
+            dataset.frame, config.target, config.task, config.positive_class
+        )
+        schema = infer_schema(frame, config.target, config.ignore_columns)
+        if not schema.features:
+            raise DataError(
+                f"{config.data}: no usable feature columns besides target {config.target!r}"
+            )
+        violations = validate_frame(frame, schema)
+        if violations:
+            raise DataError(f"{config.data}: {violations[0].describe()}")
+    with timer("split"):
+        notify("split", f"seed {config.seed}")
+        splits = split_frame(
+            frame,
+            config.target,
+            labels.task,
+            validation=config.split.validation,
+            test=config.split.test,
+            seed=config.seed,
+        )
+
+    with timer("train"):
+        trained = train_candidates(
+            config.candidates,
+            splits,
+            schema,
+            labels,
+            config.seed,
+            on_candidate=lambda name: notify("train", name),
+        )
+        best = select_best(trained, labels.task)
+    with timer("evaluate"):
+        notify("evaluate", best.name)
+        test_metrics = evaluate_pipeline(best.pipeline, splits.test, schema, labels)
+        all_test = {
+            c.name: evaluate_pipeline(c.pipeline, splits.test, schema, labels) for c in trained
+        }
+
+    snapshot_path = snapshot(dataset, settings.data_store)
+    primary = PRIMARY_METRIC[labels.task].name
+    data_info = {
+        "source": dataset.source,
+        "digest": dataset.digest,
+        "rows": dataset.n_rows,
+        "rows_without_target": labels.dropped_missing,
+        "snapshot": str(snapshot_path),
+        "schema_digest": schema.digest,
+        "split_digest": splits.digest,
+        "split_sizes": splits.sizes(),
+        "stratified": splits.stratified,
+    }
+    candidates = [
+        {
+            "name": c.name,
+            "fit_seconds": round(c.fit_seconds, 3),
+            "validation": c.validation_metrics,
+            "test": all_test[c.name],
+        }
+        for c in trained
+    ]
+    with mlflow_scope(settings.tracking_uri) as client:
+        experiment_id = ensure_experiment(client, config.name, settings.artifact_location)
+        with timer("register"), _quiet_mlflow():
+            notify("register", config.name)
+            with mlflow.start_run(experiment_id=experiment_id, run_name=f"keel-{best.name}") as run:
+                run_id = run.info.run_id
+                for c in trained:
+                    with mlflow.start_run(run_name=c.name, nested=True):
+                        mlflow.log_params({f"model.{k}": v for k, v in c.params.items()})
+                        mlflow.log_metrics({f"val_{k}": v for k, v in c.validation_metrics.items()})
+                        mlflow.log_metrics({f"test_{k}": v for k, v in all_test[c.name].items()})
+                        mlflow.log_metric("fit_seconds", c.fit_seconds)
+                        mlflow.set_tag("keel.candidate", c.name)
+                _log_run(config, dataset, frame, labels, schema, splits, best, test_metrics)
+                metadata = {
+                    "task": labels.task,
+                    "classes": list(labels.classes),
+                    "positive_class": labels.positive_class,
+                    "candidate": best.name,
+                    "target": config.target,
+                    "sensitive_features": list(config.sensitive_features),
+                    "dataset_digest": dataset.digest,
+                    "split_digest": splits.digest,
+                    "seed": config.seed,
+                    "keel_version": __version__,
+                }
+                features = splits.train[schema.feature_names]
+                _, ref = log_model_package(
+                    best.pipeline,
+                    registered_name=config.name,
+                    example=features.head(5),
+                    schema=schema,
+                    metadata=metadata,
+                    signature_rows=features.head(1000),
+                )
+                ref = assign_alias(client, ref)
+                mlflow.set_tag("keel.alias", ref.alias)
+                report = {
+                    "run_id": run_id,
+                    "task": labels.task,
+                    "primary_metric": primary,
+                    "model": {
+                        "name": ref.name,
+                        "version": ref.version,
+                        "alias": ref.alias,
+                        "candidate": best.name,
+                        "positive_class": labels.positive_class,
+                    },
+                    "test_metrics": test_metrics,
+                    "candidates": candidates,
+                    "data": data_info,
+                    "schema": schema.to_dict(),
+                }
+                with timer("report"):
+                    notify("report", "")
+                    reports = write_reports(report, settings.reports_dir / run_id)
+                    for path in reports.values():
+                        mlflow.log_artifact(path, artifact_path="reports")
+                for stage, seconds in timer.seconds.items():
+                    mlflow.log_metric(f"stage_seconds.{stage}", seconds)
+
+    return RunResult(
+        run_id=run_id,
+        experiment_id=experiment_id,
+        tracking_uri=settings.tracking_uri,
+        model={
+            "name": ref.name,
+            "version": ref.version,
+            "alias": ref.alias,
+            "candidate": best.name,
+            "uri": f"models:/{ref.name}@{ref.alias}",
+        },
+        task=labels.task,
+        primary_metric=primary,
+        metrics=test_metrics,
+        candidates=candidates,
+        data=data_info,
+        reports=reports,
+        stage_seconds=dict(timer.seconds),
+    )
+
+
+def _log_run(config, dataset, frame, labels, schema, splits, best, test_metrics) -> None:
+    """Everything that makes the run reproducible, logged on the active MLflow run."""
+    mlflow.log_params(
+        {
+            "seed": config.seed,
+            "task": labels.task,
+            "candidate": best.name,
+            "positive_class": labels.positive_class,
+            "split.validation": config.split.validation,
+            "split.test": config.split.test,
+            "split.stratified": splits.stratified,
+            **{f"model.{k}": v for k, v in best.params.items()},
+        }
+    )
+    mlflow.log_metrics({f"test_{k}": v for k, v in test_metrics.items()})
+    mlflow.log_metrics({f"val_{k}": v for k, v in best.validation_metrics.items()})
+    for name, size in splits.sizes().items():
+        mlflow.log_metric(f"rows_{name}", size)
+    tags = {
+        "keel.version": __version__,
+        "keel.dataset.digest": dataset.digest,
+        "keel.schema.digest": schema.digest,
+        "keel.split.digest": splits.digest,
+        "keel.task": labels.task,
+    }
+    commit = git_commit(config.root)
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    mlflow.set_tags(tags)
+    source = mlflow.data.from_pandas(
+        frame,
+        source=Path(dataset.source).as_uri(),
+        name=Path(dataset.source).name,
+        targets=config.target,
+        digest=dataset.digest,
+    )
+    mlflow.log_input(source, context="training")
+    mlflow.log_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), "keel.yaml")
+    mlflow.log_dict(schema.to_dict(), "schema.json")
+
+
+def git_commit(folder: Path) -> str | None:
+    """The commit of the git work tree holding ``folder`` (``+dirty`` if changed), if any."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=10
+        )
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = round(time.perf_counter() - started, 3)
+
+
+@contextmanager
+def _quiet_mlflow() -> Iterator[None]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+__all__ = ["STAGES", "Observer", "RunResult", "check_project", "git_commit", "run_project"]

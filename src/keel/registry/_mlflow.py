@@ -1,0 +1,215 @@
+"""The MLflow adapter: tracking scope, model packages, the registry and its aliases."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib.metadata import version as installed_version
+from typing import Any
+
+import mlflow
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+
+from keel.data import Schema
+from keel.errors import KeelError, ModelNotFoundError, did_you_mean
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+METADATA_KEY = "keel"
+
+# Types inside Keel's pipelines that skops does not trust by default. Declared here,
+# once, instead of trusting whatever a file happens to contain.
+TRUSTED_TYPES: tuple[str, ...] = (
+    "collections.OrderedDict",
+    "lightgbm.basic.Booster",
+    "lightgbm.sklearn.LGBMClassifier",
+    "lightgbm.sklearn.LGBMRegressor",
+    "numpy.dtype",
+)
+
+_REQUIREMENTS = ("mlflow", "scikit-learn", "lightgbm", "skops", "pandas", "numpy", "scipy")
+
+
+@contextmanager
+def mlflow_scope(tracking_uri: str) -> Iterator[MlflowClient]:
+    """Point MLflow's process-wide tracking and registry URIs at ``tracking_uri``.
+
+    MLflow keeps these globally; Keel sets them only inside this scope and restores
+    the previous values afterwards.
+    """
+    previous_env = os.environ.get("MLFLOW_TRACKING_URI")
+    previous_tracking = mlflow.get_tracking_uri() if _uri_was_set() else None
+    previous_registry = mlflow.get_registry_uri() if _uri_was_set() else None
+    quiet = [logging.getLogger(n) for n in ("mlflow", "alembic")]
+    levels = [lg.level for lg in quiet]
+    for lg in quiet:
+        lg.setLevel(logging.WARNING)
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    try:
+        yield MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    finally:
+        mlflow.set_tracking_uri(previous_tracking)
+        mlflow.set_registry_uri(previous_registry)
+        if previous_env is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = previous_env
+        for lg, level in zip(quiet, levels, strict=True):
+            lg.setLevel(level)
+
+
+def _uri_was_set() -> bool:
+    from mlflow.tracking import _tracking_service
+
+    return getattr(_tracking_service.utils, "_tracking_uri", None) is not None
+
+
+def ensure_experiment(client: MlflowClient, name: str, artifact_location: str) -> str:
+    """Return the id of experiment ``name``, creating it with ``artifact_location``."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        if experiment.lifecycle_stage == "deleted":
+            client.restore_experiment(experiment.experiment_id)
+        return experiment.experiment_id
+    return client.create_experiment(name, artifact_location=artifact_location)
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A registered model version and the alias Keel gave it."""
+
+    name: str
+    version: str
+    alias: str | None = None
+
+    @property
+    def uri(self) -> str:
+        """``models:/NAME/VERSION``."""
+        return f"models:/{self.name}/{self.version}"
+
+
+def log_model_package(
+    pipeline: Any,
+    *,
+    registered_name: str,
+    example: pd.DataFrame,
+    schema: Schema,
+    metadata: dict[str, Any],
+    signature_rows: pd.DataFrame,
+) -> tuple[str, ModelRef]:
+    """Log ``pipeline`` as an MLflow model in the active run and register it.
+
+    The package carries the signature, an input example, pinned requirements and,
+    under ``metadata['keel']``, the schema and what serving needs (task, classes).
+    """
+    import skops.io as sio
+
+    untrusted = set(sio.get_untrusted_types(data=sio.dumps(pipeline)))
+    unexpected = sorted(untrusted - set(TRUSTED_TYPES))
+    if unexpected:
+        raise KeelError(f"the model holds types Keel does not trust for skops: {unexpected}")
+    predictions = pipeline.predict(signature_rows)
+    signature = infer_signature(signature_rows, predictions)
+    requirements = [f"{p}=={installed_version(p)}" for p in _REQUIREMENTS]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        info = mlflow.sklearn.log_model(
+            pipeline,
+            name="model",
+            signature=signature,
+            input_example=example,
+            registered_model_name=registered_name,
+            serialization_format="skops",
+            skops_trusted_types=sorted(untrusted),
+            pip_requirements=requirements,
+            metadata={METADATA_KEY: {**metadata, "schema": schema.to_dict()}},
+        )
+    return info.model_uri, ModelRef(registered_name, str(info.registered_model_version))
+
+
+def assign_alias(client: MlflowClient, ref: ModelRef) -> ModelRef:
+    """Alias a new version ``champion`` if the model has none yet, else ``challenger``."""
+    try:
+        client.get_model_version_by_alias(ref.name, CHAMPION)
+        alias = CHALLENGER
+    except MlflowException:
+        alias = CHAMPION
+    client.set_registered_model_alias(ref.name, alias, ref.version)
+    return ModelRef(ref.name, ref.version, alias)
+
+
+@dataclass
+class LoadedPackage:
+    """A model loaded from the registry with everything serving needs."""
+
+    name: str
+    version: str
+    alias: str | None
+    model: Any = field(repr=False)
+    schema: Schema
+    task: str
+    classes: tuple[str, ...]
+    metadata: dict[str, Any] = field(repr=False)
+
+
+def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
+    """Split ``NAME``, ``NAME@ALIAS``, ``NAME/VERSION`` or ``models:/...`` into parts."""
+    text = uri.removeprefix("models:/")
+    if "@" in text:
+        name, alias = text.split("@", 1)
+        return name, None, alias
+    if "/" in text:
+        name, version = text.split("/", 1)
+        return name, version, None
+    return text, None, CHAMPION
+
+
+def load_package(uri: str, tracking_uri: str) -> LoadedPackage:
+    """Load a registered model (``NAME[@ALIAS|/VERSION]``) from the registry only.
+
+    Raises
+    ------
+    ModelNotFoundError
+        When the name, alias or version does not exist in the registry.
+    """
+    name, version, alias = parse_model_uri(uri)
+    with mlflow_scope(tracking_uri) as client:
+        try:
+            if alias is not None:
+                mv = client.get_model_version_by_alias(name, alias)
+            else:
+                mv = client.get_model_version(name, str(version))
+        except MlflowException as exc:
+            known = [m.name for m in client.search_registered_models(max_results=100)]
+            hint = did_you_mean(name, known) if name not in known else ""
+            what = f"alias '{alias}'" if alias else f"version {version}"
+            raise ModelNotFoundError(
+                f"model {name!r} has no {what} in the registry at {tracking_uri}{hint};"
+                " run `keel run` first or check the name"
+            ) from exc
+        model_uri = f"models:/{name}/{mv.version}"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = mlflow.sklearn.load_model(model_uri)
+            info = mlflow.models.get_model_info(model_uri)
+    meta = (info.metadata or {}).get(METADATA_KEY)
+    if not meta or "schema" not in meta:
+        raise ModelNotFoundError(
+            f"{model_uri} was not made by Keel (no '{METADATA_KEY}' metadata with a schema)"
+        )
+    return LoadedPackage(
+        name=name,
+        version=str(mv.version),
+        alias=alias,
+        model=model,
+        schema=Schema.from_dict(meta["schema"]),
+        task=meta["task"],
+        classes=tuple(meta.get("classes", ())),
+        metadata=meta,
+    )

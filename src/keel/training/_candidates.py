@@ -1,0 +1,168 @@
+"""Candidate models: each one a scikit-learn Pipeline with its preprocessing inside."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from lightgbm import LGBMClassifier, LGBMRegressor
+from sklearn.dummy import DummyClassifier, DummyRegressor
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.pipeline import Pipeline
+
+from keel.data import LabelInfo, Schema, Splits
+from keel.evaluation import PRIMARY_METRIC, compute_metrics, is_better
+from keel.features import build_preprocessor
+
+Factory = Callable[[str, int], tuple[Any, bool]]
+
+
+def _dummy(task: str, seed: int) -> tuple[Any, bool]:
+    if task == "regression":
+        return DummyRegressor(strategy="mean"), False
+    return DummyClassifier(strategy="prior", random_state=seed), False
+
+
+def _linear(task: str, seed: int) -> tuple[Any, bool]:
+    if task == "regression":
+        return Ridge(alpha=1.0, random_state=seed), True
+    return LogisticRegression(max_iter=2000, C=1.0, random_state=seed), True
+
+
+def _lightgbm(task: str, seed: int) -> tuple[Any, bool]:
+    params = {
+        "n_estimators": 300,
+        "learning_rate": 0.05,
+        "num_leaves": 31,
+        "min_child_samples": 20,
+        "subsample": 0.9,
+        "subsample_freq": 1,
+        "colsample_bytree": 0.9,
+        "random_state": seed,
+        # One thread: on small machines OpenMP's default threading makes fits and
+        # one-row predictions 100x slower as soon as anything else runs.
+        "n_jobs": 1,
+        "verbose": -1,
+    }
+    if task == "regression":
+        return LGBMRegressor(**params), False
+    return LGBMClassifier(**params), False
+
+
+CANDIDATE_FACTORIES: dict[str, Factory] = {
+    "dummy": _dummy,
+    "linear": _linear,
+    "lightgbm": _lightgbm,
+}
+
+
+def make_pipeline(name: str, task: str, schema: Schema, seed: int) -> Pipeline:
+    """Return the unfitted pipeline (preprocessing + estimator) of candidate ``name``."""
+    try:
+        factory = CANDIDATE_FACTORIES[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown candidate {name!r}; known: {', '.join(CANDIDATE_FACTORIES)}"
+        ) from None
+    estimator, scale = factory(task, seed)
+    return Pipeline(
+        [("preprocess", build_preprocessor(schema, scale_numeric=scale)), ("model", estimator)]
+    )
+
+
+@dataclass
+class TrainedCandidate:
+    """A fitted candidate and how it did on the validation rows."""
+
+    name: str
+    pipeline: Pipeline = field(repr=False)
+    params: dict[str, Any]
+    fit_seconds: float
+    validation_metrics: dict[str, float]
+
+    @property
+    def primary(self) -> float:
+        """Value of the task's primary metric on validation (NaN when undefined)."""
+        return self.validation_metrics.get(self._primary_name, float("nan"))
+
+    _primary_name: str = field(default="", repr=False)
+
+
+def predict_with(pipeline: Pipeline, frame: pd.DataFrame, task: str):
+    """Return ``(predictions, probabilities or None, classes)`` for ``frame``."""
+    predictions = pipeline.predict(frame)
+    if task == "regression":
+        return predictions, None, ()
+    proba = pipeline.predict_proba(frame)
+    classes = tuple(str(c) for c in pipeline.classes_)
+    return predictions, proba, classes
+
+
+def evaluate_pipeline(
+    pipeline: Pipeline, frame: pd.DataFrame, schema: Schema, labels: LabelInfo
+) -> dict[str, float]:
+    """Metrics of a fitted pipeline on ``frame`` (which holds the target)."""
+    predictions, proba, classes = predict_with(pipeline, frame[schema.feature_names], labels.task)
+    return compute_metrics(
+        labels.task,
+        frame[schema.target].to_numpy(),
+        predictions,
+        proba=proba,
+        classes=classes,
+        positive_class=labels.positive_class,
+    )
+
+
+def train_candidates(
+    names: Sequence[str],
+    splits: Splits,
+    schema: Schema,
+    labels: LabelInfo,
+    seed: int,
+    on_candidate: Callable[[str], None] | None = None,
+) -> list[TrainedCandidate]:
+    """Fit every named candidate on the train rows and score it on validation."""
+    x_train = splits.train[schema.feature_names]
+    y_train = splits.train[schema.target].to_numpy()
+    if labels.task == "regression":
+        y_train = y_train.astype(float)
+    trained = []
+    for name in names:
+        if on_candidate is not None:
+            on_candidate(name)
+        pipeline = make_pipeline(name, labels.task, schema, seed)
+        started = time.perf_counter()
+        pipeline.fit(x_train, y_train)
+        seconds = time.perf_counter() - started
+        metrics = evaluate_pipeline(pipeline, splits.validation, schema, labels)
+        params = {
+            k: v
+            for k, v in pipeline.named_steps["model"].get_params().items()
+            if isinstance(v, str | int | float | bool) or v is None
+        }
+        candidate = TrainedCandidate(
+            name=name,
+            pipeline=pipeline,
+            params=params,
+            fit_seconds=seconds,
+            validation_metrics=metrics,
+            _primary_name=PRIMARY_METRIC[labels.task].name,
+        )
+        trained.append(candidate)
+    return trained
+
+
+def select_best(candidates: Sequence[TrainedCandidate], task: str) -> TrainedCandidate:
+    """The candidate with the best validation primary metric (first one wins ties)."""
+    if not candidates:
+        raise ValueError("no candidates were trained")
+    best = candidates[0]
+    for candidate in candidates[1:]:
+        value = candidate.primary
+        if not np.isnan(value) and is_better(task, value, best.primary):
+            best = candidate
+    return best
