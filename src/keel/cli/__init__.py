@@ -1,5 +1,5 @@
-"""keel.cli."""
+"""The ``keel`` command line (Typer)."""
 
+from keel.cli._app import app, main
 
-def main():  # placeholder until the CLI lands
-    raise SystemExit(0)
+__all__ = ["app", "main"]

@@ -203,7 +203,10 @@ class Violation:
     def describe(self) -> str:
         """One line: column, rule, how many rows, a few example values."""
         shown = ", ".join(repr(e) for e in self.examples)
-        return f"column {self.column!r}: {self.check} fails on {self.failing_rows} row(s) (e.g. {shown})"
+        return (
+            f"column {self.column!r}: {self.check} fails on {self.failing_rows} row(s)"
+            f" (e.g. {shown})"
+        )
 
 
 def _pandera_schema(schema: Schema, columns: list[str]) -> pa.DataFrameSchema:

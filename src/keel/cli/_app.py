@@ -1,0 +1,208 @@
+"""The ``keel`` command: thin — parse, call the library, render."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from contextlib import redirect_stdout
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from keel._version import __version__
+from keel.cli._errors import exit_codes
+
+app = typer.Typer(
+    name="keel",
+    help=(
+        "Keel carries a tabular model through its whole life: data checked and versioned,"
+        " baselines and candidates trained and evaluated, everything tracked in MLflow,"
+        " the model registered and served.\n\n"
+        "Start with `keel run` in a folder holding a keel.yaml "
+        "(name, data, target), then `keel serve`."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="The keel.yaml to use (default: ./keel.yaml)."),
+]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print exactly one JSON object on stdout, nothing else.")
+]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")]
+
+
+def _interactive(json_mode: bool) -> bool:
+    return not json_mode and sys.stderr.isatty() and not os.environ.get("CI")
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"keel {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """Keel: a tabular model's whole life, with the evidence to prove it."""
+
+
+@app.command()
+def run(config: ConfigOpt = None, json_out: JsonOpt = False, debug: DebugOpt = False) -> None:
+    """Ingest, validate, split, train baselines and LightGBM, evaluate, log and register.
+
+    Reads keel.yaml, writes a dataset snapshot under .keel/data, logs the run to MLflow
+    (sqlite:///.keel/mlflow.db unless MLFLOW_TRACKING_URI or tracking_uri says otherwise)
+    and registers the best model on validation as `champion` (the first time) or
+    `challenger`. Exit codes: 0 done, 2 bad config or data (nothing written).
+    """
+    from keel.config import load_config, resolve_settings
+    from keel.pipeline import STAGES, run_project
+
+    with exit_codes(debug):
+        project = load_config(config)
+        settings = resolve_settings(project)
+        console = Console(stderr=True)
+        show = _interactive(json_out)
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[detail]}"),
+            TimeElapsedColumn(),
+            console=console,
+            disable=not show,
+            transient=True,
+        ) as progress:
+            bar = progress.add_task("keel run", total=len(STAGES), detail="")
+            seen: list[str] = []
+
+            def observe(stage: str, detail: str) -> None:
+                if stage not in seen:
+                    seen.append(stage)
+                    progress.update(bar, completed=len(seen) - 1)
+                progress.update(bar, description=stage, detail=detail)
+
+            with redirect_stdout(sys.stderr):
+                result = run_project(project, settings, observer=observe)
+            progress.update(bar, completed=len(STAGES))
+        payload = result.to_dict()
+        if json_out:
+            print(json.dumps(payload, default=str))
+        else:
+            _render_run(payload)
+
+
+def _render_run(result: dict[str, Any]) -> None:
+    console = Console()
+    primary = result["primary_metric"]
+    table = Table(title=f"Candidates (validation {primary}, test {primary})")
+    table.add_column("candidate")
+    table.add_column(f"val {primary}", justify="right")
+    table.add_column(f"test {primary}", justify="right")
+    table.add_column("fit", justify="right")
+    for c in result["candidates"]:
+        chosen = " ✔" if c["name"] == result["model"]["candidate"] else ""
+        table.add_row(
+            c["name"] + chosen,
+            _num(c["validation"].get(primary)),
+            _num(c["test"].get(primary)),
+            f"{c['fit_seconds']:.2f}s",
+        )
+    console.print(table)
+    metrics = Table(title="Test metrics of the chosen model")
+    metrics.add_column("metric")
+    metrics.add_column("value", justify="right")
+    for name, value in sorted(result["metrics"].items()):
+        metrics.add_row(name, _num(value))
+    console.print(metrics)
+    model = result["model"]
+    console.print(
+        f"Registered [bold]{model['uri']}[/bold] (version {model['version']},"
+        f" {model['candidate']}); MLflow run {result['run_id']}"
+    )
+    console.print(f"Data {result['data']['digest']} ({result['data']['rows']} rows)")
+    console.print(f"Report: {result['reports']['html']}")
+    console.print(f"MLflow UI: mlflow ui --backend-store-uri {result['tracking_uri']}")
+
+
+def _num(value: Any) -> str:
+    return "—" if value is None else f"{value:.4f}"
+
+
+@app.command()
+def serve(
+    config: ConfigOpt = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="NAME, NAME@ALIAS or NAME/VERSION in the registry (default: <name>@champion).",
+        ),
+    ] = None,
+    host: Annotated[
+        str, typer.Option(help="Interface to bind. Loopback by default; anything else is public.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
+    debug: DebugOpt = False,
+) -> None:
+    """Serve a registered model over REST: POST /predict, GET /health, docs at /docs.
+
+    The model is loaded from the MLflow registry only (never from a file path):
+    by default `<name>@champion` of the keel.yaml in this folder.
+    """
+    from keel.config import load_config, resolve_settings
+    from keel.registry import load_package
+    from keel.serving import MODEL_URI_ENV, TRACKING_URI_ENV, create_app
+
+    with exit_codes(debug):
+        project = load_config(config)
+        settings = resolve_settings(project)
+        uri = model or f"{project.name}@champion"
+        package = load_package(uri, settings.tracking_uri)
+        console = Console(stderr=True)
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            console.print(
+                f"[yellow]warning:[/yellow] binding {host} exposes the model beyond this machine"
+            )
+        console.print(
+            f"serving {package.name} version {package.version} ({package.task})"
+            f" on http://{host}:{port}  (POST /predict, GET /health, /docs)"
+        )
+        import uvicorn
+
+        if workers == 1:
+            uvicorn.run(create_app(package), host=host, port=port, log_level="warning")
+        else:
+            os.environ[MODEL_URI_ENV] = f"{package.name}/{package.version}"
+            os.environ[TRACKING_URI_ENV] = settings.tracking_uri
+            uvicorn.run(
+                "keel.serving:create_app_from_env",
+                factory=True,
+                host=host,
+                port=port,
+                workers=workers,
+                log_level="warning",
+            )
+
+
+def main() -> None:
+    """Entry point of the ``keel`` command."""
+    app()

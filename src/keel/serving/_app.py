@@ -1,0 +1,153 @@
+"""The REST endpoint: FastAPI over a model package loaded from the registry."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.middleware.base import BaseHTTPMiddleware
+
+from keel.data import records_to_frame
+from keel.registry import LoadedPackage, load_package
+
+MAX_INSTANCES = 10_000
+MAX_BODY_BYTES = 10 * 1024 * 1024
+MODEL_URI_ENV = "KEEL_SERVE_MODEL"
+TRACKING_URI_ENV = "KEEL_SERVE_TRACKING_URI"
+
+logger = logging.getLogger("keel.serving")
+
+
+class PredictRequest(BaseModel):
+    """``{"instances": [{feature: value, ...}, ...]}``."""
+
+    model_config = ConfigDict(extra="forbid")
+    instances: list[Any] = Field(min_length=1, max_length=MAX_INSTANCES)
+
+
+def _error(status: int, message: str, request: Request, detail: Any = None) -> JSONResponse:
+    body: dict[str, Any] = {"error": message, "request_id": request.state.request_id}
+    if detail is not None:
+        body["detail"] = detail
+    return JSONResponse(body, status_code=status)
+
+
+class _RequestContext(BaseHTTPMiddleware):
+    """Give every request an id and refuse oversized bodies before reading them."""
+
+    def __init__(self, app: Any, max_body_bytes: int) -> None:
+        super().__init__(app)
+        self.max_body_bytes = max_body_bytes
+
+    async def dispatch(self, request: Request, call_next: Any) -> Any:
+        request.state.request_id = uuid.uuid4().hex
+        length = request.headers.get("content-length")
+        if length is not None:
+            if not length.isdigit():
+                return _error(400, "invalid Content-Length header", request)
+            if int(length) > self.max_body_bytes:
+                return _error(
+                    413,
+                    f"request body of {length} bytes is over the limit of"
+                    f" {self.max_body_bytes}; send fewer instances per request",
+                    request,
+                )
+        response = await call_next(request)
+        response.headers["X-Request-ID"] = request.state.request_id
+        return response
+
+
+def create_app(package: LoadedPackage, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+    """Build the app serving ``package``.
+
+    Routes: ``GET /health``, ``POST /predict``. Bad input gets a 4xx naming the row
+    and field; an unexpected failure gets a 500 with only a request id (details go to
+    the server log, never to the client).
+    """
+    app = FastAPI(
+        title=f"Keel — {package.name}",
+        version=package.version,
+        description=f"Model {package.name} version {package.version} ({package.task}).",
+    )
+    app.add_middleware(_RequestContext, max_body_bytes=max_body_bytes)
+    schema = package.schema
+    model_info = {"name": package.name, "version": package.version, "alias": package.alias}
+    classification = package.task != "regression"
+    classes = [str(c) for c in getattr(package.model, "classes_", [])]
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        detail = []
+        for e in exc.errors()[:20]:
+            loc, msg = list(e.get("loc", ())), e.get("msg", "")
+            if e.get("type") == "json_invalid":
+                position = loc[1] if len(loc) > 1 else "?"
+                loc, msg = ["body"], f"not valid JSON (at character {position})"
+            detail.append({"loc": loc, "msg": msg})
+        first = detail[0] if detail else {"loc": [], "msg": "invalid request"}
+        where = (
+            "".join(
+                f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"] if p != "body"
+            ).lstrip(".")
+            or "body"
+        )
+        return _error(422, f"{where}: {first['msg']}", request, detail)
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception) -> JSONResponse:
+        logger.error(
+            "request %s failed: %s", request.state.request_id, type(exc).__name__, exc_info=exc
+        )
+        return _error(500, "internal error; quote the request_id to the operator", request)
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        """Liveness and the model being served."""
+        return {"status": "ok", "model": model_info, "task": package.task}
+
+    @app.post("/predict")
+    def predict(body: PredictRequest, request: Request) -> Any:
+        """Predict for each instance; classification answers carry class probabilities."""
+        frame, errors = records_to_frame(body.instances, schema)
+        if errors:
+            first = errors[0]
+            where = f"instances[{first.row}]" + (f".{first.field}" if first.field else "")
+            return _error(422, f"{where}: {first.message}", request, [e.to_dict() for e in errors])
+        predictions = package.model.predict(frame)
+        answer: dict[str, Any] = {"predictions": _plain_list(predictions)}
+        if classification and hasattr(package.model, "predict_proba"):
+            proba = package.model.predict_proba(frame)
+            answer["probabilities"] = [
+                {c: round(float(p), 6) for c, p in zip(classes, row, strict=True)} for row in proba
+            ]
+        answer["model"] = model_info
+        answer["request_id"] = request.state.request_id
+        return answer
+
+    return app
+
+
+def _plain_list(values: Any) -> list[Any]:
+    out = []
+    for value in values.tolist():
+        if isinstance(value, float) and not math.isfinite(value):
+            out.append(None)
+        else:
+            out.append(value)
+    return out
+
+
+def create_app_from_env() -> FastAPI:
+    """App factory for ``uvicorn --factory`` (one per worker process).
+
+    Reads the model URI and tracking URI that ``keel serve`` put in the environment.
+    """
+    package = load_package(os.environ[MODEL_URI_ENV], os.environ[TRACKING_URI_ENV])
+    return create_app(package)
