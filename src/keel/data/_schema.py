@@ -216,12 +216,7 @@ def _pandera_schema(schema: Schema, columns: list[str]) -> pa.DataFrameSchema:
             continue
         column_checks = [_type_check(column.kind)]
         if column.categories is not None and column.kind == "string":
-            column_checks.append(
-                pa.Check.isin(
-                    list(column.categories),
-                    name=f"one of {len(column.categories)} known categories",
-                )
-            )
+            column_checks.append(pa.Check.isin(list(column.categories)))
         checks[column.name] = pa.Column(
             None, checks=column_checks, nullable=column.nullable, required=True
         )

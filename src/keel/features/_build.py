@@ -56,20 +56,11 @@ def build_preprocessor(schema: Schema, scale_numeric: bool = False) -> ColumnTra
             )
         )
     if booleans:
+        # One-hot straight away: missing values become their own category.
         transformers.append(
             (
                 "boolean",
-                Pipeline(
-                    [
-                        ("impute", SimpleImputer(strategy="most_frequent")),
-                        (
-                            "encode",
-                            OneHotEncoder(
-                                drop="if_binary", handle_unknown="ignore", sparse_output=False
-                            ),
-                        ),
-                    ]
-                ),
+                OneHotEncoder(handle_unknown="ignore", sparse_output=False),
                 booleans,
             )
         )

@@ -1,0 +1,66 @@
+"""Metrics by task: known values on hand-made cases, honest gaps when undefined."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from keel.evaluation import PRIMARY_METRIC, compute_metrics, is_better
+
+
+def test_binary_metrics_match_hand_computed_values() -> None:
+    y = np.array(["no", "no", "yes", "yes"])
+    pred = np.array(["no", "yes", "yes", "yes"])
+    proba = np.array([[0.9, 0.1], [0.4, 0.6], [0.3, 0.7], [0.2, 0.8]])
+    m = compute_metrics("binary", y, pred, proba, classes=("no", "yes"), positive_class="yes")
+    assert m["accuracy"] == pytest.approx(0.75)
+    assert m["precision"] == pytest.approx(2 / 3)
+    assert m["recall"] == pytest.approx(1.0)
+    assert m["roc_auc"] == pytest.approx(1.0)
+    assert m["brier"] == pytest.approx(np.mean([0.01, 0.36, 0.09, 0.04]))
+
+
+def test_positive_class_changes_precision_and_recall() -> None:
+    y = np.array(["a", "a", "b", "b"])
+    pred = np.array(["a", "b", "b", "b"])
+    for_b = compute_metrics("binary", y, pred, positive_class="b")
+    for_a = compute_metrics("binary", y, pred, positive_class="a")
+    assert for_b["recall"] == pytest.approx(1.0) and for_a["recall"] == pytest.approx(0.5)
+
+
+def test_undefined_metrics_are_left_out_not_invented() -> None:
+    y = np.array(["yes", "yes"])
+    proba = np.array([[0.2, 0.8], [0.1, 0.9]])
+    m = compute_metrics("binary", y, y, proba, classes=("no", "yes"), positive_class="yes")
+    assert "roc_auc" not in m and m["accuracy"] == 1.0
+
+
+def test_multiclass_metrics() -> None:
+    y = np.array(["a", "b", "c", "a"])
+    proba = np.eye(3)[[0, 1, 2, 0]] * 0.97 + 0.01
+    m = compute_metrics("multiclass", y, y, proba, classes=("a", "b", "c"))
+    assert m["f1_macro"] == pytest.approx(1.0)
+    assert m["roc_auc_ovr"] == pytest.approx(1.0)
+    assert m["log_loss"] < 0.1
+
+
+def test_regression_metrics() -> None:
+    m = compute_metrics("regression", [1.0, 2.0, 3.0], [1.0, 2.0, 5.0])
+    assert m["mae"] == pytest.approx(2 / 3)
+    assert m["rmse"] == pytest.approx(math.sqrt(4 / 3))
+    assert m["median_ae"] == 0.0
+    assert "r2" in m
+
+
+def test_zero_rows_is_an_error() -> None:
+    with pytest.raises(ValueError, match="zero rows"):
+        compute_metrics("binary", [], [])
+
+
+def test_is_better_respects_direction() -> None:
+    assert PRIMARY_METRIC["regression"].greater_is_better is False
+    assert is_better("regression", 1.0, 2.0) and not is_better("regression", 3.0, 2.0)
+    assert is_better("binary", 0.9, 0.8) and not is_better("binary", 0.7, 0.8)
+    assert is_better("binary", 0.1, None) and is_better("binary", 0.1, float("nan"))

@@ -1,0 +1,103 @@
+"""Features and training: pipelines with preprocessing inside, fit on real rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+
+from keel.data import infer_schema, prepare_labels, split_frame
+from keel.features import build_preprocessor
+from keel.training import (
+    CANDIDATE_FACTORIES,
+    make_pipeline,
+    predict_with,
+    select_best,
+    train_candidates,
+)
+
+
+@pytest.fixture(scope="module")
+def prepared(adult_frame: pd.DataFrame):
+    frame, labels = prepare_labels(adult_frame, "income", None, None)
+    schema = infer_schema(frame, "income", ["fnlwgt"])
+    splits = split_frame(frame, "income", labels.task, seed=0)
+    return frame, labels, schema, splits
+
+
+def test_preprocessor_handles_missing_and_unseen_categories(prepared) -> None:
+    frame, _, schema, _ = prepared
+    pre = build_preprocessor(schema, scale_numeric=True)
+    x = frame[schema.feature_names]
+    pre.fit(x)
+    odd = x.head(3).copy()
+    odd["workclass"] = ["Never-seen", None, "Private"]
+    out = pre.transform(odd)
+    assert out.shape[0] == 3 and np.isfinite(out).all()
+
+
+def test_preprocessor_needs_features() -> None:
+    schema = infer_schema(pd.DataFrame({"y": ["a", "b"] * 20}), "y")
+    with pytest.raises(ValueError, match="no feature columns"):
+        build_preprocessor(schema)
+
+
+def test_booleans_are_encoded() -> None:
+    frame = pd.DataFrame({"flag": [True, False] * 30, "y": ["a", "b", "b"] * 20})
+    schema = infer_schema(frame, "y")
+    assert schema["flag"].kind == "boolean"
+    pre = build_preprocessor(schema).fit(frame[["flag"]])
+    assert pre.transform(frame[["flag"]]).shape == (60, 2)
+    with_missing = pd.DataFrame({"flag": pd.Series([True, None], dtype=object)})
+    assert pre.transform(with_missing).tolist() == [[0.0, 1.0], [0.0, 0.0]]
+
+
+@pytest.mark.parametrize("name", list(CANDIDATE_FACTORIES))
+def test_every_candidate_is_a_cloneable_pipeline(prepared, name: str) -> None:
+    _, labels, schema, _ = prepared
+    pipeline = make_pipeline(name, labels.task, schema, seed=0)
+    assert list(pipeline.named_steps) == ["preprocess", "model"]
+    clone(pipeline)
+
+
+def test_unknown_candidate() -> None:
+    schema = infer_schema(pd.DataFrame({"x": range(40), "y": ["a", "b"] * 20}), "y")
+    with pytest.raises(ValueError, match="unknown candidate 'xgb'"):
+        make_pipeline("xgb", "binary", schema, 0)
+
+
+def test_train_candidates_scores_on_validation_and_selects(prepared) -> None:
+    _, labels, schema, splits = prepared
+    seen: list[str] = []
+    trained = train_candidates(list(CANDIDATE_FACTORIES), splits, schema, labels, 0, seen.append)
+    assert seen == list(CANDIDATE_FACTORIES)
+    by_name = {c.name: c for c in trained}
+    assert by_name["dummy"].primary == pytest.approx(0.5)
+    assert by_name["lightgbm"].primary > 0.85
+    assert by_name["lightgbm"].params["n_jobs"] == 1
+    best = select_best(trained, labels.task)
+    assert best.name != "dummy"
+    predictions, proba, classes = predict_with(
+        best.pipeline, splits.test[schema.feature_names], "binary"
+    )
+    assert proba.shape == (len(splits.test), 2) and classes == labels.classes
+    assert set(predictions) <= set(labels.classes)
+
+
+def test_regression_candidates_on_real_data() -> None:
+    from sklearn.datasets import load_diabetes
+
+    frame = load_diabetes(as_frame=True).frame
+    frame, labels = prepare_labels(frame, "target", None, None)
+    assert labels.task == "regression"
+    schema = infer_schema(frame, "target")
+    splits = split_frame(frame, "target", "regression", seed=0)
+    trained = train_candidates(["dummy", "linear"], splits, schema, labels, 0)
+    best = select_best(trained, "regression")
+    assert best.name == "linear" and best.primary < trained[0].primary
+
+
+def test_select_best_needs_candidates() -> None:
+    with pytest.raises(ValueError, match="no candidates"):
+        select_best([], "binary")
