@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib.metadata import version as installed_version
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -179,6 +180,13 @@ def load_package(uri: str, tracking_uri: str) -> LoadedPackage:
         When the name, alias or version does not exist in the registry.
     """
     name, version, alias = parse_model_uri(uri)
+    if tracking_uri.startswith("sqlite:///"):
+        store = Path(tracking_uri.removeprefix("sqlite:///"))
+        if not store.exists():
+            raise ModelNotFoundError(
+                f"no model registry at {store}; run `keel run` first to train and register"
+                f" {name!r}, or point MLFLOW_TRACKING_URI at your registry"
+            )
     with mlflow_scope(tracking_uri) as client:
         try:
             if alias is not None:

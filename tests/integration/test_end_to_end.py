@@ -1,0 +1,174 @@
+"""`keel run` then `keel serve` for real: SQLite MLflow store, uvicorn on loopback, real HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.integration
+
+KEEL = [sys.executable, "-m", "keel"]
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["CI"] = "1"
+    return env
+
+
+def keel(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*KEEL, *args], cwd=cwd, capture_output=True, text=True, timeout=600, env=_env()
+    )
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory, adult_frame: pd.DataFrame) -> Path:
+    root = tmp_path_factory.mktemp("adult")
+    adult_frame.to_csv(root / "adult.csv", index=False)
+    (root / "keel.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "name": "income",
+                "data": "adult.csv",
+                "target": "income",
+                "sensitive_features": ["sex", "race"],
+                "ignore_columns": ["fnlwgt"],
+            }
+        )
+    )
+    return root
+
+
+@pytest.fixture(scope="module")
+def first_run(project: Path) -> dict:
+    done = keel("run", "--json", cwd=project)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)  # stdout holds exactly one JSON object
+
+
+def test_run_reports_everything_in_one_json_object(first_run: dict, project: Path) -> None:
+    assert first_run["model"]["name"] == "income"
+    assert first_run["model"]["alias"] == "champion"
+    assert first_run["model"]["version"] == "1"
+    assert first_run["task"] == "binary"
+    assert first_run["metrics"]["roc_auc"] > 0.8
+    assert {c["name"] for c in first_run["candidates"]} == {"dummy", "linear", "lightgbm"}
+    for path in first_run["reports"].values():
+        assert Path(path).is_file()
+    assert Path(first_run["data"]["snapshot"]).is_file()
+    html = Path(first_run["reports"]["html"]).read_text()
+    assert "<svg" in html and first_run["data"]["digest"] in html
+
+
+def test_mlflow_sees_run_dataset_and_champion(first_run: dict, project: Path) -> None:
+    client = MlflowClient(tracking_uri=first_run["tracking_uri"])
+    run = client.get_run(first_run["run_id"])
+    assert run.data.params["seed"] == "42"
+    assert run.data.metrics["test_roc_auc"] == pytest.approx(first_run["metrics"]["roc_auc"])
+    assert run.data.tags["keel.dataset.digest"] == first_run["data"]["digest"]
+    inputs = run.inputs.dataset_inputs
+    assert len(inputs) == 1 and inputs[0].dataset.digest == first_run["data"]["digest"]
+    artifacts = {a.path for a in client.list_artifacts(first_run["run_id"])}
+    assert {"keel.yaml", "schema.json", "reports"} <= artifacts
+    version = client.get_model_version_by_alias("income", "champion")
+    assert str(version.version) == "1" and version.run_id == first_run["run_id"]
+    model_version = client.get_model_version("income", "1")
+    assert model_version.aliases == ["champion"]
+    # artifacts stay under .keel/, never in ./mlruns
+    assert (project / ".keel" / "artifacts").is_dir()
+    assert not (project / "mlruns").exists()
+
+
+def test_second_run_is_challenger_and_reuses_the_snapshot(first_run: dict, project: Path) -> None:
+    second = keel("run", "--json", cwd=project)
+    assert second.returncode == 0, second.stderr
+    result = json.loads(second.stdout)
+    assert result["model"]["alias"] == "challenger" and result["model"]["version"] == "2"
+    assert result["data"]["snapshot"] == first_run["data"]["snapshot"]
+    assert result["metrics"] == first_run["metrics"]  # seeded: same data, same numbers
+    assert len(list((project / ".keel" / "data").iterdir())) == 1
+
+
+@pytest.fixture(scope="module")
+def server(first_run: dict, project: Path) -> Iterator[str]:
+    port = free_port()
+    log = (project / "serve.log").open("w")
+    process = subprocess.Popen(
+        [*KEEL, "serve", "--port", str(port)],
+        cwd=project,
+        env=_env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            log.close()
+            raise AssertionError(f"server exited: {(project / 'serve.log').read_text()}")
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    else:
+        process.kill()
+        log.close()
+        raise AssertionError("server did not start in 120 s")
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
+    log.close()
+
+
+def test_served_predictions_equal_the_registry_model(server: str, first_run, adult_frame) -> None:
+    rows = adult_frame.drop(columns=["income"]).sample(25, random_state=5)
+    instances = json.loads(rows.to_json(orient="records"))
+    answer = httpx.post(f"{server}/predict", json={"instances": instances}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    mlflow.set_tracking_uri(first_run["tracking_uri"])
+    try:
+        pyfunc = mlflow.pyfunc.load_model("models:/income@champion")
+        expected = pyfunc.predict(rows.drop(columns=["fnlwgt"]))
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert body["predictions"] == list(np.asarray(expected))
+    assert body["model"] == {"name": "income", "version": "1", "alias": "champion"}
+    assert all(abs(sum(p.values()) - 1) < 1e-5 for p in body["probabilities"])
+
+
+def test_real_server_rejects_bad_rows_with_422(server: str) -> None:
+    answer = httpx.post(f"{server}/predict", json={"instances": [{"age": "x"}]}, timeout=10)
+    assert answer.status_code == 422
+    assert answer.json()["error"].startswith("instances[0].age")
+    answer = httpx.post(
+        f"{server}/predict",
+        content=b"{not json",
+        headers={"content-type": "application/json"},
+        timeout=10,
+    )
+    assert answer.status_code == 422
+
+
+def test_server_binds_loopback_only(server: str) -> None:
+    assert server.startswith("http://127.0.0.1:")
+    health = httpx.get(f"{server}/health", timeout=5).json()
+    assert health["status"] == "ok"

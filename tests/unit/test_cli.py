@@ -1,0 +1,127 @@
+"""The command line: help that teaches, exit codes, one-line errors, nothing written on bad input."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from keel import __version__
+from keel.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args: str, cwd: Path | None = None):
+    old = os.getcwd()
+    if cwd is not None:
+        os.chdir(cwd)
+    try:
+        return runner.invoke(app, list(args))
+    finally:
+        os.chdir(old)
+
+
+def test_help_teaches() -> None:
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for command in ("run", "serve"):
+        assert command in result.output
+    run_help = invoke("run", "--help").output
+    assert "champion" in run_help and "--json" in run_help
+    serve_help = invoke("serve", "--help").output
+    assert "127.0.0.1" in serve_help and "registry" in serve_help
+
+
+def test_version() -> None:
+    result = invoke("--version")
+    assert result.exit_code == 0 and __version__ in result.output
+
+
+def test_usage_error_exits_2() -> None:
+    assert invoke("run", "--no-such-flag").exit_code == 2
+    assert invoke("serve", "--port", "0").exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (
+            {"name": "income", "data": "adult.csv", "target": "income", "colour": 1},
+            "unknown key 'colour'",
+        ),
+        (
+            {"name": "income", "data": "adult.csv", "target": "incme"},
+            "key 'target': 'incme' is not a column of adult.csv (15 columns) (did you mean 'income'?)",
+        ),
+        ({"name": "income", "data": "adult.csv", "target": "income", "seed": "x"}, "key 'seed'"),
+        (
+            {"name": "income", "data": "missing.csv", "target": "income"},
+            "key 'data': file 'missing.csv' not found",
+        ),
+        (
+            {
+                "name": "income",
+                "data": "adult.csv",
+                "target": "income",
+                "sensitive_features": ["gender"],
+            },
+            "key 'sensitive_features': 'gender'",
+        ),
+        (
+            {"name": "income", "data": "adult.csv", "target": "income", "task": "regression"},
+            "not numeric",
+        ),
+    ],
+)
+def test_bad_config_exits_2_with_one_line_and_writes_nothing(make_project, config, message) -> None:
+    path = make_project(config)
+    result = invoke("run", "-c", str(path))
+    assert result.exit_code == 2, result.output
+    err = result.stderr.strip()
+    assert err.startswith("error: ")
+    assert message in err
+    assert len(err.splitlines()) == 1
+    assert "Traceback" not in result.output
+    assert not (path.parent / ".keel").exists()
+
+
+def test_no_config_in_folder(tmp_path: Path) -> None:
+    result = invoke("run", cwd=tmp_path)
+    assert result.exit_code == 2
+    assert "no such file; write a keel.yaml" in result.stderr
+
+
+def test_empty_data_file(make_project) -> None:
+    path = make_project()
+    (path.parent / "adult.csv").write_text("")
+    result = invoke("run", "-c", str(path), "--json")
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert "the file is empty" in result.stderr
+
+
+def test_serve_unknown_model_exits_2(make_project) -> None:
+    path = make_project()
+    result = invoke("serve", "-c", str(path), "--model", "nothing@champion")
+    assert result.exit_code == 2
+    assert "no model registry at" in result.stderr and "run `keel run` first" in result.stderr
+    assert not (path.parent / ".keel").exists()
+
+
+def test_internal_error_is_one_line_without_traceback(make_project, monkeypatch) -> None:
+    import keel.pipeline
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(keel.pipeline, "run_project", boom)
+    path = make_project()
+    result = invoke("run", "-c", str(path))
+    assert result.exit_code == 3
+    assert "internal error: RuntimeError: disk on fire" in result.stderr
+    assert "Traceback" not in result.output
+    debug = invoke("run", "-c", str(path), "--debug")
+    assert isinstance(debug.exception, RuntimeError)

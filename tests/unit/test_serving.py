@@ -1,0 +1,145 @@
+"""The REST app over an in-memory package: malformed, empty, huge, wrong-typed, hostile input."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from keel.data import infer_schema, prepare_labels
+from keel.registry import LoadedPackage
+from keel.serving import MAX_INSTANCES, create_app
+from keel.training import make_pipeline
+
+
+@pytest.fixture(scope="module")
+def package(adult_frame: pd.DataFrame) -> LoadedPackage:
+    frame, labels = prepare_labels(adult_frame, "income", None, None)
+    schema = infer_schema(frame, "income", ["fnlwgt"])
+    model = make_pipeline("lightgbm", "binary", schema, 0)
+    model.fit(frame[schema.feature_names], frame["income"])
+    return LoadedPackage(
+        name="income",
+        version="7",
+        alias="champion",
+        model=model,
+        schema=schema,
+        task="binary",
+        classes=labels.classes,
+        metadata={},
+    )
+
+
+@pytest.fixture(scope="module")
+def client(package: LoadedPackage) -> TestClient:
+    return TestClient(create_app(package, max_body_bytes=200_000), raise_server_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def rows(adult_frame: pd.DataFrame) -> list[dict]:
+    records = json.loads(adult_frame.drop(columns=["income"]).head(20).to_json(orient="records"))
+    return records
+
+
+def test_health(client: TestClient) -> None:
+    answer = client.get("/health")
+    assert answer.status_code == 200
+    assert answer.json()["model"] == {"name": "income", "version": "7", "alias": "champion"}
+
+
+def test_predict_matches_the_model(client: TestClient, package, rows) -> None:
+    answer = client.post("/predict", json={"instances": rows})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    frame = pd.DataFrame(rows)[package.schema.feature_names]
+    assert body["predictions"] == package.model.predict(frame).tolist()
+    expected = package.model.predict_proba(frame)[:, 1]
+    got = np.array([p[">50K"] for p in body["probabilities"]])
+    assert np.allclose(got, expected, atol=1e-6)
+    assert body["model"]["version"] == "7"
+    assert answer.headers["X-Request-ID"] == body["request_id"]
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "fragment"),
+    [
+        ({"instances": []}, 422, "instances: List should have at least 1 item"),
+        ({}, 422, "instances: Field required"),
+        ({"instances": "nope"}, 422, "instances: Input should be a valid list"),
+        ({"instances": [{"age": "old"}]}, 422, "instances[0].age: expected a number"),
+        ({"instances": [1]}, 422, "instances[0]: each instance must be an object"),
+        ({"instances": [{}], "extra": 1}, 422, "extra: Extra inputs are not permitted"),
+        ([1, 2], 422, "body: Input should be a valid dictionary"),
+    ],
+)
+def test_bad_requests_get_4xx_naming_the_field(client, payload, status, fragment) -> None:
+    answer = client.post("/predict", json=payload)
+    assert answer.status_code == status
+    body = answer.json()
+    assert fragment in body["error"], body
+    assert "request_id" in body
+
+
+def test_malformed_json(client: TestClient) -> None:
+    answer = client.post(
+        "/predict", content=b'{"instances": [', headers={"content-type": "application/json"}
+    )
+    assert answer.status_code == 422
+    assert "not valid JSON" in answer.json()["error"]
+
+
+def test_nan_and_infinity_are_rejected(client: TestClient, rows) -> None:
+    text = json.dumps({"instances": [{**rows[0], "age": "__X__"}]}).replace('"__X__"', "NaN")
+    answer = client.post("/predict", content=text, headers={"content-type": "application/json"})
+    assert answer.status_code == 422
+    assert "instances[0].age: expected a finite number" in answer.json()["error"]
+
+
+def test_huge_body_is_refused_before_reading(client: TestClient, rows) -> None:
+    answer = client.post("/predict", json={"instances": rows * 400})
+    assert answer.status_code == 413
+    assert "over the limit" in answer.json()["error"]
+
+
+def test_too_many_instances(package, rows) -> None:
+    big = TestClient(create_app(package, max_body_bytes=10**9))
+    answer = big.post("/predict", json={"instances": [rows[0]] * (MAX_INSTANCES + 1)})
+    assert answer.status_code == 422
+    assert "at most 10000 items" in answer.json()["error"]
+
+
+def test_hostile_field_names_are_not_echoed_in_full(client: TestClient, rows) -> None:
+    hostile = "<script>" + "x" * 10_000
+    answer = client.post("/predict", json={"instances": [{**rows[0], hostile: 1}]})
+    assert answer.status_code == 422
+    assert len(answer.text) < 2_000
+
+
+def test_internal_errors_do_not_leak(package, rows, caplog) -> None:
+    class Broken:
+        classes_ = np.array(["<=50K", ">50K"])
+
+        def predict(self, frame):
+            raise RuntimeError("secret path /etc/model.bin")
+
+    broken = LoadedPackage(**{**package.__dict__, "model": Broken()})
+    client = TestClient(create_app(broken), raise_server_exceptions=False)
+    with caplog.at_level(logging.ERROR, logger="keel.serving"):
+        answer = client.post("/predict", json={"instances": rows[:1]})
+    assert answer.status_code == 500
+    assert "secret" not in answer.text
+    assert answer.json()["error"].startswith("internal error")
+    assert answer.json()["request_id"] in caplog.text
+
+
+def test_bad_content_length(client: TestClient) -> None:
+    answer = client.post(
+        "/predict",
+        content=b"{}",
+        headers={"content-type": "application/json", "content-length": "x"},
+    )
+    assert answer.status_code == 400
