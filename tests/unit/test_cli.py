@@ -1,4 +1,4 @@
-"""The command line: help that teaches, exit codes, one-line errors, nothing written on bad input."""
+"""The command line: help that teaches, exit codes, one-line errors, nothing written."""
 
 from __future__ import annotations
 
@@ -54,7 +54,8 @@ def test_usage_error_exits_2() -> None:
         ),
         (
             {"name": "income", "data": "adult.csv", "target": "incme"},
-            "key 'target': 'incme' is not a column of adult.csv (15 columns) (did you mean 'income'?)",
+            "key 'target': 'incme' is not a column of adult.csv (15 columns)"
+            " (did you mean 'income'?)",
         ),
         ({"name": "income", "data": "adult.csv", "target": "income", "seed": "x"}, "key 'seed'"),
         (

@@ -76,7 +76,7 @@ def test_unknown_key_lists_allowed_keys() -> None:
 
 
 def test_missing_config_file_says_how_to_fix(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="no such file; write a keel.yaml"):
+    with pytest.raises(ConfigError, match=r"no such file; write a keel\.yaml"):
         load_config(tmp_path / "keel.yaml")
 
 
