@@ -1,0 +1,61 @@
+"""`run_project` in-process on other real datasets: multiclass, regression, Parquet input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sklearn.datasets import load_diabetes, load_wine
+
+from keel.config import load_config
+from keel.pipeline import run_project
+from keel.registry import load_package
+
+pytestmark = pytest.mark.integration
+
+
+def _project(root: Path, frame: pd.DataFrame, config: dict, data_name: str) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    if data_name.endswith(".parquet"):
+        frame.to_parquet(root / data_name, index=False)
+    else:
+        frame.to_csv(root / data_name, index=False)
+    (root / "keel.yaml").write_text(json.dumps({**config, "data": data_name}))
+    return root / "keel.yaml"
+
+
+def test_multiclass_wine_from_parquet(tmp_path: Path) -> None:
+    frame = load_wine(as_frame=True).frame
+    frame["target"] = frame["target"].map({0: "cultivar_a", 1: "cultivar_b", 2: "cultivar_c"})
+    config = load_config(
+        _project(tmp_path / "wine", frame, {"name": "wine", "target": "target"}, "wine.parquet")
+    )
+    stages: list[str] = []
+    result = run_project(config, observer=lambda stage, detail: stages.append(stage))
+    assert result.task == "multiclass" and result.primary_metric == "f1_macro"
+    assert result.metrics["f1_macro"] > 0.8
+    assert stages[0] == "ingest" and "register" in stages
+    package = load_package("wine@champion", result.tracking_uri)
+    assert package.task == "multiclass"
+    assert package.classes == ("cultivar_a", "cultivar_b", "cultivar_c")
+    assert package.model.predict(frame[package.schema.feature_names].head(3)).shape == (3,)
+
+
+def test_regression_diabetes(tmp_path: Path) -> None:
+    frame = load_diabetes(as_frame=True).frame
+    config = load_config(
+        _project(
+            tmp_path / "diabetes",
+            frame,
+            {"name": "diabetes", "target": "target", "candidates": ["dummy", "linear"]},
+            "diabetes.csv",
+        )
+    )
+    result = run_project(config)
+    assert result.task == "regression" and result.primary_metric == "rmse"
+    by_name = {c["name"]: c for c in result.candidates}
+    assert result.model["candidate"] == "linear"
+    assert by_name["linear"]["test"]["rmse"] < by_name["dummy"]["test"]["rmse"]
+    assert "probabilities" not in json.dumps(result.to_dict())
