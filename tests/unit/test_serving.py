@@ -143,3 +143,29 @@ def test_bad_content_length(client: TestClient) -> None:
         headers={"content-type": "application/json", "content-length": "x"},
     )
     assert answer.status_code == 400
+
+
+def test_chunked_body_over_the_limit_is_refused(client: TestClient, rows) -> None:
+    payload = json.dumps({"instances": rows * 400}).encode()
+
+    def chunks():
+        for i in range(0, len(payload), 65536):
+            yield payload[i : i + 65536]
+
+    answer = client.post("/predict", content=chunks(), headers={"content-type": "application/json"})
+    assert answer.status_code == 413
+    assert "over the limit" in answer.json()["error"]
+
+
+def test_predictions_are_the_models_own(client: TestClient, package, rows) -> None:
+    """One pass through the pipeline gives exactly what predict() gives."""
+    body = client.post("/predict", json={"instances": rows}).json()
+    frame = pd.DataFrame(rows)[package.schema.feature_names]
+    assert body["predictions"] == package.model.predict(frame).tolist()
+
+
+def test_unknown_route_and_method_use_the_same_error_shape(client: TestClient) -> None:
+    missing = client.get("/nope")
+    assert missing.status_code == 404 and "request_id" in missing.json()
+    wrong = client.get("/predict")
+    assert wrong.status_code == 405 and wrong.json()["error"] == "Method Not Allowed"

@@ -8,11 +8,12 @@ import os
 import uuid
 from typing import Any
 
+import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from keel.data import records_to_frame
 from keel.registry import LoadedPackage, load_package
@@ -33,35 +34,81 @@ class PredictRequest(BaseModel):
 
 
 def _error(status: int, message: str, request: Request, detail: Any = None) -> JSONResponse:
-    body: dict[str, Any] = {"error": message, "request_id": request.state.request_id}
+    return _error_response(status, message, request.state.request_id, detail)
+
+
+def _error_response(status: int, message: str, request_id: str, detail: Any = None) -> JSONResponse:
+    body: dict[str, Any] = {"error": message, "request_id": request_id}
     if detail is not None:
         body["detail"] = detail
     return JSONResponse(body, status_code=status)
 
 
-class _RequestContext(BaseHTTPMiddleware):
-    """Give every request an id and refuse oversized bodies before reading them."""
+class _RequestContext:
+    """ASGI middleware: a request id on every request and answer, and a body-size cap.
+
+    The cap is checked on ``Content-Length`` before anything is read and, for
+    chunked bodies, while the body is read.
+    """
 
     def __init__(self, app: Any, max_body_bytes: int) -> None:
-        super().__init__(app)
+        self.app = app
         self.max_body_bytes = max_body_bytes
 
-    async def dispatch(self, request: Request, call_next: Any) -> Any:
-        request.state.request_id = uuid.uuid4().hex
-        length = request.headers.get("content-length")
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        length = dict(scope.get("headers", ())).get(b"content-length")
         if length is not None:
             if not length.isdigit():
-                return _error(400, "invalid Content-Length header", request)
-            if int(length) > self.max_body_bytes:
-                return _error(
-                    413,
-                    f"request body of {length} bytes is over the limit of"
-                    f" {self.max_body_bytes}; send fewer instances per request",
-                    request,
+                await _error_response(400, "invalid Content-Length header", request_id)(
+                    scope, receive, send
                 )
-        response = await call_next(request)
-        response.headers["X-Request-ID"] = request.state.request_id
-        return response
+                return
+            if int(length) > self.max_body_bytes:
+                await self._too_large(int(length), request_id, scope, receive, send)
+                return
+
+        # A body without Content-Length (chunked) is counted as it arrives; past the
+        # cap, the 413 is sent at once and whatever the app answers later is dropped.
+        received = 0
+        answered = False
+
+        async def counted_receive() -> Any:
+            nonlocal received, answered
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes and not answered:
+                    await self._too_large(received, request_id, scope, receive, send)
+                    answered = True
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def send_with_id(message: Any) -> None:
+            if answered:
+                return
+            if message["type"] == "http.response.start":
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", request_id.encode()),
+                ]
+            await send(message)
+
+        await self.app(scope, counted_receive, send_with_id)
+
+    async def _too_large(
+        self, size: int, request_id: str, scope: Any, receive: Any, send: Any
+    ) -> None:
+        await _error_response(
+            413,
+            f"request body of {size} bytes (or more) is over the limit of"
+            f" {self.max_body_bytes}; send fewer instances per request",
+            request_id,
+        )(scope, receive, send)
 
 
 def create_app(package: LoadedPackage, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
@@ -100,6 +147,10 @@ def create_app(package: LoadedPackage, max_body_bytes: int = MAX_BODY_BYTES) -> 
         )
         return _error(422, f"{where}: {first['msg']}", request, detail)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail), request)
+
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:
         logger.error(
@@ -120,13 +171,18 @@ def create_app(package: LoadedPackage, max_body_bytes: int = MAX_BODY_BYTES) -> 
             first = errors[0]
             where = f"instances[{first.row}]" + (f".{first.field}" if first.field else "")
             return _error(422, f"{where}: {first.message}", request, [e.to_dict() for e in errors])
-        predictions = package.model.predict(frame)
-        answer: dict[str, Any] = {"predictions": _plain_list(predictions)}
+        answer: dict[str, Any] = {}
         if classification and hasattr(package.model, "predict_proba"):
+            # One pass through the pipeline: the predicted class is the most probable
+            # one, exactly what the classifiers' own predict() returns.
             proba = package.model.predict_proba(frame)
+            labels = package.model.classes_
+            answer["predictions"] = _plain_list(labels[proba.argmax(axis=1)])
             answer["probabilities"] = [
-                {c: round(float(p), 6) for c, p in zip(classes, row, strict=True)} for row in proba
+                dict(zip(classes, row, strict=True)) for row in np.round(proba, 6).tolist()
             ]
+        else:
+            answer["predictions"] = _plain_list(package.model.predict(frame))
         answer["model"] = model_info
         answer["request_id"] = request.state.request_id
         return answer
