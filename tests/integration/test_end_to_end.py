@@ -172,3 +172,37 @@ def test_server_binds_loopback_only(server: str) -> None:
     assert server.startswith("http://127.0.0.1:")
     health = httpx.get(f"{server}/health", timeout=5).json()
     assert health["status"] == "ok"
+
+
+def test_serve_with_two_workers(first_run: dict, project: Path, adult_frame) -> None:
+    port = free_port()
+    log = (project / "serve-workers.log").open("w")
+    process = subprocess.Popen(
+        [*KEEL, "serve", "--port", str(port), "--workers", "2", "--model", "income/1"],
+        cwd=project,
+        env=_env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            assert process.poll() is None, (project / "serve-workers.log").read_text()
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        row = json.loads(adult_frame.drop(columns=["income"]).head(1).to_json(orient="records"))
+        answers = {
+            httpx.post(f"{url}/predict", json={"instances": row}, timeout=30).json()["model"][
+                "version"
+            ]
+            for _ in range(6)
+        }
+        assert answers == {"1"}
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()

@@ -126,3 +126,51 @@ def test_internal_error_is_one_line_without_traceback(make_project, monkeypatch)
     assert "Traceback" not in result.output
     debug = invoke("run", "-c", str(path), "--debug")
     assert isinstance(debug.exception, RuntimeError)
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.0.0.2", True),
+        ("::1", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("10.1.2.3", False),
+        ("example.org", False),
+    ],
+)
+def test_only_loopback_counts_as_private(host: str, loopback: bool) -> None:
+    from keel.cli._app import is_loopback
+
+    assert is_loopback(host) is loopback
+
+
+def test_serve_wiring_without_starting_a_server(make_project, monkeypatch) -> None:
+    import uvicorn
+
+    import keel.registry
+    from keel.registry import LoadedPackage
+
+    for name in ("KEEL_SERVE_MODEL", "KEEL_SERVE_TRACKING_URI"):
+        monkeypatch.setenv(name, "")  # registered, so the test leaves the environment as it was
+    calls: list[tuple[tuple, dict]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: calls.append((a, k)))
+    fake = LoadedPackage("income", "3", "champion", None, None, "binary", (), {})  # type: ignore[arg-type]
+    seen: list[str] = []
+    monkeypatch.setattr(
+        keel.registry, "load_package", lambda uri, tracking: seen.append(uri) or fake
+    )
+    monkeypatch.setattr("keel.serving.create_app", lambda package: "app")
+    path = make_project()
+    public = invoke("serve", "-c", str(path), "--host", "0.0.0.0", "--port", "9999")
+    assert public.exit_code == 0, public.output
+    assert "warning: binding 0.0.0.0 exposes the model" in public.stderr
+    assert seen == ["income@champion"]
+    assert calls[-1] == (("app",), {"host": "0.0.0.0", "port": 9999, "log_level": "warning"})
+    multi = invoke("serve", "-c", str(path), "--workers", "2", "--model", "income/3")
+    assert multi.exit_code == 0 and "warning" not in multi.stderr
+    assert calls[-1][0] == ("keel.serving:create_app_from_env",)
+    assert calls[-1][1]["workers"] == 2 and calls[-1][1]["factory"] is True
+    assert os.environ["KEEL_SERVE_MODEL"] == "income/3"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import sys
@@ -178,7 +179,7 @@ def serve(
         uri = model or f"{project.name}@champion"
         package = load_package(uri, settings.tracking_uri)
         console = Console(stderr=True)
-        if host not in ("127.0.0.1", "localhost", "::1"):
+        if not is_loopback(host):
             console.print(
                 f"[yellow]warning:[/yellow] binding {host} exposes the model beyond this machine"
             )
@@ -201,6 +202,16 @@ def serve(
                 workers=workers,
                 log_level="warning",
             )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps the server on this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def main() -> None:
