@@ -110,7 +110,7 @@ def run(config: ConfigOpt = None, json_out: JsonOpt = False, debug: DebugOpt = F
 
 
 def _render_run(result: dict[str, Any]) -> None:
-    console = Console()
+    console = Console(highlight=False)
     primary = result["primary_metric"]
     table = Table(title=f"Candidates (validation {primary}, test {primary})")
     table.add_column("candidate")
