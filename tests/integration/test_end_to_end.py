@@ -85,7 +85,7 @@ def test_mlflow_sees_run_dataset_and_champion(first_run: dict, project: Path) ->
     inputs = run.inputs.dataset_inputs
     assert len(inputs) == 1 and inputs[0].dataset.digest == first_run["data"]["digest"]
     artifacts = {a.path for a in client.list_artifacts(first_run["run_id"])}
-    assert {"keel.yaml", "schema.json", "reports"} <= artifacts
+    assert {"keel.yaml", "schema.json", "profile.json", "reports"} <= artifacts
     version = client.get_model_version_by_alias("income", "champion")
     assert str(version.version) == "1" and version.run_id == first_run["run_id"]
     model_version = client.get_model_version("income", "1")

@@ -41,6 +41,10 @@ def test_multiclass_wine_from_parquet(tmp_path: Path) -> None:
     assert package.task == "multiclass"
     assert package.classes == ("cultivar_a", "cultivar_b", "cultivar_c")
     assert package.model.predict(frame[package.schema.feature_names].head(3)).shape == (3,)
+    # the drift reference travels with the model: statistics of the training rows
+    assert package.profile["rows"] == result.data["split_sizes"]["train"]
+    assert package.documents["schema.json"] == package.schema.to_dict()
+    assert set(package.profile["columns"]) == set(package.schema.names)
 
 
 def test_regression_diabetes(tmp_path: Path) -> None:

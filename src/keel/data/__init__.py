@@ -17,6 +17,7 @@ from keel.data._prepare import (
     prepare_labels,
     split_frame,
 )
+from keel.data._profile import CategoricalStats, NumericStats, Profile, bin_edges
 from keel.data._schema import (
     ColumnSchema,
     FieldError,
@@ -29,13 +30,17 @@ from keel.data._schema import (
 
 __all__ = [
     "SUPPORTED_SUFFIXES",
+    "CategoricalStats",
     "ColumnSchema",
     "Dataset",
     "FieldError",
     "LabelInfo",
+    "NumericStats",
+    "Profile",
     "Schema",
     "Splits",
     "Violation",
+    "bin_edges",
     "check_columns",
     "content_digest",
     "infer_schema",

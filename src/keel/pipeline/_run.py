@@ -17,6 +17,7 @@ import yaml
 from keel._version import __version__
 from keel.config import ProjectConfig, Settings, resolve_settings
 from keel.data import (
+    Profile,
     check_columns,
     infer_schema,
     ingest,
@@ -32,7 +33,7 @@ from keel.pipeline._report import write_reports
 from keel.registry import assign_alias, ensure_experiment, log_model_package, mlflow_scope
 from keel.training import evaluate_pipeline, select_best, train_candidates
 
-STAGES = ("ingest", "validate", "split", "train", "evaluate", "register", "report")
+STAGES = ("ingest", "validate", "split", "profile", "train", "evaluate", "register", "report")
 
 Observer = Callable[[str, str], None]
 """Called with ``(stage, detail)`` when a stage starts; the CLI draws progress from it."""
@@ -115,6 +116,10 @@ def run_project(
             seed=config.seed,
         )
 
+    with timer("profile"):
+        notify("profile", "train rows")
+        # The drift reference: statistics of the rows the model learns from.
+        profile_doc = Profile.from_frame(splits.train, schema).to_dict()
     with timer("train"):
         trained = train_candidates(
             config.candidates,
@@ -181,6 +186,7 @@ def run_project(
                     "keel_version": __version__,
                 }
                 features = splits.train[schema.feature_names]
+                mlflow.log_dict(profile_doc, "profile.json")
                 _, ref = log_model_package(
                     best.pipeline,
                     registered_name=config.name,
@@ -188,6 +194,7 @@ def run_project(
                     schema=schema,
                     metadata=metadata,
                     signature_rows=features.head(1000),
+                    files={"profile.json": profile_doc},
                 )
                 ref = assign_alias(client, ref)
                 mlflow.set_tag("keel.alias", ref.alias)

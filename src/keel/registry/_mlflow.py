@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import tempfile
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +26,7 @@ from keel.errors import KeelError, ModelNotFoundError, did_you_mean
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 METADATA_KEY = "keel"
+PACKAGE_DIR = "keel"  # folder inside the model's artifacts holding Keel's JSON documents
 
 # Types inside Keel's pipelines that skops does not trust by default. Declared here,
 # once, instead of trusting whatever a file happens to contain.
@@ -103,11 +106,15 @@ def log_model_package(
     schema: Schema,
     metadata: dict[str, Any],
     signature_rows: pd.DataFrame,
+    files: dict[str, dict[str, Any]] | None = None,
 ) -> tuple[str, ModelRef]:
-    """Log ``pipeline`` as an MLflow model in the active run and register it.
+    """Log ``pipeline`` as an MLflow model in the active run, then register it.
 
-    The package carries the signature, an input example, pinned requirements and,
-    under ``metadata['keel']``, the schema and what serving needs (task, classes).
+    The package carries the signature, an input example, pinned requirements, the
+    schema under ``metadata['keel']`` (visible to any MLflow client) and, under
+    ``keel/`` in the model's artifacts, ``schema.json`` and every JSON document in
+    ``files`` (the profile, say). Files are added before registration, so a
+    registered version is complete from its first moment.
     """
     import skops.io as sio
 
@@ -125,13 +132,18 @@ def log_model_package(
             name="model",
             signature=signature,
             input_example=example,
-            registered_model_name=registered_name,
             serialization_format="skops",
             skops_trusted_types=sorted(untrusted),
             pip_requirements=requirements,
             metadata={METADATA_KEY: {**metadata, "schema": schema.to_dict()}},
         )
-    return info.model_uri, ModelRef(registered_name, str(info.registered_model_version))
+        documents = {"schema.json": schema.to_dict(), **(files or {})}
+        with tempfile.TemporaryDirectory() as folder:
+            for name, document in documents.items():
+                (Path(folder) / name).write_text(json.dumps(document, sort_keys=True))
+            MlflowClient().log_model_artifacts(info.model_id, folder, PACKAGE_DIR)
+        version = mlflow.register_model(info.model_uri, registered_name)
+    return info.model_uri, ModelRef(registered_name, str(version.version))
 
 
 def assign_alias(client: MlflowClient, ref: ModelRef) -> ModelRef:
@@ -157,6 +169,12 @@ class LoadedPackage:
     task: str
     classes: tuple[str, ...]
     metadata: dict[str, Any] = field(repr=False)
+    documents: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def profile(self) -> dict[str, Any] | None:
+        """The reference profile stored in the package (``keel/profile.json``), if any."""
+        return self.documents.get("profile.json")
 
 
 def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
@@ -202,10 +220,15 @@ def load_package(uri: str, tracking_uri: str) -> LoadedPackage:
                 " run `keel run` first or check the name"
             ) from exc
         model_uri = f"models:/{name}/{mv.version}"
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), tempfile.TemporaryDirectory() as folder:
             warnings.simplefilter("ignore")
-            model = mlflow.sklearn.load_model(model_uri)
-            info = mlflow.models.get_model_info(model_uri)
+            local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=folder)
+            model = mlflow.sklearn.load_model(local)
+            info = mlflow.models.Model.load(local)
+            documents = {
+                path.name: json.loads(path.read_text())
+                for path in (Path(local) / PACKAGE_DIR).glob("*.json")
+            }
     meta = (info.metadata or {}).get(METADATA_KEY)
     if not meta or "schema" not in meta:
         raise ModelNotFoundError(
@@ -220,4 +243,5 @@ def load_package(uri: str, tracking_uri: str) -> LoadedPackage:
         task=meta["task"],
         classes=tuple(meta.get("classes", ())),
         metadata=meta,
+        documents=documents,
     )
