@@ -24,8 +24,10 @@ from keel.data._schema import (
     Schema,
     Violation,
     infer_schema,
+    read_schema,
     records_to_frame,
     validate_frame,
+    write_schema,
 )
 
 __all__ = [
@@ -48,9 +50,11 @@ __all__ = [
     "ingest",
     "prepare_labels",
     "read_columns",
+    "read_schema",
     "read_table",
     "records_to_frame",
     "snapshot",
     "split_frame",
     "validate_frame",
+    "write_schema",
 ]

@@ -12,21 +12,34 @@ import json
 import math
 import re
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+import yaml
 from pandera.errors import SchemaErrors
 
 from keel.errors import DataError, did_you_mean
 
 Kind = Literal["integer", "float", "boolean", "string", "datetime"]
 Role = Literal["feature", "target", "id", "ignored"]
+KINDS: tuple[str, ...] = ("integer", "float", "boolean", "string", "datetime")
+ROLES: tuple[str, ...] = ("feature", "target", "id", "ignored")
 
 SCHEMA_VERSION = 1
 MAX_CATEGORIES = 50
 MAX_STRING_LENGTH = 1_000
+DEFAULT_TOLERANCE = 0.25
+# Formats recognised in string columns when every value matches (checked in this order).
+PATTERNS: dict[str, str] = {
+    "uuid": r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+    "iso date": r"^\d{4}-\d{2}-\d{2}$",
+    "email": r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
+    "digits": r"^\d+$",
+}
+MIN_ROWS_FOR_PATTERN = 20
 _ID_NAME = re.compile(r"(^|_)(id|uuid|key)$|Id$|ID$", re.IGNORECASE)
 
 
@@ -42,7 +55,23 @@ class ColumnSchema:
     maximum: float | None = None
     categories: tuple[str, ...] | None = None
     unique: bool = False
+    pattern: str | None = None
+    tolerance: float = DEFAULT_TOLERANCE
     note: str = ""
+
+    def allowed_range(self) -> tuple[float, float] | None:
+        """The accepted numeric range: the observed one widened by ``tolerance``.
+
+        The range is widened on each side by ``tolerance`` times its width; a column
+        that was never negative stays non-negative.
+        """
+        if self.minimum is None or self.maximum is None:
+            return None
+        slack = self.tolerance * (self.maximum - self.minimum)
+        low = self.minimum - slack
+        if self.minimum >= 0:
+            low = max(low, 0.0)
+        return low, self.maximum + slack
 
 
 @dataclass(frozen=True)
@@ -94,27 +123,115 @@ class Schema:
         return {"version": self.version, "target": self.target, "columns": columns}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Schema:
-        """Read the form written by :meth:`to_dict`."""
-        try:
-            columns = tuple(
+    def from_dict(cls, data: Any, origin: str = "schema") -> Schema:
+        """Read (and check) the form written by :meth:`to_dict`, e.g. a hand-edited file.
+
+        Raises
+        ------
+        DataError
+            Naming the column and key that is wrong, and what is allowed.
+        """
+        if not isinstance(data, dict) or not isinstance(data.get("columns"), list):
+            raise DataError(f"{origin}: must be a mapping with 'target' and a list of 'columns'")
+        allowed = [f for f in ColumnSchema.__dataclass_fields__]
+        columns = []
+        for i, item in enumerate(data["columns"]):
+            where = f"{origin}: columns[{i}]"
+            if not isinstance(item, dict) or "name" not in item:
+                raise DataError(f"{where}: each column needs at least 'name' and 'kind'")
+            where = f"{origin}: column {item['name']!r}"
+            for key in item:
+                if key not in allowed:
+                    raise DataError(
+                        f"{where}: unknown key {key!r}{did_you_mean(str(key), allowed)};"
+                        f" allowed: {', '.join(allowed)}"
+                    )
+            for key, choices in (("kind", KINDS), ("role", ROLES)):
+                if key in item and item[key] not in choices:
+                    raise DataError(
+                        f"{where}: {key} must be one of {', '.join(choices)}, got {item[key]!r}"
+                        f"{did_you_mean(str(item[key]), choices)}"
+                    )
+            if "kind" not in item:
+                raise DataError(f"{where}: missing 'kind' (one of {', '.join(KINDS)})")
+            for key in ("minimum", "maximum", "tolerance"):
+                value = item.get(key)
+                if value is not None and (
+                    isinstance(value, bool) or not isinstance(value, int | float)
+                ):
+                    raise DataError(f"{where}: {key} must be a number, got {value!r}")
+            if item.get("pattern") is not None:
+                try:
+                    re.compile(item["pattern"])
+                except re.error as exc:
+                    raise DataError(f"{where}: pattern is not a valid regex ({exc})") from exc
+            categories = item.get("categories")
+            if categories is not None and not isinstance(categories, list):
+                raise DataError(f"{where}: categories must be a list of values")
+            columns.append(
                 ColumnSchema(
                     **{
-                        **c,
-                        "categories": tuple(c["categories"]) if c.get("categories") else None,
+                        **item,
+                        "name": str(item["name"]),
+                        "categories": tuple(str(c) for c in categories) if categories else None,
                     }
                 )
-                for c in data["columns"]
             )
-            return cls(columns=columns, target=data["target"], version=data.get("version", 1))
-        except (KeyError, TypeError) as exc:
-            raise DataError(f"schema is malformed: {exc}") from exc
+        names = [c.name for c in columns]
+        target = data.get("target")
+        if target not in names:
+            raise DataError(
+                f"{origin}: target {target!r} is not one of its columns"
+                f"{did_you_mean(str(target), names)}"
+            )
+        if len(set(names)) != len(names):
+            raise DataError(f"{origin}: a column is listed twice")
+        return cls(columns=tuple(columns), target=target, version=int(data.get("version", 1)))
 
     @property
     def digest(self) -> str:
         """SHA-256 (first 16 hex digits) of the canonical JSON form."""
         text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# -- the human-editable file ----------------------------------------------------------
+
+SCHEMA_HEADER = """\
+# Keel schema: what each column may hold. Edit freely, then use it with
+#   keel validate DATA --schema THIS_FILE      or      schema: THIS_FILE   in keel.yaml
+# kind: integer | float | boolean | string | datetime
+# role: feature | target | id | ignored (ignored and id columns are not model inputs)
+# minimum/maximum: the observed range; values are accepted within it widened on each
+#   side by tolerance x (maximum - minimum), never below 0 for a column never negative
+# categories: the allowed values (delete the list to accept any string)
+# pattern: a regular expression every value must match in full
+"""
+
+
+def write_schema(schema: Schema, path: str | Path) -> Path:
+    """Write ``schema`` as commented YAML (atomically) and return the path."""
+    path = Path(path)
+    text = SCHEMA_HEADER + yaml.safe_dump(schema.to_dict(), sort_keys=False, allow_unicode=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def read_schema(path: str | Path) -> Schema:
+    """Read a schema file (YAML or JSON) written by :func:`write_schema` or by hand."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such schema file")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise DataError(
+            f"{path}: not a readable YAML/JSON schema ({str(exc).splitlines()[0]})"
+        ) from exc
+    return Schema.from_dict(data, origin=str(path))
 
 
 # -- inference ----------------------------------------------------------------------------
@@ -156,6 +273,9 @@ def infer_schema(
                 categories = tuple(sorted(values))
         if kind == "boolean" and role == "target":
             categories = ("False", "True")
+        pattern = None
+        if kind == "string" and len(non_null) >= MIN_ROWS_FOR_PATTERN and categories is None:
+            pattern = _infer_pattern(non_null.astype(str))
         columns.append(
             ColumnSchema(
                 name=str(name),
@@ -166,10 +286,19 @@ def infer_schema(
                 maximum=maximum,
                 categories=categories,
                 unique=unique,
+                pattern=pattern,
                 note=note,
             )
         )
     return Schema(columns=tuple(columns), target=target)
+
+
+def _infer_pattern(values: pd.Series) -> str | None:
+    sample = values.head(10_000)
+    for regex in PATTERNS.values():
+        if sample.str.fullmatch(regex).all():
+            return regex
+    return None
 
 
 def _kind_of(series: pd.Series) -> Kind:
@@ -217,8 +346,17 @@ def _pandera_schema(schema: Schema, columns: list[str]) -> pa.DataFrameSchema:
         column_checks = [_type_check(column.kind)]
         if column.categories is not None and column.kind == "string":
             column_checks.append(pa.Check.isin(list(column.categories)))
+        allowed = column.allowed_range() if column.kind in ("integer", "float") else None
+        if allowed is not None:
+            column_checks.append(_range_check(*allowed))
+        if column.pattern and column.kind == "string":
+            column_checks.append(_pattern_check(column.pattern))
         checks[column.name] = pa.Column(
-            None, checks=column_checks, nullable=column.nullable, required=True
+            None,
+            checks=column_checks,
+            nullable=column.nullable,
+            unique=column.unique and column.role == "id",
+            required=True,
         )
     return pa.DataFrameSchema(checks, strict=False)
 
@@ -238,6 +376,21 @@ def _type_check(kind: Kind) -> pa.Check:
         return ok
 
     return pa.Check(is_kind, name=f"type {kind}", ignore_na=True)
+
+
+def _range_check(low: float, high: float) -> pa.Check:
+    def within_allowed_range(series: pd.Series) -> pd.Series:
+        numbers = pd.to_numeric(series, errors="coerce")
+        return numbers.isna() | numbers.between(low, high)
+
+    return pa.Check(within_allowed_range, name=f"in range [{low:g}, {high:g}]", ignore_na=True)
+
+
+def _pattern_check(pattern: str) -> pa.Check:
+    def matches_format(series: pd.Series) -> pd.Series:
+        return series.map(lambda v: not isinstance(v, str) or re.fullmatch(pattern, v) is not None)
+
+    return pa.Check(matches_format, name=f"matches {pattern}", ignore_na=True)
 
 
 def validate_frame(frame: pd.DataFrame, schema: Schema, max_examples: int = 5) -> list[Violation]:
@@ -347,8 +500,15 @@ def _coerce(raw: Any, column: ColumnSchema) -> tuple[bool, Any, str]:
                 return False, None, f"expected a whole number, got {raw}"
             if abs(raw) > 2**63 - 1:
                 return False, None, "number out of range"
-            return True, int(raw), ""
-        return True, float(raw), ""
+            raw = int(raw)
+        allowed = column.allowed_range()
+        if allowed is not None and not allowed[0] <= raw <= allowed[1]:
+            return (
+                False,
+                None,
+                f"{raw} is outside the allowed range [{allowed[0]:g}, {allowed[1]:g}]",
+            )
+        return True, (raw if column.kind == "integer" else float(raw)), ""
     if column.kind == "boolean":
         if not isinstance(raw, bool):
             return False, None, f"expected true or false, got {_json_type(raw)}"
@@ -357,6 +517,12 @@ def _coerce(raw: Any, column: ColumnSchema) -> tuple[bool, Any, str]:
         return False, None, f"expected a string, got {_json_type(raw)}"
     if len(raw) > MAX_STRING_LENGTH:
         return False, None, f"string longer than {MAX_STRING_LENGTH} characters"
+    if column.categories is not None and raw not in column.categories:
+        shown = ", ".join(column.categories[:8]) + (", ..." if len(column.categories) > 8 else "")
+        hint = did_you_mean(raw, column.categories)
+        return False, None, f"{raw[:50]!r} is not a known category{hint}; allowed: {shown}"
+    if column.pattern and re.fullmatch(column.pattern, raw) is None:
+        return False, None, f"does not match the expected format {column.pattern}"
     return True, raw, ""
 
 
