@@ -204,6 +204,88 @@ def serve(
             )
 
 
+@app.command()
+def validate(
+    data: Annotated[Path, typer.Argument(help="CSV or Parquet file to check.")],
+    schema: Annotated[
+        Path | None,
+        typer.Option("--schema", "-s", help="Schema file (YAML/JSON) to check against."),
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option(help="Target column, when inferring a schema.")
+    ] = None,
+    write_schema: Annotated[
+        Path | None,
+        typer.Option("--write-schema", help="Write the (inferred) schema here, to edit."),
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Let --write-schema replace a file.")] = False,
+    report: Annotated[
+        Path | None,
+        typer.Option(help="Folder for the reports (default .keel/reports/validate-<digest>)."),
+    ] = None,
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Check a data file against a schema and profile it; write JSON and HTML reports.
+
+    Without --schema, the schema is inferred from DATA: write it with --write-schema,
+    edit it (ranges, categories, formats), then check new data with --schema.
+    Exit codes: 0 valid, 1 rules broken (every violation is listed), 2 bad input.
+    """
+    from keel.data import validate_file
+    from keel.data import write_schema as save_schema
+    from keel.errors import KeelFinding, KeelInputError
+    from keel.pipeline import write_validation_report
+
+    with exit_codes(debug):
+        if write_schema is not None and write_schema.exists() and not force:
+            raise KeelInputError(
+                f"{write_schema}: already exists; pass --force to replace it or choose another path"
+            )
+        result = validate_file(data, schema, target)
+        payload = result.to_dict()
+        profile = result.profile.to_dict()
+        folder = (
+            report or Path(".keel") / "reports" / f"validate-{result.dataset.digest}"
+        ).resolve()
+        payload["reports"] = write_validation_report(payload, profile, folder)
+        if write_schema is not None:
+            payload["schema_written"] = str(save_schema(result.schema, write_schema))
+        if json_out:
+            print(json.dumps(payload, default=str))
+        else:
+            _render_validation(payload)
+        if not result.valid:
+            first = result.violations[0].describe()
+            more = len(result.violations) - 1
+            raise KeelFinding(
+                f"{data}: {first}" + (f" (and {more} more rule(s) broken)" if more else "")
+            )
+
+
+def _render_validation(result: dict[str, Any]) -> None:
+    console = Console(highlight=False)
+    verdict = "[green]valid[/green]" if result["valid"] else "[red]rules broken[/red]"
+    console.print(
+        f"{result['data']}: {result['rows']} rows, {result['columns']} columns,"
+        f" digest {result['digest']}, schema {result['schema']}: {verdict}"
+    )
+    if result["violations"]:
+        table = Table(title="Violations")
+        for column in ("column", "rule", "failing rows", "examples"):
+            table.add_column(column)
+        for v in result["violations"]:
+            examples = "; ".join(
+                (f"row {e['row']}: " if "row" in e else "") + repr(e["value"])
+                for e in v["examples"]
+            )
+            table.add_row(v["column"], v["check"], str(v["failing_rows"]), examples)
+        console.print(table)
+    console.print(f"Report: {result['reports']['html']}")
+    if "schema_written" in result:
+        console.print(f"Schema written to {result['schema_written']}: edit it, then use --schema")
+
+
 def is_loopback(host: str) -> bool:
     """Whether binding ``host`` keeps the server on this machine."""
     if host == "localhost":

@@ -29,6 +29,7 @@ from keel.data._schema import (
     validate_frame,
     write_schema,
 )
+from keel.data._validate import ValidationResult, validate_file
 
 __all__ = [
     "SUPPORTED_SUFFIXES",
@@ -41,6 +42,7 @@ __all__ = [
     "Profile",
     "Schema",
     "Splits",
+    "ValidationResult",
     "Violation",
     "bin_edges",
     "check_columns",
@@ -55,6 +57,7 @@ __all__ = [
     "records_to_frame",
     "snapshot",
     "split_frame",
+    "validate_file",
     "validate_frame",
     "write_schema",
 ]

@@ -79,7 +79,7 @@ class Schema:
     """The columns of a dataset, which one is the target, and which ones are features."""
 
     columns: tuple[ColumnSchema, ...]
-    target: str
+    target: str | None
     version: int = SCHEMA_VERSION
     _by_name: dict[str, ColumnSchema] = field(init=False, repr=False, compare=False)
 
@@ -119,6 +119,10 @@ class Schema:
             item = asdict(column)
             if item["categories"] is not None:
                 item["categories"] = list(item["categories"])
+            if column.kind not in ("integer", "float"):
+                item.pop("tolerance")
+            if not item["unique"]:
+                item.pop("unique")
             columns.append({k: v for k, v in item.items() if v not in (None, "")})
         return {"version": self.version, "target": self.target, "columns": columns}
 
@@ -173,13 +177,14 @@ class Schema:
                     **{
                         **item,
                         "name": str(item["name"]),
+                        "nullable": bool(item.get("nullable", True)),
                         "categories": tuple(str(c) for c in categories) if categories else None,
                     }
                 )
             )
         names = [c.name for c in columns]
         target = data.get("target")
-        if target not in names:
+        if target is not None and target not in names:
             raise DataError(
                 f"{origin}: target {target!r} is not one of its columns"
                 f"{did_you_mean(str(target), names)}"
@@ -238,9 +243,12 @@ def read_schema(path: str | Path) -> Schema:
 
 
 def infer_schema(
-    frame: pd.DataFrame, target: str, ignore_columns: list[str] | tuple[str, ...] = ()
+    frame: pd.DataFrame, target: str | None, ignore_columns: list[str] | tuple[str, ...] = ()
 ) -> Schema:
-    """Infer a schema from ``frame``; ``target`` and ``ignore_columns`` get their roles."""
+    """Infer a schema from ``frame``; ``target`` and ``ignore_columns`` get their roles.
+
+    ``target`` may be ``None`` for data without labels (``keel validate``).
+    """
     columns = []
     for name in frame.columns:
         series = frame[name]
@@ -328,14 +336,31 @@ class Violation:
     check: str
     failing_rows: int
     examples: tuple[Any, ...]
+    rows: tuple[int, ...] = ()
 
     def describe(self) -> str:
-        """One line: column, rule, how many rows, a few example values."""
-        shown = ", ".join(repr(e) for e in self.examples)
-        return (
-            f"column {self.column!r}: {self.check} fails on {self.failing_rows} row(s)"
-            f" (e.g. {shown})"
+        """One line: column, rule, how many rows, a few example values and their rows."""
+        if self.rows:
+            shown = ", ".join(
+                f"row {r + 1}: {e!r}" for r, e in zip(self.rows, self.examples, strict=False)
+            )
+        else:
+            shown = ", ".join(repr(e) for e in self.examples)
+        return f"column {self.column!r}: {self.check} fails on {self.failing_rows} row(s)" + (
+            f" (e.g. {shown})" if shown else ""
         )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form; ``rows`` are 1-based data rows (the header is not counted)."""
+        return {
+            "column": self.column,
+            "check": self.check,
+            "failing_rows": self.failing_rows,
+            "examples": [
+                {"row": r + 1, "value": e} for r, e in zip(self.rows, self.examples, strict=False)
+            ]
+            or [{"value": e} for e in self.examples],
+        }
 
 
 def _pandera_schema(schema: Schema, columns: list[str]) -> pa.DataFrameSchema:
@@ -409,8 +434,18 @@ def validate_frame(frame: pd.DataFrame, schema: Schema, max_examples: int = 5) -
     except SchemaErrors as exc:
         cases = exc.failure_cases
         for (column, check), group in cases.groupby(["column", "check"], sort=False, dropna=False):
-            examples = tuple(_plain(v) for v in group["failure_case"].head(max_examples))
-            violations.append(Violation(str(column), str(check), len(group), examples))
+            head = group.head(max_examples)
+            examples = tuple(_plain(v) for v in head["failure_case"])
+            rows = tuple(int(i) for i in head["index"] if pd.notna(i))
+            violations.append(
+                Violation(
+                    str(column),
+                    str(check),
+                    len(group),
+                    examples,
+                    rows if len(rows) == len(examples) else (),
+                )
+            )
     return violations
 
 

@@ -145,3 +145,133 @@ def render_html(report: dict[str, Any]) -> str:
         "</body></html>",
     ]
     return "\n".join(parts)
+
+
+# -- keel validate ------------------------------------------------------------------------
+
+
+def _histogram_svg(stats: dict[str, Any]) -> str:
+    """Inline SVG histogram of a numeric column's profile (under/overflow bins dropped)."""
+    bins = stats["bins"][1:-1]
+    top = max(bins) if bins and max(bins) > 0 else 1
+    width, height = 300, 80
+    bar = width / max(1, len(bins))
+    rects = "".join(
+        f'<rect x="{i * bar:.1f}" y="{height - height * b / top:.1f}" width="{max(bar - 1, 1):.1f}"'
+        f' height="{height * b / top:.1f}" fill="#3b6ea5"><title>{b}</title></rect>'
+        for i, b in enumerate(bins)
+    )
+    low, high = stats["edges"][0], stats["edges"][-1]
+    return (
+        f'<svg role="img" aria-label="histogram" width="{width}" height="{height + 14}"'
+        f' xmlns="http://www.w3.org/2000/svg">{rects}'
+        f'<text x="0" y="{height + 12}" font-size="10">{low:g}</text>'
+        f'<text x="{width}" y="{height + 12}" font-size="10" text-anchor="end">{high:g}</text>'
+        "</svg>"
+    )
+
+
+def _categories_svg(stats: dict[str, Any]) -> str:
+    """Inline SVG bar chart of a categorical column's most frequent values."""
+    top = stats["top"][:8]
+    if not top:
+        return ""
+    width, row = 300, 16
+    most = max(t["count"] for t in top) or 1
+    parts = []
+    for i, t in enumerate(top):
+        w = 150 * t["count"] / most
+        parts.append(
+            f'<text x="0" y="{i * row + 12}" font-size="11">'
+            f"{html.escape(str(t['value'])[:20])}</text>"
+            f'<rect x="130" y="{i * row + 2}" width="{w:.1f}" height="{row - 4}" fill="#6a8f3b"/>'
+            f'<text x="{134 + w:.1f}" y="{i * row + 12}" font-size="10">'
+            f"{100 * t['frequency']:.1f}%</text>"
+        )
+    return (
+        f'<svg role="img" aria-label="top categories" width="{width}" height="{len(top) * row}"'
+        f' xmlns="http://www.w3.org/2000/svg">{"".join(parts)}</svg>'
+    )
+
+
+def render_validation_html(report: dict[str, Any], profile: dict[str, Any]) -> str:
+    """One self-contained page: verdict, every violation with example rows, column plots."""
+    verdict = "valid" if report["valid"] else f"{len(report['violations'])} rule(s) broken"
+    colour = "#2e7d32" if report["valid"] else "#b71c1c"
+    violation_rows = [
+        [
+            v["column"],
+            v["check"],
+            v["failing_rows"],
+            "; ".join(
+                (f"row {e['row']}: " if "row" in e else "") + repr(e["value"])
+                for e in v["examples"]
+            ),
+        ]
+        for v in report["violations"]
+    ]
+    columns = []
+    for name, stats in profile["columns"].items():
+        if stats["type"] == "numeric":
+            facts = (
+                f"count {stats['count']}, missing {stats['missing']}, mean {_fmt(stats['mean'])},"
+                f" std {_fmt(stats['std'])}, min {_fmt(stats['min'])}, max {_fmt(stats['max'])}"
+            )
+            plot = _histogram_svg(stats)
+        else:
+            facts = (
+                f"count {stats['count']}, missing {stats['missing']}, distinct {stats['distinct']}"
+            )
+            plot = _categories_svg(stats)
+        columns.append(f"<div class='col'><h3>{html.escape(name)}</h3><p>{facts}</p>{plot}</div>")
+    css = (
+        "body{font-family:system-ui,sans-serif;margin:2rem;max-width:75rem;color:#222}"
+        "table{border-collapse:collapse;margin:0.5rem 0 1.5rem}"
+        "td,th{border:1px solid #ccc;padding:0.25rem 0.6rem;text-align:left;vertical-align:top}"
+        "th{background:#f2f2f2}.cols{display:flex;flex-wrap:wrap;gap:1rem}"
+        ".col{border:1px solid #ddd;padding:0.5rem;width:320px}.col h3{margin:0;font-size:1rem}"
+        ".col p{font-size:0.8rem;color:#555}"
+    )
+    title = f"Keel data validation — {Path(report['data']).name}"
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>{html.escape(title)}</title><style>{css}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p style='font-size:1.3rem;color:{colour}'><b>{html.escape(verdict)}</b></p>",
+        _table(
+            ["data", "digest", "rows", "columns", "schema"],
+            [
+                [
+                    report["data"],
+                    report["digest"],
+                    report["rows"],
+                    report["columns"],
+                    report["schema"],
+                ]
+            ],
+        ),
+        "<h2>Violations</h2>",
+        _table(["column", "rule", "failing rows", "examples"], violation_rows)
+        if violation_rows
+        else "<p>None.</p>",
+        "<h2>Columns</h2><div class='cols'>",
+        *columns,
+        "</div></body></html>",
+    ]
+    return "\n".join(parts)
+
+
+def write_validation_report(
+    report: dict[str, Any], profile: dict[str, Any], folder: Path
+) -> dict[str, str]:
+    """Write ``validation.json``, ``profile.json`` and ``validation.html`` into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "json": folder / "validation.json",
+        "profile": folder / "profile.json",
+        "html": folder / "validation.html",
+    }
+    _atomic_write(paths["json"], json.dumps(report, indent=2, default=str))
+    _atomic_write(paths["profile"], json.dumps(profile, indent=2))
+    _atomic_write(paths["html"], render_validation_html(report, profile))
+    return {k: str(v) for k, v in paths.items()}
