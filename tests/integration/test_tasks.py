@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -10,6 +11,7 @@ import pytest
 from sklearn.datasets import load_diabetes, load_wine
 
 from keel.config import load_config
+from keel.data import Schema, infer_schema, write_schema
 from keel.pipeline import run_project
 from keel.registry import load_package
 
@@ -47,17 +49,30 @@ def test_multiclass_wine_from_parquet(tmp_path: Path) -> None:
     assert set(package.profile["columns"]) == set(package.schema.names)
 
 
-def test_regression_diabetes(tmp_path: Path) -> None:
+def test_regression_diabetes_with_an_edited_schema(tmp_path: Path) -> None:
     frame = load_diabetes(as_frame=True).frame
+    schema = infer_schema(frame, "target")
+    edited = replace(schema["bmi"], role="ignored", note="edited by hand")
+    columns = tuple(edited if c.name == "bmi" else c for c in schema.columns)
+    write_schema(Schema(columns=columns, target="target"), tmp_path / "diabetes" / "schema.yaml")
     config = load_config(
         _project(
             tmp_path / "diabetes",
             frame,
-            {"name": "diabetes", "target": "target", "candidates": ["dummy", "linear"]},
+            {
+                "name": "diabetes",
+                "target": "target",
+                "candidates": ["dummy", "linear"],
+                "schema": "schema.yaml",
+            },
             "diabetes.csv",
         )
     )
     result = run_project(config)
+    package = load_package("diabetes@champion", result.tracking_uri)
+    assert (
+        "bmi" not in package.schema.feature_names and package.schema["bmi"].note == "edited by hand"
+    )
     assert result.task == "regression" and result.primary_metric == "rmse"
     by_name = {c["name"]: c for c in result.candidates}
     assert result.model["candidate"] == "linear"

@@ -174,3 +174,40 @@ def test_serve_wiring_without_starting_a_server(make_project, monkeypatch) -> No
     assert calls[-1][0] == ("keel.serving:create_app_from_env",)
     assert calls[-1][1]["workers"] == 2 and calls[-1][1]["factory"] is True
     assert os.environ["KEEL_SERVE_MODEL"] == "income/3"
+
+
+def test_configured_schema_is_enforced_before_anything_is_written(
+    make_project, adult_frame
+) -> None:
+    from keel.data import infer_schema, write_schema
+
+    bad = adult_frame.copy()
+    bad.loc[4, "sex"] = "Robot"
+    path = make_project(
+        {"name": "income", "data": "adult.csv", "target": "income", "schema": "schema.yaml"},
+        frame=bad,
+    )
+    write_schema(infer_schema(adult_frame, "income"), path.parent / "schema.yaml")
+    result = invoke("run", "-c", str(path))
+    assert result.exit_code == 2
+    assert (
+        "column 'sex': isin(['Female', 'Male']) fails on 1 row(s) (e.g. row 5: 'Robot')"
+        in result.stderr
+    )
+    assert not (path.parent / ".keel").exists()
+
+
+def test_configured_schema_must_exist_and_agree(make_project, adult_frame) -> None:
+    from keel.data import infer_schema, write_schema
+
+    path = make_project(
+        {"name": "income", "data": "adult.csv", "target": "income", "schema": "missing.yaml"}
+    )
+    result = invoke("run", "-c", str(path))
+    assert result.exit_code == 2 and "key 'schema': file 'missing.yaml' not found" in result.stderr
+    write_schema(infer_schema(adult_frame, "sex"), path.parent / "other.yaml")
+    path.write_text(path.read_text().replace("missing.yaml", "other.yaml"))
+    result = invoke("run", "-c", str(path))
+    assert (
+        result.exit_code == 2 and "its target is 'sex' but keel.yaml says 'income'" in result.stderr
+    )

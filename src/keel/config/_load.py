@@ -55,6 +55,11 @@ def load_config(path: str | Path | None = None) -> ProjectConfig:
             f"{file}: key 'data': file {config.data!r} not found (looked at {config.data_path});"
             " fix the path, relative to the folder of keel.yaml"
         )
+    if config.schema_path is not None and not config.schema_path.is_file():
+        raise ConfigError(
+            f"{file}: key 'schema': file {config.schema_file!r} not found (looked at"
+            f" {config.schema_path}); write one with `keel validate DATA --write-schema FILE`"
+        )
     return config
 
 
@@ -83,7 +88,9 @@ def _allowed_keys(loc: tuple[Any, ...]) -> tuple[str, ...]:
         model = annotation if annotation is SplitConfig else None
         if model is None:
             return ()
-    return tuple(model.model_fields) if model is not None else ()
+    if model is None:
+        return ()
+    return tuple(f.alias or name for name, f in model.model_fields.items())
 
 
 def _describe(exc: ValidationError) -> str:

@@ -19,7 +19,7 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 class SplitConfig(_Strict):
@@ -56,6 +56,7 @@ class ProjectConfig(_Strict):
     split: SplitConfig = Field(default_factory=SplitConfig)
     candidates: list[CandidateName] = Field(default_factory=lambda: list(CANDIDATES))
     tracking_uri: str | None = None
+    schema_file: str | None = Field(None, alias="schema")
 
     _root: Path = PrivateAttr(default_factory=Path.cwd)
     _source: Path | None = PrivateAttr(default=None)
@@ -108,6 +109,14 @@ class ProjectConfig(_Strict):
     def data_path(self) -> Path:
         """Absolute path of the data file."""
         path = Path(self.data).expanduser()
+        return path if path.is_absolute() else (self.root / path).resolve()
+
+    @property
+    def schema_path(self) -> Path | None:
+        """Absolute path of the hand-edited schema file, if one is configured."""
+        if self.schema_file is None:
+            return None
+        path = Path(self.schema_file).expanduser()
         return path if path.is_absolute() else (self.root / path).resolve()
 
     @property

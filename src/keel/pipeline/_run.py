@@ -7,7 +7,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +18,13 @@ from keel._version import __version__
 from keel.config import ProjectConfig, Settings, resolve_settings
 from keel.data import (
     Profile,
+    Schema,
     check_columns,
     infer_schema,
     ingest,
     prepare_labels,
     read_columns,
+    read_schema,
     snapshot,
     split_frame,
     validate_frame,
@@ -94,17 +96,19 @@ def run_project(
         dataset = ingest(config.data_path)
     with timer("validate"):
         notify("validate", f"{dataset.n_rows} rows")
+        if config.schema_path is not None:
+            schema = _configured_schema(config)
+            _stop_on_violations(validate_frame(dataset.frame, schema), config.data)
         frame, labels = prepare_labels(
             dataset.frame, config.target, config.task, config.positive_class
         )
-        schema = infer_schema(frame, config.target, config.ignore_columns)
+        if config.schema_path is None:
+            schema = infer_schema(frame, config.target, config.ignore_columns)
         if not schema.features:
             raise DataError(
                 f"{config.data}: no usable feature columns besides target {config.target!r}"
             )
-        violations = validate_frame(frame, schema)
-        if violations:
-            raise DataError(f"{config.data}: {violations[0].describe()}")
+        _stop_on_violations(validate_frame(frame, schema), config.data)
     with timer("split"):
         notify("split", f"seed {config.seed}")
         splits = split_frame(
@@ -243,6 +247,32 @@ def run_project(
     )
 
 
+def _configured_schema(config: ProjectConfig) -> Schema:
+    """The hand-edited schema of ``keel.yaml``'s ``schema:``, with the config's roles."""
+    schema = read_schema(config.schema_path)
+    if schema.target != config.target:
+        raise DataError(
+            f"{config.schema_file}: its target is {schema.target!r} but keel.yaml says"
+            f" {config.target!r}; make them agree"
+        )
+    columns = tuple(
+        replace(c, role="ignored", note="listed in ignore_columns")
+        if c.name in config.ignore_columns
+        else c
+        for c in schema.columns
+    )
+    return Schema(columns=columns, target=schema.target)
+
+
+def _stop_on_violations(violations: list, data: str) -> None:
+    if violations:
+        more = len(violations) - 1
+        raise DataError(
+            f"{data}: {violations[0].describe()}"
+            + (f" (and {more} more rule(s) broken; `keel validate` lists them all)" if more else "")
+        )
+
+
 def _log_run(config, dataset, frame, labels, schema, splits, best, test_metrics) -> None:
     """Everything that makes the run reproducible, logged on the active MLflow run."""
     mlflow.log_params(
@@ -280,7 +310,7 @@ def _log_run(config, dataset, frame, labels, schema, splits, best, test_metrics)
         digest=dataset.digest,
     )
     mlflow.log_input(source, context="training")
-    mlflow.log_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), "keel.yaml")
+    mlflow.log_text(yaml.safe_dump(config.model_dump(mode="json", by_alias=True), sort_keys=False), "keel.yaml")
     mlflow.log_dict(schema.to_dict(), "schema.json")
 
 
