@@ -78,3 +78,29 @@ def test_regression_diabetes_with_an_edited_schema(tmp_path: Path) -> None:
     assert result.model["candidate"] == "linear"
     assert by_name["linear"]["test"]["rmse"] < by_name["dummy"]["test"]["rmse"]
     assert "probabilities" not in json.dumps(result.to_dict())
+
+
+def test_time_split_run_records_its_boundaries(tmp_path: Path, adult_frame: pd.DataFrame) -> None:
+    frame = adult_frame.assign(
+        day=pd.date_range("2021-01-01", periods=len(adult_frame), freq="6h").strftime("%Y-%m-%d")
+    )
+    config = load_config(
+        _project(
+            tmp_path / "timed",
+            frame,
+            {
+                "name": "timed",
+                "target": "income",
+                "time_column": "day",
+                "candidates": ["dummy", "lightgbm"],
+            },
+            "timed.csv",
+        )
+    )
+    result = run_project(config)
+    assert result.data["split_method"] == "time"
+    details = result.data["split_details"]
+    assert details["train_until"] < details["validation_from"] < details["test_from"]
+    package = load_package("timed@champion", result.tracking_uri)
+    assert "day" not in package.schema.feature_names
+    assert result.data["class_balance"][">50K"] < 0.5

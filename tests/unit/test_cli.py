@@ -211,3 +211,28 @@ def test_configured_schema_must_exist_and_agree(make_project, adult_frame) -> No
     assert (
         result.exit_code == 2 and "its target is 'sex' but keel.yaml says 'income'" in result.stderr
     )
+
+
+def test_leaky_feature_stops_the_run_naming_it(make_project, adult_frame) -> None:
+    leaky = adult_frame.assign(bonus_paid=(adult_frame["income"] == ">50K").astype(int))
+    path = make_project(frame=leaky)
+    result = invoke("run", "-c", str(path))
+    assert result.exit_code == 2
+    assert "feature 'bonus_paid' alone predicts target 'income'" in result.stderr
+    assert "ignore_columns" in result.stderr
+    assert not (path.parent / ".keel").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"time_column": "day", "group_column": "sex"}, "cannot both be set"),
+        ({"time_column": "dayy"}, "key 'time_column': 'dayy' is not a column"),
+        ({"group_column": "income"}, "cannot be the time or group column"),
+        ({"leakage_threshold": 0.3}, "key 'leakage_threshold'"),
+    ],
+)
+def test_split_config_errors(make_project, extra, message) -> None:
+    config = {"name": "income", "data": "adult.csv", "target": "income", **extra}
+    result = invoke("run", "-c", str(make_project(config)))
+    assert result.exit_code == 2 and message in result.stderr

@@ -310,7 +310,7 @@ def test_split_is_disjoint_stratified_and_seeded(adult_frame) -> None:
 
 def test_split_refuses_classes_too_small_to_stratify() -> None:
     frame = pd.DataFrame({"x": range(40), "y": ["a"] * 20 + ["b"] * 18 + ["c"] * 2})
-    with pytest.raises(DataError, match="class 'c' has only 2 row"):
+    with pytest.raises(DataError, match=r"class 'c' has only 2 distinct row"):
         split_frame(frame, "y", "multiclass")
 
 

@@ -55,6 +55,9 @@ class ProjectConfig(_Strict):
     seed: int = Field(42, ge=0, le=2**32 - 1)
     split: SplitConfig = Field(default_factory=SplitConfig)
     candidates: list[CandidateName] = Field(default_factory=lambda: list(CANDIDATES))
+    time_column: str | None = None
+    group_column: str | None = None
+    leakage_threshold: float = Field(0.99, gt=0.5, le=1.0)
     tracking_uri: str | None = None
     schema_file: str | None = Field(None, alias="schema")
 
@@ -88,10 +91,20 @@ class ProjectConfig(_Strict):
         return list(dict.fromkeys(value))
 
     @model_validator(mode="after")
-    def _target_is_not_ignored(self) -> ProjectConfig:
+    def _roles_do_not_clash(self) -> ProjectConfig:
         if self.target in self.ignore_columns:
             raise ValueError(f"target {self.target!r} cannot also be in ignore_columns")
+        if self.time_column and self.group_column:
+            raise ValueError("time_column and group_column cannot both be set: choose how to split")
+        if self.target in (self.time_column, self.group_column):
+            raise ValueError(f"target {self.target!r} cannot be the time or group column")
         return self
+
+    @property
+    def excluded_columns(self) -> list[str]:
+        """Columns never used as features: ignored ones, the time and group columns."""
+        extra = [c for c in (self.time_column, self.group_column) if c]
+        return list(dict.fromkeys([*self.ignore_columns, *extra]))
 
     # -- resolved locations -------------------------------------------------------------
 

@@ -9,14 +9,15 @@ from keel.data._ingest import (
     read_table,
     snapshot,
 )
-from keel.data._prepare import (
-    LabelInfo,
-    Splits,
-    check_columns,
-    infer_task,
-    prepare_labels,
-    split_frame,
+from keel.data._leakage import (
+    FeatureScore,
+    check_duplicates,
+    check_single_feature_leakage,
+    class_balance,
+    duplicates_across,
+    single_feature_scores,
 )
+from keel.data._prepare import LabelInfo, check_columns, infer_task, prepare_labels
 from keel.data._profile import CategoricalStats, NumericStats, Profile, bin_edges
 from keel.data._schema import (
     ColumnSchema,
@@ -29,6 +30,7 @@ from keel.data._schema import (
     validate_frame,
     write_schema,
 )
+from keel.data._split import Splits, row_keys, split_frame
 from keel.data._validate import ValidationResult, validate_file
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "CategoricalStats",
     "ColumnSchema",
     "Dataset",
+    "FeatureScore",
     "FieldError",
     "LabelInfo",
     "NumericStats",
@@ -46,7 +49,11 @@ __all__ = [
     "Violation",
     "bin_edges",
     "check_columns",
+    "check_duplicates",
+    "check_single_feature_leakage",
+    "class_balance",
     "content_digest",
+    "duplicates_across",
     "infer_schema",
     "infer_task",
     "ingest",
@@ -55,6 +62,8 @@ __all__ = [
     "read_schema",
     "read_table",
     "records_to_frame",
+    "row_keys",
+    "single_feature_scores",
     "snapshot",
     "split_frame",
     "validate_file",

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from keel.errors import DataError, did_you_mean
 
@@ -22,6 +19,8 @@ def check_columns(
     sensitive_features: list[str] | tuple[str, ...] = (),
     ignore_columns: list[str] | tuple[str, ...] = (),
     origin: str = "data",
+    time_column: str | None = None,
+    group_column: str | None = None,
 ) -> None:
     """Check that every column named in the config exists in the data.
 
@@ -33,6 +32,9 @@ def check_columns(
     wanted = [("target", target)]
     wanted += [("sensitive_features", c) for c in sensitive_features]
     wanted += [("ignore_columns", c) for c in ignore_columns]
+    wanted += [
+        (k, c) for k, c in (("time_column", time_column), ("group_column", group_column)) if c
+    ]
     for key, name in wanted:
         if name not in columns:
             shown = ", ".join(columns[:30]) + (", ..." if len(columns) > 30 else "")
@@ -126,76 +128,4 @@ def prepare_labels(
             chosen = str(counts.sort_index().sort_values(kind="stable").index[0])
     return usable, LabelInfo(
         task=task, classes=classes, positive_class=chosen, dropped_missing=missing
-    )
-
-
-@dataclass(frozen=True)
-class Splits:
-    """Non-overlapping train / validation / test rows of one dataset."""
-
-    train: pd.DataFrame = field(repr=False)
-    validation: pd.DataFrame = field(repr=False)
-    test: pd.DataFrame = field(repr=False)
-    seed: int
-    stratified: bool
-    digest: str
-
-    def sizes(self) -> dict[str, int]:
-        """Rows in each split."""
-        return {
-            "train": len(self.train),
-            "validation": len(self.validation),
-            "test": len(self.test),
-        }
-
-
-def split_frame(
-    frame: pd.DataFrame,
-    target: str,
-    task: str,
-    validation: float = 0.2,
-    test: float = 0.2,
-    seed: int = 42,
-) -> Splits:
-    """Split rows into train/validation/test, seeded, stratified for classification.
-
-    Raises
-    ------
-    DataError
-        When a class has too few rows to appear in every split.
-    """
-    stratified = task != "regression"
-    index = np.arange(len(frame))
-    y = frame[target].to_numpy()
-    if stratified:
-        counts = pd.Series(y).value_counts()
-        rare = counts[counts < 3]
-        if not rare.empty:
-            raise DataError(
-                f"target {target!r}: class {rare.index[0]!r} has only {int(rare.iloc[0])} row(s);"
-                " every class needs at least 3 to appear in train, validation and test"
-            )
-    try:
-        rest, test_idx = train_test_split(
-            index, test_size=test, random_state=seed, stratify=y if stratified else None
-        )
-        train_idx, val_idx = train_test_split(
-            rest,
-            test_size=validation / (1.0 - test),
-            random_state=seed,
-            stratify=y[rest] if stratified else None,
-        )
-    except ValueError as exc:
-        raise DataError(f"cannot split {len(frame)} rows as configured: {exc}") from exc
-    digest = hashlib.sha256()
-    for part in (train_idx, val_idx, test_idx):
-        digest.update(np.sort(part).astype(np.int64).tobytes())
-        digest.update(b"|")
-    return Splits(
-        train=frame.iloc[np.sort(train_idx)].reset_index(drop=True),
-        validation=frame.iloc[np.sort(val_idx)].reset_index(drop=True),
-        test=frame.iloc[np.sort(test_idx)].reset_index(drop=True),
-        seed=seed,
-        stratified=stratified,
-        digest=digest.hexdigest()[:16],
     )

@@ -20,11 +20,15 @@ from keel.data import (
     Profile,
     Schema,
     check_columns,
+    check_duplicates,
+    check_single_feature_leakage,
+    class_balance,
     infer_schema,
     ingest,
     prepare_labels,
     read_columns,
     read_schema,
+    single_feature_scores,
     snapshot,
     split_frame,
     validate_frame,
@@ -35,7 +39,17 @@ from keel.pipeline._report import write_reports
 from keel.registry import assign_alias, ensure_experiment, log_model_package, mlflow_scope
 from keel.training import evaluate_pipeline, select_best, train_candidates
 
-STAGES = ("ingest", "validate", "split", "profile", "train", "evaluate", "register", "report")
+STAGES = (
+    "ingest",
+    "validate",
+    "split",
+    "leakage",
+    "profile",
+    "train",
+    "evaluate",
+    "register",
+    "report",
+)
 
 Observer = Callable[[str, str], None]
 """Called with ``(stage, detail)`` when a stage starts; the CLI draws progress from it."""
@@ -71,6 +85,8 @@ def check_project(config: ProjectConfig) -> list[str]:
         config.sensitive_features,
         config.ignore_columns,
         origin=f"{config.data} ({len(columns)} columns)",
+        time_column=config.time_column,
+        group_column=config.group_column,
     )
     return columns
 
@@ -103,7 +119,7 @@ def run_project(
             dataset.frame, config.target, config.task, config.positive_class
         )
         if config.schema_path is None:
-            schema = infer_schema(frame, config.target, config.ignore_columns)
+            schema = infer_schema(frame, config.target, config.excluded_columns)
         if not schema.features:
             raise DataError(
                 f"{config.data}: no usable feature columns besides target {config.target!r}"
@@ -111,6 +127,7 @@ def run_project(
         _stop_on_violations(validate_frame(frame, schema), config.data)
     with timer("split"):
         notify("split", f"seed {config.seed}")
+        model_columns = [*schema.feature_names, config.target]
         splits = split_frame(
             frame,
             config.target,
@@ -118,7 +135,15 @@ def run_project(
             validation=config.split.validation,
             test=config.split.test,
             seed=config.seed,
+            key_columns=model_columns,
+            time_column=config.time_column,
+            group_column=config.group_column,
         )
+    with timer("leakage"):
+        notify("leakage", "duplicates, single-feature predictors")
+        check_duplicates(splits, model_columns)
+        feature_scores = single_feature_scores(splits, schema, labels.task, labels.positive_class)
+        check_single_feature_leakage(feature_scores, config.target, config.leakage_threshold)
 
     with timer("profile"):
         notify("profile", "train rows")
@@ -152,7 +177,14 @@ def run_project(
         "schema_digest": schema.digest,
         "split_digest": splits.digest,
         "split_sizes": splits.sizes(),
+        "split_method": splits.method,
+        "split_details": splits.details,
         "stratified": splits.stratified,
+        "class_balance": class_balance(frame[config.target]) if labels.task != "regression" else {},
+        "strongest_single_features": [
+            {"feature": f.feature, "metric": f.metric, "score": round(f.score, 4)}
+            for f in feature_scores[:5]
+        ],
     }
     candidates = [
         {
@@ -257,7 +289,7 @@ def _configured_schema(config: ProjectConfig) -> Schema:
         )
     columns = tuple(
         replace(c, role="ignored", note="listed in ignore_columns")
-        if c.name in config.ignore_columns
+        if c.name in config.excluded_columns
         else c
         for c in schema.columns
     )
@@ -284,6 +316,9 @@ def _log_run(config, dataset, frame, labels, schema, splits, best, test_metrics)
             "split.validation": config.split.validation,
             "split.test": config.split.test,
             "split.stratified": splits.stratified,
+            "split.method": splits.method,
+            "time_column": config.time_column,
+            "group_column": config.group_column,
             **{f"model.{k}": v for k, v in best.params.items()},
         }
     )
@@ -310,7 +345,9 @@ def _log_run(config, dataset, frame, labels, schema, splits, best, test_metrics)
         digest=dataset.digest,
     )
     mlflow.log_input(source, context="training")
-    mlflow.log_text(yaml.safe_dump(config.model_dump(mode="json", by_alias=True), sort_keys=False), "keel.yaml")
+    mlflow.log_text(
+        yaml.safe_dump(config.model_dump(mode="json", by_alias=True), sort_keys=False), "keel.yaml"
+    )
     mlflow.log_dict(schema.to_dict(), "schema.json")
 
 

@@ -1,0 +1,161 @@
+"""Leakage checks run on the splits before any model is trained."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
+from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
+
+from keel.data._schema import Schema
+from keel.data._split import Splits, row_keys
+from keel.errors import DataError
+
+DEFAULT_THRESHOLD = 0.99
+
+
+@dataclass(frozen=True)
+class FeatureScore:
+    """How well one feature alone predicts the target on the validation rows."""
+
+    feature: str
+    metric: str
+    score: float
+
+
+def duplicates_across(splits: Splits, key_columns: Sequence[str]) -> dict[str, int]:
+    """Rows of validation and test identical (on ``key_columns``) to some training row."""
+    train = set(row_keys(splits.train, key_columns).tolist())
+    return {
+        name: int(sum(k in train for k in row_keys(part, key_columns).tolist()))
+        for name, part in (("validation", splits.validation), ("test", splits.test))
+    }
+
+
+def check_duplicates(splits: Splits, key_columns: Sequence[str]) -> None:
+    """Stop when a test or validation row repeats a training row on every model column."""
+    found = duplicates_across(splits, key_columns)
+    if found["test"] or found["validation"]:
+        how = {"time": "time_column", "group": "group_column"}.get(splits.method, "the split")
+        raise DataError(
+            f"{found['test']} test and {found['validation']} validation row(s) are identical to"
+            f" training rows on every column the model sees; with {how} Keel cannot keep"
+            " them together. Remove the duplicates, or add a column that tells them apart"
+        )
+
+
+def single_feature_scores(
+    splits: Splits, schema: Schema, task: str, positive_class: str | None
+) -> list[FeatureScore]:
+    """Score each feature alone (fit on train, scored on validation), best first.
+
+    Numbers go through a shallow tree; categories through their per-category target
+    rate (binary), majority class (multiclass) or mean (regression). Metrics: ROC AUC
+    (binary), balanced accuracy (multiclass), R² (regression).
+    """
+    target = schema.target
+    y_train = splits.train[target]
+    y_val = splits.validation[target]
+    scores = []
+    for column in schema.features:
+        x_train = splits.train[column.name]
+        x_val = splits.validation[column.name]
+        if column.kind in ("integer", "float"):
+            prediction = _tree_prediction(x_train, y_train, x_val, task, positive_class)
+            metric, score = _score(y_val, prediction, task, positive_class)
+            # A tree only approximates a smooth copy of the target; a monotone one
+            # is caught exactly by rank AUC (binary) or a straight line (regression).
+            score = max(
+                score, _monotone_score(x_train, y_train, x_val, y_val, task, positive_class)
+            )
+        else:
+            prediction = _category_prediction(x_train, y_train, x_val, task, positive_class)
+            metric, score = _score(y_val, prediction, task, positive_class)
+        scores.append(FeatureScore(column.name, metric, score))
+    return sorted(scores, key=lambda s: -s.score)
+
+
+def check_single_feature_leakage(
+    scores: list[FeatureScore], target: str, threshold: float = DEFAULT_THRESHOLD
+) -> None:
+    """Stop when one feature alone predicts the target almost perfectly."""
+    leaks = [s for s in scores if s.score >= threshold]
+    if leaks:
+        worst = leaks[0]
+        raise DataError(
+            f"feature {worst.feature!r} alone predicts target {target!r} with {worst.metric}"
+            f" {worst.score:.4f} on validation (threshold {threshold}): target leakage? If it"
+            " is only known after the outcome, add it to ignore_columns; if it is legitimate,"
+            " raise leakage_threshold"
+        )
+
+
+def _tree_prediction(x_train, y_train, x_val, task, positive_class) -> np.ndarray:
+    fill = float(pd.to_numeric(x_train, errors="coerce").median())
+    xt = pd.to_numeric(x_train, errors="coerce").fillna(fill).to_numpy().reshape(-1, 1)
+    xv = pd.to_numeric(x_val, errors="coerce").fillna(fill).to_numpy().reshape(-1, 1)
+    if task == "regression":
+        tree = DecisionTreeRegressor(max_depth=6, min_samples_leaf=5, random_state=0)
+        return tree.fit(xt, y_train.astype(float)).predict(xv)
+    tree = DecisionTreeClassifier(max_depth=6, min_samples_leaf=5, random_state=0)
+    tree.fit(xt, y_train.astype(str))
+    if task == "binary":
+        return tree.predict_proba(xv)[:, list(tree.classes_).index(positive_class)]
+    return tree.predict(xv)
+
+
+def _monotone_score(x_train, y_train, x_val, y_val, task, positive_class) -> float:
+    xv = pd.to_numeric(x_val, errors="coerce")
+    if task == "binary":
+        fill = float(xv.median()) if xv.notna().any() else 0.0
+        _, auc = _score(y_val, xv.fillna(fill).to_numpy(), task, positive_class)
+        return max(auc, 1.0 - auc)
+    if task == "regression":
+        xt = pd.to_numeric(x_train, errors="coerce")
+        known = xt.notna() & y_train.notna()
+        if known.sum() < 3 or xt[known].nunique() < 2:
+            return 0.0
+        slope, intercept = np.polyfit(xt[known].astype(float), y_train[known].astype(float), 1)
+        fill = float(xt.median())
+        prediction = slope * xv.fillna(fill).to_numpy(dtype=float) + intercept
+        return _score(y_val, prediction, task, positive_class)[1]
+    return 0.0
+
+
+def _category_prediction(x_train, y_train, x_val, task, positive_class) -> np.ndarray:
+    keys_train = x_train.astype(str).where(x_train.notna(), "(missing)")
+    keys_val = x_val.astype(str).where(x_val.notna(), "(missing)")
+    if task == "regression":
+        means = y_train.astype(float).groupby(keys_train.to_numpy()).mean()
+        return keys_val.map(means).fillna(float(y_train.astype(float).mean())).to_numpy()
+    if task == "binary":
+        rates = (y_train.astype(str) == positive_class).groupby(keys_train.to_numpy()).mean()
+        overall = float((y_train.astype(str) == positive_class).mean())
+        return keys_val.map(rates).fillna(overall).to_numpy()
+    frame = pd.DataFrame({"k": keys_train.to_numpy(), "y": y_train.astype(str).to_numpy()})
+    majority = frame.groupby("k")["y"].agg(lambda v: v.value_counts().index[0])
+    return keys_val.map(majority).fillna(y_train.astype(str).mode().iloc[0]).to_numpy()
+
+
+def _score(y_val, prediction, task, positive_class) -> tuple[str, float]:
+    if task == "regression":
+        if np.var(y_val.astype(float)) == 0:
+            return "r2", 0.0
+        return "r2", float(skm.r2_score(y_val.astype(float), prediction))
+    if task == "binary":
+        positive = y_val.astype(str).to_numpy() == positive_class
+        if positive.all() or not positive.any():
+            return "roc_auc", 0.5
+        return "roc_auc", float(skm.roc_auc_score(positive, prediction))
+    return "balanced_accuracy", float(
+        skm.balanced_accuracy_score(y_val.astype(str), prediction.astype(str))
+    )
+
+
+def class_balance(y: pd.Series) -> dict[str, float]:
+    """Share of each class, largest first."""
+    shares = y.astype(str).value_counts(normalize=True)
+    return {str(k): round(float(v), 6) for k, v in shares.items()}
