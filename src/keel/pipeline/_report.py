@@ -140,6 +140,19 @@ def render_html(report: dict[str, Any]) -> str:
                 ]
             ],
         ),
+        "<h2>Split and leakage checks</h2>",
+        f"<p>Method <b>{html.escape(str(data.get('split_method', '')))}</b>; "
+        f"{html.escape(json.dumps(data.get('split_details', {})))}</p>",
+        _table(
+            ["feature", "alone predicts the target with", "score"],
+            [
+                [f["feature"], f["metric"], f["score"]]
+                for f in data.get("strongest_single_features", [])
+            ],
+        ),
+        _table(["class", "share"], [[k, v] for k, v in data.get("class_balance", {}).items()])
+        if data.get("class_balance")
+        else "",
         "<h2>Schema</h2>",
         _table(["column", "kind", "role", "nullable", "note"], schema_rows),
         "</body></html>",
