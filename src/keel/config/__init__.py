@@ -6,8 +6,10 @@ from keel.config._model import (
     DATA_SUFFIXES,
     TASKS,
     CandidateName,
+    DvcSource,
     ProjectConfig,
     SplitConfig,
+    SqlSource,
     TaskType,
 )
 from keel.config._settings import TRACKING_URI_ENV, Settings, resolve_settings, sqlite_uri
@@ -19,9 +21,11 @@ __all__ = [
     "TASKS",
     "TRACKING_URI_ENV",
     "CandidateName",
+    "DvcSource",
     "ProjectConfig",
     "Settings",
     "SplitConfig",
+    "SqlSource",
     "TaskType",
     "load_config",
     "parse_config",

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from keel.config._model import ProjectConfig, SplitConfig
+from keel.config._model import DvcSource, ProjectConfig, SplitConfig, SqlSource
 from keel.errors import ConfigError, did_you_mean
 
 CONFIG_FILENAME = "keel.yaml"
@@ -50,7 +50,7 @@ def load_config(path: str | Path | None = None) -> ProjectConfig:
         raise ConfigError(f"{file}:{where}: not valid YAML: {problem}") from exc
     config = parse_config(raw, origin=str(file))
     config = config.with_root(file.parent, source=file.resolve())
-    if not config.data_path.is_file():
+    if config.data_path is not None and not config.data_path.is_file():
         raise ConfigError(
             f"{file}: key 'data': file {config.data!r} not found (looked at {config.data_path});"
             " fix the path, relative to the folder of keel.yaml"
@@ -78,16 +78,22 @@ def parse_config(raw: Any, origin: str = CONFIG_FILENAME) -> ProjectConfig:
         raise ConfigError(f"{origin}: {_describe(exc)}") from exc
 
 
+_NESTED = {"split": SplitConfig, "sql": SqlSource, "dvc": DvcSource}
+
+
+def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Drop pydantic's union tags (``data.sql.url`` → ``data.url``)."""
+    if len(loc) > 1 and loc[0] == "data" and loc[1] in ("file", "sql", "dvc"):
+        return (loc[0], *loc[2:])
+    return loc
+
+
 def _allowed_keys(loc: tuple[Any, ...]) -> tuple[str, ...]:
     model: Any = ProjectConfig
-    for part in loc[:-1]:
-        field = model.model_fields.get(part) if isinstance(part, str) else None
-        if field is None:
-            break
-        annotation = field.annotation
-        model = annotation if annotation is SplitConfig else None
-        if model is None:
-            return ()
+    if len(loc) > 2 and loc[0] == "data" and loc[1] in _NESTED:
+        model = _NESTED[loc[1]]
+    elif len(loc) > 1:
+        model = _NESTED.get(loc[0])
     if model is None:
         return ()
     return tuple(f.alias or name for name, f in model.model_fields.items())
@@ -97,14 +103,20 @@ def _describe(exc: ValidationError) -> str:
     """Turn pydantic's errors into one line: key, problem, what is allowed."""
     messages = []
     for error in exc.errors(include_url=False):
-        loc = tuple(error.get("loc", ()))
+        raw_loc = tuple(error.get("loc", ()))
+        loc = _clean_loc(raw_loc)
         key = ".".join(str(p) for p in loc) or "(top level)"
         kind = error.get("type", "")
         received = error.get("input")
         if kind == "extra_forbidden":
-            allowed = _allowed_keys(loc)
+            allowed = _allowed_keys(raw_loc)
             hint = did_you_mean(str(loc[-1]), allowed)
             messages.append(f"unknown key '{key}'{hint}; allowed keys: {', '.join(allowed)}")
+        elif key == "data" and kind == "string_type":
+            messages.append(
+                "key 'data' must be a file path, {url: ..., query: ...} for SQL or"
+                f" {{dvc: path, rev: ...}} for a DVC-tracked file, got {_short(received)}"
+            )
         elif kind == "missing":
             messages.append(f"missing required key '{key}'")
         elif kind == "literal_error":

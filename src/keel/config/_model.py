@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 TaskType = Literal["binary", "multiclass", "regression"]
 CandidateName = Literal["dummy", "linear", "lightgbm"]
 
 TASKS: tuple[str, ...] = ("binary", "multiclass", "regression")
 CANDIDATES: tuple[str, ...] = ("dummy", "linear", "lightgbm")
-DATA_SUFFIXES: tuple[str, ...] = (".csv", ".parquet", ".pq")
+DATA_SUFFIXES: tuple[str, ...] = (".csv", ".parquet", ".pq", ".jsonl", ".ndjson")
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
@@ -38,6 +47,48 @@ class SplitConfig(_Strict):
         return self
 
 
+class SqlSource(_Strict):
+    """Rows from a SQL query: ``data: {url: <SQLAlchemy URL>, query: SELECT ...}``."""
+
+    url: str = Field(min_length=1)
+    query: str = Field(min_length=1)
+
+
+class DvcSource(_Strict):
+    """A DVC-tracked file: ``data: {dvc: path/in/repo.csv, rev: v1.0, repo: .}``."""
+
+    dvc: str = Field(min_length=1)
+    rev: str | None = None
+    repo: str | None = None
+
+    @field_validator("dvc")
+    @classmethod
+    def _known_suffix(cls, value: str) -> str:
+        return _check_suffix(value)
+
+
+def _check_suffix(value: str) -> str:
+    if Path(value).suffix.lower() not in DATA_SUFFIXES:
+        raise ValueError(
+            f"must be a file ending in one of {', '.join(DATA_SUFFIXES)}, got {value!r}"
+        )
+    return value
+
+
+def _data_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "dvc" if "dvc" in value else "sql"
+    return "file"
+
+
+DataSpec = Annotated[
+    Annotated[str, Tag("file")]
+    | Annotated[SqlSource, Tag("sql")]
+    | Annotated[DvcSource, Tag("dvc")],
+    Discriminator(_data_kind),
+]
+
+
 class ProjectConfig(_Strict):
     """A Keel project, as written in ``keel.yaml``.
 
@@ -46,7 +97,7 @@ class ProjectConfig(_Strict):
     """
 
     name: str
-    data: str
+    data: DataSpec
     target: str
     task: TaskType | None = None
     sensitive_features: list[str] = Field(default_factory=list)
@@ -76,12 +127,8 @@ class ProjectConfig(_Strict):
 
     @field_validator("data")
     @classmethod
-    def _data_has_known_suffix(cls, value: str) -> str:
-        if Path(value).suffix.lower() not in DATA_SUFFIXES:
-            raise ValueError(
-                f"must be a file ending in one of {', '.join(DATA_SUFFIXES)}, got {value!r}"
-            )
-        return value
+    def _data_has_known_suffix(cls, value: Any) -> Any:
+        return _check_suffix(value) if isinstance(value, str) else value
 
     @field_validator("candidates")
     @classmethod
@@ -119,10 +166,21 @@ class ProjectConfig(_Strict):
         return self._source
 
     @property
-    def data_path(self) -> Path:
-        """Absolute path of the data file."""
+    def data_path(self) -> Path | None:
+        """Absolute path of the data file (``None`` for SQL and DVC sources)."""
+        if not isinstance(self.data, str):
+            return None
         path = Path(self.data).expanduser()
         return path if path.is_absolute() else (self.root / path).resolve()
+
+    @property
+    def data_label(self) -> str:
+        """A short name of the data source for messages."""
+        if isinstance(self.data, SqlSource):
+            return "the SQL query"
+        if isinstance(self.data, DvcSource):
+            return f"{self.data.dvc}@{self.data.rev or 'workspace'}"
+        return self.data
 
     @property
     def schema_path(self) -> Path | None:

@@ -30,6 +30,7 @@ from keel.data._schema import (
     validate_frame,
     write_schema,
 )
+from keel.data._sources import display_url, load_data, read_dvc, read_sql
 from keel.data._split import Splits, row_keys, split_frame
 from keel.data._validate import ValidationResult, validate_file
 
@@ -53,13 +54,17 @@ __all__ = [
     "check_single_feature_leakage",
     "class_balance",
     "content_digest",
+    "display_url",
     "duplicates_across",
     "infer_schema",
     "infer_task",
     "ingest",
+    "load_data",
     "prepare_labels",
     "read_columns",
+    "read_dvc",
     "read_schema",
+    "read_sql",
     "read_table",
     "records_to_frame",
     "row_keys",

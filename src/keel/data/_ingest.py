@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -15,7 +17,7 @@ import pyarrow.parquet as pq
 
 from keel.errors import DataError
 
-SUPPORTED_SUFFIXES = (".csv", ".parquet", ".pq")
+SUPPORTED_SUFFIXES = (".csv", ".parquet", ".pq", ".jsonl", ".ndjson")
 DIGEST_LENGTH = 16
 
 
@@ -37,6 +39,7 @@ class Dataset:
     frame: pd.DataFrame = field(repr=False)
     source: str
     digest: str
+    lineage: dict[str, Any] = field(default_factory=dict)
 
     @property
     def n_rows(self) -> int:
@@ -53,8 +56,11 @@ def read_columns(path: str | Path) -> list[str]:
     """Return the column names of a data file without reading its rows."""
     file = _check_file(path)
     try:
-        if file.suffix.lower() == ".csv":
+        suffix = file.suffix.lower()
+        if suffix == ".csv":
             return [str(c) for c in pd.read_csv(file, nrows=0).columns]
+        if suffix in (".jsonl", ".ndjson"):
+            return [str(c) for c in _read_json_lines(file).columns]
         return [str(n) for n in pq.read_schema(file).names]
     except (pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"{file}: has no header row of column names ({exc})") from exc
@@ -66,8 +72,11 @@ def read_table(path: str | Path) -> pd.DataFrame:
     """Read a CSV or Parquet file into a DataFrame, with one clear error when it fails."""
     file = _check_file(path)
     try:
-        if file.suffix.lower() == ".csv":
+        suffix = file.suffix.lower()
+        if suffix == ".csv":
             frame = pd.read_csv(file, low_memory=False)
+        elif suffix in (".jsonl", ".ndjson"):
+            frame = _read_json_lines(file)
         else:
             frame = pq.read_table(file).to_pandas()
     except pd.errors.EmptyDataError as exc:
@@ -97,7 +106,31 @@ def ingest(path: str | Path) -> Dataset:
     """Read ``path`` and compute its content digest."""
     file = Path(path).resolve()
     frame = read_table(file)
-    return Dataset(frame=frame, source=str(file), digest=content_digest(frame))
+    return Dataset(
+        frame=frame,
+        source=str(file),
+        digest=content_digest(frame),
+        lineage={"kind": "file", "uri": str(file)},
+    )
+
+
+def _read_json_lines(file: Path) -> pd.DataFrame:
+    """Read JSON Lines: one JSON object per line; a bad line is named by its number."""
+    rows = []
+    with file.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{file}: line {number} is not valid JSON ({exc.msg})") from exc
+            if not isinstance(row, dict):
+                raise DataError(f"{file}: line {number} is not a JSON object")
+            rows.append(row)
+    if not rows:
+        raise DataError(f"{file}: has no rows (JSON Lines wants one object per line)")
+    return pd.DataFrame.from_records(rows)
 
 
 def content_digest(frame: pd.DataFrame) -> str:

@@ -6,12 +6,11 @@ from keel.pipeline._report import (
     write_reports,
     write_validation_report,
 )
-from keel.pipeline._run import STAGES, RunResult, check_project, git_commit, run_project
+from keel.pipeline._run import STAGES, RunResult, git_commit, run_project
 
 __all__ = [
     "STAGES",
     "RunResult",
-    "check_project",
     "git_commit",
     "render_html",
     "render_validation_html",

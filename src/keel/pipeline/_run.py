@@ -24,9 +24,8 @@ from keel.data import (
     check_single_feature_leakage,
     class_balance,
     infer_schema,
-    ingest,
+    load_data,
     prepare_labels,
-    read_columns,
     read_schema,
     single_feature_scores,
     snapshot,
@@ -76,21 +75,6 @@ class RunResult:
         return asdict(self)
 
 
-def check_project(config: ProjectConfig) -> list[str]:
-    """Check the config against the data's header before any work; return the columns."""
-    columns = read_columns(config.data_path)
-    check_columns(
-        columns,
-        config.target,
-        config.sensitive_features,
-        config.ignore_columns,
-        origin=f"{config.data} ({len(columns)} columns)",
-        time_column=config.time_column,
-        group_column=config.group_column,
-    )
-    return columns
-
-
 def run_project(
     config: ProjectConfig,
     settings: Settings | None = None,
@@ -107,14 +91,22 @@ def run_project(
 
     # Stages that only read: every input problem surfaces before anything is written.
     with timer("ingest"):
-        notify("ingest", config.data)
-        check_project(config)
-        dataset = ingest(config.data_path)
+        notify("ingest", config.data_label)
+        dataset = load_data(config.data, config.root)
+        check_columns(
+            dataset.columns,
+            config.target,
+            config.sensitive_features,
+            config.ignore_columns,
+            origin=f"{config.data_label} ({len(dataset.columns)} columns)",
+            time_column=config.time_column,
+            group_column=config.group_column,
+        )
     with timer("validate"):
         notify("validate", f"{dataset.n_rows} rows")
         if config.schema_path is not None:
             schema = _configured_schema(config)
-            _stop_on_violations(validate_frame(dataset.frame, schema), config.data)
+            _stop_on_violations(validate_frame(dataset.frame, schema), config.data_label)
         frame, labels = prepare_labels(
             dataset.frame, config.target, config.task, config.positive_class
         )
@@ -122,9 +114,9 @@ def run_project(
             schema = infer_schema(frame, config.target, config.excluded_columns)
         if not schema.features:
             raise DataError(
-                f"{config.data}: no usable feature columns besides target {config.target!r}"
+                f"{config.data_label}: no usable feature columns besides target {config.target!r}"
             )
-        _stop_on_violations(validate_frame(frame, schema), config.data)
+        _stop_on_violations(validate_frame(frame, schema), config.data_label)
     with timer("split"):
         notify("split", f"seed {config.seed}")
         model_columns = [*schema.feature_names, config.target]
@@ -170,6 +162,7 @@ def run_project(
     primary = PRIMARY_METRIC[labels.task].name
     data_info = {
         "source": dataset.source,
+        "lineage": dataset.lineage,
         "digest": dataset.digest,
         "rows": dataset.n_rows,
         "rows_without_target": labels.dropped_missing,
@@ -208,7 +201,17 @@ def run_project(
                         mlflow.log_metrics({f"test_{k}": v for k, v in all_test[c.name].items()})
                         mlflow.log_metric("fit_seconds", c.fit_seconds)
                         mlflow.set_tag("keel.candidate", c.name)
-                _log_run(config, dataset, frame, labels, schema, splits, best, test_metrics)
+                _log_run(
+                    config,
+                    dataset,
+                    frame,
+                    labels,
+                    schema,
+                    splits,
+                    best,
+                    test_metrics,
+                    snapshot_path,
+                )
                 metadata = {
                     "task": labels.task,
                     "classes": list(labels.classes),
@@ -305,7 +308,9 @@ def _stop_on_violations(violations: list, data: str) -> None:
         )
 
 
-def _log_run(config, dataset, frame, labels, schema, splits, best, test_metrics) -> None:
+def _log_run(
+    config, dataset, frame, labels, schema, splits, best, test_metrics, snapshot_path
+) -> None:
     """Everything that makes the run reproducible, logged on the active MLflow run."""
     mlflow.log_params(
         {
@@ -337,14 +342,21 @@ def _log_run(config, dataset, frame, labels, schema, splits, best, test_metrics)
     if commit:
         tags["mlflow.source.git.commit"] = commit
     mlflow.set_tags(tags)
+    origin = dataset.lineage.get("kind") == "file"
+    # MLflow resolves only file-like sources; SQL and DVC data point at Keel's snapshot,
+    # with where it came from in the input's tags.
+    uri = Path(dataset.source).as_uri() if origin else Path(snapshot_path).resolve().as_uri()
     source = mlflow.data.from_pandas(
         frame,
-        source=Path(dataset.source).as_uri(),
-        name=Path(dataset.source).name,
+        source=uri,
+        name=Path(dataset.source).name if origin else f"{config.name}-{dataset.lineage['kind']}",
         targets=config.target,
         digest=dataset.digest,
     )
-    mlflow.log_input(source, context="training")
+    lineage_tags = {
+        f"keel.source.{k}": str(v)[:5000] for k, v in dataset.lineage.items() if v is not None
+    }
+    mlflow.log_input(source, context="training", tags=lineage_tags)
     mlflow.log_text(
         yaml.safe_dump(config.model_dump(mode="json", by_alias=True), sort_keys=False), "keel.yaml"
     )
@@ -391,4 +403,4 @@ def _quiet_mlflow() -> Iterator[None]:
         yield
 
 
-__all__ = ["STAGES", "Observer", "RunResult", "check_project", "git_commit", "run_project"]
+__all__ = ["STAGES", "Observer", "RunResult", "git_commit", "run_project"]
