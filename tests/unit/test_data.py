@@ -321,3 +321,15 @@ def test_check_columns_suggests_near_misses() -> None:
         check_columns(columns, "incme")
     with pytest.raises(DataError, match="key 'sensitive_features': 'gender'"):
         check_columns(columns, "income", ["gender"])
+
+
+def test_missing_optional_dependency_gives_an_install_hint(monkeypatch, tmp_path) -> None:
+    import sys
+
+    from keel.config import DvcSource
+    from keel.data import load_data
+
+    monkeypatch.setitem(sys.modules, "dvc", None)
+    monkeypatch.setitem(sys.modules, "dvc.api", None)
+    with pytest.raises(DataError, match=r"needs DVC; install it with `pip install 'keel\[dvc\]'`"):
+        load_data(DvcSource(dvc="x.csv"), tmp_path)

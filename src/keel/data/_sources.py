@@ -81,8 +81,9 @@ def read_sql(url: str, query: str, root: Path) -> Dataset:
     try:
         with engine.connect() as connection:
             frame = pd.read_sql_query(sqlalchemy.text(query), connection)
-    except sa_exc.SQLAlchemyError as exc:
-        detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    except (sa_exc.SQLAlchemyError, pd.errors.DatabaseError) as exc:
+        cause = exc.__cause__ if isinstance(exc, pd.errors.DatabaseError) else exc
+        detail = str(getattr(cause, "orig", None) or cause or exc).strip().splitlines()[0]
         raise DataError(f"data.query failed on {shown}: {detail}") from exc
     finally:
         engine.dispose()
