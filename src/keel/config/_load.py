@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from keel.config._model import DvcSource, ProjectConfig, SplitConfig, SqlSource
+from keel.config._model import DvcSource, PiiConfig, ProjectConfig, SplitConfig, SqlSource
 from keel.errors import ConfigError, did_you_mean
 
 CONFIG_FILENAME = "keel.yaml"
@@ -78,7 +78,7 @@ def parse_config(raw: Any, origin: str = CONFIG_FILENAME) -> ProjectConfig:
         raise ConfigError(f"{origin}: {_describe(exc)}") from exc
 
 
-_NESTED = {"split": SplitConfig, "sql": SqlSource, "dvc": DvcSource}
+_NESTED = {"split": SplitConfig, "sql": SqlSource, "dvc": DvcSource, "pii": PiiConfig}
 
 
 def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:

@@ -89,6 +89,17 @@ DataSpec = Annotated[
 ]
 
 
+PiiAction = Literal["redact", "mask", "hash", "drop"]
+
+
+class PiiConfig(_Strict):
+    """What to do with personal data: ``pii: {columns: {text: redact}, scan: true}``."""
+
+    columns: dict[str, PiiAction] = Field(default_factory=dict)
+    scan: bool = True
+    threshold: float = Field(0.4, gt=0.0, le=1.0)
+
+
 class ProjectConfig(_Strict):
     """A Keel project, as written in ``keel.yaml``.
 
@@ -109,6 +120,7 @@ class ProjectConfig(_Strict):
     time_column: str | None = None
     group_column: str | None = None
     leakage_threshold: float = Field(0.99, gt=0.5, le=1.0)
+    pii: PiiConfig = Field(default_factory=PiiConfig)
     tracking_uri: str | None = None
     schema_file: str | None = Field(None, alias="schema")
 
@@ -151,7 +163,7 @@ class ProjectConfig(_Strict):
     def excluded_columns(self) -> list[str]:
         """Columns never used as features: ignored ones, the time and group columns."""
         extra = [c for c in (self.time_column, self.group_column) if c]
-        return list(dict.fromkeys([*self.ignore_columns, *extra]))
+        return list(dict.fromkeys([*self.ignore_columns, *extra, *self.pii.columns]))
 
     # -- resolved locations -------------------------------------------------------------
 

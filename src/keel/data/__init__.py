@@ -17,6 +17,8 @@ from keel.data._leakage import (
     duplicates_across,
     single_feature_scores,
 )
+from keel.data._pii import ACTIONS as PII_ACTIONS
+from keel.data._pii import PiiReport, PiiScanner, protect, text_columns
 from keel.data._prepare import LabelInfo, check_columns, infer_task, prepare_labels
 from keel.data._profile import CategoricalStats, NumericStats, Profile, bin_edges
 from keel.data._schema import (
@@ -35,6 +37,7 @@ from keel.data._split import Splits, row_keys, split_frame
 from keel.data._validate import ValidationResult, validate_file
 
 __all__ = [
+    "PII_ACTIONS",
     "SUPPORTED_SUFFIXES",
     "CategoricalStats",
     "ColumnSchema",
@@ -43,6 +46,8 @@ __all__ = [
     "FieldError",
     "LabelInfo",
     "NumericStats",
+    "PiiReport",
+    "PiiScanner",
     "Profile",
     "Schema",
     "Splits",
@@ -61,6 +66,7 @@ __all__ = [
     "ingest",
     "load_data",
     "prepare_labels",
+    "protect",
     "read_columns",
     "read_dvc",
     "read_schema",
@@ -71,6 +77,7 @@ __all__ = [
     "single_feature_scores",
     "snapshot",
     "split_frame",
+    "text_columns",
     "validate_file",
     "validate_frame",
     "write_schema",

@@ -218,8 +218,8 @@ class Profile:
         """A profile of no rows, ready for :meth:`update` with chunks."""
         columns: dict[str, Stats] = {}
         for column in schema.columns:
-            if column.role in ("id",) or column.kind == "datetime":
-                continue
+            if column.role in ("id", "ignored") or column.kind == "datetime":
+                continue  # only what the model reads (and the target) is a drift reference
             if column.kind in ("integer", "float"):
                 columns[column.name] = NumericStats(edges=bin_edges(column))
             else:

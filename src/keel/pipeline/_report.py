@@ -153,6 +153,20 @@ def render_html(report: dict[str, Any]) -> str:
         _table(["class", "share"], [[k, v] for k, v in data.get("class_balance", {}).items()])
         if data.get("class_balance")
         else "",
+        "<h2>Personal data</h2>",
+        f"<p>Engine: {html.escape(str(data.get('pii', {}).get('engine', '')))}</p>",
+        _table(
+            ["column", "action", "rows with PII", "entities (counts only)"],
+            [
+                [
+                    name,
+                    info.get("action") or "scan",
+                    info.get("rows_with_pii", "—"),
+                    json.dumps(info.get("entities", {})),
+                ]
+                for name, info in data.get("pii", {}).get("columns", {}).items()
+            ],
+        ),
         "<h2>Schema</h2>",
         _table(["column", "kind", "role", "nullable", "note"], schema_rows),
         "</body></html>",

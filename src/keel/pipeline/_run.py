@@ -17,15 +17,18 @@ import yaml
 from keel._version import __version__
 from keel.config import ProjectConfig, Settings, resolve_settings
 from keel.data import (
+    Dataset,
     Profile,
     Schema,
     check_columns,
     check_duplicates,
     check_single_feature_leakage,
     class_balance,
+    content_digest,
     infer_schema,
     load_data,
     prepare_labels,
+    protect,
     read_schema,
     single_feature_scores,
     snapshot,
@@ -40,6 +43,7 @@ from keel.training import evaluate_pipeline, select_best, train_candidates
 
 STAGES = (
     "ingest",
+    "pii",
     "validate",
     "split",
     "leakage",
@@ -102,6 +106,23 @@ def run_project(
             time_column=config.time_column,
             group_column=config.group_column,
         )
+    with timer("pii"):
+        notify("pii", "scanning text columns")
+        protected, pii_report = protect(
+            dataset.frame,
+            dict(config.pii.columns),
+            scan=config.pii.scan,
+            threshold=config.pii.threshold,
+        )
+        if protected is not dataset.frame:
+            # From here on only the protected rows exist: they are what is snapshotted,
+            # profiled, logged and learned from. The raw digest stays in the lineage.
+            dataset = Dataset(
+                frame=protected,
+                source=dataset.source,
+                digest=content_digest(protected),
+                lineage={**dataset.lineage, "raw_digest": dataset.digest},
+            )
     with timer("validate"):
         notify("validate", f"{dataset.n_rows} rows")
         if config.schema_path is not None:
@@ -163,6 +184,7 @@ def run_project(
     data_info = {
         "source": dataset.source,
         "lineage": dataset.lineage,
+        "pii": pii_report.to_dict(),
         "digest": dataset.digest,
         "rows": dataset.n_rows,
         "rows_without_target": labels.dropped_missing,
