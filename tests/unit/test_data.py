@@ -333,3 +333,28 @@ def test_missing_optional_dependency_gives_an_install_hint(monkeypatch, tmp_path
     monkeypatch.setitem(sys.modules, "dvc.api", None)
     with pytest.raises(DataError, match=r"needs DVC; install it with `pip install 'keel\[dvc\]'`"):
         load_data(DvcSource(dvc="x.csv"), tmp_path)
+
+
+def test_semicolon_and_tab_files_are_read(tmp_path: Path, adult_frame: pd.DataFrame) -> None:
+    for name, sep in (("semi.csv", ";"), ("tabs.csv", "\t")):
+        adult_frame.head(50).to_csv(tmp_path / name, sep=sep, index=False)
+        frame = read_table(tmp_path / name)
+        assert list(frame.columns) == list(adult_frame.columns) and len(frame) == 50
+
+
+def test_duplicated_header_names_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "dup.csv").write_text("age,sex,age\n1,F,2\n")
+    with pytest.raises(DataError, match="column names appear twice in the header: age"):
+        read_table(tmp_path / "dup.csv")
+
+
+def test_mixed_types_are_named_with_rows(adult_frame: pd.DataFrame) -> None:
+    from keel.data import mixed_type_violations
+
+    bad = adult_frame.astype({"age": object})
+    bad.loc[[3, 9], "age"] = ["forty", "n/a?"]
+    found = mixed_type_violations(bad)
+    assert [v.column for v in found] == ["age"]
+    assert found[0].rows == (3, 9) and found[0].examples == ("forty", "n/a?")
+    assert "numbers in 1998 rows; non-numbers fails on 2 row(s)" in found[0].describe()
+    assert mixed_type_violations(adult_frame) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
@@ -74,7 +75,8 @@ def read_table(path: str | Path) -> pd.DataFrame:
     try:
         suffix = file.suffix.lower()
         if suffix == ".csv":
-            frame = pd.read_csv(file, low_memory=False)
+            separator, _ = _csv_header(file)
+            frame = pd.read_csv(file, sep=separator, low_memory=False)
         elif suffix in (".jsonl", ".ndjson"):
             frame = _read_json_lines(file)
         else:
@@ -112,6 +114,32 @@ def ingest(path: str | Path) -> Dataset:
         digest=content_digest(frame),
         lineage={"kind": "file", "uri": str(file)},
     )
+
+
+SEPARATORS = (",", ";", "\t", "|")
+
+
+def _csv_header(file: Path) -> tuple[str, list[str]]:
+    """Find the separator from the header line, and refuse duplicated column names.
+
+    A header with no comma but several semicolons (tabs, pipes) is read with that
+    separator, so files saved by spreadsheets in other locales just work.
+    """
+    with file.open(encoding="utf-8", newline="") as handle:
+        first = handle.readline()
+    if not first.strip():
+        raise DataError(f"{file}: the first line is empty; it must be the header row")
+    counts = {sep: first.count(sep) for sep in SEPARATORS}
+    separator = "," if counts[","] else max(counts, key=lambda k: counts[k])
+    if counts[separator] == 0:
+        separator = ","
+    header = next(csv.reader([first], delimiter=separator))
+    names = [h.strip() for h in header]
+    seen: set[str] = set()
+    twice = sorted({n for n in names if n in seen or seen.add(n)})  # type: ignore[func-returns-value]
+    if twice:
+        raise DataError(f"{file}: column names appear twice in the header: {', '.join(twice)}")
+    return separator, names
 
 
 def _read_json_lines(file: Path) -> pd.DataFrame:

@@ -418,6 +418,38 @@ def _pattern_check(pattern: str) -> pa.Check:
     return pa.Check(matches_format, name=f"matches {pattern}", ignore_na=True)
 
 
+def mixed_type_violations(frame: pd.DataFrame, share: float = 0.95) -> list[Violation]:
+    """Text columns that are numbers in almost every row: the other rows are typos.
+
+    A column read as text because a few cells are not numbers (``"abc"`` among ages)
+    would silently become a category; each such column is a violation naming those
+    rows.
+    """
+    found = []
+    for name in frame.columns:
+        series = frame[name]
+        if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
+            continue
+        values = series.dropna()
+        if len(values) < 10:
+            continue
+        numbers = pd.to_numeric(values, errors="coerce")
+        ok = numbers.notna()
+        if ok.mean() >= share and not ok.all():
+            bad = values[~ok]
+            rows = tuple(int(i) for i in bad.index[:5])
+            found.append(
+                Violation(
+                    str(name),
+                    f"numbers in {int(ok.sum())} rows; non-numbers",
+                    len(bad),
+                    tuple(_plain(v) for v in bad.head(5)),
+                    rows,
+                )
+            )
+    return found
+
+
 def validate_frame(frame: pd.DataFrame, schema: Schema, max_examples: int = 5) -> list[Violation]:
     """Check ``frame`` against ``schema`` with pandera; return every violation found.
 

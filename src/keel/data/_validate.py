@@ -8,7 +8,14 @@ from typing import Any
 
 from keel.data._ingest import Dataset, ingest
 from keel.data._profile import Profile
-from keel.data._schema import Schema, Violation, infer_schema, read_schema, validate_frame
+from keel.data._schema import (
+    Schema,
+    Violation,
+    infer_schema,
+    mixed_type_violations,
+    read_schema,
+    validate_frame,
+)
 from keel.errors import DataError, did_you_mean
 
 
@@ -65,6 +72,8 @@ def validate_file(
         schema = infer_schema(dataset.frame, target)
         source = "inferred"
     violations = validate_frame(dataset.frame, schema)
+    if schema_path is None:  # a given schema's type checks already catch these
+        violations = mixed_type_violations(dataset.frame) + violations
     unexpected = [c for c in dataset.columns if c not in schema]
     for name in unexpected:
         violations.append(

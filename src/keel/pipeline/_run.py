@@ -27,6 +27,7 @@ from keel.data import (
     content_digest,
     infer_schema,
     load_data,
+    mixed_type_violations,
     prepare_labels,
     protect,
     read_schema,
@@ -125,6 +126,7 @@ def run_project(
             )
     with timer("validate"):
         notify("validate", f"{dataset.n_rows} rows")
+        _stop_on_violations(mixed_type_violations(dataset.frame), config.data_label)
         if config.schema_path is not None:
             schema = _configured_schema(config)
             _stop_on_violations(validate_frame(dataset.frame, schema), config.data_label)
