@@ -49,6 +49,7 @@ test: lint imports pytest
 
 bench: install-dev
 	$(PY) bench/bench_serving.py
+	$(PY) bench/bench_data.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .coverage .ruff_cache

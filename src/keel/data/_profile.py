@@ -59,10 +59,7 @@ class NumericStats:
         chunk.mean = float(finite.mean())
         chunk.m2 = float(((finite - chunk.mean) ** 2).sum())
         chunk.minimum, chunk.maximum = float(finite.min()), float(finite.max())
-        index = np.searchsorted(np.asarray(self.edges), finite, side="right")
-        # values equal to the last edge belong to the last regular bin, not overflow
-        index[finite == self.edges[-1]] = len(self.edges) - 1
-        chunk.bins = np.bincount(index, minlength=len(self.edges) + 1).tolist()
+        chunk.bins = _bin_counts(finite, self.edges).tolist()
         self._absorb(chunk)
 
     def _absorb(self, other: NumericStats) -> None:
@@ -265,6 +262,22 @@ class Profile:
             reader = NumericStats if item["type"] == "numeric" else CategoricalStats
             columns[name] = reader.from_dict(item)
         return cls(rows=int(data["rows"]), columns=columns)
+
+
+def _bin_counts(values: np.ndarray, edges: list[float]) -> np.ndarray:
+    """Count values per bin: underflow, each equal-width bin, overflow.
+
+    The right edge of the last bin belongs to it. Equal widths make the bin of a
+    value plain arithmetic, with no search per value.
+    """
+    n_bins = len(edges) - 1
+    low, high = edges[0], edges[-1]
+    position = np.floor((values - low) * (n_bins / (high - low))).astype(np.int64) + 1
+    np.clip(position, 0, n_bins + 1, out=position)
+    position[values < low] = 0
+    position[values > high] = n_bins + 1
+    position[values == high] = n_bins
+    return np.bincount(position, minlength=n_bins + 2)
 
 
 def bin_edges(column: ColumnSchema, bins: int = NUMERIC_BINS) -> list[float]:

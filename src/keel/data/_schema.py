@@ -388,12 +388,29 @@ def _pandera_schema(schema: Schema, columns: list[str]) -> pa.DataFrameSchema:
 
 def _type_check(kind: Kind) -> pa.Check:
     def is_kind(series: pd.Series) -> pd.Series:
+        # Fast paths first: a column whose dtype already says it all needs no
+        # element-by-element look (1M rows in milliseconds instead of seconds).
+        dtype = series.dtype
         if kind == "string":
+            if pd.api.types.is_string_dtype(dtype) and not pd.api.types.is_object_dtype(dtype):
+                return pd.Series(True, index=series.index)
+            if pd.api.types.infer_dtype(series, skipna=True) == "string":
+                return pd.Series(True, index=series.index)
             return series.map(lambda v: isinstance(v, str))
         if kind == "boolean":
+            if pd.api.types.is_bool_dtype(dtype):
+                return pd.Series(True, index=series.index)
             return series.map(lambda v: isinstance(v, bool | np.bool_))
         if kind == "datetime":
+            if pd.api.types.is_datetime64_any_dtype(dtype):
+                return pd.Series(True, index=series.index)
             return pd.to_datetime(series, errors="coerce").notna()
+        if pd.api.types.is_integer_dtype(dtype):
+            return pd.Series(True, index=series.index)
+        if pd.api.types.is_float_dtype(dtype):
+            if kind == "float":
+                return pd.Series(True, index=series.index)
+            return series.isna() | series.mod(1).eq(0)
         numbers = pd.to_numeric(series, errors="coerce")
         ok = numbers.notna() & ~series.map(lambda v: isinstance(v, bool | np.bool_))
         if kind == "integer":
@@ -405,6 +422,10 @@ def _type_check(kind: Kind) -> pa.Check:
 
 def _range_check(low: float, high: float) -> pa.Check:
     def within_allowed_range(series: pd.Series) -> pd.Series:
+        if pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(
+            series.dtype
+        ):
+            return series.isna() | series.between(low, high)
         numbers = pd.to_numeric(series, errors="coerce")
         return numbers.isna() | numbers.between(low, high)
 
