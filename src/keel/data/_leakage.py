@@ -68,9 +68,11 @@ def single_feature_scores(
             metric, score = _score(y_val, prediction, task, positive_class)
             # A tree only approximates a smooth copy of the target; a monotone one
             # is caught exactly by rank AUC (binary) or a straight line (regression).
-            score = max(
-                score, _monotone_score(x_train, y_train, x_val, y_val, task, positive_class)
+            monotone_metric, monotone = _monotone_score(
+                x_train, y_train, x_val, y_val, task, positive_class
             )
+            if monotone > score:
+                metric, score = monotone_metric, monotone
         else:
             prediction = _category_prediction(x_train, y_train, x_val, task, positive_class)
             metric, score = _score(y_val, prediction, task, positive_class)
@@ -107,22 +109,31 @@ def _tree_prediction(x_train, y_train, x_val, task, positive_class) -> np.ndarra
     return tree.predict(xv)
 
 
-def _monotone_score(x_train, y_train, x_val, y_val, task, positive_class) -> float:
+def _monotone_score(x_train, y_train, x_val, y_val, task, positive_class) -> tuple[str, float]:
+    """Scores that catch a feature moving in lockstep with the target.
+
+    Binary: rank ROC AUC of the raw values (either direction). Regression: the larger
+    of a straight line's R² and Spearman's rho² (a monotone but curved copy).
+    """
     xv = pd.to_numeric(x_val, errors="coerce")
     if task == "binary":
         fill = float(xv.median()) if xv.notna().any() else 0.0
         _, auc = _score(y_val, xv.fillna(fill).to_numpy(), task, positive_class)
-        return max(auc, 1.0 - auc)
+        return "roc_auc", max(auc, 1.0 - auc)
     if task == "regression":
         xt = pd.to_numeric(x_train, errors="coerce")
         known = xt.notna() & y_train.notna()
         if known.sum() < 3 or xt[known].nunique() < 2:
-            return 0.0
+            return "r2", 0.0
         slope, intercept = np.polyfit(xt[known].astype(float), y_train[known].astype(float), 1)
         fill = float(xt.median())
         prediction = slope * xv.fillna(fill).to_numpy(dtype=float) + intercept
-        return _score(y_val, prediction, task, positive_class)[1]
-    return 0.0
+        line = _score(y_val, prediction, task, positive_class)[1]
+        both = xv.notna() & y_val.notna()
+        rho = xv[both].rank().corr(y_val[both].astype(float).rank())
+        rho2 = float(rho) ** 2 if rho == rho else 0.0
+        return ("spearman_rho2", rho2) if rho2 > line else ("r2", line)
+    return "", 0.0
 
 
 def _category_prediction(x_train, y_train, x_val, task, positive_class) -> np.ndarray:

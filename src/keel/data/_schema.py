@@ -269,6 +269,8 @@ def infer_schema(
             and (kind == "string" or (kind == "integer" and _ID_NAME.search(str(name))))
         ):
             role, note = "id", "every value is distinct: an identifier, not a feature"
+        elif unique and len(series) >= 20 and kind == "integer" and _is_row_number(non_null):
+            role, note = "id", "consecutive integers: a row number, not a feature"
         elif non_null.empty:
             role, note = "ignored", "the column has no values"
         minimum = maximum = None
@@ -299,6 +301,12 @@ def infer_schema(
             )
         )
     return Schema(columns=tuple(columns), target=target)
+
+
+def _is_row_number(values: pd.Series) -> bool:
+    """Whether the values are exactly consecutive integers (1..n, 0..n-1, k..k+n-1)."""
+    low, high = int(values.min()), int(values.max())
+    return high - low + 1 == len(values)
 
 
 def _infer_pattern(values: pd.Series) -> str | None:
