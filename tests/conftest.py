@@ -65,3 +65,53 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def browser(tmp_path_factory: pytest.TempPathFactory):
+    """Render a local HTML file in headless Chromium: returns (DOM text, screenshot path)."""
+    import shutil
+    import subprocess
+
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    if binary is None:
+        pytest.skip("Chromium not installed (Debian package chromium; .ci/run installs it)")
+    profile = tmp_path_factory.mktemp("chromium-profile")
+
+    def render(page: Path) -> tuple[str, Path]:
+        flags = [*CHROMIUM_FLAGS, f"--user-data-dir={profile}"]
+        dom = subprocess.run(
+            [binary, *flags, "--dump-dom", page.resolve().as_uri()],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        ).stdout
+        shot = page.with_suffix(".png")
+        subprocess.run(
+            [
+                binary,
+                *flags,
+                "--window-size=1300,1800",
+                f"--screenshot={shot}",
+                page.resolve().as_uri(),
+            ],
+            capture_output=True,
+            timeout=120,
+            check=True,
+        )
+        return dom, shot
+
+    return render

@@ -206,3 +206,18 @@ def test_serve_with_two_workers(first_run: dict, project: Path, adult_frame) -> 
         process.terminate()
         process.wait(timeout=30)
         log.close()
+
+
+def test_reports_render_in_a_real_browser(first_run: dict, project: Path, browser) -> None:
+    dom, shot = browser(Path(first_run["reports"]["html"]))
+    assert "Test metrics of the chosen model" in dom
+    assert dom.count("<svg") >= 1 and "lightgbm" in dom
+    assert first_run["data"]["digest"] in dom
+    assert shot.stat().st_size > 10_000  # a real picture, not a blank page
+    validated = keel(
+        "validate", "adult.csv", "--target", "income", "--report", "vreport", "--json", cwd=project
+    )
+    assert validated.returncode == 0, validated.stderr
+    dom, shot = browser(project / "vreport" / "validation.html")
+    assert "valid" in dom and dom.count("<svg") >= 10
+    assert shot.stat().st_size > 10_000

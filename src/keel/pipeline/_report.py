@@ -101,7 +101,8 @@ def render_html(report: dict[str, Any]) -> str:
     css = (
         "body{font-family:system-ui,sans-serif;margin:2rem;max-width:70rem;color:#222}"
         "table{border-collapse:collapse;margin:0.5rem 0 1.5rem}"
-        "td,th{border:1px solid #ccc;padding:0.25rem 0.6rem;text-align:left}"
+        "td,th{border:1px solid #ccc;padding:0.25rem 0.6rem;text-align:left;"
+        "overflow-wrap:anywhere}"
         "th{background:#f2f2f2}code{background:#f6f6f6;padding:0 0.2rem}"
     )
     parts = [
@@ -119,25 +120,17 @@ def render_html(report: dict[str, Any]) -> str:
         _table(["candidate", "fit time", *cand_metrics], cand_rows),
         "<h2>Data lineage</h2>",
         _table(
+            ["what", "value"],
             [
-                "source",
-                "digest",
-                "rows",
-                "snapshot",
-                "schema digest",
-                "split digest",
-                "split sizes",
-            ],
-            [
-                [
-                    data["source"],
-                    data["digest"],
-                    data["rows"],
-                    data["snapshot"],
-                    data["schema_digest"],
-                    data["split_digest"],
-                    json.dumps(data["split_sizes"]),
-                ]
+                ["source", data["source"]],
+                ["content digest", data["digest"]],
+                ["rows", data["rows"]],
+                ["rows without a target (dropped)", data.get("rows_without_target", 0)],
+                ["snapshot", data["snapshot"]],
+                ["schema digest", data["schema_digest"]],
+                ["split digest", data["split_digest"]],
+                ["split sizes", json.dumps(data["split_sizes"])],
+                *[[f"lineage: {k}", v] for k, v in sorted(data.get("lineage", {}).items())],
             ],
         ),
         "<h2>Split and leakage checks</h2>",
@@ -155,7 +148,9 @@ def render_html(report: dict[str, Any]) -> str:
         else "",
         "<h2>Personal data</h2>",
         f"<p>Engine: {html.escape(str(data.get('pii', {}).get('engine', '')))}</p>",
-        _table(
+        ""
+        if not data.get("pii", {}).get("columns")
+        else _table(
             ["column", "action", "rows with PII", "entities (counts only)"],
             [
                 [
