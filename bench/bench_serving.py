@@ -78,6 +78,7 @@ def main() -> int:
                 "target": "income",
                 "ignore_columns": ["fnlwgt"],
                 "candidates": ["lightgbm"],
+                "budget": 0,
             }
         )
     )

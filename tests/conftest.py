@@ -52,6 +52,7 @@ def make_project(tmp_path: Path, adult_frame: pd.DataFrame) -> ProjectFactory:
                 "data": data_name,
                 "target": "income",
                 "sensitive_features": ["sex", "race"],
+                "budget": 0,
             }
         text = config if isinstance(config, str) else yaml.safe_dump(config, sort_keys=False)
         (root / "keel.yaml").write_text(text)

@@ -34,6 +34,9 @@ CONFIG = {
     "ignore_columns": ["fnlwgt"],
     "positive_class": ">50K",
     "seed": 42,
+    "candidates": ["lightgbm"],
+    "budget": 60,  # seconds of Optuna tuning
+    "cv_folds": 3,
 }
 
 

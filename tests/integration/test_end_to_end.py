@@ -49,6 +49,8 @@ def project(tmp_path_factory: pytest.TempPathFactory, adult_frame: pd.DataFrame)
                 "target": "income",
                 "sensitive_features": ["sex", "race"],
                 "ignore_columns": ["fnlwgt"],
+                "budget": 0,
+                "cv_folds": 3,
             }
         )
     )
@@ -68,7 +70,18 @@ def test_run_reports_everything_in_one_json_object(first_run: dict, project: Pat
     assert first_run["model"]["version"] == "1"
     assert first_run["task"] == "binary"
     assert first_run["metrics"]["roc_auc"] > 0.8
-    assert {c["name"] for c in first_run["candidates"]} == {"dummy", "linear", "lightgbm"}
+    assert {c["name"] for c in first_run["candidates"]} == {
+        "dummy",
+        "linear",
+        "shallow_tree",
+        "lightgbm",
+    }
+    assessment = first_run["assessment"]
+    assert assessment["gate"]["passed"]  # hence the champion alias
+    roc = assessment["intervals"]["roc_auc"]
+    assert roc["low"] < first_run["metrics"]["roc_auc"] < roc["high"]
+    assert set(assessment["cross_validation"]["roc_auc"]) == {"mean", "std", "folds"}
+    assert 0 < assessment["threshold"]["value"] < 1
     for path in first_run["reports"].values():
         assert Path(path).is_file()
     assert Path(first_run["data"]["snapshot"]).is_file()
@@ -84,6 +97,13 @@ def test_mlflow_sees_run_dataset_and_champion(first_run: dict, project: Path) ->
     assert run.data.tags["keel.dataset.digest"] == first_run["data"]["digest"]
     inputs = run.inputs.dataset_inputs
     assert len(inputs) == 1 and inputs[0].dataset.digest == first_run["data"]["digest"]
+    children = client.search_runs(
+        [first_run["experiment_id"]],
+        filter_string=f"tags.mlflow.parentRunId = '{first_run['run_id']}'",
+    )
+    assert {r.info.run_name for r in children} == {c["name"] for c in first_run["candidates"]}
+    default = client.get_experiment_by_name("Default")
+    assert default is None or not client.search_runs([default.experiment_id])
     artifacts = {a.path for a in client.list_artifacts(first_run["run_id"])}
     assert {"keel.yaml", "schema.json", "profile.json", "reports"} <= artifacts
     version = client.get_model_version_by_alias("income", "champion")

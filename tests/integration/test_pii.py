@@ -103,6 +103,8 @@ def test_run_keeps_pii_out_of_snapshot_and_artifacts(tmp_path: Path, tweets: pd.
                 "data": "tweets.csv",
                 "target": "popular",
                 "candidates": ["dummy", "linear"],
+                "budget": 0,
+                "cv_folds": 3,
                 "pii": {"columns": {"text": "redact"}},
             }
         )

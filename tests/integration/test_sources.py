@@ -30,7 +30,14 @@ def _config(root: Path, data, name: str = "income") -> Path:
     root.mkdir(parents=True, exist_ok=True)
     (root / "keel.yaml").write_text(
         json.dumps(
-            {"name": name, "data": data, "target": "income", "candidates": ["dummy", "linear"]}
+            {
+                "name": name,
+                "data": data,
+                "target": "income",
+                "candidates": ["dummy", "linear"],
+                "budget": 0,
+                "cv_folds": 3,
+            }
         )
     )
     return root / "keel.yaml"

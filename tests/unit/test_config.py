@@ -25,7 +25,10 @@ def test_minimal_config_gets_defaults() -> None:
     assert config.task is None
     assert config.seed == 42
     assert config.split.validation == 0.2 and config.split.test == 0.2
-    assert config.candidates == list(CANDIDATES)
+    assert config.candidates == ["lightgbm"]
+    assert config.models == ["dummy", "linear", "shallow_tree", "lightgbm"]
+    assert set(config.models) <= set(CANDIDATES)
+    assert config.budget == 60 and config.cv_folds == 5 and config.gate_margin == 0
     assert config.sensitive_features == []
 
 

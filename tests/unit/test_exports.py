@@ -39,3 +39,20 @@ def test_public_names_are_all_exported(name: str) -> None:
         if not n.startswith("_") and getattr(v, "__module__", "").startswith("keel.")
     }
     assert public <= set(module.__all__)
+
+
+def test_mlflow_scope_restores_globals_and_environment(monkeypatch, tmp_path) -> None:
+    import os
+
+    import mlflow
+
+    from keel.registry import mlflow_scope
+
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////tmp/theirs.db")
+    before = mlflow.get_tracking_uri()
+    with mlflow_scope(f"sqlite:///{tmp_path}/ours.db"):
+        assert mlflow.get_registry_uri().endswith("ours.db")
+    assert "MLFLOW_REGISTRY_URI" not in os.environ
+    assert os.environ["MLFLOW_TRACKING_URI"] == "sqlite:////tmp/theirs.db"
+    assert mlflow.get_tracking_uri() == before

@@ -65,14 +65,19 @@ def _root(
 
 @app.command()
 def run(config: ConfigOpt = None, json_out: JsonOpt = False, debug: DebugOpt = False) -> None:
-    """Ingest, validate, split, train baselines and LightGBM, evaluate, log and register.
+    """Ingest, validate, split, tune, train baselines and candidates, evaluate, register.
 
-    Reads keel.yaml, writes a dataset snapshot under .keel/data, logs the run to MLflow
-    (sqlite:///.keel/mlflow.db unless MLFLOW_TRACKING_URI or tracking_uri says otherwise)
-    and registers the best model on validation as `champion` (the first time) or
-    `challenger`. Exit codes: 0 done, 2 bad config or data (nothing written).
+    Reads keel.yaml, writes a dataset snapshot under .keel/data, tunes the candidates
+    with Optuna for `budget:` seconds, trains them beside three baselines (dummy,
+    linear, shallow tree), picks the best on validation, and judges it on the untouched
+    test rows with 95% bootstrap intervals and cross-validation. Everything is logged
+    to MLflow (sqlite:///.keel/mlflow.db unless MLFLOW_TRACKING_URI or tracking_uri says
+    otherwise). The model is registered; it is aliased `champion` (the first time) or
+    `challenger` only if it beats the best baseline on the interval (the baseline gate).
+    Exit codes: 0 done, 1 baseline gate failed, 2 bad config or data (nothing written).
     """
     from keel.config import load_config, resolve_settings
+    from keel.errors import KeelFinding
     from keel.pipeline import STAGES, run_project
 
     with exit_codes(debug):
@@ -107,6 +112,15 @@ def run(config: ConfigOpt = None, json_out: JsonOpt = False, debug: DebugOpt = F
             print(json.dumps(payload, default=str))
         else:
             _render_run(payload)
+        gate = payload["assessment"].get("gate")
+        if gate and not gate["passed"]:
+            d = gate["difference"]
+            raise KeelFinding(
+                f"baseline gate failed: {gate['model']} does not beat {gate['baseline']} on test"
+                f" {gate['metric']} by {gate['margin']:g} with 95% confidence (difference"
+                f" {d['value']:+.4f}, CI {d['low']:+.4f} to {d['high']:+.4f}); version"
+                f" {payload['model']['version']} is registered without an alias"
+            )
 
 
 def _render_run(result: dict[str, Any]) -> None:
@@ -126,12 +140,36 @@ def _render_run(result: dict[str, Any]) -> None:
             f"{c['fit_seconds']:.2f}s",
         )
     console.print(table)
-    metrics = Table(title="Test metrics of the chosen model")
+    intervals = result["assessment"]["intervals"]
+    cv = result["assessment"]["cross_validation"]
+    metrics = Table(title="Test metrics of the chosen model (95% bootstrap CI; CV on train)")
     metrics.add_column("metric")
-    metrics.add_column("value", justify="right")
+    metrics.add_column("test", justify="right")
+    metrics.add_column("95% CI", justify="right")
+    metrics.add_column("CV mean ± std", justify="right")
     for name, value in sorted(result["metrics"].items()):
-        metrics.add_row(name, _num(value))
+        ci = intervals.get(name, {})
+        fold = cv.get(name)
+        metrics.add_row(
+            name,
+            _num(value),
+            f"{_num(ci.get('low'))} – {_num(ci.get('high'))}" if ci else "—",
+            f"{fold['mean']:.4f} ± {fold['std']:.4f}" if fold else "—",
+        )
     console.print(metrics)
+    gate = result["assessment"].get("gate")
+    if gate:
+        d = gate["difference"]
+        verdict = "[green]passed[/green]" if gate["passed"] else "[red]FAILED[/red]"
+        console.print(
+            f"Baseline gate {verdict}: {gate['model']} − {gate['baseline']} on test"
+            f" {gate['metric']} = {d['value']:+.4f} (95% CI {d['low']:+.4f} to {d['high']:+.4f})"
+        )
+    for name, tuning in result.get("tuning", {}).items():
+        console.print(
+            f"Tuned {name}: {tuning['trials']} trials ({tuning['pruned']} pruned) in"
+            f" {tuning['seconds']:.0f}s, best CV {tuning['metric']} {_num(tuning['best_cv_score'])}"
+        )
     model = result["model"]
     console.print(
         f"Registered [bold]{model['uri']}[/bold] (version {model['version']},"
@@ -143,7 +181,9 @@ def _render_run(result: dict[str, Any]) -> None:
 
 
 def _num(value: Any) -> str:
-    return "—" if value is None else f"{value:.4f}"
+    if value is None or (isinstance(value, float) and value != value):
+        return "—"
+    return f"{value:.4f}"
 
 
 @app.command()

@@ -18,10 +18,20 @@ from pydantic import (
 )
 
 TaskType = Literal["binary", "multiclass", "regression"]
-CandidateName = Literal["dummy", "linear", "lightgbm"]
+CandidateName = Literal[
+    "dummy", "linear", "shallow_tree", "lightgbm", "hist_gradient_boosting", "random_forest"
+]
 
 TASKS: tuple[str, ...] = ("binary", "multiclass", "regression")
-CANDIDATES: tuple[str, ...] = ("dummy", "linear", "lightgbm")
+CANDIDATES: tuple[str, ...] = (
+    "dummy",
+    "linear",
+    "shallow_tree",
+    "lightgbm",
+    "hist_gradient_boosting",
+    "random_forest",
+)
+BASELINE_NAMES: tuple[str, ...] = ("dummy", "linear", "shallow_tree")
 DATA_SUFFIXES: tuple[str, ...] = (".csv", ".parquet", ".pq", ".jsonl", ".ndjson")
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -116,7 +126,10 @@ class ProjectConfig(_Strict):
     positive_class: str | int | None = None
     seed: int = Field(42, ge=0, le=2**32 - 1)
     split: SplitConfig = Field(default_factory=SplitConfig)
-    candidates: list[CandidateName] = Field(default_factory=lambda: list(CANDIDATES))
+    candidates: list[CandidateName] = Field(default_factory=lambda: ["lightgbm"])
+    budget: float = Field(60.0, ge=0.0, le=86_400.0)
+    cv_folds: int = Field(5, ge=2, le=20)
+    gate_margin: float = Field(0.0, ge=0.0)
     time_column: str | None = None
     group_column: str | None = None
     leakage_threshold: float = Field(0.99, gt=0.5, le=1.0)
@@ -158,6 +171,11 @@ class ProjectConfig(_Strict):
         if self.target in (self.time_column, self.group_column):
             raise ValueError(f"target {self.target!r} cannot be the time or group column")
         return self
+
+    @property
+    def models(self) -> list[str]:
+        """Every model a run trains: the baselines, always, then the candidates."""
+        return list(dict.fromkeys([*BASELINE_NAMES, *self.candidates]))
 
     @property
     def excluded_columns(self) -> list[str]:

@@ -1,5 +1,24 @@
-"""Evaluation: metrics by task (pure; imports no other Keel layer)."""
+"""Evaluation: metrics by task, bootstrap intervals, the baseline gate (pure)."""
 
+from keel.evaluation._bootstrap import (
+    GateResult,
+    Interval,
+    baseline_gate,
+    metric_intervals,
+    paired_difference,
+)
+from keel.evaluation._fast import fast_metrics
 from keel.evaluation._metrics import PRIMARY_METRIC, MetricSpec, compute_metrics, is_better
 
-__all__ = ["PRIMARY_METRIC", "MetricSpec", "compute_metrics", "is_better"]
+__all__ = [
+    "PRIMARY_METRIC",
+    "GateResult",
+    "Interval",
+    "MetricSpec",
+    "baseline_gate",
+    "compute_metrics",
+    "fast_metrics",
+    "is_better",
+    "metric_intervals",
+    "paired_difference",
+]

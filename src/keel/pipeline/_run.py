@@ -40,7 +40,15 @@ from keel.errors import DataError
 from keel.evaluation import PRIMARY_METRIC
 from keel.pipeline._report import write_reports
 from keel.registry import assign_alias, ensure_experiment, log_model_package, mlflow_scope
-from keel.training import evaluate_pipeline, select_best, train_candidates
+from keel.training import (
+    BASELINES,
+    SEARCH_SPACES,
+    assess,
+    evaluate_pipeline,
+    select_best,
+    train_candidates,
+    tune,
+)
 
 STAGES = (
     "ingest",
@@ -49,6 +57,7 @@ STAGES = (
     "split",
     "leakage",
     "profile",
+    "tune",
     "train",
     "evaluate",
     "register",
@@ -72,6 +81,8 @@ class RunResult:
     metrics: dict[str, float]
     candidates: list[dict[str, Any]]
     data: dict[str, Any]
+    assessment: dict[str, Any]
+    tuning: dict[str, Any]
     reports: dict[str, str]
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
@@ -164,19 +175,50 @@ def run_project(
         notify("profile", "train rows")
         # The drift reference: statistics of the rows the model learns from.
         profile_doc = Profile.from_frame(splits.train, schema).to_dict()
+    with timer("tune"):
+        tunable = [c for c in config.candidates if c in SEARCH_SPACES] if config.budget else []
+        tuned = {}
+        for name in tunable:
+            notify("tune", f"{name}: starting")
+
+            def show(trial, best_score, name=name):
+                best_text = "—" if best_score is None else f"{best_score:.4f}"
+                notify("tune", f"{name}: trial {trial.number}, best {best_text}")
+
+            tuned[name] = tune(
+                name,
+                splits.train,
+                schema,
+                labels,
+                config.seed,
+                config.budget / len(tunable),
+                config.cv_folds,
+                on_trial=show,
+            )
     with timer("train"):
         trained = train_candidates(
-            config.candidates,
+            config.models,
             splits,
             schema,
             labels,
             config.seed,
             on_candidate=lambda name: notify("train", name),
+            params={n: r.best_params for n, r in tuned.items()},
         )
         best = select_best(trained, labels.task)
     with timer("evaluate"):
-        notify("evaluate", best.name)
-        test_metrics = evaluate_pipeline(best.pipeline, splits.test, schema, labels)
+        notify("evaluate", f"{best.name}: bootstrap intervals, gate, {config.cv_folds}-fold CV")
+        assessment = assess(
+            best,
+            trained,
+            splits,
+            schema,
+            labels,
+            cv_folds=config.cv_folds,
+            seed=config.seed,
+            margin=config.gate_margin,
+        )
+        test_metrics = assessment.test_metrics
         all_test = {
             c.name: evaluate_pipeline(c.pipeline, splits.test, schema, labels) for c in trained
         }
@@ -203,9 +245,21 @@ def run_project(
             for f in feature_scores[:5]
         ],
     }
+    tuning_summary = {
+        name: {
+            "metric": r.metric,
+            "best_cv_score": r.best_score,
+            "best_params": r.best_params,
+            "trials": len(r.trials),
+            "pruned": sum(t.state == "pruned" for t in r.trials),
+            "seconds": round(r.seconds, 2),
+        }
+        for name, r in tuned.items()
+    }
     candidates = [
         {
             "name": c.name,
+            "baseline": c.name in BASELINES,
             "fit_seconds": round(c.fit_seconds, 3),
             "validation": c.validation_metrics,
             "test": all_test[c.name],
@@ -219,12 +273,28 @@ def run_project(
             with mlflow.start_run(experiment_id=experiment_id, run_name=f"keel-{best.name}") as run:
                 run_id = run.info.run_id
                 for c in trained:
-                    with mlflow.start_run(run_name=c.name, nested=True):
+                    with mlflow.start_run(
+                        experiment_id=experiment_id, run_name=c.name, nested=True
+                    ):
                         mlflow.log_params({f"model.{k}": v for k, v in c.params.items()})
                         mlflow.log_metrics({f"val_{k}": v for k, v in c.validation_metrics.items()})
                         mlflow.log_metrics({f"test_{k}": v for k, v in all_test[c.name].items()})
                         mlflow.log_metric("fit_seconds", c.fit_seconds)
                         mlflow.set_tag("keel.candidate", c.name)
+                for name, result in tuned.items():
+                    for trial in result.trials:
+                        with mlflow.start_run(
+                            experiment_id=experiment_id,
+                            run_name=f"{name}-trial-{trial.number}",
+                            nested=True,
+                        ):
+                            mlflow.log_params({f"model.{k}": v for k, v in trial.params.items()})
+                            mlflow.set_tags(
+                                {"keel.candidate": name, "keel.trial.state": trial.state}
+                            )
+                            if trial.score is not None:
+                                mlflow.log_metric(f"cv_{result.metric}", trial.score)
+                            mlflow.log_metric("trial_seconds", trial.seconds)
                 _log_run(
                     config,
                     dataset,
@@ -259,8 +329,20 @@ def run_project(
                     signature_rows=features.head(1000),
                     files={"profile.json": profile_doc},
                 )
-                ref = assign_alias(client, ref)
-                mlflow.set_tag("keel.alias", ref.alias)
+                gate = assessment.gate
+                if gate is None or gate.passed:
+                    ref = assign_alias(client, ref)
+                mlflow.set_tag("keel.alias", ref.alias or "none: baseline gate failed")
+                if gate is not None:
+                    mlflow.set_tag("keel.gate.baseline", "passed" if gate.passed else "failed")
+                    mlflow.log_metric("gate_difference_low", gate.difference.low)
+                    mlflow.log_metric("gate_difference_high", gate.difference.high)
+                for name, interval in assessment.intervals.items():
+                    mlflow.log_metric(f"test_{name}_ci_low", interval.low)
+                    mlflow.log_metric(f"test_{name}_ci_high", interval.high)
+                for name, summary in assessment.cross_validation.items():
+                    mlflow.log_metric(f"cv_{name}_mean", summary["mean"])
+                    mlflow.log_metric(f"cv_{name}_std", summary["std"])
                 report = {
                     "run_id": run_id,
                     "task": labels.task,
@@ -273,6 +355,8 @@ def run_project(
                         "positive_class": labels.positive_class,
                     },
                     "test_metrics": test_metrics,
+                    "assessment": assessment.to_dict(),
+                    "tuning": tuning_summary,
                     "candidates": candidates,
                     "data": data_info,
                     "schema": schema.to_dict(),
@@ -294,11 +378,13 @@ def run_project(
             "version": ref.version,
             "alias": ref.alias,
             "candidate": best.name,
-            "uri": f"models:/{ref.name}@{ref.alias}",
+            "uri": f"models:/{ref.name}@{ref.alias}" if ref.alias else ref.uri,
         },
         task=labels.task,
         primary_metric=primary,
         metrics=test_metrics,
+        assessment=assessment.to_dict(),
+        tuning=tuning_summary,
         candidates=candidates,
         data=data_info,
         reports=reports,

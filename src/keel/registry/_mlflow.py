@@ -45,12 +45,18 @@ _REQUIREMENTS = ("mlflow", "scikit-learn", "lightgbm", "skops", "pandas", "numpy
 def mlflow_scope(tracking_uri: str) -> Iterator[MlflowClient]:
     """Point MLflow's process-wide tracking and registry URIs at ``tracking_uri``.
 
-    MLflow keeps these globally; Keel sets them only inside this scope and restores
-    the previous values afterwards.
+    MLflow keeps these in module globals *and* mirrors them into the environment
+    (``MLFLOW_TRACKING_URI``, ``MLFLOW_REGISTRY_URI``) for subprocesses. Keel sets them
+    only inside this scope and restores all four exactly afterwards, so a later
+    ``MlflowClient`` in the same process is not silently pointed at this store.
     """
-    previous_env = os.environ.get("MLFLOW_TRACKING_URI")
-    previous_tracking = mlflow.get_tracking_uri() if _uri_was_set() else None
-    previous_registry = mlflow.get_registry_uri() if _uri_was_set() else None
+    from mlflow.tracking import _tracking_service
+    from mlflow.tracking._model_registry import utils as registry_utils
+
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    previous_env = {name: os.environ.get(name) for name in names}
+    previous_tracking = getattr(_tracking_service.utils, "_tracking_uri", None)
+    previous_registry = getattr(registry_utils, "_registry_uri", None)
     quiet = [logging.getLogger(n) for n in ("mlflow", "alembic")]
     levels = [lg.level for lg in quiet]
     for lg in quiet:
@@ -61,17 +67,14 @@ def mlflow_scope(tracking_uri: str) -> Iterator[MlflowClient]:
         yield MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     finally:
         mlflow.set_tracking_uri(previous_tracking)
-        mlflow.set_registry_uri(previous_registry)
-        if previous_env is not None:
-            os.environ["MLFLOW_TRACKING_URI"] = previous_env
+        registry_utils._registry_uri = previous_registry
+        for name, value in previous_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         for lg, level in zip(quiet, levels, strict=True):
             lg.setLevel(level)
-
-
-def _uri_was_set() -> bool:
-    from mlflow.tracking import _tracking_service
-
-    return getattr(_tracking_service.utils, "_tracking_uri", None) is not None
 
 
 def ensure_experiment(client: MlflowClient, name: str, artifact_location: str) -> str:

@@ -1,6 +1,8 @@
 """Training: baselines and candidates, each a Pipeline with its preprocessing inside."""
 
+from keel.training._assess import Assessment, assess, choose_threshold
 from keel.training._candidates import (
+    BASELINES,
     CANDIDATE_FACTORIES,
     TrainedCandidate,
     evaluate_pipeline,
@@ -9,13 +11,33 @@ from keel.training._candidates import (
     select_best,
     train_candidates,
 )
+from keel.training._tuning import (
+    SEARCH_SPACES,
+    Trial,
+    TuningResult,
+    cross_validate,
+    folds_for,
+    summarize_folds,
+    tune,
+)
 
 __all__ = [
+    "BASELINES",
     "CANDIDATE_FACTORIES",
+    "SEARCH_SPACES",
+    "Assessment",
     "TrainedCandidate",
+    "Trial",
+    "TuningResult",
+    "assess",
+    "choose_threshold",
+    "cross_validate",
     "evaluate_pipeline",
+    "folds_for",
     "make_pipeline",
     "predict_with",
     "select_best",
+    "summarize_folds",
     "train_candidates",
+    "tune",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,8 +12,15 @@ import numpy as np
 import pandas as pd
 from lightgbm import LGBMClassifier, LGBMRegressor
 from sklearn.dummy import DummyClassifier, DummyRegressor
+from sklearn.ensemble import (
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
+from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 from keel.data import LabelInfo, Schema, Splits
 from keel.evaluation import PRIMARY_METRIC, compute_metrics, is_better
@@ -53,11 +61,36 @@ def _lightgbm(task: str, seed: int) -> tuple[Any, bool]:
     return LGBMClassifier(**params), False
 
 
+def _shallow_tree(task: str, seed: int) -> tuple[Any, bool]:
+    if task == "regression":
+        return DecisionTreeRegressor(max_depth=4, min_samples_leaf=20, random_state=seed), False
+    return DecisionTreeClassifier(max_depth=4, min_samples_leaf=20, random_state=seed), False
+
+
+def _hist_gradient_boosting(task: str, seed: int) -> tuple[Any, bool]:
+    params = {"max_iter": 300, "learning_rate": 0.05, "random_state": seed, "early_stopping": False}
+    if task == "regression":
+        return HistGradientBoostingRegressor(**params), False
+    return HistGradientBoostingClassifier(**params), False
+
+
+def _random_forest(task: str, seed: int) -> tuple[Any, bool]:
+    # n_jobs=1 for the same reason as LightGBM: parallelism comes from elsewhere.
+    params = {"n_estimators": 200, "min_samples_leaf": 2, "random_state": seed, "n_jobs": 1}
+    if task == "regression":
+        return RandomForestRegressor(**params), False
+    return RandomForestClassifier(**params), False
+
+
 CANDIDATE_FACTORIES: dict[str, Factory] = {
     "dummy": _dummy,
     "linear": _linear,
+    "shallow_tree": _shallow_tree,
     "lightgbm": _lightgbm,
+    "hist_gradient_boosting": _hist_gradient_boosting,
+    "random_forest": _random_forest,
 }
+BASELINES: tuple[str, ...] = ("dummy", "linear", "shallow_tree")
 
 
 def make_pipeline(name: str, task: str, schema: Schema, seed: int) -> Pipeline:
@@ -124,8 +157,12 @@ def train_candidates(
     labels: LabelInfo,
     seed: int,
     on_candidate: Callable[[str], None] | None = None,
+    params: dict[str, dict[str, Any]] | None = None,
 ) -> list[TrainedCandidate]:
-    """Fit every named candidate on the train rows and score it on validation."""
+    """Fit every named candidate on the train rows and score it on validation.
+
+    ``params`` overrides hyper-parameters per candidate (the tuned ones).
+    """
     x_train = splits.train[schema.feature_names]
     y_train = splits.train[schema.target].to_numpy()
     if labels.task == "regression":
@@ -135,8 +172,13 @@ def train_candidates(
         if on_candidate is not None:
             on_candidate(name)
         pipeline = make_pipeline(name, labels.task, schema, seed)
+        overrides = (params or {}).get(name) or {}
+        if overrides:
+            pipeline.set_params(**{f"model__{k}": v for k, v in overrides.items()})
         started = time.perf_counter()
-        pipeline.fit(x_train, y_train)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=UserWarning)
+            pipeline.fit(x_train, y_train)
         seconds = time.perf_counter() - started
         metrics = evaluate_pipeline(pipeline, splits.validation, schema, labels)
         params = {

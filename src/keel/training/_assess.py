@@ -1,0 +1,142 @@
+"""Judging the chosen model: test metrics with intervals, the baseline gate, CV, threshold."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sklearn import metrics as skm
+from sklearn.base import clone
+
+from keel.data import LabelInfo, Schema, Splits
+from keel.evaluation import (
+    PRIMARY_METRIC,
+    GateResult,
+    Interval,
+    baseline_gate,
+    compute_metrics,
+    fast_metrics,
+    metric_intervals,
+    paired_difference,
+)
+from keel.training._candidates import BASELINES, TrainedCandidate, predict_with, select_best
+from keel.training._tuning import cross_validate, summarize_folds
+
+
+@dataclass
+class Assessment:
+    """Everything said about the chosen model, with the numbers behind it."""
+
+    test_metrics: dict[str, float]
+    intervals: dict[str, Interval]
+    gate: GateResult | None
+    cross_validation: dict[str, dict[str, float]]
+    threshold: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {
+            "test_metrics": self.test_metrics,
+            "intervals": {k: v.to_dict() for k, v in self.intervals.items()},
+            "gate": None if self.gate is None else self.gate.to_dict(),
+            "cross_validation": self.cross_validation,
+            "threshold": self.threshold,
+        }
+
+
+def _primary_on_rows(task, metric, y, predictions, proba, classes, positive):
+    def compute(rows: np.ndarray) -> float:
+        values = fast_metrics(
+            task,
+            y[rows],
+            predictions[rows],
+            None if proba is None else proba[rows],
+            classes,
+            positive,
+        )
+        return values.get(metric, float("nan"))
+
+    return compute
+
+
+def assess(
+    best: TrainedCandidate,
+    trained: Sequence[TrainedCandidate],
+    splits: Splits,
+    schema: Schema,
+    labels: LabelInfo,
+    *,
+    cv_folds: int = 5,
+    seed: int = 0,
+    margin: float = 0.0,
+    resamples: int = 300,
+) -> Assessment:
+    """Test metrics with 95 % bootstrap intervals, the baseline gate, CV and threshold.
+
+    The gate compares the chosen model with the best *other* baseline (chosen on
+    validation) on the same bootstrap resamples of the test rows: it passes when the
+    whole interval of the improvement clears ``margin``.
+    """
+    spec = PRIMARY_METRIC[labels.task]
+    x_test = splits.test[schema.feature_names]
+    y_test = splits.test[schema.target].to_numpy()
+    if labels.task == "regression":
+        y_test = y_test.astype(float)
+    predictions, proba, classes = predict_with(best.pipeline, x_test, labels.task)
+    test_metrics = compute_metrics(
+        labels.task, y_test, predictions, proba, classes, labels.positive_class
+    )
+    intervals = metric_intervals(
+        labels.task, y_test, predictions, proba, classes, labels.positive_class, resamples, seed
+    )
+    gate = None
+    others = [c for c in trained if c.name in BASELINES and c.name != best.name]
+    if others:
+        baseline = select_best(others, labels.task)
+        b_pred, b_proba, b_classes = predict_with(baseline.pipeline, x_test, labels.task)
+        difference = paired_difference(
+            _primary_on_rows(
+                labels.task, spec.name, y_test, predictions, proba, classes, labels.positive_class
+            ),
+            _primary_on_rows(
+                labels.task, spec.name, y_test, b_pred, b_proba, b_classes, labels.positive_class
+            ),
+            len(y_test),
+            resamples,
+            seed,
+        )
+        gate = baseline_gate(
+            spec.name, spec.greater_is_better, best.name, baseline.name, difference, margin
+        )
+    folds = cross_validate(clone(best.pipeline), splits.train, schema, labels, cv_folds, seed)
+    threshold = {}
+    if labels.task == "binary" and proba is not None:
+        threshold = choose_threshold(best, splits, schema, labels, x_test, y_test, proba, classes)
+    return Assessment(test_metrics, intervals, gate, summarize_folds(folds), threshold)
+
+
+def choose_threshold(best, splits, schema, labels, x_test, y_test, proba, classes) -> dict:
+    """The decision threshold maximising F1 on validation, and test metrics at it."""
+    positive = labels.positive_class
+    column = list(classes).index(positive)
+    _, val_proba, _ = predict_with(best.pipeline, splits.validation[schema.feature_names], "binary")
+    y_val = splits.validation[schema.target].to_numpy() == positive
+    precision, recall, cuts = skm.precision_recall_curve(y_val, val_proba[:, column])
+    f1 = 2 * precision * recall / np.clip(precision + recall, 1e-12, None)
+    k = int(np.nanargmax(f1[:-1])) if len(cuts) else 0
+    cut = float(cuts[k]) if len(cuts) else 0.5
+    decided = proba[:, column] >= cut
+    truth = y_test == positive
+    return {
+        "objective": "f1 on validation",
+        "value": round(cut, 6),
+        "validation_f1": float(f1[k]) if len(cuts) else float("nan"),
+        "test_at_threshold": {
+            "precision": float(skm.precision_score(truth, decided, zero_division=0)),
+            "recall": float(skm.recall_score(truth, decided, zero_division=0)),
+            "f1": float(skm.f1_score(truth, decided, zero_division=0)),
+            "accuracy": float(skm.accuracy_score(truth, decided)),
+        },
+    }

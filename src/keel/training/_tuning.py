@@ -1,0 +1,209 @@
+"""Hyper-parameter tuning: Optuna's TPE with pruning, cross-validated, under a time budget."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+from sklearn.model_selection import KFold, StratifiedKFold
+
+from keel.data import LabelInfo, Schema
+from keel.evaluation import PRIMARY_METRIC, compute_metrics
+from keel.training._candidates import make_pipeline, predict_with
+
+
+def _lightgbm_space(trial: Any) -> dict[str, Any]:
+    return {
+        "n_estimators": trial.suggest_int("n_estimators", 100, 1000, log=True),
+        "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.3, log=True),
+        "num_leaves": trial.suggest_int("num_leaves", 8, 256, log=True),
+        "min_child_samples": trial.suggest_int("min_child_samples", 5, 100, log=True),
+        "subsample": trial.suggest_float("subsample", 0.5, 1.0),
+        "colsample_bytree": trial.suggest_float("colsample_bytree", 0.5, 1.0),
+        "reg_lambda": trial.suggest_float("reg_lambda", 1e-3, 10.0, log=True),
+    }
+
+
+def _hgb_space(trial: Any) -> dict[str, Any]:
+    return {
+        "max_iter": trial.suggest_int("max_iter", 100, 800, log=True),
+        "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.3, log=True),
+        "max_leaf_nodes": trial.suggest_int("max_leaf_nodes", 8, 128, log=True),
+        "min_samples_leaf": trial.suggest_int("min_samples_leaf", 5, 100, log=True),
+        "l2_regularization": trial.suggest_float("l2_regularization", 1e-4, 10.0, log=True),
+    }
+
+
+def _forest_space(trial: Any) -> dict[str, Any]:
+    return {
+        "n_estimators": trial.suggest_int("n_estimators", 100, 500, log=True),
+        "max_depth": trial.suggest_int("max_depth", 4, 32, log=True),
+        "min_samples_leaf": trial.suggest_int("min_samples_leaf", 1, 20, log=True),
+        "max_features": trial.suggest_categorical("max_features", ["sqrt", 0.5, 1.0]),
+    }
+
+
+SEARCH_SPACES: dict[str, Callable[[Any], dict[str, Any]]] = {
+    "lightgbm": _lightgbm_space,
+    "hist_gradient_boosting": _hgb_space,
+    "random_forest": _forest_space,
+}
+
+
+@dataclass
+class Trial:
+    """One tuning trial: its parameters, fold scores and what became of it."""
+
+    number: int
+    params: dict[str, Any]
+    state: str
+    score: float | None
+    fold_scores: list[float]
+    seconds: float
+
+
+@dataclass
+class TuningResult:
+    """The outcome of tuning one candidate."""
+
+    name: str
+    metric: str
+    best_params: dict[str, Any]
+    best_score: float | None
+    trials: list[Trial] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def folds_for(task: str, n_splits: int, seed: int) -> Any:
+    """Stratified K-fold for classification, K-fold for regression (shuffled, seeded)."""
+    if task == "regression":
+        return KFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    return StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+
+
+def cross_validate(
+    pipeline: Any,
+    frame: pd.DataFrame,
+    schema: Schema,
+    labels: LabelInfo,
+    n_splits: int,
+    seed: int,
+    on_fold: Callable[[int, dict[str, float]], None] | None = None,
+) -> list[dict[str, float]]:
+    """Every metric on each held-out fold of ``frame`` (fit on the others)."""
+    x = frame[schema.feature_names]
+    y = frame[schema.target].to_numpy()
+    if labels.task == "regression":
+        y = y.astype(float)
+    results = []
+    splitter = folds_for(labels.task, n_splits, seed)
+    for k, (fit_rows, held_rows) in enumerate(splitter.split(x, y)):
+        model = clone(pipeline)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.fit(x.iloc[fit_rows], y[fit_rows])
+        predictions, proba, classes = predict_with(model, x.iloc[held_rows], labels.task)
+        metrics = compute_metrics(
+            labels.task, y[held_rows], predictions, proba, classes, labels.positive_class
+        )
+        results.append(metrics)
+        if on_fold is not None:
+            on_fold(k, metrics)
+    return results
+
+
+def summarize_folds(folds: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Mean and standard deviation of every metric over the folds."""
+    names = sorted({k for f in folds for k in f})
+    out = {}
+    for name in names:
+        values = np.array([f[name] for f in folds if name in f])
+        out[name] = {
+            "mean": float(values.mean()),
+            "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+            "folds": len(values),
+        }
+    return out
+
+
+def tune(
+    name: str,
+    frame: pd.DataFrame,
+    schema: Schema,
+    labels: LabelInfo,
+    seed: int,
+    budget_seconds: float,
+    n_splits: int,
+    on_trial: Callable[[Trial, float | None], None] | None = None,
+) -> TuningResult:
+    """Tune candidate ``name`` with Optuna (TPE, median pruning) on CV folds of ``frame``.
+
+    Stops starting trials once ``budget_seconds`` of wall time are used (a running
+    trial finishes). Each trial reports its running mean after every fold so that a
+    clearly worse trial is pruned early.
+    """
+    import optuna
+
+    spec = PRIMARY_METRIC[labels.task]
+    space = SEARCH_SPACES.get(name)
+    if space is None or budget_seconds <= 0:
+        return TuningResult(name, spec.name, {}, None)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sign = 1.0 if spec.greater_is_better else -1.0
+    trials: list[Trial] = []
+    best: list[float | None] = [None]
+
+    def objective(trial: Any) -> float:
+        params = space(trial)
+        pipeline = make_pipeline(name, labels.task, schema, seed)
+        pipeline.set_params(**{f"model__{k}": v for k, v in params.items()})
+        scores: list[float] = []
+        started = time.perf_counter()
+
+        def report(k: int, metrics: dict[str, float]) -> None:
+            scores.append(metrics.get(spec.name, float("nan")))
+            trial.report(sign * float(np.nanmean(scores)), step=k)
+            if trial.should_prune():
+                raise optuna.TrialPruned
+
+        try:
+            cross_validate(pipeline, frame, schema, labels, n_splits, seed, on_fold=report)
+        except optuna.TrialPruned:
+            trials.append(
+                Trial(trial.number, params, "pruned", None, scores, time.perf_counter() - started)
+            )
+            raise
+        score = float(np.nanmean(scores))
+        trials.append(
+            Trial(trial.number, params, "complete", score, scores, time.perf_counter() - started)
+        )
+        if best[0] is None or sign * score > sign * best[0]:
+            best[0] = score
+        if on_trial is not None:
+            on_trial(trials[-1], best[0])
+        return sign * score
+
+    study = optuna.create_study(
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
+    )
+    started = time.perf_counter()
+    study.optimize(objective, timeout=budget_seconds, catch=())
+    complete = [t for t in trials if t.state == "complete"]
+    if not complete:
+        return TuningResult(name, spec.name, {}, None, trials, time.perf_counter() - started)
+    return TuningResult(
+        name,
+        spec.name,
+        dict(study.best_params),
+        sign * study.best_value,
+        trials,
+        time.perf_counter() - started,
+    )

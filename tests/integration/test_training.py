@@ -1,0 +1,79 @@
+"""Tuning under a budget, trials as nested MLflow runs, and a baseline gate that must fail."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+from typer.testing import CliRunner
+
+from keel.cli import app
+from keel.data import infer_schema, prepare_labels, split_frame
+from keel.training import summarize_folds, tune
+
+pytestmark = pytest.mark.integration
+
+
+def test_tune_respects_the_budget_and_prunes(adult_frame: pd.DataFrame) -> None:
+    frame, labels = prepare_labels(adult_frame, "income", None, None)
+    schema = infer_schema(frame, "income", ["fnlwgt"])
+    splits = split_frame(frame, "income", "binary", seed=0)
+    seen = []
+    result = tune("lightgbm", splits.train, schema, labels, 0, 6.0, 3, lambda t, b: seen.append(b))
+    assert result.metric == "roc_auc" and result.best_score is not None
+    assert 0.8 < result.best_score < 1.0
+    assert result.seconds < 6.0 + 15.0  # a running trial may finish after the budget
+    assert {"num_leaves", "learning_rate"} <= set(result.best_params)
+    states = {t.state for t in result.trials}
+    assert "complete" in states
+    assert seen == sorted(seen)  # the best so far never gets worse
+    assert tune("linear", splits.train, schema, labels, 0, 5.0, 3).trials == []  # nothing to tune
+
+
+def test_fold_summary() -> None:
+    summary = summarize_folds([{"a": 1.0}, {"a": 3.0}, {"a": 2.0, "b": 5.0}])
+    assert summary["a"] == {"mean": 2.0, "std": 1.0, "folds": 3}
+    assert summary["b"]["folds"] == 1 and summary["b"]["std"] == 0.0
+
+
+def test_noise_fails_the_gate_and_gets_no_alias(tmp_path: Path, adult_frame: pd.DataFrame) -> None:
+    noise = adult_frame.copy()
+    noise["income"] = np.random.default_rng(0).permutation(noise["income"].to_numpy())
+    root = tmp_path / "noise"
+    root.mkdir()
+    noise.to_csv(root / "adult.csv", index=False)
+    (root / "keel.yaml").write_text(
+        json.dumps(
+            {
+                "name": "noise",
+                "data": "adult.csv",
+                "target": "income",
+                "budget": 3,
+                "cv_folds": 3,
+                "ignore_columns": ["fnlwgt"],
+            }
+        )
+    )
+    old = os.getcwd()
+    os.chdir(root)
+    try:
+        result = CliRunner().invoke(app, ["run", "--json"])
+    finally:
+        os.chdir(old)
+    assert result.exit_code == 1, result.output
+    assert "finding: baseline gate failed" in result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["model"]["alias"] is None and payload["model"]["uri"].endswith("/1")
+    client = MlflowClient(payload["tracking_uri"])
+    assert client.get_model_version("noise", "1").aliases == []
+    run = client.get_run(payload["run_id"])
+    assert run.data.tags["keel.gate.baseline"] == "failed"
+    trials = client.search_runs(
+        [payload["experiment_id"]], filter_string="tags.`keel.trial.state` = 'complete'"
+    )
+    assert len(trials) >= 1 and all(r.data.tags["keel.candidate"] == "lightgbm" for r in trials)
