@@ -55,3 +55,28 @@ def test_large_capital_gain_raises_the_income_estimate(trained) -> None:
     ]
     assert (after >= before - 1e-9).mean() > 0.9
     assert after.mean() > before.mean() + 0.2
+
+
+def test_slices_flag_where_the_model_fails(trained) -> None:
+    from keel.training import predict_with, slice_report, worst_rows
+
+    models, splits, schema, labels = trained
+    model = models["lightgbm"].pipeline
+    pred, proba, classes = predict_with(model, splits.test[schema.feature_names], "binary")
+    report = slice_report(splits.test, pred, proba, classes, schema, labels, sensitive=["age"])
+    features = {s["feature"] for s in report}
+    assert {"sex", "race", "age"} <= features  # age binned because it is sensitive
+    assert "capital-gain" not in features  # other numeric features are not sliced
+    flagged = [s for s in report if s["flagged"]]
+    assert all(s["rows"] >= 30 and s["gap"] > 0.05 for s in flagged)
+    assert report[: len(flagged)] == flagged  # worst first
+    male = next(s for s in report if s["feature"] == "sex" and s["value"] == "Male")
+    mask = splits.test["sex"] == "Male"
+    assert male["rows"] == int(mask.sum())
+    assert male["accuracy"] == pytest.approx(
+        float((pred[mask] == splits.test["income"][mask]).mean())
+    )
+    worst = worst_rows(splits.test, pred, proba, classes, schema, labels, n=10)
+    assert len(worst) == 10 and worst["probability_of_truth"].is_monotonic_increasing
+    assert (worst["prediction"] != worst["income"]).all()
+    assert "fnlwgt" not in worst.columns

@@ -71,6 +71,71 @@ def _bars(candidates: list[dict[str, Any]], metric: str) -> str:
     )
 
 
+def _assessment_html(report: dict[str, Any]) -> list[str]:
+    assessment = report.get("assessment")
+    if not assessment:
+        return []
+    parts = ["<h2>Confidence, gate and cross-validation</h2>"]
+    cv = assessment.get("cross_validation", {})
+    rows = []
+    for name, interval in sorted(assessment.get("intervals", {}).items()):
+        fold = cv.get(name, {})
+        rows.append(
+            [
+                name,
+                interval["value"],
+                f"{_fmt(interval['low'])} – {_fmt(interval['high'])}",
+                f"{_fmt(fold.get('mean'))} ± {_fmt(fold.get('std'))}" if fold else "—",
+            ]
+        )
+    parts.append(_table(["metric", "test", "95% bootstrap CI", "CV mean ± std"], rows))
+    gate = assessment.get("gate")
+    if gate:
+        d = gate["difference"]
+        verdict = "passed" if gate["passed"] else "FAILED: registered without an alias"
+        parts.append(
+            f"<p><b>Baseline gate {html.escape(verdict)}</b>: {html.escape(gate['model'])}"
+            f" − {html.escape(gate['baseline'])} on test {html.escape(gate['metric'])} ="
+            f" {d['value']:+.4f} (95% CI {d['low']:+.4f} to {d['high']:+.4f}),"
+            f" margin {gate['margin']:g}.</p>"
+        )
+    threshold = assessment.get("threshold")
+    if threshold:
+        at = threshold["test_at_threshold"]
+        parts.append(
+            f"<p>Decision threshold {threshold['value']:.4f}"
+            f" ({html.escape(threshold['objective'])}):"
+            f" test precision {at['precision']:.4f}, recall {at['recall']:.4f},"
+            f" F1 {at['f1']:.4f}.</p>"
+        )
+    slices = assessment.get("slices", [])
+    if slices:
+        parts.append("<h2>Slices (worst first)</h2>")
+        keys = [
+            k
+            for k in slices[0]
+            if k not in ("feature", "value", "rows", "judged", "flagged", "gap")
+        ]
+        parts.append(
+            _table(
+                ["feature", "value", "rows", *keys, "gap", "flagged"],
+                [
+                    [
+                        s["feature"],
+                        s["value"],
+                        s["rows"],
+                        *[s.get(k) for k in keys],
+                        s["gap"],
+                        "yes" if s["flagged"] else ("" if s["judged"] else "too small to judge"),
+                    ]
+                    for s in slices[:25]
+                ],
+            )
+        )
+        parts.append("<p>The 50 worst-predicted test rows are in <code>worst_rows.csv</code>.</p>")
+    return parts
+
+
 def render_html(report: dict[str, Any]) -> str:
     """Render the report as one HTML page with no external resources."""
     model = report["model"]
@@ -118,6 +183,7 @@ def render_html(report: dict[str, Any]) -> str:
         f"<h2>Candidates (validation; primary metric: {html.escape(primary)})</h2>",
         _bars(candidates, primary),
         _table(["candidate", "fit time", *cand_metrics], cand_rows),
+        *_assessment_html(report),
         "<h2>Data lineage</h2>",
         _table(
             ["what", "value"],

@@ -217,6 +217,7 @@ def run_project(
             cv_folds=config.cv_folds,
             seed=config.seed,
             margin=config.gate_margin,
+            sensitive=config.sensitive_features,
         )
         test_metrics = assessment.test_metrics
         all_test = {
@@ -364,6 +365,9 @@ def run_project(
                 with timer("report"):
                     notify("report", "")
                     reports = write_reports(report, settings.reports_dir / run_id)
+                    worst_path = Path(reports["json"]).with_name("worst_rows.csv")
+                    assessment.worst.to_csv(worst_path, index=False)
+                    reports["worst_rows"] = str(worst_path)
                     for path in reports.values():
                         mlflow.log_artifact(path, artifact_path="reports")
                 for stage, seconds in timer.seconds.items():

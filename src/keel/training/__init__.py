@@ -11,6 +11,7 @@ from keel.training._candidates import (
     select_best,
     train_candidates,
 )
+from keel.training._slices import slice_report, worst_rows
 from keel.training._tuning import (
     SEARCH_SPACES,
     Trial,
@@ -37,7 +38,9 @@ __all__ = [
     "make_pipeline",
     "predict_with",
     "select_best",
+    "slice_report",
     "summarize_folds",
     "train_candidates",
     "tune",
+    "worst_rows",
 ]

@@ -22,6 +22,7 @@ from keel.evaluation import (
     paired_difference,
 )
 from keel.training._candidates import BASELINES, TrainedCandidate, predict_with, select_best
+from keel.training._slices import slice_report, worst_rows
 from keel.training._tuning import cross_validate, summarize_folds
 
 
@@ -34,6 +35,8 @@ class Assessment:
     gate: GateResult | None
     cross_validation: dict[str, dict[str, float]]
     threshold: dict[str, Any] = field(default_factory=dict)
+    slices: list[dict[str, Any]] = field(default_factory=list)
+    worst: Any = None  # DataFrame of the worst-predicted test rows
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
@@ -43,6 +46,8 @@ class Assessment:
             "gate": None if self.gate is None else self.gate.to_dict(),
             "cross_validation": self.cross_validation,
             "threshold": self.threshold,
+            "slices": self.slices,
+            "flagged_slices": [s for s in self.slices if s["flagged"]],
         }
 
 
@@ -72,6 +77,7 @@ def assess(
     seed: int = 0,
     margin: float = 0.0,
     resamples: int = 300,
+    sensitive: Sequence[str] = (),
 ) -> Assessment:
     """Test metrics with 95 % bootstrap intervals, the baseline gate, CV and threshold.
 
@@ -114,7 +120,13 @@ def assess(
     threshold = {}
     if labels.task == "binary" and proba is not None:
         threshold = choose_threshold(best, splits, schema, labels, x_test, y_test, proba, classes)
-    return Assessment(test_metrics, intervals, gate, summarize_folds(folds), threshold)
+    slices = slice_report(
+        splits.test, predictions, proba, classes, schema, labels, sensitive=sensitive
+    )
+    worst = worst_rows(splits.test, predictions, proba, classes, schema, labels)
+    return Assessment(
+        test_metrics, intervals, gate, summarize_folds(folds), threshold, slices, worst
+    )
 
 
 def choose_threshold(best, splits, schema, labels, x_test, y_test, proba, classes) -> dict:
