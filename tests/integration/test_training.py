@@ -77,3 +77,37 @@ def test_noise_fails_the_gate_and_gets_no_alias(tmp_path: Path, adult_frame: pd.
         [payload["experiment_id"]], filter_string="tags.`keel.trial.state` = 'complete'"
     )
     assert len(trials) >= 1 and all(r.data.tags["keel.candidate"] == "lightgbm" for r in trials)
+
+
+def test_behaviour_tests_gate_the_alias(tmp_path: Path, adult_frame: pd.DataFrame) -> None:
+    root = tmp_path / "behaviour"
+    root.mkdir()
+    adult_frame.to_csv(root / "adult.csv", index=False)
+    config = {
+        "name": "behaved",
+        "data": "adult.csv",
+        "target": "income",
+        "budget": 0,
+        "cv_folds": 3,
+        "ignore_columns": ["fnlwgt"],
+        "behaviour": [
+            {"kind": "directional", "feature": "capital-gain"},
+            {"kind": "minimum", "where": {"sex": "Female"}, "metric": "roc_auc", "min": 0.7},
+            {"kind": "invariance", "feature": "sex", "max_change": 0.0001},  # must fail
+        ],
+    }
+    (root / "keel.yaml").write_text(json.dumps(config))
+    old = os.getcwd()
+    os.chdir(root)
+    try:
+        result = CliRunner().invoke(app, ["run", "--json"])
+    finally:
+        os.chdir(old)
+    assert result.exit_code == 1, result.output
+    assert "behaviour test failed: invariance sex" in result.stderr
+    payload = json.loads(result.stdout)
+    tests = payload["assessment"]["behaviour"]
+    assert [t["passed"] for t in tests] == [True, True, False]
+    offending = tests[2]["offending_rows"]
+    assert offending and abs(offending[0]["change"]) > 0.0001 and "sex" in offending[0]["features"]
+    assert payload["model"]["alias"] is None

@@ -236,3 +236,25 @@ def test_split_config_errors(make_project, extra, message) -> None:
     config = {"name": "income", "data": "adult.csv", "target": "income", **extra}
     result = invoke("run", "-c", str(make_project(config)))
     assert result.exit_code == 2 and message in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("test", "message"),
+    [
+        (
+            {"kind": "invariance", "feature": "sexx"},
+            "'sexx' is not a model feature (did you mean 'sex'?)",
+        ),
+        ({"kind": "directional", "feature": "race"}, "feature 'race' is not numeric"),
+        (
+            {"kind": "minimum", "where": {"sex": "Female"}, "metric": "auc", "min": 0.5},
+            "metric 'auc' is not one of",
+        ),
+        ({"kind": "monotone", "feature": "age"}, "key 'behaviour.0'"),
+    ],
+)
+def test_behaviour_config_errors_stop_before_training(make_project, test, message) -> None:
+    config = {"name": "income", "data": "adult.csv", "target": "income", "behaviour": [test]}
+    result = invoke("run", "-c", str(make_project(config)))
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr

@@ -112,6 +112,17 @@ def run(config: ConfigOpt = None, json_out: JsonOpt = False, debug: DebugOpt = F
             print(json.dumps(payload, default=str))
         else:
             _render_run(payload)
+        failed_behaviour = [
+            b for b in payload["assessment"].get("behaviour", []) if not b["passed"]
+        ]
+        if failed_behaviour:
+            first = failed_behaviour[0]
+            raise KeelFinding(
+                f"behaviour test failed: {first['kind']}"
+                f" {first.get('feature') or first.get('slice')}: {first['detail']}"
+                + (f" (and {len(failed_behaviour) - 1} more)" if len(failed_behaviour) > 1 else "")
+                + f"; version {payload['model']['version']} is registered without an alias"
+            )
         gate = payload["assessment"].get("gate")
         if gate and not gate["passed"]:
             d = gate["difference"]
@@ -165,6 +176,10 @@ def _render_run(result: dict[str, Any]) -> None:
             f"Baseline gate {verdict}: {gate['model']} − {gate['baseline']} on test"
             f" {gate['metric']} = {d['value']:+.4f} (95% CI {d['low']:+.4f} to {d['high']:+.4f})"
         )
+    for test in result["assessment"].get("behaviour", []):
+        verdict = "[green]passed[/green]" if test["passed"] else "[red]FAILED[/red]"
+        what = test.get("feature") or test.get("slice")
+        console.print(f"Behaviour {test['kind']} {what}: {verdict} — {test['detail']}")
     for name, tuning in result.get("tuning", {}).items():
         console.print(
             f"Tuned {name}: {tuning['trials']} trials ({tuning['pruned']} pruned) in"

@@ -99,6 +99,37 @@ DataSpec = Annotated[
 ]
 
 
+class InvarianceTest(_Strict):
+    """Changing ``feature`` (to any other value seen) must not move the score more than ε."""
+
+    kind: Literal["invariance"]
+    feature: str
+    max_change: float = Field(0.05, ge=0.0)
+
+
+class DirectionalTest(_Strict):
+    """Raising ``feature`` by ``step`` (default: one std) must not lower (raise) the score."""
+
+    kind: Literal["directional"]
+    feature: str
+    direction: Literal["increasing", "decreasing"] = "increasing"
+    step: float | None = Field(None, gt=0.0)
+    tolerance: float = Field(1e-6, ge=0.0)
+
+
+class MinimumTest(_Strict):
+    """On the test rows matching ``where``, ``metric`` must reach ``min``."""
+
+    kind: Literal["minimum"]
+    where: dict[str, str | int | float | bool]
+    metric: str
+    min: float
+
+
+BehaviourTest = Annotated[
+    InvarianceTest | DirectionalTest | MinimumTest, Field(discriminator="kind")
+]
+
 PiiAction = Literal["redact", "mask", "hash", "drop"]
 
 
@@ -134,6 +165,7 @@ class ProjectConfig(_Strict):
     group_column: str | None = None
     leakage_threshold: float = Field(0.99, gt=0.5, le=1.0)
     pii: PiiConfig = Field(default_factory=PiiConfig)
+    behaviour: list[BehaviourTest] = Field(default_factory=list)
     tracking_uri: str | None = None
     schema_file: str | None = Field(None, alias="schema")
 

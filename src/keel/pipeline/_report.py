@@ -108,6 +108,24 @@ def _assessment_html(report: dict[str, Any]) -> list[str]:
             f" test precision {at['precision']:.4f}, recall {at['recall']:.4f},"
             f" F1 {at['f1']:.4f}.</p>"
         )
+    tests = assessment.get("behaviour", [])
+    if tests:
+        parts.append("<h2>Behaviour tests</h2>")
+        parts.append(
+            _table(
+                ["test", "on", "result", "detail", "offending rows (first)"],
+                [
+                    [
+                        t["kind"],
+                        t.get("feature") or t.get("slice"),
+                        "passed" if t["passed"] else "FAILED",
+                        t["detail"],
+                        json.dumps(t["offending_rows"][:1], default=str),
+                    ]
+                    for t in tests
+                ],
+            )
+        )
     slices = assessment.get("slices", [])
     if slices:
         parts.append("<h2>Slices (worst first)</h2>")

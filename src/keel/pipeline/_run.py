@@ -44,7 +44,9 @@ from keel.training import (
     BASELINES,
     SEARCH_SPACES,
     assess,
+    check_behaviour_config,
     evaluate_pipeline,
+    run_behaviour_tests,
     select_best,
     train_candidates,
     tune,
@@ -151,6 +153,7 @@ def run_project(
                 f"{config.data_label}: no usable feature columns besides target {config.target!r}"
             )
         _stop_on_violations(validate_frame(frame, schema), config.data_label)
+        check_behaviour_config(config.behaviour, schema, labels.task)
     with timer("split"):
         notify("split", f"seed {config.seed}")
         model_columns = [*schema.feature_names, config.target]
@@ -220,6 +223,10 @@ def run_project(
             sensitive=config.sensitive_features,
         )
         test_metrics = assessment.test_metrics
+        behaviour = run_behaviour_tests(
+            config.behaviour, best.pipeline, splits.test, schema, labels
+        )
+        assessment_doc = {**assessment.to_dict(), "behaviour": behaviour}
         all_test = {
             c.name: evaluate_pipeline(c.pipeline, splits.test, schema, labels) for c in trained
         }
@@ -331,9 +338,12 @@ def run_project(
                     files={"profile.json": profile_doc},
                 )
                 gate = assessment.gate
-                if gate is None or gate.passed:
+                behaviour_ok = all(b["passed"] for b in behaviour)
+                if (gate is None or gate.passed) and behaviour_ok:
                     ref = assign_alias(client, ref)
-                mlflow.set_tag("keel.alias", ref.alias or "none: baseline gate failed")
+                mlflow.set_tag("keel.alias", ref.alias or "none: a gate failed")
+                if behaviour:
+                    mlflow.set_tag("keel.gate.behaviour", "passed" if behaviour_ok else "failed")
                 if gate is not None:
                     mlflow.set_tag("keel.gate.baseline", "passed" if gate.passed else "failed")
                     mlflow.log_metric("gate_difference_low", gate.difference.low)
@@ -356,7 +366,7 @@ def run_project(
                         "positive_class": labels.positive_class,
                     },
                     "test_metrics": test_metrics,
-                    "assessment": assessment.to_dict(),
+                    "assessment": assessment_doc,
                     "tuning": tuning_summary,
                     "candidates": candidates,
                     "data": data_info,
@@ -387,7 +397,7 @@ def run_project(
         task=labels.task,
         primary_metric=primary,
         metrics=test_metrics,
-        assessment=assessment.to_dict(),
+        assessment=assessment_doc,
         tuning=tuning_summary,
         candidates=candidates,
         data=data_info,

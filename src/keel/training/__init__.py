@@ -1,6 +1,7 @@
 """Training: baselines and candidates, each a Pipeline with its preprocessing inside."""
 
 from keel.training._assess import Assessment, assess, choose_threshold
+from keel.training._behaviour import check_behaviour_config, run_behaviour_tests
 from keel.training._candidates import (
     BASELINES,
     CANDIDATE_FACTORIES,
@@ -31,12 +32,14 @@ __all__ = [
     "Trial",
     "TuningResult",
     "assess",
+    "check_behaviour_config",
     "choose_threshold",
     "cross_validate",
     "evaluate_pipeline",
     "folds_for",
     "make_pipeline",
     "predict_with",
+    "run_behaviour_tests",
     "select_best",
     "slice_report",
     "summarize_folds",
