@@ -101,3 +101,17 @@ def test_regression_candidates_on_real_data() -> None:
 def test_select_best_needs_candidates() -> None:
     with pytest.raises(ValueError, match="no candidates"):
         select_best([], "binary")
+
+
+def test_time_and_group_folds_respect_the_split(prepared) -> None:
+    from keel.training import fold_indices
+
+    frame, _, _, _ = prepared
+    frame = frame.assign(t=np.arange(len(frame))[::-1], household=np.arange(len(frame)) // 5)
+    y = frame["income"].to_numpy()
+    for fit, held in fold_indices(frame, y, "binary", 4, 0, time_column="t"):
+        assert frame["t"].iloc[fit].max() < frame["t"].iloc[held].min()  # past → future
+    for fit, held in fold_indices(frame, y, "binary", 4, 0, group_column="household"):
+        assert not set(frame["household"].iloc[fit]) & set(frame["household"].iloc[held])
+    plain = fold_indices(frame, y, "binary", 4, 0)
+    assert sorted(np.concatenate([h for _, h in plain]).tolist()) == list(range(len(frame)))

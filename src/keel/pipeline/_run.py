@@ -197,6 +197,8 @@ def run_project(
                 config.budget / len(tunable),
                 config.cv_folds,
                 on_trial=show,
+                time_column=config.time_column,
+                group_column=config.group_column,
             )
     with timer("train"):
         trained = train_candidates(
@@ -221,6 +223,8 @@ def run_project(
             seed=config.seed,
             margin=config.gate_margin,
             sensitive=config.sensitive_features,
+            time_column=config.time_column,
+            group_column=config.group_column,
         )
         test_metrics = assessment.test_metrics
         behaviour = run_behaviour_tests(

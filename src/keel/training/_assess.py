@@ -78,6 +78,8 @@ def assess(
     margin: float = 0.0,
     resamples: int = 300,
     sensitive: Sequence[str] = (),
+    time_column: str | None = None,
+    group_column: str | None = None,
 ) -> Assessment:
     """Test metrics with 95 % bootstrap intervals, the baseline gate, CV and threshold.
 
@@ -116,7 +118,16 @@ def assess(
         gate = baseline_gate(
             spec.name, spec.greater_is_better, best.name, baseline.name, difference, margin
         )
-    folds = cross_validate(clone(best.pipeline), splits.train, schema, labels, cv_folds, seed)
+    folds = cross_validate(
+        clone(best.pipeline),
+        splits.train,
+        schema,
+        labels,
+        cv_folds,
+        seed,
+        time_column=time_column,
+        group_column=group_column,
+    )
     threshold = {}
     if labels.task == "binary" and proba is not None:
         threshold = choose_threshold(best, splits, schema, labels, x_test, y_test, proba, classes)

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
-from sklearn.model_selection import KFold, StratifiedKFold
+from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold, TimeSeriesSplit
 
 from keel.data import LabelInfo, Schema
 from keel.evaluation import PRIMARY_METRIC, compute_metrics
@@ -87,6 +87,34 @@ def folds_for(task: str, n_splits: int, seed: int) -> Any:
     return StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
 
 
+def fold_indices(
+    frame: pd.DataFrame,
+    y: np.ndarray,
+    task: str,
+    n_splits: int,
+    seed: int,
+    time_column: str | None = None,
+    group_column: str | None = None,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(fit rows, held-out rows) per fold, honouring how the data was split.
+
+    Time: expanding-window folds in time order (always fit on the past, score on the
+    future). Groups: no group on both sides. Otherwise shuffled (stratified) K-fold.
+    """
+    if time_column is not None:
+        raw = frame[time_column]
+        times = raw if pd.api.types.is_numeric_dtype(raw) else pd.to_datetime(raw, errors="coerce")
+        order = np.argsort(times.to_numpy(), kind="stable")
+        return [
+            (order[fit], order[held])
+            for fit, held in TimeSeriesSplit(n_splits=n_splits).split(order)
+        ]
+    if group_column is not None:
+        groups = frame[group_column].to_numpy()
+        return list(GroupKFold(n_splits=n_splits).split(frame, y, groups))
+    return list(folds_for(task, n_splits, seed).split(frame, y))
+
+
 def cross_validate(
     pipeline: Any,
     frame: pd.DataFrame,
@@ -95,6 +123,8 @@ def cross_validate(
     n_splits: int,
     seed: int,
     on_fold: Callable[[int, dict[str, float]], None] | None = None,
+    time_column: str | None = None,
+    group_column: str | None = None,
 ) -> list[dict[str, float]]:
     """Every metric on each held-out fold of ``frame`` (fit on the others)."""
     x = frame[schema.feature_names]
@@ -102,8 +132,8 @@ def cross_validate(
     if labels.task == "regression":
         y = y.astype(float)
     results = []
-    splitter = folds_for(labels.task, n_splits, seed)
-    for k, (fit_rows, held_rows) in enumerate(splitter.split(x, y)):
+    folds = fold_indices(frame, y, labels.task, n_splits, seed, time_column, group_column)
+    for k, (fit_rows, held_rows) in enumerate(folds):
         model = clone(pipeline)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -141,6 +171,8 @@ def tune(
     budget_seconds: float,
     n_splits: int,
     on_trial: Callable[[Trial, float | None], None] | None = None,
+    time_column: str | None = None,
+    group_column: str | None = None,
 ) -> TuningResult:
     """Tune candidate ``name`` with Optuna (TPE, median pruning) on CV folds of ``frame``.
 
@@ -173,7 +205,17 @@ def tune(
                 raise optuna.TrialPruned
 
         try:
-            cross_validate(pipeline, frame, schema, labels, n_splits, seed, on_fold=report)
+            cross_validate(
+                pipeline,
+                frame,
+                schema,
+                labels,
+                n_splits,
+                seed,
+                on_fold=report,
+                time_column=time_column,
+                group_column=group_column,
+            )
         except optuna.TrialPruned:
             trials.append(
                 Trial(trial.number, params, "pruned", None, scores, time.perf_counter() - started)
