@@ -111,3 +111,46 @@ def test_behaviour_tests_gate_the_alias(tmp_path: Path, adult_frame: pd.DataFram
     offending = tests[2]["offending_rows"]
     assert offending and abs(offending[0]["change"]) > 0.0001 and "sex" in offending[0]["features"]
     assert payload["model"]["alias"] is None
+
+
+def test_reproduce_matches_and_catches_a_change(tmp_path: Path, adult_frame: pd.DataFrame) -> None:
+    root = tmp_path / "repro"
+    root.mkdir()
+    adult_frame.to_csv(root / "adult.csv", index=False)
+    (root / "keel.yaml").write_text(
+        json.dumps(
+            {
+                "name": "repro",
+                "data": "adult.csv",
+                "target": "income",
+                "candidates": ["lightgbm"],
+                "budget": 4,
+                "cv_folds": 3,
+                "ignore_columns": ["fnlwgt"],
+            }
+        )
+    )
+    old = os.getcwd()
+    os.chdir(root)
+    try:
+        runner = CliRunner()
+        done = runner.invoke(app, ["run", "--json"])
+        assert done.exit_code in (0, 1), done.output
+        payload = json.loads(done.stdout)
+        same = runner.invoke(app, ["reproduce", payload["run_id"], "--json"])
+        assert same.exit_code == 0, same.output
+        result = json.loads(same.stdout)
+        assert result["identical"] and result["compared"] >= 9
+        assert result["candidate"]["recorded"] == result["candidate"]["reproduced"]
+        # someone rewrites the stored snapshot: the reproduction must notice
+        snapshot = Path(payload["data"]["snapshot"])
+        frame = pd.read_parquet(snapshot)
+        frame.loc[frame.index[:200], "income"] = ">50K"
+        frame.to_parquet(snapshot, index=False)
+        changed = runner.invoke(app, ["reproduce", payload["run_id"]])
+        assert changed.exit_code == 1
+        assert "does not reproduce" in changed.stderr
+        missing = runner.invoke(app, ["reproduce", "0123456789abcdef"])
+        assert missing.exit_code == 2 and "not in the tracking store" in missing.stderr
+    finally:
+        os.chdir(old)

@@ -341,6 +341,52 @@ def _render_validation(result: dict[str, Any]) -> None:
         console.print(f"Schema written to {result['schema_written']}: edit it, then use --schema")
 
 
+@app.command()
+def reproduce(
+    run_id: Annotated[str, typer.Argument(help="The MLflow run id that `keel run` printed.")],
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Re-run a recorded run from its logged config, data snapshot and tuned parameters.
+
+    Nothing is written. Every test metric is compared with the recorded one (to 1e-9),
+    as are the chosen model and the data digest; the git commit of the code is compared
+    too. Exit codes: 0 identical, 1 a difference (listed), 2 bad input.
+    """
+    from keel.config import load_config, resolve_settings
+    from keel.errors import KeelFinding
+    from keel.pipeline import reproduce as reproduce_run
+
+    with exit_codes(debug):
+        project = load_config(config)
+        settings = resolve_settings(project)
+        with redirect_stdout(sys.stderr):
+            result = reproduce_run(run_id, project, settings)
+        payload = result.to_dict()
+        if json_out:
+            print(json.dumps(payload, default=str))
+        else:
+            console = Console(highlight=False)
+            verdict = "[green]identical[/green]" if result.identical else "[red]different[/red]"
+            console.print(
+                f"run {run_id}: {verdict} ({result.compared} test metrics compared;"
+                f" model {result.candidate['reproduced']}; data {result.data_digest})"
+            )
+            for d in result.differences:
+                console.print(f"  {d['metric']}: recorded {d['recorded']}, now {d['reproduced']}")
+            if result.same_code is False:
+                console.print(
+                    f"  code differs: recorded {result.recorded_commit},"
+                    f" now {result.current_commit}"
+                )
+        if not result.identical:
+            raise KeelFinding(
+                f"run {run_id} does not reproduce: {len(result.differences)} difference(s),"
+                f" first {result.differences[0]['metric']}"
+            )
+
+
 def is_loopback(host: str) -> bool:
     """Whether binding ``host`` keeps the server on this machine."""
     if host == "localhost":

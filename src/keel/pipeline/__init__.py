@@ -6,14 +6,17 @@ from keel.pipeline._report import (
     write_reports,
     write_validation_report,
 )
+from keel.pipeline._reproduce import Reproduction, reproduce
 from keel.pipeline._run import STAGES, RunResult, git_commit, run_project
 
 __all__ = [
     "STAGES",
+    "Reproduction",
     "RunResult",
     "git_commit",
     "render_html",
     "render_validation_html",
+    "reproduce",
     "run_project",
     "write_reports",
     "write_validation_report",

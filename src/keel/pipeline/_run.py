@@ -97,11 +97,15 @@ def run_project(
     config: ProjectConfig,
     settings: Settings | None = None,
     observer: Observer | None = None,
+    fixed_params: dict[str, dict[str, Any]] | None = None,
+    record: bool = True,
 ) -> RunResult:
     """Run the whole lifecycle once: ingest → validate → split → train → evaluate → register.
 
     Nothing is written (no MLflow run, no snapshot) until the config and the data
-    have passed every check.
+    have passed every check. ``fixed_params`` replaces tuning with known
+    hyper-parameters per candidate (``keel reproduce``); ``record=False`` stops after
+    evaluation and writes nothing at all.
     """
     settings = settings or resolve_settings(config)
     notify = observer or (lambda stage, detail: None)
@@ -180,6 +184,8 @@ def run_project(
         profile_doc = Profile.from_frame(splits.train, schema).to_dict()
     with timer("tune"):
         tunable = [c for c in config.candidates if c in SEARCH_SPACES] if config.budget else []
+        if fixed_params is not None:
+            tunable = []
         tuned = {}
         for name in tunable:
             notify("tune", f"{name}: starting")
@@ -208,7 +214,9 @@ def run_project(
             labels,
             config.seed,
             on_candidate=lambda name: notify("train", name),
-            params={n: r.best_params for n, r in tuned.items()},
+            params=fixed_params
+            if fixed_params is not None
+            else {n: r.best_params for n, r in tuned.items()},
         )
         best = select_best(trained, labels.task)
     with timer("evaluate"):
@@ -235,6 +243,26 @@ def run_project(
             c.name: evaluate_pipeline(c.pipeline, splits.test, schema, labels) for c in trained
         }
 
+    primary = PRIMARY_METRIC[labels.task].name
+    if not record:
+        return RunResult(
+            run_id="",
+            experiment_id="",
+            tracking_uri=settings.tracking_uri,
+            model={"name": config.name, "version": None, "alias": None, "candidate": best.name},
+            task=labels.task,
+            primary_metric=primary,
+            metrics=test_metrics,
+            candidates=[
+                {"name": c.name, "validation": c.validation_metrics, "test": all_test[c.name]}
+                for c in trained
+            ],
+            data={"digest": dataset.digest, "split_digest": splits.digest},
+            reports={},
+            assessment=assessment_doc,
+            tuning={},
+            stage_seconds=dict(timer.seconds),
+        )
     snapshot_path = snapshot(dataset, settings.data_store)
     primary = PRIMARY_METRIC[labels.task].name
     data_info = {

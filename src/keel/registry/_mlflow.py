@@ -53,8 +53,9 @@ def mlflow_scope(tracking_uri: str) -> Iterator[MlflowClient]:
     from mlflow.tracking import _tracking_service
     from mlflow.tracking._model_registry import utils as registry_utils
 
-    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
     previous_env = {name: os.environ.get(name) for name in names}
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # Keel draws its own
     previous_tracking = getattr(_tracking_service.utils, "_tracking_uri", None)
     previous_registry = getattr(registry_utils, "_registry_uri", None)
     quiet = [logging.getLogger(n) for n in ("mlflow", "alembic")]
