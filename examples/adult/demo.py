@@ -102,9 +102,8 @@ def main() -> int:
     )
     tuning = result.get("tuning", {}).get("lightgbm")
     if tuning:
-        print(
-            f"Optuna: {tuning['trials']} trials ({tuning['pruned']} pruned) in {tuning['seconds']:.0f} s"
-        )
+        trials, pruned = tuning["trials"], tuning["pruned"]
+        print(f"Optuna: {trials} trials ({pruned} pruned) in {tuning['seconds']:.0f} s")
     primary = result["primary_metric"]
     for c in result["candidates"]:
         mark = "  <- chosen" if c["name"] == result["model"]["candidate"] else ""
