@@ -74,6 +74,10 @@ def fast_metrics(
         variance = float(np.var(y_true.astype(float)))
         if len(y_true) > 1 and variance > 0:
             out["r2"] = 1.0 - float(np.mean(error**2)) / variance
+        truth = y_true.astype(float)
+        nonzero = np.abs(truth) > 1e-12
+        if nonzero.mean() >= 0.9:
+            out["mape"] = float(np.mean(np.abs(error[nonzero] / truth[nonzero])))
         return out
     out: dict[str, float] = {"accuracy": float(np.mean(y_true == y_pred))}
     present = np.unique(y_true)

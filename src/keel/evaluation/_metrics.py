@@ -99,6 +99,11 @@ def _regression(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
     }
     if len(y_true) > 1 and np.var(y_true) > 0:
         out["r2"] = skm.r2_score(y_true, y_pred)
+    nonzero = np.abs(y_true) > 1e-12
+    # MAPE only over rows whose truth is not zero (a zero makes it infinite), and only
+    # when those rows are most of the data; the share used is part of the name's doc.
+    if nonzero.mean() >= 0.9:
+        out["mape"] = float(np.mean(np.abs((y_true - y_pred)[nonzero] / y_true[nonzero])))
     return {k: float(v) for k, v in out.items()}
 
 

@@ -71,6 +71,79 @@ def _bars(candidates: list[dict[str, Any]], metric: str) -> str:
     )
 
 
+def _xy_svg(points: list[tuple[float, float]], label: str, diagonal: bool = False) -> str:
+    """A small inline SVG line plot (x and y scaled to the data; optional y = x line)."""
+    if not points:
+        return ""
+    width, height, pad = 320, 220, 30
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    low = min(xs + ys) if diagonal else min(ys)
+    high = max(xs + ys) if diagonal else max(ys)
+    x_low, x_high = (low, high) if diagonal else (min(xs), max(xs))
+    x_span, y_span = (x_high - x_low) or 1.0, (high - low) or 1.0
+
+    def at(x: float, y: float) -> str:
+        px = pad + (width - 2 * pad) * (x - x_low) / x_span
+        py = height - pad - (height - 2 * pad) * (y - low) / y_span
+        return f"{px:.1f},{py:.1f}"
+
+    line = " ".join(at(x, y) for x, y in points)
+    extra = (
+        f'<line x1="{at(low, low).split(",")[0]}" y1="{at(low, low).split(",")[1]}"'
+        f' x2="{at(high, high).split(",")[0]}" y2="{at(high, high).split(",")[1]}"'
+        ' stroke="#999" stroke-dasharray="4"/>'
+        if diagonal
+        else ""
+    )
+    return (
+        f'<svg role="img" aria-label="{html.escape(label)}" width="{width}" height="{height}"'
+        f' xmlns="http://www.w3.org/2000/svg">{extra}'
+        f'<polyline points="{line}" fill="none" stroke="#3b6ea5" stroke-width="2"/>'
+        + "".join(
+            f'<circle cx="{at(x, y).split(",")[0]}" cy="{at(x, y).split(",")[1]}"'
+            ' r="3" fill="#3b6ea5"/>'
+            for x, y in points
+        )
+        + f'<text x="{pad}" y="14" font-size="12">{html.escape(label)}</text></svg>'
+    )
+
+
+def _diagnostics_html(diagnostics: dict[str, Any]) -> list[str]:
+    parts = []
+    if "calibration" in diagnostics:
+        points = [(c["predicted"], c["observed"]) for c in diagnostics["calibration"]]
+        parts += [
+            "<h2>Calibration (test, 10 quantile bins)</h2>",
+            _xy_svg(points, "observed rate vs predicted probability", diagonal=True),
+        ]
+    if "confusion_matrix" in diagnostics:
+        matrix = diagnostics["confusion_matrix"]
+        parts += [
+            "<h2>Confusion matrix (test; rows: truth, columns: prediction)</h2>",
+            _table(
+                ["", *matrix["labels"]],
+                [
+                    [label, *row]
+                    for label, row in zip(matrix["labels"], matrix["counts"], strict=True)
+                ],
+            ),
+            _table(
+                ["class", "precision", "recall", "f1", "support"],
+                [
+                    [c, r["precision"], r["recall"], r["f1-score"], r["support"]]
+                    for c, r in diagnostics.get("per_class", {}).items()
+                ],
+            ),
+        ]
+    if "residuals" in diagnostics:
+        points = [(r["predicted_mean"], r["residual_mean"]) for r in diagnostics["residuals"]]
+        parts += [
+            "<h2>Residuals by predicted decile (test)</h2>",
+            _xy_svg(points, "mean residual vs mean prediction"),
+        ]
+    return parts
+
+
 def _assessment_html(report: dict[str, Any]) -> list[str]:
     assessment = report.get("assessment")
     if not assessment:
@@ -108,6 +181,7 @@ def _assessment_html(report: dict[str, Any]) -> list[str]:
             f" test precision {at['precision']:.4f}, recall {at['recall']:.4f},"
             f" F1 {at['f1']:.4f}.</p>"
         )
+    parts.extend(_diagnostics_html(assessment.get("diagnostics", {})))
     tests = assessment.get("behaviour", [])
     if tests:
         parts.append("<h2>Behaviour tests</h2>")

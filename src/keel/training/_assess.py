@@ -37,6 +37,7 @@ class Assessment:
     threshold: dict[str, Any] = field(default_factory=dict)
     slices: list[dict[str, Any]] = field(default_factory=list)
     worst: Any = None  # DataFrame of the worst-predicted test rows
+    diagnostics: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
@@ -46,6 +47,7 @@ class Assessment:
             "gate": None if self.gate is None else self.gate.to_dict(),
             "cross_validation": self.cross_validation,
             "threshold": self.threshold,
+            "diagnostics": self.diagnostics,
             "slices": self.slices,
             "flagged_slices": [s for s in self.slices if s["flagged"]],
         }
@@ -135,9 +137,54 @@ def assess(
         splits.test, predictions, proba, classes, schema, labels, sensitive=sensitive
     )
     worst = worst_rows(splits.test, predictions, proba, classes, schema, labels)
+    diagnostics = diagnose(labels, y_test, predictions, proba, classes)
     return Assessment(
-        test_metrics, intervals, gate, summarize_folds(folds), threshold, slices, worst
+        test_metrics, intervals, gate, summarize_folds(folds), threshold, slices, worst, diagnostics
     )
+
+
+def diagnose(labels, y_test, predictions, proba, classes) -> dict[str, Any]:
+    """Return plot-ready diagnostics of the chosen model on the test rows.
+
+    Calibration curve (binary), confusion matrix and per-class report (classification),
+    residuals by predicted decile (regression).
+    """
+    if labels.task == "regression":
+        residual = y_test - predictions.astype(float)
+        order = np.argsort(predictions, kind="stable")
+        bins = np.array_split(order, min(10, len(order)))
+        return {
+            "residuals": [
+                {
+                    "predicted_mean": float(np.mean(predictions[b])),
+                    "residual_mean": float(np.mean(residual[b])),
+                    "residual_std": float(np.std(residual[b])),
+                    "rows": len(b),
+                }
+                for b in bins
+                if len(b)
+            ]
+        }
+    labels_order = list(classes)
+    matrix = skm.confusion_matrix(y_test, predictions, labels=labels_order)
+    report = skm.classification_report(
+        y_test, predictions, labels=labels_order, output_dict=True, zero_division=0
+    )
+    out: dict[str, Any] = {
+        "confusion_matrix": {"labels": labels_order, "counts": matrix.tolist()},
+        "per_class": {c: report[c] for c in labels_order if c in report},
+    }
+    if labels.task == "binary" and proba is not None:
+        from sklearn.calibration import calibration_curve
+
+        truth = y_test == labels.positive_class
+        score = proba[:, labels_order.index(labels.positive_class)]
+        observed, predicted = calibration_curve(truth, score, n_bins=10, strategy="quantile")
+        out["calibration"] = [
+            {"predicted": float(p), "observed": float(o)}
+            for p, o in zip(predicted, observed, strict=True)
+        ]
+    return out
 
 
 def choose_threshold(best, splits, schema, labels, x_test, y_test, proba, classes) -> dict:
