@@ -82,6 +82,11 @@ def test_run_reports_everything_in_one_json_object(first_run: dict, project: Pat
     assert roc["low"] < first_run["metrics"]["roc_auc"] < roc["high"]
     assert set(assessment["cross_validation"]["roc_auc"]) == {"mean", "std", "folds"}
     assert 0 < assessment["threshold"]["value"] < 1
+    diagnostics = assessment["diagnostics"]
+    counts = diagnostics["confusion_matrix"]["counts"]
+    assert sum(map(sum, counts)) == first_run["data"]["split_sizes"]["test"]
+    assert len(diagnostics["calibration"]) >= 5
+    assert set(diagnostics["per_class"]) == {"<=50K", ">50K"}
     for path in first_run["reports"].values():
         assert Path(path).is_file()
     assert Path(first_run["data"]["snapshot"]).is_file()

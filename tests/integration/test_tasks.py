@@ -92,6 +92,9 @@ def test_regression_diabetes_with_an_edited_schema(tmp_path: Path) -> None:
     assert gate["baseline"] == "shallow_tree" and gate["passed"] == bool(result.model["alias"])
     assert by_name["linear"]["test"]["rmse"] < by_name["dummy"]["test"]["rmse"]
     assert "probabilities" not in json.dumps(result.to_dict())
+    residuals = result.assessment["diagnostics"]["residuals"]
+    assert sum(r["rows"] for r in residuals) == result.data["split_sizes"]["test"]
+    assert result.metrics["mape"] > 0
 
 
 def test_time_split_run_records_its_boundaries(tmp_path: Path, adult_frame: pd.DataFrame) -> None:
