@@ -87,6 +87,15 @@ def test_run_reports_everything_in_one_json_object(first_run: dict, project: Pat
     assert sum(map(sum, counts)) == first_run["data"]["split_sizes"]["test"]
     assert len(diagnostics["calibration"]) >= 5
     assert set(diagnostics["per_class"]) == {"<=50K", ">50K"}
+    curve = diagnostics["learning_curve"]
+    assert [p["fraction"] for p in curve["points"]] == [0.1, 0.25, 0.5, 0.75, 1.0]
+    assert curve["points"][0]["train"] > curve["points"][0]["validation"]  # small data overfits
+    assert curve["diagnosis"].split(":")[0] in {
+        "high variance",
+        "high bias",
+        "fine",
+        "fine, and still learning",
+    }
     for path in first_run["reports"].values():
         assert Path(path).is_file()
     assert Path(first_run["data"]["snapshot"]).is_file()

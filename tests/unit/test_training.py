@@ -115,3 +115,22 @@ def test_time_and_group_folds_respect_the_split(prepared) -> None:
         assert not set(frame["household"].iloc[fit]) & set(frame["household"].iloc[held])
     plain = fold_indices(frame, y, "binary", 4, 0)
     assert sorted(np.concatenate([h for _, h in plain]).tolist()) == list(range(len(frame)))
+
+
+def test_learning_curve_diagnoses_variance(prepared) -> None:
+    from sklearn.pipeline import Pipeline
+    from sklearn.tree import DecisionTreeClassifier
+
+    from keel.features import build_preprocessor
+    from keel.training import learning_curve
+
+    _, labels, schema, splits = prepared
+    deep_tree = Pipeline(
+        [
+            ("preprocess", build_preprocessor(schema)),
+            ("model", DecisionTreeClassifier(random_state=0)),
+        ]
+    )
+    curve = learning_curve(deep_tree, splits, schema, labels)
+    assert curve["diagnosis"].startswith("high variance")  # an unpruned tree memorises
+    assert all(p["train"] > 0.95 for p in curve["points"])

@@ -135,6 +135,18 @@ def _diagnostics_html(diagnostics: dict[str, Any]) -> list[str]:
                 ],
             ),
         ]
+    curve = diagnostics.get("learning_curve")
+    if curve and curve.get("points"):
+        points = curve["points"]
+        parts += [
+            f"<h2>Learning curve ({html.escape(curve['metric'])})</h2>",
+            f"<p><b>{html.escape(curve['diagnosis'])}</b></p>",
+            _table(
+                ["rows", "train", "validation"],
+                [[p["rows"], p["train"], p["validation"]] for p in points],
+            ),
+            _xy_svg([(p["rows"], p["validation"]) for p in points], "validation score vs rows"),
+        ]
     if "residuals" in diagnostics:
         points = [(r["predicted_mean"], r["residual_mean"]) for r in diagnostics["residuals"]]
         parts += [

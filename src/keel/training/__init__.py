@@ -12,6 +12,7 @@ from keel.training._candidates import (
     select_best,
     train_candidates,
 )
+from keel.training._curves import learning_curve
 from keel.training._slices import slice_report, worst_rows
 from keel.training._tuning import (
     SEARCH_SPACES,
@@ -39,6 +40,7 @@ __all__ = [
     "evaluate_pipeline",
     "fold_indices",
     "folds_for",
+    "learning_curve",
     "make_pipeline",
     "predict_with",
     "run_behaviour_tests",

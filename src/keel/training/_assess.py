@@ -22,6 +22,7 @@ from keel.evaluation import (
     paired_difference,
 )
 from keel.training._candidates import BASELINES, TrainedCandidate, predict_with, select_best
+from keel.training._curves import learning_curve
 from keel.training._slices import slice_report, worst_rows
 from keel.training._tuning import cross_validate, summarize_folds
 
@@ -138,6 +139,9 @@ def assess(
     )
     worst = worst_rows(splits.test, predictions, proba, classes, schema, labels)
     diagnostics = diagnose(labels, y_test, predictions, proba, classes)
+    diagnostics["learning_curve"] = learning_curve(
+        clone(best.pipeline), splits, schema, labels, seed
+    )
     return Assessment(
         test_metrics, intervals, gate, summarize_folds(folds), threshold, slices, worst, diagnostics
     )

@@ -1,0 +1,86 @@
+"""Learning curves: train and validation score over training size, with a diagnosis."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+from sklearn.base import clone
+
+from keel.data import LabelInfo, Schema, Splits
+from keel.evaluation import PRIMARY_METRIC, fast_metrics
+from keel.training._candidates import predict_with
+
+FRACTIONS = (0.1, 0.25, 0.5, 0.75, 1.0)
+VARIANCE_GAP = 0.05
+STILL_LEARNING = 0.01
+
+
+def _score(model: Any, frame, schema: Schema, labels: LabelInfo) -> float:
+    predictions, proba, classes = predict_with(model, frame[schema.feature_names], labels.task)
+    y = frame[schema.target].to_numpy()
+    if labels.task == "regression":
+        y = y.astype(float)
+    values = fast_metrics(labels.task, y, predictions, proba, classes, labels.positive_class)
+    return values.get(PRIMARY_METRIC[labels.task].name, float("nan"))
+
+
+def learning_curve(
+    pipeline: Any, splits: Splits, schema: Schema, labels: LabelInfo, seed: int = 0
+) -> dict[str, Any]:
+    """Fit on growing shares of the training rows; score on them and on validation.
+
+    The diagnosis compares the last point: a train score far above validation is high
+    variance; train and validation close together and still rising means more data
+    would help; close together and flat is high bias only when it is no better than
+    the first point (the model learns nothing more from more data).
+    """
+    spec = PRIMARY_METRIC[labels.task]
+    sign = 1.0 if spec.greater_is_better else -1.0
+    order = np.random.default_rng(seed).permutation(len(splits.train))
+    points = []
+    for fraction in FRACTIONS:
+        rows = order[: max(20, round(fraction * len(order)))]
+        part = splits.train.iloc[np.sort(rows)]
+        if labels.task != "regression" and part[schema.target].nunique() < 2:
+            continue
+        model = clone(pipeline)
+        y = part[schema.target].to_numpy()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.fit(
+                part[schema.feature_names], y.astype(float) if labels.task == "regression" else y
+            )
+        points.append(
+            {
+                "fraction": fraction,
+                "rows": len(part),
+                "train": _score(model, part, schema, labels),
+                "validation": _score(model, splits.validation, schema, labels),
+            }
+        )
+    if len(points) < 2:
+        return {"metric": spec.name, "points": points, "diagnosis": "too little data to say"}
+    last, before, first = points[-1], points[-2], points[0]
+    gap = sign * (last["train"] - last["validation"])
+    scale = max(abs(last["validation"]), 1e-12) if not spec.greater_is_better else 1.0
+    rising = sign * (last["validation"] - before["validation"]) / scale
+    gained = sign * (last["validation"] - first["validation"]) / scale
+    if gap / scale > VARIANCE_GAP:
+        diagnosis = (
+            f"high variance: train {spec.name} {last['train']:.4f} vs validation"
+            f" {last['validation']:.4f}; more data or more regularisation should help"
+        )
+    elif rising > STILL_LEARNING:
+        diagnosis = (
+            "fine, and still learning: validation improves with more rows; more data would help"
+        )
+    elif gained <= STILL_LEARNING:
+        diagnosis = (
+            "high bias: more rows do not help and train ≈ validation;"
+            " try a richer model or better features"
+        )
+    else:
+        diagnosis = "fine: train and validation agree and the curve has flattened"
+    return {"metric": spec.name, "points": points, "diagnosis": diagnosis}
