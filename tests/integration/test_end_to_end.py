@@ -82,6 +82,8 @@ def test_run_reports_everything_in_one_json_object(first_run: dict, project: Pat
     assert roc["low"] < first_run["metrics"]["roc_auc"] < roc["high"]
     assert set(assessment["cross_validation"]["roc_auc"]) == {"mean", "std", "folds"}
     assert 0 < assessment["threshold"]["value"] < 1
+    sizes = first_run["data"]["split_sizes"]
+    assert assessment["refit_rows"] == sizes["train"] + sizes["validation"]
     diagnostics = assessment["diagnostics"]
     counts = diagnostics["confusion_matrix"]["counts"]
     assert sum(map(sum, counts)) == first_run["data"]["split_sizes"]["test"]

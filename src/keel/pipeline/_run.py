@@ -236,7 +236,7 @@ def run_project(
         )
         test_metrics = assessment.test_metrics
         behaviour = run_behaviour_tests(
-            config.behaviour, best.pipeline, splits.test, schema, labels
+            config.behaviour, assessment.final_pipeline, splits.test, schema, labels
         )
         assessment_doc = {**assessment.to_dict(), "behaviour": behaviour}
         all_test = {
@@ -361,7 +361,7 @@ def run_project(
                 features = splits.train[schema.feature_names]
                 mlflow.log_dict(profile_doc, "profile.json")
                 _, ref = log_model_package(
-                    best.pipeline,
+                    assessment.final_pipeline,
                     registered_name=config.name,
                     example=features.head(5),
                     schema=schema,

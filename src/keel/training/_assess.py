@@ -39,6 +39,8 @@ class Assessment:
     slices: list[dict[str, Any]] = field(default_factory=list)
     worst: Any = None  # DataFrame of the worst-predicted test rows
     diagnostics: dict[str, Any] = field(default_factory=dict)
+    final_pipeline: Any = None  # the chosen model refitted on train + validation
+    refit_rows: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
@@ -49,6 +51,7 @@ class Assessment:
             "cross_validation": self.cross_validation,
             "threshold": self.threshold,
             "diagnostics": self.diagnostics,
+            "refit_rows": self.refit_rows,
             "slices": self.slices,
             "flagged_slices": [s for s in self.slices if s["flagged"]],
         }
@@ -83,19 +86,28 @@ def assess(
     sensitive: Sequence[str] = (),
     time_column: str | None = None,
     group_column: str | None = None,
+    refit: bool = True,
 ) -> Assessment:
     """Test metrics with 95 % bootstrap intervals, the baseline gate, CV and threshold.
 
-    The gate compares the chosen model with the best *other* baseline (chosen on
-    validation) on the same bootstrap resamples of the test rows: it passes when the
-    whole interval of the improvement clears ``margin``.
+    With ``refit`` the chosen model — and the baseline it is compared with — are fitted
+    again, with the same hyper-parameters, on train + validation: the validation rows
+    have done their job (choosing), and the model that ships learns from them too. The
+    test rows stay untouched. The gate compares the chosen model with the best *other*
+    baseline (chosen on validation) on the same bootstrap resamples of the test rows:
+    it passes when the whole interval of the improvement clears ``margin``.
     """
     spec = PRIMARY_METRIC[labels.task]
     x_test = splits.test[schema.feature_names]
     y_test = splits.test[schema.target].to_numpy()
     if labels.task == "regression":
         y_test = y_test.astype(float)
-    predictions, proba, classes = predict_with(best.pipeline, x_test, labels.task)
+    final = (
+        refit_on_train_and_validation(best.pipeline, splits, schema, labels)
+        if refit
+        else best.pipeline
+    )
+    predictions, proba, classes = predict_with(final, x_test, labels.task)
     test_metrics = compute_metrics(
         labels.task, y_test, predictions, proba, classes, labels.positive_class
     )
@@ -106,7 +118,12 @@ def assess(
     others = [c for c in trained if c.name in BASELINES and c.name != best.name]
     if others:
         baseline = select_best(others, labels.task)
-        b_pred, b_proba, b_classes = predict_with(baseline.pipeline, x_test, labels.task)
+        compared = (
+            refit_on_train_and_validation(baseline.pipeline, splits, schema, labels)
+            if refit
+            else baseline.pipeline
+        )
+        b_pred, b_proba, b_classes = predict_with(compared, x_test, labels.task)
         difference = paired_difference(
             _primary_on_rows(
                 labels.task, spec.name, y_test, predictions, proba, classes, labels.positive_class
@@ -143,8 +160,34 @@ def assess(
         clone(best.pipeline), splits, schema, labels, seed
     )
     return Assessment(
-        test_metrics, intervals, gate, summarize_folds(folds), threshold, slices, worst, diagnostics
+        test_metrics,
+        intervals,
+        gate,
+        summarize_folds(folds),
+        threshold,
+        slices,
+        worst,
+        diagnostics,
+        final,
+        len(splits.train) + len(splits.validation) if refit else len(splits.train),
     )
+
+
+def refit_on_train_and_validation(pipeline: Any, splits: Splits, schema: Schema, labels: LabelInfo):
+    """A fresh copy of ``pipeline`` (same hyper-parameters) fitted on train + validation."""
+    import warnings
+
+    import pandas as pd
+
+    rows = pd.concat([splits.train, splits.validation], ignore_index=True)
+    y = rows[schema.target].to_numpy()
+    if labels.task == "regression":
+        y = y.astype(float)
+    model = clone(pipeline)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=UserWarning)
+        model.fit(rows[schema.feature_names], y)
+    return model
 
 
 def diagnose(labels, y_test, predictions, proba, classes) -> dict[str, Any]:
