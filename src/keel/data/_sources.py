@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from keel._git import commit_of
 from keel.config import DvcSource, SqlSource
 from keel.data._ingest import Dataset, content_digest, read_table
 from keel.errors import DataError
@@ -133,23 +133,9 @@ def read_dvc(path: str, rev: str | None, repo: str | None, root: Path) -> Datase
         "uri": f"dvc://{repo_path}/{path}",
         "path": path,
         "rev": rev or "workspace",
-        "commit": _git_commit(repo_path, rev),
+        "commit": commit_of(repo_path, rev),
         "dvc_cache_url": url,
     }
     return Dataset(
         frame=frame, source=lineage["uri"], digest=content_digest(frame), lineage=lineage
     )
-
-
-def _git_commit(repo: Path, rev: str | None) -> str | None:
-    try:
-        done = subprocess.run(
-            ["git", "rev-parse", rev or "HEAD"],
-            cwd=repo,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip() if done.returncode == 0 else None

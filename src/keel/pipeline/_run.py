@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -14,6 +13,7 @@ from typing import Any
 import mlflow
 import yaml
 
+from keel._git import commit_of
 from keel._version import __version__
 from keel.config import ProjectConfig, Settings, resolve_settings
 from keel.data import (
@@ -521,22 +521,7 @@ def _log_run(
 
 def git_commit(folder: Path) -> str | None:
     """The commit of the git work tree holding ``folder`` (``+dirty`` if changed), if any."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=10
-        )
-        if head.returncode != 0:
-            return None
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=folder,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    return commit_of(folder, mark_dirty=True)
 
 
 class _Timer:
