@@ -123,3 +123,27 @@ def test_time_split_run_records_its_boundaries(tmp_path: Path, adult_frame: pd.D
     package = load_package(f"timed/{result.model['version']}", result.tracking_uri)
     assert "day" not in package.schema.feature_names
     assert result.data["class_balance"][">50K"] < 0.5
+
+
+def test_configured_schema_with_integer_classes(tmp_path: Path) -> None:
+    """A hand-written schema with integer class labels: checked once, the run goes through."""
+    frame = load_wine(as_frame=True).frame  # target 0, 1, 2 as integers
+    write_schema(infer_schema(frame, "target"), tmp_path / "wine" / "schema.yaml")
+    config = load_config(
+        _project(
+            tmp_path / "wine",
+            frame,
+            {
+                "name": "wineint",
+                "target": "target",
+                "candidates": ["dummy", "linear"],
+                "budget": 0,
+                "cv_folds": 3,
+                "schema": "schema.yaml",
+            },
+            "wine.csv",
+        )
+    )
+    result = run_project(config)
+    assert result.task == "multiclass"
+    assert set(result.assessment["diagnostics"]["per_class"]) == {"0", "1", "2"}

@@ -156,7 +156,9 @@ def run_project(
             raise DataError(
                 f"{config.data_label}: no usable feature columns besides target {config.target!r}"
             )
-        _stop_on_violations(validate_frame(frame, schema), config.data_label)
+        # Validation against an inferred schema is left out on purpose: inferred from
+        # these very rows, it cannot fail. A configured schema was checked above, once,
+        # on the rows as read.
         check_behaviour_config(config.behaviour, schema, labels.task)
     with timer("split"):
         notify("split", f"seed {config.seed}")
