@@ -137,7 +137,9 @@ def run(config: ConfigOpt = None, json_out: JsonOpt = False, debug: DebugOpt = F
 def _render_run(result: dict[str, Any]) -> None:
     console = Console(highlight=False)
     primary = result["primary_metric"]
-    table = Table(title=f"Candidates (validation {primary}, test {primary})")
+    table = Table(
+        title=f"Candidates fitted on the train split (validation {primary}, test {primary})"
+    )
     table.add_column("candidate")
     table.add_column(f"val {primary}", justify="right")
     table.add_column(f"test {primary}", justify="right")

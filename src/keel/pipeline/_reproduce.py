@@ -62,6 +62,11 @@ def reproduce(run_id: str, project: ProjectConfig, settings: Settings) -> Reprod
                 ) from exc
             logged = yaml.safe_load(Path(config_file).read_text())
             report = json.loads(Path(report_file).read_text())
+    if not isinstance(logged, dict) or "candidate" not in report.get("model", {}):
+        raise KeelInputError(
+            f"run {run_id!r} was recorded by an older or different `keel run`"
+            " (its keel.yaml or report lacks what reproduction needs)"
+        )
     digest = run.data.tags.get("keel.dataset.digest", "")
     snapshot = settings.data_store / digest / "data.parquet"
     if not snapshot.is_file():
