@@ -64,3 +64,27 @@ def test_is_better_respects_direction() -> None:
     assert is_better("regression", 1.0, 2.0) and not is_better("regression", 3.0, 2.0)
     assert is_better("binary", 0.9, 0.8) and not is_better("binary", 0.7, 0.8)
     assert is_better("binary", 0.1, None) and is_better("binary", 0.1, float("nan"))
+
+
+def test_metric_spec_and_direction_cover_every_reported_metric() -> None:
+    from keel.evaluation import METRICS, greater_is_better, metric_spec
+
+    assert metric_spec("binary") == PRIMARY_METRIC["binary"]
+    assert metric_spec("regression", "r2").greater_is_better
+    assert is_better(metric_spec("binary", "brier"), 0.1, 0.2)
+    assert not greater_is_better("log_loss") and greater_is_better("f1_macro")
+    with pytest.raises(ValueError, match="not a multiclass metric"):
+        metric_spec("multiclass", "rmse")
+    with pytest.raises(ValueError, match="unknown metric"):
+        greater_is_better("speed")
+    rng = np.random.default_rng(0)
+    truth = rng.choice(["a", "b", "c"], 200)
+    proba = rng.dirichlet([1, 1, 1], 200)
+    reported = compute_metrics("multiclass", truth, truth, proba, ("a", "b", "c"))
+    assert set(reported) == set(METRICS["multiclass"])
+    truth = rng.choice(["n", "y"], 200)
+    proba = rng.dirichlet([1, 1], 200)
+    reported = compute_metrics("binary", truth, truth, proba, ("n", "y"), "y")
+    assert set(reported) == set(METRICS["binary"])
+    values = rng.normal(10, 1, 50)
+    assert set(compute_metrics("regression", values, values + 0.1)) == set(METRICS["regression"])

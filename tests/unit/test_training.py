@@ -85,6 +85,39 @@ def test_train_candidates_scores_on_validation_and_selects(prepared) -> None:
     assert set(predictions) <= set(labels.classes)
 
 
+def test_overrides_reach_every_candidate_not_only_the_first(prepared) -> None:
+    # Regression: the fitted-params dict once shadowed the overrides after the first
+    # candidate, so tuned hyper-parameters never reached LightGBM.
+    _, labels, schema, splits = prepared
+    trained = train_candidates(
+        ["dummy", "shallow_tree", "lightgbm"],
+        splits,
+        schema,
+        labels,
+        0,
+        params={"shallow_tree": {"max_depth": 2}, "lightgbm": {"n_estimators": 7}},
+    )
+    by_name = {c.name: c for c in trained}
+    assert by_name["shallow_tree"].params["max_depth"] == 2
+    assert by_name["lightgbm"].params["n_estimators"] == 7
+    assert by_name["lightgbm"].pipeline.named_steps["model"].n_estimators_ == 7
+
+
+def test_configured_metric_chooses_the_model(prepared) -> None:
+    from keel.errors import DataError
+
+    frame, _, schema, splits = prepared
+    _, labels = prepare_labels(frame, "income", None, None, metric="log_loss")
+    assert labels.primary.name == "log_loss" and not labels.primary.greater_is_better
+    trained = train_candidates(["dummy", "linear"], splits, schema, labels, 0)
+    assert trained[0].primary == trained[0].validation_metrics["log_loss"]
+    assert select_best(trained, labels.primary).name == "linear"
+    with pytest.raises(DataError, match=r"'rmse' is not a binary metric.*choose one of roc_auc"):
+        prepare_labels(frame, "income", None, None, metric="rmse")
+    with pytest.raises(DataError, match="did you mean 'roc_auc'"):
+        prepare_labels(frame, "income", None, None, metric="roc_aoc")
+
+
 def test_regression_candidates_on_real_data() -> None:
     from sklearn.datasets import load_diabetes
 

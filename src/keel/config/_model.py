@@ -155,6 +155,7 @@ class ProjectConfig(_Strict):
     sensitive_features: list[str] = Field(default_factory=list)
     ignore_columns: list[str] = Field(default_factory=list)
     positive_class: str | int | None = None
+    metric: str | None = None
     seed: int = Field(42, ge=0, le=2**32 - 1)
     split: SplitConfig = Field(default_factory=SplitConfig)
     candidates: list[CandidateName] = Field(default_factory=lambda: ["lightgbm"])

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from keel.errors import DataError, did_you_mean
+from keel.evaluation import METRICS, MetricSpec, metric_spec
 
 MIN_ROWS = 30
 MAX_CLASSES = 100
@@ -74,17 +75,41 @@ class LabelInfo:
     classes: tuple[str, ...] = ()
     positive_class: str | None = None
     dropped_missing: int = 0
+    metric: str | None = None
+
+    @property
+    def primary(self) -> MetricSpec:
+        """The metric models are chosen, tuned and gated on (``metric:`` or the default)."""
+        return metric_spec(self.task, self.metric)
 
 
 def prepare_labels(
-    frame: pd.DataFrame, target: str, task: str | None, positive_class: str | int | None
+    frame: pd.DataFrame,
+    target: str,
+    task: str | None,
+    positive_class: str | int | None,
+    metric: str | None = None,
 ) -> tuple[pd.DataFrame, LabelInfo]:
     """Drop rows without a label, check the labels against the task.
 
     Returns the usable rows (a new frame; the input is not modified) and the label
     facts. For binary tasks the positive class is the one configured or, by
-    default, the less frequent class (the one usually of interest).
+    default, the less frequent class (the one usually of interest). ``metric`` (the
+    configured primary metric) must be one of the task's metrics.
     """
+    usable, info = _prepare_labels(frame, target, task, positive_class)
+    if metric is not None and metric not in METRICS[info.task]:
+        known = tuple(METRICS[info.task])
+        raise DataError(
+            f"key 'metric': {metric!r} is not a {info.task} metric"
+            f"{did_you_mean(metric, known)}; choose one of {', '.join(known)}"
+        )
+    return usable, LabelInfo(**{**info.__dict__, "metric": metric})
+
+
+def _prepare_labels(
+    frame: pd.DataFrame, target: str, task: str | None, positive_class: str | int | None
+) -> tuple[pd.DataFrame, LabelInfo]:
     missing = int(frame[target].isna().sum())
     usable = frame.loc[frame[target].notna()].reset_index(drop=True)
     if len(usable) < MIN_ROWS:

@@ -8,9 +8,18 @@ from keel.evaluation._bootstrap import (
     paired_difference,
 )
 from keel.evaluation._fast import fast_metrics
-from keel.evaluation._metrics import PRIMARY_METRIC, MetricSpec, compute_metrics, is_better
+from keel.evaluation._metrics import (
+    METRICS,
+    PRIMARY_METRIC,
+    MetricSpec,
+    compute_metrics,
+    greater_is_better,
+    is_better,
+    metric_spec,
+)
 
 __all__ = [
+    "METRICS",
     "PRIMARY_METRIC",
     "GateResult",
     "Interval",
@@ -18,7 +27,9 @@ __all__ = [
     "baseline_gate",
     "compute_metrics",
     "fast_metrics",
+    "greater_is_better",
     "is_better",
     "metric_intervals",
+    "metric_spec",
     "paired_difference",
 ]

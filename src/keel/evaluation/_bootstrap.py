@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from keel.evaluation._fast import fast_metrics
-from keel.evaluation._metrics import PRIMARY_METRIC, compute_metrics
+from keel.evaluation._metrics import compute_metrics, greater_is_better
 
 DEFAULT_RESAMPLES = 300
 CONFIDENCE = 0.95
@@ -92,7 +92,7 @@ class GateResult:
         """One line for people."""
         verdict = "passed" if self.passed else "FAILED"
         d = self.difference
-        better = "higher" if PRIMARY_METRIC_DIRECTION.get(self.metric, True) else "lower"
+        better = "higher" if greater_is_better(self.metric) else "lower"
         return (
             f"baseline gate {verdict}: {self.model} vs best baseline {self.baseline} on test"
             f" {self.metric}: difference {d.value:+.4f} (95% CI {d.low:+.4f} to {d.high:+.4f},"
@@ -109,9 +109,6 @@ class GateResult:
             "difference": self.difference.to_dict(),
             "margin": self.margin,
         }
-
-
-PRIMARY_METRIC_DIRECTION = {spec.name: spec.greater_is_better for spec in PRIMARY_METRIC.values()}
 
 
 def paired_difference(

@@ -23,6 +23,54 @@ PRIMARY_METRIC: dict[str, MetricSpec] = {
     "multiclass": MetricSpec("f1_macro", True),
     "regression": MetricSpec("rmse", False),
 }
+"""The default primary metric of each task (``metric:`` in keel.yaml overrides it)."""
+
+# Every metric compute_metrics reports, per task, with whether higher is better.
+METRICS: dict[str, dict[str, bool]] = {
+    "binary": {
+        "roc_auc": True,
+        "average_precision": True,
+        "accuracy": True,
+        "balanced_accuracy": True,
+        "precision": True,
+        "recall": True,
+        "f1": True,
+        "log_loss": False,
+        "brier": False,
+    },
+    "multiclass": {
+        "f1_macro": True,
+        "f1_weighted": True,
+        "accuracy": True,
+        "balanced_accuracy": True,
+        "roc_auc_ovr": True,
+        "log_loss": False,
+    },
+    "regression": {"rmse": False, "mae": False, "median_ae": False, "r2": True, "mape": False},
+}
+
+
+def metric_spec(task: str, name: str | None = None) -> MetricSpec:
+    """The primary metric of ``task``: ``name`` when given, else the task's default.
+
+    Raises ``ValueError`` naming the metrics ``task`` knows when ``name`` is not one.
+    """
+    if name is None:
+        return PRIMARY_METRIC[task]
+    known = METRICS[task]
+    if name not in known:
+        raise ValueError(
+            f"metric {name!r} is not a {task} metric; choose one of {', '.join(known)}"
+        )
+    return MetricSpec(name, known[name])
+
+
+def greater_is_better(name: str) -> bool:
+    """Whether a higher value of metric ``name`` is better (any task)."""
+    for known in METRICS.values():
+        if name in known:
+            return known[name]
+    raise ValueError(f"unknown metric {name!r}")
 
 
 def compute_metrics(
@@ -115,9 +163,12 @@ def _quiet(fn, *args):
         return fn(*args)
 
 
-def is_better(task: str, candidate: float, incumbent: float | None) -> bool:
-    """Whether ``candidate`` beats ``incumbent`` on the task's primary metric."""
+def is_better(metric: str | MetricSpec, candidate: float, incumbent: float | None) -> bool:
+    """Whether ``candidate`` beats ``incumbent`` on ``metric``.
+
+    ``metric`` is a :class:`MetricSpec` or a task name (meaning its default metric).
+    """
     if incumbent is None or math.isnan(incumbent):
         return True
-    spec = PRIMARY_METRIC[task]
+    spec = metric if isinstance(metric, MetricSpec) else PRIMARY_METRIC[metric]
     return candidate > incumbent if spec.greater_is_better else candidate < incumbent

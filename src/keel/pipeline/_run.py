@@ -37,7 +37,6 @@ from keel.data import (
     validate_frame,
 )
 from keel.errors import DataError
-from keel.evaluation import PRIMARY_METRIC
 from keel.pipeline._report import write_reports
 from keel.registry import assign_alias, ensure_experiment, log_model_package, mlflow_scope
 from keel.training import (
@@ -148,7 +147,7 @@ def run_project(
             schema = _configured_schema(config)
             _stop_on_violations(validate_frame(dataset.frame, schema), config.data_label)
         frame, labels = prepare_labels(
-            dataset.frame, config.target, config.task, config.positive_class
+            dataset.frame, config.target, config.task, config.positive_class, config.metric
         )
         if config.schema_path is None:
             schema = infer_schema(frame, config.target, config.excluded_columns)
@@ -220,7 +219,7 @@ def run_project(
             if fixed_params is not None
             else {n: r.best_params for n, r in tuned.items()},
         )
-        best = select_best(trained, labels.task)
+        best = select_best(trained, labels.primary)
     with timer("evaluate"):
         notify("evaluate", f"{best.name}: bootstrap intervals, gate, {config.cv_folds}-fold CV")
         assessment = assess(
@@ -245,7 +244,7 @@ def run_project(
             c.name: evaluate_pipeline(c.pipeline, splits.test, schema, labels) for c in trained
         }
 
-    primary = PRIMARY_METRIC[labels.task].name
+    primary = labels.primary.name
     if not record:
         return RunResult(
             run_id="",
@@ -266,7 +265,7 @@ def run_project(
             stage_seconds=dict(timer.seconds),
         )
     snapshot_path = snapshot(dataset, settings.data_store)
-    primary = PRIMARY_METRIC[labels.task].name
+    primary = labels.primary.name
     data_info = {
         "source": dataset.source,
         "lineage": dataset.lineage,

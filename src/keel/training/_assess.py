@@ -12,7 +12,6 @@ from sklearn.base import clone
 
 from keel.data import LabelInfo, Schema, Splits
 from keel.evaluation import (
-    PRIMARY_METRIC,
     GateResult,
     Interval,
     baseline_gate,
@@ -97,7 +96,7 @@ def assess(
     baseline (chosen on validation) on the same bootstrap resamples of the test rows:
     it passes when the whole interval of the improvement clears ``margin``.
     """
-    spec = PRIMARY_METRIC[labels.task]
+    spec = labels.primary
     x_test = splits.test[schema.feature_names]
     y_test = splits.test[schema.target].to_numpy()
     if labels.task == "regression":
@@ -117,7 +116,7 @@ def assess(
     gate = None
     others = [c for c in trained if c.name in BASELINES and c.name != best.name]
     if others:
-        baseline = select_best(others, labels.task)
+        baseline = select_best(others, spec)
         compared = (
             refit_on_train_and_validation(baseline.pipeline, splits, schema, labels)
             if refit

@@ -11,7 +11,7 @@ import pandas as pd
 from keel.config import DirectionalTest, InvarianceTest, MinimumTest
 from keel.data import LabelInfo, Schema
 from keel.errors import DataError, did_you_mean
-from keel.evaluation import compute_metrics
+from keel.evaluation import compute_metrics, greater_is_better
 from keel.training._candidates import predict_with
 
 MAX_OFFENDING = 5
@@ -151,7 +151,7 @@ def _minimum(test, model, rows, schema, labels) -> dict[str, Any]:
     value = compute_metrics(labels.task, y, predictions, proba, classes, labels.positive_class).get(
         test.metric, float("nan")
     )
-    lower_is_better = test.metric in ("rmse", "mae", "median_ae")
+    lower_is_better = not greater_is_better(test.metric)
     passed = value <= test.min if lower_is_better else value >= test.min
     relation = "≤" if lower_is_better else "≥"
     return {

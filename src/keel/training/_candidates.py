@@ -23,7 +23,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 from keel.data import LabelInfo, Schema, Splits
-from keel.evaluation import PRIMARY_METRIC, compute_metrics, is_better
+from keel.evaluation import MetricSpec, compute_metrics, is_better
 from keel.features import build_preprocessor
 
 Factory = Callable[[str, int], tuple[Any, bool]]
@@ -181,7 +181,7 @@ def train_candidates(
             pipeline.fit(x_train, y_train)
         seconds = time.perf_counter() - started
         metrics = evaluate_pipeline(pipeline, splits.validation, schema, labels)
-        params = {
+        fitted_params = {
             k: v
             for k, v in pipeline.named_steps["model"].get_params().items()
             if isinstance(v, str | int | float | bool) or v is None
@@ -189,22 +189,27 @@ def train_candidates(
         candidate = TrainedCandidate(
             name=name,
             pipeline=pipeline,
-            params=params,
+            params=fitted_params,
             fit_seconds=seconds,
             validation_metrics=metrics,
-            _primary_name=PRIMARY_METRIC[labels.task].name,
+            _primary_name=labels.primary.name,
         )
         trained.append(candidate)
     return trained
 
 
-def select_best(candidates: Sequence[TrainedCandidate], task: str) -> TrainedCandidate:
-    """The candidate with the best validation primary metric (first one wins ties)."""
+def select_best(
+    candidates: Sequence[TrainedCandidate], metric: str | MetricSpec
+) -> TrainedCandidate:
+    """The candidate with the best validation primary metric (first one wins ties).
+
+    ``metric`` is the primary metric's spec, or a task name for its default metric.
+    """
     if not candidates:
         raise ValueError("no candidates were trained")
     best = candidates[0]
     for candidate in candidates[1:]:
         value = candidate.primary
-        if not np.isnan(value) and is_better(task, value, best.primary):
+        if not np.isnan(value) and is_better(metric, value, best.primary):
             best = candidate
     return best

@@ -9,7 +9,7 @@ import numpy as np
 from sklearn.base import clone
 
 from keel.data import LabelInfo, Schema, Splits
-from keel.evaluation import PRIMARY_METRIC, fast_metrics
+from keel.evaluation import fast_metrics
 from keel.training._candidates import predict_with
 
 FRACTIONS = (0.1, 0.25, 0.5, 0.75, 1.0)
@@ -23,7 +23,7 @@ def _score(model: Any, frame, schema: Schema, labels: LabelInfo) -> float:
     if labels.task == "regression":
         y = y.astype(float)
     values = fast_metrics(labels.task, y, predictions, proba, classes, labels.positive_class)
-    return values.get(PRIMARY_METRIC[labels.task].name, float("nan"))
+    return values.get(labels.primary.name, float("nan"))
 
 
 def learning_curve(
@@ -36,7 +36,7 @@ def learning_curve(
     would help; close together and flat is high bias only when it is no better than
     the first point (the model learns nothing more from more data).
     """
-    spec = PRIMARY_METRIC[labels.task]
+    spec = labels.primary
     sign = 1.0 if spec.greater_is_better else -1.0
     order = np.random.default_rng(seed).permutation(len(splits.train))
     points = []

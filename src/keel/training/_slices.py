@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from keel.data import LabelInfo, Schema
-from keel.evaluation import PRIMARY_METRIC, fast_metrics
+from keel.evaluation import fast_metrics
 
 MIN_SLICE_ROWS = 30
 FLAG_GAP = 0.05
@@ -55,7 +55,7 @@ def slice_report(
         y = y.astype(float)
     metric = SLICE_METRIC[labels.task]
     overall = fast_metrics(labels.task, y, predictions, proba, classes, labels.positive_class)
-    primary = PRIMARY_METRIC[labels.task].name
+    primary = labels.primary.name
     rows = []
     for feature, value, mask in _slices(frame, schema, sensitive):
         n = int(mask.sum())

@@ -14,7 +14,7 @@ from sklearn.base import clone
 from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold, TimeSeriesSplit
 
 from keel.data import LabelInfo, Schema
-from keel.evaluation import PRIMARY_METRIC, compute_metrics
+from keel.evaluation import compute_metrics
 from keel.training._candidates import make_pipeline, predict_with
 
 
@@ -182,7 +182,7 @@ def tune(
     """
     import optuna
 
-    spec = PRIMARY_METRIC[labels.task]
+    spec = labels.primary
     space = SEARCH_SPACES.get(name)
     if space is None or budget_seconds <= 0:
         return TuningResult(name, spec.name, {}, None)
