@@ -19,7 +19,13 @@ from pydantic import (
 
 TaskType = Literal["binary", "multiclass", "regression"]
 CandidateName = Literal[
-    "dummy", "linear", "shallow_tree", "lightgbm", "hist_gradient_boosting", "random_forest"
+    "dummy",
+    "linear",
+    "shallow_tree",
+    "lightgbm",
+    "xgboost",
+    "hist_gradient_boosting",
+    "random_forest",
 ]
 
 TASKS: tuple[str, ...] = ("binary", "multiclass", "regression")
@@ -28,6 +34,7 @@ CANDIDATES: tuple[str, ...] = (
     "linear",
     "shallow_tree",
     "lightgbm",
+    "xgboost",
     "hist_gradient_boosting",
     "random_forest",
 )

@@ -36,9 +36,21 @@ TRUSTED_TYPES: tuple[str, ...] = (
     "lightgbm.sklearn.LGBMClassifier",
     "lightgbm.sklearn.LGBMRegressor",
     "numpy.dtype",
+    "keel.estimators.LabelledXGBClassifier",
+    "xgboost.core.Booster",
+    "xgboost.sklearn.XGBRegressor",
 )
 
-_REQUIREMENTS = ("mlflow", "scikit-learn", "lightgbm", "skops", "pandas", "numpy", "scipy")
+_REQUIREMENTS = (
+    "mlflow",
+    "scikit-learn",
+    "lightgbm",
+    "xgboost-cpu",
+    "skops",
+    "pandas",
+    "numpy",
+    "scipy",
+)
 
 
 @contextmanager

@@ -21,8 +21,10 @@ from sklearn.ensemble import (
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
+from xgboost import XGBRegressor
 
 from keel.data import LabelInfo, Schema, Splits
+from keel.estimators import LabelledXGBClassifier
 from keel.evaluation import MetricSpec, compute_metrics, is_better
 from keel.features import build_preprocessor
 
@@ -61,6 +63,25 @@ def _lightgbm(task: str, seed: int) -> tuple[Any, bool]:
     return LGBMClassifier(**params), False
 
 
+def _xgboost(task: str, seed: int) -> tuple[Any, bool]:
+    params = {
+        "n_estimators": 300,
+        "learning_rate": 0.05,
+        "max_depth": 6,
+        "min_child_weight": 1.0,
+        "subsample": 0.9,
+        "colsample_bytree": 0.9,
+        "tree_method": "hist",
+        "random_state": seed,
+        "n_jobs": 1,  # as for LightGBM
+        "verbosity": 0,
+    }
+    if task == "regression":
+        return XGBRegressor(**params), False
+    # XGBoost only takes labels 0..k-1; the subclass encodes and decodes them.
+    return LabelledXGBClassifier(**params), False
+
+
 def _shallow_tree(task: str, seed: int) -> tuple[Any, bool]:
     if task == "regression":
         return DecisionTreeRegressor(max_depth=4, min_samples_leaf=20, random_state=seed), False
@@ -87,6 +108,7 @@ CANDIDATE_FACTORIES: dict[str, Factory] = {
     "linear": _linear,
     "shallow_tree": _shallow_tree,
     "lightgbm": _lightgbm,
+    "xgboost": _xgboost,
     "hist_gradient_boosting": _hist_gradient_boosting,
     "random_forest": _random_forest,
 }

@@ -30,6 +30,18 @@ def _lightgbm_space(trial: Any) -> dict[str, Any]:
     }
 
 
+def _xgboost_space(trial: Any) -> dict[str, Any]:
+    return {
+        "n_estimators": trial.suggest_int("n_estimators", 100, 1000, log=True),
+        "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.3, log=True),
+        "max_depth": trial.suggest_int("max_depth", 3, 10),
+        "min_child_weight": trial.suggest_float("min_child_weight", 0.5, 20.0, log=True),
+        "subsample": trial.suggest_float("subsample", 0.5, 1.0),
+        "colsample_bytree": trial.suggest_float("colsample_bytree", 0.5, 1.0),
+        "reg_lambda": trial.suggest_float("reg_lambda", 1e-3, 10.0, log=True),
+    }
+
+
 def _hgb_space(trial: Any) -> dict[str, Any]:
     return {
         "max_iter": trial.suggest_int("max_iter", 100, 800, log=True),
@@ -51,6 +63,7 @@ def _forest_space(trial: Any) -> dict[str, Any]:
 
 SEARCH_SPACES: dict[str, Callable[[Any], dict[str, Any]]] = {
     "lightgbm": _lightgbm_space,
+    "xgboost": _xgboost_space,
     "hist_gradient_boosting": _hgb_space,
     "random_forest": _forest_space,
 }
