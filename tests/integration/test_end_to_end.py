@@ -182,11 +182,20 @@ def test_served_predictions_equal_the_registry_model(server: str, first_run, adu
     body = answer.json()
     mlflow.set_tracking_uri(first_run["tracking_uri"])
     try:
+        model = mlflow.sklearn.load_model("models:/income@champion")
         pyfunc = mlflow.pyfunc.load_model("models:/income@champion")
-        expected = pyfunc.predict(rows.drop(columns=["fnlwgt"]))
+        plain = np.asarray(pyfunc.predict(rows.drop(columns=["fnlwgt"])))
     finally:
         mlflow.set_tracking_uri(None)
-    assert body["predictions"] == list(np.asarray(expected))
+    # the server decides at the threshold chosen on validation, the one the test
+    # metrics were computed at; the plain MLflow model decides at 0.5
+    threshold = first_run["assessment"]["threshold"]["value"]
+    assert body["decision_threshold"] == threshold
+    p_high = model.predict_proba(rows.drop(columns=["fnlwgt"]))[:, 1]
+    assert list(model.classes_) == ["<=50K", ">50K"]
+    assert body["predictions"] == np.where(p_high >= threshold, ">50K", "<=50K").tolist()
+    between = (p_high >= min(threshold, 0.5)) & (p_high < max(threshold, 0.5))
+    assert (np.asarray(body["predictions"]) == plain)[~between].all()
     assert body["model"] == {"name": "income", "version": "1", "alias": "champion"}
     assert all(abs(sum(p.values()) - 1) < 1e-5 for p in body["probabilities"])
 

@@ -164,6 +164,22 @@ def test_predictions_are_the_models_own(client: TestClient, package, rows) -> No
     assert body["predictions"] == package.model.predict(frame).tolist()
 
 
+def test_binary_decisions_use_the_packaged_threshold(package, rows) -> None:
+    low = LoadedPackage(
+        **{
+            **package.__dict__,
+            "metadata": {"positive_class": ">50K", "decision_threshold": 0.2},
+        }
+    )
+    body = TestClient(create_app(low)).post("/predict", json={"instances": rows}).json()
+    p_high = np.array([p[">50K"] for p in body["probabilities"]])
+    assert body["decision_threshold"] == 0.2
+    assert body["predictions"] == np.where(p_high >= 0.2, ">50K", "<=50K").tolist()
+    # the threshold is not the 0.5 of predict(): some rows really change
+    frame = pd.DataFrame(rows)[package.schema.feature_names]
+    assert body["predictions"] != package.model.predict(frame).tolist()
+
+
 def test_unknown_route_and_method_use_the_same_error_shape(client: TestClient) -> None:
     missing = client.get("/nope")
     assert missing.status_code == 404 and "request_id" in missing.json()

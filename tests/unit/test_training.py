@@ -167,3 +167,27 @@ def test_learning_curve_diagnoses_variance(prepared) -> None:
     curve = learning_curve(deep_tree, splits, schema, labels)
     assert curve["diagnosis"].startswith("high variance")  # an unpruned tree memorises
     assert all(p["train"] > 0.95 for p in curve["points"])
+
+
+@pytest.mark.parametrize("objective", ["f1", "balanced_accuracy", "accuracy"])
+def test_threshold_maximises_its_objective_on_validation(prepared, objective: str) -> None:
+    from sklearn import metrics as skm
+
+    from keel.training import choose_threshold
+
+    _, labels, schema, splits = prepared
+    [model] = train_candidates(["linear"], splits, schema, labels, 0)
+    chosen = choose_threshold(model, splits, schema, labels, objective)
+    _, proba, _ = predict_with(model.pipeline, splits.validation[schema.feature_names], "binary")
+    truth = splits.validation["income"].to_numpy() == ">50K"
+    score = {
+        "f1": skm.f1_score,
+        "balanced_accuracy": skm.balanced_accuracy_score,
+        "accuracy": skm.accuracy_score,
+    }[objective]
+    at_chosen = score(truth, proba[:, 1] >= chosen["value"])
+    assert at_chosen == pytest.approx(chosen["validation_score"], abs=1e-9)
+    for other in np.linspace(0.05, 0.95, 19):  # no simple cut does better
+        assert score(truth, proba[:, 1] >= other) <= at_chosen + 1e-12
+    with pytest.raises(ValueError, match="threshold objective"):
+        choose_threshold(model, splits, schema, labels, "none")

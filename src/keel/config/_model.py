@@ -163,6 +163,7 @@ class ProjectConfig(_Strict):
     ignore_columns: list[str] = Field(default_factory=list)
     positive_class: str | int | None = None
     metric: str | None = None
+    threshold_objective: Literal["f1", "balanced_accuracy", "accuracy", "none"] = "f1"
     seed: int = Field(42, ge=0, le=2**32 - 1)
     split: SplitConfig = Field(default_factory=SplitConfig)
     candidates: list[CandidateName] = Field(default_factory=lambda: ["lightgbm"])

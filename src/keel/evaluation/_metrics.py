@@ -172,3 +172,17 @@ def is_better(metric: str | MetricSpec, candidate: float, incumbent: float | Non
         return True
     spec = metric if isinstance(metric, MetricSpec) else PRIMARY_METRIC[metric]
     return candidate > incumbent if spec.greater_is_better else candidate < incumbent
+
+
+def decide(
+    proba: np.ndarray, classes: Sequence[str], positive_class: str, threshold: float
+) -> np.ndarray:
+    """Binary decisions: ``positive_class`` where its probability reaches ``threshold``.
+
+    The one rule shared by evaluation and serving, so that reported metrics describe
+    exactly the answers the server gives.
+    """
+    classes = list(classes)
+    column = classes.index(positive_class)
+    negative = classes[1 - column]
+    return np.where(proba[:, column] >= threshold, positive_class, negative)

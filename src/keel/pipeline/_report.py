@@ -186,12 +186,13 @@ def _assessment_html(report: dict[str, Any]) -> list[str]:
         )
     threshold = assessment.get("threshold")
     if threshold:
-        at = threshold["test_at_threshold"]
+        at = threshold["test_at_0.5"]
         parts.append(
-            f"<p>Decision threshold {threshold['value']:.4f}"
-            f" ({html.escape(threshold['objective'])}):"
-            f" test precision {at['precision']:.4f}, recall {at['recall']:.4f},"
-            f" F1 {at['f1']:.4f}.</p>"
+            f"<p>Decision threshold {threshold['value']:.4f}, chosen on validation for"
+            f" {html.escape(threshold['objective'])}: the test metrics above and the"
+            " server's answers use it. At 0.5 instead the test rows would give"
+            f" precision {at['precision']:.4f}, recall {at['recall']:.4f},"
+            f" F1 {at['f1']:.4f}, accuracy {at['accuracy']:.4f}.</p>"
         )
     parts.extend(_diagnostics_html(assessment.get("diagnostics", {})))
     tests = assessment.get("behaviour", [])

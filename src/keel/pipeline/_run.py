@@ -234,10 +234,16 @@ def run_project(
             sensitive=config.sensitive_features,
             time_column=config.time_column,
             group_column=config.group_column,
+            threshold_objective=config.threshold_objective,
         )
         test_metrics = assessment.test_metrics
         behaviour = run_behaviour_tests(
-            config.behaviour, assessment.final_pipeline, splits.test, schema, labels
+            config.behaviour,
+            assessment.final_pipeline,
+            splits.test,
+            schema,
+            labels,
+            assessment.threshold.get("value"),
         )
         assessment_doc = {**assessment.to_dict(), "behaviour": behaviour}
         all_test = {
@@ -351,6 +357,8 @@ def run_project(
                     "task": labels.task,
                     "classes": list(labels.classes),
                     "positive_class": labels.positive_class,
+                    # binary: serving decides "positive" when P(positive) >= this
+                    "decision_threshold": (assessment.threshold or {}).get("value"),
                     "candidate": best.name,
                     "target": config.target,
                     "sensitive_features": list(config.sensitive_features),

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from keel.data import records_to_frame
+from keel.evaluation import decide
 from keel.registry import LoadedPackage, load_package
 
 MAX_INSTANCES = 10_000
@@ -128,6 +129,10 @@ def create_app(package: LoadedPackage, max_body_bytes: int = MAX_BODY_BYTES) -> 
     model_info = {"name": package.name, "version": package.version, "alias": package.alias}
     classification = package.task != "regression"
     classes = [str(c) for c in getattr(package.model, "classes_", [])]
+    positive = package.metadata.get("positive_class")
+    threshold = package.metadata.get("decision_threshold")
+    if package.task != "binary" or positive not in classes:
+        threshold = None
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -173,11 +178,16 @@ def create_app(package: LoadedPackage, max_body_bytes: int = MAX_BODY_BYTES) -> 
             return _error(422, f"{where}: {first.message}", request, [e.to_dict() for e in errors])
         answer: dict[str, Any] = {}
         if classification and hasattr(package.model, "predict_proba"):
-            # One pass through the pipeline: the predicted class is the most probable
-            # one, exactly what the classifiers' own predict() returns.
+            # One pass through the pipeline. Binary models decide at the threshold
+            # chosen on validation (the one the test metrics were computed at);
+            # otherwise the most probable class, what the model's predict() returns.
             proba = package.model.predict_proba(frame)
-            labels = package.model.classes_
-            answer["predictions"] = _plain_list(labels[proba.argmax(axis=1)])
+            if threshold is not None:
+                answer["predictions"] = decide(proba, classes, positive, threshold).tolist()
+                answer["decision_threshold"] = threshold
+            else:
+                labels = package.model.classes_
+                answer["predictions"] = _plain_list(labels[proba.argmax(axis=1)])
             answer["probabilities"] = [
                 dict(zip(classes, row, strict=True)) for row in np.round(proba, 6).tolist()
             ]

@@ -86,6 +86,7 @@ def assess(
     time_column: str | None = None,
     group_column: str | None = None,
     refit: bool = True,
+    threshold_objective: str = "f1",
 ) -> Assessment:
     """Test metrics with 95 % bootstrap intervals, the baseline gate, CV and threshold.
 
@@ -106,7 +107,18 @@ def assess(
         if refit
         else best.pipeline
     )
-    predictions, proba, classes = predict_with(final, x_test, labels.task)
+    threshold: dict[str, Any] = {}
+    cut = None
+    if labels.task == "binary" and threshold_objective != "none":
+        threshold = choose_threshold(best, splits, schema, labels, threshold_objective)
+        cut = threshold["value"]
+    predictions, proba, classes = predict_with(
+        final, x_test, labels.task, cut, labels.positive_class
+    )
+    if threshold:
+        threshold["test_at_0.5"] = _threshold_metrics(
+            y_test == labels.positive_class, proba[:, classes.index(labels.positive_class)] > 0.5
+        )
     test_metrics = compute_metrics(
         labels.task, y_test, predictions, proba, classes, labels.positive_class
     )
@@ -147,9 +159,6 @@ def assess(
         time_column=time_column,
         group_column=group_column,
     )
-    threshold = {}
-    if labels.task == "binary" and proba is not None:
-        threshold = choose_threshold(best, splits, schema, labels, x_test, y_test, proba, classes)
     slices = slice_report(
         splits.test, predictions, proba, classes, schema, labels, sensitive=sensitive
     )
@@ -233,26 +242,48 @@ def diagnose(labels, y_test, predictions, proba, classes) -> dict[str, Any]:
     return out
 
 
-def choose_threshold(best, splits, schema, labels, x_test, y_test, proba, classes) -> dict:
-    """The decision threshold maximising F1 on validation, and test metrics at it."""
+THRESHOLD_OBJECTIVES: tuple[str, ...] = ("f1", "balanced_accuracy", "accuracy", "none")
+
+
+def choose_threshold(best, splits, schema, labels, objective: str = "f1") -> dict[str, Any]:
+    """The decision threshold maximising ``objective`` on the validation rows.
+
+    Chosen with the model fitted on the train split only (validation rows unseen). The
+    shipped model then decides "positive" when P(positive) reaches it — in the test
+    metrics and in serving alike.
+    """
+    if objective not in THRESHOLD_OBJECTIVES[:-1]:
+        raise ValueError(f"threshold objective must be one of {THRESHOLD_OBJECTIVES[:-1]}")
     positive = labels.positive_class
-    column = list(classes).index(positive)
-    _, val_proba, _ = predict_with(best.pipeline, splits.validation[schema.feature_names], "binary")
+    _, val_proba, classes = predict_with(
+        best.pipeline, splits.validation[schema.feature_names], "binary"
+    )
     y_val = splits.validation[schema.target].to_numpy() == positive
-    precision, recall, cuts = skm.precision_recall_curve(y_val, val_proba[:, column])
-    f1 = 2 * precision * recall / np.clip(precision + recall, 1e-12, None)
-    k = int(np.nanargmax(f1[:-1])) if len(cuts) else 0
-    cut = float(cuts[k]) if len(cuts) else 0.5
-    decided = proba[:, column] >= cut
-    truth = y_test == positive
+    score = val_proba[:, list(classes).index(positive)]
+    cut, value = 0.5, float("nan")
+    if objective == "f1":
+        precision, recall, cuts = skm.precision_recall_curve(y_val, score)
+        f1 = 2 * precision * recall / np.clip(precision + recall, 1e-12, None)
+        if len(cuts):
+            k = int(np.nanargmax(f1[:-1]))
+            cut, value = float(cuts[k]), float(f1[k])
+    else:
+        fpr, tpr, cuts = skm.roc_curve(y_val, score)
+        finite = np.isfinite(cuts)
+        if objective == "balanced_accuracy":
+            values = (tpr + 1 - fpr) / 2
+        else:
+            values = (tpr * y_val.sum() + (1 - fpr) * (~y_val).sum()) / max(len(y_val), 1)
+        if finite.any():
+            k = int(np.argmax(np.where(finite, values, -np.inf)))
+            cut, value = float(cuts[k]), float(values[k])
+    return {"objective": objective, "value": cut, "validation_score": value}
+
+
+def _threshold_metrics(truth: np.ndarray, decided: np.ndarray) -> dict[str, float]:
     return {
-        "objective": "f1 on validation",
-        "value": round(cut, 6),
-        "validation_f1": float(f1[k]) if len(cuts) else float("nan"),
-        "test_at_threshold": {
-            "precision": float(skm.precision_score(truth, decided, zero_division=0)),
-            "recall": float(skm.recall_score(truth, decided, zero_division=0)),
-            "f1": float(skm.f1_score(truth, decided, zero_division=0)),
-            "accuracy": float(skm.accuracy_score(truth, decided)),
-        },
+        "precision": float(skm.precision_score(truth, decided, zero_division=0)),
+        "recall": float(skm.recall_score(truth, decided, zero_division=0)),
+        "f1": float(skm.f1_score(truth, decided, zero_division=0)),
+        "accuracy": float(skm.accuracy_score(truth, decided)),
     }

