@@ -122,3 +122,42 @@ def test_reproduce_matches_and_catches_a_change(tmp_path: Path, adult_frame: pd.
     assert "does not reproduce" in changed.stderr
     missing = _keel(root, "reproduce", "0123456789abcdef")
     assert missing.exit_code == 2 and "not in the tracking store" in missing.stderr
+
+
+def test_final_fit_on_all_rows_ships_a_model_that_saw_every_row(
+    tmp_path: Path, adult_frame: pd.DataFrame
+) -> None:
+    from sklearn.preprocessing import StandardScaler
+
+    from keel.registry import load_package
+
+    config = {
+        "name": "allrows",
+        "budget": 0,
+        "candidates": ["linear"],
+        "final_fit": "all_rows",
+        "behaviour": [{"kind": "directional", "feature": "education-num"}],
+    }
+    root = _project(tmp_path / "allrows", adult_frame, config)
+    result = _keel(root, "run", "--json")
+    payload = json.loads(result.stdout)
+    sizes = payload["data"]["split_sizes"]
+    shipped = payload["assessment"]["shipped"]
+    assert shipped["fit"] == "all_rows" and shipped["rows"] == sum(sizes.values())
+    assert str(payload["assessment"]["refit_rows"]) in shipped["note"]
+    # the behaviour test ran on the evaluated model and on the shipped one
+    assert [t.get("model") for t in payload["assessment"]["behaviour"]] == [
+        None,
+        "shipped (all rows)",
+    ]
+    package = load_package(f"allrows/{payload['model']['version']}", payload["tracking_uri"])
+    assert payload["model"]["candidate"] == "linear"  # its scaler counts the rows it saw
+    scalers = [
+        step
+        for _, transformer, _ in package.model.named_steps["preprocess"].transformers_
+        for step in getattr(transformer, "named_steps", {}).values()
+        if isinstance(step, StandardScaler)
+    ]
+    assert scalers and all(s.n_samples_seen_ == sum(sizes.values()) for s in scalers)
+    html = Path(payload["reports"]["html"]).read_text()
+    assert "refitted on every row after evaluation" in html

@@ -164,6 +164,7 @@ class ProjectConfig(_Strict):
     positive_class: str | int | None = None
     metric: str | None = None
     threshold_objective: Literal["f1", "balanced_accuracy", "accuracy", "none"] = "f1"
+    final_fit: Literal["train_and_validation", "all_rows"] = "train_and_validation"
     seed: int = Field(42, ge=0, le=2**32 - 1)
     split: SplitConfig = Field(default_factory=SplitConfig)
     candidates: list[CandidateName] = Field(default_factory=lambda: ["lightgbm"])

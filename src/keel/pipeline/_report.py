@@ -174,6 +174,14 @@ def _assessment_html(report: dict[str, Any]) -> list[str]:
             ]
         )
     parts.append(_table(["metric", "test", "95% bootstrap CI", "CV mean ± std"], rows))
+    shipped = assessment.get("shipped") or {}
+    if shipped.get("note"):
+        parts.append(f"<p><b>Shipped model</b>: {html.escape(shipped['note'])}.</p>")
+    elif "refit_rows" in assessment:
+        parts.append(
+            "<p>The test metrics are those of the shipped model, fitted on"
+            f" {assessment['refit_rows']} rows (train + validation).</p>"
+        )
     gate = assessment.get("gate")
     if gate:
         d = gate["difference"]

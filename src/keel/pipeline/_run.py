@@ -45,6 +45,7 @@ from keel.training import (
     assess,
     check_behaviour_config,
     evaluate_pipeline,
+    refit_on_all_rows,
     run_behaviour_tests,
     select_best,
     train_candidates,
@@ -237,15 +238,31 @@ def run_project(
             threshold_objective=config.threshold_objective,
         )
         test_metrics = assessment.test_metrics
+        cut = assessment.threshold.get("value")
         behaviour = run_behaviour_tests(
-            config.behaviour,
-            assessment.final_pipeline,
-            splits.test,
-            schema,
-            labels,
-            assessment.threshold.get("value"),
+            config.behaviour, assessment.final_pipeline, splits.test, schema, labels, cut
         )
-        assessment_doc = {**assessment.to_dict(), "behaviour": behaviour}
+        shipped = assessment.final_pipeline
+        shipped_doc = {"fit": "train_and_validation", "rows": assessment.refit_rows}
+        if config.final_fit == "all_rows":
+            notify("evaluate", f"refit {best.name} on all {len(frame)} rows")
+            shipped = refit_on_all_rows(shipped, splits, schema, labels)
+            # the shipped model must pass the behaviour tests too (its minimum-
+            # functionality numbers are optimistic: it has seen the test rows)
+            behaviour += [
+                {**b, "model": "shipped (all rows)"}
+                for b in run_behaviour_tests(
+                    config.behaviour, shipped, splits.test, schema, labels, cut
+                )
+            ]
+            shipped_doc = {
+                "fit": "all_rows",
+                "rows": len(splits.train) + len(splits.validation) + len(splits.test),
+                "note": "the shipped model was refitted on every row after evaluation; the"
+                f" test metrics are those of the same model fitted on"
+                f" {assessment.refit_rows} rows (train + validation)",
+            }
+        assessment_doc = {**assessment.to_dict(), "behaviour": behaviour, "shipped": shipped_doc}
         all_test = {
             c.name: evaluate_pipeline(c.pipeline, splits.test, schema, labels) for c in trained
         }
@@ -370,7 +387,7 @@ def run_project(
                 features = splits.train[schema.feature_names]
                 mlflow.log_dict(profile_doc, "profile.json")
                 _, ref = log_model_package(
-                    assessment.final_pipeline,
+                    shipped,
                     registered_name=config.name,
                     example=features.head(5),
                     schema=schema,

@@ -1,6 +1,6 @@
 """Training: baselines and candidates, each a Pipeline with its preprocessing inside."""
 
-from keel.training._assess import Assessment, assess, choose_threshold
+from keel.training._assess import Assessment, assess, choose_threshold, refit_on_all_rows
 from keel.training._behaviour import check_behaviour_config, run_behaviour_tests
 from keel.training._candidates import (
     BASELINES,
@@ -43,6 +43,7 @@ __all__ = [
     "learning_curve",
     "make_pipeline",
     "predict_with",
+    "refit_on_all_rows",
     "run_behaviour_tests",
     "select_best",
     "slice_report",

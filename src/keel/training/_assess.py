@@ -183,11 +183,25 @@ def assess(
 
 def refit_on_train_and_validation(pipeline: Any, splits: Splits, schema: Schema, labels: LabelInfo):
     """A fresh copy of ``pipeline`` (same hyper-parameters) fitted on train + validation."""
+    return _refit(pipeline, [splits.train, splits.validation], schema, labels)
+
+
+def refit_on_all_rows(pipeline: Any, splits: Splits, schema: Schema, labels: LabelInfo):
+    """A fresh copy of ``pipeline`` fitted on every row: train, validation and test.
+
+    For ``final_fit: all_rows``: the model that ships has seen the test rows, so the
+    test metrics describe its sibling fitted on train + validation (same
+    hyper-parameters, fewer rows) — a conservative estimate, and said so in the report.
+    """
+    return _refit(pipeline, [splits.train, splits.validation, splits.test], schema, labels)
+
+
+def _refit(pipeline: Any, parts: list, schema: Schema, labels: LabelInfo):
     import warnings
 
     import pandas as pd
 
-    rows = pd.concat([splits.train, splits.validation], ignore_index=True)
+    rows = pd.concat(parts, ignore_index=True)
     y = rows[schema.target].to_numpy()
     if labels.task == "regression":
         y = y.astype(float)
