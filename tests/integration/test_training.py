@@ -51,6 +51,41 @@ def test_tune_respects_the_budget_and_prunes(adult_frame: pd.DataFrame) -> None:
     assert "complete" in states
     assert seen == sorted(seen)  # the best so far never gets worse
     assert tune("linear", splits.train, schema, labels, 0, 5.0, 3).trials == []  # nothing to tune
+    # the first trial is the candidate's own defaults: tuning never reports worse
+    from keel.training import DEFAULT_TRIALS, cross_validate, make_pipeline
+
+    assert result.trials[0].params == DEFAULT_TRIALS["lightgbm"]
+    assert result.trials[0].state == "complete"
+    assert result.best_score >= result.trials[0].score
+    # the best trial's fold metrics ARE the cross-validation of the best parameters
+    pipeline = make_pipeline("lightgbm", "binary", schema, 0)
+    pipeline.set_params(**{f"model__{k}": v for k, v in result.best_params.items()})
+    again = cross_validate(pipeline, splits.train, schema, labels, 3, 0)
+    assert again == result.best_fold_metrics
+
+
+def test_a_trial_stops_between_folds_when_the_budget_is_spent(adult_frame, monkeypatch) -> None:
+    import keel.training._tuning as tuning
+
+    frame, labels = prepare_labels(adult_frame.head(600), "income", None, None)
+    schema = infer_schema(frame, "income", ["fnlwgt"])
+    splits = split_frame(frame, "income", "binary", seed=0)
+
+    class Clock:  # every reading is one "second" later: deterministic, no sleeping
+        now = 0.0
+
+        def perf_counter(self) -> float:
+            self.now += 1.0
+            return self.now
+
+    monkeypatch.setattr(tuning, "time", Clock())
+    result = tune("lightgbm", splits.train, schema, labels, 0, 8.0, 4)
+    states = [t.state for t in result.trials]
+    # the first trial always finishes (there is no result otherwise); the second one
+    # starts inside the budget and is stopped at a fold boundary once it is spent
+    assert states == ["complete", "stopped: budget spent"], states
+    assert 0 < len(result.trials[1].fold_scores) < 4
+    assert result.best_params == result.trials[0].params
 
 
 def test_fold_summary() -> None:

@@ -236,6 +236,7 @@ def run_project(
             time_column=config.time_column,
             group_column=config.group_column,
             threshold_objective=config.threshold_objective,
+            fold_metrics=tuned[best.name].best_fold_metrics if best.name in tuned else (),
         )
         test_metrics = assessment.test_metrics
         cut = assessment.threshold.get("value")
@@ -316,6 +317,7 @@ def run_project(
             "best_params": r.best_params,
             "trials": len(r.trials),
             "pruned": sum(t.state == "pruned" for t in r.trials),
+            "stopped_by_budget": sum(t.state.startswith("stopped") for t in r.trials),
             "seconds": round(r.seconds, 2),
         }
         for name, r in tuned.items()

@@ -15,6 +15,7 @@ from keel.training._candidates import (
 from keel.training._curves import learning_curve
 from keel.training._slices import slice_report, worst_rows
 from keel.training._tuning import (
+    DEFAULT_TRIALS,
     SEARCH_SPACES,
     Trial,
     TuningResult,
@@ -28,6 +29,7 @@ from keel.training._tuning import (
 __all__ = [
     "BASELINES",
     "CANDIDATE_FACTORIES",
+    "DEFAULT_TRIALS",
     "SEARCH_SPACES",
     "Assessment",
     "TrainedCandidate",

@@ -87,6 +87,7 @@ def assess(
     group_column: str | None = None,
     refit: bool = True,
     threshold_objective: str = "f1",
+    fold_metrics: Sequence[dict[str, float]] = (),
 ) -> Assessment:
     """Test metrics with 95 % bootstrap intervals, the baseline gate, CV and threshold.
 
@@ -149,7 +150,8 @@ def assess(
         gate = baseline_gate(
             spec.name, spec.greater_is_better, best.name, baseline.name, difference, margin
         )
-    folds = cross_validate(
+    # the tuner already cross-validated these very parameters on these very folds
+    folds = list(fold_metrics) or cross_validate(
         clone(best.pipeline),
         splits.train,
         schema,
@@ -165,7 +167,7 @@ def assess(
     worst = worst_rows(splits.test, predictions, proba, classes, schema, labels)
     diagnostics = diagnose(labels, y_test, predictions, proba, classes)
     diagnostics["learning_curve"] = learning_curve(
-        clone(best.pipeline), splits, schema, labels, seed
+        clone(best.pipeline), splits, schema, labels, seed, full_model=best.pipeline
     )
     return Assessment(
         test_metrics,

@@ -27,14 +27,20 @@ def _score(model: Any, frame, schema: Schema, labels: LabelInfo) -> float:
 
 
 def learning_curve(
-    pipeline: Any, splits: Splits, schema: Schema, labels: LabelInfo, seed: int = 0
+    pipeline: Any,
+    splits: Splits,
+    schema: Schema,
+    labels: LabelInfo,
+    seed: int = 0,
+    full_model: Any = None,
 ) -> dict[str, Any]:
     """Fit on growing shares of the training rows; score on them and on validation.
 
-    The diagnosis compares the last point: a train score far above validation is high
-    variance; train and validation close together and still rising means more data
-    would help; close together and flat is high bias only when it is no better than
-    the first point (the model learns nothing more from more data).
+    ``full_model``, when given, is ``pipeline`` already fitted on all training rows
+    (the last point). The diagnosis compares the last point: a train score far above
+    validation is high variance; train and validation close together and still rising
+    means more data would help; close together and flat is high bias only when it is no
+    better than the first point (the model learns nothing more from more data).
     """
     spec = labels.primary
     sign = 1.0 if spec.greater_is_better else -1.0
@@ -45,13 +51,17 @@ def learning_curve(
         part = splits.train.iloc[np.sort(rows)]
         if labels.task != "regression" and part[schema.target].nunique() < 2:
             continue
-        model = clone(pipeline)
-        y = part[schema.target].to_numpy()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model.fit(
-                part[schema.feature_names], y.astype(float) if labels.task == "regression" else y
-            )
+        if fraction == 1.0 and full_model is not None:
+            model = full_model  # already fitted on exactly these rows: no need to refit
+        else:
+            model = clone(pipeline)
+            y = part[schema.target].to_numpy()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model.fit(
+                    part[schema.feature_names],
+                    y.astype(float) if labels.task == "regression" else y,
+                )
         points.append(
             {
                 "fraction": fraction,

@@ -61,6 +61,42 @@ def _forest_space(trial: Any) -> dict[str, Any]:
     }
 
 
+# The first trial of every study: the candidate's own defaults (within the space), so
+# tuning can only report something at least as good as not tuning, on the same folds.
+DEFAULT_TRIALS: dict[str, dict[str, Any]] = {
+    "lightgbm": {
+        "n_estimators": 300,
+        "learning_rate": 0.05,
+        "num_leaves": 31,
+        "min_child_samples": 20,
+        "subsample": 0.9,
+        "colsample_bytree": 0.9,
+        "reg_lambda": 1e-3,
+    },
+    "xgboost": {
+        "n_estimators": 300,
+        "learning_rate": 0.05,
+        "max_depth": 6,
+        "min_child_weight": 1.0,
+        "subsample": 0.9,
+        "colsample_bytree": 0.9,
+        "reg_lambda": 1.0,
+    },
+    "hist_gradient_boosting": {
+        "max_iter": 300,
+        "learning_rate": 0.05,
+        "max_leaf_nodes": 31,
+        "min_samples_leaf": 20,
+        "l2_regularization": 1e-4,
+    },
+    "random_forest": {
+        "n_estimators": 200,
+        "max_depth": 32,
+        "min_samples_leaf": 2,
+        "max_features": "sqrt",
+    },
+}
+
 SEARCH_SPACES: dict[str, Callable[[Any], dict[str, Any]]] = {
     "lightgbm": _lightgbm_space,
     "xgboost": _xgboost_space,
@@ -79,6 +115,7 @@ class Trial:
     score: float | None
     fold_scores: list[float]
     seconds: float
+    fold_metrics: list[dict[str, float]] = field(default_factory=list, repr=False)
 
 
 @dataclass
@@ -91,6 +128,18 @@ class TuningResult:
     best_score: float | None
     trials: list[Trial] = field(default_factory=list)
     seconds: float = 0.0
+
+    @property
+    def best_fold_metrics(self) -> list[dict[str, float]]:
+        """Every metric on each fold for the best parameters: their cross-validation.
+
+        The folds are those :func:`cross_validate` makes for the same rows and seed, so
+        the chosen model's CV need not be fitted again.
+        """
+        for trial in self.trials:
+            if trial.state == "complete" and trial.params == self.best_params:
+                return trial.fold_metrics
+        return []
 
 
 def folds_for(task: str, n_splits: int, seed: int) -> Any:
@@ -203,18 +252,27 @@ def tune(
     sign = 1.0 if spec.greater_is_better else -1.0
     trials: list[Trial] = []
     best: list[float | None] = [None]
+    clock = [time.perf_counter()]
 
     def objective(trial: Any) -> float:
         params = space(trial)
         pipeline = make_pipeline(name, labels.task, schema, seed)
         pipeline.set_params(**{f"model__{k}": v for k, v in params.items()})
         scores: list[float] = []
+        fold_metrics: list[dict[str, float]] = []
         started = time.perf_counter()
+        state = ["pruned"]
 
         def report(k: int, metrics: dict[str, float]) -> None:
             scores.append(metrics.get(spec.name, float("nan")))
+            fold_metrics.append(metrics)
             trial.report(sign * float(np.nanmean(scores)), step=k)
             if trial.should_prune():
+                raise optuna.TrialPruned
+            over = time.perf_counter() - clock[0] > budget_seconds
+            if over and k < n_splits - 1 and any(t.state == "complete" for t in trials):
+                # the budget is wall time: stop a trial between folds once it is spent
+                state[0] = "stopped: budget spent"
                 raise optuna.TrialPruned
 
         try:
@@ -231,12 +289,13 @@ def tune(
             )
         except optuna.TrialPruned:
             trials.append(
-                Trial(trial.number, params, "pruned", None, scores, time.perf_counter() - started)
+                Trial(trial.number, params, state[0], None, scores, time.perf_counter() - started)
             )
             raise
         score = float(np.nanmean(scores))
+        seconds = time.perf_counter() - started
         trials.append(
-            Trial(trial.number, params, "complete", score, scores, time.perf_counter() - started)
+            Trial(trial.number, params, "complete", score, scores, seconds, fold_metrics)
         )
         if best[0] is None or sign * score > sign * best[0]:
             best[0] = score
@@ -249,8 +308,18 @@ def tune(
         sampler=optuna.samplers.TPESampler(seed=seed),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
     )
+    if name in DEFAULT_TRIALS:
+        study.enqueue_trial(DEFAULT_TRIALS[name])
     started = time.perf_counter()
-    study.optimize(objective, timeout=budget_seconds, catch=())
+    clock[0] = started
+
+    def stop_when_spent(study: Any, _trial: Any) -> None:
+        if time.perf_counter() - started > budget_seconds:
+            study.stop()
+
+    # One clock for both limits: no trial starts once the budget is spent, and a
+    # running one stops at its next fold boundary (see ``report``).
+    study.optimize(objective, callbacks=[stop_when_spent], catch=())
     complete = [t for t in trials if t.state == "complete"]
     if not complete:
         return TuningResult(name, spec.name, {}, None, trials, time.perf_counter() - started)
