@@ -196,3 +196,39 @@ def test_final_fit_on_all_rows_ships_a_model_that_saw_every_row(
     assert scalers and all(s.n_samples_seen_ == sum(sizes.values()) for s in scalers)
     html = Path(payload["reports"]["html"]).read_text()
     assert "refitted on every row after evaluation" in html
+
+
+def test_fairness_is_assessed_and_a_breach_blocks_the_alias(
+    tmp_path: Path, adult_frame: pd.DataFrame
+) -> None:
+    config = {
+        "name": "fair",
+        "budget": 0,
+        "sensitive_features": ["sex", "race", "age"],
+        "fairness": {"bins": {"age": [30, 50]}, "min_disparate_impact_ratio": 0.8},
+    }
+    root = _project(tmp_path / "fair", adult_frame, config)
+    result = _keel(root, "run", "--json")
+    assert result.exit_code == 1, result.output
+    assert "fairness gate failed: sex disparate_impact_ratio" in result.stderr
+    assert "Female" in result.stderr  # the groups at either end are named
+    payload = json.loads(result.stdout)
+    fairness = payload["assessment"]["fairness"]
+    assert set(fairness["features"]) == {"sex", "race", "age", "sex & race & age"}
+    assert fairness["features"]["age"]["bins"] == [30, 50]
+    assert payload["model"]["alias"] is None
+    client = MlflowClient(payload["tracking_uri"])
+    run = client.get_run(payload["run_id"])
+    assert run.data.tags["keel.gate.fairness"] == "failed"
+    measured = fairness["features"]["sex"]["measures"]["disparate_impact_ratio"]
+    assert run.data.metrics["fairness_sex_disparate_impact_ratio"] == pytest.approx(measured)
+    page = Path(payload["reports"]["html"]).read_text()
+    assert "<h2>Fairness</h2>" in page and 'aria-label="selection_rate by group"' in page
+
+
+def test_unknown_sensitive_feature_is_bad_input(tmp_path: Path, adult_frame) -> None:
+    root = _project(tmp_path / "typo", adult_frame, {"name": "typo", "sensitive_features": ["sx"]})
+    result = _keel(root, "run")
+    assert result.exit_code == 2
+    assert "'sx' is not a column" in result.stderr and "did you mean 'sex'" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -123,6 +123,24 @@ def run(config: ConfigOpt = None, json_out: JsonOpt = False, debug: DebugOpt = F
                 + (f" (and {len(failed_behaviour) - 1} more)" if len(failed_behaviour) > 1 else "")
                 + f"; version {payload['model']['version']} is registered without an alias"
             )
+        fairness = payload["assessment"].get("fairness") or {}
+        if fairness.get("breaches"):
+            first = fairness["breaches"][0]
+            extremes = first.get("groups") or {}
+            between = (
+                f" ({extremes['metric']}: {extremes['lowest']['group']}"
+                f" {extremes['lowest']['value']:.3f} vs {extremes['highest']['group']}"
+                f" {extremes['highest']['value']:.3f})"
+                if extremes
+                else ""
+            )
+            more = len(fairness["breaches"]) - 1
+            raise KeelFinding(
+                f"fairness gate failed: {first['feature']} {first['measure']} ="
+                f" {first['value']:.4f}, limit {first['kind']} {first['limit']:g}{between}"
+                + (f" (and {more} more)" if more else "")
+                + f"; version {payload['model']['version']} is registered without an alias"
+            )
         gate = payload["assessment"].get("gate")
         if gate and not gate["passed"]:
             d = gate["difference"]
@@ -182,6 +200,15 @@ def _render_run(result: dict[str, Any]) -> None:
         verdict = "[green]passed[/green]" if test["passed"] else "[red]FAILED[/red]"
         what = test.get("feature") or test.get("slice")
         console.print(f"Behaviour {test['kind']} {what}: {verdict} — {test['detail']}")
+    fairness = result["assessment"].get("fairness")
+    if fairness:
+        for feature, found in fairness["features"].items():
+            shown = ", ".join(
+                f"{k} {v:.3f}"
+                for k, v in found["measures"].items()
+                if k in ("demographic_parity_difference", "equalized_odds_difference")
+            )
+            console.print(f"Fairness {feature}: {shown or 'one judged group only'}")
     for name, tuning in result.get("tuning", {}).items():
         console.print(
             f"Tuned {name}: {tuning['trials']} trials ({tuning['pruned']} pruned) in"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -137,6 +138,43 @@ BehaviourTest = Annotated[
     InvarianceTest | DirectionalTest | MinimumTest, Field(discriminator="kind")
 ]
 
+
+class FairnessConfig(_Strict):
+    """How fairness is assessed and judged: ``fairness: {...}`` in keel.yaml.
+
+    Limits are judged on groups with at least ``min_group_size`` test rows; a limit
+    left unset is reported but not judged.
+    """
+
+    min_group_size: int = Field(30, ge=1)
+    bins: dict[str, list[float]] = Field(default_factory=dict)
+    max_demographic_parity_difference: float | None = Field(None, ge=0.0, le=1.0)
+    min_demographic_parity_ratio: float | None = Field(None, ge=0.0, le=1.0)
+    max_equalized_odds_difference: float | None = Field(None, ge=0.0, le=1.0)
+    max_equal_opportunity_difference: float | None = Field(None, ge=0.0, le=1.0)
+    min_disparate_impact_ratio: float | None = Field(None, ge=0.0, le=1.0)
+    max_accuracy_difference: float | None = Field(None, ge=0.0, le=1.0)
+    intersections: bool = True
+    resamples: int = Field(200, ge=0, le=5000)
+
+    @field_validator("bins")
+    @classmethod
+    def _edges_increase(cls, value: dict[str, list[float]]) -> dict[str, list[float]]:
+        for name, edges in value.items():
+            if not edges or any(b <= a for a, b in itertools.pairwise(edges)):
+                raise ValueError(f"bins for {name!r} must be increasing numbers, got {edges}")
+        return value
+
+    @property
+    def limits(self) -> dict[str, tuple[str, float]]:
+        """Configured limits: measure name → ("max" | "min", value)."""
+        out = {}
+        for key, value in self.model_dump().items():
+            if value is not None and key.startswith(("max_", "min_")) and key != "min_group_size":
+                out[key[4:]] = (key[:3], float(value))
+        return out
+
+
 PiiAction = Literal["redact", "mask", "hash", "drop"]
 
 
@@ -176,6 +214,7 @@ class ProjectConfig(_Strict):
     leakage_threshold: float = Field(0.99, gt=0.5, le=1.0)
     pii: PiiConfig = Field(default_factory=PiiConfig)
     behaviour: list[BehaviourTest] = Field(default_factory=list)
+    fairness: FairnessConfig = Field(default_factory=FairnessConfig)
     tracking_uri: str | None = None
     schema_file: str | None = Field(None, alias="schema")
 

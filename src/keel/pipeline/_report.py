@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -221,6 +222,7 @@ def _assessment_html(report: dict[str, Any]) -> list[str]:
                 ],
             )
         )
+    parts.extend(_fairness_html(assessment.get("fairness")))
     slices = assessment.get("slices", [])
     if slices:
         parts.append("<h2>Slices (worst first)</h2>")
@@ -247,6 +249,116 @@ def _assessment_html(report: dict[str, Any]) -> list[str]:
         )
         parts.append("<p>The 50 worst-predicted test rows are in <code>worst_rows.csv</code>.</p>")
     return parts
+
+
+def _interval_bars(groups: list[dict[str, Any]], metric: str) -> str:
+    """An inline SVG of ``metric`` per group: a bar, and its 95 % interval as a whisker."""
+    shown = [g for g in groups if metric in g][:30]
+    if not shown:
+        return ""
+    top = max(max(g[metric]["high"], g[metric]["value"]) for g in shown if g[metric]) or 1.0
+    top = top if math.isfinite(top) and top > 0 else 1.0
+    width, bar_h, gap, label_w = 560, 18, 6, 190
+    scale = (width - label_w - 70) / top
+    rows = []
+    for i, g in enumerate(shown):
+        y = i * (bar_h + gap)
+        value, low, high = g[metric]["value"], g[metric]["low"], g[metric]["high"]
+        colour = "#3b6ea5" if g["judged"] else "#aab4c0"
+        rows.append(
+            f'<text x="0" y="{y + 13}" font-size="12">{html.escape(str(g["group"])[:28])}'
+            f" (n={g['rows']})</text>"
+            f'<rect x="{label_w}" y="{y}" width="{max(1.0, value * scale):.1f}"'
+            f' height="{bar_h}" fill="{colour}"/>'
+        )
+        if math.isfinite(low) and math.isfinite(high):
+            rows.append(
+                f'<line x1="{label_w + low * scale:.1f}" x2="{label_w + high * scale:.1f}"'
+                f' y1="{y + bar_h / 2}" y2="{y + bar_h / 2}" stroke="#111" stroke-width="2"/>'
+            )
+        right = max(value, high) if math.isfinite(high) else value
+        rows.append(
+            f'<text x="{label_w + right * scale + 6:.1f}" y="{y + 13}"'
+            f' font-size="12">{value:.3f}</text>'
+        )
+    height = len(shown) * (bar_h + gap)
+    return (
+        f'<svg role="img" aria-label="{html.escape(metric)} by group" width="{width}"'
+        f' height="{height}" xmlns="http://www.w3.org/2000/svg">' + "".join(rows) + "</svg>"
+    )
+
+
+def _fairness_html(fairness: dict[str, Any] | None) -> list[str]:
+    if not fairness or not fairness.get("features"):
+        return []
+    parts = ["<h2>Fairness</h2>"]
+    if not fairness["judged"]:
+        verdict = "reported, not judged: no limits are configured under <code>fairness:</code>"
+    elif fairness["passed"]:
+        verdict = f"<b>fairness gate passed</b> ({len(fairness['limits'])} limits)"
+    else:
+        verdict = "<b>fairness gate FAILED</b>: registered without an alias"
+    parts.append(
+        f"<p>Decisions on the test rows, per sensitive group; 95 % bootstrap intervals."
+        f" Groups with fewer than {fairness['min_group_size']} rows are shown in grey and"
+        f" are not judged. Verdict: {verdict}.</p>"
+    )
+    if fairness["breaches"]:
+        parts.append(
+            _table(
+                ["feature", "measure", "value", "limit", "lowest group", "highest group"],
+                [
+                    [
+                        b["feature"],
+                        b["measure"],
+                        b["value"],
+                        f"{b['kind']} {b['limit']:g}",
+                        _group_text(b.get("groups", {}).get("lowest")),
+                        _group_text(b.get("groups", {}).get("highest")),
+                    ]
+                    for b in fairness["breaches"]
+                ],
+            )
+        )
+    headline = {"binary": "selection_rate", "multiclass": "accuracy", "regression": "rmse"}
+    metric = headline.get(fairness["task"], "accuracy")
+    for feature, found in fairness["features"].items():
+        parts.append(f"<h3>{html.escape(feature)}</h3>")
+        if found.get("bins"):
+            parts.append(f"<p>Binned at {html.escape(str(found['bins']))}.</p>")
+        parts.append(_interval_bars(found["groups"], metric))
+        names = [k for k in found["groups"][0] if k not in ("group", "rows", "judged")]
+        parts.append(
+            _table(
+                ["group", "rows", *names],
+                [
+                    [
+                        g["group"],
+                        g["rows"],
+                        *[
+                            f"{g[n]['value']:.4f} ({_fmt(g[n]['low'])}–{_fmt(g[n]['high'])})"
+                            for n in names
+                        ],
+                    ]
+                    for g in found["groups"]
+                ],
+            )
+        )
+        measures = found["measures"]
+        if measures:
+            parts.append(
+                _table(
+                    ["measure", "judged groups", "all groups"],
+                    [[k, v, found["all_groups"].get(k)] for k, v in measures.items()],
+                )
+            )
+    return parts
+
+
+def _group_text(group: dict[str, Any] | None) -> str:
+    if not group:
+        return ""
+    return f"{group['group']} ({group['value']:.3f}, n={group['rows']})"
 
 
 def render_html(report: dict[str, Any]) -> str:

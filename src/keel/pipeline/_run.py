@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import pandas as pd
 import yaml
 
 from keel._git import commit_of
@@ -36,9 +38,10 @@ from keel.data import (
     split_frame,
     validate_frame,
 )
-from keel.errors import DataError
+from keel.errors import DataError, did_you_mean
 from keel.pipeline._report import write_reports
 from keel.registry import assign_alias, ensure_experiment, log_model_package, mlflow_scope
+from keel.responsible import assess_model_fairness
 from keel.training import (
     BASELINES,
     SEARCH_SPACES,
@@ -62,6 +65,7 @@ STAGES = (
     "tune",
     "train",
     "evaluate",
+    "fairness",
     "register",
     "report",
 )
@@ -160,6 +164,7 @@ def run_project(
         # these very rows, it cannot fail. A configured schema was checked above, once,
         # on the rows as read.
         check_behaviour_config(config.behaviour, schema, labels.task)
+        _check_sensitive(config, frame)
     with timer("split"):
         notify("split", f"seed {config.seed}")
         model_columns = [*schema.feature_names, config.target]
@@ -267,6 +272,23 @@ def run_project(
         all_test = {
             c.name: evaluate_pipeline(c.pipeline, splits.test, schema, labels) for c in trained
         }
+
+    with timer("fairness"):
+        fairness = None
+        if config.sensitive_features:
+            notify("fairness", ", ".join(config.sensitive_features))
+            fairness = assess_model_fairness(
+                assessment.final_pipeline,
+                splits.test,
+                splits.train,
+                schema,
+                labels,
+                config.sensitive_features,
+                config.fairness,
+                cut,
+                config.seed,
+            )
+            assessment_doc["fairness"] = fairness.to_dict()
 
     primary = labels.primary.name
     if not record:
@@ -399,9 +421,12 @@ def run_project(
                 )
                 gate = assessment.gate
                 behaviour_ok = all(b["passed"] for b in behaviour)
-                if (gate is None or gate.passed) and behaviour_ok:
+                fairness_ok = fairness is None or fairness.passed
+                if (gate is None or gate.passed) and behaviour_ok and fairness_ok:
                     ref = assign_alias(client, ref)
                 mlflow.set_tag("keel.alias", ref.alias or "none: a gate failed")
+                if fairness is not None:
+                    _log_fairness(fairness)
                 if behaviour:
                     mlflow.set_tag("keel.gate.behaviour", "passed" if behaviour_ok else "failed")
                 if gate is not None:
@@ -573,3 +598,38 @@ def _quiet_mlflow() -> Iterator[None]:
 
 
 __all__ = ["STAGES", "Observer", "RunResult", "git_commit", "run_project"]
+
+
+def _check_sensitive(config: ProjectConfig, frame: pd.DataFrame) -> None:
+    """Sensitive features must be columns; binned ones must be numeric and sensitive."""
+    columns = [str(c) for c in frame.columns]
+    for name in config.sensitive_features:
+        if name not in frame.columns:
+            raise DataError(
+                f"key 'sensitive_features': {name!r} is not a column of"
+                f" {config.data_label}{did_you_mean(name, columns)}"
+            )
+    for name in config.fairness.bins:
+        if name not in config.sensitive_features:
+            raise DataError(
+                f"key 'fairness.bins': {name!r} is not one of sensitive_features"
+                f" ({', '.join(config.sensitive_features) or 'none'})"
+            )
+        if not pd.api.types.is_numeric_dtype(frame[name]):
+            raise DataError(
+                f"key 'fairness.bins': {name!r} is not numeric, so it cannot be binned;"
+                " remove its bins (each value is its own group)"
+            )
+
+
+def _log_fairness(fairness: Any) -> None:
+    """The fairness gate and measures on the MLflow run (names made MLflow-safe)."""
+    if fairness.judged:
+        mlflow.set_tag("keel.gate.fairness", "passed" if fairness.passed else "failed")
+    else:
+        mlflow.set_tag("keel.gate.fairness", "not judged: no limits configured")
+    for feature, result in fairness.features.items():
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", feature).strip("_")
+        for measure, value in result["measures"].items():
+            if value == value:  # not NaN
+                mlflow.log_metric(f"fairness_{safe}_{measure}", value)

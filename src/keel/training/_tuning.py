@@ -294,9 +294,7 @@ def tune(
             raise
         score = float(np.nanmean(scores))
         seconds = time.perf_counter() - started
-        trials.append(
-            Trial(trial.number, params, "complete", score, scores, seconds, fold_metrics)
-        )
+        trials.append(Trial(trial.number, params, "complete", score, scores, seconds, fold_metrics))
         if best[0] is None or sign * score > sign * best[0]:
             best[0] = score
         if on_trial is not None:
