@@ -39,6 +39,8 @@ class LabelledXGBClassifier(XGBClassifier):
         return np.arange(self.n_classes_) if labels is None else labels
 
     def predict(self, X: Any, **kwargs: Any) -> np.ndarray:  # noqa: N803
-        """Most likely label of each row."""
-        codes = np.asarray(super().predict(X, **kwargs), dtype=int)
-        return self.classes_[codes]
+        """Most likely label of each row (the raw margin with ``output_margin=True``)."""
+        raw = super().predict(X, **kwargs)
+        if kwargs.get("output_margin"):
+            return raw
+        return self.classes_[np.asarray(raw, dtype=int)]

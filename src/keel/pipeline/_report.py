@@ -223,6 +223,7 @@ def _assessment_html(report: dict[str, Any]) -> list[str]:
             )
         )
     parts.extend(_fairness_html(assessment.get("fairness")))
+    parts.extend(_explanations_html(assessment.get("explanations")))
     slices = assessment.get("slices", [])
     if slices:
         parts.append("<h2>Slices (worst first)</h2>")
@@ -351,6 +352,97 @@ def _fairness_html(fairness: dict[str, Any] | None) -> list[str]:
                     ["measure", "judged groups", "all groups"],
                     [[k, v, found["all_groups"].get(k)] for k, v in measures.items()],
                 )
+            )
+    return parts
+
+
+def _named_bars(pairs: list[tuple[str, float]], label: str) -> str:
+    """An inline SVG bar chart of (name, value) pairs (values may be negative)."""
+    pairs = [(n, v) for n, v in pairs if v is not None and math.isfinite(v)][:20]
+    if not pairs:
+        return ""
+    top = max(abs(v) for _, v in pairs) or 1.0
+    width, bar_h, gap, label_w = 560, 18, 6, 190
+    rows = []
+    for i, (name, value) in enumerate(pairs):
+        y = i * (bar_h + gap)
+        w = max(1.0, (width - label_w - 80) * abs(value) / top)
+        colour = "#3b6ea5" if value >= 0 else "#b5523b"
+        rows.append(
+            f'<text x="0" y="{y + 13}" font-size="12">{html.escape(str(name)[:30])}</text>'
+            f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="{colour}"/>'
+            f'<text x="{label_w + w + 6:.1f}" y="{y + 13}" font-size="12">{value:.4g}</text>'
+        )
+    return (
+        f'<svg role="img" aria-label="{html.escape(label)}" width="{width}"'
+        f' height="{len(pairs) * (bar_h + gap)}" xmlns="http://www.w3.org/2000/svg">'
+        + "".join(rows)
+        + "</svg>"
+    )
+
+
+def _explanations_html(doc: dict[str, Any] | None) -> list[str]:
+    if not doc:
+        return []
+    parts = [
+        "<h2>Why the model decides</h2>",
+        f"<p>SHAP ({html.escape(doc['explainer'])}) on {doc['rows_explained']} test rows,"
+        " one-hot columns folded back into their original features; values are in terms"
+        f" of {html.escape(doc['output'])}. Mean |SHAP| per feature:</p>",
+        _named_bars(list(doc["shap_importance"].items()), "mean absolute SHAP by feature"),
+    ]
+    permutation = doc["permutation_importance"]
+    parts.append(
+        f"<p>Permutation importance: drop in test {html.escape(permutation['metric'])}"
+        f" when the feature is shuffled ({permutation['rows']} rows, mean ± std).</p>"
+    )
+    parts.append(
+        _table(
+            ["feature", "drop", "std"],
+            [[k, v["mean"], v["std"]] for k, v in list(permutation["features"].items())[:15]],
+        )
+    )
+    for feature, found in doc["partial_dependence"].items():
+        parts.append(
+            f"<h3>Partial dependence: {html.escape(feature)}</h3>"
+            f"<p>Average {html.escape(found['output'])} as {html.escape(feature)} alone"
+            " varies.</p>"
+        )
+        average = found["average"]
+        if average and isinstance(average[0], list):  # multiclass: first class shown
+            average = average[0]
+        if found["categorical"]:
+            parts.append(
+                _named_bars(
+                    [(str(g), a) for g, a in zip(found["grid"], average, strict=True)],
+                    f"partial dependence on {feature}",
+                )
+            )
+        else:
+            points = [(float(g), float(a)) for g, a in zip(found["grid"], average, strict=True)]
+            parts.append(_xy_svg(points, f"partial dependence on {feature}"))
+    example = doc.get("example") or {}
+    if example:
+        local = example["explanation"]
+        parts.append(
+            "<h3>One test row, explained</h3>"
+            f"<p>Base {local['base']:.4f} + contributions = {local['total']:.4f}"
+            f" ({html.escape(local['output'])}).</p>"
+        )
+        parts.append(
+            _table(
+                ["feature", "value", "contribution"],
+                [[c["feature"], c["value"], c["contribution"]] for c in local["contributions"]],
+            )
+        )
+        hint = example.get("counterfactual")
+        if hint:
+            parts.append(
+                f"<p><b>Counterfactual hint (approximate)</b>: changing"
+                f" {html.escape(hint['feature'])} from {html.escape(str(hint['from']))} to"
+                f" {html.escape(str(hint['to']))} moves the probability from"
+                f" {hint['probability_before']:.3f} to {hint['probability_after']:.3f} and"
+                f" flips the decision. {html.escape(hint['note'])}.</p>"
             )
     return parts
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import warnings
@@ -41,7 +42,7 @@ from keel.data import (
 from keel.errors import DataError, did_you_mean
 from keel.pipeline._report import write_reports
 from keel.registry import assign_alias, ensure_experiment, log_model_package, mlflow_scope
-from keel.responsible import assess_model_fairness
+from keel.responsible import assess_model_fairness, explain_model
 from keel.training import (
     BASELINES,
     SEARCH_SPACES,
@@ -66,6 +67,7 @@ STAGES = (
     "train",
     "evaluate",
     "fairness",
+    "explain",
     "register",
     "report",
 )
@@ -290,6 +292,19 @@ def run_project(
             )
             assessment_doc["fairness"] = fairness.to_dict()
 
+    with timer("explain"):
+        notify("explain", "SHAP, permutation importance, partial dependence")
+        explanations, background = explain_model(
+            assessment.final_pipeline,
+            splits.test,
+            splits.train,
+            schema,
+            labels,
+            cut,
+            config.seed,
+        )
+        assessment_doc["explanations"] = explanations
+
     primary = labels.primary.name
     if not record:
         return RunResult(
@@ -417,7 +432,13 @@ def run_project(
                     schema=schema,
                     metadata=metadata,
                     signature_rows=features.head(1000),
-                    files={"profile.json": profile_doc},
+                    files={
+                        "profile.json": profile_doc,
+                        # the local explanations' background (training rows)
+                        "background.json": json.loads(
+                            background.to_json(orient="records", date_format="iso")
+                        ),
+                    },
                 )
                 gate = assessment.gate
                 behaviour_ok = all(b["passed"] for b in behaviour)

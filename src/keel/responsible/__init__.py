@@ -1,5 +1,15 @@
 """Responsible AI: fairness assessed (and judged), predictions explained, model cards."""
 
+from keel.responsible._explain import (
+    Explanation,
+    counterfactual_hint,
+    explain,
+    explain_model,
+    explain_row,
+    feature_columns,
+    partial_dependences,
+    permutation_ranking,
+)
 from keel.responsible._fairness import (
     FairnessReport,
     assess_fairness,
@@ -9,9 +19,17 @@ from keel.responsible._fairness import (
 )
 
 __all__ = [
+    "Explanation",
     "FairnessReport",
     "assess_fairness",
     "assess_model_fairness",
     "bin_edges",
+    "counterfactual_hint",
+    "explain",
+    "explain_model",
+    "explain_row",
+    "feature_columns",
     "group_labels",
+    "partial_dependences",
+    "permutation_ranking",
 ]

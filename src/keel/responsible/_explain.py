@@ -1,0 +1,418 @@
+"""Explanations in terms of the original features.
+
+SHAP, permutation importance, partial dependence, local explanations and an
+approximate counterfactual hint.
+
+SHAP runs on the model inside the pipeline (tree explainer for tree models, linear for
+linear ones, a model-agnostic permutation explainer otherwise), on the preprocessed
+matrix; the columns one original feature became (one-hot) are then summed back into
+that feature. Sums preserve additivity: base value + the folded values = the model's
+output, in the space the explainer works in (log-odds for boosted trees and logistic
+regression, probability for forests and single trees, the prediction for regression).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.inspection import permutation_importance
+
+from keel.evaluation import fast_metrics
+from keel.training import predict_with
+
+MAX_SHAP_ROWS = 500
+MAX_FOREST_ROWS = 100  # exact TreeSHAP on deep forests is slow
+BACKGROUND_ROWS = 100
+
+_TREE_TYPES = (
+    "LGBMClassifier",
+    "LGBMRegressor",
+    "XGBClassifier",
+    "XGBRegressor",
+    "LabelledXGBClassifier",
+    "HistGradientBoostingClassifier",
+    "HistGradientBoostingRegressor",
+    "RandomForestClassifier",
+    "RandomForestRegressor",
+    "DecisionTreeClassifier",
+    "DecisionTreeRegressor",
+)
+_LINEAR_TYPES = ("LogisticRegression", "Ridge")
+
+
+def feature_columns(preprocessor: Any) -> list[tuple[str, list[int]]]:
+    """``(original feature, its output columns)`` of a fitted ColumnTransformer."""
+    out: list[tuple[str, list[int]]] = []
+    position = 0
+    for name, transformer, columns in preprocessor.transformers_:
+        if name == "remainder" or transformer == "drop":
+            continue
+        encoder = transformer
+        if hasattr(transformer, "named_steps"):
+            encoder = list(transformer.named_steps.values())[-1]
+        widths = getattr(encoder, "_n_features_outs", None) or [1] * len(columns)
+        for column, width in zip(columns, widths, strict=True):
+            out.append((column, list(range(position, position + int(width)))))
+            position += int(width)
+    return out
+
+
+@dataclass
+class Explanation:
+    """SHAP values folded back to the original features, for some rows."""
+
+    features: list[str]
+    values: np.ndarray  # rows × features
+    base: np.ndarray  # one base value per row
+    output: str  # what base + sum(values) equals, in words
+    explainer: str
+
+    def importance(self) -> dict[str, float]:
+        """Mean absolute SHAP value per feature, largest first."""
+        mean = np.abs(self.values).mean(axis=0)
+        order = np.argsort(-mean, kind="stable")
+        return {self.features[i]: float(mean[i]) for i in order}
+
+
+def explain(
+    pipeline: Any,
+    rows: pd.DataFrame,
+    background: pd.DataFrame,
+    task: str,
+    positive_class: str | None = None,
+    target_class: str | None = None,
+) -> Explanation:
+    """SHAP values of ``rows`` (raw feature columns) folded to the original features.
+
+    Binary models are explained for ``positive_class``; multiclass ones for
+    ``target_class`` (default: the class each row is predicted to be).
+    """
+    import shap
+
+    preprocessor = pipeline.named_steps["preprocess"]
+    model = pipeline.named_steps["model"]
+    kind = type(model).__name__
+    matrix = preprocessor.transform(rows)
+    reference = preprocessor.transform(background)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if kind in _TREE_TYPES:
+            explainer = shap.TreeExplainer(model)
+            result = explainer(matrix, check_additivity=False)
+        elif kind in _LINEAR_TYPES:
+            explainer = shap.LinearExplainer(model, reference)
+            result = explainer(matrix)
+        else:
+            function = model.predict_proba if hasattr(model, "predict_proba") else model.predict
+            explainer = shap.PermutationExplainer(function, reference)
+            result = explainer(matrix, max_evals=2 * matrix.shape[1] + 1, silent=True)
+    values = np.asarray(result.values, dtype=float)
+    base = np.asarray(result.base_values, dtype=float)
+    classes = [str(c) for c in getattr(model, "classes_", [])]
+    probability = kind.startswith(("RandomForest", "DecisionTree")) or isinstance(
+        explainer, shap.PermutationExplainer
+    )
+    if values.ndim == 3:  # one output per class
+        if task == "binary":
+            column = np.full(len(rows), classes.index(positive_class))
+        elif target_class is not None:
+            column = np.full(len(rows), classes.index(target_class))
+        else:
+            column = np.asarray(pipeline.predict_proba(rows)).argmax(axis=1)
+        picked = np.arange(len(rows))
+        values = values[picked, :, column]
+        base = base[picked, column] if base.ndim == 2 else base[column]
+        label = classes[column[0]] if len(set(column)) == 1 else "the predicted class"
+    elif task == "binary":
+        label = positive_class
+        if classes and positive_class == classes[0]:  # single output explains classes_[1]
+            values, base = -values, -base
+    else:
+        label = None
+    base = np.broadcast_to(base, (len(rows),)).astype(float)
+    folded = np.zeros((len(rows), 0))
+    names = []
+    for feature, columns in feature_columns(preprocessor):
+        names.append(feature)
+        folded = np.column_stack([folded, values[:, columns].sum(axis=1)])
+    if task == "regression":
+        output = "the predicted value"
+    elif probability:
+        output = f"the probability of {label!r}"
+    else:
+        output = f"the log-odds (raw score) of {label!r}"
+    return Explanation(names, folded, base, output, type(explainer).__name__)
+
+
+def explain_row(
+    pipeline: Any,
+    row: pd.DataFrame,
+    background: pd.DataFrame,
+    task: str,
+    positive_class: str | None = None,
+    top: int = 10,
+) -> dict[str, Any]:
+    """The local explanation of one row: each feature's value and contribution.
+
+    What serving answers on ``/explain``: contributions sorted by size, the base value,
+    and what base + contributions add up to.
+    """
+    found = explain(pipeline, row.head(1), background, task, positive_class)
+    contributions = [
+        {
+            "feature": name,
+            "value": _plain(row.iloc[0][name]),
+            "contribution": float(found.values[0, i]),
+        }
+        for i, name in enumerate(found.features)
+    ]
+    contributions.sort(key=lambda c: -abs(c["contribution"]))
+    return {
+        "base": float(found.base[0]),
+        "output": found.output,
+        "total": float(found.base[0] + found.values[0].sum()),
+        "contributions": contributions[:top],
+        "explainer": found.explainer,
+    }
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and value != value:
+        return None
+    return value
+
+
+def permutation_ranking(
+    pipeline: Any,
+    rows: pd.DataFrame,
+    y: np.ndarray,
+    task: str,
+    metric: str,
+    greater_is_better: bool,
+    positive_class: str | None = None,
+    seed: int = 0,
+    repeats: int = 3,
+) -> dict[str, dict[str, float]]:
+    """Drop in ``metric`` when each original feature is shuffled (mean ± std), largest first."""
+
+    def score(model: Any, x: pd.DataFrame, truth: np.ndarray) -> float:
+        predictions, proba, classes = predict_with(model, x, task)  # one pass
+        value = fast_metrics(task, truth, predictions, proba, classes, positive_class)[metric]
+        return value if greater_is_better else -value
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = permutation_importance(
+            pipeline, rows, y, scoring=score, n_repeats=repeats, random_state=seed, n_jobs=1
+        )
+    order = np.argsort(-result.importances_mean, kind="stable")
+    return {
+        str(rows.columns[i]): {
+            "mean": float(result.importances_mean[i]),
+            "std": float(result.importances_std[i]),
+        }
+        for i in order
+    }
+
+
+def partial_dependences(
+    pipeline: Any,
+    rows: pd.DataFrame,
+    features: list[str],
+    categorical: set[str],
+    task: str,
+    positive_class: str | None = None,
+    grid: int = 20,
+) -> dict[str, dict[str, Any]]:
+    """Average prediction (P(positive) for binary) as each feature alone varies.
+
+    The brute-force definition (what ``sklearn.inspection.partial_dependence`` computes
+    with ``kind="average"``), done here so that categorical columns with missing values
+    work: every row gets the grid value, the model predicts, the answers are averaged.
+    Numbers: ``grid`` quantiles from the 5th to the 95th percentile; categories: the
+    ``grid`` most frequent ones.
+    """
+    out = {}
+    classes = [str(c) for c in getattr(pipeline, "classes_", [])]
+    for feature in features:
+        column = rows[feature]
+        if feature in categorical:
+            values = list(column.dropna().value_counts().index[:grid])
+        else:
+            numbers = pd.to_numeric(column, errors="coerce").dropna()
+            if numbers.empty:
+                continue
+            values = list(np.unique(np.quantile(numbers, np.linspace(0.05, 0.95, grid))))
+            if pd.api.types.is_integer_dtype(column):
+                values = sorted({round(v) for v in values})
+        if not values:
+            continue
+        stacked = pd.concat([rows] * len(values), ignore_index=True)
+        stacked[feature] = pd.Series(np.repeat(np.asarray(values, dtype=object), len(rows)))
+        stacked[feature] = stacked[feature].astype(column.dtype)
+        if task == "regression":
+            answers = np.asarray(pipeline.predict(stacked), dtype=float)[:, None]
+        else:
+            answers = np.asarray(pipeline.predict_proba(stacked))
+            if task == "binary":
+                answers = answers[:, [classes.index(positive_class)]]
+        average = answers.reshape(len(values), len(rows), -1).mean(axis=1)
+        out[feature] = {
+            "grid": [_plain(v) for v in values],
+            "average": average[:, 0].tolist() if average.shape[1] == 1 else average.T.tolist(),
+            "categorical": feature in categorical,
+            "output": (
+                "predicted value"
+                if task == "regression"
+                else f"P({positive_class})"
+                if task == "binary"
+                else "P(class), one list per class in the model's class order"
+            ),
+        }
+    return out
+
+
+def counterfactual_hint(
+    pipeline: Any,
+    row: pd.DataFrame,
+    reference: pd.DataFrame,
+    features: list[str],
+    categorical: set[str],
+    positive_class: str,
+    threshold: float = 0.5,
+) -> dict[str, Any] | None:
+    """APPROXIMATE: the smallest single-feature change that flips a binary decision.
+
+    Tries, for each of ``features`` (the most important ones), the values seen in
+    ``reference`` (categories; or 20 quantiles for numbers), one feature at a time, and
+    returns the change that flips the decision with the smallest step (numbers: in
+    units of the feature's standard deviation; categories count as one step). Not a
+    causal statement: it says what the model does, not what would happen in the world.
+    """
+    classes = [str(c) for c in pipeline.classes_]
+    column = classes.index(positive_class)
+    before = float(pipeline.predict_proba(row.head(1))[0, column])
+    decided = before >= threshold
+    best: dict[str, Any] | None = None
+    for feature in features:
+        current = row.iloc[0][feature]
+        if feature in categorical:
+            candidates = [v for v in reference[feature].dropna().unique() if v != current]
+        else:
+            numbers = pd.to_numeric(reference[feature], errors="coerce").dropna()
+            if numbers.empty:
+                continue
+            candidates = np.unique(np.quantile(numbers, np.linspace(0, 1, 21)))
+            if pd.api.types.is_integer_dtype(row[feature]):
+                candidates = np.unique(np.round(candidates)).astype(np.int64)
+        if len(candidates) == 0:
+            continue
+        trial = pd.concat([row.head(1)] * len(candidates), ignore_index=True)
+        trial[feature] = pd.Series(list(candidates), dtype=row[feature].dtype)
+        proba = pipeline.predict_proba(trial)[:, column]
+        flipped = (proba >= threshold) != decided
+        if not flipped.any():
+            continue
+        if feature in categorical:
+            steps = np.ones(len(candidates))
+        else:
+            spread = float(pd.to_numeric(reference[feature], errors="coerce").std()) or 1.0
+            steps = np.abs(np.asarray(candidates, dtype=float) - float(current)) / spread
+        steps = np.where(flipped, steps, np.inf)
+        i = int(np.argmin(steps))
+        if best is None or steps[i] < best["steps"]:
+            best = {
+                "feature": feature,
+                "from": _plain(current),
+                "to": _plain(candidates[i]),
+                "steps": float(steps[i]),
+                "probability_before": before,
+                "probability_after": float(proba[i]),
+            }
+    if best is None:
+        return None
+    best["approximate"] = True
+    best["note"] = (
+        "approximate: one feature changed at a time among the most important ones;"
+        " what the model does, not a causal claim"
+    )
+    return best
+
+
+def explain_model(
+    pipeline: Any,
+    test_rows: pd.DataFrame,
+    train_rows: pd.DataFrame,
+    schema: Any,
+    labels: Any,
+    threshold: float | None = None,
+    seed: int = 0,
+    top: int = 5,
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Why the model decides as it does: a JSON-ready document and a background sample.
+
+    The background (training rows) goes into the package for local explanations.
+    """
+    features = schema.feature_names
+    categorical = {c.name for c in schema.features if c.kind in ("string", "boolean")}
+    background = train_rows[features].sample(
+        min(BACKGROUND_ROWS, len(train_rows)), random_state=seed
+    )
+    kind = type(pipeline.named_steps["model"]).__name__
+    limit = MAX_FOREST_ROWS if kind.startswith(("RandomForest", "Dummy")) else MAX_SHAP_ROWS
+    shown = test_rows.sample(min(limit, len(test_rows)), random_state=seed)
+    found = explain(pipeline, shown[features], background, labels.task, labels.positive_class)
+    importance = found.importance()
+    scored = test_rows.sample(min(1000, len(test_rows)), random_state=seed)
+    y = scored[schema.target].to_numpy()
+    permutation = permutation_ranking(
+        pipeline,
+        scored[features],
+        y.astype(float) if labels.task == "regression" else y,
+        labels.task,
+        labels.primary.name,
+        labels.primary.greater_is_better,
+        labels.positive_class,
+        seed,
+    )
+    leaders = list(importance)[:top]
+    dependence = partial_dependences(
+        pipeline, scored[features], leaders, categorical, labels.task, labels.positive_class
+    )
+    example_row = test_rows[features].head(1)
+    example: dict[str, Any] = {
+        "row": {k: _plain(v) for k, v in example_row.iloc[0].items()},
+        "explanation": explain_row(
+            pipeline, example_row, background, labels.task, labels.positive_class
+        ),
+    }
+    if labels.task == "binary":
+        example["counterfactual"] = counterfactual_hint(
+            pipeline,
+            example_row,
+            train_rows,
+            leaders,
+            categorical,
+            labels.positive_class,
+            0.5 if threshold is None else threshold,
+        )
+    document = {
+        "explainer": found.explainer,
+        "output": found.output,
+        "rows_explained": len(shown),
+        "shap_importance": importance,
+        "permutation_importance": {
+            "metric": labels.primary.name,
+            "rows": len(scored),
+            "features": permutation,
+        },
+        "partial_dependence": dependence,
+        "example": example,
+    }
+    return document, background
