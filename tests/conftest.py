@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pandas as pd
 import pytest
@@ -80,9 +83,23 @@ CHROMIUM_FLAGS = [
 ]
 
 
+# Requests Chromium makes for itself (updates, accounts), not for the page.
+BROWSER_OWN_HOSTS = ("google.com", "googleapis.com", "gstatic.com", "gvt1.com")
+
+
+@dataclass
+class RenderedPage:
+    """A page as headless Chromium saw it."""
+
+    dom: str
+    screenshot: Path
+    console: list[str]  # every console message (errors, uncaught exceptions, logs)
+    requests: list[str]  # every http(s) URL the page asked for
+
+
 @pytest.fixture(scope="session")
 def browser(tmp_path_factory: pytest.TempPathFactory):
-    """Render a local HTML file in headless Chromium: returns (DOM text, screenshot path)."""
+    """Render a local HTML file in headless Chromium: DOM, screenshot, console, requests."""
     import shutil
     import subprocess
 
@@ -91,15 +108,34 @@ def browser(tmp_path_factory: pytest.TempPathFactory):
         pytest.skip("Chromium not installed (Debian package chromium; .ci/run installs it)")
     profile = tmp_path_factory.mktemp("chromium-profile")
 
-    def render(page: Path) -> tuple[str, Path]:
+    def render(page: Path) -> RenderedPage:
         flags = [*CHROMIUM_FLAGS, f"--user-data-dir={profile}"]
-        dom = subprocess.run(
-            [binary, *flags, "--dump-dom", page.resolve().as_uri()],
+        net_log = page.with_suffix(".netlog.json")
+        done = subprocess.run(
+            [
+                binary,
+                *flags,
+                "--enable-logging=stderr",
+                "--v=0",
+                f"--log-net-log={net_log}",
+                "--dump-dom",
+                page.resolve().as_uri(),
+            ],
             capture_output=True,
             text=True,
             timeout=120,
             check=True,
-        ).stdout
+        )
+        console = [line for line in done.stderr.splitlines() if ":CONSOLE" in line]
+        urls = set(re.findall(r"https?://[A-Za-z0-9.-]+[^\s\"\\<;]*", net_log.read_text()))
+        requests = sorted(
+            u
+            for u in urls
+            if not any(
+                urlsplit(u).hostname and urlsplit(u).hostname.endswith(h) for h in BROWSER_OWN_HOSTS
+            )
+            and urlsplit(u).hostname != "www.w3.org"  # SVG namespace string, never fetched
+        )
         shot = page.with_suffix(".png")
         subprocess.run(
             [
@@ -113,6 +149,6 @@ def browser(tmp_path_factory: pytest.TempPathFactory):
             timeout=120,
             check=True,
         )
-        return dom, shot
+        return RenderedPage(done.stdout, shot, console, requests)
 
     return render

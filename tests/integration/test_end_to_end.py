@@ -262,7 +262,9 @@ def test_serve_with_two_workers(first_run: dict, project: Path, adult_frame) -> 
 
 
 def test_reports_render_in_a_real_browser(first_run: dict, project: Path, browser) -> None:
-    dom, shot = browser(Path(first_run["reports"]["html"]))
+    page = browser(Path(first_run["reports"]["html"]))
+    dom, shot = page.dom, page.screenshot
+    assert page.console == [] and page.requests == []
     assert "Test metrics of the chosen model" in dom
     assert dom.count("<svg") >= 1 and "lightgbm" in dom
     assert first_run["data"]["digest"] in dom
@@ -271,6 +273,8 @@ def test_reports_render_in_a_real_browser(first_run: dict, project: Path, browse
         "validate", "adult.csv", "--target", "income", "--report", "vreport", "--json", cwd=project
     )
     assert validated.returncode == 0, validated.stderr
-    dom, shot = browser(project / "vreport" / "validation.html")
+    page = browser(project / "vreport" / "validation.html")
+    dom, shot = page.dom, page.screenshot
+    assert page.console == [] and page.requests == []
     assert "valid" in dom and dom.count("<svg") >= 10
     assert shot.stat().st_size > 10_000

@@ -231,6 +231,46 @@ def _num(value: Any) -> str:
 
 
 @app.command()
+def card(
+    model: Annotated[
+        str | None,
+        typer.Argument(
+            help="NAME, NAME@ALIAS or NAME/VERSION in the registry (default: <name>@champion)."
+        ),
+    ] = None,
+    config: ConfigOpt = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Folder for the files (default .keel/cards/NAME-vVERSION)."),
+    ] = None,
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Write the model card (Markdown + HTML) and the datasheet of a registered version.
+
+    Numbers come from the version's run (its report, config and training profile);
+    owners, intended and out-of-scope uses, limitations and data collection come from
+    `card:` in keel.yaml as it was at training time. `keel run` writes the same files
+    for every version it registers. Exit codes: 0 written, 2 unknown model or bad input.
+    """
+    from keel.config import load_config, resolve_settings
+    from keel.pipeline import write_model_card
+
+    with exit_codes(debug):
+        project = load_config(config)
+        settings = resolve_settings(project)
+        paths = write_model_card(
+            model or f"{project.name}@champion", settings.tracking_uri, out, project.root
+        )
+        if json_out:
+            print(json.dumps({"paths": paths}))
+        else:
+            console = Console(stderr=True)
+            for path in paths.values():
+                console.print(f"wrote {path}")
+
+
+@app.command()
 def serve(
     config: ConfigOpt = None,
     model: Annotated[

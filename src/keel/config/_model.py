@@ -175,6 +175,17 @@ class FairnessConfig(_Strict):
         return out
 
 
+class CardConfig(_Strict):
+    """What people must say about the model: ``card:`` in keel.yaml (model card, datasheet)."""
+
+    owners: list[str] = Field(default_factory=list)
+    intended_use: str | None = None
+    out_of_scope: list[str] = Field(default_factory=list)
+    limitations: list[str] = Field(default_factory=list)
+    ethical_considerations: list[str] = Field(default_factory=list)
+    data_collection: str | None = None
+
+
 PiiAction = Literal["redact", "mask", "hash", "drop"]
 
 
@@ -215,6 +226,7 @@ class ProjectConfig(_Strict):
     pii: PiiConfig = Field(default_factory=PiiConfig)
     behaviour: list[BehaviourTest] = Field(default_factory=list)
     fairness: FairnessConfig = Field(default_factory=FairnessConfig)
+    card: CardConfig = Field(default_factory=CardConfig)
     tracking_uri: str | None = None
     schema_file: str | None = Field(None, alias="schema")
 

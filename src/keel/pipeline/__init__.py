@@ -1,5 +1,6 @@
 """Pipeline: the stage runner that wires ingest → … → register and tracks it in MLflow."""
 
+from keel.pipeline._cards import write_model_card
 from keel.pipeline._report import (
     render_html,
     render_validation_html,
@@ -18,6 +19,7 @@ __all__ = [
     "render_validation_html",
     "reproduce",
     "run_project",
+    "write_model_card",
     "write_reports",
     "write_validation_report",
 ]

@@ -10,6 +10,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from keel.responsible import build_card, build_datasheet, render_markdown
+from keel.responsible import render_html as render_card_html
+
 
 def write_reports(report: dict[str, Any], folder: Path) -> dict[str, str]:
     """Write ``report.json`` and ``report.html`` into ``folder`` (atomically)."""
@@ -679,4 +682,28 @@ def write_validation_report(
     _atomic_write(paths["json"], json.dumps(report, indent=2, default=str))
     _atomic_write(paths["profile"], json.dumps(profile, indent=2))
     _atomic_write(paths["html"], render_validation_html(report, profile))
+    return {k: str(v) for k, v in paths.items()}
+
+
+def write_card(
+    report: dict[str, Any],
+    card_config: dict[str, Any],
+    registry: dict[str, Any],
+    profile: dict[str, Any] | None,
+    folder: Path,
+) -> dict[str, str]:
+    """Write ``model_card.md``, ``model_card.html`` and ``datasheet.md`` into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    title = f"Model card: {registry['name']} version {registry['version']}"
+    sections = build_card(report, card_config, registry)
+    sheet = build_datasheet(report, card_config, profile)
+    sheet_title = f"Datasheet: training data of {registry['name']} version {registry['version']}"
+    paths = {
+        "model_card_md": folder / "model_card.md",
+        "model_card_html": folder / "model_card.html",
+        "datasheet_md": folder / "datasheet.md",
+    }
+    _atomic_write(paths["model_card_md"], render_markdown(title, sections))
+    _atomic_write(paths["model_card_html"], render_card_html(title, sections))
+    _atomic_write(paths["datasheet_md"], render_markdown(sheet_title, sheet))
     return {k: str(v) for k, v in paths.items()}

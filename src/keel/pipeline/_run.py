@@ -40,7 +40,7 @@ from keel.data import (
     validate_frame,
 )
 from keel.errors import DataError, did_you_mean
-from keel.pipeline._report import write_reports
+from keel.pipeline._report import write_card, write_reports
 from keel.registry import assign_alias, ensure_experiment, log_model_package, mlflow_scope
 from keel.responsible import assess_model_fairness, explain_model
 from keel.training import (
@@ -486,6 +486,23 @@ def run_project(
                     reports["worst_rows"] = str(worst_path)
                     for path in reports.values():
                         mlflow.log_artifact(path, artifact_path="reports")
+                    cards = write_card(
+                        report,
+                        config.card.model_dump(),
+                        {
+                            "name": ref.name,
+                            "version": ref.version,
+                            "aliases": [ref.alias] if ref.alias else [],
+                            "created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                            "tracking_uri": settings.tracking_uri,
+                        },
+                        profile_doc,
+                        Path(reports["json"]).parent,
+                    )
+                    for path in cards.values():
+                        mlflow.log_artifact(path, artifact_path="card")
+                    client.set_model_version_tag(ref.name, ref.version, "keel.card", "card/")
+                    reports.update(cards)
                 for stage, seconds in timer.seconds.items():
                     mlflow.log_metric(f"stage_seconds.{stage}", seconds)
 

@@ -12,6 +12,7 @@ from keel.registry._mlflow import (
     log_model_package,
     mlflow_scope,
     parse_model_uri,
+    version_documents,
 )
 
 __all__ = [
@@ -26,4 +27,5 @@ __all__ = [
     "log_model_package",
     "mlflow_scope",
     "parse_model_uri",
+    "version_documents",
 ]

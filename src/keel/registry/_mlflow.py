@@ -205,6 +205,74 @@ def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
     return text, None, CHAMPION
 
 
+def _version_of(client: MlflowClient, uri: str, tracking_uri: str) -> Any:
+    """The registry's ModelVersion for ``NAME[@ALIAS|/VERSION]``, or a clear error."""
+    name, version, alias = parse_model_uri(uri)
+    try:
+        if alias is not None:
+            return client.get_model_version_by_alias(name, alias)
+        return client.get_model_version(name, str(version))
+    except MlflowException as exc:
+        known = [m.name for m in client.search_registered_models(max_results=100)]
+        hint = did_you_mean(name, known) if name not in known else ""
+        what = f"alias '{alias}'" if alias else f"version {version}"
+        raise ModelNotFoundError(
+            f"model {name!r} has no {what} in the registry at {tracking_uri}{hint};"
+            " run `keel run` first or check the name"
+        ) from exc
+
+
+def _require_store(tracking_uri: str, name: str) -> None:
+    if tracking_uri.startswith("sqlite:///"):
+        store = Path(tracking_uri.removeprefix("sqlite:///"))
+        if not store.exists():
+            raise ModelNotFoundError(
+                f"no model registry at {store}; run `keel run` first to train and register"
+                f" {name!r}, or point MLFLOW_TRACKING_URI at your registry"
+            )
+
+
+def version_documents(
+    uri: str, tracking_uri: str, paths: tuple[str, ...]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A registered version's facts and JSON/YAML documents logged on its run.
+
+    Returns ``(info, documents)``: ``info`` has name, version, aliases, created, run_id
+    and tracking_uri; ``documents`` maps each of ``paths`` (run artifact paths) that
+    exists to its parsed content (``.json`` and ``.yaml`` files).
+    """
+    import yaml
+
+    name = parse_model_uri(uri)[0]
+    _require_store(tracking_uri, name)
+    with mlflow_scope(tracking_uri) as client:
+        mv = _version_of(client, uri, tracking_uri)
+        documents: dict[str, Any] = {}
+        with warnings.catch_warnings(), tempfile.TemporaryDirectory() as folder:
+            warnings.simplefilter("ignore")
+            for path in paths:
+                try:
+                    local = mlflow.artifacts.download_artifacts(
+                        run_id=mv.run_id, artifact_path=path, dst_path=folder
+                    )
+                except (MlflowException, OSError):
+                    continue
+                text = Path(local).read_text()
+                documents[path] = (
+                    json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+                )
+    created = pd.Timestamp(mv.creation_timestamp, unit="ms", tz="UTC")
+    info = {
+        "name": mv.name,
+        "version": str(mv.version),
+        "aliases": sorted(mv.aliases or []),
+        "created": created.strftime("%Y-%m-%d %H:%M UTC"),
+        "run_id": mv.run_id,
+        "tracking_uri": tracking_uri,
+    }
+    return info, documents
+
+
 def load_package(uri: str, tracking_uri: str) -> LoadedPackage:
     """Load a registered model (``NAME[@ALIAS|/VERSION]``) from the registry only.
 
@@ -213,28 +281,10 @@ def load_package(uri: str, tracking_uri: str) -> LoadedPackage:
     ModelNotFoundError
         When the name, alias or version does not exist in the registry.
     """
-    name, version, alias = parse_model_uri(uri)
-    if tracking_uri.startswith("sqlite:///"):
-        store = Path(tracking_uri.removeprefix("sqlite:///"))
-        if not store.exists():
-            raise ModelNotFoundError(
-                f"no model registry at {store}; run `keel run` first to train and register"
-                f" {name!r}, or point MLFLOW_TRACKING_URI at your registry"
-            )
+    name, _, alias = parse_model_uri(uri)
+    _require_store(tracking_uri, name)
     with mlflow_scope(tracking_uri) as client:
-        try:
-            if alias is not None:
-                mv = client.get_model_version_by_alias(name, alias)
-            else:
-                mv = client.get_model_version(name, str(version))
-        except MlflowException as exc:
-            known = [m.name for m in client.search_registered_models(max_results=100)]
-            hint = did_you_mean(name, known) if name not in known else ""
-            what = f"alias '{alias}'" if alias else f"version {version}"
-            raise ModelNotFoundError(
-                f"model {name!r} has no {what} in the registry at {tracking_uri}{hint};"
-                " run `keel run` first or check the name"
-            ) from exc
+        mv = _version_of(client, uri, tracking_uri)
         model_uri = f"models:/{name}/{mv.version}"
         with warnings.catch_warnings(), tempfile.TemporaryDirectory() as folder:
             warnings.simplefilter("ignore")

@@ -1,5 +1,12 @@
 """Responsible AI: fairness assessed (and judged), predictions explained, model cards."""
 
+from keel.responsible._card import (
+    build_card,
+    build_datasheet,
+    detected_limitations,
+    render_html,
+    render_markdown,
+)
 from keel.responsible._explain import (
     Explanation,
     counterfactual_hint,
@@ -24,7 +31,10 @@ __all__ = [
     "assess_fairness",
     "assess_model_fairness",
     "bin_edges",
+    "build_card",
+    "build_datasheet",
     "counterfactual_hint",
+    "detected_limitations",
     "explain",
     "explain_model",
     "explain_row",
@@ -32,4 +42,6 @@ __all__ = [
     "group_labels",
     "partial_dependences",
     "permutation_ranking",
+    "render_html",
+    "render_markdown",
 ]

@@ -1,0 +1,31 @@
+"""`keel card`: the model card and datasheet of any registered version, rebuilt from its run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from keel.errors import DataError
+from keel.pipeline._report import write_card
+from keel.registry import version_documents
+
+_DOCUMENTS = ("reports/report.json", "keel.yaml", "profile.json")
+
+
+def write_model_card(uri: str, tracking_uri: str, out: Path | None, root: Path) -> dict[str, str]:
+    """Write the card files of ``uri`` (``NAME[@ALIAS|/VERSION]``) and return their paths.
+
+    Everything comes from the registry and the version's run (its report, the
+    ``keel.yaml`` it ran with, its training profile); aliases and the registration date
+    are read now, so a card written after a promotion shows the current aliases.
+    ``out`` defaults to ``ROOT/.keel/cards/NAME-vVERSION``.
+    """
+    info, documents = version_documents(uri, tracking_uri, _DOCUMENTS)
+    report = documents.get("reports/report.json")
+    if report is None:
+        raise DataError(
+            f"{info['name']} version {info['version']} has no reports/report.json on its run"
+            f" {info['run_id']}; it was not registered by `keel run` (or its artifacts are gone)"
+        )
+    config = documents.get("keel.yaml") or {}
+    folder = out or root / ".keel" / "cards" / f"{info['name']}-v{info['version']}"
+    return write_card(report, config.get("card") or {}, info, documents.get("profile.json"), folder)

@@ -1,0 +1,496 @@
+"""Model cards and datasheets, built from what a run recorded.
+
+Every number on a card comes from the run's ``report.json`` (the same document the
+evaluation report and MLflow were written from); the words people must supply —
+owners, intended use, out-of-scope uses, limitations — come from ``card:`` in
+``keel.yaml``. What the run itself detected (small groups, fairness gaps, poor
+calibration, weak slices, a failed gate) is added to the limitations automatically.
+
+A card is a list of sections, each a list of blocks (paragraph, bullet list, table,
+chart); Markdown and HTML are two renderings of the same sections, so they cannot
+disagree.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from typing import Any
+
+Block = tuple[str, Any]  # ("p", text) | ("ul", [text]) | ("table", (head, rows)) | ("bars", …)
+Section = tuple[str, list[Block]]
+
+CALIBRATION_GAP = 0.1  # mean |predicted - observed| over the calibration bins
+FAIRNESS_GAP = 0.1  # a difference measure above this is called out
+
+
+def _num(value: Any, digits: int = 4) -> str:
+    if isinstance(value, float):
+        return "—" if math.isnan(value) else f"{value:.{digits}f}"
+    return "—" if value is None else str(value)
+
+
+def detected_limitations(report: dict[str, Any]) -> list[str]:
+    """Limitations the run found by itself, in words, with the numbers."""
+    found: list[str] = []
+    assessment = report.get("assessment", {})
+    gate = assessment.get("gate")
+    if gate and not gate["passed"]:
+        found.append(
+            f"It does not beat the best baseline ({gate['baseline']}) on {gate['metric']}"
+            f" with 95 % confidence (difference {gate['difference']['value']:+.4f},"
+            f" CI {gate['difference']['low']:+.4f} to {gate['difference']['high']:+.4f})."
+        )
+    fairness = assessment.get("fairness") or {}
+    for feature, result in fairness.get("features", {}).items():
+        small = result.get("small_groups", [])
+        if small:
+            found.append(
+                f"{feature}: {len(small)} group(s) have fewer than"
+                f" {fairness['min_group_size']} test rows and were not judged"
+                f" ({', '.join(map(str, small[:5]))}{'…' if len(small) > 5 else ''})."
+            )
+        for measure, value in result.get("measures", {}).items():
+            if measure.endswith("_difference") and value > FAIRNESS_GAP:
+                found.append(f"{feature}: {measure} is {value:.3f} (above {FAIRNESS_GAP}).")
+    for breach in fairness.get("breaches", []):
+        found.append(
+            f"Fairness limit breached: {breach['feature']} {breach['measure']} ="
+            f" {breach['value']:.4f} ({breach['kind']} {breach['limit']:g})."
+        )
+    calibration = assessment.get("diagnostics", {}).get("calibration") or []
+    if calibration:
+        gap = sum(abs(b["predicted"] - b["observed"]) for b in calibration) / len(calibration)
+        if gap > CALIBRATION_GAP:
+            found.append(
+                f"Probabilities are poorly calibrated: predicted and observed rates differ"
+                f" by {gap:.3f} on average over {len(calibration)} bins."
+            )
+    for piece in assessment.get("flagged_slices", [])[:5]:
+        found.append(
+            f"Weak slice: {piece['feature']} = {piece['value']} ({piece['rows']} test rows)"
+            f" is {piece['gap']:.3f} below the overall score."
+        )
+    curve = assessment.get("diagnostics", {}).get("learning_curve", {})
+    diagnosis = curve.get("diagnosis", "")
+    if diagnosis.startswith(("high variance", "high bias")):
+        found.append(f"Learning curve: {diagnosis}.")
+    failed = [b for b in assessment.get("behaviour", []) if not b["passed"]]
+    for test in failed:
+        found.append(f"Behaviour test failed: {test['kind']} — {test['detail']}.")
+    return found
+
+
+def build_card(
+    report: dict[str, Any],
+    card_config: dict[str, Any],
+    registry: dict[str, Any],
+    loadtest: dict[str, Any] | None = None,
+) -> list[Section]:
+    """The sections of the model card for one registered version.
+
+    ``registry`` holds ``name``, ``version``, ``aliases``, ``created`` and
+    ``tracking_uri``; ``loadtest`` the latest load test's numbers, when there is one.
+    """
+    model = report["model"]
+    data = report["data"]
+    assessment = report.get("assessment", {})
+    intervals = assessment.get("intervals", {})
+    primary = report["primary_metric"]
+    sections: list[Section] = []
+
+    owners = card_config.get("owners") or ["not stated (set card.owners in keel.yaml)"]
+    sections.append(
+        (
+            "Model details",
+            [
+                (
+                    "table",
+                    (
+                        ["", ""],
+                        [
+                            ["Name", registry["name"]],
+                            ["Version", registry["version"]],
+                            ["Aliases", ", ".join(registry.get("aliases") or []) or "none"],
+                            ["Type", f"{model['candidate']} ({report['task']})"],
+                            ["Registered", registry.get("created", "")],
+                            ["Owners", ", ".join(owners)],
+                            ["MLflow run", report["run_id"]],
+                        ],
+                    ),
+                )
+            ],
+        )
+    )
+    use = card_config.get("intended_use") or "Not stated (set card.intended_use in keel.yaml)."
+    out_of_scope = card_config.get("out_of_scope") or [
+        "Not stated (set card.out_of_scope in keel.yaml)."
+    ]
+    sections.append(("Intended use", [("p", use), ("p", "Out of scope:"), ("ul", out_of_scope)]))
+
+    sizes = data.get("split_sizes", {})
+    training = [
+        ["Source", data.get("source", "")],
+        ["Digest", data.get("digest", "")],
+        ["Rows", data.get("rows", "")],
+        ["Split", ", ".join(f"{k} {v}" for k, v in sizes.items())],
+    ]
+    if data.get("period"):
+        training.append(["Period", data["period"]])
+    shipped = assessment.get("shipped") or {}
+    if shipped.get("note"):
+        training.append(["Shipped model", shipped["note"]])
+    sections.append(("Training data", [("table", (["", ""], training))]))
+
+    rows = [
+        [name, _num(i["value"]), f"{_num(i['low'])} – {_num(i['high'])}"]
+        for name, i in sorted(intervals.items())
+    ]
+    evaluation: list[Block] = [
+        ("p", f"On {sizes.get('test', '?')} held-out test rows; primary metric {primary}."),
+        ("table", (["metric", "test", "95 % bootstrap CI"], rows)),
+        (
+            "bars",
+            (
+                f"test metrics with 95 % intervals ({report['task']})",
+                [
+                    (name, i["value"], i["low"], i["high"])
+                    for name, i in sorted(intervals.items())
+                    if 0 <= i["value"] <= 1
+                ],
+            ),
+        ),
+    ]
+    gate = assessment.get("gate")
+    if gate:
+        d = gate["difference"]
+        evaluation.append(
+            (
+                "p",
+                f"Versus the best baseline ({gate['baseline']}): {primary} difference"
+                f" {d['value']:+.4f} (95 % CI {d['low']:+.4f} to {d['high']:+.4f}) —"
+                f" gate {'passed' if gate['passed'] else 'FAILED'}.",
+            )
+        )
+    threshold = assessment.get("threshold") or {}
+    if threshold.get("value") is not None:
+        evaluation.append(
+            (
+                "p",
+                f"Decisions use the threshold {threshold['value']:.4f} (chosen on validation"
+                f" for {threshold['objective']}); the metrics above are at it.",
+            )
+        )
+    sections.append(("Evaluation", evaluation))
+
+    fairness = assessment.get("fairness")
+    if fairness and fairness.get("features"):
+        blocks: list[Block] = []
+        verdict = (
+            "not judged (no limits configured)"
+            if not fairness["judged"]
+            else "passed"
+            if fairness["passed"]
+            else "FAILED"
+        )
+        blocks.append(("p", f"Fairness gate: {verdict}."))
+        measure_rows = []
+        for feature, result in fairness["features"].items():
+            for measure, value in result["measures"].items():
+                measure_rows.append([feature, measure, _num(value)])
+        blocks.append(("table", (["sensitive feature", "measure", "value"], measure_rows)))
+        headline = "selection_rate" if report["task"] == "binary" else "accuracy"
+        for feature, result in list(fairness["features"].items())[:3]:
+            bars = [
+                (f"{g['group']} (n={g['rows']})", *_triple(g.get(headline)))
+                for g in result["groups"]
+                if g.get(headline)
+            ]
+            blocks.append(("bars", (f"{headline} by {feature}", bars)))
+        sections.append(("Fairness", blocks))
+    else:
+        sections.append(
+            ("Fairness", [("p", "Not assessed: no sensitive_features configured in keel.yaml.")])
+        )
+
+    explanations = assessment.get("explanations")
+    if explanations:
+        # report.json keeps keys sorted by name: order by importance again
+        ranked = sorted(explanations["shap_importance"].items(), key=lambda kv: -kv[1])
+        top = ranked[:10]
+        sections.append(
+            (
+                "Top features",
+                [
+                    ("p", f"Mean |SHAP| on test rows, in terms of {explanations['output']}."),
+                    ("bars", ("mean absolute SHAP", [(n, v, None, None) for n, v in top])),
+                ],
+            )
+        )
+
+    limitations = list(card_config.get("limitations") or [])
+    detected = detected_limitations(report)
+    blocks = []
+    if limitations:
+        blocks += [("p", "Stated by the owners:"), ("ul", limitations)]
+    blocks += [
+        ("p", "Detected by the run:"),
+        ("ul", detected or ["Nothing flagged by Keel's checks."]),
+    ]
+    ethics = card_config.get("ethical_considerations") or []
+    if ethics:
+        blocks += [("p", "Ethical considerations:"), ("ul", ethics)]
+    sections.append(("Limitations and ethical considerations", blocks))
+
+    if loadtest:
+        quantitative = [
+            (
+                "table",
+                (
+                    ["p50 ms", "p95 ms", "p99 ms", "requests/s", "error rate"],
+                    [
+                        [
+                            _num(loadtest.get("p50_ms"), 1),
+                            _num(loadtest.get("p95_ms"), 1),
+                            _num(loadtest.get("p99_ms"), 1),
+                            _num(loadtest.get("throughput"), 1),
+                            _num(loadtest.get("error_rate")),
+                        ]
+                    ],
+                ),
+            )
+        ]
+    else:
+        quantitative = [("p", "Serving latency: not measured yet (no load test recorded).")]
+    sections.append(("Quantitative analysis", quantitative))
+
+    name = registry["name"]
+    sections.append(
+        (
+            "Rollback",
+            [
+                (
+                    "p",
+                    "Move the champion alias back to the previous good version; a running"
+                    " server must be restarted to pick it up (until automatic alias reload"
+                    " exists). With MLflow's client:",
+                ),
+                (
+                    "code",
+                    f'python -c "from mlflow import MlflowClient; MlflowClient('
+                    f"'{registry.get('tracking_uri', '')}').set_registered_model_alias("
+                    f"'{name}', 'champion', 'PREVIOUS_VERSION')\"",
+                ),
+            ],
+        )
+    )
+    return sections
+
+
+def _triple(metric: dict[str, float] | None) -> tuple[float, float | None, float | None]:
+    if not metric:
+        return (float("nan"), None, None)
+    return (metric["value"], metric.get("low"), metric.get("high"))
+
+
+def build_datasheet(
+    report: dict[str, Any], card_config: dict[str, Any], profile: dict[str, Any] | None = None
+) -> list[Section]:
+    """The datasheet of the training data: source, collection, columns, missingness, PII.
+
+    ``profile`` is the training rows' profile (the package's drift reference).
+    """
+    data = report["data"]
+    schema = report.get("schema", {})
+    profile = profile or {}
+    sections: list[Section] = []
+    lineage = data.get("lineage") or {}
+    sections.append(
+        (
+            "Source",
+            [
+                (
+                    "table",
+                    (
+                        ["", ""],
+                        [
+                            ["Source", data.get("source", "")],
+                            ["Content digest", data.get("digest", "")],
+                            ["Rows", data.get("rows", "")],
+                            ["Rows without a label (dropped)", data.get("rows_without_target", 0)],
+                            ["Snapshot", data.get("snapshot", "")],
+                            *[[f"lineage: {k}", v] for k, v in sorted(lineage.items())],
+                        ],
+                    ),
+                )
+            ],
+        )
+    )
+    collection = card_config.get("data_collection") or (
+        "Not stated (set card.data_collection in keel.yaml: who collected the data, how,"
+        " when, and with what consent)."
+    )
+    sections.append(("Collection", [("p", collection)]))
+    columns = profile.get("columns", {})
+    rows = []
+    for column in schema.get("columns", []):
+        stats = columns.get(column["name"], {})
+        count = stats.get("count")
+        missing = stats.get("missing")
+        share = (
+            f"{missing / (count + missing):.1%}"
+            if isinstance(count, int) and isinstance(missing, int) and count + missing
+            else "—"
+        )
+        rows.append([column["name"], column.get("kind", ""), column.get("role", "feature"), share])
+    sections.append(
+        (
+            "Columns",
+            [
+                (
+                    "p",
+                    "Missing shares are measured on the training rows (the profile kept as"
+                    " the drift reference).",
+                ),
+                ("table", (["column", "kind", "role", "missing"], rows)),
+            ],
+        )
+    )
+    pii = data.get("pii") or {}
+    pii_rows = [
+        [
+            name,
+            found.get("action") or "none (nothing found)",
+            found.get("rows_with_pii", "—"),
+            ", ".join(f"{k} {v}" for k, v in sorted((found.get("entities") or {}).items())),
+        ]
+        for name, found in sorted((pii.get("columns") or {}).items())
+    ]
+    blocks: list[Block] = [("p", f"Scanner: {pii.get('engine') or 'not run'}.")]
+    if pii_rows:
+        blocks.append(
+            ("table", (["column", "action", "rows with PII", "entities (counts)"], pii_rows))
+        )
+    else:
+        blocks.append(("p", "No column needed handling."))
+    sections.append(("Personal data", blocks))
+    return sections
+
+
+# -- rendering ---------------------------------------------------------------------------
+
+
+def render_markdown(title: str, sections: list[Section]) -> str:
+    """The sections as Markdown."""
+    lines = [f"# {title}", ""]
+    for heading, blocks in sections:
+        lines += [f"## {heading}", ""]
+        for kind, content in blocks:
+            if kind == "p":
+                lines += [str(content), ""]
+            elif kind == "ul":
+                lines += [f"- {item}" for item in content] + [""]
+            elif kind == "code":
+                lines += ["```", str(content), "```", ""]
+            elif kind == "table":
+                head, rows = content
+                lines.append("| " + " | ".join(head) + " |")
+                lines.append("|" + "---|" * len(head))
+                for row in rows:
+                    cells = [str(c).replace("|", "\\|").replace("\n", " ") for c in row]
+                    lines.append("| " + " | ".join(cells) + " |")
+                lines.append("")
+            elif kind == "bars":
+                label, bars = content
+                if label.startswith("test metrics"):
+                    continue  # the table above already lists them
+                lines.append(f"{label}:")
+                lines += [f"- {name}: {_num(value)}" for name, value, *_ in bars]
+                lines.append("")
+    return "\n".join(lines)
+
+
+_STYLE = (
+    "body{font-family:system-ui,sans-serif;max-width:920px;margin:2em auto;padding:0 1em;"
+    "color:#1d2430}table{border-collapse:collapse;margin:.5em 0 1em}td,th{border:1px solid"
+    " #ccd;padding:.25em .6em;text-align:left;font-size:14px}h1{font-size:1.6em}h2{border-"
+    "bottom:1px solid #dde;padding-bottom:.2em}pre{background:#f4f6f8;padding:.6em;"
+    "overflow-x:auto}svg{display:block;margin:.5em 0 1em}"
+)
+
+
+def render_html(title: str, sections: list[Section]) -> str:
+    """The sections as one self-contained HTML page (inline CSS and SVG, no scripts)."""
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+    ]
+    for heading, blocks in sections:
+        parts.append(f"<h2>{html.escape(heading)}</h2>")
+        for kind, content in blocks:
+            if kind == "p":
+                parts.append(f"<p>{html.escape(str(content))}</p>")
+            elif kind == "ul":
+                parts.append(
+                    "<ul>" + "".join(f"<li>{html.escape(str(i))}</li>" for i in content) + "</ul>"
+                )
+            elif kind == "code":
+                parts.append(f"<pre><code>{html.escape(str(content))}</code></pre>")
+            elif kind == "table":
+                head, rows = content
+                header = (
+                    "<thead><tr>"
+                    + "".join(f"<th>{html.escape(str(h))}</th>" for h in head)
+                    + "</tr></thead>"
+                    if any(head)
+                    else ""
+                )
+                parts.append(
+                    f"<table>{header}<tbody>"
+                    + "".join(
+                        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
+                        for row in rows
+                    )
+                    + "</tbody></table>"
+                )
+            elif kind == "bars":
+                parts.append(_bars_svg(*content))
+    parts.append("</body></html>")
+    return "".join(parts)
+
+
+def _bars_svg(label: str, bars: list[tuple[str, float, float | None, float | None]]) -> str:
+    """Horizontal bars with optional interval whiskers, as inline SVG."""
+    bars = [b for b in bars if b[1] is not None and math.isfinite(b[1])][:20]
+    if not bars:
+        return ""
+    top = max(max(b[1], b[3] if b[3] is not None else b[1]) for b in bars)
+    top = top if top > 0 else 1.0
+    width, bar_h, gap, label_w = 620, 18, 6, 230
+    scale = (width - label_w - 70) / top
+    items = []
+    for i, (name, value, low, high) in enumerate(bars):
+        y = i * (bar_h + gap)
+        items.append(
+            f'<text x="0" y="{y + 13}" font-size="12">{html.escape(str(name)[:34])}</text>'
+            f'<rect x="{label_w}" y="{y}" width="{max(1.0, value * scale):.1f}"'
+            f' height="{bar_h}" fill="#3b6ea5"/>'
+        )
+        right = value
+        if low is not None and high is not None and math.isfinite(low) and math.isfinite(high):
+            right = max(value, high)
+            items.append(
+                f'<line x1="{label_w + low * scale:.1f}" x2="{label_w + high * scale:.1f}"'
+                f' y1="{y + bar_h / 2}" y2="{y + bar_h / 2}" stroke="#111" stroke-width="2"/>'
+            )
+        items.append(
+            f'<text x="{label_w + right * scale + 6:.1f}" y="{y + 13}" font-size="12">'
+            f"{value:.4g}</text>"
+        )
+    return (
+        f'<svg role="img" aria-label="{html.escape(label)}" width="{width}"'
+        f' height="{len(bars) * (bar_h + gap)}" xmlns="http://www.w3.org/2000/svg">'
+        + "".join(items)
+        + "</svg>"
+    )

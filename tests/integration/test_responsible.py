@@ -1,0 +1,148 @@
+"""Fairness, explanations and the model card of a real run, checked against their sources."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from fairlearn.metrics import demographic_parity_difference, equalized_odds_difference
+from mlflow import MlflowClient
+from typer.testing import CliRunner
+
+from keel.cli import app
+from keel.registry import load_package
+
+pytestmark = pytest.mark.integration
+
+OUTPUT = Path(__file__).resolve().parents[2] / "test-output"
+
+
+def _keel(root: Path, *args: str):
+    old = os.getcwd()
+    os.chdir(root)
+    try:
+        return CliRunner().invoke(app, list(args))
+    finally:
+        os.chdir(old)
+
+
+@pytest.fixture(scope="module")
+def fair_run(tmp_path_factory, adult_frame: pd.DataFrame) -> tuple[Path, dict]:
+    root = tmp_path_factory.mktemp("card")
+    adult_frame.to_csv(root / "adult.csv", index=False)
+    config = {
+        "name": "carded",
+        "data": "adult.csv",
+        "target": "income",
+        "ignore_columns": ["fnlwgt"],
+        "budget": 0,
+        "cv_folds": 3,
+        "sensitive_features": ["sex", "race"],
+        "fairness": {"max_equalized_odds_difference": 0.9},
+        "card": {
+            "owners": ["Risk modelling team <risk@example.org>"],
+            "intended_use": "Rank applications for a second look by a person.",
+            "out_of_scope": ["Automatic rejection without review"],
+            "limitations": ["Trained on 1994 US census data."],
+            "data_collection": "US Census Bureau, 1994 Current Population Survey.",
+        },
+    }
+    (root / "keel.yaml").write_text(json.dumps(config))
+    result = _keel(root, "run", "--json")
+    assert result.exit_code == 0, result.output
+    return root, json.loads(result.stdout)
+
+
+def test_fairness_numbers_equal_fairlearn_on_the_models_decisions(fair_run) -> None:
+    _root, payload = fair_run
+    package = load_package(f"carded/{payload['model']['version']}", payload["tracking_uri"])
+    snapshot = pd.read_parquet(payload["data"]["snapshot"])
+    # the test rows, recovered by the recorded split, scored by the registered model
+    report = json.loads(Path(payload["reports"]["json"]).read_text())
+    assert report["assessment"]["fairness"]["passed"] is True
+    assert package.metadata["decision_threshold"] == report["assessment"]["threshold"]["value"]
+    from keel.data import split_frame
+
+    splits = split_frame(
+        snapshot.loc[snapshot["income"].notna()].reset_index(drop=True),
+        "income",
+        "binary",
+        seed=42,
+        key_columns=[*package.schema.feature_names, "income"],
+    )
+    assert splits.digest == payload["data"]["split_digest"]
+    proba = package.model.predict_proba(splits.test[package.schema.feature_names])[:, 1]
+    decided = (proba >= package.metadata["decision_threshold"]).astype(int)
+    truth = (splits.test["income"] == ">50K").astype(int)
+    found = payload["assessment"]["fairness"]["features"]["sex"]["all_groups"]
+    sex = splits.test["sex"]
+    assert found["demographic_parity_difference"] == pytest.approx(
+        demographic_parity_difference(truth, decided, sensitive_features=sex), abs=1e-12
+    )
+    assert found["equalized_odds_difference"] == pytest.approx(
+        equalized_odds_difference(truth, decided, sensitive_features=sex), abs=1e-12
+    )
+
+
+def test_card_numbers_match_the_mlflow_run(fair_run) -> None:
+    root, payload = fair_run
+    result = _keel(root, "card", "carded@champion", "--json")
+    assert result.exit_code == 0, result.output
+    paths = json.loads(result.stdout)["paths"]
+    card = Path(paths["model_card_md"]).read_text()
+    run = MlflowClient(payload["tracking_uri"]).get_run(payload["run_id"])
+    rows = re.findall(r"^\| (\w+) \| ([0-9.]+) \| ([0-9.]+) – ([0-9.]+) \|$", card, re.M)
+    assert len(rows) >= 9
+    for name, value, low, high in rows:
+        assert float(value) == pytest.approx(run.data.metrics[f"test_{name}"], abs=5e-5)
+        assert float(low) == pytest.approx(run.data.metrics[f"test_{name}_ci_low"], abs=5e-5)
+        assert float(high) == pytest.approx(run.data.metrics[f"test_{name}_ci_high"], abs=5e-5)
+    assert "Risk modelling team" in card and "Rank applications" in card
+    assert "Automatic rejection without review" in card and "1994 US census" in card
+    assert "| Aliases | champion |" in card
+    assert "were not judged" in card  # the sample's small race groups, detected by the run
+    assert "equalized_odds_difference" in card
+    sheet = Path(paths["datasheet_md"]).read_text()
+    assert "US Census Bureau" in sheet and payload["data"]["digest"] in sheet
+    assert "| workclass | string | feature |" in sheet
+    # keel run already wrote and logged the same card files
+    logged = {
+        a.path
+        for a in MlflowClient(payload["tracking_uri"]).list_artifacts(payload["run_id"], "card")
+    }
+    assert logged == {"card/model_card.md", "card/model_card.html", "card/datasheet.md"}
+
+
+def test_card_of_an_unknown_model_is_bad_input(fair_run) -> None:
+    root, _ = fair_run
+    result = _keel(root, "card", "cardd@champion")
+    assert result.exit_code == 2
+    assert "did you mean 'carded'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_browser_check_can_fail(tmp_path: Path, browser) -> None:
+    bad = tmp_path / "bad.html"
+    bad.write_text(
+        "<html><body><script>undefinedFunction()</script>"
+        "<img src='https://example.com/x.png'></body></html>"
+    )
+    page = browser(bad)
+    assert any("undefinedFunction" in line for line in page.console)
+    assert any("example.com" in url for url in page.requests)
+
+
+def test_card_and_report_pages_render_cleanly(fair_run, browser) -> None:
+    _root, payload = fair_run
+    for key, needle in (("model_card_html", "Model card: carded"), ("html", "Why the model")):
+        page = browser(Path(payload["reports"][key]))
+        assert page.console == [], page.console
+        assert page.requests == [], page.requests
+        assert needle in page.dom and page.dom.count("<svg") >= 3
+        assert page.screenshot.stat().st_size > 10_000
+        OUTPUT.mkdir(exist_ok=True)
+        shutil.copy(page.screenshot, OUTPUT / f"{key}.png")
