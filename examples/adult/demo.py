@@ -37,6 +37,15 @@ CONFIG = {
     "candidates": ["lightgbm"],
     "budget": 60,  # seconds of Optuna tuning
     "cv_folds": 3,
+    # fairness is assessed for the sensitive features; add limits (e.g.
+    # min_disparate_impact_ratio: 0.8) to make it a gate — see docs/responsible.md
+    "fairness": {"bins": {"age": [25, 45, 65]}},
+    "card": {
+        "owners": ["Keel demo"],
+        "intended_use": "Demonstration of Keel on a public census dataset.",
+        "out_of_scope": ["Any decision about a real person"],
+        "data_collection": "UCI Adult: extracted from the 1994 US Census database.",
+    },
 }
 
 
@@ -109,8 +118,22 @@ def main() -> int:
         mark = "  <- chosen" if c["name"] == result["model"]["candidate"] else ""
         val, test = c["validation"].get(primary, float("nan")), c["test"].get(primary, float("nan"))
         print(f"  {c['name']:<9} validation {primary} {val:.4f}   test {primary} {test:.4f}{mark}")
+    fairness = result["assessment"].get("fairness") or {}
+    for feature in ("sex", "race", "age"):
+        found = fairness.get("features", {}).get(feature, {}).get("measures", {})
+        if found:
+            print(
+                f"fairness {feature}: demographic parity difference"
+                f" {found['demographic_parity_difference']:.3f}, equalized odds difference"
+                f" {found['equalized_odds_difference']:.3f}"
+                + ("" if fairness.get("judged") else " (reported, not judged: no limits set)")
+            )
+    top = list((result["assessment"].get("explanations") or {}).get("shap_importance", {}))[:3]
+    if top:
+        print(f"most important features (mean |SHAP|): {', '.join(top)}")
     m = result["model"]
     print(f"registered {m['uri']} (version {m['version']}); report: {result['reports']['html']}")
+    print(f"model card: {result['reports'].get('model_card_html')}")
 
     say("keel serve")
     port = free_port()
