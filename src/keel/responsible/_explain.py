@@ -24,9 +24,10 @@ from sklearn.inspection import permutation_importance
 from keel.evaluation import fast_metrics
 from keel.training import predict_with
 
-MAX_SHAP_ROWS = 500
+MAX_SHAP_ROWS = 300
 MAX_FOREST_ROWS = 100  # exact TreeSHAP on deep forests is slow
 BACKGROUND_ROWS = 100
+PD_ROWS = 300
 
 _TREE_TYPES = (
     "LGBMClassifier",
@@ -85,11 +86,14 @@ def explain(
     task: str,
     positive_class: str | None = None,
     target_class: str | None = None,
+    cache: dict[int, Any] | None = None,
 ) -> Explanation:
     """SHAP values of ``rows`` (raw feature columns) folded to the original features.
 
     Binary models are explained for ``positive_class``; multiclass ones for
-    ``target_class`` (default: the class each row is predicted to be).
+    ``target_class`` (default: the class each row is predicted to be). ``cache`` keeps
+    the explainer between calls on the same model (building a TreeExplainer for a
+    large ensemble takes seconds).
     """
     import shap
 
@@ -98,18 +102,21 @@ def explain(
     kind = type(model).__name__
     matrix = preprocessor.transform(rows)
     reference = preprocessor.transform(background)
+    cache = {} if cache is None else cache
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        explainer = cache.get(id(model))
         if kind in _TREE_TYPES:
-            explainer = shap.TreeExplainer(model)
+            explainer = explainer or shap.TreeExplainer(model)
             result = explainer(matrix, check_additivity=False)
         elif kind in _LINEAR_TYPES:
-            explainer = shap.LinearExplainer(model, reference)
+            explainer = explainer or shap.LinearExplainer(model, reference)
             result = explainer(matrix)
         else:
             function = model.predict_proba if hasattr(model, "predict_proba") else model.predict
-            explainer = shap.PermutationExplainer(function, reference)
+            explainer = explainer or shap.PermutationExplainer(function, reference)
             result = explainer(matrix, max_evals=2 * matrix.shape[1] + 1, silent=True)
+        cache[id(model)] = explainer
     values = np.asarray(result.values, dtype=float)
     base = np.asarray(result.base_values, dtype=float)
     classes = [str(c) for c in getattr(model, "classes_", [])]
@@ -155,13 +162,14 @@ def explain_row(
     task: str,
     positive_class: str | None = None,
     top: int = 10,
+    cache: dict[int, Any] | None = None,
 ) -> dict[str, Any]:
     """The local explanation of one row: each feature's value and contribution.
 
     What serving answers on ``/explain``: contributions sorted by size, the base value,
     and what base + contributions add up to.
     """
-    found = explain(pipeline, row.head(1), background, task, positive_class)
+    found = explain(pipeline, row.head(1), background, task, positive_class, cache=cache)
     contributions = [
         {
             "feature": name,
@@ -367,7 +375,10 @@ def explain_model(
     kind = type(pipeline.named_steps["model"]).__name__
     limit = MAX_FOREST_ROWS if kind.startswith(("RandomForest", "Dummy")) else MAX_SHAP_ROWS
     shown = test_rows.sample(min(limit, len(test_rows)), random_state=seed)
-    found = explain(pipeline, shown[features], background, labels.task, labels.positive_class)
+    cache: dict[int, Any] = {}
+    found = explain(
+        pipeline, shown[features], background, labels.task, labels.positive_class, cache=cache
+    )
     importance = found.importance()
     scored = test_rows.sample(min(1000, len(test_rows)), random_state=seed)
     y = scored[schema.target].to_numpy()
@@ -382,14 +393,20 @@ def explain_model(
         seed,
     )
     leaders = list(importance)[:top]
+    # averages over a few hundred rows are stable; each grid value costs a full predict
     dependence = partial_dependences(
-        pipeline, scored[features], leaders, categorical, labels.task, labels.positive_class
+        pipeline,
+        scored[features].head(PD_ROWS),
+        leaders,
+        categorical,
+        labels.task,
+        labels.positive_class,
     )
     example_row = test_rows[features].head(1)
     example: dict[str, Any] = {
         "row": {k: _plain(v) for k, v in example_row.iloc[0].items()},
         "explanation": explain_row(
-            pipeline, example_row, background, labels.task, labels.positive_class
+            pipeline, example_row, background, labels.task, labels.positive_class, cache=cache
         ),
     }
     if labels.task == "binary":
