@@ -146,3 +146,55 @@ def test_card_and_report_pages_render_cleanly(fair_run, browser) -> None:
         assert page.screenshot.stat().st_size > 10_000
         OUTPUT.mkdir(exist_ok=True)
         shutil.copy(page.screenshot, OUTPUT / f"{key}.png")
+
+
+def test_reweighing_is_shipped_with_before_and_after(tmp_path: Path, adult_frame) -> None:
+    root = tmp_path / "mitigated"
+    root.mkdir()
+    adult_frame.to_csv(root / "adult.csv", index=False)
+    config = {
+        "name": "mitigated",
+        "data": "adult.csv",
+        "target": "income",
+        "ignore_columns": ["fnlwgt"],
+        "candidates": ["linear"],
+        "budget": 0,
+        "cv_folds": 3,
+        "sensitive_features": ["sex"],
+        "fairness": {"mitigation": "reweighing"},
+    }
+    (root / "keel.yaml").write_text(json.dumps(config))
+    result = _keel(root, "run", "--json")
+    payload = json.loads(result.stdout)
+    mitigation = payload["assessment"]["mitigation"]
+    assert mitigation["method"] == "reweighing" and mitigation["shipped"] == "after"
+    measures = payload["assessment"]["fairness"]["features"]["sex"]["measures"]
+    assert mitigation["after"]["fairness"]["sex"] == measures
+    assert mitigation["after"]["metrics"] == payload["metrics"]
+    before = mitigation["before"]["fairness"]["sex"]["demographic_parity_difference"]
+    after = measures["demographic_parity_difference"]
+    assert after < before  # reweighing narrows the selection-rate gap between sexes
+    page = Path(payload["reports"]["html"]).read_text()
+    assert "Mitigation: reweighing" in page
+    # the packaged model is the reweighted fit, not the unweighted one
+    package = load_package(f"mitigated/{payload['model']['version']}", payload["tracking_uri"])
+    snapshot = pd.read_parquet(payload["data"]["snapshot"])
+    x = snapshot[package.schema.feature_names]
+    weighted = package.model.predict_proba(x)[:, 1]
+    unweighted = package.model.fit(x, snapshot["income"]).predict_proba(x)[:, 1]
+    assert abs(weighted - unweighted).max() > 1e-3
+
+
+def test_mitigation_needs_sensitive_features(tmp_path: Path, adult_frame) -> None:
+    root = tmp_path / "nomit"
+    root.mkdir()
+    adult_frame.to_csv(root / "adult.csv", index=False)
+    config = {
+        "name": "nomit",
+        "data": "adult.csv",
+        "target": "income",
+        "fairness": {"mitigation": "reweighing"},
+    }
+    (root / "keel.yaml").write_text(json.dumps(config))
+    result = _keel(root, "run")
+    assert result.exit_code == 2 and "needs sensitive_features" in result.stderr

@@ -137,3 +137,15 @@ def test_regression_and_multiclass_report_error_spreads() -> None:
     classes = rng.choice(["x", "y", "z"], 400)
     report = assess_fairness(classes, classes, groups, "multiclass", None, FairnessConfig())
     assert report.features["g"]["measures"]["accuracy_difference"] == 0.0
+
+
+def test_reweighing_makes_label_independent_of_group(adult_frame: pd.DataFrame) -> None:
+    from keel.responsible import reweighing_weights
+
+    assert reweighing_weights(adult_frame, "income", ["sex"], {}).sum() == pytest.approx(2000)
+    weights = reweighing_weights(adult_frame, "income", ["sex", "race"], {})
+    frame = adult_frame.assign(w=weights, g=adult_frame["sex"] + " & " + adult_frame["race"])
+    n = len(frame)
+    for (group, label), cell in frame.groupby(["g", "income"])["w"].sum().items():
+        expected = (frame["g"] == group).sum() * (frame["income"] == label).sum() / n
+        assert cell == pytest.approx(expected)

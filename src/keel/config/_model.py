@@ -156,6 +156,7 @@ class FairnessConfig(_Strict):
     max_accuracy_difference: float | None = Field(None, ge=0.0, le=1.0)
     intersections: bool = True
     resamples: int = Field(200, ge=0, le=5000)
+    mitigation: Literal["none", "reweighing"] = "none"
 
     @field_validator("bins")
     @classmethod

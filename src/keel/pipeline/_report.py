@@ -226,6 +226,7 @@ def _assessment_html(report: dict[str, Any]) -> list[str]:
             )
         )
     parts.extend(_fairness_html(assessment.get("fairness")))
+    parts.extend(_mitigation_html(assessment.get("mitigation")))
     parts.extend(_explanations_html(assessment.get("explanations")))
     slices = assessment.get("slices", [])
     if slices:
@@ -448,6 +449,25 @@ def _explanations_html(doc: dict[str, Any] | None) -> list[str]:
                 f" flips the decision. {html.escape(hint['note'])}.</p>"
             )
     return parts
+
+
+def _mitigation_html(mitigation: dict[str, Any] | None) -> list[str]:
+    if not mitigation:
+        return []
+    before, after = mitigation["before"], mitigation["after"]
+    rows = [
+        [f"test {name}", value, after["metrics"].get(name)]
+        for name, value in sorted(before["metrics"].items())
+    ]
+    for feature, measures in before["fairness"].items():
+        for measure, value in measures.items():
+            rows.append([f"{feature}: {measure}", value, after["fairness"][feature].get(measure)])
+    return [
+        f"<h3>Mitigation: {html.escape(mitigation['method'])}</h3>",
+        "<p>The same model without mitigation (before) and with it (after, the one"
+        " packaged), on the same test rows and decision threshold.</p>",
+        _table(["", "before", "after (shipped)"], rows),
+    ]
 
 
 def _group_text(group: dict[str, Any] | None) -> str:

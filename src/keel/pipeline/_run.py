@@ -40,16 +40,24 @@ from keel.data import (
     validate_frame,
 )
 from keel.errors import DataError, did_you_mean
+from keel.evaluation import compute_metrics
 from keel.pipeline._report import write_card, write_reports
 from keel.registry import assign_alias, ensure_experiment, log_model_package, mlflow_scope
-from keel.responsible import assess_model_fairness, explain_model
+from keel.responsible import (
+    assess_model_fairness,
+    explain_model,
+    reweighing_weights,
+    sensitive_edges,
+)
 from keel.training import (
     BASELINES,
     SEARCH_SPACES,
     assess,
     check_behaviour_config,
     evaluate_pipeline,
+    predict_with,
     refit_on_all_rows,
+    refit_on_train_and_validation,
     run_behaviour_tests,
     select_best,
     train_candidates,
@@ -228,6 +236,13 @@ def run_project(
             else {n: r.best_params for n, r in tuned.items()},
         )
         best = select_best(trained, labels.primary)
+    weights_for = None
+    if config.fairness.mitigation == "reweighing":
+        edges = sensitive_edges(splits.train, config.sensitive_features, config.fairness)
+
+        def weights_for(rows: pd.DataFrame) -> Any:
+            return reweighing_weights(rows, config.target, config.sensitive_features, edges)
+
     with timer("evaluate"):
         notify("evaluate", f"{best.name}: bootstrap intervals, gate, {config.cv_folds}-fold CV")
         assessment = assess(
@@ -244,6 +259,7 @@ def run_project(
             group_column=config.group_column,
             threshold_objective=config.threshold_objective,
             fold_metrics=tuned[best.name].best_fold_metrics if best.name in tuned else (),
+            weights_for=weights_for,
         )
         test_metrics = assessment.test_metrics
         cut = assessment.threshold.get("value")
@@ -254,7 +270,7 @@ def run_project(
         shipped_doc = {"fit": "train_and_validation", "rows": assessment.refit_rows}
         if config.final_fit == "all_rows":
             notify("evaluate", f"refit {best.name} on all {len(frame)} rows")
-            shipped = refit_on_all_rows(shipped, splits, schema, labels)
+            shipped = refit_on_all_rows(shipped, splits, schema, labels, weights_for)
             # the shipped model must pass the behaviour tests too (its minimum-
             # functionality numbers are optimistic: it has seen the test rows)
             behaviour += [
@@ -291,6 +307,18 @@ def run_project(
                 config.seed,
             )
             assessment_doc["fairness"] = fairness.to_dict()
+            if weights_for is not None:
+                notify("fairness", "before reweighing, for comparison")
+                assessment_doc["mitigation"] = _before_and_after(
+                    refit_on_train_and_validation(best.pipeline, splits, schema, labels),
+                    fairness,
+                    test_metrics,
+                    splits,
+                    schema,
+                    labels,
+                    config,
+                    cut,
+                )
 
     with timer("explain"):
         notify("explain", "SHAP, permutation importance, partial dependence")
@@ -647,6 +675,10 @@ def _check_sensitive(config: ProjectConfig, frame: pd.DataFrame) -> None:
                 f"key 'sensitive_features': {name!r} is not a column of"
                 f" {config.data_label}{did_you_mean(name, columns)}"
             )
+    if config.fairness.mitigation != "none" and not config.sensitive_features:
+        raise DataError(
+            f"key 'fairness.mitigation': {config.fairness.mitigation} needs sensitive_features"
+        )
     for name in config.fairness.bins:
         if name not in config.sensitive_features:
             raise DataError(
@@ -671,3 +703,53 @@ def _log_fairness(fairness: Any) -> None:
         for measure, value in result["measures"].items():
             if value == value:  # not NaN
                 mlflow.log_metric(f"fairness_{safe}_{measure}", value)
+
+
+def _before_and_after(
+    unmitigated: Any,
+    fairness: Any,
+    test_metrics: dict[str, float],
+    splits: Any,
+    schema: Schema,
+    labels: Any,
+    config: ProjectConfig,
+    cut: float | None,
+) -> dict[str, Any]:
+    """Test metrics and fairness measures of the model without and with mitigation."""
+    before = assess_model_fairness(
+        unmitigated,
+        splits.test,
+        splits.train,
+        schema,
+        labels,
+        config.sensitive_features,
+        config.fairness,
+        cut,
+        config.seed,
+    )
+    predictions, proba, classes = predict_with(
+        unmitigated, splits.test[schema.feature_names], labels.task, cut, labels.positive_class
+    )
+    y = splits.test[config.target].to_numpy()
+    metrics = compute_metrics(
+        labels.task,
+        y.astype(float) if labels.task == "regression" else y,
+        predictions,
+        proba,
+        classes,
+        labels.positive_class,
+    )
+    return {
+        "method": config.fairness.mitigation,
+        "shipped": "after",
+        "before": {
+            "metrics": metrics,
+            "fairness": {f: r["measures"] for f, r in before.features.items()},
+            "passed": before.passed,
+        },
+        "after": {
+            "metrics": test_metrics,
+            "fairness": {f: r["measures"] for f, r in fairness.features.items()},
+            "passed": fairness.passed,
+        },
+    }

@@ -23,6 +23,8 @@ from keel.responsible._fairness import (
     assess_model_fairness,
     bin_edges,
     group_labels,
+    reweighing_weights,
+    sensitive_edges,
 )
 
 __all__ = [
@@ -44,4 +46,6 @@ __all__ = [
     "permutation_ranking",
     "render_html",
     "render_markdown",
+    "reweighing_weights",
+    "sensitive_edges",
 ]

@@ -199,6 +199,28 @@ def build_card(
             for measure, value in result["measures"].items():
                 measure_rows.append([feature, measure, _num(value)])
         blocks.append(("table", (["sensitive feature", "measure", "value"], measure_rows)))
+        mitigation = assessment.get("mitigation")
+        if mitigation:
+            before = mitigation["before"]
+            rows_ba = [
+                [
+                    f"{feature}: {measure}",
+                    _num(value),
+                    _num(mitigation["after"]["fairness"][feature].get(measure)),
+                ]
+                for feature, measures in before["fairness"].items()
+                for measure, value in measures.items()
+            ] + [
+                [
+                    f"test {primary}",
+                    _num(before["metrics"].get(primary)),
+                    _num(mitigation["after"]["metrics"].get(primary)),
+                ]
+            ]
+            blocks.append(
+                ("p", f"Mitigation: {mitigation['method']} (the shipped model is 'after').")
+            )
+            blocks.append(("table", (["", "before", "after"], rows_ba)))
         headline = "selection_rate" if report["task"] == "binary" else "accuracy"
         for feature, result in list(fairness["features"].items())[:3]:
             bars = [

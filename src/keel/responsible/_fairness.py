@@ -345,16 +345,7 @@ def assess_model_fairness(
     predictions, _, _ = predict_with(
         model, rows[schema.feature_names], labels.task, threshold, labels.positive_class
     )
-    edges = {
-        name: bin_edges(reference[name], config.bins.get(name))
-        for name in sensitive
-        if name in config.bins
-        or (
-            pd.api.types.is_numeric_dtype(reference[name])
-            and not pd.api.types.is_bool_dtype(reference[name])
-            and reference[name].nunique() > 10
-        )
-    }
+    edges = sensitive_edges(reference, sensitive, config)
     groups = group_labels(rows, sensitive, edges)
     return assess_fairness(
         rows[schema.target].to_numpy(),
@@ -366,3 +357,42 @@ def assess_model_fairness(
         seed,
         edges,
     )
+
+
+def sensitive_edges(
+    reference: pd.DataFrame, sensitive: Sequence[str], config: FairnessConfig
+) -> dict[str, list[float]]:
+    """Bin edges of the numeric sensitive features: configured, else training quartiles.
+
+    A numeric column with at most 10 distinct values is used as it is (each value a group).
+    """
+    return {
+        name: bin_edges(reference[name], config.bins.get(name))
+        for name in sensitive
+        if name in config.bins
+        or (
+            pd.api.types.is_numeric_dtype(reference[name])
+            and not pd.api.types.is_bool_dtype(reference[name])
+            and reference[name].nunique() > 10
+        )
+    }
+
+
+def reweighing_weights(
+    rows: pd.DataFrame, target: str, sensitive: Sequence[str], edges: dict[str, list[float]]
+) -> np.ndarray:
+    """Kamiran & Calders reweighing: weight P(g) P(y) / P(g, y) per row.
+
+    ``g`` is the intersection of the sensitive groups, ``y`` the label. Every
+    (group, label) cell then carries the weight it would have if the label were
+    independent of the group (they sum to the number of rows unless some group has
+    no row of some label: that cell's share cannot be given to anyone).
+    """
+    groups = group_labels(rows, sensitive, edges).astype(str).agg(INTERSECTION.join, axis=1)
+    labels = rows[target].astype(str)
+    n = len(rows)
+    p_group = groups.map(groups.value_counts() / n)
+    p_label = labels.map(labels.value_counts() / n)
+    joint = pd.Series(list(zip(groups, labels, strict=True)), index=rows.index)
+    p_joint = joint.map(joint.value_counts() / n)
+    return (p_group * p_label / p_joint).to_numpy(dtype=float)

@@ -1,6 +1,12 @@
 """Training: baselines and candidates, each a Pipeline with its preprocessing inside."""
 
-from keel.training._assess import Assessment, assess, choose_threshold, refit_on_all_rows
+from keel.training._assess import (
+    Assessment,
+    assess,
+    choose_threshold,
+    refit_on_all_rows,
+    refit_on_train_and_validation,
+)
 from keel.training._behaviour import check_behaviour_config, run_behaviour_tests
 from keel.training._candidates import (
     BASELINES,
@@ -46,6 +52,7 @@ __all__ = [
     "make_pipeline",
     "predict_with",
     "refit_on_all_rows",
+    "refit_on_train_and_validation",
     "run_behaviour_tests",
     "select_best",
     "slice_report",

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from sklearn import metrics as skm
 from sklearn.base import clone
 
@@ -88,6 +89,7 @@ def assess(
     refit: bool = True,
     threshold_objective: str = "f1",
     fold_metrics: Sequence[dict[str, float]] = (),
+    weights_for: WeightsFor | None = None,
 ) -> Assessment:
     """Test metrics with 95 % bootstrap intervals, the baseline gate, CV and threshold.
 
@@ -104,7 +106,7 @@ def assess(
     if labels.task == "regression":
         y_test = y_test.astype(float)
     final = (
-        refit_on_train_and_validation(best.pipeline, splits, schema, labels)
+        refit_on_train_and_validation(best.pipeline, splits, schema, labels, weights_for)
         if refit
         else best.pipeline
     )
@@ -183,22 +185,46 @@ def assess(
     )
 
 
-def refit_on_train_and_validation(pipeline: Any, splits: Splits, schema: Schema, labels: LabelInfo):
+WeightsFor = Callable[[pd.DataFrame], np.ndarray]
+"""Sample weights for the rows a model is fitted on (e.g. fairness reweighing)."""
+
+
+def refit_on_train_and_validation(
+    pipeline: Any,
+    splits: Splits,
+    schema: Schema,
+    labels: LabelInfo,
+    weights_for: WeightsFor | None = None,
+):
     """A fresh copy of ``pipeline`` (same hyper-parameters) fitted on train + validation."""
-    return _refit(pipeline, [splits.train, splits.validation], schema, labels)
+    return _refit(pipeline, [splits.train, splits.validation], schema, labels, weights_for)
 
 
-def refit_on_all_rows(pipeline: Any, splits: Splits, schema: Schema, labels: LabelInfo):
+def refit_on_all_rows(
+    pipeline: Any,
+    splits: Splits,
+    schema: Schema,
+    labels: LabelInfo,
+    weights_for: WeightsFor | None = None,
+):
     """A fresh copy of ``pipeline`` fitted on every row: train, validation and test.
 
     For ``final_fit: all_rows``: the model that ships has seen the test rows, so the
     test metrics describe its sibling fitted on train + validation (same
     hyper-parameters, fewer rows) — a conservative estimate, and said so in the report.
     """
-    return _refit(pipeline, [splits.train, splits.validation, splits.test], schema, labels)
+    return _refit(
+        pipeline, [splits.train, splits.validation, splits.test], schema, labels, weights_for
+    )
 
 
-def _refit(pipeline: Any, parts: list, schema: Schema, labels: LabelInfo):
+def _refit(
+    pipeline: Any,
+    parts: list,
+    schema: Schema,
+    labels: LabelInfo,
+    weights_for: WeightsFor | None = None,
+):
     import warnings
 
     import pandas as pd
@@ -210,7 +236,10 @@ def _refit(pipeline: Any, parts: list, schema: Schema, labels: LabelInfo):
     model = clone(pipeline)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=UserWarning)
-        model.fit(rows[schema.feature_names], y)
+        if weights_for is None:
+            model.fit(rows[schema.feature_names], y)
+        else:
+            model.fit(rows[schema.feature_names], y, model__sample_weight=weights_for(rows))
     return model
 
 
