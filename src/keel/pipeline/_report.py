@@ -52,27 +52,7 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
 def _bars(candidates: list[dict[str, Any]], metric: str) -> str:
     """An inline SVG bar chart of the primary metric per candidate (no JavaScript)."""
     values = [(c["name"], c["validation"].get(metric)) for c in candidates]
-    values = [(n, v) for n, v in values if v is not None]
-    if not values:
-        return ""
-    top = max(abs(v) for _, v in values) or 1.0
-    width, bar_h, gap, label_w = 420, 22, 8, 90
-    rows = []
-    for i, (name, value) in enumerate(values):
-        y = i * (bar_h + gap)
-        w = max(1.0, (width - label_w - 60) * abs(value) / top)
-        rows.append(
-            f'<text x="0" y="{y + 15}" font-size="13">{html.escape(name)}</text>'
-            f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="#3b6ea5"/>'
-            f'<text x="{label_w + w + 6:.1f}" y="{y + 15}" font-size="13">{value:.4f}</text>'
-        )
-    height = len(values) * (bar_h + gap)
-    return (
-        f'<svg role="img" aria-label="validation {html.escape(metric)} by candidate" '
-        f'width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">'
-        + "".join(rows)
-        + "</svg>"
-    )
+    return _named_bars(values, f"validation {metric} by candidate")
 
 
 def _xy_svg(points: list[tuple[float, float]], label: str, diagonal: bool = False) -> str:
