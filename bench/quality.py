@@ -194,6 +194,9 @@ def main() -> int:
     parser.add_argument("--datasets", default="adult,diamonds,hpc")
     parser.add_argument("--tools", default="keel,lightgbm,flaml,autogluon")
     parser.add_argument(
+        "--output", help="file name under bench/results/ (default quality[-FINAL_FIT].json)"
+    )
+    parser.add_argument(
         "--final-fit",
         default="train_and_validation",
         choices=["train_and_validation", "all_rows"],
@@ -257,7 +260,7 @@ def main() -> int:
         "results": results,
     }
     suffix = "" if args.final_fit == "train_and_validation" else f"-{args.final_fit}"
-    out = ROOT / "bench" / "results" / f"quality{suffix}.json"
+    out = ROOT / "bench" / "results" / (args.output or f"quality{suffix}.json")
     out.write_text(json.dumps(report, indent=2) + "\n")
     return 0
 
