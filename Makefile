@@ -43,7 +43,7 @@ imports: install-dev
 
 # pytest exits 5 when it collected no tests: that is a failure here, not a pass.
 pytest: install-dev
-	@$(VENV)/bin/pytest --cov=keel --cov-report=term --cov-fail-under=80; rc=$$?; \
+	@$(VENV)/bin/pytest -n auto --dist loadfile --cov=keel --cov-report=term --cov-fail-under=80; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 test: lint imports pytest
