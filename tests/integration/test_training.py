@@ -232,3 +232,24 @@ def test_unknown_sensitive_feature_is_bad_input(tmp_path: Path, adult_frame) -> 
     assert result.exit_code == 2
     assert "'sx' is not a column" in result.stderr and "did you mean 'sex'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_trial_count_makes_tuning_independent_of_the_clock(adult_frame, monkeypatch) -> None:
+    import keel.training._tuning as tuning
+
+    frame, labels = prepare_labels(adult_frame.head(800), "income", None, None)
+    schema = infer_schema(frame, "income", ["fnlwgt"])
+    splits = split_frame(frame, "income", "binary", seed=0)
+    first = tune("lightgbm", splits.train, schema, labels, 0, 0.001, 3, trials=4)
+
+    class Slow:  # a machine 1000x busier: a wall-clock budget would stop at once
+        now = 0.0
+
+        def perf_counter(self) -> float:
+            self.now += 1000.0
+            return self.now
+
+    monkeypatch.setattr(tuning, "time", Slow())
+    second = tune("lightgbm", splits.train, schema, labels, 0, 0.001, 3, trials=4)
+    assert len(first.trials) == len(second.trials) == 4
+    assert first.best_params == second.best_params and first.best_score == second.best_score

@@ -219,6 +219,7 @@ class ProjectConfig(_Strict):
     split: SplitConfig = Field(default_factory=SplitConfig)
     candidates: list[CandidateName] = Field(default_factory=lambda: ["lightgbm"])
     budget: float = Field(60.0, ge=0.0, le=86_400.0)
+    trials: int | None = Field(None, ge=0, le=10_000)
     cv_folds: int = Field(5, ge=2, le=20)
     gate_margin: float = Field(0.0, ge=0.0)
     time_column: str | None = None

@@ -200,7 +200,11 @@ def run_project(
         # The drift reference: statistics of the rows the model learns from.
         profile_doc = Profile.from_frame(splits.train, schema).to_dict()
     with timer("tune"):
-        tunable = [c for c in config.candidates if c in SEARCH_SPACES] if config.budget else []
+        tunable = (
+            [c for c in config.candidates if c in SEARCH_SPACES]
+            if config.budget or config.trials
+            else []
+        )
         if fixed_params is not None:
             tunable = []
         tuned = {}
@@ -222,6 +226,7 @@ def run_project(
                 on_trial=show,
                 time_column=config.time_column,
                 group_column=config.group_column,
+                trials=config.trials,
             )
     with timer("train"):
         trained = train_candidates(

@@ -235,18 +235,24 @@ def tune(
     on_trial: Callable[[Trial, float | None], None] | None = None,
     time_column: str | None = None,
     group_column: str | None = None,
+    trials: int | None = None,
 ) -> TuningResult:
     """Tune candidate ``name`` with Optuna (TPE, median pruning) on CV folds of ``frame``.
 
     Stops starting trials once ``budget_seconds`` of wall time are used (a running
-    trial finishes). Each trial reports its running mean after every fold so that a
-    clearly worse trial is pruned early.
+    trial stops at its next fold boundary). With ``trials``, exactly that many trials
+    run instead and the clock is ignored: the result is then the same on any machine
+    under any load (a wall-clock budget fits more or fewer trials). Each trial reports
+    its running mean after every fold so that a clearly worse trial is pruned early.
     """
     import optuna
 
     spec = labels.primary
     space = SEARCH_SPACES.get(name)
-    if space is None or budget_seconds <= 0:
+    n_trials = trials  # the name ``trials`` is the list of Trial records below
+    if n_trials is not None:
+        budget_seconds = float("inf")
+    if space is None or budget_seconds <= 0 or n_trials == 0:
         return TuningResult(name, spec.name, {}, None)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sign = 1.0 if spec.greater_is_better else -1.0
@@ -317,7 +323,7 @@ def tune(
 
     # One clock for both limits: no trial starts once the budget is spent, and a
     # running one stops at its next fold boundary (see ``report``).
-    study.optimize(objective, callbacks=[stop_when_spent], catch=())
+    study.optimize(objective, n_trials=n_trials, callbacks=[stop_when_spent], catch=())
     complete = [t for t in trials if t.state == "complete"]
     if not complete:
         return TuningResult(name, spec.name, {}, None, trials, time.perf_counter() - started)
