@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -29,16 +29,8 @@ CandidateName = Literal[
     "random_forest",
 ]
 
-TASKS: tuple[str, ...] = ("binary", "multiclass", "regression")
-CANDIDATES: tuple[str, ...] = (
-    "dummy",
-    "linear",
-    "shallow_tree",
-    "lightgbm",
-    "xgboost",
-    "hist_gradient_boosting",
-    "random_forest",
-)
+TASKS: tuple[str, ...] = get_args(TaskType)
+CANDIDATES: tuple[str, ...] = get_args(CandidateName)
 BASELINE_NAMES: tuple[str, ...] = ("dummy", "linear", "shallow_tree")
 DATA_SUFFIXES: tuple[str, ...] = (".csv", ".parquet", ".pq", ".jsonl", ".ndjson")
 

@@ -39,7 +39,7 @@ from keel.data import (
     split_frame,
     validate_frame,
 )
-from keel.errors import DataError, did_you_mean
+from keel.errors import DataError
 from keel.evaluation import compute_metrics
 from keel.pipeline._report import write_card, write_reports
 from keel.registry import assign_alias, ensure_experiment, log_model_package, mlflow_scope
@@ -174,7 +174,7 @@ def run_project(
         # these very rows, it cannot fail. A configured schema was checked above, once,
         # on the rows as read.
         check_behaviour_config(config.behaviour, schema, labels.task)
-        _check_sensitive(config, frame)
+        _check_fairness_config(config, frame)
     with timer("split"):
         notify("split", f"seed {config.seed}")
         model_columns = [*schema.feature_names, config.target]
@@ -296,29 +296,35 @@ def run_project(
             c.name: evaluate_pipeline(c.pipeline, splits.test, schema, labels) for c in trained
         }
 
+    def fairness_of(model: Any) -> Any:
+        """Fairness of ``model``'s decisions on the test rows (groups binned on train)."""
+        return assess_model_fairness(
+            model,
+            splits.test,
+            splits.train,
+            schema,
+            labels,
+            config.sensitive_features,
+            config.fairness,
+            cut,
+            config.seed,
+        )
+
     with timer("fairness"):
         fairness = None
         if config.sensitive_features:
             notify("fairness", ", ".join(config.sensitive_features))
-            fairness = assess_model_fairness(
-                assessment.final_pipeline,
-                splits.test,
-                splits.train,
-                schema,
-                labels,
-                config.sensitive_features,
-                config.fairness,
-                cut,
-                config.seed,
-            )
+            fairness = fairness_of(assessment.final_pipeline)
             assessment_doc["fairness"] = fairness.to_dict()
             if weights_for is not None:
                 notify("fairness", "before reweighing, for comparison")
+                unmitigated = refit_on_train_and_validation(best.pipeline, splits, schema, labels)
                 assessment_doc["mitigation"] = _before_and_after(
-                    refit_on_train_and_validation(best.pipeline, splits, schema, labels),
+                    unmitigated,
+                    fairness_of(unmitigated),
                     fairness,
                     test_metrics,
-                    splits,
+                    splits.test,
                     schema,
                     labels,
                     config,
@@ -671,15 +677,11 @@ def _quiet_mlflow() -> Iterator[None]:
 __all__ = ["STAGES", "Observer", "RunResult", "git_commit", "run_project"]
 
 
-def _check_sensitive(config: ProjectConfig, frame: pd.DataFrame) -> None:
-    """Sensitive features must be columns; binned ones must be numeric and sensitive."""
-    columns = [str(c) for c in frame.columns]
-    for name in config.sensitive_features:
-        if name not in frame.columns:
-            raise DataError(
-                f"key 'sensitive_features': {name!r} is not a column of"
-                f" {config.data_label}{did_you_mean(name, columns)}"
-            )
+def _check_fairness_config(config: ProjectConfig, frame: pd.DataFrame) -> None:
+    """Mitigation needs sensitive features; binned ones must be numeric and sensitive.
+
+    That every sensitive feature is a column was checked at ingest (check_columns).
+    """
     if config.fairness.mitigation != "none" and not config.sensitive_features:
         raise DataError(
             f"key 'fairness.mitigation': {config.fairness.mitigation} needs sensitive_features"
@@ -712,30 +714,20 @@ def _log_fairness(fairness: Any) -> None:
 
 def _before_and_after(
     unmitigated: Any,
+    before: Any,
     fairness: Any,
     test_metrics: dict[str, float],
-    splits: Any,
+    test_rows: pd.DataFrame,
     schema: Schema,
     labels: Any,
     config: ProjectConfig,
     cut: float | None,
 ) -> dict[str, Any]:
     """Test metrics and fairness measures of the model without and with mitigation."""
-    before = assess_model_fairness(
-        unmitigated,
-        splits.test,
-        splits.train,
-        schema,
-        labels,
-        config.sensitive_features,
-        config.fairness,
-        cut,
-        config.seed,
-    )
     predictions, proba, classes = predict_with(
-        unmitigated, splits.test[schema.feature_names], labels.task, cut, labels.positive_class
+        unmitigated, test_rows[schema.feature_names], labels.task, cut, labels.positive_class
     )
-    y = splits.test[config.target].to_numpy()
+    y = test_rows[config.target].to_numpy()
     metrics = compute_metrics(
         labels.task,
         y.astype(float) if labels.task == "regression" else y,

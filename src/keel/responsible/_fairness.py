@@ -154,10 +154,9 @@ def assess_fairness(
     if config.intersections and len(columns) > 1:
         joined = groups.astype(str).agg(INTERSECTION.join, axis=1).to_numpy()
         columns[INTERSECTION.join(groups.columns)] = joined
-    rng_seed = seed
     for name, labels in columns.items():
         report.features[name] = _assess_one(
-            truth, decided, labels, task, config, rng_seed, (binned or {}).get(name)
+            truth, decided, labels, task, config, seed, (binned or {}).get(name)
         )
         for measure, (kind, limit) in report.limits.items():
             value = report.features[name]["measures"].get(measure)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -225,10 +226,6 @@ def _refit(
     labels: LabelInfo,
     weights_for: WeightsFor | None = None,
 ):
-    import warnings
-
-    import pandas as pd
-
     rows = pd.concat(parts, ignore_index=True)
     y = rows[schema.target].to_numpy()
     if labels.task == "regression":
