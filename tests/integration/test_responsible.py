@@ -176,13 +176,33 @@ def test_reweighing_is_shipped_with_before_and_after(tmp_path: Path, adult_frame
     assert after < before  # reweighing narrows the selection-rate gap between sexes
     page = Path(payload["reports"]["html"]).read_text()
     assert "Mitigation: reweighing" in page
-    # the packaged model is the reweighted fit, not the unweighted one
+    # the packaged model IS the reweighted fit on train + validation: refitting its
+    # pipeline on the same rows with the same weights gives the same model, and
+    # without them a different one
+    from sklearn.base import clone
+
+    from keel.data import split_frame
+    from keel.responsible import reweighing_weights
+
     package = load_package(f"mitigated/{payload['model']['version']}", payload["tracking_uri"])
     snapshot = pd.read_parquet(payload["data"]["snapshot"])
-    x = snapshot[package.schema.feature_names]
-    weighted = package.model.predict_proba(x)[:, 1]
-    unweighted = package.model.fit(x, snapshot["income"]).predict_proba(x)[:, 1]
-    assert abs(weighted - unweighted).max() > 1e-3
+    splits = split_frame(
+        snapshot,
+        "income",
+        "binary",
+        seed=42,
+        key_columns=[*package.schema.feature_names, "income"],
+    )
+    assert splits.digest == payload["data"]["split_digest"]
+    rows = pd.concat([splits.train, splits.validation], ignore_index=True)
+    x, y = rows[package.schema.feature_names], rows["income"].to_numpy()
+    test_x = splits.test[package.schema.feature_names]
+    shipped = package.model.predict_proba(test_x)[:, 1]
+    weights = reweighing_weights(rows, "income", ["sex"], {})
+    again = clone(package.model).fit(x, y, model__sample_weight=weights)
+    plain = clone(package.model).fit(x, y)
+    assert abs(again.predict_proba(test_x)[:, 1] - shipped).max() < 1e-9
+    assert abs(plain.predict_proba(test_x)[:, 1] - shipped).max() > 1e-3
 
 
 def test_mitigation_needs_sensitive_features(tmp_path: Path, adult_frame) -> None:
