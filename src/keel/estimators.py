@@ -11,9 +11,19 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin
 from xgboost import XGBClassifier
 
-__all__ = ["LabelledXGBClassifier"]
+from keel._groups import group_keys
+
+__all__ = [
+    "GroupThresholdClassifier",
+    "LabelledXGBClassifier",
+    "MixtureClassifier",
+    "decides_itself",
+    "row_coins",
+]
 
 
 class LabelledXGBClassifier(XGBClassifier):
@@ -44,3 +54,158 @@ class LabelledXGBClassifier(XGBClassifier):
         if kwargs.get("output_margin"):
             return raw
         return self.classes_[np.asarray(raw, dtype=int)]
+
+
+def row_coins(X: Any) -> np.ndarray:  # noqa: N803
+    """A number in [0, 1) per row, fixed by the row's values (a hash).
+
+    fairlearn's mitigated classifiers are randomised: a row is positive with
+    probability ``p``. Keel draws that coin from the row itself, so the decisions keep
+    the randomised classifier's group rates while the same input always gets the same
+    answer (in evaluation, in serving, in a retried request).
+    """
+    frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame(np.asarray(X))
+    hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy(dtype=np.uint64)
+    return (hashed >> np.uint64(11)).astype(float) / float(2**53)
+
+
+def decides_itself(model: Any) -> bool:
+    """Whether ``model`` makes its own (randomised) decisions instead of a threshold.
+
+    Such models' ``predict`` is the decision; ``predict_proba`` the probability of the
+    positive decision. Looks inside a scikit-learn ``Pipeline`` too.
+    """
+    steps = getattr(model, "named_steps", None)
+    inner = steps["model"] if steps is not None and "model" in steps else model
+    return bool(getattr(inner, "decides_itself", False) or getattr(model, "decides_itself", False))
+
+
+class _RandomisedBinary(ClassifierMixin, BaseEstimator):
+    """A binary classifier deciding "positive" with a per-row probability (see row_coins)."""
+
+    decides_itself = True
+
+    def __sklearn_is_fitted__(self) -> bool:
+        """Built from fitted parts, never fitted itself."""
+        return True
+
+    def _positive_probability(self, X: Any) -> np.ndarray:  # noqa: N803
+        raise NotImplementedError
+
+    def predict_proba(self, X: Any) -> np.ndarray:  # noqa: N803
+        """Probability of the positive decision, columns in ``classes_`` order."""
+        p = np.clip(self._positive_probability(X), 0.0, 1.0)
+        column = list(self.classes_).index(self.positive_class)
+        out = np.empty((len(p), 2))
+        out[:, column], out[:, 1 - column] = p, 1.0 - p
+        return out
+
+    def predict(self, X: Any) -> np.ndarray:  # noqa: N803
+        """Positive where the row's coin falls below its probability of a positive."""
+        p = self._positive_probability(X)
+        negative = next(c for c in self.classes_ if c != self.positive_class)
+        return np.where(p > row_coins(X), self.positive_class, negative)
+
+
+class MixtureClassifier(_RandomisedBinary):
+    """fairlearn's ``ExponentiatedGradient`` result, in a form a model package can hold.
+
+    ``members`` are binary classifiers fitted on the labels 0/1 (1 = ``positive_class``);
+    a row is positive with probability ``sum(weights[i] * members[i].predict(x) == 1)``
+    — fairlearn's ``_pmf_predict`` — and the coin comes from the row (``row_coins``).
+    """
+
+    def __init__(
+        self,
+        members: list[Any] | None = None,
+        weights: Any = None,
+        classes: Any = None,
+        positive_class: Any = None,
+    ) -> None:
+        self.members = members
+        self.weights = weights
+        self.classes = classes
+        self.positive_class = positive_class
+
+    @property
+    def classes_(self) -> np.ndarray:
+        """The two class labels, in ``predict_proba``'s column order."""
+        return np.asarray(self.classes)
+
+    def fit(self, X: Any, y: Any) -> MixtureClassifier:  # noqa: N803
+        """Not fitted here: built from a fitted ``ExponentiatedGradient``."""
+        raise TypeError("MixtureClassifier is built from a fitted ExponentiatedGradient")
+
+    def _positive_probability(self, X: Any) -> np.ndarray:  # noqa: N803
+        votes = np.column_stack([np.asarray(m.predict(X), dtype=float) for m in self.members])
+        return votes @ np.asarray(self.weights, dtype=float)
+
+
+class GroupThresholdClassifier(_RandomisedBinary):
+    """fairlearn's ``ThresholdOptimizer`` result: per-group thresholds on a base model.
+
+    ``rules`` maps a group (``keel._groups.group_keys`` of the ``sensitive`` columns,
+    numeric ones binned by ``edges``) to fairlearn's interpolation: with probability
+    ``p0`` apply ``score op0 t0``, else ``score op1 t1`` (and, for equalized odds, with
+    probability ``p_ignore`` the constant ``constant`` instead). ``score`` is the base
+    model's probability of ``positive_class``. A group without a rule — never seen
+    while fitting, or listed in ``unadjusted`` (too few rows, or one label only) — is
+    decided by the base model at 0.5 (fairlearn would answer "negative" for it).
+    The sensitive columns must be among the model's input columns.
+    """
+
+    def __init__(
+        self,
+        estimator: Any = None,
+        sensitive: list[str] | None = None,
+        edges: dict[str, list[float]] | None = None,
+        rules: dict[str, dict[str, Any]] | None = None,
+        positive_class: Any = None,
+        unadjusted: dict[str, str] | None = None,
+    ) -> None:
+        self.estimator = estimator
+        self.sensitive = sensitive
+        self.edges = edges
+        self.rules = rules
+        self.positive_class = positive_class
+        self.unadjusted = unadjusted
+
+    @property
+    def classes_(self) -> np.ndarray:
+        """The base model's class labels."""
+        return self.estimator.classes_
+
+    @property
+    def named_steps(self) -> Any:
+        """The base pipeline's steps: explanations describe the base model's score."""
+        return self.estimator.named_steps
+
+    def fit(self, X: Any, y: Any) -> GroupThresholdClassifier:  # noqa: N803
+        """Not fitted here: built from a fitted ``ThresholdOptimizer``."""
+        raise TypeError("GroupThresholdClassifier is built from a fitted ThresholdOptimizer")
+
+    def base_scores(self, X: Any) -> np.ndarray:  # noqa: N803
+        """The base model's probability of the positive class."""
+        proba = self.estimator.predict_proba(X)
+        return proba[:, list(self.estimator.classes_).index(self.positive_class)]
+
+    def _positive_probability(self, X: Any) -> np.ndarray:  # noqa: N803
+        score = self.base_scores(X)
+        keys = group_keys(X, self.sensitive, self.edges or {}).to_numpy()
+        out = (score >= 0.5).astype(float)
+        for key, rule in (self.rules or {}).items():
+            rows = keys == key
+            if not rows.any():
+                continue
+            s = score[rows]
+            p = rule["p0"] * _compare(s, rule["op0"], rule["t0"]) + rule["p1"] * _compare(
+                s, rule["op1"], rule["t1"]
+            )
+            if "p_ignore" in rule:
+                p = rule["p_ignore"] * rule["constant"] + (1 - rule["p_ignore"]) * p
+            out[rows] = p
+        return out
+
+
+def _compare(score: np.ndarray, operator: str, threshold: float) -> np.ndarray:
+    return (score > threshold) if operator == ">" else (score < threshold)

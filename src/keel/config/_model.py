@@ -136,6 +136,14 @@ class FairnessConfig(_Strict):
 
     Limits are judged on groups with at least ``min_group_size`` test rows; a limit
     left unset is reported but not judged.
+
+    ``mitigation`` picks how the shipped model is made fairer: ``reweighing`` (rows
+    reweighted before fitting), ``exponentiated_gradient`` (fairlearn's reduction: a
+    weighted mixture of models fitted under ``constraint``, at most
+    ``mitigation_iterations`` of them) or ``threshold_optimizer`` (fairlearn's
+    post-processing: per-group thresholds on the model's score meeting ``constraint``;
+    needs the sensitive features at prediction time). The last two are for binary
+    tasks and decide at random per row — with a coin fixed by the row's values.
     """
 
     min_group_size: int = Field(30, ge=1)
@@ -148,7 +156,16 @@ class FairnessConfig(_Strict):
     max_accuracy_difference: float | None = Field(None, ge=0.0, le=1.0)
     intersections: bool = True
     resamples: int = Field(200, ge=0, le=5000)
-    mitigation: Literal["none", "reweighing"] = "none"
+    mitigation: Literal["none", "reweighing", "exponentiated_gradient", "threshold_optimizer"] = (
+        "none"
+    )
+    constraint: Literal[
+        "demographic_parity",
+        "equalized_odds",
+        "true_positive_rate_parity",
+        "false_positive_rate_parity",
+    ] = "demographic_parity"
+    mitigation_iterations: int = Field(50, ge=1, le=1000)
 
     @field_validator("bins")
     @classmethod

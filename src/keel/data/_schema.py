@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -533,14 +534,20 @@ class FieldError:
 
 
 def records_to_frame(
-    records: list[dict[str, Any]], schema: Schema, max_errors: int = 20
+    records: list[dict[str, Any]],
+    schema: Schema,
+    max_errors: int = 20,
+    required: Sequence[str] = (),
 ) -> tuple[pd.DataFrame | None, list[FieldError]]:
     """Check JSON rows against the schema and build the model's input frame.
 
     Returns ``(frame, [])`` when every row is valid, else ``(None, errors)`` with at
     most ``max_errors`` errors, each naming the row and field. Fields for the target,
     id and ignored columns are accepted and dropped; unknown fields are errors.
+    Fields in ``required`` must be given and not null, whatever the schema allows
+    (a model that decides per sensitive group needs the group).
     """
+    needed = set(required)
     features = schema.features
     known = set(schema.names)
     errors: list[FieldError] = []
@@ -557,6 +564,16 @@ def records_to_frame(
                 errors.append(FieldError(i, str(key)[:100], f"unknown field{hint}"))
         for column in features:
             raw = record.get(column.name)
+            if raw is None and column.name in needed:
+                errors.append(
+                    FieldError(
+                        i,
+                        column.name,
+                        "required: the model decides per group of this sensitive feature"
+                        " (fairness mitigation), so every row must give it",
+                    )
+                )
+                continue
             ok, value, problem = _coerce(raw, column)
             if ok:
                 values[column.name][i] = value

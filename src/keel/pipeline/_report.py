@@ -375,6 +375,8 @@ def _explanations_html(doc: dict[str, Any] | None) -> list[str]:
         f" of {html.escape(doc['output'])}. Mean |SHAP| per feature:</p>",
         _named_bars(list(doc["shap_importance"].items()), "mean absolute SHAP by feature"),
     ]
+    if doc.get("note"):
+        parts.insert(1, f"<p class='note'>{html.escape(doc['note'])}</p>")
     permutation = doc["permutation_importance"]
     parts.append(
         f"<p>Permutation importance: drop in test {html.escape(permutation['metric'])}"
@@ -442,12 +444,26 @@ def _mitigation_html(mitigation: dict[str, Any] | None) -> list[str]:
     for feature, measures in before["fairness"].items():
         for measure, value in measures.items():
             rows.append([f"{feature}: {measure}", value, after["fairness"][feature].get(measure)])
-    return [
-        f"<h3>Mitigation: {html.escape(mitigation['method'])}</h3>",
+    method = mitigation["method"]
+    if mitigation.get("constraint"):
+        method += f" (constraint: {mitigation['constraint']})"
+    parts = [
+        f"<h3>Mitigation: {html.escape(method)}</h3>",
         "<p>The same model without mitigation (before) and with it (after, the one"
-        " packaged), on the same test rows and decision threshold.</p>",
+        " packaged), on the same test rows.</p>",
         _table(["", "before", "after (shipped)"], rows),
     ]
+    if before.get("decision_threshold") is not None:
+        parts.append(
+            f"<p>Before: decided at P(positive) &ge; {before['decision_threshold']:.3f}.</p>"
+        )
+    if mitigation.get("sensitive_features_at_prediction"):
+        parts.append(
+            "<p><strong>The shipped model needs the sensitive features at prediction"
+            " time</strong>: it applies a threshold per group. The server refuses rows"
+            " without them.</p>"
+        )
+    return parts
 
 
 def _group_text(group: dict[str, Any] | None) -> str:

@@ -44,9 +44,11 @@ from keel.evaluation import compute_metrics
 from keel.pipeline._report import write_card, write_reports
 from keel.registry import assign_alias, ensure_experiment, log_model_package, mlflow_scope
 from keel.responsible import (
+    BINARY_ONLY,
+    NEEDS_SENSITIVE_AT_PREDICTION,
     assess_model_fairness,
     explain_model,
-    reweighing_weights,
+    mitigation_fitter,
     sensitive_edges,
 )
 from keel.training import (
@@ -54,6 +56,7 @@ from keel.training import (
     SEARCH_SPACES,
     assess,
     check_behaviour_config,
+    choose_threshold,
     evaluate_pipeline,
     predict_with,
     refit_on_all_rows,
@@ -174,7 +177,7 @@ def run_project(
         # these very rows, it cannot fail. A configured schema was checked above, once,
         # on the rows as read.
         check_behaviour_config(config.behaviour, schema, labels.task)
-        _check_fairness_config(config, frame)
+        _check_fairness_config(config, frame, labels.task, schema.feature_names)
     with timer("split"):
         notify("split", f"seed {config.seed}")
         model_columns = [*schema.feature_names, config.target]
@@ -241,12 +244,19 @@ def run_project(
             else {n: r.best_params for n, r in tuned.items()},
         )
         best = select_best(trained, labels.primary)
-    weights_for = None
-    if config.fairness.mitigation == "reweighing":
-        edges = sensitive_edges(splits.train, config.sensitive_features, config.fairness)
-
-        def weights_for(rows: pd.DataFrame) -> Any:
-            return reweighing_weights(rows, config.target, config.sensitive_features, edges)
+    fit_final = mitigation_fitter(
+        config.fairness.mitigation,
+        target=config.target,
+        features=schema.feature_names,
+        sensitive=config.sensitive_features,
+        edges=sensitive_edges(splits.train, config.sensitive_features, config.fairness),
+        positive_class=labels.positive_class,
+        constraint=config.fairness.constraint,
+        iterations=config.fairness.mitigation_iterations,
+        folds=config.cv_folds,
+        seed=config.seed,
+        min_group_size=config.fairness.min_group_size,
+    )
 
     with timer("evaluate"):
         notify("evaluate", f"{best.name}: bootstrap intervals, gate, {config.cv_folds}-fold CV")
@@ -264,7 +274,7 @@ def run_project(
             group_column=config.group_column,
             threshold_objective=config.threshold_objective,
             fold_metrics=tuned[best.name].best_fold_metrics if best.name in tuned else (),
-            weights_for=weights_for,
+            fit_final=fit_final,
         )
         test_metrics = assessment.test_metrics
         cut = assessment.threshold.get("value")
@@ -275,7 +285,7 @@ def run_project(
         shipped_doc = {"fit": "train_and_validation", "rows": assessment.refit_rows}
         if config.final_fit == "all_rows":
             notify("evaluate", f"refit {best.name} on all {len(frame)} rows")
-            shipped = refit_on_all_rows(shipped, splits, schema, labels, weights_for)
+            shipped = refit_on_all_rows(best.pipeline, splits, schema, labels, fit_final)
             # the shipped model must pass the behaviour tests too (its minimum-
             # functionality numbers are optimistic: it has seen the test rows)
             behaviour += [
@@ -296,7 +306,7 @@ def run_project(
             c.name: evaluate_pipeline(c.pipeline, splits.test, schema, labels) for c in trained
         }
 
-    def fairness_of(model: Any) -> Any:
+    def fairness_of(model: Any, threshold: float | None = None) -> Any:
         """Fairness of ``model``'s decisions on the test rows (groups binned on train)."""
         return assess_model_fairness(
             model,
@@ -306,7 +316,7 @@ def run_project(
             labels,
             config.sensitive_features,
             config.fairness,
-            cut,
+            threshold,
             config.seed,
         )
 
@@ -314,21 +324,27 @@ def run_project(
         fairness = None
         if config.sensitive_features:
             notify("fairness", ", ".join(config.sensitive_features))
-            fairness = fairness_of(assessment.final_pipeline)
+            fairness = fairness_of(assessment.final_pipeline, cut)
             assessment_doc["fairness"] = fairness.to_dict()
-            if weights_for is not None:
-                notify("fairness", "before reweighing, for comparison")
+            if fit_final is not None:
+                notify("fairness", f"before {config.fairness.mitigation}, for comparison")
                 unmitigated = refit_on_train_and_validation(best.pipeline, splits, schema, labels)
+                before_cut = cut
+                if cut is None and labels.task == "binary" and config.threshold_objective != "none":
+                    # the mitigated model decides itself; the plain one at its own threshold
+                    before_cut = choose_threshold(
+                        best, splits, schema, labels, config.threshold_objective
+                    )["value"]
                 assessment_doc["mitigation"] = _before_and_after(
                     unmitigated,
-                    fairness_of(unmitigated),
+                    fairness_of(unmitigated, before_cut),
                     fairness,
                     test_metrics,
                     splits.test,
                     schema,
                     labels,
                     config,
-                    cut,
+                    before_cut,
                 )
 
     with timer("explain"):
@@ -457,6 +473,11 @@ def run_project(
                     "candidate": best.name,
                     "target": config.target,
                     "sensitive_features": list(config.sensitive_features),
+                    # serving refuses rows without these (the model decides per group)
+                    "requires_sensitive_features": list(config.sensitive_features)
+                    if config.fairness.mitigation in NEEDS_SENSITIVE_AT_PREDICTION
+                    else [],
+                    "mitigation": config.fairness.mitigation,
                     "dataset_digest": dataset.digest,
                     "split_digest": splits.digest,
                     "seed": config.seed,
@@ -677,14 +698,39 @@ def _quiet_mlflow() -> Iterator[None]:
 __all__ = ["STAGES", "Observer", "RunResult", "git_commit", "run_project"]
 
 
-def _check_fairness_config(config: ProjectConfig, frame: pd.DataFrame) -> None:
-    """Mitigation needs sensitive features; binned ones must be numeric and sensitive.
+def _check_fairness_config(
+    config: ProjectConfig, frame: pd.DataFrame, task: str, features: list[str]
+) -> None:
+    """Mitigation fits the task and has what it needs; binned features are numeric.
 
     That every sensitive feature is a column was checked at ingest (check_columns).
     """
-    if config.fairness.mitigation != "none" and not config.sensitive_features:
+    fairness = config.fairness
+    method = fairness.mitigation
+    if method != "none" and not config.sensitive_features:
+        raise DataError(f"key 'fairness.mitigation': {method} needs sensitive_features")
+    if method == "reweighing" and task == "regression":
         raise DataError(
-            f"key 'fairness.mitigation': {config.fairness.mitigation} needs sensitive_features"
+            "key 'fairness.mitigation': reweighing balances groups across labels, so it needs"
+            " a classification task; this target is a regression one"
+        )
+    if method in BINARY_ONLY and task != "binary":
+        raise DataError(
+            f"key 'fairness.mitigation': {method} is for binary tasks; this one is {task}"
+            " (use reweighing, or none)"
+        )
+    if method in NEEDS_SENSITIVE_AT_PREDICTION:
+        missing = [c for c in config.sensitive_features if c not in features]
+        if missing:
+            raise DataError(
+                f"key 'fairness.mitigation': {method} decides per group at prediction time,"
+                f" so {', '.join(map(repr, missing))} must be a model input; remove it from"
+                " ignore_columns (or choose exponentiated_gradient)"
+            )
+    if "constraint" in fairness.model_fields_set and method not in BINARY_ONLY:
+        raise DataError(
+            "key 'fairness.constraint': only exponentiated_gradient and threshold_optimizer"
+            f" take a constraint; mitigation is {method}"
         )
     for name in config.fairness.bins:
         if name not in config.sensitive_features:
@@ -736,10 +782,14 @@ def _before_and_after(
         classes,
         labels.positive_class,
     )
+    method = config.fairness.mitigation
     return {
-        "method": config.fairness.mitigation,
+        "method": method,
+        "constraint": config.fairness.constraint if method in BINARY_ONLY else None,
         "shipped": "after",
+        "sensitive_features_at_prediction": method in NEEDS_SENSITIVE_AT_PREDICTION,
         "before": {
+            "decision_threshold": cut,
             "metrics": metrics,
             "fairness": {f: r["measures"] for f, r in before.features.items()},
             "passed": before.passed,

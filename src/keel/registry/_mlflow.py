@@ -36,7 +36,9 @@ TRUSTED_TYPES: tuple[str, ...] = (
     "lightgbm.sklearn.LGBMClassifier",
     "lightgbm.sklearn.LGBMRegressor",
     "numpy.dtype",
+    "keel.estimators.GroupThresholdClassifier",
     "keel.estimators.LabelledXGBClassifier",
+    "keel.estimators.MixtureClassifier",
     "xgboost.core.Booster",
     "xgboost.sklearn.XGBRegressor",
 )

@@ -26,8 +26,15 @@ from keel.responsible._fairness import (
     reweighing_weights,
     sensitive_edges,
 )
+from keel.responsible._mitigate import (
+    BINARY_ONLY,
+    NEEDS_SENSITIVE_AT_PREDICTION,
+    mitigation_fitter,
+)
 
 __all__ = [
+    "BINARY_ONLY",
+    "NEEDS_SENSITIVE_AT_PREDICTION",
     "Explanation",
     "FairnessReport",
     "assess_fairness",
@@ -42,6 +49,7 @@ __all__ = [
     "explain_row",
     "feature_columns",
     "group_labels",
+    "mitigation_fitter",
     "partial_dependences",
     "permutation_ranking",
     "render_html",

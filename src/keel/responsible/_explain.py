@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from sklearn.inspection import permutation_importance
 
+from keel.estimators import decides_itself
 from keel.evaluation import fast_metrics
 from keel.training import predict_with
 
@@ -432,4 +433,15 @@ def explain_model(
         "partial_dependence": dependence,
         "example": example,
     }
+    if hasattr(pipeline, "rules"):  # per-group thresholds (threshold_optimizer)
+        document["note"] = (
+            "SHAP values explain the base model's score; the shipped model then decides"
+            " with a threshold per sensitive group, so a row's group also moves its decision."
+            " Permutation importance and partial dependence describe the shipped decisions."
+        )
+    elif decides_itself(pipeline):
+        document["note"] = (
+            "The shipped model is a fairness-mitigated mixture of models; every number here"
+            " explains its probability of a positive decision."
+        )
     return document, background

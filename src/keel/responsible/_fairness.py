@@ -9,7 +9,6 @@ but takes minutes on a test set of 10,000 rows.
 
 from __future__ import annotations
 
-import itertools
 import math
 import warnings
 from collections.abc import Sequence
@@ -27,11 +26,11 @@ from fairlearn.metrics import (
 )
 from sklearn.metrics import accuracy_score, mean_absolute_error, root_mean_squared_error
 
+from keel._groups import INTERSECTION, group_keys, group_labels
 from keel.config import FairnessConfig
 from keel.training import predict_with
 
 QUANTILE_BINS = 4  # numeric sensitive features without configured edges: quartiles
-INTERSECTION = " & "
 
 
 @dataclass
@@ -91,35 +90,6 @@ def bin_edges(values: pd.Series, configured: Sequence[float] | None) -> list[flo
         return []
     inner = np.unique(np.quantile(finite, np.linspace(0, 1, QUANTILE_BINS + 1)[1:-1]))
     return [float(e) for e in inner]
-
-
-def group_labels(
-    frame: pd.DataFrame, features: Sequence[str], edges: dict[str, list[float]]
-) -> pd.DataFrame:
-    """One string column per sensitive feature: its value, or its bin when numeric.
-
-    Bins read ``[a, b)``; missing values are their own group, ``(missing)``.
-    """
-    out = {}
-    for name in features:
-        column = frame[name]
-        if name in edges:
-            cuts = [-math.inf, *edges[name], math.inf]
-            labels = [_bin_label(lo, hi) for lo, hi in itertools.pairwise(cuts)]
-            numbers = pd.to_numeric(column, errors="coerce")
-            binned = pd.cut(numbers, cuts, right=False, labels=labels)
-            out[name] = binned.astype(object).where(binned.notna(), "(missing)").astype(str)
-        else:
-            out[name] = column.astype(object).where(column.notna(), "(missing)").astype(str)
-    return pd.DataFrame(out, index=frame.index)
-
-
-def _bin_label(lo: float, hi: float) -> str:
-    if math.isinf(lo):
-        return f"< {hi:g}"
-    if math.isinf(hi):
-        return f">= {lo:g}"
-    return f"[{lo:g}, {hi:g})"
 
 
 def assess_fairness(
@@ -387,7 +357,7 @@ def reweighing_weights(
     independent of the group (they sum to the number of rows unless some group has
     no row of some label: that cell's share cannot be given to anyone).
     """
-    groups = group_labels(rows, sensitive, edges).astype(str).agg(INTERSECTION.join, axis=1)
+    groups = group_keys(rows, sensitive, edges)
     labels = rows[target].astype(str)
     n = len(rows)
     p_group = groups.map(groups.value_counts() / n)

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from keel.data import records_to_frame
+from keel.estimators import decides_itself
 from keel.evaluation import decide
 from keel.registry import LoadedPackage, load_package
 
@@ -133,6 +134,10 @@ def create_app(package: LoadedPackage, max_body_bytes: int = MAX_BODY_BYTES) -> 
     threshold = package.metadata.get("decision_threshold")
     if package.task != "binary" or positive not in classes:
         threshold = None
+    # a fairness-mitigated model decides per row itself (keel.estimators) and may need
+    # the sensitive features to do it: rows without them are refused
+    own_decisions = decides_itself(package.model)
+    required = list(package.metadata.get("requires_sensitive_features") or [])
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -171,7 +176,7 @@ def create_app(package: LoadedPackage, max_body_bytes: int = MAX_BODY_BYTES) -> 
     @app.post("/predict")
     def predict(body: PredictRequest, request: Request) -> Any:
         """Predict for each instance; classification answers carry class probabilities."""
-        frame, errors = records_to_frame(body.instances, schema)
+        frame, errors = records_to_frame(body.instances, schema, required=required)
         if errors:
             first = errors[0]
             where = f"instances[{first.row}]" + (f".{first.field}" if first.field else "")
@@ -182,7 +187,9 @@ def create_app(package: LoadedPackage, max_body_bytes: int = MAX_BODY_BYTES) -> 
             # chosen on validation (the one the test metrics were computed at);
             # otherwise the most probable class, what the model's predict() returns.
             proba = package.model.predict_proba(frame)
-            if threshold is not None:
+            if own_decisions:
+                answer["predictions"] = _plain_list(np.asarray(package.model.predict(frame)))
+            elif threshold is not None:
                 answer["predictions"] = decide(proba, classes, positive, threshold).tolist()
                 answer["decision_threshold"] = threshold
             else:

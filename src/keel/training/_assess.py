@@ -13,6 +13,7 @@ from sklearn import metrics as skm
 from sklearn.base import clone
 
 from keel.data import LabelInfo, Schema, Splits
+from keel.estimators import decides_itself
 from keel.evaluation import (
     GateResult,
     Interval,
@@ -90,16 +91,18 @@ def assess(
     refit: bool = True,
     threshold_objective: str = "f1",
     fold_metrics: Sequence[dict[str, float]] = (),
-    weights_for: WeightsFor | None = None,
+    fit_final: FitFinal | None = None,
 ) -> Assessment:
     """Test metrics with 95 % bootstrap intervals, the baseline gate, CV and threshold.
 
     With ``refit`` the chosen model — and the baseline it is compared with — are fitted
     again, with the same hyper-parameters, on train + validation: the validation rows
     have done their job (choosing), and the model that ships learns from them too. The
-    test rows stay untouched. The gate compares the chosen model with the best *other*
-    baseline (chosen on validation) on the same bootstrap resamples of the test rows:
-    it passes when the whole interval of the improvement clears ``margin``.
+    test rows stay untouched. ``fit_final`` fits the shipped model instead of a plain
+    ``fit`` (bias mitigation); the baseline is still fitted plainly. The gate compares
+    the chosen model with the best *other* baseline (chosen on validation) on the same
+    bootstrap resamples of the test rows: it passes when the whole interval of the
+    improvement clears ``margin``.
     """
     spec = labels.primary
     x_test = splits.test[schema.feature_names]
@@ -107,19 +110,26 @@ def assess(
     if labels.task == "regression":
         y_test = y_test.astype(float)
     final = (
-        refit_on_train_and_validation(best.pipeline, splits, schema, labels, weights_for)
+        refit_on_train_and_validation(best.pipeline, splits, schema, labels, fit_final)
         if refit
         else best.pipeline
     )
     threshold: dict[str, Any] = {}
     cut = None
-    if labels.task == "binary" and threshold_objective != "none":
+    if fit_final is not None and decides_itself(final):
+        threshold = {
+            "objective": "none",
+            "value": None,
+            "note": "the mitigated model decides each row itself (randomised per group,"
+            " with a coin fixed by the row's values); no global threshold applies",
+        }
+    elif labels.task == "binary" and threshold_objective != "none":
         threshold = choose_threshold(best, splits, schema, labels, threshold_objective)
         cut = threshold["value"]
     predictions, proba, classes = predict_with(
         final, x_test, labels.task, cut, labels.positive_class
     )
-    if threshold:
+    if cut is not None:
         threshold["test_at_0.5"] = _threshold_metrics(
             y_test == labels.positive_class, proba[:, classes.index(labels.positive_class)] > 0.5
         )
@@ -186,8 +196,10 @@ def assess(
     )
 
 
-WeightsFor = Callable[[pd.DataFrame], np.ndarray]
-"""Sample weights for the rows a model is fitted on (e.g. fairness reweighing)."""
+FitFinal = Callable[[Any, pd.DataFrame], Any]
+"""(unfitted pipeline, rows with features and target) → the fitted model to ship.
+
+How bias mitigation fits a model (``keel.responsible.mitigation_fitter``)."""
 
 
 def refit_on_train_and_validation(
@@ -195,10 +207,10 @@ def refit_on_train_and_validation(
     splits: Splits,
     schema: Schema,
     labels: LabelInfo,
-    weights_for: WeightsFor | None = None,
+    fit_final: FitFinal | None = None,
 ):
     """A fresh copy of ``pipeline`` (same hyper-parameters) fitted on train + validation."""
-    return _refit(pipeline, [splits.train, splits.validation], schema, labels, weights_for)
+    return _refit(pipeline, [splits.train, splits.validation], schema, labels, fit_final)
 
 
 def refit_on_all_rows(
@@ -206,7 +218,7 @@ def refit_on_all_rows(
     splits: Splits,
     schema: Schema,
     labels: LabelInfo,
-    weights_for: WeightsFor | None = None,
+    fit_final: FitFinal | None = None,
 ):
     """A fresh copy of ``pipeline`` fitted on every row: train, validation and test.
 
@@ -215,7 +227,7 @@ def refit_on_all_rows(
     hyper-parameters, fewer rows) — a conservative estimate, and said so in the report.
     """
     return _refit(
-        pipeline, [splits.train, splits.validation, splits.test], schema, labels, weights_for
+        pipeline, [splits.train, splits.validation, splits.test], schema, labels, fit_final
     )
 
 
@@ -224,20 +236,17 @@ def _refit(
     parts: list,
     schema: Schema,
     labels: LabelInfo,
-    weights_for: WeightsFor | None = None,
+    fit_final: FitFinal | None = None,
 ):
     rows = pd.concat(parts, ignore_index=True)
     y = rows[schema.target].to_numpy()
     if labels.task == "regression":
         y = y.astype(float)
-    model = clone(pipeline)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=UserWarning)
-        if weights_for is None:
-            model.fit(rows[schema.feature_names], y)
-        else:
-            model.fit(rows[schema.feature_names], y, model__sample_weight=weights_for(rows))
-    return model
+        if fit_final is not None:
+            return fit_final(pipeline, rows)
+        return clone(pipeline).fit(rows[schema.feature_names], y)
 
 
 def diagnose(labels, y_test, predictions, proba, classes) -> dict[str, Any]:

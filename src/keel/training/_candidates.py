@@ -24,7 +24,7 @@ from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 from xgboost import XGBRegressor
 
 from keel.data import LabelInfo, Schema, Splits
-from keel.estimators import LabelledXGBClassifier
+from keel.estimators import LabelledXGBClassifier, decides_itself
 from keel.evaluation import MetricSpec, compute_metrics, decide, is_better
 from keel.features import build_preprocessor
 
@@ -158,11 +158,15 @@ def predict_with(
 
     With ``threshold`` (binary), the predictions are the decisions at that threshold
     on ``positive_class``'s probability — what serving answers — not ``predict``'s 0.5.
+    A model that decides itself (fairness mitigation, ``keel.estimators``) is asked
+    for its decisions.
     """
     if task == "regression":
         return pipeline.predict(frame), None, ()
     proba = pipeline.predict_proba(frame)
     classes = tuple(str(c) for c in pipeline.classes_)
+    if decides_itself(pipeline):  # a mitigated model: its own (randomised) decisions
+        return np.asarray(pipeline.predict(frame)).astype(str), proba, classes
     if threshold is not None and task == "binary":
         return decide(proba, classes, positive_class, threshold), proba, classes
     # the most probable class: what the classifiers' own predict() returns, in one pass
