@@ -81,7 +81,12 @@ def decides_itself(model: Any) -> bool:
 
 
 class _RandomisedBinary(ClassifierMixin, BaseEstimator):
-    """A binary classifier deciding "positive" with a per-row probability (see row_coins)."""
+    """A binary classifier deciding "positive" with a per-row probability (see row_coins).
+
+    ``predict_proba`` is the model's *score* (what ranking, calibration and explanations
+    read); ``decision_probability`` the probability that the mitigated, randomised rule
+    says "positive"; ``predict`` that rule's decision, with the row's own coin.
+    """
 
     decides_itself = True
 
@@ -89,12 +94,16 @@ class _RandomisedBinary(ClassifierMixin, BaseEstimator):
         """Built from fitted parts, never fitted itself."""
         return True
 
-    def _positive_probability(self, X: Any) -> np.ndarray:  # noqa: N803
+    def _score(self, X: Any) -> np.ndarray:  # noqa: N803
+        raise NotImplementedError
+
+    def decision_probability(self, X: Any) -> np.ndarray:  # noqa: N803
+        """Probability of a positive decision per row (fairlearn's ``_pmf_predict``)."""
         raise NotImplementedError
 
     def predict_proba(self, X: Any) -> np.ndarray:  # noqa: N803
-        """Probability of the positive decision, columns in ``classes_`` order."""
-        p = np.clip(self._positive_probability(X), 0.0, 1.0)
+        """The score: probability of each class, columns in ``classes_`` order."""
+        p = np.clip(self._score(X), 0.0, 1.0)
         column = list(self.classes_).index(self.positive_class)
         out = np.empty((len(p), 2))
         out[:, column], out[:, 1 - column] = p, 1.0 - p
@@ -102,7 +111,7 @@ class _RandomisedBinary(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: Any) -> np.ndarray:  # noqa: N803
         """Positive where the row's coin falls below its probability of a positive."""
-        p = self._positive_probability(X)
+        p = self.decision_probability(X)
         negative = next(c for c in self.classes_ if c != self.positive_class)
         return np.where(p > row_coins(X), self.positive_class, negative)
 
@@ -113,6 +122,8 @@ class MixtureClassifier(_RandomisedBinary):
     ``members`` are binary classifiers fitted on the labels 0/1 (1 = ``positive_class``);
     a row is positive with probability ``sum(weights[i] * members[i].predict(x) == 1)``
     — fairlearn's ``_pmf_predict`` — and the coin comes from the row (``row_coins``).
+    Its score (``predict_proba``) is the members' probabilities averaged with the same
+    weights.
     """
 
     def __init__(
@@ -136,9 +147,15 @@ class MixtureClassifier(_RandomisedBinary):
         """Not fitted here: built from a fitted ``ExponentiatedGradient``."""
         raise TypeError("MixtureClassifier is built from a fitted ExponentiatedGradient")
 
-    def _positive_probability(self, X: Any) -> np.ndarray:  # noqa: N803
+    def decision_probability(self, X: Any) -> np.ndarray:  # noqa: N803
+        """``sum(weights[i] * (members[i].predict(x) == 1))``, fairlearn's rule."""
         votes = np.column_stack([np.asarray(m.predict(X), dtype=float) for m in self.members])
         return votes @ np.asarray(self.weights, dtype=float)
+
+    def _score(self, X: Any) -> np.ndarray:  # noqa: N803
+        """The members' probabilities of a positive, averaged with the same weights."""
+        soft = np.column_stack([m.predict_proba(X)[:, 1] for m in self.members])
+        return soft @ np.asarray(self.weights, dtype=float)
 
 
 class GroupThresholdClassifier(_RandomisedBinary):
@@ -189,7 +206,11 @@ class GroupThresholdClassifier(_RandomisedBinary):
         proba = self.estimator.predict_proba(X)
         return proba[:, list(self.estimator.classes_).index(self.positive_class)]
 
-    def _positive_probability(self, X: Any) -> np.ndarray:  # noqa: N803
+    def _score(self, X: Any) -> np.ndarray:  # noqa: N803
+        return self.base_scores(X)
+
+    def decision_probability(self, X: Any) -> np.ndarray:  # noqa: N803
+        """Apply fairlearn's interpolated thresholds per group; the base at 0.5 elsewhere."""
         score = self.base_scores(X)
         keys = group_keys(X, self.sensitive, self.edges or {}).to_numpy()
         out = (score >= 0.5).astype(float)

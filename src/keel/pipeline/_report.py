@@ -176,8 +176,10 @@ def _assessment_html(report: dict[str, Any]) -> list[str]:
             f" {d['value']:+.4f} (95% CI {d['low']:+.4f} to {d['high']:+.4f}),"
             f" margin {gate['margin']:g}.</p>"
         )
-    threshold = assessment.get("threshold")
-    if threshold:
+    threshold = assessment.get("threshold") or {}
+    if threshold.get("note"):
+        parts.append(f"<p>{html.escape(threshold['note'])}.</p>")
+    elif threshold.get("value") is not None:
         at = threshold["test_at_0.5"]
         parts.append(
             f"<p>Decision threshold {threshold['value']:.4f}, chosen on validation for"

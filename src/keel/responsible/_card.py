@@ -181,6 +181,8 @@ def build_card(
                 f" for {threshold['objective']}); the metrics above are at it.",
             )
         )
+    elif threshold.get("note"):
+        evaluation.append(("p", f"Decisions: {threshold['note']}."))
     sections.append(("Evaluation", evaluation))
 
     fairness = assessment.get("fairness")
@@ -217,9 +219,18 @@ def build_card(
                     _num(mitigation["after"]["metrics"].get(primary)),
                 ]
             ]
-            blocks.append(
-                ("p", f"Mitigation: {mitigation['method']} (the shipped model is 'after').")
-            )
+            how = mitigation["method"]
+            if mitigation.get("constraint"):
+                how += f", constraint {mitigation['constraint']}"
+            blocks.append(("p", f"Mitigation: {how} (the shipped model is 'after')."))
+            if mitigation.get("sensitive_features_at_prediction"):
+                blocks.append(
+                    (
+                        "p",
+                        "The shipped model needs the sensitive features at prediction time"
+                        " (a threshold per group); the server refuses rows without them.",
+                    )
+                )
             blocks.append(("table", (["", "before", "after"], rows_ba)))
         headline = "selection_rate" if report["task"] == "binary" else "accuracy"
         for feature, result in list(fairness["features"].items())[:3]:

@@ -441,7 +441,8 @@ def explain_model(
         )
     elif decides_itself(pipeline):
         document["note"] = (
-            "The shipped model is a fairness-mitigated mixture of models; every number here"
-            " explains its probability of a positive decision."
+            "The shipped model is a fairness-mitigated mixture of models: these numbers"
+            " explain its score (the members' probabilities, weighted); its decisions are"
+            " drawn per row from the members' votes."
         )
     return document, background

@@ -120,8 +120,9 @@ def assess(
         threshold = {
             "objective": "none",
             "value": None,
-            "note": "the mitigated model decides each row itself (randomised per group,"
-            " with a coin fixed by the row's values); no global threshold applies",
+            "note": "the mitigated model decides each row itself (randomised as fairlearn"
+            " prescribes, with a coin fixed by the row's values); no global threshold"
+            " applies, and its probabilities are a score, not the decision",
         }
     elif labels.task == "binary" and threshold_objective != "none":
         threshold = choose_threshold(best, splits, schema, labels, threshold_objective)
