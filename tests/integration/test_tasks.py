@@ -132,6 +132,9 @@ def test_time_split_run_records_its_boundaries(tmp_path: Path, adult_frame: pd.D
     assert result.data["split_method"] == "time"
     details = result.data["split_details"]
     assert details["train_until"] < details["validation_from"] < details["test_from"]
+    period = result.data["period"]
+    assert period.startswith(f"{frame['day'].min()} to {frame['day'].max()} (day)")
+    assert f"tested from {details['test_from']}" in period
     package = load_package(f"timed/{result.model['version']}", result.tracking_uri)
     assert "day" not in package.schema.feature_names
     assert result.data["class_balance"][">50K"] < 0.5

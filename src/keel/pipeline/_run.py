@@ -402,6 +402,8 @@ def run_project(
             for f in feature_scores[:5]
         ],
     }
+    if config.time_column:
+        data_info["period"] = _period(frame[config.time_column], config.time_column, splits)
     tuning_summary = {
         name: {
             "metric": r.metric,
@@ -698,6 +700,20 @@ def _quiet_mlflow() -> Iterator[None]:
 __all__ = ["STAGES", "Observer", "RunResult", "git_commit", "run_project"]
 
 
+def _period(times: pd.Series, column: str, splits: Any) -> str:
+    """When the rows were collected, for the card: first to last value of the time column."""
+    values = times.dropna()
+    if values.empty:
+        return f"unknown: {column!r} is empty"
+    text = f"{values.min()} to {values.max()} ({column})"
+    details = splits.details or {}
+    if details.get("train_until") and details.get("test_from"):
+        text += (
+            f"; trained on rows up to {details['train_until']}, tested from {details['test_from']}"
+        )
+    return text
+
+
 def _check_fairness_config(
     config: ProjectConfig, frame: pd.DataFrame, task: str, features: list[str]
 ) -> None:
@@ -727,7 +743,8 @@ def _check_fairness_config(
                 f" so {', '.join(map(repr, missing))} must be a model input; remove it from"
                 " ignore_columns (or choose exponentiated_gradient)"
             )
-    if "constraint" in fairness.model_fields_set and method not in BINARY_ONLY:
+    # (a config logged by a run and read back sets every key: only a changed one is an error)
+    if fairness.constraint != "demographic_parity" and method not in BINARY_ONLY:
         raise DataError(
             "key 'fairness.constraint': only exponentiated_gradient and threshold_optimizer"
             f" take a constraint; mitigation is {method}"
