@@ -328,6 +328,129 @@ def serve(
             )
 
 
+NameArg = Annotated[str, typer.Argument(help="The registered model's name.")]
+ReasonOpt = Annotated[
+    str | None, typer.Option("--reason", help="Why: recorded in the alias history.")
+]
+
+
+def _registry(config: Path | None) -> str:
+    """The tracking URI of the project in this folder (or of --config)."""
+    from keel.config import load_config, resolve_settings
+
+    return resolve_settings(load_config(config)).tracking_uri
+
+
+def _print_event(event: Any, json_out: bool) -> None:
+    if json_out:
+        print(json.dumps(event.to_dict()))
+        return
+    Console(stderr=True).print(
+        f"{event.model}@{event.alias}: version {event.from_version or '-'} →"
+        f" {event.to_version} ({event.action} by {event.who}: {event.why})"
+    )
+
+
+@app.command()
+def promote(
+    name: NameArg,
+    version: Annotated[str, typer.Argument(help="The version to promote.")],
+    to: Annotated[
+        str, typer.Option("--to", help="champion, staging or production (only from staging).")
+    ] = "champion",
+    force: Annotated[
+        bool, typer.Option("--force", help="Promote although a gate failed (needs --reason).")
+    ] = False,
+    reason: ReasonOpt = None,
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Point an alias (default `champion`) at a version, if its gates passed.
+
+    The move is recorded (who, when, from, to, why) and listed by `keel history`.
+    A running `keel serve` of NAME@ALIAS follows the alias. Exit codes: 0 moved,
+    1 refused (a gate failed, not in staging, already there, or a racing move),
+    2 unknown model or version, or bad options.
+    """
+    from keel.registry import mlflow_scope
+    from keel.registry import promote as promote_version
+
+    with exit_codes(debug):
+        uri = _registry(config)
+        with mlflow_scope(uri) as client:
+            event = promote_version(client, uri, name, version, to=to, force=force, reason=reason)
+        _print_event(event, json_out)
+
+
+@app.command()
+def rollback(
+    name: NameArg,
+    alias: Annotated[str, typer.Option("--alias", help="The alias to move back.")] = "champion",
+    reason: ReasonOpt = None,
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Put back the version the alias (default `champion`) pointed at before its last move.
+
+    One command, recorded like any move; running again undoes it. Exit codes: 0 rolled
+    back, 1 a racing move changed the alias, 2 unknown model or nothing to go back to.
+    """
+    from keel.registry import mlflow_scope
+    from keel.registry import rollback as roll_back
+
+    with exit_codes(debug):
+        uri = _registry(config)
+        with mlflow_scope(uri) as client:
+            event = roll_back(client, uri, name, alias=alias, reason=reason)
+        _print_event(event, json_out)
+
+
+@app.command()
+def history(
+    name: NameArg,
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """List every alias move of a model, oldest first: when, who, alias, from, to, why.
+
+    Exit codes: 0 listed, 2 unknown model.
+    """
+    from keel.registry import ALIASES, alias_version, mlflow_scope
+    from keel.registry import history as alias_history
+
+    with exit_codes(debug):
+        uri = _registry(config)
+        with mlflow_scope(uri) as client:
+            events = alias_history(client, name)
+            now = {a: alias_version(client, name, a) for a in ALIASES}
+        if json_out:
+            print(
+                json.dumps({"model": name, "aliases": now, "events": [e.to_dict() for e in events]})
+            )
+            return
+        table = Table(title=f"{name}: alias history")
+        for column in ("when (UTC)", "who", "action", "alias", "from", "to", "why"):
+            table.add_column(column)
+        for e in events:
+            table.add_row(
+                e.when.replace("T", " ")[:19],
+                e.who,
+                e.action,
+                e.alias,
+                e.from_version or "-",
+                e.to_version or "-",
+                e.why,
+            )
+        console = Console()
+        console.print(table)
+        console.print(
+            "now: " + ", ".join(f"{a} → {v}" for a, v in now.items() if v) or "no aliases"
+        )
+
+
 @app.command()
 def validate(
     data: Annotated[Path, typer.Argument(help="CSV or Parquet file to check.")],

@@ -506,7 +506,7 @@ def run_project(
                 behaviour_ok = all(b["passed"] for b in behaviour)
                 fairness_ok = fairness is None or fairness.passed
                 if (gate is None or gate.passed) and behaviour_ok and fairness_ok:
-                    ref = assign_alias(client, ref)
+                    ref = assign_alias(client, ref, settings.tracking_uri)
                 mlflow.set_tag("keel.alias", ref.alias or "none: a gate failed")
                 if fairness is not None:
                     _log_fairness(fairness)

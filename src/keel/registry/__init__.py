@@ -1,5 +1,16 @@
 """Registry: model packages in MLflow, aliases, loading from the registry only."""
 
+from keel.registry._aliases import (
+    ALIASES,
+    AliasEvent,
+    alias_version,
+    gate_failures,
+    history,
+    move_alias,
+    promote,
+    registry_lock,
+    rollback,
+)
 from keel.registry._mlflow import (
     CHALLENGER,
     CHAMPION,
@@ -16,16 +27,25 @@ from keel.registry._mlflow import (
 )
 
 __all__ = [
+    "ALIASES",
     "CHALLENGER",
     "CHAMPION",
     "TRUSTED_TYPES",
+    "AliasEvent",
     "LoadedPackage",
     "ModelRef",
+    "alias_version",
     "assign_alias",
     "ensure_experiment",
+    "gate_failures",
+    "history",
     "load_package",
     "log_model_package",
     "mlflow_scope",
+    "move_alias",
     "parse_model_uri",
+    "promote",
+    "registry_lock",
+    "rollback",
     "version_documents",
 ]

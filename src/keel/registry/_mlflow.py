@@ -22,6 +22,7 @@ from mlflow.models import infer_signature
 
 from keel.data import Schema
 from keel.errors import KeelError, ModelNotFoundError, did_you_mean
+from keel.registry._aliases import alias_version, move_alias, registry_lock
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -164,14 +165,22 @@ def log_model_package(
     return info.model_uri, ModelRef(registered_name, str(version.version))
 
 
-def assign_alias(client: MlflowClient, ref: ModelRef) -> ModelRef:
-    """Alias a new version ``champion`` if the model has none yet, else ``challenger``."""
-    try:
-        client.get_model_version_by_alias(ref.name, CHAMPION)
-        alias = CHALLENGER
-    except MlflowException:
-        alias = CHAMPION
-    client.set_registered_model_alias(ref.name, alias, ref.version)
+def assign_alias(client: MlflowClient, ref: ModelRef, tracking_uri: str) -> ModelRef:
+    """Alias a new version ``champion`` if the model has none yet, else ``challenger``.
+
+    The move is recorded in the model's alias history (``keel history``).
+    """
+    with registry_lock(tracking_uri):
+        alias = CHAMPION if alias_version(client, ref.name, CHAMPION) is None else CHALLENGER
+        move_alias(
+            client,
+            tracking_uri,
+            ref.name,
+            alias,
+            ref.version,
+            action="register",
+            why="first version to pass its gates" if alias == CHAMPION else "new version",
+        )
     return ModelRef(ref.name, ref.version, alias)
 
 

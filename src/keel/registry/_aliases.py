@@ -1,0 +1,278 @@
+"""Alias moves with a history: promote, rollback, and who did what, when and why.
+
+Every move of an alias (``champion``, ``challenger``, ``staging``, ``production``) is
+recorded in the registry itself, as a tag of the registered model
+(``keel.history.<time>-<id>`` holding one JSON event), so the story travels with the
+registry and needs no other database. Moves on a local SQLite store are serialised
+by a file lock next to it: two promotions racing each read the alias, move it and
+record the event in turn, never interleaved.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import getpass
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from keel.errors import KeelFinding, KeelInputError, ModelNotFoundError
+
+HISTORY_PREFIX = "keel.history."
+ALIASES = ("champion", "challenger", "staging", "production")
+GATE_TAGS = ("keel.gate.baseline", "keel.gate.fairness", "keel.gate.behaviour")
+
+
+@dataclass(frozen=True)
+class AliasEvent:
+    """One move of one alias."""
+
+    model: str
+    alias: str
+    from_version: str | None
+    to_version: str | None
+    action: str  # register | promote | rollback | force
+    who: str
+    when: str  # ISO 8601, UTC
+    why: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return asdict(self)
+
+
+def current_user() -> str:
+    """Who is acting: ``KEEL_USER`` if set, else the login name."""
+    return os.environ.get("KEEL_USER") or getpass.getuser()
+
+
+def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
+    """The version ``alias`` points at, or None."""
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+
+
+def history(client: MlflowClient, name: str) -> list[AliasEvent]:
+    """Every recorded alias move of model ``name``, oldest first."""
+    model = _registered(client, name)
+    events = [
+        AliasEvent(**json.loads(value))
+        for key, value in sorted(model.tags.items())
+        if key.startswith(HISTORY_PREFIX)
+    ]
+    return events
+
+
+def move_alias(
+    client: MlflowClient,
+    tracking_uri: str,
+    name: str,
+    alias: str,
+    version: str,
+    *,
+    action: str,
+    why: str,
+    who: str | None = None,
+    expected: str | object | None = ...,
+) -> AliasEvent:
+    """Point ``alias`` at ``version`` and record the move, under the registry's lock.
+
+    With ``expected`` the move happens only if the alias still points where the caller
+    last saw it (a compare-and-set: a racing move makes this one fail, not overwrite).
+    """
+    with registry_lock(tracking_uri):
+        before = alias_version(client, name, alias)
+        if expected is not ... and before != expected:
+            raise KeelFinding(
+                f"{name}@{alias} moved to version {before} meanwhile (expected {expected});"
+                " nothing changed — look at `keel history` and try again"
+            )
+        client.set_registered_model_alias(name, alias, version)
+        event = AliasEvent(
+            model=name,
+            alias=alias,
+            from_version=before,
+            to_version=str(version),
+            action=action,
+            who=who or current_user(),
+            when=datetime.now(UTC).isoformat(timespec="milliseconds"),
+            why=why,
+        )
+        key = f"{HISTORY_PREFIX}{time.time_ns():020d}-{uuid.uuid4().hex[:6]}"
+        client.set_registered_model_tag(name, key, json.dumps(event.to_dict()))
+        return event
+
+
+def gate_failures(client: MlflowClient, name: str, version: str) -> list[str]:
+    """The gates recorded as failed on the run that produced ``version``."""
+    model_version = _version(client, name, version)
+    if not model_version.run_id:
+        return ["no run: the version was not produced by `keel run`"]
+    tags = client.get_run(model_version.run_id).data.tags
+    return [f"{t.removeprefix('keel.gate.')}" for t in GATE_TAGS if tags.get(t) == "failed"]
+
+
+def promote(
+    client: MlflowClient,
+    tracking_uri: str,
+    name: str,
+    version: str,
+    *,
+    to: str = "champion",
+    force: bool = False,
+    reason: str | None = None,
+) -> AliasEvent:
+    """Move ``to`` (``champion``, ``staging`` or ``production``) to ``version``.
+
+    Refused (KeelFinding, exit 1) when a gate of the version's run failed, unless
+    ``force`` with a ``reason`` (recorded as a ``force`` move). ``production`` only
+    takes the version that ``staging`` points at.
+    """
+    if to not in ("champion", "staging", "production"):
+        raise KeelInputError(f"--to must be champion, staging or production, not {to!r}")
+    if force and not (reason and reason.strip()):
+        raise KeelInputError("--force needs --reason: say why the gates are overridden")
+    _version(client, name, version)
+    if to == "production":
+        staged = alias_version(client, name, "staging")
+        if staged != str(version):
+            raise KeelFinding(
+                f"{name} version {version} is not in staging (staging is"
+                f" {'version ' + staged if staged else 'empty'}); a model reaches production"
+                f" only from staging: `keel promote {name} {version} --to staging` first"
+            )
+    failed = gate_failures(client, name, version)
+    if failed and not force:
+        raise KeelFinding(
+            f"{name} version {version} failed the gate(s) {', '.join(failed)}; not promoted"
+            " (override with --force --reason '...', which is recorded)"
+        )
+    current = alias_version(client, name, to)
+    if current == str(version):
+        raise KeelFinding(f"{name}@{to} is already version {version}; nothing changed")
+    why = reason or f"promoted to {to}"
+    return move_alias(
+        client,
+        tracking_uri,
+        name,
+        to,
+        str(version),
+        action="force" if failed else "promote",
+        why=why if not failed else f"{why} (gates overridden: {', '.join(failed)})",
+        expected=current,
+    )
+
+
+def rollback(
+    client: MlflowClient,
+    tracking_uri: str,
+    name: str,
+    *,
+    alias: str = "champion",
+    reason: str | None = None,
+) -> AliasEvent:
+    """Put back the version ``alias`` pointed at before its last move.
+
+    A second rollback undoes the first (it is a move like any other).
+    """
+    current = alias_version(client, name, alias)
+    moves = [e for e in history(client, name) if e.alias == alias]
+    previous = moves[-1].from_version if moves else None
+    if current is None or previous is None:
+        raise KeelInputError(
+            f"{name}@{alias} has no previous version to roll back to"
+            f" (history: {len(moves)} move(s)); see `keel history {name}`"
+        )
+    _version(client, name, previous)
+    return move_alias(
+        client,
+        tracking_uri,
+        name,
+        alias,
+        previous,
+        action="rollback",
+        why=reason or f"rolled back from version {current}",
+        expected=current,
+    )
+
+
+_LOCKS: dict[Path, tuple[threading.RLock, list[Any]]] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+@contextlib.contextmanager
+def registry_lock(tracking_uri: str) -> Iterator[None]:
+    """An exclusive lock for a local SQLite registry (a no-op for a server).
+
+    Between processes a ``flock`` on a file next to the store; re-entrant within one
+    process (a promotion that registers, then moves, takes it once).
+    """
+    if not tracking_uri.startswith("sqlite:///"):
+        yield
+        return
+    store = Path(tracking_uri.removeprefix("sqlite:///")).resolve()
+    with _LOCKS_GUARD:
+        local, holder = _LOCKS.setdefault(store, (threading.RLock(), []))
+    with local:
+        outermost = not holder
+        if outermost:
+            handle = open(store.with_name(store.name + ".keel-lock"), "a")  # noqa: SIM115
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            holder.append(handle)
+        try:
+            yield
+        finally:
+            if outermost:
+                handle = holder.pop()
+                fcntl.flock(handle, fcntl.LOCK_UN)
+                handle.close()
+
+
+def _registered(client: MlflowClient, name: str) -> Any:
+    try:
+        return client.get_registered_model(name)
+    except MlflowException:
+        known = [m.name for m in client.search_registered_models(max_results=100)]
+        raise ModelNotFoundError(
+            f"no registered model {name!r}; known: {', '.join(known) or 'none'}"
+        ) from None
+
+
+def _version(client: MlflowClient, name: str, version: str) -> Any:
+    _registered(client, name)
+    try:
+        return client.get_model_version(name, str(version))
+    except MlflowException:
+        quoted = name.replace("'", "\\'")
+        versions = sorted(int(v.version) for v in client.search_model_versions(f"name='{quoted}'"))
+        raise ModelNotFoundError(
+            f"model {name!r} has no version {version}; versions: "
+            f"{', '.join(map(str, versions)) or 'none'}"
+        ) from None
+
+
+__all__ = [
+    "ALIASES",
+    "AliasEvent",
+    "alias_version",
+    "current_user",
+    "gate_failures",
+    "history",
+    "move_alias",
+    "promote",
+    "registry_lock",
+    "rollback",
+]
