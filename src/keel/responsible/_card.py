@@ -304,16 +304,12 @@ def build_card(
             [
                 (
                     "p",
-                    "Move the champion alias back to the previous good version; a running"
-                    " server must be restarted to pick it up (until automatic alias reload"
-                    " exists). With MLflow's client:",
+                    "One command puts back the version the champion alias pointed at before"
+                    " its last move, and records who did it and why (`keel history` lists"
+                    " every move). A running server must be restarted to pick it up (until"
+                    " automatic alias reload exists).",
                 ),
-                (
-                    "code",
-                    f'python -c "from mlflow import MlflowClient; MlflowClient('
-                    f"'{registry.get('tracking_uri', '')}').set_registered_model_alias("
-                    f"'{name}', 'champion', 'PREVIOUS_VERSION')\"",
-                ),
+                ("code", f"keel rollback {name} --reason 'WHY'"),
             ],
         )
     )
