@@ -140,7 +140,10 @@ def test_racing_promotions_leave_a_consistent_registry(registry: str) -> None:
 
 
 def test_cli_promote_rollback_history(registry: str, tmp_path: Path) -> None:
-    (tmp_path / "keel.yaml").write_text(json.dumps({"name": NAME, "data": "x.csv", "target": "y"}))
+    # toy versions (no Keel package): no Definition-of-Done gate required, only the
+    # gates recorded on their runs count
+    config = {"name": NAME, "data": "x.csv", "target": "y", "gates": {"required": []}}
+    (tmp_path / "keel.yaml").write_text(json.dumps(config))
     (tmp_path / "x.csv").write_text("y\n1\n")
     v1 = _register(registry, {"baseline": "passed"})
     v2 = _register(registry, {"baseline": "passed"})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -111,3 +113,60 @@ def test_categorical_leak_multiclass_and_regression() -> None:
 def test_class_balance(adult: pd.DataFrame) -> None:
     shares = class_balance(adult["income"])
     assert list(shares) == ["<=50K", ">50K"] and sum(shares.values()) == pytest.approx(1.0)
+
+
+def _assignment(splits, frame: pd.DataFrame) -> pd.Series:
+    """Split name per row, keyed by a row id column."""
+    return pd.concat(
+        [
+            part.set_index("row_id").assign(split=name)["split"]
+            for name, part in (
+                ("train", splits.train),
+                ("validation", splits.validation),
+                ("test", splits.test),
+            )
+        ]
+    ).reindex(frame["row_id"])
+
+
+def test_rows_keep_their_split_when_columns_or_rows_change(adult: pd.DataFrame) -> None:
+    frame = adult.assign(row_id=np.arange(len(adult)))
+    features = [c for c in adult.columns if c != "income"]
+    before = split_frame(frame, "income", "binary", seed=3, key_columns=[*features, "income"])
+    fewer = [c for c in features if c not in ("capital-gain", "capital-loss")]
+    after = split_frame(frame, "income", "binary", seed=3, key_columns=[*fewer, "income"])
+    same = (_assignment(before, frame) == _assignment(after, frame)).mean()
+    assert same > 0.97, same
+    # new rows appended (a retraining on more data): old rows mostly stay put
+    grown = pd.concat([frame, frame.sample(300, random_state=0).assign(age=lambda f: f.age + 1000)])
+    grown = grown.assign(row_id=np.arange(len(grown)))
+    later = split_frame(grown, "income", "binary", seed=3, key_columns=[*features, "income"])
+    old = _assignment(later, grown).iloc[: len(frame)].to_numpy()
+    assert (old == _assignment(before, frame).to_numpy()).mean() > 0.95
+    # another seed is another split
+    other = split_frame(frame, "income", "binary", seed=4, key_columns=[*features, "income"])
+    assert (_assignment(other, frame) == _assignment(before, frame)).mean() < 0.8
+
+
+def test_stable_split_is_stratified_and_sized(adult: pd.DataFrame) -> None:
+    splits = split_frame(adult, "income", "binary", seed=0, test=0.25, validation=0.15)
+    sizes = splits.sizes()
+    assert abs(sizes["test"] / len(adult) - 0.25) < 0.02
+    assert abs(sizes["validation"] / len(adult) - 0.15) < 0.02
+    overall = (adult["income"] == ">50K").mean()
+    for part in (splits.train, splits.validation, splits.test):
+        assert abs((part["income"] == ">50K").mean() - overall) < 0.02
+
+
+def test_training_rows_document_answers_which_rows_a_model_saw(adult: pd.DataFrame) -> None:
+    from keel.data import encode_row_keys, rows_seen
+
+    columns = list(adult.columns)
+    doc = encode_row_keys([adult.head(500), adult.iloc[500:800]], columns)
+    assert doc["rows"] <= 800 and doc["columns"] == columns
+    seen = rows_seen(json.loads(json.dumps(doc)), adult)
+    assert seen[:800].all()
+    # later rows are seen only when they repeat an earlier one exactly
+    repeats = adult.iloc[800:].merge(adult.head(800).drop_duplicates(), how="left", indicator=True)
+    assert seen[800:].sum() == (repeats["_merge"] == "both").sum()
+    assert rows_seen(doc, adult.drop(columns=["age"])) is None  # can't tell: column gone

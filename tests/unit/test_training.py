@@ -61,6 +61,25 @@ def test_every_candidate_is_a_cloneable_pipeline(prepared, name: str) -> None:
     clone(pipeline)
 
 
+@pytest.mark.parametrize("task", ["binary", "regression"])
+def test_every_fitted_candidate_is_packageable_with_skops(prepared, task: str) -> None:
+    """Any candidate can win; the registry must trust every type it holds."""
+    import skops.io as sio
+
+    from keel.registry import TRUSTED_TYPES
+
+    _, _, schema, splits = prepared
+    rows = splits.train.head(300)
+    target = "age" if task == "regression" else "income"
+    if task == "regression":
+        schema = infer_schema(rows.drop(columns=["income"]), "age", ["fnlwgt"])
+    for name in CANDIDATE_FACTORIES:
+        pipeline = make_pipeline(name, task, schema, seed=0)
+        pipeline.fit(rows[schema.feature_names], rows[target])
+        untrusted = set(sio.get_untrusted_types(data=sio.dumps(pipeline)))
+        assert untrusted <= set(TRUSTED_TYPES), (name, task, untrusted - set(TRUSTED_TYPES))
+
+
 def test_unknown_candidate() -> None:
     schema = infer_schema(pd.DataFrame({"x": range(40), "y": ["a", "b"] * 20}), "y")
     with pytest.raises(ValueError, match="unknown candidate 'xgb'"):

@@ -72,8 +72,12 @@ def run(config: ConfigOpt = None, json_out: JsonOpt = False, debug: DebugOpt = F
     linear, shallow tree), picks the best on validation, and judges it on the untouched
     test rows with 95% bootstrap intervals and cross-validation. Everything is logged
     to MLflow (sqlite:///.keel/mlflow.db unless MLFLOW_TRACKING_URI or tracking_uri says
-    otherwise). The model is registered; it is aliased `champion` (the first time) or
-    `challenger` only if it beats the best baseline on the interval (the baseline gate).
+    otherwise). The model is registered and tagged with the dataset digest, config
+    digest, code commit and gate summary. If it passes its gates (it beats the best
+    baseline on the interval; behaviour and fairness limits hold) it is aliased
+    `champion` the first time, and later `challenger`, unless it beats the champion on
+    the primary metric beyond noise, on test rows the champion never trained on, and is
+    not worse on fairness: then it is auto-promoted (recorded in `keel history`).
     Exit codes: 0 done, 1 baseline gate failed, 2 bad config or data (nothing written).
     """
     from keel.config import load_config, resolve_settings
@@ -196,6 +200,10 @@ def _render_run(result: dict[str, Any]) -> None:
             f"Baseline gate {verdict}: {gate['model']} − {gate['baseline']} on test"
             f" {gate['metric']} = {d['value']:+.4f} (95% CI {d['low']:+.4f} to {d['high']:+.4f})"
         )
+    versus = result["assessment"].get("versus_champion")
+    if versus:
+        verdict = "[green]promoted[/green]" if versus["promote"] else "stays challenger"
+        console.print(f"Against the champion: {verdict} — {versus['reason']}")
     for test in result["assessment"].get("behaviour", []):
         verdict = "[green]passed[/green]" if test["passed"] else "[red]FAILED[/red]"
         what = test.get("feature") or test.get("slice")
@@ -268,6 +276,71 @@ def card(
             console = Console(stderr=True)
             for path in paths.values():
                 console.print(f"wrote {path}")
+
+
+@app.command()
+def check(
+    model: Annotated[
+        str | None,
+        typer.Argument(
+            help="NAME, NAME@ALIAS or NAME/VERSION in the registry (default: <name>@champion)."
+        ),
+    ] = None,
+    config: ConfigOpt = None,
+    record: Annotated[
+        bool,
+        typer.Option(
+            "--record/--no-record", help="Record the result and waivers on the model version."
+        ),
+    ] = True,
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Check a registered version against the Definition of Done, one gate per item.
+
+    Model: schema, feature_code, tracked, evaluated, fairness, registered, load_tested,
+    drift, dashboard, rollback, tests. Pipeline: stage_io, boundary_validation,
+    idempotent, failure_alerts, lineage, end_to_end. Each gate says pass, fail or "not
+    available yet" (the capability is not built yet) with its evidence (a run id, an
+    artifact URI, a number). `gates: {required: [...], waivers: {GATE: {reason, author}}}`
+    in keel.yaml says which must pass; the result and the waivers are recorded as tags
+    on the version (`keel.check`, `keel.waiver.GATE`). Exit codes: 0 every required gate
+    passed or is waived, 1 one did not, 2 unknown model or bad config.
+    """
+    from keel.config import load_config, resolve_settings
+    from keel.errors import KeelFinding
+    from keel.pipeline import check_version
+
+    with exit_codes(debug):
+        project = load_config(config)
+        settings = resolve_settings(project)
+        checklist = check_version(
+            model or f"{project.name}@champion", settings.tracking_uri, project.gates, record
+        )
+        if json_out:
+            print(json.dumps(checklist.to_dict()))
+        else:
+            _print_checklist(checklist)
+        if not checklist.passed:
+            names = ", ".join(r.gate for r in checklist.blocking)
+            raise KeelFinding(
+                f"{checklist.model} version {checklist.version} is not done: required gate(s)"
+                f" {names} did not pass; fix them or waive them in keel.yaml (gates: waivers:)"
+            )
+
+
+def _print_checklist(checklist: Any) -> None:
+    colour = {"pass": "green", "fail": "red", "waived": "yellow", "not available yet": "dim"}
+    table = Table(title=f"{checklist.model} version {checklist.version}: Definition of Done")
+    for column in ("checklist", "gate", "item", "required", "status", "evidence"):
+        table.add_column(column, overflow="fold")
+    for r in checklist.results:
+        status = f"[{colour.get(r.status, 'white')}]{r.status}[/]"
+        evidence = r.evidence
+        if r.waiver:
+            evidence = f"waived by {r.waiver['author']}: {r.waiver['reason']} — {evidence}"
+        table.add_row(r.checklist, r.gate, r.item, "yes" if r.required else "", status, evidence)
+    Console().print(table)
 
 
 @app.command()
@@ -368,19 +441,43 @@ def promote(
 ) -> None:
     """Point an alias (default `champion`) at a version, if its gates passed.
 
+    Runs `keel check` on the version first (recorded on it): every gate required by
+    keel.yaml's `gates:` must pass or be waived there, and no gate of the version's own
+    run (baseline, fairness, behaviour) may have failed unless waived. `--force
+    --reason` overrides, and the override is recorded with the gates it skipped.
     The move is recorded (who, when, from, to, why) and listed by `keel history`.
     A running `keel serve` of NAME@ALIAS follows the alias. Exit codes: 0 moved,
     1 refused (a gate failed, not in staging, already there, or a racing move),
     2 unknown model or version, or bad options.
     """
-    from keel.registry import mlflow_scope
+    from keel.config import load_config, resolve_settings
+    from keel.pipeline import check_version
+    from keel.registry import gate_failures, mlflow_scope
     from keel.registry import promote as promote_version
 
     with exit_codes(debug):
-        uri = _registry(config)
+        project = load_config(config)
+        uri = resolve_settings(project).tracking_uri
+        # required Definition-of-Done gates, plus any gate the run itself failed,
+        # unless keel.yaml waives it (the check, and its waivers, are recorded)
+        checklist = check_version(f"{name}/{version}", uri, project.gates)
+        waived = set(project.gates.waivers)
         with mlflow_scope(uri) as client:
-            event = promote_version(client, uri, name, version, to=to, force=force, reason=reason)
+            run_failed = [RUN_GATE.get(g, g) for g in gate_failures(client, name, version)]
+        failed = list(
+            dict.fromkeys(
+                [r.gate for r in checklist.blocking] + [g for g in run_failed if g not in waived]
+            )
+        )
+        with mlflow_scope(uri) as client:
+            event = promote_version(
+                client, uri, name, version, to=to, force=force, reason=reason, failed=failed
+            )
         _print_event(event, json_out)
+
+
+# the gate a run's own failed gate tag maps to in the Definition of Done
+RUN_GATE = {"baseline": "evaluated", "behaviour": "tests", "fairness": "fairness"}
 
 
 @app.command()

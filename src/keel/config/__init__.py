@@ -4,6 +4,9 @@ from keel.config._load import CONFIG_FILENAME, load_config, parse_config
 from keel.config._model import (
     CANDIDATES,
     DATA_SUFFIXES,
+    DEFAULT_REQUIRED_GATES,
+    MODEL_GATES,
+    PIPELINE_GATES,
     TASKS,
     BehaviourTest,
     CandidateName,
@@ -11,6 +14,7 @@ from keel.config._model import (
     DirectionalTest,
     DvcSource,
     FairnessConfig,
+    GatesConfig,
     InvarianceTest,
     MinimumTest,
     PiiConfig,
@@ -18,6 +22,7 @@ from keel.config._model import (
     SplitConfig,
     SqlSource,
     TaskType,
+    Waiver,
 )
 from keel.config._settings import TRACKING_URI_ENV, Settings, resolve_settings, sqlite_uri
 
@@ -25,6 +30,9 @@ __all__ = [
     "CANDIDATES",
     "CONFIG_FILENAME",
     "DATA_SUFFIXES",
+    "DEFAULT_REQUIRED_GATES",
+    "MODEL_GATES",
+    "PIPELINE_GATES",
     "TASKS",
     "TRACKING_URI_ENV",
     "BehaviourTest",
@@ -33,6 +41,7 @@ __all__ = [
     "DirectionalTest",
     "DvcSource",
     "FairnessConfig",
+    "GatesConfig",
     "InvarianceTest",
     "MinimumTest",
     "PiiConfig",
@@ -41,6 +50,7 @@ __all__ = [
     "SplitConfig",
     "SqlSource",
     "TaskType",
+    "Waiver",
     "load_config",
     "parse_config",
     "resolve_settings",

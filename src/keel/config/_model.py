@@ -196,6 +196,61 @@ class CardConfig(_Strict):
     data_collection: str | None = None
 
 
+# The Definition of Done, one gate per checklist item (see ``keel check``).
+MODEL_GATES = (
+    "schema",
+    "feature_code",
+    "tracked",
+    "evaluated",
+    "fairness",
+    "registered",
+    "load_tested",
+    "drift",
+    "dashboard",
+    "rollback",
+    "tests",
+)
+PIPELINE_GATES = (
+    "stage_io",
+    "boundary_validation",
+    "idempotent",
+    "failure_alerts",
+    "lineage",
+    "end_to_end",
+)
+GateName = Literal[MODEL_GATES + PIPELINE_GATES]  # the names above, for validation
+DEFAULT_REQUIRED_GATES = [
+    "schema",
+    "tracked",
+    "evaluated",
+    "fairness",
+    "registered",
+    "rollback",
+    "stage_io",
+    "boundary_validation",
+    "lineage",
+    "end_to_end",
+]
+
+
+class Waiver(_Strict):
+    """Why a gate is not required to pass for this project, and who said so."""
+
+    reason: str = Field(min_length=3)
+    author: str = Field(min_length=1)
+
+
+class GatesConfig(_Strict):
+    """Which Definition-of-Done gates must pass, and signed waivers: ``gates:`` in keel.yaml.
+
+    ``required`` gates must pass (or be waived) for ``keel check`` to pass and for
+    ``keel promote`` to move ``champion`` without ``--force``; the others are reported.
+    """
+
+    required: list[GateName] = Field(default_factory=lambda: list(DEFAULT_REQUIRED_GATES))
+    waivers: dict[GateName, Waiver] = Field(default_factory=dict)
+
+
 PiiAction = Literal["redact", "mask", "hash", "drop"]
 
 
@@ -238,6 +293,7 @@ class ProjectConfig(_Strict):
     behaviour: list[BehaviourTest] = Field(default_factory=list)
     fairness: FairnessConfig = Field(default_factory=FairnessConfig)
     card: CardConfig = Field(default_factory=CardConfig)
+    gates: GatesConfig = Field(default_factory=GatesConfig)
     tracking_uri: str | None = None
     schema_file: str | None = Field(None, alias="schema")
 

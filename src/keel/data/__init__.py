@@ -34,7 +34,7 @@ from keel.data._schema import (
     write_schema,
 )
 from keel.data._sources import display_url, load_data, read_dvc, read_sql
-from keel.data._split import Splits, row_keys, split_frame
+from keel.data._split import Splits, encode_row_keys, row_keys, rows_seen, split_frame
 from keel.data._validate import ValidationResult, validate_file
 
 __all__ = [
@@ -62,6 +62,7 @@ __all__ = [
     "content_digest",
     "display_url",
     "duplicates_across",
+    "encode_row_keys",
     "infer_schema",
     "infer_task",
     "ingest",
@@ -76,6 +77,7 @@ __all__ = [
     "read_table",
     "records_to_frame",
     "row_keys",
+    "rows_seen",
     "single_feature_scores",
     "snapshot",
     "split_frame",

@@ -8,6 +8,7 @@ measure memory, not generalisation. UCI Adult, for one, has 3,465 such repeats i
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import GroupShuffleSplit, train_test_split
+from sklearn.model_selection import GroupShuffleSplit
 
 from keel.errors import DataError
 
@@ -45,6 +46,34 @@ class Splits:
 def row_keys(frame: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
     """A 64-bit hash per row over ``columns``: equal rows get equal keys."""
     return pd.util.hash_pandas_object(frame[list(columns)], index=False).to_numpy(np.uint64)
+
+
+def encode_row_keys(frames: Sequence[pd.DataFrame], columns: Sequence[str]) -> dict[str, Any]:
+    """The rows a model was fitted on, as a compact document for its package.
+
+    Sorted unique 64-bit keys of ``frames`` over ``columns`` (see :func:`row_keys`),
+    base64-encoded: 8 bytes per distinct row. :func:`rows_seen` answers later which rows
+    of another frame were among them, without the training data.
+    """
+    keys = np.unique(np.concatenate([row_keys(f, columns) for f in frames]))
+    return {
+        "columns": list(columns),
+        "rows": len(keys),
+        "keys": base64.b64encode(keys.astype("<u8").tobytes()).decode("ascii"),
+    }
+
+
+def rows_seen(document: dict[str, Any], frame: pd.DataFrame) -> np.ndarray | None:
+    """Which rows of ``frame`` are among the rows ``document`` records (``None``: can't tell).
+
+    ``None`` when ``frame`` lacks one of the recorded columns. Rows match when they are
+    equal, with the same types, on every recorded column.
+    """
+    columns = document.get("columns", [])
+    if not columns or any(c not in frame.columns for c in columns):
+        return None
+    known = np.frombuffer(base64.b64decode(document["keys"]), dtype="<u8")
+    return np.isin(row_keys(frame, columns), known)
 
 
 def split_frame(
@@ -105,7 +134,26 @@ def split_frame(
     )
 
 
+def _mix(keys: np.ndarray, seed: int) -> np.ndarray:
+    """splitmix64 of ``keys`` xor the seed: a seeded, uniform 64-bit position per key."""
+    with np.errstate(over="ignore"):
+        z = keys.astype(np.uint64) ^ np.uint64((seed * 0x9E3779B97F4A7C15) % 2**64)
+        z = z + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
 def _by_rows(frame, target, task, keys, validation, test, seed) -> list[np.ndarray]:
+    """Stratified, seeded and *stable*: a row keeps its split when the data changes.
+
+    Each row gets a seeded position from a hash of all its columns (ignored ones too);
+    a group of rows identical on ``keys``' columns takes its smallest position; within
+    each class, groups in position order fill test, then validation, then train. A row
+    therefore stays in its split when columns are ignored or added, or rows appended
+    (only rows near a boundary can move): a new model version is tested mostly on rows
+    the previous one never trained on, and can be compared with it fairly.
+    """
     stratified = task != "regression"
     y = frame[target].to_numpy()
     unique_keys, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
@@ -119,21 +167,25 @@ def _by_rows(frame, target, task, keys, validation, test, seed) -> list[np.ndarr
                 " distinct row(s); every class needs at least 3 to appear in train,"
                 " validation and test"
             )
-    index = np.arange(len(unique_keys))
-    try:
-        rest, test_idx = train_test_split(
-            index, test_size=test, random_state=seed, stratify=labels if stratified else None
+    if len(unique_keys) < 3:
+        raise DataError(
+            f"cannot split {len(frame)} rows as configured: only {len(unique_keys)} distinct"
+            " row(s); train, validation and test need one each"
         )
-        train_idx, val_idx = train_test_split(
-            rest,
-            test_size=validation / (1.0 - test),
-            random_state=seed,
-            stratify=labels[rest] if stratified else None,
-        )
-    except ValueError as exc:
-        raise DataError(f"cannot split {len(frame)} rows as configured: {exc}") from exc
-    which = np.empty(len(unique_keys), dtype=np.int8)
-    which[train_idx], which[val_idx], which[test_idx] = 0, 1, 2
+    position = np.full(len(unique_keys), np.iinfo(np.uint64).max, dtype=np.uint64)
+    np.minimum.at(position, inverse, _mix(row_keys(frame, list(frame.columns)), seed))
+    strata = pd.factorize(labels)[0] if stratified else np.zeros(len(unique_keys), dtype=np.int64)
+    which = np.zeros(len(unique_keys), dtype=np.int8)  # 0 train, 1 validation, 2 test
+    for stratum in np.unique(strata):
+        members = np.flatnonzero(strata == stratum)
+        members = members[np.argsort(position[members], kind="stable")]
+        n = len(members)
+        n_test = min(max(1, round(n * test)), n - 2) if stratified else round(n * test)
+        n_val = round(n * validation)
+        if stratified:
+            n_val = min(max(1, n_val), n - n_test - 1)
+        which[members[:n_test]] = 2
+        which[members[n_test : n_test + n_val]] = 1
     row_split = which[inverse]
     return [np.flatnonzero(row_split == k) for k in range(3)]
 

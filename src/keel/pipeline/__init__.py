@@ -1,6 +1,7 @@
 """Pipeline: the stage runner that wires ingest → … → register and tracks it in MLflow."""
 
 from keel.pipeline._cards import write_model_card
+from keel.pipeline._check import Checklist, GateResult, check_version
 from keel.pipeline._report import (
     render_html,
     render_validation_html,
@@ -12,8 +13,11 @@ from keel.pipeline._run import STAGES, RunResult, git_commit, run_project
 
 __all__ = [
     "STAGES",
+    "Checklist",
+    "GateResult",
     "Reproduction",
     "RunResult",
+    "check_version",
     "git_commit",
     "render_html",
     "render_validation_html",

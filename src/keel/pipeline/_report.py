@@ -176,6 +176,12 @@ def _assessment_html(report: dict[str, Any]) -> list[str]:
             f" {d['value']:+.4f} (95% CI {d['low']:+.4f} to {d['high']:+.4f}),"
             f" margin {gate['margin']:g}.</p>"
         )
+    versus = assessment.get("versus_champion")
+    if versus:
+        verdict = "promoted to champion" if versus["promote"] else "stays challenger"
+        parts.append(
+            f"<p><b>Against the champion: {verdict}</b>: {html.escape(versus['reason'])}.</p>"
+        )
     threshold = assessment.get("threshold") or {}
     if threshold.get("note"):
         parts.append(f"<p>{html.escape(threshold['note'])}.</p>")

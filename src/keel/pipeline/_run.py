@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
@@ -28,6 +29,7 @@ from keel.data import (
     check_single_feature_leakage,
     class_balance,
     content_digest,
+    encode_row_keys,
     infer_schema,
     load_data,
     mixed_type_violations,
@@ -41,8 +43,16 @@ from keel.data import (
 )
 from keel.errors import DataError
 from keel.evaluation import compute_metrics
+from keel.pipeline._promotion import versus_champion
 from keel.pipeline._report import write_card, write_reports
-from keel.registry import assign_alias, ensure_experiment, log_model_package, mlflow_scope
+from keel.registry import (
+    CHAMPION,
+    alias_version,
+    assign_alias,
+    ensure_experiment,
+    log_model_package,
+    mlflow_scope,
+)
 from keel.responsible import (
     BINARY_ONLY,
     NEEDS_SENSITIVE_AT_PREDICTION,
@@ -306,13 +316,13 @@ def run_project(
             c.name: evaluate_pipeline(c.pipeline, splits.test, schema, labels) for c in trained
         }
 
-    def fairness_of(model: Any, threshold: float | None = None) -> Any:
+    def fairness_of(model: Any, threshold: float | None = None, columns: Any = None) -> Any:
         """Fairness of ``model``'s decisions on the test rows (groups binned on train)."""
         return assess_model_fairness(
             model,
             splits.test,
             splits.train,
-            schema,
+            columns or schema,
             labels,
             config.sensitive_features,
             config.fairness,
@@ -500,13 +510,51 @@ def run_project(
                         "background.json": json.loads(
                             background.to_json(orient="records", date_format="iso")
                         ),
+                        # which rows the shipped model saw: a later version is compared
+                        # with it only on rows it did not train on
+                        "training_rows.json": encode_row_keys(
+                            [splits.train, splits.validation]
+                            + ([splits.test] if config.final_fit == "all_rows" else []),
+                            model_columns,
+                        ),
                     },
                 )
                 gate = assessment.gate
                 behaviour_ok = all(b["passed"] for b in behaviour)
                 fairness_ok = fairness is None or fairness.passed
+                gates = {
+                    "baseline": "not run" if gate is None else _verdict(gate.passed),
+                    "behaviour": _verdict(behaviour_ok) if behaviour else "not configured",
+                    "fairness": "not assessed"
+                    if fairness is None
+                    else (_verdict(fairness.passed) if fairness.judged else "not judged"),
+                }
+                for key, value in {
+                    "keel.dataset.digest": dataset.digest,
+                    "keel.config.digest": config_digest(config),
+                    "keel.commit": git_commit(config.root) or "unknown (not a git checkout)",
+                    "keel.gates": ", ".join(f"{k} {v}" for k, v in gates.items()),
+                }.items():
+                    client.set_model_version_tag(ref.name, ref.version, key, value)
                 if (gate is None or gate.passed) and behaviour_ok and fairness_ok:
-                    ref = assign_alias(client, ref, settings.tracking_uri)
+                    versus = None
+                    if alias_version(client, ref.name, CHAMPION) is not None:
+                        notify("register", "against the champion, on the same test rows")
+                        versus = versus_champion(
+                            settings.tracking_uri,
+                            ref.name,
+                            assessment.final_pipeline,
+                            cut,
+                            splits.test,
+                            schema.feature_names,
+                            config.target,
+                            labels,
+                            fairness_of,
+                            fairness,
+                            config.seed,
+                        )
+                        assessment_doc["versus_champion"] = versus
+                    ref = assign_alias(client, ref, settings.tracking_uri, versus)
                 mlflow.set_tag("keel.alias", ref.alias or "none: a gate failed")
                 if fairness is not None:
                     _log_fairness(fairness)
@@ -645,6 +693,7 @@ def _log_run(
         "keel.dataset.digest": dataset.digest,
         "keel.schema.digest": schema.digest,
         "keel.split.digest": splits.digest,
+        "keel.config.digest": config_digest(config),
         "keel.task": labels.task,
     }
     commit = git_commit(config.root)
@@ -714,6 +763,16 @@ def _period(times: pd.Series, column: str, splits: Any) -> str:
     return text
 
 
+def _verdict(passed: bool) -> str:
+    return "passed" if passed else "failed"
+
+
+def config_digest(config: ProjectConfig) -> str:
+    """16 hex digits of the config as the run used it (every key, defaults included)."""
+    text = json.dumps(config.model_dump(mode="json"), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def _check_fairness_config(
     config: ProjectConfig, frame: pd.DataFrame, task: str, features: list[str]
 ) -> None:
@@ -766,6 +825,8 @@ def _log_fairness(fairness: Any) -> None:
     """The fairness gate and measures on the MLflow run (names made MLflow-safe)."""
     if fairness.judged:
         mlflow.set_tag("keel.gate.fairness", "passed" if fairness.passed else "failed")
+        if not fairness.passed:
+            mlflow.set_tag("keel.fairness.breaches", fairness.describe()[:5000])
     else:
         mlflow.set_tag("keel.gate.fairness", "not judged: no limits configured")
     for feature, result in fairness.features.items():

@@ -134,12 +134,15 @@ def promote(
     to: str = "champion",
     force: bool = False,
     reason: str | None = None,
+    failed: list[str] | None = None,
 ) -> AliasEvent:
     """Move ``to`` (``champion``, ``staging`` or ``production``) to ``version``.
 
-    Refused (KeelFinding, exit 1) when a gate of the version's run failed, unless
-    ``force`` with a ``reason`` (recorded as a ``force`` move). ``production`` only
-    takes the version that ``staging`` points at.
+    Refused (KeelFinding, exit 1) when a gate failed — ``failed`` when given (``keel
+    promote`` passes the required Definition-of-Done gates that did not pass), else
+    the gates recorded as failed on the version's run — unless ``force`` with a
+    ``reason`` (recorded as a ``force`` move). ``production`` only takes the version
+    that ``staging`` points at.
     """
     if to not in ("champion", "staging", "production"):
         raise KeelInputError(f"--to must be champion, staging or production, not {to!r}")
@@ -154,7 +157,8 @@ def promote(
                 f" {'version ' + staged if staged else 'empty'}); a model reaches production"
                 f" only from staging: `keel promote {name} {version} --to staging` first"
             )
-    failed = gate_failures(client, name, version)
+    if failed is None:
+        failed = gate_failures(client, name, version)
     if failed and not force:
         raise KeelFinding(
             f"{name} version {version} failed the gate(s) {', '.join(failed)}; not promoted"

@@ -37,6 +37,8 @@ TRUSTED_TYPES: tuple[str, ...] = (
     "lightgbm.sklearn.LGBMClassifier",
     "lightgbm.sklearn.LGBMRegressor",
     "numpy.dtype",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.tree._tree.Tree",
     "keel.estimators.GroupThresholdClassifier",
     "keel.estimators.LabelledXGBClassifier",
     "keel.estimators.MixtureClassifier",
@@ -165,21 +167,35 @@ def log_model_package(
     return info.model_uri, ModelRef(registered_name, str(version.version))
 
 
-def assign_alias(client: MlflowClient, ref: ModelRef, tracking_uri: str) -> ModelRef:
-    """Alias a new version ``champion`` if the model has none yet, else ``challenger``.
+def assign_alias(
+    client: MlflowClient,
+    ref: ModelRef,
+    tracking_uri: str,
+    versus: dict[str, Any] | None = None,
+) -> ModelRef:
+    """Alias a new version that passed its gates, and record the move.
 
-    The move is recorded in the model's alias history (``keel history``).
+    ``champion`` if the model has none yet, or if ``versus`` (the comparison with the
+    champion on the same test rows) says to promote it; else ``challenger``.
     """
     with registry_lock(tracking_uri):
-        alias = CHAMPION if alias_version(client, ref.name, CHAMPION) is None else CHALLENGER
+        first = alias_version(client, ref.name, CHAMPION) is None
+        promote = first or bool(versus and versus.get("promote"))
+        alias = CHAMPION if promote else CHALLENGER
+        if first:
+            why = "first version to pass its gates"
+        elif versus:
+            why = versus.get("reason", "")
+        else:
+            why = "new version"
         move_alias(
             client,
             tracking_uri,
             ref.name,
             alias,
             ref.version,
-            action="register",
-            why="first version to pass its gates" if alias == CHAMPION else "new version",
+            action="register" if first or not promote else "auto-promote",
+            why=why,
         )
     return ModelRef(ref.name, ref.version, alias)
 
@@ -231,6 +247,18 @@ def _version_of(client: MlflowClient, uri: str, tracking_uri: str) -> Any:
             f"model {name!r} has no {what} in the registry at {tracking_uri}{hint};"
             " run `keel run` first or check the name"
         ) from exc
+
+
+def model_version(client: MlflowClient, uri: str, tracking_uri: str) -> Any:
+    """The registry's ModelVersion for ``NAME[@ALIAS|/VERSION]``.
+
+    Raises
+    ------
+    ModelNotFoundError
+        When there is no registry, or the name, alias or version does not exist.
+    """
+    _require_store(tracking_uri, parse_model_uri(uri)[0])
+    return _version_of(client, uri, tracking_uri)
 
 
 def _require_store(tracking_uri: str, name: str) -> None:

@@ -1,0 +1,453 @@
+"""The Definition of Done, executable: one small gate per checklist item.
+
+Each gate reads what the registry holds about one model version (its tags, its run's
+parameters, metrics, tags and artifacts, its package's signature and metadata) and
+returns ``pass``, ``fail`` or ``not available yet`` with its evidence: an artifact URI,
+a number, a run id. A gate whose capability Keel does not have yet says so instead of
+passing. ``keel.yaml``'s ``gates:`` says which gates are required and holds signed
+waivers; a waived gate keeps its own status beside the waiver.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from keel.config import MODEL_GATES, GatesConfig
+from keel.registry import current_user, mlflow_scope, model_version
+
+PASS, FAIL, UNAVAILABLE, WAIVED = "pass", "fail", "not available yet", "waived"
+
+ITEMS = {
+    "schema": "data validation schema defined and enforced",
+    "feature_code": "feature code tested and versioned",
+    "tracked": "experiment tracked with all parameters and metrics",
+    "evaluated": "evaluated on multiple metrics and beats baseline",
+    "fairness": "fairness assessed across protected groups",
+    "registered": "registered with signature and artifacts",
+    "load_tested": "inference endpoint tested under load",
+    "drift": "drift detection configured",
+    "dashboard": "monitoring dashboard available",
+    "rollback": "rollback procedure documented",
+    "tests": "tests passing",
+    "stage_io": "clear stage inputs/outputs",
+    "boundary_validation": "validation at boundaries",
+    "idempotent": "idempotent and retryable stages",
+    "failure_alerts": "failure alerts configured",
+    "lineage": "lineage logged",
+    "end_to_end": "end-to-end tested",
+}
+CORE_STAGES = ("ingest", "validate", "split", "train", "evaluate", "report")
+RUN_ARTIFACTS = ("keel.yaml", "schema.json", "profile.json")
+
+
+@dataclass
+class Facts:
+    """What the registry knows about one version, gathered once for all gates."""
+
+    name: str
+    version: str
+    tracking_uri: str
+    run_id: str | None
+    version_tags: dict[str, str]
+    run_tags: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    run_status: str = ""
+    artifacts: set[str] = field(default_factory=set)
+    signature: bool = False
+    metadata: dict[str, Any] = field(default_factory=dict)
+    card: str | None = None
+    dataset_inputs: int = 0
+    reruns: list[dict[str, Any]] = field(default_factory=list)
+
+    def artifact(self, path: str) -> str:
+        """The URI of one of the run's artifacts."""
+        return f"runs:/{self.run_id}/{path}"
+
+
+@dataclass
+class GateResult:
+    """One checklist item's verdict."""
+
+    gate: str
+    checklist: str  # "model" or "pipeline"
+    item: str
+    status: str
+    evidence: str
+    required: bool
+    waiver: dict[str, str] | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Passed, or waived."""
+        return self.status in (PASS, WAIVED)
+
+
+@dataclass
+class Checklist:
+    """Every gate of one version, and the verdict on the required ones."""
+
+    model: str
+    version: str
+    run_id: str | None
+    results: list[GateResult]
+
+    @property
+    def passed(self) -> bool:
+        """Every required gate passed or is waived."""
+        return all(r.ok for r in self.results if r.required)
+
+    @property
+    def blocking(self) -> list[GateResult]:
+        """Required gates that neither passed nor are waived."""
+        return [r for r in self.results if r.required and not r.ok]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (``keel check --json``)."""
+        return {
+            "model": self.model,
+            "version": self.version,
+            "run_id": self.run_id,
+            "passed": self.passed,
+            "blocking": [r.gate for r in self.blocking],
+            "gates": [asdict(r) for r in self.results],
+        }
+
+
+def gather(uri: str, tracking_uri: str) -> Facts:
+    """Read everything the gates need about ``NAME[@ALIAS|/VERSION]`` from the registry."""
+    import mlflow
+
+    with mlflow_scope(tracking_uri) as client:
+        mv = model_version(client, uri, tracking_uri)
+        facts = Facts(
+            name=mv.name,
+            version=str(mv.version),
+            tracking_uri=tracking_uri,
+            run_id=mv.run_id,
+            version_tags=dict(mv.tags or {}),
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            info = mlflow.models.get_model_info(f"models:/{mv.name}/{mv.version}")
+        facts.signature = info.signature is not None
+        facts.metadata = (info.metadata or {}).get("keel", {})
+        if not mv.run_id:
+            return facts
+        run = client.get_run(mv.run_id)
+        facts.run_tags = dict(run.data.tags)
+        facts.params = dict(run.data.params)
+        facts.metrics = dict(run.data.metrics)
+        facts.run_status = run.info.status
+        facts.dataset_inputs = len(run.inputs.dataset_inputs) if run.inputs else 0
+        for item in client.list_artifacts(mv.run_id):
+            facts.artifacts.add(item.path)
+            if item.is_dir:
+                facts.artifacts.update(a.path for a in client.list_artifacts(mv.run_id, item.path))
+        if "card/model_card.md" in facts.artifacts:
+            with tempfile.TemporaryDirectory() as folder:
+                local = client.download_artifacts(mv.run_id, "card/model_card.md", folder)
+                facts.card = Path(local).read_text()
+        digest = facts.run_tags.get("keel.config.digest")
+        data = facts.run_tags.get("keel.dataset.digest")
+        if digest and data:
+            others = client.search_runs(
+                [run.info.experiment_id],
+                f"tags.`keel.config.digest` = '{digest}' and tags.`keel.dataset.digest` = '{data}'",
+                max_results=20,
+            )
+            facts.reruns = [
+                {"run_id": o.info.run_id, "metrics": o.data.metrics}
+                for o in others
+                if o.info.run_id != mv.run_id and o.info.status == "FINISHED"
+            ]
+    return facts
+
+
+# --- the gates: one small function per checklist item ------------------------------
+
+Verdict = tuple[str, str]
+
+
+def _schema(f: Facts) -> Verdict:
+    schema = f.metadata.get("schema") or {}
+    columns = schema.get("columns") or []
+    if not columns:
+        return FAIL, "the package holds no schema (not made by `keel run`)"
+    digest = f.run_tags.get("keel.schema.digest", "?")
+    validated = "stage_seconds.validate" in f.metrics
+    return (
+        (
+            PASS,
+            f"schema of {len(columns)} columns (digest {digest}) in the package;"
+            " rows validated at ingest, every request validated by `keel serve`",
+        )
+        if validated
+        else (FAIL, "the run did not record its validation stage")
+    )
+
+
+def _feature_code(f: Facts) -> Verdict:
+    commit = f.version_tags.get("keel.commit", "")
+    keel = f.metadata.get("keel_version", "?")
+    if not commit or commit.startswith("unknown"):
+        return FAIL, (
+            "the project is not a git checkout: its code and keel.yaml are not versioned"
+            " (`git init`, commit, run again)"
+        )
+    return (
+        PASS,
+        f"features built by keel.features (Keel {keel}, tested in its suite); commit {commit}",
+    )
+
+
+def _tracked(f: Facts) -> Verdict:
+    tests = [k for k in f.metrics if k.startswith("test_") and "_ci_" not in k]
+    if not f.run_id or not f.params or not tests:
+        return FAIL, "no MLflow run with parameters and test metrics"
+    return PASS, f"run {f.run_id}: {len(f.params)} parameters, {len(f.metrics)} metrics"
+
+
+def _evaluated(f: Facts) -> Verdict:
+    tests = sorted(k for k in f.metrics if k.startswith("test_") and "_ci_" not in k)
+    gate = f.run_tags.get("keel.gate.baseline")
+    if len(tests) < 3:
+        return FAIL, f"only {len(tests)} test metric(s)"
+    low = f.metrics.get("gate_difference_low")
+    margin = f" (difference CI low {low:+.4f})" if low is not None else ""
+    if gate != "passed":
+        return FAIL, f"baseline gate {gate or 'not run'}{margin}"
+    intervals = sum(1 for k in f.metrics if k.endswith("_ci_low"))
+    return PASS, (
+        f"{len(tests)} test metrics, {intervals} with 95% intervals; beats the best"
+        f" baseline{margin}"
+    )
+
+
+def _fairness(f: Facts) -> Verdict:
+    gate = f.run_tags.get("keel.gate.fairness")
+    sensitive = f.metadata.get("sensitive_features") or []
+    if gate is None:
+        return FAIL, "not assessed: no sensitive_features in keel.yaml"
+    measures = sum(1 for k in f.metrics if k.startswith("fairness_"))
+    where = f"{', '.join(sensitive)}; {measures} measures on run {f.run_id}"
+    if gate == "failed":
+        return FAIL, f.run_tags.get(
+            "keel.fairness.breaches", "fairness gate failed"
+        ) + f" ({where})"
+    if gate == "passed":
+        return PASS, f"limits hold for {where}"
+    return PASS, f"assessed, not judged (no limits under fairness:) for {where}"
+
+
+def _registered(f: Facts) -> Verdict:
+    missing = [a for a in RUN_ARTIFACTS if a not in f.artifacts]
+    if not f.signature:
+        return FAIL, f"models:/{f.name}/{f.version} has no signature"
+    if missing or "card/model_card.md" not in f.artifacts:
+        return FAIL, f"run {f.run_id} lacks {', '.join(missing) or 'the model card'}"
+    return PASS, (
+        f"models:/{f.name}/{f.version} with signature; {', '.join(RUN_ARTIFACTS)}, reports and"
+        f" card at {f.artifact('')}"
+    )
+
+
+def _load_tested(f: Facts) -> Verdict:
+    result = f.version_tags.get("keel.loadtest")
+    if result:
+        return PASS, result
+    return UNAVAILABLE, "`keel loadtest` arrives with the serving issue; no load test recorded"
+
+
+def _drift(f: Facts) -> Verdict:
+    return UNAVAILABLE, (
+        "the drift reference (training profile) is in the package (keel/profile.json);"
+        " drift detection arrives with the monitoring issue"
+    )
+
+
+def _dashboard(f: Facts) -> Verdict:
+    return UNAVAILABLE, "the monitoring dashboard arrives with the monitoring issue"
+
+
+def _rollback(f: Facts) -> Verdict:
+    if f.card and "keel rollback" in f.card:
+        return PASS, f"rollback procedure in the model card: {f.artifact('card/model_card.md')}"
+    return FAIL, "the model card has no rollback procedure (run `keel card` or `keel run` again)"
+
+
+def _tests(f: Facts) -> Verdict:
+    gate = f.run_tags.get("keel.gate.behaviour")
+    if gate is None:
+        return FAIL, "no behaviour tests in keel.yaml (behaviour: invariance, directional, minimum)"
+    if gate == "passed":
+        return PASS, f"behaviour tests passed on the test rows (run {f.run_id})"
+    return FAIL, f"behaviour tests failed (run {f.run_id}; see its report)"
+
+
+def _stage_io(f: Facts) -> Verdict:
+    missing = [s for s in CORE_STAGES if f"stage_seconds.{s}" not in f.metrics]
+    absent = [a for a in RUN_ARTIFACTS if a not in f.artifacts]
+    if missing or absent:
+        return FAIL, f"not recorded: {', '.join(missing + absent)}"
+    return PASS, (
+        f"inputs keel.yaml + data digest {f.run_tags.get('keel.dataset.digest')};"
+        f" outputs schema.json, profile.json, reports, model; {len(CORE_STAGES)}+ stages timed"
+    )
+
+
+def _boundary_validation(f: Facts) -> Verdict:
+    if "stage_seconds.validate" not in f.metrics or not f.metadata.get("schema"):
+        return FAIL, "no validation stage or no schema in the package"
+    return PASS, (
+        "data validated at ingest (exit 2 on violations); the package schema validates"
+        " every serving request (HTTP 422 naming the row and field)"
+    )
+
+
+def _idempotent(f: Facts) -> Verdict:
+    snapshot = f.run_tags.get("keel.dataset.digest")
+    if not snapshot:
+        return FAIL, "no dataset digest: the input is not content-addressed"
+    metric = next((k for k in sorted(f.metrics) if k.startswith("test_")), None)
+    for other in f.reruns:
+        if metric and other["metrics"].get(metric) != f.metrics.get(metric):
+            return FAIL, (
+                f"run {other['run_id']} (same config and data) gave {metric}"
+                f" {other['metrics'].get(metric)} vs {f.metrics.get(metric)}; a time `budget:`"
+                " tunes more or fewer trials: set `trials:` for repeatable runs"
+            )
+    if f.reruns:
+        return PASS, (
+            f"{len(f.reruns)} re-run(s) with the same config and data gave the same metrics"
+            f" ({f.reruns[0]['run_id']})"
+        )
+    return PASS, (
+        f"content-addressed snapshot {snapshot}, seed {f.params.get('seed', '?')}; a re-run"
+        " reuses the snapshot (not re-run yet)"
+    )
+
+
+def _failure_alerts(f: Facts) -> Verdict:
+    return UNAVAILABLE, "alert rules and sinks arrive with the monitoring issue"
+
+
+def _lineage(f: Facts) -> Verdict:
+    needed = ("keel.dataset.digest", "keel.split.digest", "keel.config.digest")
+    missing = [t for t in needed if t not in f.run_tags]
+    commit = f.version_tags.get("keel.commit", "unknown")
+    if missing:
+        return FAIL, f"run {f.run_id} lacks {', '.join(missing)}"
+    return PASS, (
+        f"data {f.run_tags['keel.dataset.digest']}, split {f.run_tags['keel.split.digest']},"
+        f" config {f.run_tags['keel.config.digest']}, commit {commit},"
+        f" {f.dataset_inputs} MLflow dataset input(s) on run {f.run_id}"
+    )
+
+
+def _end_to_end(f: Facts) -> Verdict:
+    missing = [s for s in CORE_STAGES if f"stage_seconds.{s}" not in f.metrics]
+    if f.run_status != "FINISHED" or missing:
+        return FAIL, f"run {f.run_id} {f.run_status or 'missing'}; stages missing: {missing}"
+    seconds = sum(v for k, v in f.metrics.items() if k.startswith("stage_seconds."))
+    return PASS, f"run {f.run_id} went ingest → report → register on real data in {seconds:.0f} s"
+
+
+GATES: dict[str, Callable[[Facts], Verdict]] = {
+    "schema": _schema,
+    "feature_code": _feature_code,
+    "tracked": _tracked,
+    "evaluated": _evaluated,
+    "fairness": _fairness,
+    "registered": _registered,
+    "load_tested": _load_tested,
+    "drift": _drift,
+    "dashboard": _dashboard,
+    "rollback": _rollback,
+    "tests": _tests,
+    "stage_io": _stage_io,
+    "boundary_validation": _boundary_validation,
+    "idempotent": _idempotent,
+    "failure_alerts": _failure_alerts,
+    "lineage": _lineage,
+    "end_to_end": _end_to_end,
+}
+
+
+def run_gates(facts: Facts, gates: GatesConfig) -> Checklist:
+    """Judge every gate on ``facts``; apply ``gates``' required list and waivers."""
+    results = []
+    for key, judge in GATES.items():
+        status, evidence = judge(facts)
+        waiver = gates.waivers.get(key)
+        if waiver is not None and status != PASS:
+            status = WAIVED
+        results.append(
+            GateResult(
+                gate=key,
+                checklist="model" if key in MODEL_GATES else "pipeline",
+                item=ITEMS[key],
+                status=status,
+                evidence=evidence,
+                required=key in gates.required,
+                waiver=waiver.model_dump() if waiver is not None else None,
+            )
+        )
+    return Checklist(facts.name, facts.version, facts.run_id, results)
+
+
+def check_version(
+    uri: str, tracking_uri: str, gates: GatesConfig, record: bool = True
+) -> Checklist:
+    """The checklist of ``NAME[@ALIAS|/VERSION]``, recorded on the version when ``record``.
+
+    Recorded as model-version tags: ``keel.check`` (when, who, verdict, every gate's
+    status) and ``keel.waiver.<gate>`` (reason, author, who applied it, when).
+    """
+    checklist = run_gates(gather(uri, tracking_uri), gates)
+    if record:
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        who = current_user()
+        summary = {
+            "when": when,
+            "who": who,
+            "passed": checklist.passed,
+            "gates": {r.gate: r.status for r in checklist.results},
+            "required": list(gates.required),
+        }
+        with mlflow_scope(tracking_uri) as client:
+            client.set_model_version_tag(
+                checklist.model, checklist.version, "keel.check", json.dumps(summary)
+            )
+            for r in checklist.results:
+                if r.waiver is not None:
+                    client.set_model_version_tag(
+                        checklist.model,
+                        checklist.version,
+                        f"keel.waiver.{r.gate}",
+                        json.dumps({**r.waiver, "applied_by": who, "when": when}),
+                    )
+    return checklist
+
+
+__all__ = [
+    "FAIL",
+    "GATES",
+    "ITEMS",
+    "PASS",
+    "UNAVAILABLE",
+    "WAIVED",
+    "Checklist",
+    "Facts",
+    "GateResult",
+    "check_version",
+    "gather",
+    "run_gates",
+]
