@@ -359,16 +359,28 @@ def serve(
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
     workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
+    poll_seconds: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=3600.0,
+            help="How often to ask the registry where the alias points (0: never follow).",
+        ),
+    ] = 5.0,
     debug: DebugOpt = False,
 ) -> None:
     """Serve a registered model over REST: POST /predict, GET /health, docs at /docs.
 
     The model is loaded from the MLflow registry only (never from a file path):
-    by default `<name>@champion` of the keel.yaml in this folder.
+    by default `<name>@champion` of the keel.yaml in this folder. Served by alias, the
+    server follows it: every --poll-seconds it asks the registry where the alias
+    points, and when `keel promote` or `keel rollback` moved it, loads the new version
+    beside the old one, checks it answers its own example rows, and swaps atomically —
+    requests in flight finish on the old model, none fails. NAME/VERSION is pinned.
     """
     from keel.config import load_config, resolve_settings
-    from keel.registry import load_package
-    from keel.serving import MODEL_URI_ENV, TRACKING_URI_ENV, create_app
+    from keel.registry import load_package, parse_model_uri
+    from keel.serving import FOLLOW_ENV, MODEL_URI_ENV, POLL_ENV, TRACKING_URI_ENV, create_app
 
     with exit_codes(debug):
         project = load_config(config)
@@ -386,11 +398,24 @@ def serve(
         )
         import uvicorn
 
+        alias = parse_model_uri(uri)[2] if poll_seconds > 0 else None
+        if alias:
+            console.print(
+                f"following {package.name}@{alias} (registry polled every {poll_seconds:g} s)"
+            )
         if workers == 1:
-            uvicorn.run(create_app(package), host=host, port=port, log_level="warning")
+            app = create_app(
+                package,
+                follow=(alias, settings.tracking_uri) if alias else None,
+                poll_seconds=poll_seconds,
+            )
+            uvicorn.run(app, host=host, port=port, log_level="warning")
         else:
             os.environ[MODEL_URI_ENV] = f"{package.name}/{package.version}"
             os.environ[TRACKING_URI_ENV] = settings.tracking_uri
+            os.environ[POLL_ENV] = str(poll_seconds)
+            if alias:
+                os.environ[FOLLOW_ENV] = alias
             uvicorn.run(
                 "keel.serving:create_app_from_env",
                 factory=True,

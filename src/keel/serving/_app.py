@@ -5,7 +5,10 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import numpy as np
@@ -24,6 +27,9 @@ MAX_INSTANCES = 10_000
 MAX_BODY_BYTES = 10 * 1024 * 1024
 MODEL_URI_ENV = "KEEL_SERVE_MODEL"
 TRACKING_URI_ENV = "KEEL_SERVE_TRACKING_URI"
+FOLLOW_ENV = "KEEL_SERVE_FOLLOW_ALIAS"
+POLL_ENV = "KEEL_SERVE_POLL_SECONDS"
+POLL_SECONDS = 5.0
 
 logger = logging.getLogger("keel.serving")
 
@@ -113,31 +119,177 @@ class _RequestContext:
         )(scope, receive, send)
 
 
-def create_app(package: LoadedPackage, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+class Served:
+    """One loaded package and what answering with it needs, computed once.
+
+    The app holds exactly one ``Served`` at a time. A request takes the reference once
+    and uses it to the end, so a swap never changes the model under a request in
+    flight: the old one finishes with the old model, the next gets the new one.
+    """
+
+    def __init__(self, package: LoadedPackage, alias: str | None = None) -> None:
+        self.package = package
+        self.model = package.model
+        self.schema = package.schema
+        self.info = {
+            "name": package.name,
+            "version": package.version,
+            "alias": alias or package.alias,
+        }
+        self.classification = package.task != "regression"
+        self.classes = [str(c) for c in getattr(package.model, "classes_", [])]
+        self.positive = package.metadata.get("positive_class")
+        threshold = package.metadata.get("decision_threshold")
+        if package.task != "binary" or self.positive not in self.classes:
+            threshold = None
+        self.threshold = threshold
+        # a fairness-mitigated model decides per row itself (keel.estimators) and may
+        # need the sensitive features to do it: rows without them are refused
+        self.own_decisions = decides_itself(package.model)
+        self.required = list(package.metadata.get("requires_sensitive_features") or [])
+
+    def answer(self, instances: list[Any]) -> tuple[dict[str, Any] | None, list[Any]]:
+        """Predictions for ``instances``, or the field errors that stop them."""
+        frame, errors = records_to_frame(instances, self.schema, required=self.required)
+        if errors:
+            return None, errors
+        model = self.model
+        answer: dict[str, Any] = {}
+        if self.classification and hasattr(model, "predict_proba"):
+            # One pass through the pipeline. Binary models decide at the threshold
+            # chosen on validation (the one the test metrics were computed at);
+            # otherwise the most probable class, what the model's predict() returns.
+            proba = model.predict_proba(frame)
+            if self.own_decisions:
+                answer["predictions"] = _plain_list(np.asarray(model.predict(frame)))
+            elif self.threshold is not None:
+                answer["predictions"] = decide(
+                    proba, self.classes, self.positive, self.threshold
+                ).tolist()
+                answer["decision_threshold"] = self.threshold
+            else:
+                answer["predictions"] = _plain_list(model.classes_[proba.argmax(axis=1)])
+            answer["probabilities"] = [
+                dict(zip(self.classes, row, strict=True)) for row in np.round(proba, 6).tolist()
+            ]
+        else:
+            answer["predictions"] = _plain_list(model.predict(frame))
+        answer["model"] = self.info
+        return answer, []
+
+    def self_test(self) -> None:
+        """Answer the package's own example rows; raises if the model cannot serve."""
+        rows = self.package.documents.get("background.json") or []
+        if rows:
+            answer, errors = self.answer(rows[:20])
+            if errors or answer is None or len(answer["predictions"]) != len(rows[:20]):
+                raise RuntimeError(f"the model failed its own example rows: {errors[:1]}")
+
+
+class AliasWatcher:
+    """Follow ``name@alias`` in the registry and swap the served model when it moves.
+
+    A daemon thread asks the registry every ``poll_seconds`` which version the alias
+    points at. When it changed, the new version is loaded beside the old one and
+    answers the package's example rows; only then is the app's ``Served`` replaced (one
+    reference assignment: atomic). A version that fails to load or to answer is not
+    swapped in: the old model keeps serving and the failure is logged.
+    """
+
+    def __init__(
+        self, app: FastAPI, name: str, alias: str, tracking_uri: str, poll_seconds: float
+    ) -> None:
+        self.app, self.name, self.alias = app, name, alias
+        self.tracking_uri, self.poll_seconds = tracking_uri, poll_seconds
+        self.swaps = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="keel-alias-watch", daemon=True)
+        self._failed: str | None = None
+
+    def start(self) -> None:
+        """Start polling."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop polling (the thread ends within one poll)."""
+        self._stop.set()
+
+    def _loop(self) -> None:
+        from mlflow import MlflowClient
+
+        client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+        while not self._stop.wait(self.poll_seconds):
+            try:
+                self.poll(client)
+            except Exception as exc:  # the registry may be briefly unreachable
+                logger.warning("alias watch: %s", type(exc).__name__)
+
+    def poll(self, client: Any) -> bool:
+        """Check the alias once; swap if it moved. True when a swap happened."""
+        version = str(client.get_model_version_by_alias(self.name, self.alias).version)
+        current = self.app.state.served.info["version"]
+        if version == current or version == self._failed:
+            return False
+        try:
+            candidate = Served(
+                load_package(f"{self.name}/{version}", self.tracking_uri), self.alias
+            )
+            candidate.self_test()
+        except Exception as exc:
+            self._failed = version
+            logger.error(
+                "not swapping to %s version %s: %s; still serving version %s",
+                self.name,
+                version,
+                type(exc).__name__,
+                current,
+            )
+            return False
+        self.app.state.served = candidate  # the swap: one reference assignment
+        self.swaps += 1
+        self._failed = None
+        logger.warning(
+            "%s@%s moved: now serving version %s (was %s)", self.name, self.alias, version, current
+        )
+        return True
+
+
+def create_app(
+    package: LoadedPackage,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    *,
+    follow: tuple[str, str] | None = None,
+    poll_seconds: float = POLL_SECONDS,
+) -> FastAPI:
     """Build the app serving ``package``.
 
     Routes: ``GET /health``, ``POST /predict``. Bad input gets a 4xx naming the row
     and field; an unexpected failure gets a 500 with only a request id (details go to
-    the server log, never to the client).
+    the server log, never to the client). ``follow=(alias, tracking_uri)`` makes the
+    app follow ``package.name@alias`` in the registry and swap models when it moves
+    (:class:`AliasWatcher`).
     """
+    watcher: AliasWatcher | None = None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if watcher is not None:
+            watcher.start()
+        yield
+        if watcher is not None:
+            watcher.stop()
+
     app = FastAPI(
         title=f"Keel — {package.name}",
         version=package.version,
         description=f"Model {package.name} version {package.version} ({package.task}).",
+        lifespan=lifespan,
     )
     app.add_middleware(_RequestContext, max_body_bytes=max_body_bytes)
-    schema = package.schema
-    model_info = {"name": package.name, "version": package.version, "alias": package.alias}
-    classification = package.task != "regression"
-    classes = [str(c) for c in getattr(package.model, "classes_", [])]
-    positive = package.metadata.get("positive_class")
-    threshold = package.metadata.get("decision_threshold")
-    if package.task != "binary" or positive not in classes:
-        threshold = None
-    # a fairness-mitigated model decides per row itself (keel.estimators) and may need
-    # the sensitive features to do it: rows without them are refused
-    own_decisions = decides_itself(package.model)
-    required = list(package.metadata.get("requires_sensitive_features") or [])
+    app.state.served = Served(package, follow[0] if follow else None)
+    if follow is not None:
+        watcher = AliasWatcher(app, package.name, follow[0], follow[1], poll_seconds)
+    app.state.watcher = watcher
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -171,36 +323,18 @@ def create_app(package: LoadedPackage, max_body_bytes: int = MAX_BODY_BYTES) -> 
     @app.get("/health")
     def health() -> dict[str, Any]:
         """Liveness and the model being served."""
-        return {"status": "ok", "model": model_info, "task": package.task}
+        served = app.state.served
+        return {"status": "ok", "model": served.info, "task": served.package.task}
 
     @app.post("/predict")
     def predict(body: PredictRequest, request: Request) -> Any:
         """Predict for each instance; classification answers carry class probabilities."""
-        frame, errors = records_to_frame(body.instances, schema, required=required)
+        served = app.state.served  # taken once: a swap does not touch this request
+        answer, errors = served.answer(body.instances)
         if errors:
             first = errors[0]
             where = f"instances[{first.row}]" + (f".{first.field}" if first.field else "")
             return _error(422, f"{where}: {first.message}", request, [e.to_dict() for e in errors])
-        answer: dict[str, Any] = {}
-        if classification and hasattr(package.model, "predict_proba"):
-            # One pass through the pipeline. Binary models decide at the threshold
-            # chosen on validation (the one the test metrics were computed at);
-            # otherwise the most probable class, what the model's predict() returns.
-            proba = package.model.predict_proba(frame)
-            if own_decisions:
-                answer["predictions"] = _plain_list(np.asarray(package.model.predict(frame)))
-            elif threshold is not None:
-                answer["predictions"] = decide(proba, classes, positive, threshold).tolist()
-                answer["decision_threshold"] = threshold
-            else:
-                labels = package.model.classes_
-                answer["predictions"] = _plain_list(labels[proba.argmax(axis=1)])
-            answer["probabilities"] = [
-                dict(zip(classes, row, strict=True)) for row in np.round(proba, 6).tolist()
-            ]
-        else:
-            answer["predictions"] = _plain_list(package.model.predict(frame))
-        answer["model"] = model_info
         answer["request_id"] = request.state.request_id
         return answer
 
@@ -222,5 +356,8 @@ def create_app_from_env() -> FastAPI:
 
     Reads the model URI and tracking URI that ``keel serve`` put in the environment.
     """
-    package = load_package(os.environ[MODEL_URI_ENV], os.environ[TRACKING_URI_ENV])
-    return create_app(package)
+    uri, tracking_uri = os.environ[MODEL_URI_ENV], os.environ[TRACKING_URI_ENV]
+    package = load_package(uri, tracking_uri)
+    alias = os.environ.get(FOLLOW_ENV)
+    poll = float(os.environ.get(POLL_ENV, POLL_SECONDS))
+    return create_app(package, follow=(alias, tracking_uri) if alias else None, poll_seconds=poll)
