@@ -279,6 +279,43 @@ def card(
 
 
 @app.command()
+def init(
+    folder: Annotated[Path, typer.Argument(help="Folder for the new project (created if absent).")],
+    name: Annotated[
+        str | None, typer.Option(help="Model name (default: the folder's name).")
+    ] = None,
+    data: Annotated[
+        str, typer.Option(help="Training data path for keel.yaml.")
+    ] = "data/raw/data.csv",
+    target: Annotated[str, typer.Option(help="Target column for keel.yaml.")] = "target",
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Create a project in the standard layout; never overwrites an existing file.
+
+    Writes data/{raw,processed,features}, configs, notebooks, tests/{unit,integration,
+    model}, pipelines, deployments; a commented keel.yaml; .gitignore; DVC set-up for
+    data/raw (.dvc/, dvc.yaml); GitHub Actions workflows (train-and-evaluate on pull
+    requests, deploy through staging on a `model-vN` tag); a Dockerfile serving the
+    champion with `keel serve`; a KServe InferenceService. Files that exist are kept
+    and listed. Exit codes: 0 done, 2 FOLDER is a file or the name is invalid.
+    """
+    from keel.cli._scaffold import scaffold
+
+    with exit_codes(debug):
+        result = scaffold(folder, name, data, target)
+        if json_out:
+            print(json.dumps({"folder": str(folder), **result}))
+            return
+        console = Console(stderr=True)
+        for path in result["created"]:
+            console.print(f"created {folder / path}")
+        for path in result["kept"]:
+            console.print(f"[yellow]kept[/yellow] {folder / path} (exists; not overwritten)")
+        console.print(f"next: put your data at {folder / data}, edit keel.yaml, run `keel run`")
+
+
+@app.command()
 def check(
     model: Annotated[
         str | None,
