@@ -153,7 +153,12 @@ def test_serve_wiring_without_starting_a_server(make_project, monkeypatch) -> No
     import keel.registry
     from keel.registry import LoadedPackage
 
-    for name in ("KEEL_SERVE_MODEL", "KEEL_SERVE_TRACKING_URI"):
+    for name in (
+        "KEEL_SERVE_MODEL",
+        "KEEL_SERVE_TRACKING_URI",
+        "KEEL_SERVE_FOLLOW_ALIAS",
+        "KEEL_SERVE_POLL_SECONDS",
+    ):
         monkeypatch.setenv(name, "")  # registered, so the test leaves the environment as it was
     calls: list[tuple[tuple, dict]] = []
     monkeypatch.setattr(uvicorn, "run", lambda *a, **k: calls.append((a, k)))
@@ -162,18 +167,23 @@ def test_serve_wiring_without_starting_a_server(make_project, monkeypatch) -> No
     monkeypatch.setattr(
         keel.registry, "load_package", lambda uri, tracking: seen.append(uri) or fake
     )
-    monkeypatch.setattr("keel.serving.create_app", lambda package: "app")
+    made: list[dict] = []
+    monkeypatch.setattr(
+        "keel.serving.create_app", lambda package, **options: made.append(options) or "app"
+    )
     path = make_project()
     public = invoke("serve", "-c", str(path), "--host", "0.0.0.0", "--port", "9999")
     assert public.exit_code == 0, public.output
     assert "warning: binding 0.0.0.0 exposes the model" in public.stderr
     assert seen == ["income@champion"]
     assert calls[-1] == (("app",), {"host": "0.0.0.0", "port": 9999, "log_level": "warning"})
+    assert made[-1]["follow"][0] == "champion"  # served by alias: follows it
     multi = invoke("serve", "-c", str(path), "--workers", "2", "--model", "income/3")
     assert multi.exit_code == 0 and "warning" not in multi.stderr
     assert calls[-1][0] == ("keel.serving:create_app_from_env",)
     assert calls[-1][1]["workers"] == 2 and calls[-1][1]["factory"] is True
     assert os.environ["KEEL_SERVE_MODEL"] == "income/3"
+    assert os.environ["KEEL_SERVE_FOLLOW_ALIAS"] == ""  # pinned: not following
 
 
 def test_configured_schema_is_enforced_before_anything_is_written(
