@@ -158,6 +158,7 @@ def test_serve_wiring_without_starting_a_server(make_project, monkeypatch) -> No
         "KEEL_SERVE_TRACKING_URI",
         "KEEL_SERVE_FOLLOW_ALIAS",
         "KEEL_SERVE_POLL_SECONDS",
+        "KEEL_SERVE_SETTINGS",
     ):
         monkeypatch.setenv(name, "")  # registered, so the test leaves the environment as it was
     calls: list[tuple[tuple, dict]] = []
@@ -268,3 +269,21 @@ def test_behaviour_config_errors_stop_before_training(make_project, test, messag
     result = invoke("run", "-c", str(make_project(config)))
     assert result.exit_code == 2, result.output
     assert message in result.stderr
+
+
+def test_apikey_prints_a_key_once_and_its_hash_for_keel_yaml() -> None:
+    import hashlib
+    import json
+
+    made = invoke("apikey", "web", "--scopes", "predict,admin", "--json")
+    assert made.exit_code == 0, made.output
+    entry = json.loads(made.stdout)
+    assert entry["sha256"] == hashlib.sha256(entry["key"].encode()).hexdigest()
+    assert entry["scopes"] == ["predict", "admin"] and len(entry["key"]) > 40
+    other = json.loads(invoke("apikey", "web", "--json").stdout)
+    assert other["key"] != entry["key"]
+    table = invoke("apikey", "web")
+    assert table.stdout.strip().startswith("- {name: web, sha256: ")
+    assert "keel_" in table.stderr and "keel_" not in table.stdout
+    bad = invoke("apikey", "web", "--scopes", "root")
+    assert bad.exit_code == 2 and "unknown scope 'root'" in bad.stderr

@@ -109,7 +109,7 @@ def test_too_many_instances(package, rows) -> None:
     big = TestClient(create_app(package, max_body_bytes=10**9))
     answer = big.post("/predict", json={"instances": [rows[0]] * (MAX_INSTANCES + 1)})
     assert answer.status_code == 422
-    assert "at most 10000 items" in answer.json()["error"]
+    assert "at most 10000 per request" in answer.json()["error"]
 
 
 def test_hostile_field_names_are_not_echoed_in_full(client: TestClient, rows) -> None:
@@ -185,3 +185,106 @@ def test_unknown_route_and_method_use_the_same_error_shape(client: TestClient) -
     assert missing.status_code == 404 and "request_id" in missing.json()
     wrong = client.get("/predict")
     assert wrong.status_code == 405 and wrong.json()["error"] == "Method Not Allowed"
+
+
+def test_ready_and_model_describe_the_served_model(client: TestClient, package) -> None:
+    assert client.get("/ready").json()["ready"] is True
+    described = client.get("/model").json()
+    assert (described["name"], described["version"], described["task"]) == ("income", "7", "binary")
+    names = [i["name"] for i in described["inputs"]]
+    assert names == package.schema.feature_names
+    assert described["card"]["command"] == "keel card income/7"
+
+
+def test_metrics_parse_as_prometheus_text(package, rows) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    fresh = TestClient(create_app(package), raise_server_exceptions=False)
+    assert fresh.post("/predict", json={"instances": rows[:5]}).status_code == 200
+    assert fresh.post("/predict", json={"instances": [{"age": "x"}]}).status_code == 422
+    fresh.get("/nope")
+    text = fresh.get("/metrics").text
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    requests = {
+        (s.labels["endpoint"], s.labels["status"]): s.value
+        for s in families["keel_requests"].samples
+        if s.name == "keel_requests_total"
+    }
+    assert requests[("/predict", "200")] == 1 and requests[("/predict", "422")] == 1
+    assert requests[("other", "404")] == 1  # unknown paths share one label
+    errors = {
+        s.labels["kind"]: s.value
+        for s in families["keel_errors"].samples
+        if s.name == "keel_errors_total"
+    }
+    assert errors == {"validation": 1.0, "not_found": 1.0}
+    predicted = sum(
+        s.value for s in families["keel_predictions"].samples if s.name == "keel_predictions_total"
+    )
+    assert predicted == 5
+    info = [s for s in families["keel_model_info"].samples if s.value == 1]
+    assert [(s.labels["name"], s.labels["version"]) for s in info] == [("income", "7")]
+    latency = [
+        s
+        for s in families["keel_request_seconds"].samples
+        if s.name == "keel_request_seconds_count" and s.labels["endpoint"] == "/predict"
+    ]
+    assert latency[0].value == 2
+
+
+def test_api_keys_hashed_scoped_and_health_open(package, rows, monkeypatch) -> None:
+    from keel.config import ServingConfig
+    from keel.serving._observe import hash_key
+
+    settings = ServingConfig(
+        api_keys=[
+            {"name": "web", "sha256": hash_key("k-predict"), "scopes": ["predict"]},
+            {"name": "ops", "sha256": hash_key("k-admin"), "scopes": ["admin"]},
+        ]
+    )
+    monkeypatch.setenv(
+        "KEEL_API_KEYS",
+        json.dumps([{"name": "env", "sha256": hash_key("k-env"), "scopes": ["predict"]}]),
+    )
+    app = TestClient(create_app(package, settings=settings), raise_server_exceptions=False)
+    body = {"instances": rows[:1]}
+    assert app.get("/health").status_code == 200 and app.get("/ready").status_code == 200
+    anonymous = app.post("/predict", json=body)
+    assert anonymous.status_code == 401 and anonymous.headers["www-authenticate"] == "Bearer"
+    assert "request_id" in anonymous.json()
+    assert (
+        app.post("/predict", json=body, headers={"Authorization": "Bearer nope"}).status_code == 401
+    )
+    for key in ("k-predict", "k-admin", "k-env"):
+        ok = app.post("/predict", json=body, headers={"Authorization": f"Bearer {key}"})
+        assert ok.status_code == 200, key
+    assert app.post("/predict", json=body, headers={"X-API-Key": "k-predict"}).status_code == 200
+    forbidden = app.get("/metrics", headers={"X-API-Key": "k-predict"})
+    assert forbidden.status_code == 403 and "admin" in forbidden.json()["error"]
+    assert app.get("/metrics", headers={"X-API-Key": "k-admin"}).status_code == 200
+    # the app never holds a key in clear
+    assert "k-predict" not in repr(settings.model_dump())
+    monkeypatch.setenv("KEEL_API_KEYS", '[{"name": "x"}]')
+    with pytest.raises(ValueError, match="KEEL_API_KEYS"):
+        create_app(package)
+
+
+def test_extra_fields_and_caps_follow_the_settings(package, rows) -> None:
+    from keel.config import ServingConfig
+
+    extra = {**rows[0], "colour": "blue"}
+    strict = TestClient(create_app(package), raise_server_exceptions=False)
+    assert strict.post("/predict", json={"instances": [extra]}).status_code == 422
+    lenient = TestClient(
+        create_app(package, settings=ServingConfig(extra_fields="ignore", max_instances=3)),
+        raise_server_exceptions=False,
+    )
+    assert lenient.post("/predict", json={"instances": [extra]}).status_code == 200
+    capped = lenient.post("/predict", json={"instances": rows[:4]})
+    assert capped.status_code == 422 and "at most 3 per request" in capped.json()["error"]
+    terse = TestClient(
+        create_app(package, settings=ServingConfig(detailed_errors_for_anonymous=False)),
+        raise_server_exceptions=False,
+    )
+    answer = terse.post("/predict", json={"instances": [{**rows[0], "age": "old"}]}).json()
+    assert "detail" not in answer and "age" not in answer["error"]

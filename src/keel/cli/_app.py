@@ -316,6 +316,45 @@ def init(
 
 
 @app.command()
+def apikey(
+    name: Annotated[str, typer.Argument(help="Who the key is for (e.g. web-frontend).")],
+    scopes: Annotated[
+        str, typer.Option(help="Comma-separated: predict, admin (admin has every scope).")
+    ] = "predict",
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Make a new API key for `keel serve`: shown once, stored only as its SHA-256.
+
+    Prints the key (give it to the client) and the entry to paste under
+    `serving: api_keys:` in keel.yaml (or into KEEL_API_KEYS as a JSON list). The
+    server hashes each presented key and compares it in constant time. Exit codes: 0
+    made, 2 unknown scope.
+    """
+    import secrets
+
+    from keel.errors import KeelInputError
+    from keel.serving import hash_key
+
+    with exit_codes(debug):
+        wanted = [s.strip() for s in scopes.split(",") if s.strip()]
+        unknown = [s for s in wanted if s not in ("predict", "admin")]
+        if unknown or not wanted:
+            raise KeelInputError(
+                f"--scopes: unknown scope {unknown[0] if unknown else '(none)'!r}; use predict,"
+                " admin or both"
+            )
+        key = "keel_" + secrets.token_urlsafe(32)
+        entry = {"name": name, "sha256": hash_key(key), "scopes": wanted}
+        if json_out:
+            print(json.dumps({**entry, "key": key}))
+            return
+        print(f"key (shown once; give it to {name}): {key}", file=sys.stderr)
+        print("add to keel.yaml under serving: api_keys:", file=sys.stderr)
+        print(f"    - {{name: {name}, sha256: {entry['sha256']}, scopes: [{', '.join(wanted)}]}}")
+
+
+@app.command()
 def check(
     model: Annotated[
         str | None,
@@ -417,7 +456,14 @@ def serve(
     """
     from keel.config import load_config, resolve_settings
     from keel.registry import load_package, parse_model_uri
-    from keel.serving import FOLLOW_ENV, MODEL_URI_ENV, POLL_ENV, TRACKING_URI_ENV, create_app
+    from keel.serving import (
+        FOLLOW_ENV,
+        MODEL_URI_ENV,
+        POLL_ENV,
+        SETTINGS_ENV,
+        TRACKING_URI_ENV,
+        create_app,
+    )
 
     with exit_codes(debug):
         project = load_config(config)
@@ -445,12 +491,14 @@ def serve(
                 package,
                 follow=(alias, settings.tracking_uri) if alias else None,
                 poll_seconds=poll_seconds,
+                settings=project.serving,
             )
             uvicorn.run(app, host=host, port=port, log_level="warning")
         else:
             os.environ[MODEL_URI_ENV] = f"{package.name}/{package.version}"
             os.environ[TRACKING_URI_ENV] = settings.tracking_uri
             os.environ[POLL_ENV] = str(poll_seconds)
+            os.environ[SETTINGS_ENV] = project.serving.model_dump_json()
             if alias:
                 os.environ[FOLLOW_ENV] = alias
             uvicorn.run(

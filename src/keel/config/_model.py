@@ -251,6 +251,28 @@ class GatesConfig(_Strict):
     waivers: dict[GateName, Waiver] = Field(default_factory=dict)
 
 
+class ApiKey(_Strict):
+    """One API key, stored only as its SHA-256 (``keel apikey`` makes one)."""
+
+    name: str = Field(min_length=1, max_length=100)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    scopes: list[Literal["predict", "admin"]] = Field(default_factory=lambda: ["predict"])
+
+
+class ServingConfig(_Strict):
+    """How `keel serve` answers: ``serving:`` in keel.yaml.
+
+    With ``api_keys`` (or ``KEEL_API_KEYS``) every request but the health checks needs
+    ``Authorization: Bearer KEY`` (or ``X-API-Key``) with the endpoint's scope.
+    """
+
+    max_instances: int = Field(10_000, ge=1, le=1_000_000)
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, le=1024**3)
+    extra_fields: Literal["reject", "ignore"] = "reject"
+    api_keys: list[ApiKey] = Field(default_factory=list)
+    detailed_errors_for_anonymous: bool = True
+
+
 PiiAction = Literal["redact", "mask", "hash", "drop"]
 
 
@@ -294,6 +316,7 @@ class ProjectConfig(_Strict):
     fairness: FairnessConfig = Field(default_factory=FairnessConfig)
     card: CardConfig = Field(default_factory=CardConfig)
     gates: GatesConfig = Field(default_factory=GatesConfig)
+    serving: ServingConfig = Field(default_factory=ServingConfig)
     tracking_uri: str | None = None
     schema_file: str | None = Field(None, alias="schema")
 

@@ -538,12 +538,14 @@ def records_to_frame(
     schema: Schema,
     max_errors: int = 20,
     required: Sequence[str] = (),
+    extra: str = "reject",
 ) -> tuple[pd.DataFrame | None, list[FieldError]]:
     """Check JSON rows against the schema and build the model's input frame.
 
     Returns ``(frame, [])`` when every row is valid, else ``(None, errors)`` with at
     most ``max_errors`` errors, each naming the row and field. Fields for the target,
-    id and ignored columns are accepted and dropped; unknown fields are errors.
+    id and ignored columns are accepted and dropped; unknown fields are errors, or
+    dropped too when ``extra="ignore"``.
     Fields in ``required`` must be given and not null, whatever the schema allows
     (a model that decides per sensitive group needs the group).
     """
@@ -558,7 +560,7 @@ def records_to_frame(
                 FieldError(i, "", f"each instance must be an object, got {_json_type(record)}")
             )
             continue
-        for key in record:
+        for key in record if extra == "reject" else ():
             if key not in known:
                 hint = did_you_mean(str(key), schema.feature_names)
                 errors.append(FieldError(i, str(key)[:100], f"unknown field{hint}"))

@@ -492,6 +492,7 @@ def run_project(
                     "mitigation": config.fairness.mitigation,
                     "dataset_digest": dataset.digest,
                     "split_digest": splits.digest,
+                    "run_id": run_id,
                     "seed": config.seed,
                     "keel_version": __version__,
                 }

@@ -7,6 +7,7 @@ from keel.serving._app import (
     MODEL_URI_ENV,
     POLL_ENV,
     POLL_SECONDS,
+    SETTINGS_ENV,
     TRACKING_URI_ENV,
     AliasWatcher,
     PredictRequest,
@@ -14,18 +15,23 @@ from keel.serving._app import (
     create_app,
     create_app_from_env,
 )
+from keel.serving._observe import API_KEYS_ENV, Metrics, hash_key
 
 __all__ = [
+    "API_KEYS_ENV",
     "FOLLOW_ENV",
     "MAX_BODY_BYTES",
     "MAX_INSTANCES",
     "MODEL_URI_ENV",
     "POLL_ENV",
     "POLL_SECONDS",
+    "SETTINGS_ENV",
     "TRACKING_URI_ENV",
     "AliasWatcher",
+    "Metrics",
     "PredictRequest",
     "Served",
     "create_app",
     "create_app_from_env",
+    "hash_key",
 ]

@@ -12,23 +12,28 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import numpy as np
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from keel.config import ServingConfig
 from keel.data import records_to_frame
 from keel.estimators import decides_itself
 from keel.evaluation import decide
 from keel.registry import LoadedPackage, load_package
+from keel.serving._observe import Metrics, Observed, authenticate, load_keys, presented_key
 
-MAX_INSTANCES = 10_000
+MAX_INSTANCES = 10_000  # the default of serving.max_instances
+HARD_MAX_INSTANCES = 1_000_000
 MAX_BODY_BYTES = 10 * 1024 * 1024
 MODEL_URI_ENV = "KEEL_SERVE_MODEL"
 TRACKING_URI_ENV = "KEEL_SERVE_TRACKING_URI"
 FOLLOW_ENV = "KEEL_SERVE_FOLLOW_ALIAS"
 POLL_ENV = "KEEL_SERVE_POLL_SECONDS"
+SETTINGS_ENV = "KEEL_SERVE_SETTINGS"
 POLL_SECONDS = 5.0
 
 logger = logging.getLogger("keel.serving")
@@ -38,7 +43,7 @@ class PredictRequest(BaseModel):
     """``{"instances": [{feature: value, ...}, ...]}``."""
 
     model_config = ConfigDict(extra="forbid")
-    instances: list[Any] = Field(min_length=1, max_length=MAX_INSTANCES)
+    instances: list[Any] = Field(min_length=1, max_length=HARD_MAX_INSTANCES)
 
 
 def _error(status: int, message: str, request: Request, detail: Any = None) -> JSONResponse:
@@ -148,9 +153,54 @@ class Served:
         self.own_decisions = decides_itself(package.model)
         self.required = list(package.metadata.get("requires_sensitive_features") or [])
 
-    def answer(self, instances: list[Any]) -> tuple[dict[str, Any] | None, list[Any]]:
+    @property
+    def version(self) -> str:
+        """The served version."""
+        return self.info["version"]
+
+    def describe(self) -> dict[str, Any]:
+        """``GET /model``: what a client needs to know about the model."""
+        meta = self.package.metadata
+        run_id = meta.get("run_id")
+        return {
+            **self.info,
+            "task": self.package.task,
+            "classes": self.classes,
+            "positive_class": self.positive,
+            "decision_threshold": self.threshold,
+            "decides_itself": self.own_decisions,
+            "requires_sensitive_features": self.required,
+            "inputs": [
+                {
+                    "name": c.name,
+                    "type": c.kind,
+                    "nullable": c.nullable,
+                    **({"categories": list(c.categories)[:100]} if c.categories else {}),
+                }
+                for c in self.schema.features
+            ],
+            "card": {
+                "model_uri": f"models:/{self.info['name']}/{self.version}",
+                "html": f"runs:/{run_id}/card/model_card.html" if run_id else None,
+                "command": f"keel card {self.info['name']}/{self.version}",
+            },
+        }
+
+    def scores(self, answer: dict[str, Any]) -> list[float]:
+        """The numbers the metrics histogram: P(positive) for binary, values for regression."""
+        if not self.classification:
+            return [float(v) for v in answer["predictions"] if isinstance(v, int | float)]
+        if self.package.task == "binary" and self.positive is not None:
+            return [row.get(str(self.positive), 0.0) for row in answer.get("probabilities", [])]
+        return []
+
+    def answer(
+        self, instances: list[Any], extra: str = "reject"
+    ) -> tuple[dict[str, Any] | None, list[Any]]:
         """Predictions for ``instances``, or the field errors that stop them."""
-        frame, errors = records_to_frame(instances, self.schema, required=self.required)
+        frame, errors = records_to_frame(
+            instances, self.schema, required=self.required, extra=extra
+        )
         if errors:
             return None, errors
         model = self.model
@@ -245,8 +295,13 @@ class AliasWatcher:
                 current,
             )
             return False
+        previous = self.app.state.served.info
         self.app.state.served = candidate  # the swap: one reference assignment
         self.swaps += 1
+        metrics = getattr(self.app.state, "metrics", None)
+        if metrics is not None:
+            metrics.serving(candidate.info, previous)
+            metrics.swaps.inc()
         self._failed = None
         logger.warning(
             "%s@%s moved: now serving version %s (was %s)", self.name, self.alias, version, current
@@ -256,20 +311,32 @@ class AliasWatcher:
 
 def create_app(
     package: LoadedPackage,
-    max_body_bytes: int = MAX_BODY_BYTES,
+    max_body_bytes: int | None = None,
     *,
     follow: tuple[str, str] | None = None,
     poll_seconds: float = POLL_SECONDS,
+    settings: ServingConfig | None = None,
 ) -> FastAPI:
     """Build the app serving ``package``.
 
-    Routes: ``GET /health``, ``POST /predict``. Bad input gets a 4xx naming the row
-    and field; an unexpected failure gets a 500 with only a request id (details go to
-    the server log, never to the client). ``follow=(alias, tracking_uri)`` makes the
-    app follow ``package.name@alias`` in the registry and swap models when it moves
+    Routes: ``POST /predict``; ``GET /health`` and ``/ready`` (open); ``GET /model``;
+    ``GET /metrics`` (Prometheus). Bad input gets a 4xx naming the row and field; an
+    unexpected failure gets a 500 with only a request id (details go to the server
+    log, never to the client). ``settings`` is keel.yaml's ``serving:`` (caps, extra
+    fields, API keys); ``follow=(alias, tracking_uri)`` makes the app follow
+    ``package.name@alias`` in the registry and swap models when it moves
     (:class:`AliasWatcher`).
+
+    Raises
+    ------
+    ValueError
+        When ``KEEL_API_KEYS`` is malformed.
     """
+    settings = settings or ServingConfig()
+    cap = max_body_bytes if max_body_bytes is not None else settings.max_body_bytes
+    keys = load_keys(settings.api_keys)
     watcher: AliasWatcher | None = None
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -282,14 +349,38 @@ def create_app(
     app = FastAPI(
         title=f"Keel — {package.name}",
         version=package.version,
-        description=f"Model {package.name} version {package.version} ({package.task}).",
+        description=f"Model {package.name} version {package.version} ({package.task})."
+        + (" Every route but /health and /ready needs an API key." if keys else ""),
         lifespan=lifespan,
     )
-    app.add_middleware(_RequestContext, max_body_bytes=max_body_bytes)
+    app.add_middleware(_RequestContext, max_body_bytes=cap)
+    app.add_middleware(Observed, metrics=metrics, version_of=lambda: app.state.served.version)
     app.state.served = Served(package, follow[0] if follow else None)
+    app.state.metrics = metrics
+    metrics.serving(app.state.served.info)
     if follow is not None:
         watcher = AliasWatcher(app, package.name, follow[0], follow[1], poll_seconds)
     app.state.watcher = watcher
+
+    def need(scope: str) -> Any:
+        """A dependency: the request carries a key with ``scope`` (admin has every scope)."""
+
+        def check(request: Request) -> None:
+            request.state.key = None
+            if not keys:
+                return
+            key = authenticate(presented_key(request.headers), keys)
+            if key is None:
+                raise StarletteHTTPException(
+                    401,
+                    "missing or unknown API key: send Authorization: Bearer KEY",
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+            if scope not in key.scopes and "admin" not in key.scopes:
+                raise StarletteHTTPException(403, f"this key lacks the {scope!r} scope")
+            request.state.key = key.name
+
+        return Depends(check)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -311,7 +402,10 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error(exc.status_code, str(exc.detail), request)
+        answer = _error(exc.status_code, str(exc.detail), request)
+        for name, value in (exc.headers or {}).items():
+            answer.headers[name] = value
+        return answer
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:
@@ -322,19 +416,45 @@ def create_app(
 
     @app.get("/health")
     def health() -> dict[str, Any]:
-        """Liveness and the model being served."""
+        """Liveness and the model being served (no key needed)."""
         served = app.state.served
         return {"status": "ok", "model": served.info, "task": served.package.task}
 
-    @app.post("/predict")
+    @app.get("/ready")
+    def ready() -> dict[str, Any]:
+        """Readiness: a model is loaded and answers its own example rows (no key needed)."""
+        return {"ready": True, "model": app.state.served.info}
+
+    @app.get("/model", dependencies=[need("predict")])
+    def model() -> dict[str, Any]:
+        """The model being served: name, version, task, input signature, card."""
+        return app.state.served.describe()
+
+    @app.get("/metrics", dependencies=[need("admin")], response_class=Response)
+    def prometheus() -> Response:
+        """Prometheus metrics: requests, latency, errors by kind, predictions, model."""
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post("/predict", dependencies=[need("predict")])
     def predict(body: PredictRequest, request: Request) -> Any:
         """Predict for each instance; classification answers carry class probabilities."""
+        if len(body.instances) > settings.max_instances:
+            return _error(
+                422,
+                f"instances: {len(body.instances)} rows; at most {settings.max_instances} per"
+                " request (serving.max_instances)",
+                request,
+            )
         served = app.state.served  # taken once: a swap does not touch this request
-        answer, errors = served.answer(body.instances)
+        answer, errors = served.answer(body.instances, settings.extra_fields)
         if errors:
             first = errors[0]
             where = f"instances[{first.row}]" + (f".{first.field}" if first.field else "")
-            return _error(422, f"{where}: {first.message}", request, [e.to_dict() for e in errors])
+            detail = [e.to_dict() for e in errors]
+            if not settings.detailed_errors_for_anonymous and request.state.key is None:
+                return _error(422, "invalid instances (details need an API key)", request)
+            return _error(422, f"{where}: {first.message}", request, detail)
+        metrics.answered(served.version, answer["predictions"], served.scores(answer))
         answer["request_id"] = request.state.request_id
         return answer
 
@@ -360,4 +480,11 @@ def create_app_from_env() -> FastAPI:
     package = load_package(uri, tracking_uri)
     alias = os.environ.get(FOLLOW_ENV)
     poll = float(os.environ.get(POLL_ENV, POLL_SECONDS))
-    return create_app(package, follow=(alias, tracking_uri) if alias else None, poll_seconds=poll)
+    raw = os.environ.get(SETTINGS_ENV)
+    settings = ServingConfig.model_validate_json(raw) if raw else None
+    return create_app(
+        package,
+        follow=(alias, tracking_uri) if alias else None,
+        poll_seconds=poll,
+        settings=settings,
+    )
