@@ -159,6 +159,7 @@ def test_serve_wiring_without_starting_a_server(make_project, monkeypatch) -> No
         "KEEL_SERVE_FOLLOW_ALIAS",
         "KEEL_SERVE_POLL_SECONDS",
         "KEEL_SERVE_SETTINGS",
+        "KEEL_SERVE_LOG_URL",
     ):
         monkeypatch.setenv(name, "")  # registered, so the test leaves the environment as it was
     calls: list[tuple[tuple, dict]] = []

@@ -288,3 +288,38 @@ def test_extra_fields_and_caps_follow_the_settings(package, rows) -> None:
     )
     answer = terse.post("/predict", json={"instances": [{**rows[0], "age": "old"}]}).json()
     assert "detail" not in answer and "age" not in answer["error"]
+
+
+def test_prediction_log_records_answers_feedback_and_redacts(package, rows, tmp_path) -> None:
+    from keel.config import ServingConfig
+    from keel.serving import PredictionLog, read_log
+
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    log = PredictionLog(
+        url, flush_seconds=0.05, redact={"native-country": "drop", "note": "redact"}
+    )
+    app = TestClient(
+        create_app(package, settings=ServingConfig(extra_fields="ignore"), log=log),
+        raise_server_exceptions=False,
+    )
+    sent = [{**r, "note": "write to ada.lovelace@example.org"} for r in rows[:3]]
+    answer = app.post("/predict", json={"instances": sent}).json()
+    request_id = answer["request_id"]
+    done = app.post("/feedback", json={"request_id": request_id, "labels": [">50K", "<=50K", None]})
+    assert done.status_code == 200, done.text
+    assert done.json()["rows"] == 3
+    assert app.post("/feedback", json={"request_id": "ab" * 16, "labels": [1]}).status_code == 404
+    wrong = app.post("/feedback", json={"request_id": request_id, "labels": [1]})
+    assert wrong.status_code == 422 and "had 3 row(s)" in wrong.json()["error"]
+    assert app.post("/feedback", json={"request_id": "x' OR 1=1", "labels": [1]}).status_code == 422
+    log.close()
+    logged = read_log(url)
+    assert [r["request_id"] for r in logged] == [request_id] * 3
+    assert [r["prediction"] for r in logged] == answer["predictions"]
+    assert [r["label"] for r in logged] == [">50K", "<=50K", None]
+    assert all(r["model_version"] == "7" and r["latency_ms"] > 0 for r in logged)
+    first = logged[0]["inputs"]
+    assert "native-country" not in first and first["age"] == rows[0]["age"]
+    assert "ada.lovelace" not in first["note"] and "<EMAIL_ADDRESS>" in first["note"]
+    off = TestClient(create_app(package), raise_server_exceptions=False)
+    assert off.post("/feedback", json={"request_id": request_id, "labels": [1]}).status_code == 409

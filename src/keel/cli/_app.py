@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import sys
 from contextlib import redirect_stdout
 from pathlib import Path
@@ -458,11 +459,14 @@ def serve(
     from keel.registry import load_package, parse_model_uri
     from keel.serving import (
         FOLLOW_ENV,
+        LOG_URL_ENV,
         MODEL_URI_ENV,
         POLL_ENV,
         SETTINGS_ENV,
         TRACKING_URI_ENV,
+        PredictionLog,
         create_app,
+        log_url,
     )
 
     with exit_codes(debug):
@@ -481,24 +485,33 @@ def serve(
         )
         import uvicorn
 
+        serving = project.serving.model_copy(
+            update={"redact": {**project.pii.columns, **project.serving.redact}}
+        )
+        url = log_url(serving.prediction_log, project.root) if serving.prediction_log else None
+        console.print(f"prediction log: {_shown_url(url) if url else 'off'}")
         alias = parse_model_uri(uri)[2] if poll_seconds > 0 else None
         if alias:
             console.print(
                 f"following {package.name}@{alias} (registry polled every {poll_seconds:g} s)"
             )
         if workers == 1:
+            log = PredictionLog(url, serving.log_flush_seconds, serving.redact) if url else None
             app = create_app(
                 package,
                 follow=(alias, settings.tracking_uri) if alias else None,
                 poll_seconds=poll_seconds,
-                settings=project.serving,
+                settings=serving,
+                log=log,
             )
             uvicorn.run(app, host=host, port=port, log_level="warning")
         else:
             os.environ[MODEL_URI_ENV] = f"{package.name}/{package.version}"
             os.environ[TRACKING_URI_ENV] = settings.tracking_uri
             os.environ[POLL_ENV] = str(poll_seconds)
-            os.environ[SETTINGS_ENV] = project.serving.model_dump_json()
+            os.environ[SETTINGS_ENV] = serving.model_dump_json()
+            if url:
+                os.environ[LOG_URL_ENV] = url
             if alias:
                 os.environ[FOLLOW_ENV] = alias
             uvicorn.run(
@@ -515,6 +528,11 @@ NameArg = Annotated[str, typer.Argument(help="The registered model's name.")]
 ReasonOpt = Annotated[
     str | None, typer.Option("--reason", help="Why: recorded in the alias history.")
 ]
+
+
+def _shown_url(url: str) -> str:
+    """A database URL without its password, for the terminal."""
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
 
 
 def _registry(config: Path | None) -> str:

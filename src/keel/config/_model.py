@@ -271,6 +271,12 @@ class ServingConfig(_Strict):
     extra_fields: Literal["reject", "ignore"] = "reject"
     api_keys: list[ApiKey] = Field(default_factory=list)
     detailed_errors_for_anonymous: bool = True
+    # where every prediction is logged: a SQLite file (relative to keel.yaml) or a
+    # database URL (postgresql://...); null turns the log off
+    prediction_log: str | None = ".keel/predictions.db"
+    log_flush_seconds: float = Field(0.5, gt=0.0, le=60.0)
+    # PII actions for logged inputs, on top of keel.yaml's pii.columns
+    redact: dict[str, Literal["redact", "mask", "hash", "drop"]] = Field(default_factory=dict)
 
 
 PiiAction = Literal["redact", "mask", "hash", "drop"]

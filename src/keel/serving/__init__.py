@@ -2,6 +2,7 @@
 
 from keel.serving._app import (
     FOLLOW_ENV,
+    LOG_URL_ENV,
     MAX_BODY_BYTES,
     MAX_INSTANCES,
     MODEL_URI_ENV,
@@ -15,11 +16,13 @@ from keel.serving._app import (
     create_app,
     create_app_from_env,
 )
+from keel.serving._log import PredictionLog, log_url, read_log
 from keel.serving._observe import API_KEYS_ENV, Metrics, hash_key
 
 __all__ = [
     "API_KEYS_ENV",
     "FOLLOW_ENV",
+    "LOG_URL_ENV",
     "MAX_BODY_BYTES",
     "MAX_INSTANCES",
     "MODEL_URI_ENV",
@@ -30,8 +33,11 @@ __all__ = [
     "AliasWatcher",
     "Metrics",
     "PredictRequest",
+    "PredictionLog",
     "Served",
     "create_app",
     "create_app_from_env",
     "hash_key",
+    "log_url",
+    "read_log",
 ]

@@ -6,6 +6,7 @@ import logging
 import math
 import os
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,6 +25,7 @@ from keel.data import records_to_frame
 from keel.estimators import decides_itself
 from keel.evaluation import decide
 from keel.registry import LoadedPackage, load_package
+from keel.serving._log import PredictionLog
 from keel.serving._observe import Metrics, Observed, authenticate, load_keys, presented_key
 
 MAX_INSTANCES = 10_000  # the default of serving.max_instances
@@ -34,9 +36,20 @@ TRACKING_URI_ENV = "KEEL_SERVE_TRACKING_URI"
 FOLLOW_ENV = "KEEL_SERVE_FOLLOW_ALIAS"
 POLL_ENV = "KEEL_SERVE_POLL_SECONDS"
 SETTINGS_ENV = "KEEL_SERVE_SETTINGS"
+LOG_URL_ENV = "KEEL_SERVE_LOG_URL"
 POLL_SECONDS = 5.0
 
 logger = logging.getLogger("keel.serving")
+
+
+class FeedbackRequest(BaseModel):
+    """``{"request_id": "...", "labels": [label per row of that request]}``."""
+
+    model_config = ConfigDict(extra="forbid")
+    request_id: str = Field(min_length=1, max_length=64, pattern=r"^[0-9a-f]{1,64}$")
+    labels: list[str | int | float | bool | None] = Field(
+        min_length=1, max_length=HARD_MAX_INSTANCES
+    )
 
 
 class PredictRequest(BaseModel):
@@ -316,6 +329,7 @@ def create_app(
     follow: tuple[str, str] | None = None,
     poll_seconds: float = POLL_SECONDS,
     settings: ServingConfig | None = None,
+    log: PredictionLog | None = None,
 ) -> FastAPI:
     """Build the app serving ``package``.
 
@@ -345,6 +359,8 @@ def create_app(
         yield
         if watcher is not None:
             watcher.stop()
+        if log is not None:
+            log.close()  # drain and commit: a graceful stop loses no prediction
 
     app = FastAPI(
         title=f"Keel — {package.name}",
@@ -361,6 +377,7 @@ def create_app(
     if follow is not None:
         watcher = AliasWatcher(app, package.name, follow[0], follow[1], poll_seconds)
     app.state.watcher = watcher
+    app.state.log = log
 
     def need(scope: str) -> Any:
         """A dependency: the request carries a key with ``scope`` (admin has every scope)."""
@@ -445,6 +462,7 @@ def create_app(
                 " request (serving.max_instances)",
                 request,
             )
+        started = time.perf_counter()
         served = app.state.served  # taken once: a swap does not touch this request
         answer, errors = served.answer(body.instances, settings.extra_fields)
         if errors:
@@ -454,9 +472,38 @@ def create_app(
             if not settings.detailed_errors_for_anonymous and request.state.key is None:
                 return _error(422, "invalid instances (details need an API key)", request)
             return _error(422, f"{where}: {first.message}", request, detail)
-        metrics.answered(served.version, answer["predictions"], served.scores(answer))
+        scores = served.scores(answer)
+        metrics.answered(served.version, answer["predictions"], scores)
         answer["request_id"] = request.state.request_id
+        if log is not None:
+            log.record(
+                answer["request_id"],
+                served.info,
+                body.instances,
+                answer["predictions"],
+                scores,
+                (time.perf_counter() - started) * 1000,
+            )
         return answer
+
+    @app.post("/feedback", dependencies=[need("predict")])
+    def feedback(body: FeedbackRequest, request: Request) -> Any:
+        """Ground truth for an answered request: one label per row, in order."""
+        if log is None:
+            return _error(409, "the prediction log is off (serving.prediction_log)", request)
+        rows = log.has_request(body.request_id)
+        if rows == 0:
+            return _error(
+                404, f"request_id {body.request_id[:64]!r}: no such prediction in the log", request
+            )
+        if len(body.labels) != rows:
+            return _error(
+                422,
+                f"labels: {len(body.labels)} given; request {body.request_id} had {rows} row(s)",
+                request,
+            )
+        log.feedback(body.request_id, body.labels)
+        return {"request_id": body.request_id, "rows": rows, "status": "recorded"}
 
     return app
 
@@ -481,10 +528,13 @@ def create_app_from_env() -> FastAPI:
     alias = os.environ.get(FOLLOW_ENV)
     poll = float(os.environ.get(POLL_ENV, POLL_SECONDS))
     raw = os.environ.get(SETTINGS_ENV)
-    settings = ServingConfig.model_validate_json(raw) if raw else None
+    settings = ServingConfig.model_validate_json(raw) if raw else ServingConfig()
+    url = os.environ.get(LOG_URL_ENV)
+    log = PredictionLog(url, settings.log_flush_seconds, settings.redact) if url else None
     return create_app(
         package,
         follow=(alias, tracking_uri) if alias else None,
         poll_seconds=poll,
         settings=settings,
+        log=log,
     )

@@ -1,0 +1,261 @@
+"""The prediction log: every prediction, durably, from every worker, queryable by monitoring.
+
+Requests only append to an in-memory queue; one writer thread per process commits what
+queued in batches, every ``flush_seconds`` (or sooner when a batch fills). SQLite runs
+in WAL mode, so several workers append to one file and a reader never blocks them; a
+PostgreSQL URL works the same through SQLAlchemy.
+
+The promise, tested: a graceful stop (SIGTERM, Ctrl-C) drains the queue and commits
+before the process exits, so nothing is lost; ``kill -9`` loses at most what queued in
+the last flush interval, and never corrupts the log (each batch is one transaction).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    select,
+)
+
+logger = logging.getLogger("keel.serving")
+
+metadata = MetaData()
+PREDICTIONS = Table(
+    "predictions",
+    metadata,
+    Column("request_id", String(64), primary_key=True),
+    Column("row", Integer, primary_key=True),
+    Column("time", Float, nullable=False, index=True),
+    Column("model_name", String(200), nullable=False),
+    Column("model_version", String(20), nullable=False),
+    Column("inputs", Text, nullable=False),  # JSON, PII redacted per config
+    Column("prediction", Text, nullable=False),  # JSON
+    Column("score", Float),  # P(positive) or the predicted value
+    Column("latency_ms", Float, nullable=False),
+    Column("route", String(20), primary_key=True),  # champion, shadow, canary
+)
+FEEDBACK = Table(
+    "feedback",
+    metadata,
+    Column("request_id", String(64), primary_key=True),
+    Column("row", Integer, primary_key=True),
+    Column("label", Text, nullable=False),  # JSON
+    Column("time", Float, nullable=False),
+)
+BATCH_ROWS = 2_000
+
+
+def log_url(target: str, root: Path) -> str:
+    """A SQLAlchemy URL for ``target``: a database URL as given, else a SQLite file path."""
+    if "://" in target:
+        return target
+    path = Path(target)
+    path = path if path.is_absolute() else root / path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+class PredictionLog:
+    """Append-only prediction and feedback log with a batching writer thread."""
+
+    def __init__(
+        self,
+        url: str,
+        flush_seconds: float = 0.5,
+        redact: dict[str, str] | None = None,
+    ) -> None:
+        self.url = url
+        self.flush_seconds = flush_seconds
+        self.redact = dict(redact or {})
+        self.engine = create_engine(url, future=True)
+        if url.startswith("sqlite"):
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        metadata.create_all(self.engine)
+        self._queue: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._scanner: Any = None
+        self.written = 0
+        self.dropped = 0
+        self._thread = threading.Thread(target=self._run, name="keel-prediction-log", daemon=True)
+        self._thread.start()
+
+    # --- the hot path: append only ---------------------------------------------------
+
+    def record(
+        self,
+        request_id: str,
+        model: dict[str, Any],
+        instances: list[dict[str, Any]],
+        predictions: list[Any],
+        scores: list[float] | None,
+        latency_ms: float,
+        route: str = "champion",
+    ) -> None:
+        """Queue one answer's rows (the writer thread redacts and commits them)."""
+        now = time.time()
+        for i, (row, prediction) in enumerate(zip(instances, predictions, strict=False)):
+            score = scores[i] if scores and i < len(scores) else None
+            self._queue.put(
+                (
+                    "prediction",
+                    {
+                        "request_id": request_id,
+                        "row": i,
+                        "time": now,
+                        "model_name": model["name"],
+                        "model_version": model["version"],
+                        "inputs": row,
+                        "prediction": prediction,
+                        "score": score if score is None or math.isfinite(score) else None,
+                        "latency_ms": latency_ms,
+                        "route": route,
+                    },
+                )
+            )
+
+    def feedback(self, request_id: str, labels: list[Any]) -> None:
+        """Queue ground-truth labels for the rows of ``request_id``, in order."""
+        now = time.time()
+        for i, label in enumerate(labels):
+            self._queue.put(
+                (
+                    "feedback",
+                    {"request_id": request_id, "row": i, "label": json.dumps(label), "time": now},
+                )
+            )
+
+    # --- the writer ----------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.flush_seconds):
+            self.flush()
+        self.flush()
+
+    def flush(self) -> int:
+        """Commit everything queued now (one transaction per batch); rows written."""
+        with self._lock:
+            total = 0
+            while True:
+                batch: list[tuple[str, dict[str, Any]]] = []
+                try:
+                    while len(batch) < BATCH_ROWS:
+                        batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    pass
+                if not batch:
+                    return total
+                predictions = [self._stored(r) for k, r in batch if k == "prediction"]
+                feedback = [r for k, r in batch if k == "feedback"]
+                try:
+                    with self.engine.begin() as conn:
+                        if predictions:
+                            conn.execute(PREDICTIONS.insert(), predictions)
+                        for row in feedback:  # a label may be corrected: last one wins
+                            conn.execute(
+                                FEEDBACK.delete().where(
+                                    (FEEDBACK.c.request_id == row["request_id"])
+                                    & (FEEDBACK.c.row == row["row"])
+                                )
+                            )
+                        if feedback:
+                            conn.execute(FEEDBACK.insert(), feedback)
+                except Exception as exc:  # never take the server down for the log
+                    self.dropped += len(batch)
+                    logger.error("prediction log: %d rows not written: %s", len(batch), exc)
+                    continue
+                self.written += len(predictions)
+                total += len(batch)
+
+    def _stored(self, record: dict[str, Any]) -> dict[str, Any]:
+        inputs = dict(record["inputs"]) if isinstance(record["inputs"], dict) else {}
+        for column, action in self.redact.items():
+            if column not in inputs:
+                continue
+            if action == "drop":
+                inputs.pop(column)
+            elif isinstance(inputs[column], str) and inputs[column]:
+                inputs[column] = self._anonymize(inputs[column], action)
+        return {
+            **record,
+            "inputs": json.dumps(inputs, default=str),
+            "prediction": json.dumps(record["prediction"], default=str),
+        }
+
+    def _anonymize(self, text: str, action: str) -> str:
+        if self._scanner is None:
+            from keel.data import PiiScanner
+
+            self._scanner = PiiScanner()
+        return self._scanner.anonymize(text, action)[0]
+
+    def has_request(self, request_id: str) -> int:
+        """How many rows ``request_id`` has in the log (after committing what queued)."""
+        self.flush()
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(PREDICTIONS.c.row).where(PREDICTIONS.c.request_id == request_id)
+            ).all()
+        return len(rows)
+
+    def close(self) -> None:
+        """Drain the queue, commit, stop the writer: a graceful stop loses nothing."""
+        self._stop.set()
+        self._thread.join(timeout=60)
+        self.flush()
+        self.engine.dispose()
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def read_log(url: str, since: float | None = None, limit: int | None = None) -> list[dict]:
+    """Rows of the prediction log (oldest first), with their feedback label if any."""
+    engine = create_engine(url, future=True)
+    query = (
+        select(PREDICTIONS, FEEDBACK.c.label)
+        .join(
+            FEEDBACK,
+            (FEEDBACK.c.request_id == PREDICTIONS.c.request_id)
+            & (FEEDBACK.c.row == PREDICTIONS.c.row),
+            isouter=True,
+        )
+        .order_by(PREDICTIONS.c.time, PREDICTIONS.c.request_id, PREDICTIONS.c.row)
+    )
+    if since is not None:
+        query = query.where(PREDICTIONS.c.time >= since)
+    if limit is not None:
+        query = query.limit(limit)
+    with engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(query)]
+    engine.dispose()
+    for row in rows:
+        row["inputs"] = json.loads(row["inputs"])
+        row["prediction"] = json.loads(row["prediction"])
+        row["label"] = json.loads(row["label"]) if row["label"] is not None else None
+    return rows
+
+
+__all__ = ["FEEDBACK", "PREDICTIONS", "PredictionLog", "log_url", "read_log"]
