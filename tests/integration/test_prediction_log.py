@@ -143,3 +143,42 @@ def test_kill_9_under_load_loses_at_most_the_last_flush_and_never_corrupts(
     assert len(safe) > 20
     missing = [rid for rid in safe if rid not in logged]
     assert not missing, f"{len(missing)} of {len(safe)} lost"
+
+
+def _keel(root: Path, *args: str):
+    old = os.getcwd()
+    os.chdir(root)
+    try:
+        return CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
+    finally:
+        os.chdir(old)
+
+
+def test_loadtest_is_the_evidence_for_the_gate_and_the_card(project: Path) -> None:
+    process, url = _serve(project)
+    try:
+        done = _keel(project, "loadtest", url, "--requests", "200", "--concurrency", "4", "--json")
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+    assert done.exit_code == 0, done.output
+    result = json.loads(done.stdout)
+    assert result["requests"] == 200 and result["statuses"] == {"200": 200}
+    assert 0 < result["p50_ms"] <= result["p95_ms"] <= result["p99_ms"] <= result["max_ms"]
+    assert result["error_rate"] == 0 and result["throughput"] > 0
+    checked = _keel(project, "check", "income/1", "--json")
+    gate = {g["gate"]: g for g in json.loads(checked.stdout)["gates"]}["load_tested"]
+    assert gate["status"] == "pass" and "200 requests at concurrency 4" in gate["evidence"]
+    card = _keel(project, "card", "income/1", "--json")
+    markdown = Path(json.loads(card.stdout)["paths"]["model_card_md"]).read_text()
+    assert "p50 ms" in markdown and "not measured yet" not in markdown
+
+
+def test_loadtest_refuses_other_hosts_and_says_when_no_server(project: Path) -> None:
+    far = _keel(project, "loadtest", "http://203.0.113.5:8000", "--requests", "1")
+    assert far.exit_code == 2 and "this machine only" in far.stderr
+    nobody = _keel(project, "loadtest", f"http://127.0.0.1:{free_port()}", "--requests", "1")
+    assert nobody.exit_code == 2 and "no Keel server" in nobody.stderr
+    huge = _keel(project, "loadtest", "--requests", "10000000")
+    assert huge.exit_code == 2 and "--requests must be" in huge.stderr
+    assert "Traceback" not in far.output + nobody.output + huge.output

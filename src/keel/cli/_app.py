@@ -524,6 +524,101 @@ def serve(
             )
 
 
+@app.command()
+def loadtest(
+    url: Annotated[
+        str, typer.Argument(help="The running server (loopback only).")
+    ] = "http://127.0.0.1:8000",
+    requests: Annotated[int, typer.Option(help="At most this many requests (≤ 100,000).")] = 1000,
+    seconds: Annotated[float, typer.Option(help="Stop after this long (≤ 600 s).")] = 30.0,
+    concurrency: Annotated[int, typer.Option(help="Clients sending at once.")] = 8,
+    rows: Annotated[int, typer.Option(help="Rows per request.")] = 1,
+    api_key: Annotated[
+        str | None, typer.Option(envvar="KEEL_API_KEY", help="Key, if the server needs one.")
+    ] = None,
+    record: Annotated[
+        bool, typer.Option("--record/--no-record", help="Attach the result to the version.")
+    ] = True,
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Drive a running `keel serve` and report p50/p95/p99 latency, throughput, errors.
+
+    Sends POST /predict with the served package's own example rows from --concurrency
+    clients until --requests are done or --seconds have passed, on loopback only. The
+    result is recorded on the served version (tag `keel.loadtest`): the evidence of
+    `keel check`'s load_tested gate and the latency section of `keel card`. Exit codes:
+    0 measured with no error, 1 some requests failed, 2 bad options or no server.
+    """
+    from keel.config import load_config, resolve_settings
+    from keel.errors import KeelFinding
+    from keel.serving import record_loadtest, run_loadtest
+
+    with exit_codes(debug):
+        project = load_config(config)
+        tracking = resolve_settings(project).tracking_uri
+        console = Console(stderr=True)
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+            console=console,
+            disable=not _interactive(json_out),
+            transient=True,
+        ) as bar:
+            task = bar.add_task("loadtest", total=requests)
+            result = run_loadtest(
+                url,
+                tracking,
+                requests=requests,
+                seconds=seconds,
+                concurrency=concurrency,
+                rows=rows,
+                api_key=api_key,
+                progress=lambda n: bar.update(task, completed=n),
+            )
+        if record and result.requests:
+            record_loadtest(result, tracking)
+        if json_out:
+            print(json.dumps(result.to_dict()))
+        else:
+            table = Table(
+                title=f"{result.model['name']} version {result.model['version']} at {result.url}"
+            )
+            for column in (
+                "requests",
+                "concurrency",
+                "rows",
+                "p50 ms",
+                "p95 ms",
+                "p99 ms",
+                "max ms",
+                "req/s",
+                "errors",
+            ):
+                table.add_column(column, justify="right")
+            table.add_row(
+                str(result.requests),
+                str(result.concurrency),
+                str(result.rows_per_request),
+                f"{result.p50_ms:.1f}",
+                f"{result.p95_ms:.1f}",
+                f"{result.p99_ms:.1f}",
+                f"{result.max_ms:.1f}",
+                f"{result.throughput:.0f}",
+                f"{result.error_rate:.2%}",
+            )
+            Console().print(table)
+        if result.error_rate > 0:
+            raise KeelFinding(
+                f"{result.error_rate:.2%} of requests failed: {result.statuses}"
+                + (" (recorded)" if record else "")
+            )
+
+
 NameArg = Annotated[str, typer.Argument(help="The registered model's name.")]
 ReasonOpt = Annotated[
     str | None, typer.Option("--reason", help="Why: recorded in the alias history.")

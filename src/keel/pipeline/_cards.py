@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from keel.errors import DataError
@@ -28,4 +29,13 @@ def write_model_card(uri: str, tracking_uri: str, out: Path | None, root: Path) 
         )
     config = documents.get("keel.yaml") or {}
     folder = out or root / ".keel" / "cards" / f"{info['name']}-v{info['version']}"
-    return write_card(report, config.get("card") or {}, info, documents.get("profile.json"), folder)
+    loadtest = None
+    raw = (info.get("tags") or {}).get("keel.loadtest")
+    if raw:
+        try:
+            loadtest = json.loads(raw)
+        except ValueError:
+            loadtest = None
+    return write_card(
+        report, config.get("card") or {}, info, documents.get("profile.json"), folder, loadtest
+    )

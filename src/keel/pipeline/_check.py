@@ -259,11 +259,25 @@ def _registered(f: Facts) -> Verdict:
     )
 
 
+MAX_LOAD_ERROR_RATE = 0.01
+
+
 def _load_tested(f: Facts) -> Verdict:
-    result = f.version_tags.get("keel.loadtest")
-    if result:
-        return PASS, result
-    return UNAVAILABLE, "`keel loadtest` arrives with the serving issue; no load test recorded"
+    raw = f.version_tags.get("keel.loadtest")
+    if not raw:
+        return FAIL, "no load test recorded: `keel serve`, then `keel loadtest` records one"
+    try:
+        r = json.loads(raw)
+        numbers = (
+            f"{r['requests']} requests at concurrency {r['concurrency']} on {r['when']}:"
+            f" p50 {r['p50_ms']:.1f} ms, p95 {r['p95_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms,"
+            f" {r['throughput']:.0f} req/s, error rate {r['error_rate']:.2%}"
+        )
+    except (ValueError, KeyError, TypeError):
+        return FAIL, "the recorded load test (tag keel.loadtest) is unreadable; run it again"
+    if r["error_rate"] > MAX_LOAD_ERROR_RATE:
+        return FAIL, f"error rate above {MAX_LOAD_ERROR_RATE:.0%}: {numbers}"
+    return PASS, numbers
 
 
 def _drift(f: Facts) -> Verdict:

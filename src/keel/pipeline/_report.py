@@ -715,11 +715,15 @@ def write_card(
     registry: dict[str, Any],
     profile: dict[str, Any] | None,
     folder: Path,
+    loadtest: dict[str, Any] | None = None,
 ) -> dict[str, str]:
-    """Write ``model_card.md``, ``model_card.html`` and ``datasheet.md`` into ``folder``."""
+    """Write ``model_card.md``, ``model_card.html`` and ``datasheet.md`` into ``folder``.
+
+    ``loadtest``: the version's latest `keel loadtest` result, for the latency section.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     title = f"Model card: {registry['name']} version {registry['version']}"
-    sections = build_card(report, card_config, registry)
+    sections = build_card(report, card_config, registry, loadtest)
     sheet = build_datasheet(report, card_config, profile)
     sheet_title = f"Datasheet: training data of {registry['name']} version {registry['version']}"
     paths = {

@@ -308,6 +308,7 @@ def version_documents(
         "created": created.strftime("%Y-%m-%d %H:%M UTC"),
         "run_id": mv.run_id,
         "tracking_uri": tracking_uri,
+        "tags": dict(mv.tags or {}),
     }
     return info, documents
 

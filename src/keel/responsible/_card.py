@@ -306,8 +306,9 @@ def build_card(
                     "p",
                     "One command puts back the version the champion alias pointed at before"
                     " its last move, and records who did it and why (`keel history` lists"
-                    " every move). A running server must be restarted to pick it up (until"
-                    " automatic alias reload exists).",
+                    " every move). A running `keel serve` following the alias swaps to"
+                    " that version by itself within its poll interval, without failing a"
+                    " request.",
                 ),
                 ("code", f"keel rollback {name} --reason 'WHY'"),
             ],

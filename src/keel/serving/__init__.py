@@ -16,12 +16,14 @@ from keel.serving._app import (
     create_app,
     create_app_from_env,
 )
+from keel.serving._loadtest import LOADTEST_TAG, LoadResult, record_loadtest, run_loadtest
 from keel.serving._log import PredictionLog, log_url, read_log
 from keel.serving._observe import API_KEYS_ENV, Metrics, hash_key
 
 __all__ = [
     "API_KEYS_ENV",
     "FOLLOW_ENV",
+    "LOADTEST_TAG",
     "LOG_URL_ENV",
     "MAX_BODY_BYTES",
     "MAX_INSTANCES",
@@ -31,6 +33,7 @@ __all__ = [
     "SETTINGS_ENV",
     "TRACKING_URI_ENV",
     "AliasWatcher",
+    "LoadResult",
     "Metrics",
     "PredictRequest",
     "PredictionLog",
@@ -40,4 +43,6 @@ __all__ = [
     "hash_key",
     "log_url",
     "read_log",
+    "record_loadtest",
+    "run_loadtest",
 ]
