@@ -182,3 +182,54 @@ def test_loadtest_refuses_other_hosts_and_says_when_no_server(project: Path) -> 
     huge = _keel(project, "loadtest", "--requests", "10000000")
     assert huge.exit_code == 2 and "--requests must be" in huge.stderr
     assert "Traceback" not in far.output + nobody.output + huge.output
+
+
+def test_a_kserve_v2_client_gets_the_same_answers_as_predict(
+    project: Path, adult_frame: pd.DataFrame
+) -> None:
+    import numpy as np
+    import tritonclient.http as triton
+    from tritonclient.utils import InferenceServerException
+
+    process, url = _serve(project)
+    try:
+        client = triton.InferenceServerClient(url=url.removeprefix("http://"))
+        assert client.is_server_live() and client.is_server_ready()
+        assert client.is_model_ready("income")
+        meta = client.get_model_metadata("income")
+        frame = adult_frame.drop(columns=["income"]).dropna().head(6)
+        inputs = []
+        for spec in meta["inputs"]:
+            column = frame[spec["name"]]
+            values = (
+                column.astype(object).to_numpy()
+                if spec["datatype"] == "BYTES"
+                else column.to_numpy(np.int64 if spec["datatype"] == "INT64" else np.float64)
+            )
+            tensor = triton.InferInput(spec["name"], [len(frame)], spec["datatype"])
+            tensor.set_data_from_numpy(values, binary_data=False)
+            inputs.append(tensor)
+        outputs = [
+            triton.InferRequestedOutput("predictions", binary_data=False),
+            triton.InferRequestedOutput("probabilities", binary_data=False),
+        ]
+        result = client.infer("income", inputs, outputs=outputs)
+        labels = [v.decode() if isinstance(v, bytes) else v for v in result.as_numpy("predictions")]
+        proba = result.as_numpy("probabilities")
+        rows = json.loads(frame.to_json(orient="records"))
+        expected = httpx.post(f"{url}/predict", json={"instances": rows}).json()
+        assert labels == expected["predictions"]
+        classes = meta["parameters"]["classes"]
+        assert proba.shape == (len(frame), len(classes))
+        for row, probs in zip(proba.tolist(), expected["probabilities"], strict=True):
+            assert row == pytest.approx([probs[c] for c in classes], abs=1e-9)
+        with pytest.raises(InferenceServerException, match="binary tensor data"):
+            binary = triton.InferInput("age", [1], "INT64")
+            binary.set_data_from_numpy(np.array([40], dtype=np.int64), binary_data=True)
+            client.infer("income", [binary])
+        with pytest.raises(InferenceServerException, match="not served here"):
+            client.get_model_metadata("other")
+        client.close()
+    finally:
+        process.terminate()
+        process.wait(timeout=60)

@@ -182,7 +182,7 @@ def test_serve_wiring_without_starting_a_server(make_project, monkeypatch) -> No
     assert made[-1]["follow"][0] == "champion"  # served by alias: follows it
     multi = invoke("serve", "-c", str(path), "--workers", "2", "--model", "income/3")
     assert multi.exit_code == 0 and "warning" not in multi.stderr
-    assert calls[-1][0] == ("keel.serving:create_app_from_env",)
+    assert calls[-1][0] == ("keel.cli._app:serving_app",)
     assert calls[-1][1]["workers"] == 2 and calls[-1][1]["factory"] is True
     assert os.environ["KEEL_SERVE_MODEL"] == "income/3"
     assert os.environ["KEEL_SERVE_FOLLOW_ALIAS"] == ""  # pinned: not following

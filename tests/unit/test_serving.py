@@ -323,3 +323,29 @@ def test_prediction_log_records_answers_feedback_and_redacts(package, rows, tmp_
     assert "ada.lovelace" not in first["note"] and "<EMAIL_ADDRESS>" in first["note"]
     off = TestClient(create_app(package), raise_server_exceptions=False)
     assert off.post("/feedback", json={"request_id": request_id, "labels": [1]}).status_code == 409
+
+
+def test_explain_answers_local_explanations_that_add_up(package, rows) -> None:
+    from keel.responsible import explain_row
+
+    with_background = LoadedPackage(
+        **{**package.__dict__, "documents": {"background.json": rows[:15]}}
+    )
+    app = TestClient(
+        create_app(with_background, explain_row=explain_row), raise_server_exceptions=False
+    )
+    answer = app.post("/explain", json={"instances": rows[:2]})
+    assert answer.status_code == 200, answer.text
+    found = answer.json()["explanations"]
+    assert len(found) == 2
+    for item in found:
+        total = item["base"] + sum(c["contribution"] for c in item["contributions"])
+        assert abs(total - item["total"]) < 1e-6  # every feature, so they add up
+        assert len(item["contributions"]) == len(package.schema.features)
+        assert item["explainer"]
+    bad = app.post("/explain", json={"instances": [{"age": "x"}]})
+    assert bad.status_code == 422 and "instances[0]" in bad.json()["error"]
+    many = app.post("/explain", json={"instances": rows[:1] * 101})
+    assert many.status_code == 422
+    plain = TestClient(create_app(package), raise_server_exceptions=False)
+    assert plain.post("/explain", json={"instances": rows[:1]}).status_code == 501

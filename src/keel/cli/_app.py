@@ -485,6 +485,8 @@ def serve(
         )
         import uvicorn
 
+        from keel.responsible import explain_row
+
         serving = project.serving.model_copy(
             update={"redact": {**project.pii.columns, **project.serving.redact}}
         )
@@ -503,6 +505,7 @@ def serve(
                 poll_seconds=poll_seconds,
                 settings=serving,
                 log=log,
+                explain_row=explain_row,
             )
             uvicorn.run(app, host=host, port=port, log_level="warning")
         else:
@@ -515,7 +518,7 @@ def serve(
             if alias:
                 os.environ[FOLLOW_ENV] = alias
             uvicorn.run(
-                "keel.serving:create_app_from_env",
+                "keel.cli._app:serving_app",
                 factory=True,
                 host=host,
                 port=port,
@@ -623,6 +626,14 @@ NameArg = Annotated[str, typer.Argument(help="The registered model's name.")]
 ReasonOpt = Annotated[
     str | None, typer.Option("--reason", help="Why: recorded in the alias history.")
 ]
+
+
+def serving_app() -> Any:
+    """The app factory each `keel serve --workers N` worker runs (explanations wired in)."""
+    from keel.responsible import explain_row
+    from keel.serving import create_app_from_env
+
+    return create_app_from_env(explain_row=explain_row)
 
 
 def _shown_url(url: str) -> str:

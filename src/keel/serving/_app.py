@@ -17,7 +17,8 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from keel.config import ServingConfig
@@ -27,9 +28,18 @@ from keel.evaluation import decide
 from keel.registry import LoadedPackage, load_package
 from keel.serving._log import PredictionLog
 from keel.serving._observe import Metrics, Observed, authenticate, load_keys, presented_key
+from keel.serving._v2 import (
+    V2Request,
+    model_metadata,
+    outputs_of,
+    request_schema,
+    server_metadata,
+    tensors_to_records,
+)
 
 MAX_INSTANCES = 10_000  # the default of serving.max_instances
 HARD_MAX_INSTANCES = 1_000_000
+MAX_EXPLAIN = 100
 MAX_BODY_BYTES = 10 * 1024 * 1024
 MODEL_URI_ENV = "KEEL_SERVE_MODEL"
 TRACKING_URI_ENV = "KEEL_SERVE_TRACKING_URI"
@@ -50,6 +60,13 @@ class FeedbackRequest(BaseModel):
     labels: list[str | int | float | bool | None] = Field(
         min_length=1, max_length=HARD_MAX_INSTANCES
     )
+
+
+class ExplainRequest(BaseModel):
+    """``{"instances": [...]}``: at most ``MAX_EXPLAIN`` rows (SHAP is costly)."""
+
+    model_config = ConfigDict(extra="forbid")
+    instances: list[Any] = Field(min_length=1, max_length=MAX_EXPLAIN)
 
 
 class PredictRequest(BaseModel):
@@ -165,6 +182,36 @@ class Served:
         # need the sensitive features to do it: rows without them are refused
         self.own_decisions = decides_itself(package.model)
         self.required = list(package.metadata.get("requires_sensitive_features") or [])
+        self._background: Any = None  # the explainer's background rows, built on first use
+        self._explainers: dict[int, Any] = {}
+
+    def explain(
+        self, instances: list[Any], explain_row: Any, extra: str = "reject"
+    ) -> tuple[list[dict[str, Any]] | None, list[Any]]:
+        """Local explanations of ``instances`` (``explain_row`` from keel.responsible)."""
+        frame, errors = records_to_frame(
+            instances, self.schema, required=self.required, extra=extra
+        )
+        if errors:
+            return None, errors
+        if self._background is None:
+            rows = self.package.documents.get("background.json") or []
+            background, problems = records_to_frame(rows, self.schema, extra="ignore")
+            if background is None or problems:
+                raise RuntimeError("the package's background rows do not fit its schema")
+            self._background = background
+        return [
+            explain_row(
+                self.model,
+                frame.iloc[[i]],
+                self._background,
+                self.package.task,
+                self.positive,
+                top=len(self.schema.features),
+                cache=self._explainers,
+            )
+            for i in range(len(frame))
+        ], []
 
     @property
     def version(self) -> str:
@@ -330,6 +377,7 @@ def create_app(
     poll_seconds: float = POLL_SECONDS,
     settings: ServingConfig | None = None,
     log: PredictionLog | None = None,
+    explain_row: Any = None,
 ) -> FastAPI:
     """Build the app serving ``package``.
 
@@ -452,26 +500,27 @@ def create_app(
         """Prometheus metrics: requests, latency, errors by kind, predictions, model."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.post("/predict", dependencies=[need("predict")])
-    def predict(body: PredictRequest, request: Request) -> Any:
-        """Predict for each instance; classification answers carry class probabilities."""
-        if len(body.instances) > settings.max_instances:
+    def answer_rows(
+        instances: list[Any], request: Request, where_rows: str = "instances"
+    ) -> tuple[Any, Any]:
+        """Predict ``instances``: ``(answer, served)`` or ``(error response, None)``."""
+        if len(instances) > settings.max_instances:
             return _error(
                 422,
-                f"instances: {len(body.instances)} rows; at most {settings.max_instances} per"
+                f"{where_rows}: {len(instances)} rows; at most {settings.max_instances} per"
                 " request (serving.max_instances)",
                 request,
-            )
+            ), None
         started = time.perf_counter()
         served = app.state.served  # taken once: a swap does not touch this request
-        answer, errors = served.answer(body.instances, settings.extra_fields)
+        answer, errors = served.answer(instances, settings.extra_fields)
         if errors:
             first = errors[0]
-            where = f"instances[{first.row}]" + (f".{first.field}" if first.field else "")
+            where = f"{where_rows}[{first.row}]" + (f".{first.field}" if first.field else "")
             detail = [e.to_dict() for e in errors]
             if not settings.detailed_errors_for_anonymous and request.state.key is None:
-                return _error(422, "invalid instances (details need an API key)", request)
-            return _error(422, f"{where}: {first.message}", request, detail)
+                return _error(422, "invalid instances (details need an API key)", request), None
+            return _error(422, f"{where}: {first.message}", request, detail), None
         scores = served.scores(answer)
         metrics.answered(served.version, answer["predictions"], scores)
         answer["request_id"] = request.state.request_id
@@ -479,12 +528,135 @@ def create_app(
             log.record(
                 answer["request_id"],
                 served.info,
-                body.instances,
+                instances,
                 answer["predictions"],
                 scores,
                 (time.perf_counter() - started) * 1000,
             )
-        return answer
+        return answer, served
+
+    @app.post("/predict", dependencies=[need("predict")])
+    def predict(body: PredictRequest, request: Request) -> Any:
+        """Predict for each instance; classification answers carry class probabilities."""
+        return answer_rows(body.instances, request)[0]
+
+    # --- Open Inference Protocol v2 (KServe, Triton) -------------------------------
+
+    @app.get("/v2")
+    def v2_server() -> dict[str, Any]:
+        """v2 server metadata."""
+        return server_metadata()
+
+    @app.get("/v2/health/live")
+    def v2_live() -> dict[str, Any]:
+        """v2 liveness (no key needed)."""
+        return {"live": True}
+
+    @app.get("/v2/health/ready")
+    def v2_ready() -> dict[str, Any]:
+        """v2 readiness (no key needed)."""
+        return {"ready": True}
+
+    def v2_model(name: str, version: str | None = None) -> Any:
+        served = app.state.served
+        if name != served.info["name"]:
+            raise StarletteHTTPException(
+                404,
+                f"model {name[:100]!r} is not served here; this server serves"
+                f" {served.info['name']!r}",
+            )
+        if version is not None and version != served.version:
+            raise StarletteHTTPException(
+                404, f"{name} version {version[:20]!r} is not served; version {served.version} is"
+            )
+        return served
+
+    @app.get("/v2/models/{name}", dependencies=[need("predict")])
+    @app.get("/v2/models/{name}/versions/{version}", dependencies=[need("predict")])
+    def v2_metadata(name: str, version: str | None = None) -> dict[str, Any]:
+        """v2 model metadata: input and output tensors."""
+        return model_metadata(v2_model(name, version))
+
+    @app.get("/v2/models/{name}/ready", dependencies=[need("predict")])
+    @app.get("/v2/models/{name}/versions/{version}/ready", dependencies=[need("predict")])
+    def v2_model_ready(name: str, version: str | None = None) -> dict[str, Any]:
+        """v2 model readiness."""
+        served = v2_model(name, version)
+        return {"name": served.info["name"], "ready": True}
+
+    v2_body = {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": request_schema()}},
+        }
+    }
+
+    @app.post("/v2/models/{name}/infer", dependencies=[need("predict")], openapi_extra=v2_body)
+    @app.post(
+        "/v2/models/{name}/versions/{version}/infer",
+        dependencies=[need("predict")],
+        openapi_extra=v2_body,
+    )
+    async def v2_infer(name: str, request: Request, version: str | None = None) -> Any:
+        """v2 inference: one tensor per feature in, predictions and probabilities out.
+
+        The body is JSON whatever its Content-Type says (v2 clients often send none).
+        """
+        if request.headers.get("inference-header-content-length"):
+            return _error(
+                400,
+                "the binary tensor data extension is not supported: send JSON tensors"
+                " (tritonclient: binary_data=False)",
+                request,
+            )
+        v2_model(name, version)
+        try:
+            body = V2Request.model_validate_json(await request.body())
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first.get("loc", ())) or "body"
+            return _error(422, f"{where}: {first.get('msg', 'invalid')}", request)
+        records, problem = tensors_to_records(body)
+        if problem:
+            return _error(422, problem, request)
+        answer, served = await run_in_threadpool(answer_rows, records, request, "rows")
+        if served is None:
+            return answer
+        return {
+            "model_name": served.info["name"],
+            "model_version": served.version,
+            "id": body.id or answer["request_id"],
+            "parameters": {"request_id": answer["request_id"]},
+            "outputs": outputs_of(answer, served, body.outputs),
+        }
+
+    @app.post("/explain", dependencies=[need("predict")])
+    def explain(body: ExplainRequest, request: Request) -> Any:
+        """Local explanations: each feature's contribution to each row's score (SHAP)."""
+        if explain_row is None:
+            return _error(501, "explanations are not available on this server", request)
+        served = app.state.served
+        try:
+            found, errors = served.explain(body.instances, explain_row, settings.extra_fields)
+        except Exception as exc:
+            logger.error(
+                "request %s: explanation failed: %s",
+                request.state.request_id,
+                type(exc).__name__,
+                exc_info=exc,
+            )
+            return _error(
+                501, f"this model cannot be explained here ({type(exc).__name__})", request
+            )
+        if errors:
+            first = errors[0]
+            where = f"instances[{first.row}]" + (f".{first.field}" if first.field else "")
+            return _error(422, f"{where}: {first.message}", request, [e.to_dict() for e in errors])
+        return {
+            "explanations": found,
+            "model": served.info,
+            "request_id": request.state.request_id,
+        }
 
     @app.post("/feedback", dependencies=[need("predict")])
     def feedback(body: FeedbackRequest, request: Request) -> Any:
@@ -518,7 +690,7 @@ def _plain_list(values: Any) -> list[Any]:
     return out
 
 
-def create_app_from_env() -> FastAPI:
+def create_app_from_env(explain_row: Any = None) -> FastAPI:
     """App factory for ``uvicorn --factory`` (one per worker process).
 
     Reads the model URI and tracking URI that ``keel serve`` put in the environment.
@@ -537,4 +709,5 @@ def create_app_from_env() -> FastAPI:
         poll_seconds=poll,
         settings=settings,
         log=log,
+        explain_row=explain_row,
     )

@@ -23,6 +23,7 @@ ROUTES = (
     "/ready",
     "/model",
     "/metrics",
+    "/v2",
     "/v2/health/live",
     "/v2/health/ready",
     "/v2/models",
