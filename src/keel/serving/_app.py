@@ -52,6 +52,30 @@ POLL_SECONDS = 5.0
 logger = logging.getLogger("keel.serving")
 
 
+class ErrorBody(BaseModel):
+    """Every error answer: one line for people, the request id, field details if any."""
+
+    error: str
+    request_id: str
+    detail: Any = None
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody, "description": what}
+    for code, what in (
+        (400, "Malformed request (bad Content-Length, binary tensors)"),
+        (401, "Missing or unknown API key"),
+        (403, "The key lacks the route's scope"),
+        (404, "Unknown model, version or request id"),
+        (409, "The prediction log is off"),
+        (413, "Body larger than serving.max_body_bytes"),
+        (422, "Invalid request: names the row and field"),
+        (500, "Internal error: only a request id, details in the server log"),
+        (501, "Not available on this server or for this model"),
+    )
+}
+
+
 class FeedbackRequest(BaseModel):
     """``{"request_id": "...", "labels": [label per row of that request]}``."""
 
@@ -416,6 +440,7 @@ def create_app(
         description=f"Model {package.name} version {package.version} ({package.task})."
         + (" Every route but /health and /ready needs an API key." if keys else ""),
         lifespan=lifespan,
+        responses=ERROR_RESPONSES,
     )
     app.add_middleware(_RequestContext, max_body_bytes=cap)
     app.add_middleware(Observed, metrics=metrics, version_of=lambda: app.state.served.version)
@@ -495,7 +520,12 @@ def create_app(
         """The model being served: name, version, task, input signature, card."""
         return app.state.served.describe()
 
-    @app.get("/metrics", dependencies=[need("admin")], response_class=Response)
+    @app.get(
+        "/metrics",
+        dependencies=[need("admin")],
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
     def prometheus() -> Response:
         """Prometheus metrics: requests, latency, errors by kind, predictions, model."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
