@@ -18,6 +18,7 @@ from rich.table import Table
 
 from keel._version import __version__
 from keel.cli._errors import exit_codes
+from keel.errors import KeelInputError
 
 app = typer.Typer(
     name="keel",
@@ -353,6 +354,54 @@ def apikey(
         print(f"key (shown once; give it to {name}): {key}", file=sys.stderr)
         print("add to keel.yaml under serving: api_keys:", file=sys.stderr)
         print(f"    - {{name: {name}, sha256: {entry['sha256']}, scopes: [{', '.join(wanted)}]}}")
+
+
+@app.command()
+def build(
+    model: Annotated[
+        str | None,
+        typer.Argument(help="NAME@ALIAS to deploy (default: <name>@champion)."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Folder (default deployments/NAME-ALIAS).")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Replace files that exist.")] = False,
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Write deployment files for a registered model: Dockerfile, KServe, Kubernetes.
+
+    The Dockerfile's entrypoint is `keel serve --model NAME@ALIAS`; kserve.yaml is an
+    InferenceService with that image as a custom predictor; kubernetes.yaml a
+    Deployment (readiness /ready, liveness /health, Prometheus annotations) and a
+    Service. The model must exist in the registry. Exit codes: 0 written, 2 unknown
+    model or alias, or files exist (without --force).
+    """
+    from keel.cli._build import build_files
+    from keel.config import load_config, resolve_settings
+    from keel.registry import mlflow_scope, model_version, parse_model_uri
+
+    with exit_codes(debug):
+        project = load_config(config)
+        tracking = resolve_settings(project).tracking_uri
+        uri = model or f"{project.name}@champion"
+        name, version, alias = parse_model_uri(uri)
+        if alias is None:
+            raise KeelInputError(
+                f"{uri}: give NAME@ALIAS (a deployment follows an alias; pin a version"
+                f" with `keel promote {name} {version} --to staging` and build {name}@staging)"
+            )
+        with mlflow_scope(tracking) as client:
+            mv = model_version(client, uri, tracking)
+        folder = out or project.root / "deployments" / f"{name}-{alias}"
+        paths = build_files(name, alias, str(mv.version), folder, force)
+        if json_out:
+            print(json.dumps({"model": uri, "version": str(mv.version), "paths": paths}))
+            return
+        console = Console(stderr=True)
+        for path in paths.values():
+            console.print(f"wrote {path}")
 
 
 @app.command()

@@ -177,7 +177,7 @@ dvc=={dvc}
 """
 
 DOCKERFILE = """\
-# Serves {name}@champion from the MLflow registry (never from a file in the image).
+# Serves {model} from the MLflow registry (never from a file in the image).
 #   docker build -t {name}-serve . && docker run -p 8000:8000 \\
 #     -e MLFLOW_TRACKING_URI=http://mlflow:5000 {name}-serve
 FROM python:3.11-slim
@@ -190,7 +190,7 @@ RUN useradd --create-home keel
 USER keel
 EXPOSE 8000
 HEALTHCHECK CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health')"
-ENTRYPOINT ["keel", "serve", "--host", "0.0.0.0", "--port", "8000"]
+ENTRYPOINT ["keel", "serve", {model_args}"--host", "0.0.0.0", "--port", "8000"]
 """
 
 KSERVE = """\
@@ -206,7 +206,7 @@ spec:
       - name: kserve-container
         image: registry.example.org/{k8s_name}-serve:latest
         command: ["keel"]
-        args: ["serve", "--host", "0.0.0.0", "--port", "8080"]
+        args: ["serve", {model_args}"--host", "0.0.0.0", "--port", "8080"]
         ports:
           - containerPort: 8080
             protocol: TCP
@@ -268,7 +268,14 @@ def scaffold(folder: Path, name: str | None, data: str, target: str) -> dict[str
     except PackageNotFoundError:
         dvc = "3.67.1"
     k8s_name = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:50] or "model"
-    values = {"name": name, "data": data, "target": target, "k8s_name": k8s_name}
+    values = {
+        "name": name,
+        "data": data,
+        "target": target,
+        "k8s_name": k8s_name,
+        "model": f"{name}@champion",
+        "model_args": "",
+    }
     files = {
         "keel.yaml": KEEL_YAML.format(**values),
         ".gitignore": GITIGNORE,

@@ -1,5 +1,6 @@
-"""The prediction log's promise, against a real server: SIGTERM loses nothing; kill -9
-loses at most the last flush interval and never corrupts the log."""
+"""Against a real `keel serve`: the prediction log (SIGTERM loses nothing; kill -9 loses
+at most the last flush interval and never corrupts it), keel loadtest, a KServe v2
+client, keel build."""
 
 from __future__ import annotations
 
@@ -233,3 +234,43 @@ def test_a_kserve_v2_client_gets_the_same_answers_as_predict(
     finally:
         process.terminate()
         process.wait(timeout=60)
+
+
+def test_build_writes_deployment_files_that_parse_and_run_keel_serve(project: Path) -> None:
+    import re
+
+    import yaml
+
+    done = _keel(project, "build", "income@champion", "--json")
+    assert done.exit_code == 0, done.output
+    result = json.loads(done.stdout)
+    paths = {Path(p).name: Path(p) for p in result["paths"].values()}
+    assert set(paths) == {"Dockerfile", "kserve.yaml", "kubernetes.yaml", "README.md"}
+    entry = json.loads(re.search(r"^ENTRYPOINT (.+)$", paths["Dockerfile"].read_text(), re.M)[1])
+    deployment, service = yaml.safe_load_all(paths["kubernetes.yaml"].read_text())
+    assert (deployment["kind"], service["kind"]) == ("Deployment", "Service")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    inference = yaml.safe_load(paths["kserve.yaml"].read_text())
+    predictor = inference["spec"]["predictor"]["containers"][0]
+    commands = {c.name or c.callback.__name__ for c in app.registered_commands}
+    for argv in (
+        entry,
+        [*container["command"], *container["args"]],
+        [*predictor["command"], *predictor["args"]],
+    ):
+        assert argv[0] == "keel" and argv[1] in commands
+        assert argv[argv.index("--model") + 1] == "income@champion"
+        helptext = _keel(project, argv[1], "--help").stdout
+        for option in (a for a in argv[2:] if a.startswith("--")):
+            assert option in helptext, option
+    assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
+    assert deployment["metadata"]["labels"]["keel.version"] == result["version"]
+    before = paths["kubernetes.yaml"].read_text()
+    again = _keel(project, "build", "income@champion")
+    assert again.exit_code == 2 and "--force" in again.stderr
+    assert paths["kubernetes.yaml"].read_text() == before
+    assert _keel(project, "build", "income@champion", "--force").exit_code == 0
+    unknown = _keel(project, "build", "income@nope")
+    assert unknown.exit_code == 2 and "no alias 'nope'" in unknown.stderr
+    pinned = _keel(project, "build", "income/1")
+    assert pinned.exit_code == 2 and "NAME@ALIAS" in pinned.stderr

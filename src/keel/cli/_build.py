@@ -1,0 +1,127 @@
+"""`keel build NAME@ALIAS`: deployment files for one registered model."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from keel.cli._scaffold import DOCKERFILE, KSERVE
+from keel.errors import KeelInputError
+
+K8S = """\
+# Kubernetes Deployment + Service for {model} (version {version} when built).
+# The pods follow {model} in the registry: `keel promote` / `keel rollback` swap the
+# model in place, without a rollout.
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {k8s_name}
+  labels: {{app: {k8s_name}, keel.model: {k8s_model}, keel.version: "{version}"}}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {{app: {k8s_name}}}
+  template:
+    metadata:
+      labels: {{app: {k8s_name}}}
+      annotations:
+        prometheus.io/scrape: "true"
+        prometheus.io/port: "8000"
+        prometheus.io/path: /metrics
+    spec:
+      securityContext: {{runAsNonRoot: true}}
+      containers:
+        - name: keel
+          image: registry.example.org/{k8s_name}-serve:latest
+          command: ["keel"]
+          args: ["serve", {model_args}"--host", "0.0.0.0", "--port", "8000"]
+          ports:
+            - {{containerPort: 8000, name: http}}
+          env:
+            - name: MLFLOW_TRACKING_URI
+              value: http://mlflow.mlflow.svc.cluster.local:5000
+          readinessProbe:
+            httpGet: {{path: /ready, port: http}}
+            periodSeconds: 5
+          livenessProbe:
+            httpGet: {{path: /health, port: http}}
+            periodSeconds: 10
+          resources:
+            requests: {{cpu: "1", memory: 1Gi}}
+            limits: {{cpu: "1", memory: 2Gi}}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: {k8s_name}
+  labels: {{app: {k8s_name}}}
+spec:
+  selector: {{app: {k8s_name}}}
+  ports:
+    - {{name: http, port: 80, targetPort: http}}
+"""
+
+README = """\
+# Deployment files for {model}
+
+Built by `keel build {model}` from version {version}.
+
+* `Dockerfile`: `keel serve --model {model}` on port 8000. Build a Keel wheel into
+  `wheels/` next to it (`pip wheel --no-deps -w wheels <keel source>`) and copy the
+  project's `keel.yaml` beside it.
+* `kserve.yaml`: a KServe InferenceService with that image as a custom predictor
+  (it also speaks the Open Inference Protocol v2 under /v2).
+* `kubernetes.yaml`: a Deployment (2 replicas, readiness on /ready, liveness on
+  /health, Prometheus scrape annotations) and a Service.
+
+Set `MLFLOW_TRACKING_URI` to your registry. The model is read from the registry at
+start and followed: promotions and rollbacks reach the pods without a rollout.
+"""
+
+
+def build_files(
+    name: str, alias: str, version: str, folder: Path, force: bool = False
+) -> dict[str, str]:
+    """Write the deployment files of ``name@alias`` into ``folder``; return their paths.
+
+    Raises
+    ------
+    KeelInputError
+        When a file exists and ``force`` is false (nothing is written then).
+    """
+    k8s_name = re.sub(r"[^a-z0-9-]+", "-", f"{name}-{alias}".lower()).strip("-")[:50] or "model"
+    model = f"{name}@{alias}"
+    values = {
+        "name": name,
+        "model": model,
+        "version": version,
+        "k8s_name": k8s_name,
+        "k8s_model": re.sub(r"[^A-Za-z0-9_.-]+", "-", name)[:63],
+        "model_args": f'"--model", "{model}", ',
+    }
+    files = {
+        "Dockerfile": DOCKERFILE.format(**values),
+        "kserve.yaml": KSERVE.format(**values),
+        "kubernetes.yaml": K8S.format(**values),
+        "README.md": README.format(**values),
+    }
+    existing = [p for p in files if (folder / p).exists()]
+    if existing and not force:
+        raise KeelInputError(
+            f"{folder}: {', '.join(existing)} already exist; pass --force to replace them"
+            " or --out for another folder"
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for file, text in files.items():
+        target = folder / file
+        with tempfile.NamedTemporaryFile("w", dir=folder, delete=False, suffix=".tmp") as tmp:
+            tmp.write(text)
+        os.replace(tmp.name, target)  # whole file or nothing
+        paths[file] = str(target)
+    return paths
+
+
+__all__ = ["build_files"]
