@@ -349,3 +349,102 @@ def test_explain_answers_local_explanations_that_add_up(package, rows) -> None:
     assert many.status_code == 422
     plain = TestClient(create_app(package), raise_server_exceptions=False)
     assert plain.post("/explain", json={"instances": rows[:1]}).status_code == 501
+
+
+def test_shadow_scores_off_the_hot_path_and_canary_takes_its_share(
+    package, rows, adult_frame, tmp_path
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from keel.config import ServingConfig
+    from keel.serving import PredictionLog, read_log
+
+    frame, labels = prepare_labels(adult_frame, "income", None, None)
+    other = LoadedPackage(
+        name="income",
+        version="8",
+        alias="challenger",
+        model=make_pipeline("shallow_tree", "binary", package.schema, 0).fit(
+            frame[package.schema.feature_names], frame["income"]
+        ),
+        schema=package.schema,
+        task="binary",
+        classes=labels.classes,
+        metadata={},
+    )
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    settings = ServingConfig(shadow="challenger", canary={"alias": "challenger", "percent": 50})
+    app = create_app(
+        package, settings=settings, log=PredictionLog(url, 0.05), shadow=other, canary=other
+    )
+    answered: dict[str, str] = {}
+    with TestClient(app) as client:
+        for i in range(40):
+            body = client.post("/predict", json={"instances": rows[i % 20 : i % 20 + 2]}).json()
+            answered[body["request_id"]] = body["model"]["version"]
+        text = client.get("/metrics").text
+    routes = {r["request_id"]: r["route"] for r in read_log(url) if r["route"] != "shadow"}
+    shadowed = {r["request_id"] for r in read_log(url) if r["route"] == "shadow"}
+    by_canary = [rid for rid, version in answered.items() if version == "8"]
+    assert 5 <= len(by_canary) <= 35  # ~50 %
+    assert all(routes[rid] == "canary" for rid in by_canary)
+    champion = {rid for rid, version in answered.items() if version == "7"}
+    assert shadowed == champion  # every champion answer shadowed, canary ones not
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    routed = {
+        s.labels["route"]: s.value
+        for s in families["keel_routed"].samples
+        if s.name == "keel_routed_total"
+    }
+    assert routed == {"champion": len(champion), "canary": len(by_canary)}
+    # agreement counted for every shadowed row (the metrics page may precede the last one)
+    outcomes = sum(
+        s.value for s in families["keel_shadow_rows"].samples if s.name == "keel_shadow_rows_total"
+    )
+    assert 0 < outcomes <= 2 * len(champion)
+
+
+def test_alias_watcher_follows_champion_shadow_and_canary(package, rows, monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from mlflow.exceptions import MlflowException
+
+    import keel.serving._app as served_app
+    from keel.serving import AliasWatcher
+
+    packages = {v: LoadedPackage(**{**package.__dict__, "version": v}) for v in ("7", "8", "9")}
+    monkeypatch.setattr(served_app, "load_package", lambda uri, _: packages[uri.split("/")[1]])
+    aliases = {"champion": "7"}
+
+    class Registry:
+        def get_model_version_by_alias(self, name, alias):
+            if alias not in aliases:
+                raise MlflowException(f"no alias {alias}")
+            return SimpleNamespace(version=aliases[alias])
+
+    app = create_app(packages["7"])
+    watcher = AliasWatcher(
+        app, "income", "champion", "sqlite://", 1.0, extra={"shadow": "challenger"}
+    )
+    assert watcher.poll(Registry()) is False and app.state.shadow is None
+    aliases["challenger"] = "8"
+    assert watcher.poll(Registry()) is True and app.state.shadow.version == "8"
+    aliases["champion"] = "9"
+    assert watcher.poll(Registry()) is True
+    assert app.state.served.version == "9" and watcher.swaps == 1
+    del aliases["challenger"]  # the challenger was promoted away: no shadow any more
+    assert watcher.poll(Registry()) is True and app.state.shadow is None
+    del aliases["champion"]  # the champion never disappears from under the server
+    assert watcher.poll(Registry()) is False and app.state.served.version == "9"
+    # a version that cannot answer is not swapped in
+    broken = LoadedPackage(
+        **{
+            **package.__dict__,
+            "version": "10",
+            "model": None,
+            "documents": {"background.json": rows[:2]},
+        }
+    )
+    packages["10"] = broken
+    aliases["champion"] = "10"
+    assert watcher.poll(Registry()) is False and app.state.served.version == "9"

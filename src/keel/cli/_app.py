@@ -516,6 +516,7 @@ def serve(
         PredictionLog,
         create_app,
         log_url,
+        side_models,
     )
 
     with exit_codes(debug):
@@ -548,6 +549,7 @@ def serve(
             )
         if workers == 1:
             log = PredictionLog(url, serving.log_flush_seconds, serving.redact) if url else None
+            shadow, canary = side_models(package.name, serving, settings.tracking_uri)
             app = create_app(
                 package,
                 follow=(alias, settings.tracking_uri) if alias else None,
@@ -555,6 +557,8 @@ def serve(
                 settings=serving,
                 log=log,
                 explain_row=explain_row,
+                shadow=shadow,
+                canary=canary,
             )
             uvicorn.run(app, host=host, port=port, log_level="warning")
         else:

@@ -259,6 +259,13 @@ class ApiKey(_Strict):
     scopes: list[Literal["predict", "admin"]] = Field(default_factory=lambda: ["predict"])
 
 
+class CanaryConfig(_Strict):
+    """Send a share of the traffic to another alias: ``{alias: challenger, percent: 5}``."""
+
+    alias: str = Field(min_length=1, max_length=100)
+    percent: float = Field(gt=0.0, le=50.0)
+
+
 class ServingConfig(_Strict):
     """How `keel serve` answers: ``serving:`` in keel.yaml.
 
@@ -275,6 +282,9 @@ class ServingConfig(_Strict):
     # database URL (postgresql://...); null turns the log off
     prediction_log: str | None = ".keel/predictions.db"
     log_flush_seconds: float = Field(0.5, gt=0.0, le=60.0)
+    # score every request with this alias too, off the hot path, and log the agreement
+    shadow: str | None = None
+    canary: CanaryConfig | None = None
     # PII actions for logged inputs, on top of keel.yaml's pii.columns
     redact: dict[str, Literal["redact", "mask", "hash", "drop"]] = Field(default_factory=dict)
 

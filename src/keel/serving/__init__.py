@@ -15,6 +15,7 @@ from keel.serving._app import (
     Served,
     create_app,
     create_app_from_env,
+    side_models,
 )
 from keel.serving._loadtest import LOADTEST_TAG, LoadResult, record_loadtest, run_loadtest
 from keel.serving._log import PredictionLog, log_url, read_log
@@ -45,4 +46,5 @@ __all__ = [
     "read_log",
     "record_loadtest",
     "run_loadtest",
+    "side_models",
 ]

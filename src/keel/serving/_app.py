@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -23,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from keel.config import ServingConfig
 from keel.data import records_to_frame
+from keel.errors import ModelNotFoundError
 from keel.estimators import decides_itself
 from keel.evaluation import decide
 from keel.registry import LoadedPackage, load_package
@@ -39,6 +41,7 @@ from keel.serving._v2 import (
 
 MAX_INSTANCES = 10_000  # the default of serving.max_instances
 HARD_MAX_INSTANCES = 1_000_000
+SHADOW_BACKLOG = 256  # requests waiting for the shadow; past it, they are not shadowed
 MAX_EXPLAIN = 100
 MAX_BODY_BYTES = 10 * 1024 * 1024
 MODEL_URI_ENV = "KEEL_SERVE_MODEL"
@@ -328,17 +331,27 @@ class AliasWatcher:
     answers the package's example rows; only then is the app's ``Served`` replaced (one
     reference assignment: atomic). A version that fails to load or to answer is not
     swapped in: the old model keeps serving and the failure is logged.
+
+    ``extra`` follows more aliases into other slots of ``app.state`` (``shadow``,
+    ``canary``): there an alias that disappears empties the slot.
     """
 
     def __init__(
-        self, app: FastAPI, name: str, alias: str, tracking_uri: str, poll_seconds: float
+        self,
+        app: FastAPI,
+        name: str,
+        alias: str,
+        tracking_uri: str,
+        poll_seconds: float,
+        extra: dict[str, str] | None = None,
     ) -> None:
         self.app, self.name, self.alias = app, name, alias
+        self.slots = {"served": alias, **(extra or {})}
         self.tracking_uri, self.poll_seconds = tracking_uri, poll_seconds
         self.swaps = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="keel-alias-watch", daemon=True)
-        self._failed: str | None = None
+        self._failed: dict[str, str | None] = {}
 
     def start(self) -> None:
         """Start polling."""
@@ -359,37 +372,54 @@ class AliasWatcher:
                 logger.warning("alias watch: %s", type(exc).__name__)
 
     def poll(self, client: Any) -> bool:
-        """Check the alias once; swap if it moved. True when a swap happened."""
-        version = str(client.get_model_version_by_alias(self.name, self.alias).version)
-        current = self.app.state.served.info["version"]
-        if version == current or version == self._failed:
+        """Check every followed alias once; swap what moved. True when a swap happened."""
+        swapped = False
+        for slot, alias in self.slots.items():
+            swapped = self._poll_slot(client, slot, alias) or swapped
+        return swapped
+
+    def _poll_slot(self, client: Any, slot: str, alias: str) -> bool:
+        from mlflow.exceptions import MlflowException
+
+        held = getattr(self.app.state, slot, None)
+        try:
+            version = str(client.get_model_version_by_alias(self.name, alias).version)
+        except MlflowException:
+            if slot != "served" and held is not None:
+                setattr(self.app.state, slot, None)
+                logger.warning("%s@%s is gone: no %s model now", self.name, alias, slot)
+                return True
+            return False
+        current = held.version if held is not None else None
+        if version == current or version == self._failed.get(slot):
             return False
         try:
-            candidate = Served(
-                load_package(f"{self.name}/{version}", self.tracking_uri), self.alias
-            )
+            candidate = Served(load_package(f"{self.name}/{version}", self.tracking_uri), alias)
             candidate.self_test()
         except Exception as exc:
-            self._failed = version
+            self._failed[slot] = version
             logger.error(
-                "not swapping to %s version %s: %s; still serving version %s",
+                "not swapping %s to %s version %s: %s; keeping version %s",
+                slot,
                 self.name,
                 version,
                 type(exc).__name__,
                 current,
             )
             return False
-        previous = self.app.state.served.info
-        self.app.state.served = candidate  # the swap: one reference assignment
-        self.swaps += 1
-        metrics = getattr(self.app.state, "metrics", None)
-        if metrics is not None:
-            metrics.serving(candidate.info, previous)
-            metrics.swaps.inc()
-        self._failed = None
-        logger.warning(
-            "%s@%s moved: now serving version %s (was %s)", self.name, self.alias, version, current
-        )
+        setattr(self.app.state, slot, candidate)  # the swap: one reference assignment
+        self._failed[slot] = None
+        if slot == "served":
+            self.swaps += 1
+            metrics = getattr(self.app.state, "metrics", None)
+            if metrics is not None:
+                metrics.serving(candidate.info, held.info if held is not None else None)
+                metrics.swaps.inc()
+            logger.warning(
+                "%s@%s moved: now serving version %s (was %s)", self.name, alias, version, current
+            )
+        else:
+            logger.warning("%s model is now %s version %s", slot, self.name, version)
         return True
 
 
@@ -402,6 +432,8 @@ def create_app(
     settings: ServingConfig | None = None,
     log: PredictionLog | None = None,
     explain_row: Any = None,
+    shadow: LoadedPackage | None = None,
+    canary: LoadedPackage | None = None,
 ) -> FastAPI:
     """Build the app serving ``package``.
 
@@ -431,6 +463,7 @@ def create_app(
         yield
         if watcher is not None:
             watcher.stop()
+        shadows.shutdown(wait=True)  # shadow rows queued before the stop are logged too
         if log is not None:
             log.close()  # drain and commit: a graceful stop loses no prediction
 
@@ -445,10 +478,21 @@ def create_app(
     app.add_middleware(_RequestContext, max_body_bytes=cap)
     app.add_middleware(Observed, metrics=metrics, version_of=lambda: app.state.served.version)
     app.state.served = Served(package, follow[0] if follow else None)
+    app.state.shadow = Served(shadow, settings.shadow) if shadow is not None else None
+    canary_alias = settings.canary.alias if settings.canary else None
+    app.state.canary = Served(canary, canary_alias) if canary is not None else None
+    percent = settings.canary.percent if settings.canary else 0.0
     app.state.metrics = metrics
     metrics.serving(app.state.served.info)
+    shadows = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keel-shadow")
+    backlog = threading.BoundedSemaphore(SHADOW_BACKLOG)
     if follow is not None:
-        watcher = AliasWatcher(app, package.name, follow[0], follow[1], poll_seconds)
+        extra = {}
+        if settings.shadow:
+            extra["shadow"] = settings.shadow
+        if canary_alias:
+            extra["canary"] = canary_alias
+        watcher = AliasWatcher(app, package.name, follow[0], follow[1], poll_seconds, extra=extra)
     app.state.watcher = watcher
     app.state.log = log
 
@@ -543,6 +587,10 @@ def create_app(
             ), None
         started = time.perf_counter()
         served = app.state.served  # taken once: a swap does not touch this request
+        route = "champion"
+        canary_model = app.state.canary
+        if canary_model is not None and _share(request.state.request_id) < percent:
+            served, route = canary_model, "canary"
         answer, errors = served.answer(instances, settings.extra_fields)
         if errors:
             first = errors[0]
@@ -562,8 +610,49 @@ def create_app(
                 answer["predictions"],
                 scores,
                 (time.perf_counter() - started) * 1000,
+                route,
             )
+        metrics.routed.labels(route).inc()
+        shadow_model = app.state.shadow
+        if shadow_model is not None and route == "champion":
+            if backlog.acquire(blocking=False):
+                shadows.submit(
+                    shadow_score,
+                    shadow_model,
+                    instances,
+                    answer["predictions"],
+                    answer["request_id"],
+                )
+            else:  # never slow the answer down for the shadow
+                metrics.shadow_dropped.inc()
         return answer, served
+
+    def shadow_score(model: Served, instances: list[Any], sent: list[Any], request_id: str) -> None:
+        """Score a request with the shadow model, off the hot path; log the agreement."""
+        try:
+            started = time.perf_counter()
+            answer, errors = model.answer(instances, settings.extra_fields)
+            if errors or answer is None:
+                metrics.errors.labels("shadow").inc()
+                return
+            agree = sum(a == b for a, b in zip(answer["predictions"], sent, strict=False))
+            metrics.shadow_rows.labels("agree").inc(agree)
+            metrics.shadow_rows.labels("disagree").inc(len(sent) - agree)
+            if log is not None:
+                log.record(
+                    request_id,
+                    model.info,
+                    instances,
+                    answer["predictions"],
+                    model.scores(answer),
+                    (time.perf_counter() - started) * 1000,
+                    "shadow",
+                )
+        except Exception as exc:  # a shadow never breaks serving
+            metrics.errors.labels("shadow").inc()
+            logger.error("shadow scoring failed: %s", type(exc).__name__)
+        finally:
+            backlog.release()
 
     @app.post("/predict", dependencies=[need("predict")])
     def predict(body: PredictRequest, request: Request) -> Any:
@@ -710,6 +799,27 @@ def create_app(
     return app
 
 
+def side_models(
+    name: str, settings: ServingConfig, tracking_uri: str
+) -> tuple[LoadedPackage | None, LoadedPackage | None]:
+    """The shadow and canary packages the settings name (None where the alias is unset)."""
+    found = []
+    for alias in (settings.shadow, settings.canary.alias if settings.canary else None):
+        package = None
+        if alias:
+            try:
+                package = load_package(f"{name}@{alias}", tracking_uri)
+            except ModelNotFoundError:
+                logger.warning("%s@%s does not exist (yet): not used until it does", name, alias)
+        found.append(package)
+    return found[0], found[1]
+
+
+def _share(request_id: str) -> float:
+    """A request's place in 0..100 (from its random id): canary routing by percent."""
+    return int(request_id[:8], 16) % 10_000 / 100
+
+
 def _plain_list(values: Any) -> list[Any]:
     out = []
     for value in values.tolist():
@@ -733,6 +843,7 @@ def create_app_from_env(explain_row: Any = None) -> FastAPI:
     settings = ServingConfig.model_validate_json(raw) if raw else ServingConfig()
     url = os.environ.get(LOG_URL_ENV)
     log = PredictionLog(url, settings.log_flush_seconds, settings.redact) if url else None
+    shadow, canary = side_models(package.name, settings, tracking_uri)
     return create_app(
         package,
         follow=(alias, tracking_uri) if alias else None,
@@ -740,4 +851,6 @@ def create_app_from_env(explain_row: Any = None) -> FastAPI:
         settings=settings,
         log=log,
         explain_row=explain_row,
+        shadow=shadow,
+        canary=canary,
     )

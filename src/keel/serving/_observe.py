@@ -83,6 +83,18 @@ class Metrics:
             registry=r,
         )
         self.swaps = Counter("keel_model_swaps", "Hot swaps to a new model version", registry=r)
+        self.routed = Counter(
+            "keel_routed", "Predict requests by the model that answered", ["route"], registry=r
+        )
+        self.shadow_rows = Counter(
+            "keel_shadow_rows",
+            "Rows the shadow model scored, by agreement with the answer sent",
+            ["outcome"],
+            registry=r,
+        )
+        self.shadow_dropped = Counter(
+            "keel_shadow_dropped", "Requests not shadowed (backlog full)", registry=r
+        )
 
     def serving(self, info: dict[str, Any], previous: dict[str, Any] | None = None) -> None:
         """Mark ``info`` as the model being served (and ``previous`` as no longer)."""
