@@ -282,6 +282,14 @@ def test_extra_fields_and_caps_follow_the_settings(package, rows) -> None:
     assert lenient.post("/predict", json={"instances": [extra]}).status_code == 200
     capped = lenient.post("/predict", json={"instances": rows[:4]})
     assert capped.status_code == 422 and "at most 3 per request" in capped.json()["error"]
+    novel = {**rows[0], "workclass": "Astronaut"}
+    assert strict.post("/predict", json={"instances": [novel]}).status_code == 200
+    closed = TestClient(
+        create_app(package, settings=ServingConfig(unseen_categories="reject")),
+        raise_server_exceptions=False,
+    )
+    refused = closed.post("/predict", json={"instances": [novel]})
+    assert refused.status_code == 422 and "not a known category" in refused.json()["error"]
     terse = TestClient(
         create_app(package, settings=ServingConfig(detailed_errors_for_anonymous=False)),
         raise_server_exceptions=False,

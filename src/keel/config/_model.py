@@ -276,6 +276,9 @@ class ServingConfig(_Strict):
     max_instances: int = Field(10_000, ge=1, le=1_000_000)
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, le=1024**3)
     extra_fields: Literal["reject", "ignore"] = "reject"
+    # a category never seen in training: accept (the model's encoder puts it in its
+    # "infrequent" bucket, as it was trained to) or reject with a 422
+    unseen_categories: Literal["accept", "reject"] = "accept"
     api_keys: list[ApiKey] = Field(default_factory=list)
     detailed_errors_for_anonymous: bool = True
     # where every prediction is logged: a SQLite file (relative to keel.yaml) or a

@@ -539,13 +539,18 @@ def records_to_frame(
     max_errors: int = 20,
     required: Sequence[str] = (),
     extra: str = "reject",
+    as_columns: bool = False,
+    unseen: str = "reject",
 ) -> tuple[pd.DataFrame | None, list[FieldError]]:
     """Check JSON rows against the schema and build the model's input frame.
 
     Returns ``(frame, [])`` when every row is valid, else ``(None, errors)`` with at
     most ``max_errors`` errors, each naming the row and field. Fields for the target,
     id and ignored columns are accepted and dropped; unknown fields are errors, or
-    dropped too when ``extra="ignore"``.
+    dropped too when ``extra="ignore"``. ``as_columns`` returns the checked values as
+    ``{feature: [value per row]}`` instead of a frame (serving's fast path).
+    ``unseen="accept"`` lets a string outside the schema's categories through (the
+    model's encoder maps it to its "infrequent" bucket, as in training).
     Fields in ``required`` must be given and not null, whatever the schema allows
     (a model that decides per sensitive group needs the group).
     """
@@ -576,7 +581,7 @@ def records_to_frame(
                     )
                 )
                 continue
-            ok, value, problem = _coerce(raw, column)
+            ok, value, problem = _coerce(raw, column, unseen == "accept")
             if ok:
                 values[column.name][i] = value
             else:
@@ -585,6 +590,8 @@ def records_to_frame(
             break
     if errors:
         return None, errors[:max_errors]
+    if as_columns:
+        return values, []  # type: ignore[return-value]
     frame = pd.DataFrame({c.name: _column_array(values[c.name], c) for c in features}, copy=False)
     return frame, []
 
@@ -600,7 +607,7 @@ def _column_array(values: list[Any], column: ColumnSchema) -> Any:
     return np.array(values, dtype=object)
 
 
-def _coerce(raw: Any, column: ColumnSchema) -> tuple[bool, Any, str]:
+def _coerce(raw: Any, column: ColumnSchema, accept_unseen: bool = False) -> tuple[bool, Any, str]:
     if raw is None:
         if column.nullable:
             return True, (np.nan if column.kind in ("float", "string") else None), ""
@@ -632,7 +639,7 @@ def _coerce(raw: Any, column: ColumnSchema) -> tuple[bool, Any, str]:
         return False, None, f"expected a string, got {_json_type(raw)}"
     if len(raw) > MAX_STRING_LENGTH:
         return False, None, f"string longer than {MAX_STRING_LENGTH} characters"
-    if column.categories is not None and raw not in column.categories:
+    if column.categories is not None and not accept_unseen and raw not in column.categories:
         shown = ", ".join(column.categories[:8]) + (", ..." if len(column.categories) > 8 else "")
         hint = did_you_mean(raw, column.categories)
         return False, None, f"{raw[:50]!r} is not a known category{hint}; allowed: {shown}"

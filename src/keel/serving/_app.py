@@ -28,6 +28,7 @@ from keel.errors import ModelNotFoundError
 from keel.estimators import decides_itself
 from keel.evaluation import decide
 from keel.registry import LoadedPackage, load_package
+from keel.serving._fast import FastPath, compile_pipeline, verified
 from keel.serving._log import PredictionLog
 from keel.serving._observe import Metrics, Observed, authenticate, load_keys, presented_key
 from keel.serving._v2 import (
@@ -211,13 +212,26 @@ class Served:
         self.required = list(package.metadata.get("requires_sensitive_features") or [])
         self._background: Any = None  # the explainer's background rows, built on first use
         self._explainers: dict[int, Any] = {}
+        self.fast = None if self.own_decisions else self._compiled()
+
+    def _compiled(self) -> FastPath | None:
+        """The compiled input path, if it reproduces the pipeline on the example rows."""
+        rows = (self.package.documents.get("background.json") or [])[:200]
+        if not rows:
+            return None
+        frame, problems = records_to_frame(rows, self.schema, extra="ignore")
+        values, _ = records_to_frame(rows, self.schema, extra="ignore", as_columns=True)
+        if frame is None or problems:
+            return None
+        fast = compile_pipeline(self.model)
+        return fast if verified(fast, self.model, frame, values) else None
 
     def explain(
-        self, instances: list[Any], explain_row: Any, extra: str = "reject"
+        self, instances: list[Any], explain_row: Any, extra: str = "reject", unseen: str = "accept"
     ) -> tuple[list[dict[str, Any]] | None, list[Any]]:
         """Local explanations of ``instances`` (``explain_row`` from keel.responsible)."""
         frame, errors = records_to_frame(
-            instances, self.schema, required=self.required, extra=extra
+            instances, self.schema, required=self.required, extra=extra, unseen=unseen
         )
         if errors:
             return None, errors
@@ -282,15 +296,22 @@ class Served:
         return []
 
     def answer(
-        self, instances: list[Any], extra: str = "reject"
+        self, instances: list[Any], extra: str = "reject", unseen: str = "accept"
     ) -> tuple[dict[str, Any] | None, list[Any]]:
         """Predictions for ``instances``, or the field errors that stop them."""
         frame, errors = records_to_frame(
-            instances, self.schema, required=self.required, extra=extra
+            instances,
+            self.schema,
+            required=self.required,
+            extra=extra,
+            as_columns=self.fast is not None,
+            unseen=unseen,
         )
         if errors:
             return None, errors
-        model = self.model
+        # the compiled path (checked columns straight to the model's matrix) when it
+        # was verified on the package's rows; the pipeline otherwise
+        model = self.fast if self.fast is not None else self.model
         answer: dict[str, Any] = {}
         if self.classification and hasattr(model, "predict_proba"):
             # One pass through the pipeline. Binary models decide at the threshold
@@ -591,7 +612,7 @@ def create_app(
         canary_model = app.state.canary
         if canary_model is not None and _share(request.state.request_id) < percent:
             served, route = canary_model, "canary"
-        answer, errors = served.answer(instances, settings.extra_fields)
+        answer, errors = served.answer(instances, settings.extra_fields, settings.unseen_categories)
         if errors:
             first = errors[0]
             where = f"{where_rows}[{first.row}]" + (f".{first.field}" if first.field else "")
@@ -631,7 +652,9 @@ def create_app(
         """Score a request with the shadow model, off the hot path; log the agreement."""
         try:
             started = time.perf_counter()
-            answer, errors = model.answer(instances, settings.extra_fields)
+            answer, errors = model.answer(
+                instances, settings.extra_fields, settings.unseen_categories
+            )
             if errors or answer is None:
                 metrics.errors.labels("shadow").inc()
                 return
@@ -756,7 +779,9 @@ def create_app(
             return _error(501, "explanations are not available on this server", request)
         served = app.state.served
         try:
-            found, errors = served.explain(body.instances, explain_row, settings.extra_fields)
+            found, errors = served.explain(
+                body.instances, explain_row, settings.extra_fields, settings.unseen_categories
+            )
         except Exception as exc:
             logger.error(
                 "request %s: explanation failed: %s",

@@ -1,0 +1,76 @@
+"""The compiled serving path gives the pipeline's answers exactly, or is not used."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from keel.data import infer_schema, prepare_labels, records_to_frame
+from keel.registry import LoadedPackage
+from keel.serving import Served
+from keel.serving._fast import compile_pipeline, verified
+from keel.training import make_pipeline
+
+
+def _rows(frame: pd.DataFrame) -> list[dict]:
+    return json.loads(frame.to_json(orient="records"))
+
+
+@pytest.mark.parametrize(
+    ("target", "task", "candidate"),
+    [
+        ("income", "binary", "lightgbm"),
+        ("income", "binary", "linear"),  # standardised numbers
+        ("race", "multiclass", "random_forest"),
+        ("hours-per-week", "regression", "hist_gradient_boosting"),
+    ],
+)
+def test_fast_path_equals_the_pipeline(adult_frame, target, task, candidate) -> None:
+    frame, labels = prepare_labels(adult_frame, target, task, None)
+    schema = infer_schema(frame, target, ["fnlwgt"])
+    train, test = frame.iloc[:1500], frame.iloc[1500:]
+    model = make_pipeline(candidate, task, schema, 0).fit(
+        train[schema.feature_names], train[target]
+    )
+    rows = _rows(test.drop(columns=[target]))
+    # hostile-but-valid rows: unseen categories and every nullable field missing
+    odd = dict(rows[0])
+    for column in schema.features:
+        if column.kind == "string":
+            odd[column.name] = "never seen in training"
+    rows += [odd, {k: (None if schema[k].nullable else v) for k, v in rows[1].items()}]
+    package = LoadedPackage(
+        target, "1", None, model, schema, task, labels.classes, {}, {"background.json": rows[:100]}
+    )
+    fast, slow = Served(package), Served(LoadedPackage(**{**package.__dict__, "documents": {}}))
+    assert fast.fast is not None and slow.fast is None
+    (a, errors), (b, _) = fast.answer(rows), slow.answer(rows)
+    assert not errors, errors[:2]
+    assert a["predictions"] == b["predictions"]
+    if "probabilities" in a:
+        got = np.array([[p[c] for c in sorted(p)] for p in a["probabilities"]])
+        want = np.array([[p[c] for c in sorted(p)] for p in b["probabilities"]])
+        assert np.abs(got - want).max() <= 1e-9
+
+
+def test_fast_path_is_refused_when_it_would_differ(adult_frame) -> None:
+    frame, _ = prepare_labels(adult_frame, "income", None, None)
+    schema = infer_schema(frame, "income", ["fnlwgt"])
+    model = make_pipeline("lightgbm", "binary", schema, 0).fit(
+        frame[schema.feature_names], frame["income"]
+    )
+    rows = _rows(frame.drop(columns=["income"]).head(50))
+    values, _ = records_to_frame(rows, schema, as_columns=True)
+    table, _ = records_to_frame(rows, schema)
+    fast = compile_pipeline(model)
+    assert verified(fast, model, table, values)
+    fast.blocks[0].fill = fast.blocks[0].fill + 1.0  # a wrong median
+    with_missing = [{**r, "age": None} if i % 2 else r for i, r in enumerate(rows)]
+    table, _ = records_to_frame(with_missing, schema)
+    values, _ = records_to_frame(with_missing, schema, as_columns=True)
+    if schema["age"].nullable:
+        assert not verified(fast, model, table, values)
+    assert compile_pipeline(model.named_steps["model"]) is None  # not a Keel pipeline
