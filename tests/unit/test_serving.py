@@ -456,3 +456,15 @@ def test_alias_watcher_follows_champion_shadow_and_canary(package, rows, monkeyp
     packages["10"] = broken
     aliases["champion"] = "10"
     assert watcher.poll(Registry()) is False and app.state.served.version == "9"
+
+
+def test_openapi_documents_routes_errors_and_examples_from_the_package(package, rows) -> None:
+    documented = LoadedPackage(**{**package.__dict__, "documents": {"background.json": rows[:5]}})
+    spec = TestClient(create_app(documented)).get("/openapi.json").json()
+    predict = spec["paths"]["/predict"]["post"]
+    body = predict["requestBody"]["content"]["application/json"]
+    assert body["example"] == {"instances": rows[:2]} and "schema" in body
+    assert {"401", "413", "422", "500"} <= set(predict["responses"])
+    assert "ErrorBody" in spec["components"]["schemas"]
+    for path in ("/explain", "/feedback", "/model", "/metrics", "/v2/models/{name}/infer"):
+        assert path in spec["paths"], path

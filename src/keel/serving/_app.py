@@ -677,7 +677,17 @@ def create_app(
         finally:
             backlog.release()
 
-    @app.post("/predict", dependencies=[need("predict")])
+    example_rows = (package.documents.get("background.json") or [])[:2]
+
+    def example(body: dict[str, Any]) -> dict[str, Any]:
+        """An OpenAPI request example built from the package's own rows."""
+        return {"requestBody": {"content": {"application/json": {"example": body}}}}
+
+    @app.post(
+        "/predict",
+        dependencies=[need("predict")],
+        openapi_extra=example({"instances": example_rows}) if example_rows else None,
+    )
     def predict(body: PredictRequest, request: Request) -> Any:
         """Predict for each instance; classification answers carry class probabilities."""
         return answer_rows(body.instances, request)[0]
@@ -772,7 +782,11 @@ def create_app(
             "outputs": outputs_of(answer, served, body.outputs),
         }
 
-    @app.post("/explain", dependencies=[need("predict")])
+    @app.post(
+        "/explain",
+        dependencies=[need("predict")],
+        openapi_extra=example({"instances": example_rows[:1]}) if example_rows else None,
+    )
     def explain(body: ExplainRequest, request: Request) -> Any:
         """Local explanations: each feature's contribution to each row's score (SHAP)."""
         if explain_row is None:
@@ -802,7 +816,11 @@ def create_app(
             "request_id": request.state.request_id,
         }
 
-    @app.post("/feedback", dependencies=[need("predict")])
+    @app.post(
+        "/feedback",
+        dependencies=[need("predict")],
+        openapi_extra=example({"request_id": "5f0c3a9d2b7e4c1f8a6d0e2b9c4f7a13", "labels": [None]}),
+    )
     def feedback(body: FeedbackRequest, request: Request) -> Any:
         """Ground truth for an answered request: one label per row, in order."""
         if log is None:
