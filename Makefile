@@ -49,7 +49,7 @@ pytest: install-dev
 test: lint imports pytest
 
 bench: install-dev
-	$(PY) bench/bench_serving.py
+	$(PY) bench/serving.py
 	$(PY) bench/bench_data.py
 	$(PY) bench/responsible.py
 

@@ -69,11 +69,11 @@ def test_predict_matches_the_model(client: TestClient, package, rows) -> None:
     [
         ({"instances": []}, 422, "instances: List should have at least 1 item"),
         ({}, 422, "instances: Field required"),
-        ({"instances": "nope"}, 422, "instances: Input should be a valid list"),
+        ({"instances": "nope"}, 422, "instances: Input should be a valid array"),
         ({"instances": [{"age": "old"}]}, 422, "instances[0].age: expected a number"),
         ({"instances": [1]}, 422, "instances[0]: each instance must be an object"),
         ({"instances": [{}], "extra": 1}, 422, "extra: Extra inputs are not permitted"),
-        ([1, 2], 422, "body: Input should be a valid dictionary"),
+        ([1, 2], 422, "body: Input should be an object"),
     ],
 )
 def test_bad_requests_get_4xx_naming_the_field(client, payload, status, fragment) -> None:

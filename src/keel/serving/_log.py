@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     Column,
     Float,
@@ -88,6 +89,12 @@ class PredictionLog:
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
         metadata.create_all(self.engine)
+        mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+        names = [c.name for c in PREDICTIONS.columns]
+        quoted = ", ".join(f'"{n}"' for n in names)
+        self._insert = (
+            f"INSERT INTO predictions ({quoted}) VALUES ({', '.join([mark] * len(names))})"  # noqa: S608 (our own column names)
+        )
         self._queue: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -162,12 +169,12 @@ class PredictionLog:
                     pass
                 if not batch:
                     return total
-                predictions = [self._stored(r) for k, r in batch if k == "prediction"]
+                predictions = [self._row(r) for k, r in batch if k == "prediction"]
                 feedback = [r for k, r in batch if k == "feedback"]
                 try:
                     with self.engine.begin() as conn:
-                        if predictions:
-                            conn.execute(PREDICTIONS.insert(), predictions)
+                        if predictions:  # the driver's executemany: no per-row ORM work
+                            conn.exec_driver_sql(self._insert, predictions)
                         for row in feedback:  # a label may be corrected: last one wins
                             conn.execute(
                                 FEEDBACK.delete().where(
@@ -184,6 +191,10 @@ class PredictionLog:
                 self.written += len(predictions)
                 total += len(batch)
 
+    def _row(self, record: dict[str, Any]) -> tuple[Any, ...]:
+        stored = self._stored(record)
+        return tuple(stored[c.name] for c in PREDICTIONS.columns)
+
     def _stored(self, record: dict[str, Any]) -> dict[str, Any]:
         inputs = dict(record["inputs"]) if isinstance(record["inputs"], dict) else {}
         for column, action in self.redact.items():
@@ -195,8 +206,8 @@ class PredictionLog:
                 inputs[column] = self._anonymize(inputs[column], action)
         return {
             **record,
-            "inputs": json.dumps(inputs, default=str),
-            "prediction": json.dumps(record["prediction"], default=str),
+            "inputs": _json(inputs),
+            "prediction": _json(record["prediction"]),
         }
 
     def _anonymize(self, text: str, action: str) -> str:
@@ -221,6 +232,11 @@ class PredictionLog:
         self._thread.join(timeout=60)
         self.flush()
         self.engine.dispose()
+
+
+def _json(value: Any) -> str:
+    """Compact JSON text (orjson; anything it cannot encode becomes its string form)."""
+    return orjson.dumps(value, default=str, option=orjson.OPT_SERIALIZE_NUMPY).decode()
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

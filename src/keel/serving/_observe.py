@@ -103,14 +103,17 @@ class Metrics:
         self.model.labels(info["name"], info["version"], info["alias"] or "").set(1)
 
     def answered(self, version: str, predictions: Iterable[Any], scores: Iterable[float]) -> None:
-        """Count one answer's predictions and scores."""
-        count = 0
+        """Count one answer's predictions and scores (one counter update per class)."""
+        counts: dict[str, int] = {}
         for p in predictions:
-            self.predictions.labels(version, str(p)[:50]).inc()
-            count += 1
+            key = str(p)[:50]
+            counts[key] = counts.get(key, 0) + 1
+        for key, n in counts.items():
+            self.predictions.labels(version, key).inc(n)
+        histogram = self.scores.labels(version)
         for s in scores:
-            self.scores.labels(version).observe(s)
-        self.rows.labels(version).inc(count)
+            histogram.observe(s)
+        self.rows.labels(version).inc(sum(counts.values()))
 
 
 def endpoint_of(path: str) -> str:
