@@ -170,7 +170,9 @@ class PredictionLog:
                 if not batch:
                     return total
                 predictions = [self._row(r) for k, r in batch if k == "prediction"]
-                feedback = [r for k, r in batch if k == "feedback"]
+                # one label per (request, row): a later one in the batch replaces it
+                latest = {(r["request_id"], r["row"]): r for k, r in batch if k == "feedback"}
+                feedback = list(latest.values())
                 try:
                     with self.engine.begin() as conn:
                         if predictions:  # the driver's executemany: no per-row ORM work
