@@ -4,8 +4,10 @@
 2. runs `keel run` (train, evaluate, track in MLflow, register),
 3. starts `keel serve` on a free loopback port,
 4. sends real HTTP requests with rows of Adult's own held-out test file,
-5. prints predictions next to the true labels, stops the server,
-6. tells you where the MLflow store is and how to open the MLflow UI on it.
+5. prints predictions next to the true labels, load-tests the server with
+   `keel loadtest` (the numbers are recorded on the version), stops the server,
+6. runs `keel check`: the Definition of Done, gate by gate,
+7. tells you where the MLflow store is and how to open the MLflow UI on it.
 """
 
 from __future__ import annotations
@@ -180,10 +182,45 @@ def main() -> int:
 
         bad = http_error(f"{url}/predict", {"instances": [{**rows[0], "age": "forty"}]})
         print(f"a bad row gets HTTP {bad[0]}: {bad[1]['error']}")
+
+        say("keel loadtest (500 one-row requests, 4 clients; recorded on the version)")
+        load = subprocess.run(
+            [*KEEL, "loadtest", url, "--requests", "500", "--concurrency", "4", "--json"],
+            cwd=HERE,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        if load.returncode in (0, 1):
+            found = json.loads(load.stdout)
+            print(
+                f"p50 {found['p50_ms']:.2f} ms, p95 {found['p95_ms']:.2f} ms, p99"
+                f" {found['p99_ms']:.2f} ms, {found['throughput']:.0f} requests/s, error rate"
+                f" {found['error_rate']:.2%}"
+            )
+        else:
+            print(f"keel loadtest failed: {load.stderr.strip()}")
     finally:
         server.terminate()
         server.wait(timeout=30)
         log.close()
+    say(f"keel check {m['name']}/{m['version']} (the Definition of Done, gate by gate)")
+    checked = subprocess.run(
+        [*KEEL, "check", f"{m['name']}/{m['version']}", "--json"],
+        cwd=HERE,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if checked.returncode in (0, 1):
+        report = json.loads(checked.stdout)
+        for gate in report["gates"]:
+            required = "required" if gate["required"] else "        "
+            print(f"  {gate['status']:<17} {required}  {gate['gate']:<19} {gate['item']}")
+        verdict = "done" if report["passed"] else f"not done: {', '.join(report['blocking'])}"
+        print(f"verdict: {verdict} (see `keel check` for the evidence of each gate)")
+    else:
+        print(f"keel check failed: {checked.stderr.strip()}")
     say("Done")
     store = result["tracking_uri"]
     print(f"MLflow store: {store}")
