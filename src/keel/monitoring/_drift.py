@@ -1,0 +1,238 @@
+"""Drift between a reference and a current sample, per column and for the whole table.
+
+Numeric columns: two-sample Kolmogorov–Smirnov (scipy's ``ks_2samp``, so the p-values
+are scipy's, exact mode where scipy uses it), population stability index on the
+reference's deciles, Wasserstein distance (also divided by the reference's standard
+deviation, to be comparable across columns) and Jensen–Shannon distance on the same
+bins. Categorical columns: chi-square test of homogeneity on the two samples' counts
+(categories never seen in the reference are counted, and reported), PSI and
+Jensen–Shannon distance on the category shares. A column drifts when its test's
+p-value is below ``alpha`` (after an optional Bonferroni or Holm correction across
+columns); the table drifts when the share of drifted columns reaches
+``dataset_share``. PSI, Wasserstein and JS carry their own thresholds and flags.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+EPS = 1e-4  # floor for empty bins in PSI and JS (a common convention)
+BINS = 10
+
+
+@dataclass(frozen=True)
+class DriftThresholds:
+    """When a statistic says "drift"."""
+
+    alpha: float = 0.05  # KS / chi-square p-value
+    psi: float = 0.2
+    wasserstein: float = 0.1  # divided by the reference's standard deviation
+    jensen_shannon: float = 0.1
+    correction: str = "none"  # none | bonferroni | holm
+    dataset_share: float = 0.5  # share of drifted columns that makes the table drift
+
+
+@dataclass
+class ColumnDrift:
+    """One column's statistics and verdict."""
+
+    column: str
+    kind: str  # numeric | categorical
+    test: str  # ks | chi2
+    statistic: float
+    p_value: float
+    psi: float
+    jensen_shannon: float
+    wasserstein: float | None = None
+    wasserstein_normalized: float | None = None
+    reference_rows: int = 0
+    current_rows: int = 0
+    unseen_categories: dict[str, int] = field(default_factory=dict)
+    drifted: bool = False
+    flags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DriftReport:
+    """Every column's drift and the verdict on the table."""
+
+    columns: list[ColumnDrift]
+    thresholds: DriftThresholds
+    drifted: bool = False
+
+    @property
+    def drifted_columns(self) -> list[str]:
+        """Names of the columns whose test says drift."""
+        return [c.column for c in self.columns if c.drifted]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {
+            "drifted": self.drifted,
+            "drifted_columns": self.drifted_columns,
+            "share": len(self.drifted_columns) / len(self.columns) if self.columns else 0.0,
+            "thresholds": asdict(self.thresholds),
+            "columns": [asdict(c) for c in self.columns],
+        }
+
+
+def _psi(ref_share: np.ndarray, cur_share: np.ndarray) -> float:
+    r, c = np.maximum(ref_share, EPS), np.maximum(cur_share, EPS)
+    return float(np.sum((c - r) * np.log(c / r)))
+
+
+def _js(ref_share: np.ndarray, cur_share: np.ndarray) -> float:
+    from scipy.spatial.distance import jensenshannon
+
+    return float(jensenshannon(ref_share, cur_share, base=2))
+
+
+def numeric_drift(name: str, reference: pd.Series, current: pd.Series) -> ColumnDrift:
+    """KS (scipy), PSI and JS on the reference deciles, Wasserstein."""
+    from scipy.stats import ks_2samp, wasserstein_distance
+
+    ref = pd.to_numeric(reference, errors="coerce").dropna().to_numpy(float)
+    cur = pd.to_numeric(current, errors="coerce").dropna().to_numpy(float)
+    if len(ref) == 0 or len(cur) == 0:
+        raise ValueError(
+            f"column {name!r}: no numbers in the {'reference' if len(ref) == 0 else 'current'} data"
+        )
+    with warnings.catch_warnings():
+        # scipy's own fallback from the exact to the asymptotic p-value is not news
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ks = ks_2samp(ref, cur)
+    edges = np.unique(np.quantile(ref, np.linspace(0, 1, BINS + 1)))
+    inner = edges[1:-1]
+    ref_share = np.bincount(
+        np.searchsorted(inner, ref, side="right"), minlength=len(inner) + 1
+    ) / len(ref)
+    cur_share = np.bincount(
+        np.searchsorted(inner, cur, side="right"), minlength=len(inner) + 1
+    ) / len(cur)
+    distance = float(wasserstein_distance(ref, cur))
+    spread = float(np.std(ref))
+    return ColumnDrift(
+        column=name,
+        kind="numeric",
+        test="ks",
+        statistic=float(ks.statistic),
+        p_value=float(ks.pvalue),
+        psi=_psi(ref_share, cur_share),
+        jensen_shannon=_js(ref_share, cur_share),
+        wasserstein=distance,
+        wasserstein_normalized=distance / spread if spread > 0 else None,
+        reference_rows=len(ref),
+        current_rows=len(cur),
+    )
+
+
+def categorical_drift(name: str, reference: pd.Series, current: pd.Series) -> ColumnDrift:
+    """Chi-square test of homogeneity (unseen categories counted), PSI and JS on shares."""
+    from scipy.stats import chi2_contingency
+
+    ref = reference.astype("string").fillna("(missing)").value_counts()
+    cur = current.astype("string").fillna("(missing)").value_counts()
+    categories = list(dict.fromkeys([*ref.index, *cur.index]))
+    r = ref.reindex(categories, fill_value=0).to_numpy(float)
+    c = cur.reindex(categories, fill_value=0).to_numpy(float)
+    if r.sum() == 0 or c.sum() == 0:
+        raise ValueError(
+            f"column {name!r}: no values in the {'reference' if r.sum() == 0 else 'current'} data"
+        )
+    unseen = {str(k): int(v) for k, v in cur.items() if k not in ref.index}
+    if len(categories) > 1:
+        test = chi2_contingency(np.vstack([r, c]), correction=False)
+        statistic, p_value = float(test.statistic), float(test.pvalue)
+    else:  # one category on both sides: nothing can differ
+        statistic, p_value = 0.0, 1.0
+    return ColumnDrift(
+        column=name,
+        kind="categorical",
+        test="chi2",
+        statistic=statistic,
+        p_value=p_value,
+        psi=_psi(r / r.sum(), c / c.sum()),
+        jensen_shannon=_js(r / r.sum(), c / c.sum()),
+        reference_rows=int(r.sum()),
+        current_rows=int(c.sum()),
+        unseen_categories=unseen,
+    )
+
+
+def drift_report(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    columns: list[str] | None = None,
+    thresholds: DriftThresholds | None = None,
+) -> DriftReport:
+    """Drift of every shared column (or ``columns``) from ``reference`` to ``current``.
+
+    Raises
+    ------
+    ValueError
+        When a named column is missing from either table, or there is no shared column.
+    """
+    thresholds = thresholds or DriftThresholds()
+    if columns is None:
+        columns = [c for c in reference.columns if c in current.columns]
+    missing = [c for c in columns if c not in reference.columns or c not in current.columns]
+    if missing:
+        raise ValueError(f"column {missing[0]!r} is not in both tables")
+    if not columns:
+        raise ValueError("the two tables share no column")
+    found = []
+    for name in columns:
+        numeric = pd.api.types.is_numeric_dtype(reference[name]) and not pd.api.types.is_bool_dtype(
+            reference[name]
+        )
+        found.append(
+            numeric_drift(name, reference[name], current[name])
+            if numeric
+            else categorical_drift(name, reference[name], current[name])
+        )
+    p_values = np.array([c.p_value for c in found])
+    adjusted = _corrected(p_values, thresholds.correction)
+    for column, p in zip(found, adjusted, strict=True):
+        column.drifted = bool(p < thresholds.alpha)
+        if column.psi >= thresholds.psi:
+            column.flags.append("psi")
+        if column.jensen_shannon >= thresholds.jensen_shannon:
+            column.flags.append("jensen_shannon")
+        if (column.wasserstein_normalized or 0.0) >= thresholds.wasserstein:
+            column.flags.append("wasserstein")
+    report = DriftReport(found, thresholds)
+    report.drifted = len(report.drifted_columns) >= thresholds.dataset_share * len(found)
+    return report
+
+
+def _corrected(p: np.ndarray, method: str) -> np.ndarray:
+    """p-values adjusted for testing every column (Bonferroni, Holm) or as they are."""
+    m = len(p)
+    if method == "bonferroni":
+        return np.minimum(p * m, 1.0)
+    if method == "holm":
+        order = np.argsort(p)
+        adjusted = np.empty(m)
+        running = 0.0
+        for rank, i in enumerate(order):
+            running = max(running, min((m - rank) * p[i], 1.0))
+            adjusted[i] = running
+        return adjusted
+    if method != "none":
+        raise ValueError(f"correction must be none, bonferroni or holm, not {method!r}")
+    return p
+
+
+__all__ = [
+    "ColumnDrift",
+    "DriftReport",
+    "DriftThresholds",
+    "categorical_drift",
+    "drift_report",
+    "numeric_drift",
+]

@@ -1,0 +1,80 @@
+"""Drift statistics: scipy's p-values, injected shifts found, no shift not flagged."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import chi2_contingency, ks_2samp
+from typer.testing import CliRunner
+
+from keel.cli import app
+from keel.monitoring import DriftThresholds, categorical_drift, drift_report, numeric_drift
+
+
+@pytest.mark.parametrize("sizes", [(40, 55), (300, 200), (20_000, 15_000)])
+def test_ks_p_values_are_scipys(sizes) -> None:
+    rng = np.random.default_rng(0)
+    ref = pd.Series(rng.normal(0, 1, sizes[0]))
+    cur = pd.Series(rng.normal(0.1, 1, sizes[1]))
+    found = numeric_drift("x", ref, cur)
+    expected = ks_2samp(ref, cur)  # exact mode for the small ones, as scipy chooses
+    assert found.p_value == expected.pvalue and found.statistic == expected.statistic
+
+
+def test_chi_square_counts_unseen_categories() -> None:
+    ref = pd.Series(["a"] * 50 + ["b"] * 50)
+    cur = pd.Series(["a"] * 30 + ["b"] * 50 + ["c"] * 20)
+    found = categorical_drift("x", ref, cur)
+    expected = chi2_contingency(np.array([[50, 50, 0], [30, 50, 20]]), correction=False)
+    assert found.p_value == pytest.approx(expected.pvalue, rel=1e-12)
+    assert found.unseen_categories == {"c": 20} and found.psi > 0.2
+
+
+def test_injected_shift_is_found_and_nothing_else(adult_frame: pd.DataFrame) -> None:
+    frame = adult_frame.drop(columns=["income"]).sample(frac=1.0, random_state=3)
+    reference, current = frame.iloc[:1000], frame.iloc[1000:].copy()
+    calm = drift_report(reference, current, thresholds=DriftThresholds(correction="bonferroni"))
+    assert calm.drifted_columns == [] and not calm.drifted
+    current["age"] = current["age"] + 8
+    current["workclass"] = current["workclass"].where(current.index % 3 != 0, "Private")
+    shifted = drift_report(reference, current, thresholds=DriftThresholds(correction="bonferroni"))
+    assert set(shifted.drifted_columns) == {"age", "workclass"}
+    age = {c.column: c for c in shifted.columns}["age"]
+    assert age.p_value < 1e-20 and "wasserstein" in age.flags
+    assert not shifted.drifted  # 2 of 13 columns: under the default share of one half
+    assert drift_report(reference, current, thresholds=DriftThresholds(dataset_share=0.1)).drifted
+
+
+def test_keel_drift_command(tmp_path, adult_frame: pd.DataFrame) -> None:
+    frame = adult_frame.drop(columns=["income"])
+    frame.iloc[:1000].to_csv(tmp_path / "ref.csv", index=False)
+    shifted = frame.iloc[1000:].assign(age=lambda f: f.age + 15, sex="Female")
+    shifted.to_parquet(tmp_path / "cur.parquet")
+    runner = CliRunner()
+    found = runner.invoke(
+        app,
+        [
+            "drift",
+            str(tmp_path / "ref.csv"),
+            str(tmp_path / "cur.parquet"),
+            "--json",
+            "--share",
+            "0.1",
+        ],
+    )
+    assert found.exit_code == 1, found.output
+    report = json.loads(found.stdout)
+    assert {"age", "sex"} <= set(report["drifted_columns"]) and report["drifted"]
+    assert "dataset drift" in found.stderr
+    table = runner.invoke(app, ["drift", str(tmp_path / "ref.csv"), str(tmp_path / "ref.csv")])
+    assert table.exit_code == 0 and "age" in table.stdout
+    bad = runner.invoke(app, ["drift", str(tmp_path / "ref.csv"), str(tmp_path / "nope.csv")])
+    assert bad.exit_code == 2 and "nope.csv" in bad.stderr
+    wrong = runner.invoke(
+        app, ["drift", str(tmp_path / "ref.csv"), str(tmp_path / "ref.csv"), "--columns", "agee"]
+    )
+    assert wrong.exit_code == 2 and "'agee'" in wrong.stderr
+    assert "Traceback" not in bad.output + wrong.output
