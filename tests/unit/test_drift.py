@@ -78,3 +78,22 @@ def test_keel_drift_command(tmp_path, adult_frame: pd.DataFrame) -> None:
     )
     assert wrong.exit_code == 2 and "'agee'" in wrong.stderr
     assert "Traceback" not in bad.output + wrong.output
+
+
+@pytest.mark.parametrize(
+    ("n1", "n2", "integers"),
+    [(40, 55, False), (3_000, 2_000, True), (20_000, 15_000, False), (50_000, 50_000, True)],
+)
+def test_sort_once_ks_and_wasserstein_are_scipys_to_the_bit(n1, n2, integers) -> None:
+    from scipy.stats import wasserstein_distance
+
+    from keel.monitoring import ks_and_wasserstein
+
+    rng = np.random.default_rng(n1)
+    ref, cur = rng.normal(0, 1, n1), rng.normal(0.02, 1.1, n2)
+    if integers:  # ties everywhere
+        ref, cur = np.round(ref * 3), np.round(cur * 3)
+    d, p, w = ks_and_wasserstein(np.sort(ref), np.sort(cur))
+    expected = ks_2samp(ref, cur)
+    assert (d, p) == (expected.statistic, expected.pvalue)
+    assert w == wasserstein_distance(ref, cur)

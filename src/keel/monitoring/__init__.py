@@ -6,6 +6,7 @@ from keel.monitoring._drift import (
     DriftThresholds,
     categorical_drift,
     drift_report,
+    ks_and_wasserstein,
     numeric_drift,
 )
 
@@ -15,5 +16,6 @@ __all__ = [
     "DriftThresholds",
     "categorical_drift",
     "drift_report",
+    "ks_and_wasserstein",
     "numeric_drift",
 ]
