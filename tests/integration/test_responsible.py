@@ -348,3 +348,30 @@ def test_mitigation_config_errors_exit_2(tmp_path: Path, adult_frame, config, fr
     result = _keel(root, "run")
     assert result.exit_code == 2, result.output
     assert fragment in result.stderr and "Traceback" not in result.output
+
+
+def test_drift_page_renders_in_a_real_browser(tmp_path: Path, adult_frame, browser) -> None:
+    frame = adult_frame.drop(columns=["income"])
+    frame.iloc[:1000].to_csv(tmp_path / "ref.csv", index=False)
+    frame.iloc[1000:].assign(age=lambda f: f.age + 10).to_csv(tmp_path / "cur.csv", index=False)
+    page = tmp_path / "drift.html"
+    result = CliRunner().invoke(
+        app,
+        [
+            "drift",
+            str(tmp_path / "ref.csv"),
+            str(tmp_path / "cur.csv"),
+            "--html",
+            str(page),
+            "--json",
+        ],
+    )
+    assert result.exit_code in (0, 1), result.output
+    assert json.loads(result.stdout)["html"] == str(page)
+    rendered = browser(page)
+    assert not [c for c in rendered.console if "rror" in c], rendered.console
+    assert rendered.requests == []
+    assert rendered.dom.count("<svg") >= 1 + len(frame.columns)  # PSI chart + one per column
+    assert "age — drifted" in rendered.dom
+    OUTPUT.mkdir(exist_ok=True)
+    shutil.copy(rendered.screenshot, OUTPUT / "drift.png")

@@ -97,3 +97,9 @@ def test_sort_once_ks_and_wasserstein_are_scipys_to_the_bit(n1, n2, integers) ->
     expected = ks_2samp(ref, cur)
     assert (d, p) == (expected.statistic, expected.pvalue)
     assert w == wasserstein_distance(ref, cur)
+
+
+def test_bins_and_shares_are_what_the_plots_show(adult_frame: pd.DataFrame) -> None:
+    found = numeric_drift("age", adult_frame["age"].iloc[:1000], adult_frame["age"].iloc[1000:])
+    assert len(found.bins) == len(found.reference_share) == len(found.current_share) >= 5
+    assert sum(found.reference_share) == pytest.approx(1.0) and found.bins[0].startswith("< ")

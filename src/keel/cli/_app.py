@@ -418,6 +418,9 @@ def drift(
     share: Annotated[
         float, typer.Option(help="Share of drifted columns that makes the table drift.")
     ] = 0.5,
+    html_out: Annotated[
+        Path | None, typer.Option("--html", help="Also write a self-contained HTML page here.")
+    ] = None,
     json_out: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -454,8 +457,13 @@ def drift(
             )
         except ValueError as exc:
             raise KeelInputError(f"{reference} vs {current}: {exc}") from exc
+        found = report.to_dict()
+        if html_out is not None:
+            from keel.pipeline import write_drift_report
+
+            found["html"] = write_drift_report(found, str(reference), str(current), html_out)
         if json_out:
-            print(json.dumps(report.to_dict()))
+            print(json.dumps(found))
         else:
             table = Table(title=f"Drift: {reference.name} → {current.name}")
             for head in ("column", "test", "statistic", "p-value", "PSI", "JS", "W/σ", "drift"):

@@ -14,6 +14,7 @@ columns); the table drifts when the share of drifted columns reaches
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -55,6 +56,10 @@ class ColumnDrift:
     unseen_categories: dict[str, int] = field(default_factory=dict)
     drifted: bool = False
     flags: list[str] = field(default_factory=list)
+    # what the plots show: bins (deciles of the reference, or categories), with shares
+    bins: list[str] = field(default_factory=list)
+    reference_share: list[float] = field(default_factory=list)
+    current_share: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -79,6 +84,18 @@ class DriftReport:
             "thresholds": asdict(self.thresholds),
             "columns": [asdict(c) for c in self.columns],
         }
+
+
+MAX_PLOTTED = 15  # categories shown per column
+
+
+def _bin_labels(edges: np.ndarray) -> list[str]:
+    """Labels of the bins cut at ``edges``' inner values."""
+    inner = [f"{e:.4g}" for e in edges[1:-1]]
+    if not inner:
+        return ["all"]
+    middle = [f"{a}–{b}" for a, b in itertools.pairwise(inner)]
+    return [f"< {inner[0]}", *middle, f"≥ {inner[-1]}"]
 
 
 def _psi(ref_share: np.ndarray, cur_share: np.ndarray) -> float:
@@ -161,6 +178,9 @@ def numeric_drift(
         wasserstein_normalized=distance / spread if spread > 0 else None,
         reference_rows=len(ref),
         current_rows=len(cur),
+        bins=_bin_labels(edges),
+        reference_share=[round(float(x), 6) for x in ref_share],
+        current_share=[round(float(x), 6) for x in cur_share],
     )
 
 
@@ -194,6 +214,9 @@ def categorical_drift(name: str, reference: pd.Series, current: pd.Series) -> Co
         reference_rows=int(r.sum()),
         current_rows=int(c.sum()),
         unseen_categories=unseen,
+        bins=[str(k) for k in categories[:MAX_PLOTTED]],
+        reference_share=[round(float(x), 6) for x in (r / r.sum())[:MAX_PLOTTED]],
+        current_share=[round(float(x), 6) for x in (c / c.sum())[:MAX_PLOTTED]],
     )
 
 

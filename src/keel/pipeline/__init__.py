@@ -3,8 +3,10 @@
 from keel.pipeline._cards import write_model_card
 from keel.pipeline._check import Checklist, GateResult, check_version
 from keel.pipeline._report import (
+    render_drift_html,
     render_html,
     render_validation_html,
+    write_drift_report,
     write_reports,
     write_validation_report,
 )
@@ -19,10 +21,12 @@ __all__ = [
     "RunResult",
     "check_version",
     "git_commit",
+    "render_drift_html",
     "render_html",
     "render_validation_html",
     "reproduce",
     "run_project",
+    "write_drift_report",
     "write_model_card",
     "write_reports",
     "write_validation_report",

@@ -735,3 +735,118 @@ def write_card(
     _atomic_write(paths["model_card_html"], render_card_html(title, sections))
     _atomic_write(paths["datasheet_md"], render_markdown(sheet_title, sheet))
     return {k: str(v) for k, v in paths.items()}
+
+
+def _shares_svg(column: dict[str, Any]) -> str:
+    """Reference and current shares per bin, side by side (inline SVG)."""
+    bins = column["bins"]
+    if not bins:
+        return ""
+    width, height, pad = 300, 150, 24
+    top = max([*column["reference_share"], *column["current_share"], 1e-9])
+    slot = (width - 2 * pad) / len(bins)
+    bars = []
+    for i, (r, c) in enumerate(
+        zip(column["reference_share"], column["current_share"], strict=True)
+    ):
+        x = pad + i * slot
+        for j, (value, colour) in enumerate(((r, "#9aa9b8"), (c, "#b5523b"))):
+            h = (height - 2 * pad) * value / top
+            bars.append(
+                f'<rect x="{x + j * slot / 2:.1f}" y="{height - pad - h:.1f}"'
+                f' width="{max(slot / 2 - 1, 1):.1f}" height="{h:.1f}" fill="{colour}">'
+                f"<title>{html.escape(bins[i])}: {'reference' if j == 0 else 'current'}"
+                f" {value:.3f}</title></rect>"
+            )
+    return (
+        f'<svg role="img" aria-label="shares of {html.escape(column["column"])}"'
+        f' width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">'
+        f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}"'
+        ' stroke="#888"/>' + "".join(bars) + "</svg>"
+    )
+
+
+def render_drift_html(report: dict[str, Any], reference: str, current: str) -> str:
+    """One self-contained page: the verdict, a table of every column, a plot per column."""
+    drifted = report["drifted"]
+    verdict = (
+        f"dataset drift: {len(report['drifted_columns'])} of {len(report['columns'])} columns"
+        if drifted
+        else f"no dataset drift ({len(report['drifted_columns'])} of {len(report['columns'])}"
+        " columns drifted)"
+    )
+    rows = [
+        [
+            c["column"],
+            c["test"],
+            _fmt(c["statistic"]),
+            f"{c['p_value']:.3g}",
+            _fmt(c["psi"]),
+            _fmt(c["jensen_shannon"]),
+            "—" if c["wasserstein_normalized"] is None else _fmt(c["wasserstein_normalized"]),
+            "yes" if c["drifted"] else "no",
+            ", ".join(c["flags"]) or "—",
+            ", ".join(f"{k} ({v})" for k, v in list(c["unseen_categories"].items())[:5]) or "—",
+        ]
+        for c in report["columns"]
+    ]
+    cards = [
+        f"<div class='col'><h3>{html.escape(c['column'])}"
+        f"{' — drifted' if c['drifted'] else ''}</h3>"
+        f"<p>{c['test']} p = {c['p_value']:.3g}, PSI {_fmt(c['psi'])};"
+        " grey: reference, red: current</p>"
+        f"{_shares_svg(c)}</div>"
+        for c in report["columns"]
+    ]
+    css = (
+        "body{font-family:system-ui,sans-serif;margin:2rem;max-width:75rem;color:#222}"
+        "table{border-collapse:collapse;margin:0.5rem 0 1.5rem}"
+        "td,th{border:1px solid #ccc;padding:0.25rem 0.6rem;text-align:left;vertical-align:top}"
+        "th{background:#f2f2f2}.cols{display:flex;flex-wrap:wrap;gap:1rem}"
+        ".col{border:1px solid #ddd;padding:0.5rem;width:320px}.col h3{margin:0;font-size:1rem}"
+        ".col p{font-size:0.8rem;color:#555}"
+    )
+    title = f"Keel drift — {Path(reference).name} → {Path(current).name}"
+    colour = "#b71c1c" if drifted else "#2e7d32"
+    t = report["thresholds"]
+    return "\n".join(
+        [
+            "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+            f"<title>{html.escape(title)}</title><style>{css}</style></head><body>",
+            f"<h1>{html.escape(title)}</h1>",
+            f"<p style='font-size:1.3rem;color:{colour}'><b>{html.escape(verdict)}</b></p>",
+            f"<p>A column drifts when its p-value (correction: {html.escape(t['correction'])})"
+            f" is below {t['alpha']:g}; the table drifts when at least"
+            f" {t['dataset_share']:.0%} of its columns do. Flags: PSI ≥ {t['psi']:g},"
+            f" Jensen–Shannon ≥ {t['jensen_shannon']:g}, Wasserstein/σ ≥"
+            f" {t['wasserstein']:g}.</p>",
+            "<h2>Population stability index per column</h2>",
+            _named_bars([(c["column"], c["psi"]) for c in report["columns"]], "PSI"),
+            "<h2>Columns</h2>",
+            _table(
+                [
+                    "column",
+                    "test",
+                    "statistic",
+                    "p-value",
+                    "PSI",
+                    "JS",
+                    "W/σ",
+                    "drift",
+                    "flags",
+                    "unseen categories",
+                ],
+                rows,
+            ),
+            "<div class='cols'>",
+            *cards,
+            "</div></body></html>",
+        ]
+    )
+
+
+def write_drift_report(report: dict[str, Any], reference: str, current: str, path: Path) -> str:
+    """Write the drift page to ``path`` (whole or not at all); return its path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(path, render_drift_html(report, reference, current))
+    return str(path)
