@@ -7,6 +7,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pandas as pd
@@ -62,6 +63,42 @@ def make_project(tmp_path: Path, adult_frame: pd.DataFrame) -> ProjectFactory:
         return root / "keel.yaml"
 
     return make
+
+
+def start_server(root: Path, *extra: str) -> tuple[Any, str]:
+    """Start ``keel serve`` in ``root`` on a free loopback port; wait until it is ready.
+
+    Its stderr goes to ``root/serve.log``. Returns ``(process, url)``; the caller stops
+    the process.
+    """
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    with (root / "serve.log").open("a") as log:  # the child keeps its own descriptor
+        process = subprocess.Popen(
+            [sys.executable, "-m", "keel", "serve", "--port", str(port), *extra],
+            cwd=root,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert process.poll() is None, (root / "serve.log").read_text()
+        try:
+            if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    process.kill()
+    raise AssertionError("server did not start in 120 s")
 
 
 def free_port() -> int:

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 
-import httpx
 import pandas as pd
 import pytest
 import schemathesis
@@ -23,7 +19,7 @@ from schemathesis.specs.openapi.checks import (
 from typer.testing import CliRunner
 
 from keel.cli import app
-from tests.conftest import free_port
+from tests.conftest import start_server
 
 pytestmark = pytest.mark.integration
 
@@ -49,25 +45,7 @@ def live_server(
         assert CliRunner().invoke(app, ["run"]).exit_code == 0
     finally:
         os.chdir(old)
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    with (root / "serve.log").open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "keel", "serve", "--port", str(port)],
-            cwd=root,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert process.poll() is None, (root / "serve.log").read_text()
-        try:
-            if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.2)
+    process, url = start_server(root)
     yield url
     process.terminate()
     process.wait(timeout=60)

@@ -8,8 +8,6 @@ import json
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -21,7 +19,7 @@ from typer.testing import CliRunner
 
 from keel.cli import app
 from keel.serving import read_log
-from tests.conftest import free_port
+from tests.conftest import free_port, start_server
 
 pytestmark = pytest.mark.integration
 FLUSH = 0.2
@@ -51,30 +49,6 @@ def project(tmp_path_factory: pytest.TempPathFactory, adult_frame: pd.DataFrame)
     return root
 
 
-def _serve(root: Path, *extra: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    with (root / "serve.log").open("a") as log:  # the child keeps its own descriptor
-        process = subprocess.Popen(
-            [sys.executable, "-m", "keel", "serve", "--port", str(port), *extra],
-            cwd=root,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert process.poll() is None, (root / "serve.log").read_text()
-        try:
-            if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    process.kill()
-    raise AssertionError("server did not start")
-
-
 def _rows(adult_frame: pd.DataFrame) -> list[dict]:
     return json.loads(adult_frame.drop(columns=["income"]).head(2).to_json(orient="records"))
 
@@ -91,7 +65,7 @@ def test_sigterm_loses_no_prediction(project: Path, adult_frame: pd.DataFrame) -
     config = json.loads(original)
     path.write_text(json.dumps({**config, "serving": {"log_flush_seconds": 60}}))
     try:
-        process, url = _serve(project)
+        process, url = start_server(project)
     finally:
         path.write_text(original)
     answered = []
@@ -110,7 +84,7 @@ def test_sigterm_loses_no_prediction(project: Path, adult_frame: pd.DataFrame) -
 def test_kill_9_under_load_loses_at_most_the_last_flush_and_never_corrupts(
     project: Path, adult_frame: pd.DataFrame
 ) -> None:
-    process, url = _serve(project)
+    process, url = start_server(project)
     answered: list[tuple[float, str]] = []
     stop = threading.Event()
     rows = _rows(adult_frame)
@@ -156,7 +130,7 @@ def _keel(root: Path, *args: str):
 
 
 def test_loadtest_is_the_evidence_for_the_gate_and_the_card(project: Path) -> None:
-    process, url = _serve(project)
+    process, url = start_server(project)
     try:
         done = _keel(project, "loadtest", url, "--requests", "200", "--concurrency", "4", "--json")
     finally:
@@ -192,7 +166,7 @@ def test_a_kserve_v2_client_gets_the_same_answers_as_predict(
     import tritonclient.http as triton
     from tritonclient.utils import InferenceServerException
 
-    process, url = _serve(project)
+    process, url = start_server(project)
     try:
         client = triton.InferenceServerClient(url=url.removeprefix("http://"))
         assert client.is_server_live() and client.is_server_ready()

@@ -154,14 +154,12 @@ def test_check_fails_a_fairness_breach_until_waived_and_promote_follows(
 def test_serve_follows_promote_and_rollback_under_load_without_a_failed_request(
     tmp_path: Path, adult_frame: pd.DataFrame
 ) -> None:
-    import subprocess
-    import sys
     import threading
     import time
 
     import httpx
 
-    from tests.conftest import free_port
+    from tests.conftest import start_server
 
     adult_frame.to_csv(tmp_path / "adult.csv", index=False)
     config = {
@@ -176,17 +174,7 @@ def test_serve_follows_promote_and_rollback_under_load_without_a_failed_request(
     assert _run(tmp_path, config)["model"]["alias"] == "champion"
     assert _run(tmp_path, config)["model"]["alias"] == "challenger"
 
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    log = (tmp_path / "serve.log").open("w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "keel", "serve", "--port", str(port), "--poll-seconds", "0.2"],
-        cwd=tmp_path,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
+    server, url = start_server(tmp_path, "--poll-seconds", "0.2")
     rows = adult_frame.drop(columns=["income"]).dropna().head(3).to_dict("records")
     outcomes: list[tuple[int, str | None]] = []
     stop = threading.Event()
@@ -214,7 +202,7 @@ def test_serve_follows_promote_and_rollback_under_load_without_a_failed_request(
         raise AssertionError(f"still not serving version {version}")
 
     try:
-        serving("1", within=120)
+        serving("1")
         threads = [threading.Thread(target=load) for _ in range(4)]
         for t in threads:
             t.start()
@@ -232,7 +220,6 @@ def test_serve_follows_promote_and_rollback_under_load_without_a_failed_request(
         stop.set()
         server.terminate()
         server.wait(timeout=30)
-        log.close()
     failed = [o for o in outcomes if o[0] != 200]
     assert not failed, failed[:5]
     versions = [v for _, v in outcomes]
