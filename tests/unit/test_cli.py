@@ -288,3 +288,21 @@ def test_apikey_prints_a_key_once_and_its_hash_for_keel_yaml() -> None:
     assert "keel_" in table.stderr and "keel_" not in table.stdout
     bad = invoke("apikey", "web", "--scopes", "root")
     assert bad.exit_code == 2 and "unknown scope 'root'" in bad.stderr
+
+
+def test_unwritable_output_paths_are_input_errors(tmp_path: Path, adult_frame) -> None:
+    """A file where a folder should be: exit 2 naming the path, never 'a bug in Keel'."""
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    data = tmp_path / "ref.csv"
+    adult_frame.head(200).to_csv(data, index=False)
+    drift = invoke("drift", str(data), str(data), "--html", str(blocker / "drift.html"))
+    init = invoke("init", str(blocker / "project"))
+    for result in (drift, init):
+        assert result.exit_code == 2, result.output
+        assert str(blocker) in result.stderr and "bug in Keel" not in result.stderr
+    from keel.cli._build import build_files
+    from keel.errors import KeelInputError
+
+    with pytest.raises(KeelInputError, match="cannot write"):
+        build_files("income", "champion", "1", blocker / "deploy")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 
 from keel.cli._scaffold import DOCKERFILE, KSERVE
 from keel.errors import KeelInputError
+from keel.pipeline import atomic_write
 
 K8S = """\
 # Kubernetes Deployment + Service for {model} (version {version} when built).
@@ -89,7 +88,8 @@ def build_files(
     Raises
     ------
     KeelInputError
-        When a file exists and ``force`` is false (nothing is written then).
+        When a file exists and ``force`` is false (nothing is written then), or the
+        folder cannot be written.
     """
     k8s_name = re.sub(r"[^a-z0-9-]+", "-", f"{name}-{alias}".lower()).strip("-")[:50] or "model"
     model = f"{name}@{alias}"
@@ -113,14 +113,10 @@ def build_files(
             f"{folder}: {', '.join(existing)} already exist; pass --force to replace them"
             " or --out for another folder"
         )
-    folder.mkdir(parents=True, exist_ok=True)
     paths = {}
     for file, text in files.items():
-        target = folder / file
-        with tempfile.NamedTemporaryFile("w", dir=folder, delete=False, suffix=".tmp") as tmp:
-            tmp.write(text)
-        os.replace(tmp.name, target)  # whole file or nothing
-        paths[file] = str(target)
+        atomic_write(folder / file, text)  # whole file or nothing; exit 2 if unwritable
+        paths[file] = str(folder / file)
     return paths
 
 

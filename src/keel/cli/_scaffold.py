@@ -296,17 +296,23 @@ def scaffold(folder: Path, name: str | None, data: str, target: str) -> dict[str
         if not any(path.startswith(sub + "/") for path in files):
             files[f"{sub}/.gitkeep"] = ""
     created, kept = [], []
-    for sub in FOLDERS:
-        (folder / sub).mkdir(parents=True, exist_ok=True)
-    for path, text in files.items():
-        target_path = folder / path
-        target_path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            with target_path.open("x") as handle:  # "x": fails if the file exists
-                handle.write(text)
-            created.append(path)
-        except FileExistsError:
-            kept.append(path)
+    try:
+        for sub in FOLDERS:
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        for path, text in files.items():
+            target_path = folder / path
+            target_path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with target_path.open("x") as handle:  # "x": fails if the file exists
+                    handle.write(text)
+                created.append(path)
+            except FileExistsError:
+                kept.append(path)
+    except OSError as exc:
+        raise KeelInputError(
+            f"{folder}: cannot write the project there ({exc.strerror or type(exc).__name__});"
+            " choose another folder"
+        ) from exc
     return {"created": created, "kept": kept}
 
 

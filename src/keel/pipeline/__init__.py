@@ -3,6 +3,7 @@
 from keel.pipeline._cards import write_model_card
 from keel.pipeline._check import Checklist, GateResult, check_version
 from keel.pipeline._report import (
+    atomic_write,
     render_drift_html,
     render_html,
     render_validation_html,
@@ -19,6 +20,7 @@ __all__ = [
     "GateResult",
     "Reproduction",
     "RunResult",
+    "atomic_write",
     "check_version",
     "git_commit",
     "render_drift_html",

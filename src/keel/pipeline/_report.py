@@ -10,30 +10,44 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from keel.errors import KeelInputError
 from keel.responsible import build_card, build_datasheet, render_markdown
 from keel.responsible import render_html as render_card_html
 
 
 def write_reports(report: dict[str, Any], folder: Path) -> dict[str, str]:
     """Write ``report.json`` and ``report.html`` into ``folder`` (atomically)."""
-    folder.mkdir(parents=True, exist_ok=True)
     paths = {
         "json": folder / "report.json",
         "html": folder / "report.html",
     }
-    _atomic_write(paths["json"], json.dumps(report, indent=2, sort_keys=True, default=str))
-    _atomic_write(paths["html"], render_html(report))
+    atomic_write(paths["json"], json.dumps(report, indent=2, sort_keys=True, default=str))
+    atomic_write(paths["html"], render_html(report))
     return {k: str(v) for k, v in paths.items()}
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all (creating its folder).
+
+    Raises
+    ------
+    KeelInputError
+        When the path cannot be written (a file where a folder should be, no
+        permission, a full disk): one line naming the path, exit code 2.
+    """
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
         os.replace(tmp, path)
+    except OSError as exc:
+        raise KeelInputError(
+            f"{path}: cannot write it ({exc.strerror or type(exc).__name__}); choose another path"
+        ) from exc
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
 
 
@@ -697,15 +711,14 @@ def write_validation_report(
     report: dict[str, Any], profile: dict[str, Any], folder: Path
 ) -> dict[str, str]:
     """Write ``validation.json``, ``profile.json`` and ``validation.html`` into ``folder``."""
-    folder.mkdir(parents=True, exist_ok=True)
     paths = {
         "json": folder / "validation.json",
         "profile": folder / "profile.json",
         "html": folder / "validation.html",
     }
-    _atomic_write(paths["json"], json.dumps(report, indent=2, default=str))
-    _atomic_write(paths["profile"], json.dumps(profile, indent=2))
-    _atomic_write(paths["html"], render_validation_html(report, profile))
+    atomic_write(paths["json"], json.dumps(report, indent=2, default=str))
+    atomic_write(paths["profile"], json.dumps(profile, indent=2))
+    atomic_write(paths["html"], render_validation_html(report, profile))
     return {k: str(v) for k, v in paths.items()}
 
 
@@ -721,7 +734,6 @@ def write_card(
 
     ``loadtest``: the version's latest `keel loadtest` result, for the latency section.
     """
-    folder.mkdir(parents=True, exist_ok=True)
     title = f"Model card: {registry['name']} version {registry['version']}"
     sections = build_card(report, card_config, registry, loadtest)
     sheet = build_datasheet(report, card_config, profile)
@@ -731,9 +743,9 @@ def write_card(
         "model_card_html": folder / "model_card.html",
         "datasheet_md": folder / "datasheet.md",
     }
-    _atomic_write(paths["model_card_md"], render_markdown(title, sections))
-    _atomic_write(paths["model_card_html"], render_card_html(title, sections))
-    _atomic_write(paths["datasheet_md"], render_markdown(sheet_title, sheet))
+    atomic_write(paths["model_card_md"], render_markdown(title, sections))
+    atomic_write(paths["model_card_html"], render_card_html(title, sections))
+    atomic_write(paths["datasheet_md"], render_markdown(sheet_title, sheet))
     return {k: str(v) for k, v in paths.items()}
 
 
@@ -847,6 +859,5 @@ def render_drift_html(report: dict[str, Any], reference: str, current: str) -> s
 
 def write_drift_report(report: dict[str, Any], reference: str, current: str, path: Path) -> str:
     """Write the drift page to ``path`` (whole or not at all); return its path."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, render_drift_html(report, reference, current))
+    atomic_write(path, render_drift_html(report, reference, current))
     return str(path)
