@@ -822,7 +822,7 @@ def promote(
     """
     from keel.config import load_config, resolve_settings
     from keel.pipeline import check_version
-    from keel.registry import gate_failures, mlflow_scope
+    from keel.registry import mlflow_scope
     from keel.registry import promote as promote_version
 
     with exit_codes(debug):
@@ -831,23 +831,18 @@ def promote(
         # required Definition-of-Done gates, plus any gate the run itself failed,
         # unless keel.yaml waives it (the check, and its waivers, are recorded)
         checklist = check_version(f"{name}/{version}", uri, project.gates)
-        waived = set(project.gates.waivers)
-        with mlflow_scope(uri) as client:
-            run_failed = [RUN_GATE.get(g, g) for g in gate_failures(client, name, version)]
-        failed = list(
-            dict.fromkeys(
-                [r.gate for r in checklist.blocking] + [g for g in run_failed if g not in waived]
-            )
-        )
         with mlflow_scope(uri) as client:
             event = promote_version(
-                client, uri, name, version, to=to, force=force, reason=reason, failed=failed
+                client,
+                uri,
+                name,
+                version,
+                to=to,
+                force=force,
+                reason=reason,
+                failed=checklist.promotion_blockers,
             )
         _print_event(event, json_out)
-
-
-# the gate a run's own failed gate tag maps to in the Definition of Done
-RUN_GATE = {"baseline": "evaluated", "behaviour": "tests", "fairness": "fairness"}
 
 
 @app.command()

@@ -43,6 +43,12 @@ ITEMS = {
     "lineage": "lineage logged",
     "end_to_end": "end-to-end tested",
 }
+# a run's own gate tags and the Definition-of-Done gate each one belongs to
+RUN_GATES = {
+    "keel.gate.baseline": "evaluated",
+    "keel.gate.behaviour": "tests",
+    "keel.gate.fairness": "fairness",
+}
 CORE_STAGES = ("ingest", "validate", "split", "train", "evaluate", "report")
 RUN_ARTIFACTS = ("keel.yaml", "schema.json", "profile.json")
 
@@ -98,6 +104,18 @@ class Checklist:
     version: str
     run_id: str | None
     results: list[GateResult]
+    run_failed: list[str] = field(default_factory=list)  # gates the run itself failed
+
+    @property
+    def promotion_blockers(self) -> list[str]:
+        """What stops ``keel promote``.
+
+        Required gates that did not pass, and any gate the version's own run failed
+        (baseline, behaviour, fairness) unless keel.yaml waives it.
+        """
+        status = {r.gate: r.status for r in self.results}
+        failed = [g for g in self.run_failed if status.get(g) != WAIVED]
+        return list(dict.fromkeys([r.gate for r in self.blocking] + failed))
 
     @property
     def passed(self) -> bool:
@@ -306,8 +324,12 @@ def _tests(f: Facts) -> Verdict:
     return FAIL, f"behaviour tests failed (run {f.run_id}; see its report)"
 
 
+def _untimed_stages(f: Facts) -> list[str]:
+    return [s for s in CORE_STAGES if f"stage_seconds.{s}" not in f.metrics]
+
+
 def _stage_io(f: Facts) -> Verdict:
-    missing = [s for s in CORE_STAGES if f"stage_seconds.{s}" not in f.metrics]
+    missing = _untimed_stages(f)
     absent = [a for a in RUN_ARTIFACTS if a not in f.artifacts]
     if missing or absent:
         return FAIL, f"not recorded: {', '.join(missing + absent)}"
@@ -367,7 +389,7 @@ def _lineage(f: Facts) -> Verdict:
 
 
 def _end_to_end(f: Facts) -> Verdict:
-    missing = [s for s in CORE_STAGES if f"stage_seconds.{s}" not in f.metrics]
+    missing = _untimed_stages(f)
     if f.run_status != "FINISHED" or missing:
         return FAIL, f"run {f.run_id} {f.run_status or 'missing'}; stages missing: {missing}"
     seconds = sum(v for k, v in f.metrics.items() if k.startswith("stage_seconds."))
@@ -414,7 +436,8 @@ def run_gates(facts: Facts, gates: GatesConfig) -> Checklist:
                 waiver=waiver.model_dump() if waiver is not None else None,
             )
         )
-    return Checklist(facts.name, facts.version, facts.run_id, results)
+    run_failed = [gate for tag, gate in RUN_GATES.items() if facts.run_tags.get(tag) == "failed"]
+    return Checklist(facts.name, facts.version, facts.run_id, results, run_failed)
 
 
 def check_version(

@@ -20,7 +20,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from keel.config import ServingConfig
@@ -855,7 +854,7 @@ def create_app(
         records, problem = tensors_to_records(body)
         if problem:
             return _error(422, problem, request)
-        answer, served = await run_in_threadpool(answer_rows, records, request, "rows")
+        answer, served = answer_rows(records, request, "rows")  # inline, as /predict
         if served is None:
             return answer
         return {
