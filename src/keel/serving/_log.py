@@ -15,9 +15,9 @@ from __future__ import annotations
 import json
 import logging
 import math
-import queue
 import threading
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,19 @@ FEEDBACK = Table(
     Column("time", Float, nullable=False),
 )
 BATCH_ROWS = 2_000
+# the order of the values in a row handed to the driver (see PredictionLog._rows)
+_ROW = (
+    "request_id",
+    "row",
+    "time",
+    "model_name",
+    "model_version",
+    "inputs",
+    "prediction",
+    "score",
+    "latency_ms",
+    "route",
+)
 
 
 def log_url(target: str, root: Path) -> str:
@@ -90,12 +103,12 @@ class PredictionLog:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         metadata.create_all(self.engine)
         mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
-        names = [c.name for c in PREDICTIONS.columns]
+        names = list(_ROW)
         quoted = ", ".join(f'"{n}"' for n in names)
         self._insert = (
             f"INSERT INTO predictions ({quoted}) VALUES ({', '.join([mark] * len(names))})"  # noqa: S608 (our own column names)
         )
-        self._queue: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
+        self._pending: deque[tuple[str, tuple[Any, ...]]] = deque()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._scanner: Any = None
@@ -116,38 +129,31 @@ class PredictionLog:
         latency_ms: float,
         route: str = "champion",
     ) -> None:
-        """Queue one answer's rows (the writer thread redacts and commits them)."""
-        now = time.time()
-        for i, (row, prediction) in enumerate(zip(instances, predictions, strict=False)):
-            score = scores[i] if scores and i < len(scores) else None
-            self._queue.put(
+        """Queue one answer (the writer thread splits it into rows, redacts, commits).
+
+        One ``deque.append`` per request (atomic under the GIL, no lock): everything
+        per row happens on the writer thread, off the request's path.
+        """
+        self._pending.append(
+            (
+                "prediction",
                 (
-                    "prediction",
-                    {
-                        "request_id": request_id,
-                        "row": i,
-                        "time": now,
-                        "model_name": model["name"],
-                        "model_version": model["version"],
-                        "inputs": row,
-                        "prediction": prediction,
-                        "score": score if score is None or math.isfinite(score) else None,
-                        "latency_ms": latency_ms,
-                        "route": route,
-                    },
-                )
+                    request_id,
+                    time.time(),
+                    model["name"],
+                    model["version"],
+                    instances,
+                    predictions,
+                    scores,
+                    latency_ms,
+                    route,
+                ),
             )
+        )
 
     def feedback(self, request_id: str, labels: list[Any]) -> None:
         """Queue ground-truth labels for the rows of ``request_id``, in order."""
-        now = time.time()
-        for i, label in enumerate(labels):
-            self._queue.put(
-                (
-                    "feedback",
-                    {"request_id": request_id, "row": i, "label": json.dumps(label), "time": now},
-                )
-            )
+        self._pending.append(("feedback", (request_id, time.time(), labels)))
 
     # --- the writer ----------------------------------------------------------------
 
@@ -161,17 +167,29 @@ class PredictionLog:
         with self._lock:
             total = 0
             while True:
-                batch: list[tuple[str, dict[str, Any]]] = []
+                batch: list[tuple[str, tuple[Any, ...]]] = []
+                rows = 0
                 try:
-                    while len(batch) < BATCH_ROWS:
-                        batch.append(self._queue.get_nowait())
-                except queue.Empty:
+                    while rows < BATCH_ROWS:
+                        item = self._pending.popleft()
+                        batch.append(item)
+                        rows += len(item[1][4] if item[0] == "prediction" else item[1][2])
+                except IndexError:
                     pass
                 if not batch:
                     return total
-                predictions = [self._row(r) for k, r in batch if k == "prediction"]
+                predictions = [row for k, r in batch if k == "prediction" for row in self._rows(r)]
                 # one label per (request, row): a later one in the batch replaces it
-                latest = {(r["request_id"], r["row"]): r for k, r in batch if k == "feedback"}
+                latest = {
+                    (request_id, i): {
+                        "request_id": request_id,
+                        "row": i,
+                        "label": json.dumps(label),
+                        "time": now,
+                    }
+                    for request_id, now, labels in (r for k, r in batch if k == "feedback")
+                    for i, label in enumerate(labels)
+                }
                 feedback = list(latest.values())
                 try:
                     with self.engine.begin() as conn:
@@ -187,18 +205,47 @@ class PredictionLog:
                         if feedback:
                             conn.execute(FEEDBACK.insert(), feedback)
                 except Exception as exc:  # never take the server down for the log
-                    self.dropped += len(batch)
-                    logger.error("prediction log: %d rows not written: %s", len(batch), exc)
+                    self.dropped += len(predictions) + len(feedback)
+                    logger.error(
+                        "prediction log: %d rows not written: %s",
+                        len(predictions) + len(feedback),
+                        exc,
+                    )
                     continue
                 self.written += len(predictions)
-                total += len(batch)
+                total += len(predictions) + len(feedback)
 
-    def _row(self, record: dict[str, Any]) -> tuple[Any, ...]:
-        stored = self._stored(record)
-        return tuple(stored[c.name] for c in PREDICTIONS.columns)
+    def _rows(self, answer: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """One queued answer as table rows, in the order of ``_ROW``."""
+        request_id, now, name, version, instances, predictions, scores, latency, route = answer
+        rows = []
+        for i, (inputs, prediction) in enumerate(zip(instances, predictions, strict=False)):
+            score = scores[i] if scores and i < len(scores) else None
+            if score is not None and not math.isfinite(score):
+                score = None
+            rows.append(
+                (
+                    request_id,
+                    i,
+                    now,
+                    name,
+                    version,
+                    _json(self._redacted(inputs)),
+                    _json(prediction),
+                    score,
+                    latency,
+                    route,
+                )
+            )
+        return rows
 
-    def _stored(self, record: dict[str, Any]) -> dict[str, Any]:
-        inputs = dict(record["inputs"]) if isinstance(record["inputs"], dict) else {}
+    def _redacted(self, row: Any) -> dict[str, Any]:
+        """The inputs as stored: the configured columns dropped or anonymised."""
+        if not isinstance(row, dict):
+            return {}
+        if not self.redact:
+            return row
+        inputs = dict(row)
         for column, action in self.redact.items():
             if column not in inputs:
                 continue
@@ -206,11 +253,7 @@ class PredictionLog:
                 inputs.pop(column)
             elif isinstance(inputs[column], str) and inputs[column]:
                 inputs[column] = self._anonymize(inputs[column], action)
-        return {
-            **record,
-            "inputs": _json(inputs),
-            "prediction": _json(record["prediction"]),
-        }
+        return inputs
 
     def _anonymize(self, text: str, action: str) -> str:
         if self._scanner is None:
