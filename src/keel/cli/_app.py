@@ -406,7 +406,13 @@ def build(
 
 @app.command()
 def drift(
-    reference: Annotated[Path, typer.Argument(help="Reference data (CSV or Parquet).")],
+    reference: Annotated[
+        str,
+        typer.Argument(
+            help="Reference data (CSV or Parquet), or a registered model (NAME@ALIAS or"
+            " NAME/VERSION) whose package's training reference is used."
+        ),
+    ],
     current: Annotated[Path, typer.Argument(help="Current data (CSV or Parquet).")],
     columns: Annotated[
         str | None, typer.Option(help="Comma-separated columns (default: every shared one).")
@@ -421,10 +427,15 @@ def drift(
     html_out: Annotated[
         Path | None, typer.Option("--html", help="Also write a self-contained HTML page here.")
     ] = None,
+    config: ConfigOpt = None,
     json_out: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Compare two tables column by column: KS or chi-square, PSI, Wasserstein, JS.
+
+    REFERENCE is a file, or a model: `keel drift income@champion today.csv` compares
+    with the training reference stored in the package (value counts per column, exact
+    for columns with up to 20,000 distinct values; the training data is not needed).
 
     Numeric columns get scipy's two-sample Kolmogorov–Smirnov test (its p-values,
     exact mode where scipy uses it), PSI and Jensen–Shannon distance on the reference's
@@ -443,10 +454,11 @@ def drift(
             )
         if not 0 < alpha < 1 or not 0 <= share <= 1:
             raise KeelInputError("--alpha must be in (0, 1) and --share in [0, 1]")
-        ref, cur = read_table(reference), read_table(current)
+        cur = read_table(current)
+        ref = _drift_reference(reference, config, cur)
         wanted = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
         for table, path in ((ref, reference), (cur, current)):
-            if table.empty:
+            if table.empty if hasattr(table, "empty") else table.rows == 0:
                 raise KeelInputError(f"{path}: no rows to compare")
         try:
             report = drift_report(
@@ -461,11 +473,11 @@ def drift(
         if html_out is not None:
             from keel.pipeline import write_drift_report
 
-            found["html"] = write_drift_report(found, str(reference), str(current), html_out)
+            found["html"] = write_drift_report(found, reference, str(current), html_out)
         if json_out:
             print(json.dumps(found))
         else:
-            table = Table(title=f"Drift: {reference.name} → {current.name}")
+            table = Table(title=f"Drift: {Path(reference).name} → {current.name}")
             for head in ("column", "test", "statistic", "p-value", "PSI", "JS", "W/σ", "drift"):
                 table.add_column(head, justify="right" if head != "column" else "left")
             for c in report.columns:
@@ -485,6 +497,145 @@ def drift(
                 f"dataset drift: {len(report.drifted_columns)} of {len(report.columns)} columns"
                 f" drifted ({', '.join(report.drifted_columns[:8])})"
             )
+
+
+@app.command()
+def monitor(
+    model: Annotated[
+        str | None, typer.Argument(help="NAME@ALIAS or NAME/VERSION (default: <name>@champion).")
+    ] = None,
+    log: Annotated[
+        str | None,
+        typer.Option(help="Prediction log: SQLite file or database URL (default: serving's)."),
+    ] = None,
+    window: Annotated[
+        str | None,
+        typer.Option(help="hour, day, or a row count (default: monitoring.window, day)."),
+    ] = None,
+    html_out: Annotated[
+        Path | None, typer.Option("--html", help="Also write the dashboard page here.")
+    ] = None,
+    alerts: Annotated[
+        bool, typer.Option(help="Raise and deliver new alerts (--no-alerts: only report).")
+    ] = True,
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Watch a served model: drift, skew, performance and fairness per window; alerts.
+
+    Reads the model's rows from the prediction log (what `keel serve` writes, labels
+    from POST /feedback included) and its package's training reference (the training
+    data is not needed), cuts the rows into windows (calendar hours or days in UTC, or
+    N rows at a time) and, per window with at least monitoring.min_rows rows: feature
+    drift (KS / chi-square, PSI, Wasserstein, JS), prediction drift, unseen
+    categories, latency, performance where labels arrived (concept drift) and fairness
+    per sensitive group (bias emergence). Training-serving skew compares every row
+    served with the training data. Rules in monitoring.alerts raise one alert per
+    incident (a run of crossing windows), delivered to monitoring.sinks (log, JSON
+    lines, webhook). Exit codes: 0 no new alert, 1 new alerts raised, 2 bad input.
+    """
+    from keel.config import check_window, load_config
+    from keel.errors import KeelFinding
+    from keel.monitoring import render_dashboard
+    from keel.pipeline import atomic_write, recent_alerts, run_monitor
+
+    with exit_codes(debug):
+        project = load_config(config)
+        spec: str | int | None = None
+        if window is not None:
+            try:
+                spec = check_window(window)
+            except ValueError as exc:
+                raise KeelInputError(f"--window: {exc}") from exc
+        report, deliveries = run_monitor(project, model, log, spec, alerts=alerts)
+        found = report.to_dict()
+        found["deliveries"] = deliveries
+        if html_out is not None:
+            atomic_write(html_out, render_dashboard(found, recent_alerts(project, log)))
+            found["html"] = str(html_out)
+        if json_out:
+            print(json.dumps(found, default=str))
+        else:
+            _print_monitor(found)
+        if report.alerts:
+            raise KeelFinding(f"{len(report.alerts)} new alert(s)")
+
+
+def _short_time(t: float) -> str:
+    import time
+
+    return time.strftime("%m-%d %H:%M:%S", time.gmtime(t))
+
+
+def _print_monitor(found: dict[str, Any]) -> None:
+    console = Console()
+    model = found["model"]
+    table = Table(
+        title=f"Monitoring {model['name']} v{model['version']}: {found['rows']} rows,"
+        f" windows of {found['window']}"
+    )
+    heads = ("#", "from (UTC)", "rows", "drift", "drifted", "pred.", "acc/MAE", "DP", "p95 ms")
+    for head in heads:
+        table.add_column(head)
+    for w in found["windows"][-20:]:
+        m = w["metrics"]
+        table.add_row(
+            str(w["index"]),
+            _short_time(w["start"]) + ("" if w["complete"] else " (open)"),
+            str(w["rows"]),
+            _num(m.get("drift_share")) if w["judged"] else "too few rows",
+            ", ".join((w["drift"] or {}).get("drifted_columns", [])[:4]) or "—",
+            "[red]yes[/red]" if m.get("prediction_drift") else "—",
+            _num(m.get("accuracy", m.get("mae"))),
+            _num(m.get("demographic_parity_difference")),
+            _num(m.get("latency_p95_ms")),
+        )
+    console.print(table)
+    skew = found.get("skew") or {}
+    if skew:
+        columns = skew.get("drifted_columns", [])
+        console.print(
+            "training-serving skew: "
+            + (f"[red]{', '.join(columns[:8])}[/red]" if columns else "none")
+            + f" (unseen categories in {skew.get('unseen_share', 0):.1%} of rows)"
+        )
+    for note in found.get("notes", []):
+        console.print(f"[dim]{note}[/dim]")
+    for alert in found.get("alerts", []):
+        console.print(f"[red]alert[/red] {alert['message']}")
+    for d in found.get("deliveries", []):
+        if d["error"]:
+            console.print(f"[red]not delivered[/red] to {d['to']}: {d['error']}")
+    if "html" in found:
+        console.print(f"wrote {found['html']}")
+
+
+MODEL_URI = re.compile(r"^[A-Za-z0-9_.\-]+(@[A-Za-z0-9_\-]+|/[0-9]+)$")
+
+
+def _drift_reference(reference: str, config: Path | None, current: Any) -> Any:
+    """A table read from ``reference``, or the drift reference of the model it names."""
+    from keel.data import read_table
+    from keel.monitoring import DriftReference
+
+    if Path(reference).exists() or not MODEL_URI.match(reference):
+        return read_table(Path(reference))
+    from keel.registry import package_documents
+
+    _, documents = package_documents(reference, _registry(config), ("drift_reference.json",))
+    doc = documents.get("drift_reference.json")
+    if doc is None:
+        raise KeelInputError(
+            f"{reference} has no drift reference in its package (registered by an older"
+            " Keel); train it again with `keel run`, or pass a reference data file"
+        )
+    found = DriftReference.from_dict(doc["features"])
+    outputs = DriftReference.from_dict(doc["outputs"])
+    for name, column in outputs.columns.items():  # model outputs, when CURRENT has them
+        if name in current.columns and name not in found.columns:
+            found.columns[name] = column
+    return found
 
 
 @app.command()

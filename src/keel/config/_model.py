@@ -292,6 +292,126 @@ class ServingConfig(_Strict):
     redact: dict[str, Literal["redact", "mask", "hash", "drop"]] = Field(default_factory=dict)
 
 
+MonitorMetric = Literal[
+    "dataset_drift",  # 1 when the window's features drift (the drift verdict), else 0
+    "drift_share",  # share of features that drift
+    "max_psi",  # the largest PSI of any feature
+    "prediction_drift",  # 1 when the model's outputs drift, else 0
+    "prediction_psi",
+    "accuracy",
+    "balanced_accuracy",
+    "roc_auc",
+    "mae",
+    "rmse",
+    "demographic_parity_difference",  # largest over the sensitive features
+    "accuracy_difference",
+    "latency_p95_ms",
+    "unseen_share",  # share of rows with a category never seen in training
+]
+# metrics that are bad when low; every other is bad when high
+LOWER_IS_WORSE = frozenset({"accuracy", "balanced_accuracy", "roc_auc"})
+
+
+class AlertRule(_Strict):
+    """Alert when ``metric`` of a window crosses ``threshold``.
+
+    ``when`` defaults to ``below`` for accuracy, balanced_accuracy and roc_auc and to
+    ``above`` for everything else; drift verdicts are 0/1 (threshold 0.5).
+    ``window`` overrides ``monitoring.window`` for this rule.
+    """
+
+    metric: MonitorMetric
+    threshold: float = 0.5
+    when: Literal["above", "below"] | None = None
+    window: str | int | None = None
+    severity: Literal["info", "warning", "critical"] = "warning"
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: str | int | None) -> str | int | None:
+        return None if value is None else check_window(value)
+
+    @property
+    def key(self) -> str:
+        """What names this rule in alert state (one incident per rule and version)."""
+        return f"{self.metric} {self.direction} {self.threshold:g} window {self.window or '-'}"
+
+    @property
+    def direction(self) -> str:
+        """``above`` or ``below``: which side of the threshold alerts."""
+        return self.when or ("below" if self.metric in LOWER_IS_WORSE else "above")
+
+
+class AlertSink(_Strict):
+    """Where alerts go: ``log`` (keel's log), ``jsonl`` (a file), ``webhook`` (HTTP POST)."""
+
+    type: Literal["log", "jsonl", "webhook"]
+    path: str | None = None  # jsonl: relative to keel.yaml
+    url: str | None = None  # webhook
+    timeout_seconds: float = Field(5.0, gt=0.0, le=120.0)
+    retries: int = Field(3, ge=0, le=10)
+
+    @model_validator(mode="after")
+    def _target(self) -> AlertSink:
+        if self.type == "webhook" and not (self.url or "").startswith(("http://", "https://")):
+            raise ValueError("a webhook sink needs url: http(s)://...")
+        if self.type == "jsonl" and not self.path:
+            raise ValueError("a jsonl sink needs path: FILE")
+        return self
+
+
+class RetrainConfig(_Strict):
+    """Continuous training: which alerts start a new ``keel run``."""
+
+    severities: list[Literal["info", "warning", "critical"]] = Field(
+        default_factory=lambda: ["critical"]
+    )
+    include_production_rows: bool = True  # labelled rows of the prediction log
+
+
+class MonitoringConfig(_Strict):
+    """How `keel monitor` windows the prediction log and when it alerts: ``monitoring:``."""
+
+    # windows: "hour", "day", or a row count (consecutive windows of that many rows)
+    window: str | int = "day"
+    min_rows: int = Field(30, ge=1)  # smaller windows are reported, not judged
+    alpha: float = Field(0.05, gt=0.0, lt=1.0)
+    correction: Literal["none", "bonferroni", "holm"] = "holm"
+    dataset_share: float = Field(0.5, ge=0.0, le=1.0)
+    psi: float = Field(0.2, gt=0.0)
+    alerts: list[AlertRule] = Field(
+        default_factory=lambda: [
+            AlertRule(metric="dataset_drift", severity="critical"),
+            AlertRule(metric="prediction_drift", severity="warning"),
+        ]
+    )
+    sinks: list[AlertSink] = Field(
+        default_factory=lambda: [
+            AlertSink(type="log"),
+            AlertSink(type="jsonl", path=".keel/alerts.jsonl"),
+        ]
+    )
+    retrain: RetrainConfig = Field(default_factory=RetrainConfig)
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: str | int) -> str | int:
+        return check_window(value)
+
+
+def check_window(value: str | int) -> str | int:
+    """``hour``, ``day`` or a positive row count (also given as a digit string)."""
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 1:
+            raise ValueError("a window of rows needs at least 1 row")
+        return value
+    if value not in ("hour", "day"):
+        raise ValueError(f"window must be hour, day or a row count, not {value!r}")
+    return value
+
+
 PiiAction = Literal["redact", "mask", "hash", "drop"]
 
 
@@ -336,6 +456,7 @@ class ProjectConfig(_Strict):
     card: CardConfig = Field(default_factory=CardConfig)
     gates: GatesConfig = Field(default_factory=GatesConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     tracking_uri: str | None = None
     schema_file: str | None = Field(None, alias="schema")
 

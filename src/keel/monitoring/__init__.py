@@ -1,21 +1,57 @@
-"""Monitoring: drift between a reference and what the model sees now."""
+"""Monitoring: drift, skew, performance and fairness over the prediction log; alerts."""
 
+from keel.monitoring._alerts import (
+    crosses,
+    deliver,
+    evaluate,
+    load_state,
+    post_json,
+    save_state,
+    shown_url,
+)
+from keel.monitoring._dashboard import render_dashboard
 from keel.monitoring._drift import (
     ColumnDrift,
     DriftReport,
     DriftThresholds,
     categorical_drift,
+    column_drift,
     drift_report,
     ks_and_wasserstein,
     numeric_drift,
 )
+from keel.monitoring._monitor import MonitorReport, Window, cut_windows, log_frame, monitor
+from keel.monitoring._reference import (
+    CategoricalReference,
+    DriftReference,
+    NumericReference,
+    is_numeric,
+)
 
 __all__ = [
+    "CategoricalReference",
     "ColumnDrift",
+    "DriftReference",
     "DriftReport",
     "DriftThresholds",
+    "MonitorReport",
+    "NumericReference",
+    "Window",
     "categorical_drift",
+    "column_drift",
+    "crosses",
+    "cut_windows",
+    "deliver",
     "drift_report",
+    "evaluate",
+    "is_numeric",
     "ks_and_wasserstein",
+    "load_state",
+    "log_frame",
+    "monitor",
     "numeric_drift",
+    "post_json",
+    "render_dashboard",
+    "save_state",
+    "shown_url",
 ]

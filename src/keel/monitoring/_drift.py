@@ -5,7 +5,8 @@ are scipy's, exact mode where scipy uses it), population stability index on the
 reference's deciles, Wasserstein distance (also divided by the reference's standard
 deviation, to be comparable across columns) and Jensen–Shannon distance on the same
 bins. Categorical columns: chi-square test of homogeneity on the two samples' counts
-(categories never seen in the reference are counted, and reported), PSI and
+(categories never seen in the reference are counted, and reported; categories too
+sparse for the approximation — expected count below 5 — are tested pooled), PSI and
 Jensen–Shannon distance on the category shares. A column drifts when its test's
 p-value is below ``alpha`` (after an optional Bonferroni or Holm correction across
 columns); the table drifts when the share of drifted columns reaches
@@ -21,6 +22,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from keel.monitoring._reference import (
+    CategoricalReference,
+    DriftReference,
+    NumericReference,
+    is_numeric,
+)
 
 EPS = 1e-4  # floor for empty bins in PSI and JS (a common convention)
 BINS = 10
@@ -60,6 +68,9 @@ class ColumnDrift:
     bins: list[str] = field(default_factory=list)
     reference_share: list[float] = field(default_factory=list)
     current_share: list[float] = field(default_factory=list)
+    # the reference kept a sketch of this column (too many distinct values): the test
+    # is computed on it and is approximate
+    approximate: bool = False
 
 
 @dataclass
@@ -147,7 +158,7 @@ def ks_and_wasserstein(ref: np.ndarray, cur: np.ndarray) -> tuple[float, float, 
 
 
 def numeric_drift(
-    name: str, reference: pd.Series, current: pd.Series, reference_sorted: Any = None
+    name: str, reference: pd.Series | None, current: pd.Series, reference_sorted: Any = None
 ) -> ColumnDrift:
     """KS, PSI and JS on the reference deciles, Wasserstein (``reference_sorted``: reuse)."""
     ref = reference_sorted
@@ -184,11 +195,51 @@ def numeric_drift(
     )
 
 
-def categorical_drift(name: str, reference: pd.Series, current: pd.Series) -> ColumnDrift:
-    """Chi-square test of homogeneity (unseen categories counted), PSI and JS on shares."""
+MIN_EXPECTED = 5.0  # Cochran's rule for the chi-square approximation
+
+
+def _pooled(table: np.ndarray) -> np.ndarray:
+    """The 2×k table with the sparse categories pooled into one column.
+
+    The pooled column takes in the smallest other categories until it is not sparse
+    itself (it may end up the only column: then nothing is tested).
+
+    A category whose expected count is below 5 in either sample (a rare or unseen
+    one) breaks the chi-square approximation: one unseen row among 300 would add ~18
+    to the statistic and call the column drifted. Such categories are tested as one
+    pooled category (unseen ones are still counted and reported by name); with no
+    sparse category the table is unchanged, and the p-value is ``chi2_contingency``'s.
+    """
+
+    def sparse_columns(t: np.ndarray) -> np.ndarray:
+        expected = np.outer(t.sum(axis=1), t.sum(axis=0)) / t.sum()
+        return (expected < MIN_EXPECTED).any(axis=0)
+
+    sparse = sparse_columns(table)
+    if not sparse.any():
+        return table
+    rest = table[:, ~sparse]
+    pooled = table[:, sparse].sum(axis=1, keepdims=True)
+    # still too sparse on its own: absorb the smallest categories until it is not
+    order = list(np.argsort(rest.sum(axis=0), kind="stable"))
+    while sparse_columns(np.hstack([rest[:, order], pooled]))[-1] and order:
+        pooled = pooled + rest[:, [order.pop(0)]]
+    return np.hstack([rest[:, order], pooled])
+
+
+def categorical_drift(
+    name: str, reference: pd.Series | None, current: pd.Series, reference_counts: Any = None
+) -> ColumnDrift:
+    """Chi-square test of homogeneity (unseen categories counted), PSI and JS on shares.
+
+    ``reference_counts`` (a Series of counts by category) stands in for ``reference``.
+    """
     from scipy.stats import chi2_contingency
 
-    ref = reference.astype("string").fillna("(missing)").value_counts()
+    if reference_counts is not None:
+        ref = reference_counts
+    else:
+        ref = reference.astype("string").fillna("(missing)").value_counts()  # type: ignore[union-attr]
     cur = current.astype("string").fillna("(missing)").value_counts()
     categories = list(dict.fromkeys([*ref.index, *cur.index]))
     r = ref.reindex(categories, fill_value=0).to_numpy(float)
@@ -198,8 +249,9 @@ def categorical_drift(name: str, reference: pd.Series, current: pd.Series) -> Co
             f"column {name!r}: no values in the {'reference' if r.sum() == 0 else 'current'} data"
         )
     unseen = {str(k): int(v) for k, v in cur.items() if k not in ref.index}
-    if len(categories) > 1:
-        test = chi2_contingency(np.vstack([r, c]), correction=False)
+    table = _pooled(np.vstack([r, c]))
+    if table.shape[1] > 1:
+        test = chi2_contingency(table, correction=False)
         statistic, p_value = float(test.statistic), float(test.pvalue)
     else:  # one category on both sides: nothing can differ
         statistic, p_value = 0.0, 1.0
@@ -220,13 +272,29 @@ def categorical_drift(name: str, reference: pd.Series, current: pd.Series) -> Co
     )
 
 
+def column_drift(name: str, reference: Any, current: pd.Series) -> ColumnDrift:
+    """One column's drift; ``reference`` is a Series or a column reference."""
+    if isinstance(reference, NumericReference):
+        found = numeric_drift(name, None, current, reference_sorted=reference.sample())
+        found.approximate = not reference.exact
+        return found
+    if isinstance(reference, CategoricalReference):
+        return categorical_drift(name, None, current, reference_counts=reference.series())
+    if is_numeric(reference):
+        return numeric_drift(name, reference, current)
+    return categorical_drift(name, reference, current)
+
+
 def drift_report(
-    reference: pd.DataFrame,
+    reference: pd.DataFrame | DriftReference,
     current: pd.DataFrame,
     columns: list[str] | None = None,
     thresholds: DriftThresholds | None = None,
 ) -> DriftReport:
     """Drift of every shared column (or ``columns``) from ``reference`` to ``current``.
+
+    ``reference`` is a table or a :class:`DriftReference` (what the model package
+    ships: the training data is not needed).
 
     Raises
     ------
@@ -234,23 +302,20 @@ def drift_report(
         When a named column is missing from either table, or there is no shared column.
     """
     thresholds = thresholds or DriftThresholds()
+    ref_columns = (
+        list(reference.columns) if isinstance(reference, DriftReference) else list(reference)
+    )
     if columns is None:
-        columns = [c for c in reference.columns if c in current.columns]
-    missing = [c for c in columns if c not in reference.columns or c not in current.columns]
+        columns = [c for c in ref_columns if c in current.columns]
+    missing = [c for c in columns if c not in ref_columns or c not in current.columns]
     if missing:
         raise ValueError(f"column {missing[0]!r} is not in both tables")
     if not columns:
         raise ValueError("the two tables share no column")
     found = []
     for name in columns:
-        numeric = pd.api.types.is_numeric_dtype(reference[name]) and not pd.api.types.is_bool_dtype(
-            reference[name]
-        )
-        found.append(
-            numeric_drift(name, reference[name], current[name])
-            if numeric
-            else categorical_drift(name, reference[name], current[name])
-        )
+        ref = reference.columns[name] if isinstance(reference, DriftReference) else reference[name]
+        found.append(column_drift(name, ref, current[name]))
     p_values = np.array([c.p_value for c in found])
     adjusted = _corrected(p_values, thresholds.correction)
     for column, p in zip(found, adjusted, strict=True):
@@ -289,6 +354,7 @@ __all__ = [
     "DriftReport",
     "DriftThresholds",
     "categorical_drift",
+    "column_drift",
     "drift_report",
     "ks_and_wasserstein",
     "numeric_drift",

@@ -2,6 +2,7 @@
 
 from keel.pipeline._cards import write_model_card
 from keel.pipeline._check import Checklist, GateResult, check_version
+from keel.pipeline._monitoring import MONITOR_TAG, recent_alerts, run_monitor
 from keel.pipeline._report import (
     atomic_write,
     render_drift_html,
@@ -15,6 +16,7 @@ from keel.pipeline._reproduce import Reproduction, reproduce
 from keel.pipeline._run import STAGES, RunResult, git_commit, run_project
 
 __all__ = [
+    "MONITOR_TAG",
     "STAGES",
     "Checklist",
     "GateResult",
@@ -23,10 +25,12 @@ __all__ = [
     "atomic_write",
     "check_version",
     "git_commit",
+    "recent_alerts",
     "render_drift_html",
     "render_html",
     "render_validation_html",
     "reproduce",
+    "run_monitor",
     "run_project",
     "write_drift_report",
     "write_model_card",

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -43,6 +44,7 @@ from keel.data import (
 )
 from keel.errors import DataError
 from keel.evaluation import compute_metrics
+from keel.monitoring import DriftReference
 from keel.pipeline._promotion import versus_champion
 from keel.pipeline._report import write_card, write_reports
 from keel.registry import (
@@ -513,6 +515,15 @@ def run_project(
                         ),
                         # which rows the shipped model saw: a later version is compared
                         # with it only on rows it did not train on
+                        # monitoring's reference (no training data needed at monitoring
+                        # time): training features, and the outputs on the test rows
+                        "drift_reference.json": drift_reference(
+                            shipped,
+                            splits,
+                            schema,
+                            labels,
+                            (assessment.threshold or {}).get("value"),
+                        ),
                         "training_rows.json": encode_row_keys(
                             [splits.train, splits.validation]
                             + ([splits.test] if config.final_fit == "all_rows" else []),
@@ -835,6 +846,31 @@ def _log_fairness(fairness: Any) -> None:
         for measure, value in result["measures"].items():
             if value == value:  # not NaN
                 mlflow.log_metric(f"fairness_{safe}_{measure}", value)
+
+
+def drift_reference(
+    model: Any, splits: Any, schema: Schema, labels: Any, cut: float | None
+) -> dict[str, Any]:
+    """The package's drift reference: features of the training rows, outputs on test rows.
+
+    ``outputs`` has the columns the prediction log has: ``prediction`` (classification)
+    and ``score`` (P(positive) for binary models, the predicted value for regression).
+    """
+    features = DriftReference.from_frame(splits.train[schema.feature_names])
+    predictions, proba, classes = predict_with(
+        model, splits.test[schema.feature_names], labels.task, cut, labels.positive_class
+    )
+    outputs: dict[str, Any] = {}
+    if labels.task == "regression":
+        outputs["score"] = np.asarray(predictions, dtype=float)
+    else:
+        outputs["prediction"] = np.asarray(predictions).astype(str)
+        if labels.task == "binary" and proba is not None:
+            outputs["score"] = proba[:, list(classes).index(str(labels.positive_class))]
+    return {
+        "features": features.to_dict(),
+        "outputs": DriftReference.from_frame(pd.DataFrame(outputs)).to_dict(),
+    }
 
 
 def _before_and_after(

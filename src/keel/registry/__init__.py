@@ -24,6 +24,7 @@ from keel.registry._mlflow import (
     log_model_package,
     mlflow_scope,
     model_version,
+    package_documents,
     parse_model_uri,
     version_documents,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "mlflow_scope",
     "model_version",
     "move_alias",
+    "package_documents",
     "parse_model_uri",
     "promote",
     "registry_lock",

@@ -313,6 +313,46 @@ def version_documents(
     return info, documents
 
 
+def package_documents(
+    uri: str, tracking_uri: str, names: tuple[str, ...]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A registered version's Keel metadata and some of its package documents.
+
+    Reads the package's ``MLmodel`` and ``keel/NAME`` files only, not the model
+    itself: what monitoring needs (task, classes, the drift reference) without loading
+    an estimator. Returns ``(metadata, documents)``; ``metadata`` also has ``name`` and
+    ``version``; a document the package lacks is absent from ``documents``.
+
+    Raises
+    ------
+    ModelNotFoundError
+        When the name, alias or version does not exist, or Keel did not make it.
+    """
+    name, _, _ = parse_model_uri(uri)
+    _require_store(tracking_uri, name)
+    with mlflow_scope(tracking_uri) as client:
+        mv = _version_of(client, uri, tracking_uri)
+        base = f"models:/{name}/{mv.version}"
+        documents: dict[str, Any] = {}
+        with warnings.catch_warnings(), tempfile.TemporaryDirectory() as folder:
+            warnings.simplefilter("ignore")
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=f"{base}/MLmodel", dst_path=folder
+            )
+            meta = (mlflow.models.Model.load(local).metadata or {}).get(METADATA_KEY)
+            for doc in names:
+                try:
+                    path = mlflow.artifacts.download_artifacts(
+                        artifact_uri=f"{base}/{PACKAGE_DIR}/{doc}", dst_path=folder
+                    )
+                except (MlflowException, OSError):
+                    continue
+                documents[doc] = json.loads(Path(path).read_text())
+    if not meta:
+        raise ModelNotFoundError(f"{base} was not made by Keel (no '{METADATA_KEY}' metadata)")
+    return {**meta, "name": name, "version": str(mv.version)}, documents
+
+
 def load_package(uri: str, tracking_uri: str) -> LoadedPackage:
     """Load a registered model (``NAME[@ALIAS|/VERSION]``) from the registry only.
 

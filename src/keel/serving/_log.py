@@ -292,8 +292,17 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def read_log(url: str, since: float | None = None, limit: int | None = None) -> list[dict]:
-    """Rows of the prediction log (oldest first), with their feedback label if any."""
+def read_log(
+    url: str,
+    since: float | None = None,
+    limit: int | None = None,
+    model_name: str | None = None,
+    model_version: str | None = None,
+) -> list[dict]:
+    """Rows of the prediction log (oldest first), with their feedback label if any.
+
+    ``model_name`` / ``model_version`` keep only that model's (version's) rows.
+    """
     engine = create_engine(url, future=True)
     query = (
         select(PREDICTIONS, FEEDBACK.c.label)
@@ -307,6 +316,10 @@ def read_log(url: str, since: float | None = None, limit: int | None = None) -> 
     )
     if since is not None:
         query = query.where(PREDICTIONS.c.time >= since)
+    if model_name is not None:
+        query = query.where(PREDICTIONS.c.model_name == model_name)
+    if model_version is not None:
+        query = query.where(PREDICTIONS.c.model_version == str(model_version))
     if limit is not None:
         query = query.limit(limit)
     with engine.connect() as conn:

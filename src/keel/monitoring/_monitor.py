@@ -1,0 +1,352 @@
+"""Windows over the prediction log: drift, skew, performance and fairness over time.
+
+The log's rows (one per predicted row: time, model version, inputs, prediction, score,
+latency and, once ``/feedback`` sent it, the label) are cut into windows — the last N
+rows at a time, or calendar hours/days (UTC) — and each window is compared with the
+model package's reference: feature drift (the drift report), prediction drift (the
+model's outputs on the test rows at training time), unseen categories, latency, and,
+where labels arrived, performance (concept drift) and fairness per group (bias
+emergence). Training-serving skew is the same comparison over every row served.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from keel.monitoring._drift import DriftThresholds, drift_report
+from keel.monitoring._reference import CategoricalReference, DriftReference, NumericReference
+
+MIN_GROUP_ROWS = 20  # a group smaller than this is shown, not compared
+SECONDS = {"hour": 3600, "day": 86400}
+
+
+@dataclass
+class Window:
+    """One window's numbers (``metrics`` keyed like alert rules' ``metric``)."""
+
+    index: int
+    start: float
+    end: float
+    rows: int
+    complete: bool
+    judged: bool  # enough rows to judge (monitoring.min_rows)
+    metrics: dict[str, float] = field(default_factory=dict)
+    drift: dict[str, Any] = field(default_factory=dict)
+    prediction_drift: dict[str, Any] = field(default_factory=dict)
+    performance: dict[str, Any] = field(default_factory=dict)
+    fairness: dict[str, Any] = field(default_factory=dict)
+    prediction_share: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """``2026-12-02 14:00 → 15:00 UTC`` style."""
+        return f"{_stamp(self.start)} → {_stamp(self.end)}"
+
+
+@dataclass
+class MonitorReport:
+    """Every window of one model version's log, and the skew over all of it."""
+
+    model: dict[str, Any]
+    window: str | int
+    rows: int
+    windows: list[Window]
+    skew: dict[str, Any]
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {
+            "model": self.model,
+            "window": self.window,
+            "rows": self.rows,
+            "windows": [{**asdict(w), "label": w.label} for w in self.windows],
+            "skew": self.skew,
+            "alerts": self.alerts,
+            "notes": self.notes,
+        }
+
+
+def _stamp(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t)) + " UTC"
+
+
+def log_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """The prediction log's rows (``read_log``'s form) as one table, oldest first."""
+    if not rows:
+        return pd.DataFrame(
+            columns=["time", "model_version", "inputs", "prediction", "score", "latency_ms"]
+        )
+    frame = pd.DataFrame.from_records(rows)
+    return frame.sort_values("time", kind="stable").reset_index(drop=True)
+
+
+def cut_windows(times: np.ndarray, window: str | int, now: float) -> list[tuple[int, int, bool]]:
+    """``(first, stop, complete)`` row ranges of ``times`` (sorted) per window."""
+    n = len(times)
+    if n == 0:
+        return []
+    if isinstance(window, int):
+        return [(i, min(i + window, n), i + window <= n) for i in range(0, n, window)]
+    width = SECONDS[window]
+    buckets = np.floor(times / width).astype(np.int64)
+    edges = np.flatnonzero(np.diff(buckets)) + 1
+    starts = np.concatenate(([0], edges))
+    stops = np.concatenate((edges, [n]))
+    return [
+        (int(a), int(b), (buckets[a] + 1) * width <= now)
+        for a, b in zip(starts, stops, strict=True)
+    ]
+
+
+def monitor(
+    log: pd.DataFrame,
+    features: DriftReference,
+    outputs: DriftReference,
+    meta: dict[str, Any],
+    *,
+    window: str | int = "day",
+    min_rows: int = 30,
+    thresholds: DriftThresholds | None = None,
+    now: float | None = None,
+) -> MonitorReport:
+    """Windows of ``log`` (one model version's rows) against the package's reference.
+
+    ``meta`` is the package's Keel metadata (task, positive_class, sensitive_features);
+    ``features`` and ``outputs`` are its drift reference (``drift_reference.json``).
+    """
+    thresholds = thresholds or DriftThresholds()
+    now = time.time() if now is None else now
+    inputs = _inputs(log, features)
+    model = {"name": meta.get("name"), "version": meta.get("version"), "task": meta.get("task")}
+    notes = []
+    missing = [c for c in features.columns if c not in inputs.columns]
+    if missing and len(log):
+        notes.append(
+            f"{len(missing)} feature(s) not in the logged inputs (dropped or redacted by"
+            f" serving.redact): {', '.join(missing[:8])}; they are not monitored"
+        )
+    checked = DriftReference(
+        {k: v for k, v in features.columns.items() if k in inputs.columns}, features.rows
+    )
+    times = log["time"].to_numpy(float) if len(log) else np.array([])
+    windows = []
+    for index, (first, stop, complete) in enumerate(cut_windows(times, window, now)):
+        part = log.iloc[first:stop]
+        found = Window(
+            index=index,
+            start=float(times[first]),
+            end=float(times[stop - 1]),
+            rows=stop - first,
+            complete=complete,
+            judged=stop - first >= min_rows,
+        )
+        _fill(found, part, inputs.iloc[first:stop], checked, outputs, meta, thresholds)
+        windows.append(found)
+    skew: dict[str, Any] = {}
+    if len(log) and checked.columns:
+        whole = drift_report(checked, inputs, thresholds=thresholds).to_dict()
+        skew = {
+            "rows": len(log),
+            "drifted": whole["drifted"],
+            "drifted_columns": whole["drifted_columns"],
+            "columns": _brief(whole["columns"]),
+            "unseen_share": _unseen_share(inputs, checked),
+        }
+    return MonitorReport(model, window, len(log), windows, skew, notes=notes)
+
+
+def _inputs(log: pd.DataFrame, features: DriftReference) -> pd.DataFrame:
+    """The logged inputs as a table, each column typed like its reference."""
+    if not len(log):
+        return pd.DataFrame()
+    frame = pd.DataFrame.from_records(
+        [row if isinstance(row, dict) else {} for row in log["inputs"]]
+    )
+    frame.index = log.index
+    for name, ref in features.columns.items():
+        if name in frame.columns and isinstance(ref, NumericReference):
+            frame[name] = pd.to_numeric(frame[name], errors="coerce")
+    return frame
+
+
+def _brief(columns: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A drift report's columns without their plot data."""
+    keep = ("column", "kind", "test", "statistic", "p_value", "psi", "jensen_shannon")
+    return [
+        {
+            **{k: c[k] for k in keep},
+            "wasserstein_normalized": c.get("wasserstein_normalized"),
+            "drifted": c["drifted"],
+            "flags": c["flags"],
+            "unseen": sum(c.get("unseen_categories", {}).values()),
+        }
+        for c in columns
+    ]
+
+
+def _fill(
+    found: Window,
+    part: pd.DataFrame,
+    inputs: pd.DataFrame,
+    features: DriftReference,
+    outputs: DriftReference,
+    meta: dict[str, Any],
+    thresholds: DriftThresholds,
+) -> None:
+    """Compute one window's sections and its ``metrics``."""
+    m = found.metrics
+    m["rows"] = float(found.rows)
+    latency = part["latency_ms"].to_numpy(float)
+    if len(latency):
+        m["latency_p50_ms"] = float(np.percentile(latency, 50))
+        m["latency_p95_ms"] = float(np.percentile(latency, 95))
+    m["unseen_share"] = _unseen_share(inputs, features)
+    task = meta.get("task")
+    if task != "regression":
+        shares = part["prediction"].astype(str).value_counts(normalize=True)
+        found.prediction_share = {str(k): round(float(v), 6) for k, v in shares.head(15).items()}
+    if not found.judged:
+        return
+    if features.columns:
+        report = drift_report(features, inputs, thresholds=thresholds).to_dict()
+        found.drift = {
+            "drifted": report["drifted"],
+            "drifted_columns": report["drifted_columns"],
+            "share": report["share"],
+            "columns": _brief(report["columns"]),
+        }
+        m["dataset_drift"] = float(report["drifted"])
+        m["drift_share"] = float(report["share"])
+        m["max_psi"] = max(float(c["psi"]) for c in report["columns"])
+    served = pd.DataFrame(
+        {
+            "prediction": part["prediction"].astype(str),
+            "score": pd.to_numeric(part["score"], errors="coerce"),
+        }
+    )
+    shared = [c for c in outputs.columns if served[c].notna().any()]
+    if shared:
+        report = drift_report(outputs, served, shared, thresholds=thresholds).to_dict()
+        found.prediction_drift = {
+            "drifted": bool(report["drifted_columns"]),
+            "columns": _brief(report["columns"]),
+        }
+        m["prediction_drift"] = float(bool(report["drifted_columns"]))
+        m["prediction_psi"] = max(float(c["psi"]) for c in report["columns"])
+    _performance(found, part, inputs, meta, features)
+
+
+def _unseen_share(inputs: pd.DataFrame, features: DriftReference) -> float:
+    """Share of rows with a category the training data never had."""
+    if not len(inputs):
+        return 0.0
+    unseen = np.zeros(len(inputs), dtype=bool)
+    for name, ref in features.columns.items():
+        if isinstance(ref, CategoricalReference) and name in inputs.columns:
+            values = inputs[name].astype("string").fillna("(missing)")
+            unseen |= ~values.isin(list(ref.counts)).to_numpy()
+    return float(unseen.mean())
+
+
+def _performance(
+    found: Window,
+    part: pd.DataFrame,
+    inputs: pd.DataFrame,
+    meta: dict[str, Any],
+    features: DriftReference,
+) -> None:
+    """Metrics on the labelled rows, and fairness per sensitive feature's groups."""
+    task = meta.get("task")
+    positive = meta.get("positive_class")
+    labelled = part["label"].notna() if "label" in part else pd.Series(False, index=part.index)
+    m = found.metrics
+    m["labelled_rows"] = float(labelled.sum())
+    y = part.loc[labelled, "label"]
+    predicted = part.loc[labelled, "prediction"]
+    if labelled.sum() >= max(1, min(found.rows, 10)):
+        if task == "regression":
+            error = pd.to_numeric(predicted, errors="coerce") - pd.to_numeric(y, errors="coerce")
+            m["mae"] = float(error.abs().mean())
+            m["rmse"] = float(math.sqrt((error**2).mean()))
+        else:
+            from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+
+            truth, guess = y.astype(str).to_numpy(), predicted.astype(str).to_numpy()
+            m["accuracy"] = float((truth == guess).mean())
+            m["balanced_accuracy"] = float(balanced_accuracy_score(truth, guess))
+            scores = pd.to_numeric(part.loc[labelled, "score"], errors="coerce")
+            hit = truth == str(positive)
+            if task == "binary" and scores.notna().all() and 0 < hit.sum() < len(hit):
+                m["roc_auc"] = float(roc_auc_score(hit, scores))
+        found.performance = {
+            k: m[k] for k in ("accuracy", "balanced_accuracy", "roc_auc", "mae", "rmse") if k in m
+        }
+        found.performance["labelled_rows"] = int(labelled.sum())
+    if task != "binary":
+        return
+    dp, acc = [], []
+    for name in meta.get("sensitive_features") or []:
+        if name not in inputs.columns:
+            continue
+        groups = _groups(inputs[name], features.columns.get(name))
+        table = pd.DataFrame(
+            {
+                "group": groups,
+                "selected": (part["prediction"].astype(str) == str(positive)).to_numpy(),
+                "labelled": labelled.to_numpy(),
+                "correct": (part["prediction"].astype(str) == part["label"].astype(str)).to_numpy(),
+            }
+        )
+        per_group = {}
+        for group, rows in table.groupby("group", sort=True):
+            entry: dict[str, Any] = {
+                "rows": len(rows),
+                "selection_rate": float(rows["selected"].mean()),
+            }
+            marked = rows[rows["labelled"]]
+            if len(marked):
+                entry["accuracy"] = float(marked["correct"].mean())
+                entry["labelled_rows"] = len(marked)
+            per_group[str(group)] = entry
+        found.fairness[name] = per_group
+        big = [g for g in per_group.values() if g["rows"] >= MIN_GROUP_ROWS]
+        if len(big) >= 2:
+            rates = [g["selection_rate"] for g in big]
+            dp.append(max(rates) - min(rates))
+        judged = [
+            g["accuracy"] for g in per_group.values() if g.get("labelled_rows", 0) >= MIN_GROUP_ROWS
+        ]
+        if len(judged) >= 2:
+            acc.append(max(judged) - min(judged))
+    if dp:
+        m["demographic_parity_difference"] = max(dp)
+    if acc:
+        m["accuracy_difference"] = max(acc)
+
+
+def _groups(values: pd.Series, ref: Any) -> np.ndarray:
+    """Group labels: categories as they are; numbers in the reference's quartiles."""
+    if isinstance(ref, NumericReference) and ref.rows:
+        sample = ref.sample()
+        edges = np.unique(np.quantile(sample, [0.25, 0.5, 0.75]))
+        numbers = pd.to_numeric(values, errors="coerce").to_numpy(float)
+        index = np.searchsorted(edges, numbers, side="right")
+        labels = [f"< {edges[0]:g}"] + [f"≥ {e:g}" for e in edges]
+        return np.array(
+            [
+                labels[i] if not math.isnan(v) else "(missing)"
+                for i, v in zip(index, numbers, strict=True)
+            ]
+        )
+    return values.astype("string").fillna("(missing)").to_numpy(dtype=object)
+
+
+__all__ = ["MonitorReport", "Window", "cut_windows", "log_frame", "monitor"]

@@ -1,0 +1,164 @@
+"""`keel monitor`: one model version's prediction log against its package, and alerts.
+
+Reads the package's drift reference and metadata (not the model), the log's rows of
+that version, computes the windows (and one set per other window size a rule asks
+for), raises the alerts that are new, delivers them, keeps the alert state beside the
+log, and records what it found on the model version (tag ``keel.monitor``: the
+evidence for the ``drift`` and ``dashboard`` gates of ``keel check``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from keel.config import ProjectConfig, resolve_settings
+from keel.errors import KeelInputError
+from keel.monitoring import (
+    DriftReference,
+    DriftThresholds,
+    MonitorReport,
+    deliver,
+    evaluate,
+    load_state,
+    log_frame,
+    monitor,
+    save_state,
+)
+from keel.registry import mlflow_scope, package_documents
+from keel.serving import log_url, read_log
+
+MONITOR_TAG = "keel.monitor"
+RECENT_ALERTS = 50
+
+
+def state_path(url: str, root: Path) -> Path:
+    """Where the alert state of the log at ``url`` lives (beside a SQLite file)."""
+    if url.startswith("sqlite:///"):
+        return Path(url.removeprefix("sqlite:///") + ".alerts.json")
+    return root / ".keel" / "alerts-state.json"
+
+
+def package_reference(uri: str, tracking_uri: str) -> tuple[dict[str, Any], Any, Any]:
+    """``(metadata, features reference, outputs reference)`` of a registered version."""
+    meta, documents = package_documents(uri, tracking_uri, ("drift_reference.json",))
+    doc = documents.get("drift_reference.json")
+    if doc is None:
+        raise KeelInputError(
+            f"{uri} (version {meta['version']}) has no drift reference in its package"
+            " (registered by an older Keel); train it again with `keel run`"
+        )
+    return meta, DriftReference.from_dict(doc["features"]), DriftReference.from_dict(doc["outputs"])
+
+
+def run_monitor(
+    project: ProjectConfig,
+    model: str | None = None,
+    log: str | None = None,
+    window: str | int | None = None,
+    alerts: bool = True,
+    now: float | None = None,
+) -> tuple[MonitorReport, list[dict[str, Any]]]:
+    """Monitor ``model`` (default ``NAME@champion``); ``(report, deliveries)``.
+
+    Raises
+    ------
+    KeelInputError
+        Unknown model, no drift reference, no prediction log.
+    """
+    settings = project.monitoring
+    uri = model or f"{project.name}@champion"
+    tracking = resolve_settings(project).tracking_uri
+    meta, features, outputs = package_reference(uri, tracking)
+    target = log or project.serving.prediction_log
+    if target is None:
+        raise KeelInputError(
+            "the prediction log is off (serving.prediction_log: null); give --log URL_OR_FILE"
+        )
+    url = log_url(target, project.root)
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        raise KeelInputError(
+            f"no prediction log at {url.removeprefix('sqlite:///')}; serve the model"
+            " (`keel serve`) and send it requests first, or give --log"
+        )
+    try:
+        rows = read_log(url, model_name=meta["name"], model_version=meta["version"])
+    except Exception as exc:  # a database that is not a prediction log
+        raise KeelInputError(
+            f"cannot read the prediction log at {target}: {type(exc).__name__}"
+        ) from exc
+    frame = log_frame(rows)
+    thresholds = DriftThresholds(
+        alpha=settings.alpha,
+        correction=settings.correction,
+        dataset_share=settings.dataset_share,
+        psi=settings.psi,
+    )
+    main = window if window is not None else settings.window
+    specs = {str(main): main} | {str(r.window): r.window for r in settings.alerts if r.window}
+    now = time.time() if now is None else now
+    reports = {
+        key: monitor(
+            frame,
+            features,
+            outputs,
+            meta,
+            window=spec,
+            min_rows=settings.min_rows,
+            thresholds=thresholds,
+            now=now,
+        )
+        for key, spec in specs.items()
+    }
+    report = reports[str(main)]
+    deliveries: list[dict[str, Any]] = []
+    state_file = state_path(url, project.root)
+    state = load_state(state_file)
+    if alerts:
+        new = evaluate(settings.alerts, reports, state, main)
+        deliveries = deliver(new, settings.sinks, project.root)
+        state["recent"] = (state.get("recent", []) + new)[-RECENT_ALERTS:]
+        report.alerts = new
+        try:
+            save_state(state_file, state)
+        except OSError as exc:
+            raise KeelInputError(
+                f"cannot write the alert state {state_file}: {exc.strerror or exc}"
+            ) from exc
+    report.notes.append(f"recent alerts: {len(state.get('recent', []))} (state {state_file})")
+    _record(tracking, meta, report, state, now)
+    return report, deliveries
+
+
+def recent_alerts(project: ProjectConfig, log: str | None = None) -> list[dict[str, Any]]:
+    """The last alerts raised for the project's prediction log (newest last)."""
+    target = log or project.serving.prediction_log
+    if target is None:
+        return []
+    return load_state(state_path(log_url(target, project.root), project.root)).get("recent", [])
+
+
+def _record(
+    tracking: str, meta: dict[str, Any], report: MonitorReport, state: dict[str, Any], now: float
+) -> None:
+    """Tag the version with what this monitoring run saw (the gates' evidence)."""
+    summary = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+        "rows": report.rows,
+        "windows": len(report.windows),
+        "window": report.window,
+        "skew_drifted_columns": report.skew.get("drifted_columns", []),
+        "open_incidents": sorted(
+            k for k in state.get("incidents", {}) if k.startswith(f"{meta['name']}/")
+        ),
+        "new_alerts": len(report.alerts),
+    }
+    with mlflow_scope(tracking) as client:
+        client.set_model_version_tag(
+            meta["name"], meta["version"], MONITOR_TAG, json.dumps(summary)[:5000]
+        )
+
+
+__all__ = ["MONITOR_TAG", "package_reference", "recent_alerts", "run_monitor", "state_path"]
