@@ -744,6 +744,7 @@ def serve(
         FOLLOW_ENV,
         LOG_URL_ENV,
         MODEL_URI_ENV,
+        MONITORING_ENV,
         POLL_ENV,
         SETTINGS_ENV,
         TRACKING_URI_ENV,
@@ -793,6 +794,7 @@ def serve(
                 explain_row=explain_row,
                 shadow=shadow,
                 canary=canary,
+                monitoring=project.monitoring,
             )
             uvicorn.run(app, host=host, port=port, log_level="warning")
         else:
@@ -800,6 +802,7 @@ def serve(
             os.environ[TRACKING_URI_ENV] = settings.tracking_uri
             os.environ[POLL_ENV] = str(poll_seconds)
             os.environ[SETTINGS_ENV] = serving.model_dump_json()
+            os.environ[MONITORING_ENV] = project.monitoring.model_dump_json()
             if url:
                 os.environ[LOG_URL_ENV] = url
             if alias:

@@ -8,6 +8,7 @@ from keel.monitoring._alerts import (
     post_json,
     save_state,
     shown_url,
+    state_path,
 )
 from keel.monitoring._dashboard import render_dashboard
 from keel.monitoring._drift import (
@@ -54,4 +55,5 @@ __all__ = [
     "render_dashboard",
     "save_state",
     "shown_url",
+    "state_path",
 ]

@@ -116,6 +116,13 @@ def evaluate(
     return alerts
 
 
+def state_path(url: str, root: Path) -> Path:
+    """Where the alert state of the log at ``url`` lives (beside a SQLite file)."""
+    if url.startswith("sqlite:///"):
+        return Path(url.removeprefix("sqlite:///") + ".alerts.json")
+    return root / ".keel" / "alerts-state.json"
+
+
 def load_state(path: Path) -> dict[str, Any]:
     """The alert state beside the log (empty when absent or unreadable)."""
     try:
@@ -202,4 +209,5 @@ __all__ = [
     "post_json",
     "save_state",
     "shown_url",
+    "state_path",
 ]

@@ -45,6 +45,16 @@ class DriftThresholds:
     correction: str = "none"  # none | bonferroni | holm
     dataset_share: float = 0.5  # share of drifted columns that makes the table drift
 
+    @classmethod
+    def of(cls, monitoring: Any) -> DriftThresholds:
+        """The thresholds keel.yaml's ``monitoring:`` sets (the others at their default)."""
+        return cls(
+            alpha=monitoring.alpha,
+            correction=monitoring.correction,
+            dataset_share=monitoring.dataset_share,
+            psi=monitoring.psi,
+        )
+
 
 @dataclass
 class ColumnDrift:

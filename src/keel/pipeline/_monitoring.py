@@ -26,19 +26,13 @@ from keel.monitoring import (
     log_frame,
     monitor,
     save_state,
+    state_path,
 )
 from keel.registry import mlflow_scope, package_documents
 from keel.serving import log_url, read_log
 
 MONITOR_TAG = "keel.monitor"
 RECENT_ALERTS = 50
-
-
-def state_path(url: str, root: Path) -> Path:
-    """Where the alert state of the log at ``url`` lives (beside a SQLite file)."""
-    if url.startswith("sqlite:///"):
-        return Path(url.removeprefix("sqlite:///") + ".alerts.json")
-    return root / ".keel" / "alerts-state.json"
 
 
 def package_reference(uri: str, tracking_uri: str) -> tuple[dict[str, Any], Any, Any]:
@@ -90,12 +84,7 @@ def run_monitor(
             f"cannot read the prediction log at {target}: {type(exc).__name__}"
         ) from exc
     frame = log_frame(rows)
-    thresholds = DriftThresholds(
-        alpha=settings.alpha,
-        correction=settings.correction,
-        dataset_share=settings.dataset_share,
-        psi=settings.psi,
-    )
+    thresholds = DriftThresholds.of(settings)
     main = window if window is not None else settings.window
     specs = {str(main): main} | {str(r.window): r.window for r in settings.alerts if r.window}
     now = time.time() if now is None else now
@@ -161,4 +150,4 @@ def _record(
         )
 
 
-__all__ = ["MONITOR_TAG", "package_reference", "recent_alerts", "run_monitor", "state_path"]
+__all__ = ["MONITOR_TAG", "package_reference", "recent_alerts", "run_monitor"]

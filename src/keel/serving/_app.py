@@ -11,25 +11,35 @@ import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from keel.config import ServingConfig
+from keel.config import MonitoringConfig, ServingConfig, check_window
 from keel.data import records_to_frame
 from keel.errors import ModelNotFoundError
 from keel.estimators import decides_itself
 from keel.evaluation import decide
+from keel.monitoring import (
+    DriftReference,
+    DriftThresholds,
+    load_state,
+    log_frame,
+    monitor,
+    render_dashboard,
+    state_path,
+)
 from keel.registry import LoadedPackage, load_package
 from keel.serving._fast import FastPath, compile_pipeline, verified
-from keel.serving._log import PredictionLog
+from keel.serving._log import PredictionLog, read_log
 from keel.serving._observe import Metrics, Observed, authenticate, load_keys, presented_key
 from keel.serving._v2 import (
     V2Request,
@@ -51,6 +61,7 @@ FOLLOW_ENV = "KEEL_SERVE_FOLLOW_ALIAS"
 POLL_ENV = "KEEL_SERVE_POLL_SECONDS"
 SETTINGS_ENV = "KEEL_SERVE_SETTINGS"
 LOG_URL_ENV = "KEEL_SERVE_LOG_URL"
+MONITORING_ENV = "KEEL_SERVE_MONITORING"
 POLL_SECONDS = 5.0
 
 logger = logging.getLogger("keel.serving")
@@ -502,6 +513,7 @@ def create_app(
     explain_row: Any = None,
     shadow: LoadedPackage | None = None,
     canary: LoadedPackage | None = None,
+    monitoring: MonitoringConfig | None = None,
 ) -> FastAPI:
     """Build the app serving ``package``.
 
@@ -519,6 +531,7 @@ def create_app(
         When ``KEEL_API_KEYS`` is malformed.
     """
     settings = settings or ServingConfig()
+    monitoring = monitoring or MonitoringConfig()
     cap = max_body_bytes if max_body_bytes is not None else settings.max_body_bytes
     keys = load_keys(settings.api_keys)
     watcher: AliasWatcher | None = None
@@ -643,6 +656,49 @@ def create_app(
     def prometheus() -> Response:
         """Prometheus metrics: requests, latency, errors by kind, predictions, model."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get(
+        "/dashboard",
+        dependencies=need("admin"),
+        response_class=HTMLResponse,
+        responses={200: {"content": {"text/html": {"schema": {"type": "string"}}}}},
+    )
+    def dashboard(request: Request, window: str | None = None) -> Response:
+        """The monitoring dashboard of the model being served, from this server's log.
+
+        ``?window=hour|day|N`` (default: keel.yaml's ``monitoring.window``). The same
+        page as ``keel monitor --html``, without raising alerts (that is the job of
+        ``keel monitor``, run on a schedule).
+        """
+        served = app.state.served
+        doc = served.package.documents.get("drift_reference.json")
+        if doc is None:
+            return _error(
+                409,
+                "this model's package has no drift reference (registered by an older"
+                " Keel); train it again with `keel run`",
+                request,
+            )
+        if log is None:
+            return _error(409, "the prediction log is off (serving.prediction_log)", request)
+        try:
+            spec = check_window(window) if window is not None else monitoring.window
+        except ValueError as exc:
+            return _error(422, f"window: {exc}", request)
+        log.flush()
+        package = served.package
+        rows = read_log(log.url, model_name=package.name, model_version=package.version)
+        report = monitor(
+            log_frame(rows),
+            DriftReference.from_dict(doc["features"]),
+            DriftReference.from_dict(doc["outputs"]),
+            {**package.metadata, "name": package.name, "version": package.version},
+            window=spec,
+            min_rows=monitoring.min_rows,
+            thresholds=DriftThresholds.of(monitoring),
+        )
+        recent = load_state(state_path(log.url, Path.cwd())).get("recent", [])
+        return HTMLResponse(render_dashboard(report.to_dict(), recent))
 
     def answer_rows(
         instances: list[Any], request: Request, where_rows: str = "instances"
@@ -987,6 +1043,8 @@ def create_app_from_env(explain_row: Any = None) -> FastAPI:
     poll = float(os.environ.get(POLL_ENV, POLL_SECONDS))
     raw = os.environ.get(SETTINGS_ENV)
     settings = ServingConfig.model_validate_json(raw) if raw else ServingConfig()
+    watched = os.environ.get(MONITORING_ENV)
+    monitoring = MonitoringConfig.model_validate_json(watched) if watched else None
     url = os.environ.get(LOG_URL_ENV)
     log = PredictionLog(url, settings.log_flush_seconds, settings.redact) if url else None
     shadow, canary = side_models(package.name, settings, tracking_uri)
@@ -999,4 +1057,5 @@ def create_app_from_env(explain_row: Any = None) -> FastAPI:
         explain_row=explain_row,
         shadow=shadow,
         canary=canary,
+        monitoring=monitoring,
     )

@@ -17,6 +17,7 @@ API_KEYS_ENV = "KEEL_API_KEYS"
 # Endpoints the metrics name (anything else is "other": no label explosion from scanners)
 ROUTES = (
     "/predict",
+    "/dashboard",
     "/explain",
     "/feedback",
     "/health",
