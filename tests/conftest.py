@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 import socket
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -99,6 +102,38 @@ def start_server(root: Path, *extra: str) -> tuple[Any, str]:
             time.sleep(0.2)
     process.kill()
     raise AssertionError("server did not start in 120 s")
+
+
+class WebhookReceiver:
+    """A webhook receiver on loopback that fails its first ``failures`` POSTs."""
+
+    def __init__(self, failures: int = 0, status: int = 500) -> None:
+        self.received: list[dict] = []
+        self.attempts = 0
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.attempts += 1
+                if receiver.attempts <= failures:
+                    self.send_response(status)
+                    self.end_headers()
+                    return
+                receiver.received.append(json.loads(body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/SECRET-TOKEN"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def free_port() -> int:

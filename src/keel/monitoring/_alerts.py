@@ -156,6 +156,7 @@ def post_json(url: str, payload: dict[str, Any], timeout: float, retries: int) -
                     return None
                 problem = f"HTTP {answer.status}"
         except urllib.error.HTTPError as exc:
+            exc.close()  # it holds the connection
             problem = f"HTTP {exc.code}"
             if 400 <= exc.code < 500 and exc.code not in (408, 429):
                 break  # the receiver refuses this alert: retrying will not help

@@ -122,7 +122,7 @@ def monitor(
     ``meta`` is the package's Keel metadata (task, positive_class, sensitive_features);
     ``features`` and ``outputs`` are its drift reference (``drift_reference.json``).
     """
-    thresholds = thresholds or DriftThresholds()
+    thresholds = thresholds or DriftThresholds(correction="holm")  # as monitoring's default
     now = time.time() if now is None else now
     inputs = _inputs(log, features)
     model = {"name": meta.get("name"), "version": meta.get("version"), "task": meta.get("task")}

@@ -72,6 +72,7 @@ class Facts:
     card: str | None = None
     dataset_inputs: int = 0
     reruns: list[dict[str, Any]] = field(default_factory=list)
+    package_files: set[str] = field(default_factory=set)  # the package's keel/ documents
 
     def artifact(self, path: str) -> str:
         """The URI of one of the run's artifacts."""
@@ -157,6 +158,15 @@ def gather(uri: str, tracking_uri: str) -> Facts:
             info = mlflow.models.get_model_info(f"models:/{mv.name}/{mv.version}")
         facts.signature = info.signature is not None
         facts.metadata = (info.metadata or {}).get("keel", {})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                listed = mlflow.artifacts.list_artifacts(
+                    artifact_uri=f"models:/{mv.name}/{mv.version}/keel"
+                )
+                facts.package_files = {Path(a.path).name for a in listed}
+            except Exception:  # an older or foreign package: no keel/ folder
+                facts.package_files = set()
         if not mv.run_id:
             return facts
         run = client.get_run(mv.run_id)
@@ -298,15 +308,41 @@ def _load_tested(f: Facts) -> Verdict:
     return PASS, numbers
 
 
+def _monitored(f: Facts) -> dict[str, Any] | None:
+    try:
+        return json.loads(f.version_tags["keel.monitor"])
+    except (KeyError, ValueError):
+        return None
+
+
 def _drift(f: Facts) -> Verdict:
-    return UNAVAILABLE, (
-        "the drift reference (training profile) is in the package (keel/profile.json);"
-        " drift detection arrives with the monitoring issue"
+    if "drift_reference.json" not in f.package_files:
+        return FAIL, (
+            "no drift reference in the package (registered by an older Keel): train it again"
+        )
+    seen = _monitored(f)
+    reference = (
+        "drift reference in the package (keel/drift_reference.json); rules: monitoring.alerts"
+    )
+    if seen is None:
+        return PASS, f"{reference}; not monitored yet (schedule `keel monitor`)"
+    return PASS, (
+        f"{reference}; last `keel monitor` {seen.get('when')}: {seen.get('rows')} rows in"
+        f" {seen.get('windows')} windows, open incidents: {len(seen.get('open_incidents', []))}"
     )
 
 
 def _dashboard(f: Facts) -> Verdict:
-    return UNAVAILABLE, "the monitoring dashboard arrives with the monitoring issue"
+    seen = _monitored(f)
+    if seen is None:
+        return FAIL, (
+            "no monitoring run recorded yet: serve the model, then `keel monitor --html PATH`"
+            " (or GET /dashboard on the server)"
+        )
+    return PASS, (
+        f"dashboard computed {seen.get('when')} over {seen.get('rows')} logged rows"
+        " (GET /dashboard, `keel monitor --html`)"
+    )
 
 
 def _rollback(f: Facts) -> Verdict:
