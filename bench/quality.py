@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,9 @@ from keel.evaluation import compute_metrics
 from keel.registry import load_package
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from _venvs import tool_python  # noqa: E402 (bench helper beside this file)
+
 sys.path.insert(0, str(ROOT / "examples" / "adult"))
 
 
@@ -69,34 +71,6 @@ def lightgbm_defaults(train, test, target, task, ignore):
     if task == "regression":
         return model.predict(x_test), None, ()
     return model.predict(x_test), model.predict_proba(x_test), tuple(map(str, model.classes_))
-
-
-TOOL_REQUIREMENTS = {
-    "flaml": ["flaml[automl]==2.7.0", "pandas==3.1.1", "scikit-learn==1.9.1"],
-    "autogluon": ["autogluon.tabular[lightgbm,xgboost]==1.6.3"],
-}
-VENVS = ROOT / "bench" / ".venvs"
-
-
-def tool_python(tool: str) -> tuple[Path | None, str]:
-    """The python of the tool's own venv, creating it on first use; or why not."""
-    venv = VENVS / tool
-    python = venv / "bin" / "python"
-    marker = venv / ".installed"
-    if marker.exists():
-        return python, ""
-    shutil.rmtree(venv, ignore_errors=True)
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    done = subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", *TOOL_REQUIREMENTS[tool]],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        reason = (done.stderr.strip().splitlines() or ["pip failed"])[-1]
-        return None, f"{tool} does not install here: {reason[:300]}"
-    marker.write_text(" ".join(TOOL_REQUIREMENTS[tool]) + "\n")
-    return python, ""
 
 
 def score(task, y_test, pred, proba, classes, positive, metric) -> float:

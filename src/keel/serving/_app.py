@@ -82,7 +82,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (401, "Missing or unknown API key"),
         (403, "The key lacks the route's scope"),
         (404, "Unknown model, version or request id"),
-        (409, "The prediction log is off"),
+        (409, "The prediction log is off, or the package has no drift reference"),
         (413, "Body larger than serving.max_body_bytes"),
         (422, "Invalid request: names the row and field"),
         (500, "Internal error: only a request id, details in the server log"),
@@ -661,7 +661,14 @@ def create_app(
         "/dashboard",
         dependencies=need("admin"),
         response_class=HTMLResponse,
-        responses={200: {"content": {"text/html": {"schema": {"type": "string"}}}}},
+        responses={
+            200: {"content": {"text/html": {"schema": {"type": "string"}}}},
+            # errors stay JSON: say so, or they would be documented as text/html
+            **{
+                code: {**ERROR_RESPONSES[code], "content": {"application/json": {}}}
+                for code in (401, 403, 409, 422, 500)
+            },
+        },
     )
     def dashboard(request: Request, window: str | None = None) -> Response:
         """The monitoring dashboard of the model being served, from this server's log.
