@@ -17,7 +17,7 @@ TOOL_REQUIREMENTS = {
     "flaml": ["flaml[automl]==2.7.0", "pandas==3.1.1", "scikit-learn==1.9.1"],
     "autogluon": ["autogluon.tabular[lightgbm,xgboost]==1.6.3"],
     "evidently": ["evidently==0.7.23", "pandas==2.3.3", "pyarrow==26.0.1"],
-    "nannyml": ["nannyml==0.13.1", "pyarrow==26.0.1"],
+    "nannyml": ["nannyml==0.13.1", "statsmodels==0.15.0", "pyarrow==26.0.1"],
 }
 
 

@@ -103,3 +103,31 @@ def test_bins_and_shares_are_what_the_plots_show(adult_frame: pd.DataFrame) -> N
     found = numeric_drift("age", adult_frame["age"].iloc[:1000], adult_frame["age"].iloc[1000:])
     assert len(found.bins) == len(found.reference_share) == len(found.current_share) >= 5
     assert sum(found.reference_share) == pytest.approx(1.0) and found.bins[0].startswith("< ")
+
+
+def test_columns_in_worker_processes_give_the_same_report() -> None:
+    rng = np.random.default_rng(5)
+    rows = 120_000  # 20 columns × 120,000 rows: above the size where forking pays
+    reference = pd.DataFrame({f"x{i}": rng.normal(0, 1, rows) for i in range(18)})
+    reference["c0"] = rng.choice(["a", "b", "c"], rows)
+    reference["c1"] = rng.choice(["u", "v"], rows)
+    current = reference.sample(frac=1.0, random_state=1).reset_index(drop=True)
+    current["x3"] = current["x3"] + 0.05
+    serial = drift_report(reference, current).to_dict()
+    parallel = drift_report(reference, current, workers=2).to_dict()
+    assert parallel == serial and parallel["drifted_columns"] == ["x3"]
+
+
+@pytest.mark.parametrize(
+    ("ref", "cur"),
+    [([1.0], [1.0]), ([1.0, 1.0, 1.0], [1.0, 2.0]), ([0.0, 1.0, 2.0], [5.0, 6.0])],
+)
+def test_ks_and_wasserstein_on_tiny_and_tied_samples(ref: list, cur: list) -> None:
+    from scipy.stats import wasserstein_distance
+
+    from keel.monitoring import ks_and_wasserstein
+
+    d, p, w = ks_and_wasserstein(np.array(ref), np.array(cur))
+    expected = ks_2samp(ref, cur)
+    assert (d, p) == (expected.statistic, expected.pvalue)
+    assert w == wasserstein_distance(ref, cur)

@@ -466,6 +466,7 @@ def drift(
                 cur,
                 wanted,
                 DriftThresholds(alpha=alpha, correction=correction, dataset_share=share),
+                workers=os.cpu_count() or 1,  # large tables: columns over one process per core
             )
         except ValueError as exc:
             raise KeelInputError(f"{reference} vs {current}: {exc}") from exc
