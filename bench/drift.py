@@ -186,13 +186,13 @@ verdicts, methods = {}, {}
 for metric in snapshot.dict()["metrics"]:
     config = metric.get("config", {})
     column = config.get("column")
-    if column is None or "ValueDrift" not in metric.get("metric_id", ""):
+    if column is None or "ValueDrift" not in metric.get("metric_name", ""):
         continue
     value = metric["value"]
     threshold = config.get("threshold")
     method = config.get("method") or ""
     methods[column] = method
-    lower_is_drift = "p_value" in method or "test" in method
+    lower_is_drift = "p_value" in method
     verdicts[column] = bool(value < threshold if lower_is_drift else value >= threshold)
 print(json.dumps({"import_seconds": imported, "load_seconds": loaded, "seconds": seconds,
     "verdicts": verdicts, "methods": methods}))

@@ -299,3 +299,48 @@ def test_drift_report_takes_a_reference_in_place_of_a_table(adult_frame: pd.Data
     assert [c["p_value"] for c in from_table["columns"]] == [
         c["p_value"] for c in from_reference["columns"]
     ]
+
+
+# --- chunks -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_chunked_reference_gives_the_whole_tables_report(
+    tmp_path: Path, adult_frame: pd.DataFrame, suffix: str
+) -> None:
+    from keel.monitoring import reference_of_file
+
+    frame = adult_frame.drop(columns=["income"])
+    reference, current = frame.iloc[:1200], frame.iloc[1200:].assign(age=lambda f: f.age + 3)
+    paths = [tmp_path / f"ref{suffix}", tmp_path / f"cur{suffix}"]
+    for table, path in zip((reference, current), paths, strict=True):
+        table.to_csv(path, index=False) if suffix == ".csv" else table.to_parquet(path)
+    seen: list[int] = []
+    ref = reference_of_file(paths[0], 250, progress=seen.append)
+    assert seen == [250, 250, 250, 250, 200] and ref.rows == 1200
+    kinds = {
+        n: "numeric" if isinstance(c, NumericReference) else "categorical"
+        for n, c in ref.columns.items()
+    }
+    cur = reference_of_file(paths[1], 300, kinds=kinds)
+    chunked = drift_report(ref, cur).to_dict()
+    whole = drift_report(reference, current).to_dict()
+    assert chunked["drifted_columns"] == whole["drifted_columns"]
+    assert "age" in chunked["drifted_columns"]
+    for a, b in zip(chunked["columns"], whole["columns"], strict=True):
+        assert a["column"] == b["column"] and not a["approximate"]
+        assert a["p_value"] == pytest.approx(b["p_value"], rel=1e-9, abs=1e-300)
+
+
+def test_chunked_reading_refuses_what_it_cannot_read(tmp_path: Path) -> None:
+    from keel.monitoring import reference_of_file
+
+    (tmp_path / "data.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"\.csv and \.parquet"):
+        reference_of_file(tmp_path / "data.json", 100)
+    (tmp_path / "empty.csv").write_text("a,b\n")
+    with pytest.raises(ValueError, match="no rows"):
+        reference_of_file(tmp_path / "empty.csv", 100)
+    (tmp_path / "one.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="no column 'z'"):
+        reference_of_file(tmp_path / "one.csv", 100, kinds={"z": "numeric"})

@@ -427,11 +427,27 @@ def drift(
     html_out: Annotated[
         Path | None, typer.Option("--html", help="Also write a self-contained HTML page here.")
     ] = None,
+    chunk_rows: Annotated[
+        int | None,
+        typer.Option(
+            min=1000,
+            help="Read the files this many rows at a time (tables larger than memory):"
+            " mergeable value counts per column, exact up to 1,000,000 distinct values.",
+        ),
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="Build the chunks' statistics on this Ray cluster (implies chunks)."),
+    ] = None,
     config: ConfigOpt = None,
     json_out: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Compare two tables column by column: KS or chi-square, PSI, Wasserstein, JS.
+
+    With --chunk-rows (or --ray-address) neither table is held in memory: each is read
+    in chunks into per-column value counts that merge exactly, with a progress bar; on
+    a Ray cluster the chunks are counted by its workers.
 
     REFERENCE is a file, or a model: `keel drift income@champion today.csv` compares
     with the training reference stored in the package (value counts per column, exact
@@ -454,9 +470,14 @@ def drift(
             )
         if not 0 < alpha < 1 or not 0 <= share <= 1:
             raise KeelInputError("--alpha must be in (0, 1) and --share in [0, 1]")
-        cur = read_table(current)
-        ref = _drift_reference(reference, config, cur)
         wanted = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
+        if chunk_rows is not None or ray_address is not None:
+            ref, cur = _chunked_tables(
+                reference, current, config, chunk_rows or 100_000, ray_address, wanted, json_out
+            )
+        else:
+            cur = read_table(current)
+            ref = _drift_reference(reference, config, cur)
         for table, path in ((ref, reference), (cur, current)):
             if table.empty if hasattr(table, "empty") else table.rows == 0:
                 raise KeelInputError(f"{path}: no rows to compare")
@@ -610,6 +631,74 @@ def _print_monitor(found: dict[str, Any]) -> None:
             console.print(f"[red]not delivered[/red] to {d['to']}: {d['error']}")
     if "html" in found:
         console.print(f"wrote {found['html']}")
+
+
+def _chunked_tables(
+    reference: str,
+    current: Path,
+    config: Path | None,
+    rows: int,
+    ray_address: str | None,
+    wanted: list[str] | None,
+    json_out: bool,
+) -> tuple[Any, Any]:
+    """Both tables as merged per-chunk references, with a progress bar."""
+    from keel.monitoring import NumericReference, reference_of_file, total_rows
+
+    console = Console(stderr=True)
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,} rows"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not _interactive(json_out),
+        transient=True,
+    ) as progress:
+
+        def read(path: Path, kinds: dict[str, str] | None) -> Any:
+            if not path.exists():
+                raise KeelInputError(f"{path}: no such file")
+            bar = progress.add_task(f"reading {path.name}", total=total_rows(path))
+            try:
+                return reference_of_file(
+                    path,
+                    rows,
+                    kinds=kinds,
+                    columns=wanted,
+                    ray_address=ray_address,
+                    progress=lambda n: progress.advance(bar, n),
+                )
+            except ValueError as exc:
+                raise KeelInputError(str(exc)) from exc
+
+        header = _first_rows(current)
+        if Path(reference).exists() or not MODEL_URI.match(reference):
+            ref = read(Path(reference), None)
+        else:  # the package's reference (with the model's outputs if CURRENT has them)
+            ref = _drift_reference(reference, config, header)
+        kinds = {
+            name: "numeric" if isinstance(column, NumericReference) else "categorical"
+            for name, column in ref.columns.items()
+            if wanted is None or name in wanted
+        }
+        kinds = {name: kind for name, kind in kinds.items() if name in header.columns}
+        if not kinds:
+            raise KeelInputError(f"{reference} vs {current}: the two tables share no column")
+        return ref, read(current, kinds)
+
+
+def _first_rows(path: Path) -> Any:
+    """The first rows of a CSV or Parquet file (its columns), or an input error."""
+    from keel.monitoring import table_chunks
+
+    if not path.exists():
+        raise KeelInputError(f"{path}: no such file")
+    try:
+        return next(table_chunks(path, 100))
+    except (ValueError, StopIteration, OSError) as exc:
+        raise KeelInputError(f"{path}: cannot read it ({exc})") from exc
 
 
 MODEL_URI = re.compile(r"^[A-Za-z0-9_.\-]+(@[A-Za-z0-9_\-]+|/[0-9]+)$")

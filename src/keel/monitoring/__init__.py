@@ -10,6 +10,14 @@ from keel.monitoring._alerts import (
     shown_url,
     state_path,
 )
+from keel.monitoring._chunks import (
+    CHUNK_MAX_DISTINCT,
+    chunk_reference,
+    kinds_of,
+    reference_of_file,
+    table_chunks,
+    total_rows,
+)
 from keel.monitoring._dashboard import render_dashboard
 from keel.monitoring._drift import (
     ColumnDrift,
@@ -30,6 +38,7 @@ from keel.monitoring._reference import (
 )
 
 __all__ = [
+    "CHUNK_MAX_DISTINCT",
     "CategoricalReference",
     "ColumnDrift",
     "DriftReference",
@@ -39,6 +48,7 @@ __all__ = [
     "NumericReference",
     "Window",
     "categorical_drift",
+    "chunk_reference",
     "column_drift",
     "crosses",
     "cut_windows",
@@ -46,14 +56,18 @@ __all__ = [
     "drift_report",
     "evaluate",
     "is_numeric",
+    "kinds_of",
     "ks_and_wasserstein",
     "load_state",
     "log_frame",
     "monitor",
     "numeric_drift",
     "post_json",
+    "reference_of_file",
     "render_dashboard",
     "save_state",
     "shown_url",
     "state_path",
+    "table_chunks",
+    "total_rows",
 ]

@@ -269,11 +269,16 @@ def _pooled(table: np.ndarray) -> np.ndarray:
 
 
 def categorical_drift(
-    name: str, reference: pd.Series | None, current: pd.Series, reference_counts: Any = None
+    name: str,
+    reference: pd.Series | None,
+    current: pd.Series | None,
+    reference_counts: Any = None,
+    current_counts: Any = None,
 ) -> ColumnDrift:
     """Chi-square test of homogeneity (unseen categories counted), PSI and JS on shares.
 
-    ``reference_counts`` (a Series of counts by category) stands in for ``reference``.
+    ``reference_counts`` / ``current_counts`` (Series of counts by category) stand in
+    for ``reference`` / ``current``.
     """
     from scipy.stats import chi2_contingency
 
@@ -281,7 +286,10 @@ def categorical_drift(
         ref = reference_counts
     else:
         ref = reference.astype("string").fillna("(missing)").value_counts()  # type: ignore[union-attr]
-    cur = current.astype("string").fillna("(missing)").value_counts()
+    if current_counts is not None:
+        cur = current_counts
+    else:
+        cur = current.astype("string").fillna("(missing)").value_counts()  # type: ignore[union-attr]
     categories = list(dict.fromkeys([*ref.index, *cur.index]))
     r = ref.reindex(categories, fill_value=0).to_numpy(float)
     c = cur.reindex(categories, fill_value=0).to_numpy(float)
@@ -313,8 +321,10 @@ def categorical_drift(
     )
 
 
-def column_drift(name: str, reference: Any, current: pd.Series) -> ColumnDrift:
-    """One column's drift; ``reference`` is a Series or a column reference."""
+def column_drift(name: str, reference: Any, current: Any) -> ColumnDrift:
+    """One column's drift; each side is a Series or a column reference."""
+    if isinstance(current, NumericReference | CategoricalReference):
+        return _from_references(name, reference, current)
     if isinstance(reference, NumericReference):
         found = numeric_drift(name, None, current, reference_sorted=reference.sample())
         found.approximate = not reference.exact
@@ -326,9 +336,30 @@ def column_drift(name: str, reference: Any, current: pd.Series) -> ColumnDrift:
     return categorical_drift(name, reference, current)
 
 
+def _from_references(name: str, reference: Any, current: Any) -> ColumnDrift:
+    """Both sides as column references (chunked data)."""
+    if isinstance(reference, pd.Series):
+        reference = (
+            NumericReference.from_values(reference, len(reference) + 1)
+            if isinstance(current, NumericReference)
+            else CategoricalReference.from_values(reference)
+        )
+    if isinstance(current, NumericReference):
+        if not isinstance(reference, NumericReference):
+            raise ValueError(f"column {name!r} is numeric in one table and not in the other")
+        found = numeric_drift(name, None, pd.Series(current.sample()), reference.sample())
+        found.approximate = not (reference.exact and current.exact)
+        return found
+    if not isinstance(reference, CategoricalReference):
+        raise ValueError(f"column {name!r} is categorical in one table and not in the other")
+    return categorical_drift(
+        name, None, None, reference_counts=reference.series(), current_counts=current.series()
+    )
+
+
 def drift_report(
     reference: pd.DataFrame | DriftReference,
-    current: pd.DataFrame,
+    current: pd.DataFrame | DriftReference,
     columns: list[str] | None = None,
     thresholds: DriftThresholds | None = None,
     workers: int = 1,
@@ -347,12 +378,11 @@ def drift_report(
         When a named column is missing from either table, or there is no shared column.
     """
     thresholds = thresholds or DriftThresholds()
-    ref_columns = (
-        list(reference.columns) if isinstance(reference, DriftReference) else list(reference)
-    )
+    ref_columns = list(reference.columns)
+    cur_columns = list(current.columns)
     if columns is None:
-        columns = [c for c in ref_columns if c in current.columns]
-    missing = [c for c in columns if c not in ref_columns or c not in current.columns]
+        columns = [c for c in ref_columns if c in cur_columns]
+    missing = [c for c in columns if c not in ref_columns or c not in cur_columns]
     if missing:
         raise ValueError(f"column {missing[0]!r} is not in both tables")
     if not columns:
@@ -380,16 +410,16 @@ _SHARED: dict[str, Any] = {}
 def _one_column(name: str) -> ColumnDrift:
     reference, current = _SHARED["reference"], _SHARED["current"]
     ref = reference.columns[name] if isinstance(reference, DriftReference) else reference[name]
-    return column_drift(name, ref, current[name])
+    cur = current.columns[name] if isinstance(current, DriftReference) else current[name]
+    return column_drift(name, ref, cur)
 
 
-def _all_columns(
-    names: list[str], reference: Any, current: pd.DataFrame, workers: int
-) -> list[ColumnDrift]:
+def _all_columns(names: list[str], reference: Any, current: Any, workers: int) -> list[ColumnDrift]:
     """Every column's drift, in order; in forked worker processes when it pays."""
     import multiprocessing
 
-    cells = len(current) * len(names)
+    rows = current.rows if isinstance(current, DriftReference) else len(current)
+    cells = rows * len(names)
     forkable = "fork" in multiprocessing.get_all_start_methods()
     _SHARED.update(reference=reference, current=current)
     try:

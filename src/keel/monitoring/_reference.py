@@ -187,7 +187,7 @@ class DriftReference:
             len(frame),
         )
 
-    def merge(self, other: DriftReference) -> DriftReference:
+    def merge(self, other: DriftReference, max_distinct: int = MAX_DISTINCT) -> DriftReference:
         """The reference of both tables (same columns) together."""
         if set(self.columns) != set(other.columns):
             raise ValueError("references with different columns cannot be merged")
@@ -196,7 +196,10 @@ class DriftReference:
             theirs = other.columns[name]
             if type(mine) is not type(theirs):
                 raise ValueError(f"column {name!r} is numeric in one part and not in the other")
-            merged[name] = mine.merge(theirs)  # type: ignore[arg-type]
+            if isinstance(mine, NumericReference):
+                merged[name] = mine.merge(theirs, max_distinct)  # type: ignore[arg-type]
+            else:
+                merged[name] = mine.merge(theirs)  # type: ignore[arg-type]
         return DriftReference(merged, self.rows + other.rows)
 
     def to_dict(self) -> dict[str, Any]:
