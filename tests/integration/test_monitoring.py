@@ -137,6 +137,30 @@ def test_monitor_finds_the_shift_and_alerts_once(served: Path, receiver: Webhook
     assert gates["dashboard"]["status"] == "pass", gates["dashboard"]
 
 
+def test_an_alert_retrains_a_challenger_on_production_rows(served: Path) -> None:
+    from mlflow import MlflowClient
+
+    (served / ".keel" / "predictions.db.alerts.json").unlink()  # the shift alerts anew
+    done = _invoke(served, "monitor", "--json", "--retrain")
+    assert done.exit_code == 1, done.output
+    found = json.loads(done.stdout)
+    again = found["retrain"]
+    assert again["retrained"] and again["triggers"] == [found["alerts"][0]["id"]]
+    assert 700 < again["production_rows"] <= 800  # the labelled rows (duplicates dropped)
+    assert again["model"]["name"] == "income" and again["model"]["version"] == "2"
+    # the champion moves only by the release policy; either way the steps are recorded
+    client = MlflowClient(tracking_uri=f"sqlite:///{served / '.keel' / 'mlflow.db'}")
+    tags = client.get_run(again["run_id"]).data.tags
+    assert json.loads(tags["keel.retrain.trigger"])[0]["id"] == found["alerts"][0]["id"]
+    assert tags["keel.retrain.from_version"] == "1"
+    assert tags["keel.retrain.production_rows"] == str(again["production_rows"])
+    monitored = client.get_model_version("income", "1").tags
+    assert json.loads(monitored["keel.retrained_by"])["run_id"] == again["run_id"]
+    # nothing new the next time: no alert, no retraining
+    quiet = _invoke(served, "monitor", "--json", "--retrain")
+    assert quiet.exit_code == 0 and not json.loads(quiet.stdout)["retrain"]["retrained"]
+
+
 def test_dashboards_render_in_a_real_browser(served: Path, browser) -> None:
     if not (served / "dashboard.html").exists():
         assert _invoke(served, "monitor", "--no-alerts", "--html", "dashboard.html").exit_code == 0

@@ -540,6 +540,14 @@ def monitor(
     alerts: Annotated[
         bool, typer.Option(help="Raise and deliver new alerts (--no-alerts: only report).")
     ] = True,
+    retrain_on_alert: Annotated[
+        bool,
+        typer.Option(
+            "--retrain",
+            help="When this run raises an alert of monitoring.retrain.severities, train a"
+            " challenger on the data plus the labelled production rows (keel run).",
+        ),
+    ] = False,
     config: ConfigOpt = None,
     json_out: JsonOpt = False,
     debug: DebugOpt = False,
@@ -555,12 +563,15 @@ def monitor(
     per sensitive group (bias emergence). Training-serving skew compares every row
     served with the training data. Rules in monitoring.alerts raise one alert per
     incident (a run of crossing windows), delivered to monitoring.sinks (log, JSON
-    lines, webhook). Exit codes: 0 no new alert, 1 new alerts raised, 2 bad input.
+    lines, webhook). With --retrain, such an alert starts a `keel run` on the configured
+    data plus the labelled rows of the log: the new version goes through every gate and
+    becomes champion only by the release policy. Exit codes: 0 no new alert, 1 new
+    alerts raised, 2 bad input.
     """
     from keel.config import check_window, load_config
     from keel.errors import KeelFinding
     from keel.monitoring import render_dashboard
-    from keel.pipeline import atomic_write, recent_alerts, run_monitor
+    from keel.pipeline import atomic_write, recent_alerts, retrain, run_monitor
 
     with exit_codes(debug):
         project = load_config(config)
@@ -573,6 +584,8 @@ def monitor(
         report, deliveries = run_monitor(project, model, log, spec, alerts=alerts)
         found = report.to_dict()
         found["deliveries"] = deliveries
+        if retrain_on_alert:
+            found["retrain"] = retrain(project, report, log)
         if html_out is not None:
             atomic_write(html_out, render_dashboard(found, recent_alerts(project, log)))
             found["html"] = str(html_out)
@@ -631,6 +644,16 @@ def _print_monitor(found: dict[str, Any]) -> None:
             console.print(f"[red]not delivered[/red] to {d['to']}: {d['error']}")
     if "html" in found:
         console.print(f"wrote {found['html']}")
+    again = found.get("retrain")
+    if again and again["retrained"]:
+        model = again["model"]
+        console.print(
+            f"retrained on {again['production_rows']} labelled production rows: run"
+            f" {again['run_id']}, {model.get('name')} v{model.get('version')}"
+            f" (alias: {model.get('alias') or 'none'})"
+        )
+    elif again:
+        console.print(f"[dim]not retrained: {again['why']}[/dim]")
 
 
 def _chunked_tables(

@@ -2,7 +2,7 @@
 
 from keel.pipeline._cards import write_model_card
 from keel.pipeline._check import Checklist, GateResult, check_version
-from keel.pipeline._monitoring import MONITOR_TAG, recent_alerts, run_monitor
+from keel.pipeline._monitoring import MONITOR_TAG, recent_alerts, retrain, run_monitor
 from keel.pipeline._report import (
     atomic_write,
     render_drift_html,
@@ -30,6 +30,7 @@ __all__ = [
     "render_html",
     "render_validation_html",
     "reproduce",
+    "retrain",
     "run_monitor",
     "run_project",
     "write_drift_report",

@@ -121,6 +121,77 @@ def run_monitor(
     return report, deliveries
 
 
+def production_rows(url: str, name: str, target: str, task: str) -> Any:
+    """The log's labelled rows of every version of ``name``: inputs plus the label."""
+    import pandas as pd
+
+    rows = [r for r in read_log(url, model_name=name) if r.get("label") is not None]
+    if not rows:
+        return pd.DataFrame()
+    frame = pd.DataFrame.from_records([r["inputs"] for r in rows])
+    labels = pd.Series([r["label"] for r in rows])
+    frame[target] = pd.to_numeric(labels, errors="coerce") if task == "regression" else labels
+    return frame.drop_duplicates(ignore_index=True)
+
+
+def retrain(
+    project: ProjectConfig,
+    report: MonitorReport,
+    log: str | None = None,
+    observer: Any = None,
+) -> dict[str, Any]:
+    """Continuous training: a new ``keel run`` when this monitoring run raised an alert.
+
+    The run trains on the configured data plus the labelled production rows of the
+    log, goes through every gate, and is promoted only by the release policy (it must
+    beat the champion beyond noise on rows the champion never saw). The trigger is
+    recorded on the new run (tags ``keel.retrain.*``) and on the monitored version
+    (tag ``keel.retrained_by``).
+    """
+    from keel.pipeline._run import run_project
+
+    wanted = set(project.monitoring.retrain.severities)
+    triggers = [a for a in report.alerts if a["severity"] in wanted]
+    if not triggers:
+        return {
+            "retrained": False,
+            "why": f"no new alert of severity {', '.join(sorted(wanted))} in this run",
+        }
+    extra = None
+    if project.monitoring.retrain.include_production_rows:
+        url = log_url(log or project.serving.prediction_log or "", project.root)
+        extra = production_rows(url, report.model["name"], project.target, report.model["task"])
+    tags = {
+        "keel.retrain.trigger": json.dumps(
+            [{"id": a["id"], "message": a["message"]} for a in triggers]
+        )[:5000],
+        "keel.retrain.from_version": str(report.model["version"]),
+        "keel.retrain.production_rows": str(0 if extra is None else len(extra)),
+    }
+    result = run_project(
+        project,
+        observer=observer,
+        extra_rows=extra,
+        extra_label=f"{0 if extra is None else len(extra)} labelled production rows",
+        tags=tags,
+    )
+    tracking = resolve_settings(project).tracking_uri
+    with mlflow_scope(tracking) as client:
+        client.set_model_version_tag(
+            report.model["name"],
+            str(report.model["version"]),
+            "keel.retrained_by",
+            json.dumps({"run_id": result.run_id, "version": result.model.get("version")}),
+        )
+    return {
+        "retrained": True,
+        "triggers": [a["id"] for a in triggers],
+        "production_rows": 0 if extra is None else len(extra),
+        "run_id": result.run_id,
+        "model": result.model,
+    }
+
+
 def recent_alerts(project: ProjectConfig, log: str | None = None) -> list[dict[str, Any]]:
     """The last alerts raised for the project's prediction log (newest last)."""
     target = log or project.serving.prediction_log
@@ -150,4 +221,11 @@ def _record(
         )
 
 
-__all__ = ["MONITOR_TAG", "package_reference", "recent_alerts", "run_monitor"]
+__all__ = [
+    "MONITOR_TAG",
+    "package_reference",
+    "production_rows",
+    "recent_alerts",
+    "retrain",
+    "run_monitor",
+]

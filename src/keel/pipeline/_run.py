@@ -128,13 +128,19 @@ def run_project(
     observer: Observer | None = None,
     fixed_params: dict[str, dict[str, Any]] | None = None,
     record: bool = True,
+    extra_rows: pd.DataFrame | None = None,
+    extra_label: str = "extra rows",
+    tags: dict[str, str] | None = None,
 ) -> RunResult:
     """Run the whole lifecycle once: ingest → validate → split → train → evaluate → register.
 
     Nothing is written (no MLflow run, no snapshot) until the config and the data
     have passed every check. ``fixed_params`` replaces tuning with known
     hyper-parameters per candidate (``keel reproduce``); ``record=False`` stops after
-    evaluation and writes nothing at all.
+    evaluation and writes nothing at all. ``extra_rows`` are appended to the
+    configured data before anything is checked (continuous training adds the labelled
+    production rows; they go through the same validation, split and gates); ``tags``
+    are set on the run.
     """
     settings = settings or resolve_settings(config)
     notify = observer or (lambda stage, detail: None)
@@ -144,6 +150,8 @@ def run_project(
     with timer("ingest"):
         notify("ingest", config.data_label)
         dataset = load_data(config.data, config.root)
+        if extra_rows is not None and len(extra_rows):
+            dataset = with_rows(dataset, extra_rows, extra_label)
         check_columns(
             dataset.columns,
             config.target,
@@ -568,6 +576,8 @@ def run_project(
                         assessment_doc["versus_champion"] = versus
                     ref = assign_alias(client, ref, settings.tracking_uri, versus)
                 mlflow.set_tag("keel.alias", ref.alias or "none: a gate failed")
+                if tags:
+                    mlflow.set_tags(tags)
                 if fairness is not None:
                     _log_fairness(fairness)
                 if behaviour:
@@ -846,6 +856,19 @@ def _log_fairness(fairness: Any) -> None:
         for measure, value in result["measures"].items():
             if value == value:  # not NaN
                 mlflow.log_metric(f"fairness_{safe}_{measure}", value)
+
+
+def with_rows(dataset: Dataset, rows: pd.DataFrame, label: str) -> Dataset:
+    """``dataset`` with ``rows`` appended (missing columns empty); its own digest."""
+    frame = pd.concat(
+        [dataset.frame, rows.reindex(columns=dataset.frame.columns)], ignore_index=True
+    )
+    return Dataset(
+        frame=frame,
+        source=f"{dataset.source} + {label}",
+        digest=content_digest(frame),
+        lineage={**dataset.lineage, "appended": {"rows": len(rows), "from": label}},
+    )
 
 
 def drift_reference(
