@@ -219,7 +219,15 @@ def test_build_writes_deployment_files_that_parse_and_run_keel_serve(project: Pa
     assert done.exit_code == 0, done.output
     result = json.loads(done.stdout)
     paths = {Path(p).name: Path(p) for p in result["paths"].values()}
-    assert set(paths) == {"Dockerfile", "kserve.yaml", "kubernetes.yaml", "README.md"}
+    assert set(paths) == {
+        "Dockerfile",
+        "kserve.yaml",
+        "kubernetes.yaml",
+        "README.md",
+        "grafana-dashboard.json",
+    }
+    grafana = json.loads(paths["grafana-dashboard.json"].read_text())
+    assert grafana["title"] == "Keel — income@champion" and len(grafana["panels"]) >= 8
     entry = json.loads(re.search(r"^ENTRYPOINT (.+)$", paths["Dockerfile"].read_text(), re.M)[1])
     deployment, service = yaml.safe_load_all(paths["kubernetes.yaml"].read_text())
     assert (deployment["kind"], service["kind"]) == ("Deployment", "Service")

@@ -468,3 +468,30 @@ def test_openapi_documents_routes_errors_and_examples_from_the_package(package, 
     assert "ErrorBody" in spec["components"]["schemas"]
     for path in ("/explain", "/feedback", "/model", "/metrics", "/v2/models/{name}/infer"):
         assert path in spec["paths"], path
+
+
+def test_grafana_dashboard_queries_only_metrics_the_server_exposes() -> None:
+    import re
+
+    from prometheus_client import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from keel.cli._build import grafana_dashboard
+    from keel.serving._observe import Metrics
+
+    metrics = Metrics()
+    metrics.serving({"name": "income", "version": "1", "alias": "champion"})
+    metrics.requests.labels("/predict", "200", "1").inc()
+    metrics.latency.labels("/predict").observe(0.001)
+    metrics.errors.labels("validation").inc()
+    metrics.answered("1", [">50K"], [0.7])
+    metrics.routed.labels("champion").inc()
+    metrics.shadow_rows.labels("agree").inc()
+    metrics.swaps.inc()
+    text = generate_latest(metrics.registry).decode()
+    exposed = {s.name for f in text_string_to_metric_families(text) for s in f.samples}
+    dashboard = grafana_dashboard("income", "champion")
+    queries = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
+    used = set(re.findall(r"\b(keel_[a-z_]+)", queries))
+    assert len(used) >= 8 and used <= exposed, used - exposed
+    assert all(p["datasource"]["uid"] == "${datasource}" for p in dashboard["panels"])

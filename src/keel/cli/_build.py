@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -80,6 +81,142 @@ start and followed: promotions and rollbacks reach the pods without a rollout.
 """
 
 
+def _panel(title: str, exprs: list[tuple[str, str]], unit: str, x: int, y: int) -> dict:
+    """A Grafana time-series panel of Prometheus queries (expr, legend)."""
+    return {
+        "type": "timeseries",
+        "title": title,
+        "datasource": {"type": "prometheus", "uid": "${datasource}"},
+        "gridPos": {"h": 8, "w": 12, "x": x, "y": y},
+        "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+        "targets": [
+            {"expr": expr, "legendFormat": legend, "refId": chr(ord("A") + i)}
+            for i, (expr, legend) in enumerate(exprs)
+        ],
+    }
+
+
+def grafana_dashboard(name: str, alias: str) -> dict:
+    """A Grafana dashboard for the Prometheus metrics `keel serve` exposes at /metrics."""
+    job = '{job=~"$job"}'
+    predict = '{job=~"$job",endpoint="/predict"}'
+    panels = [
+        _panel(
+            "Requests per second by endpoint and status",
+            [
+                (
+                    f"sum by (endpoint, status) (rate(keel_requests_total{job}[5m]))",
+                    "{{endpoint}} {{status}}",
+                )
+            ],
+            "reqps",
+            0,
+            0,
+        ),
+        _panel(
+            "Latency of /predict (seconds)",
+            [
+                (
+                    f"histogram_quantile({q}, sum by (le)"
+                    f" (rate(keel_request_seconds_bucket{predict}[5m])))",
+                    f"p{int(q * 100)}",
+                )
+                for q in (0.5, 0.95, 0.99)
+            ],
+            "s",
+            12,
+            0,
+        ),
+        _panel(
+            "Errors per second by kind",
+            [(f"sum by (kind) (rate(keel_errors_total{job}[5m]))", "{{kind}}")],
+            "reqps",
+            0,
+            8,
+        ),
+        _panel(
+            "Error rate (share of requests)",
+            [
+                (
+                    f"sum(rate(keel_errors_total{job}[5m]))"
+                    f" / sum(rate(keel_requests_total{job}[5m]))",
+                    "errors / requests",
+                )
+            ],
+            "percentunit",
+            12,
+            8,
+        ),
+        _panel(
+            "Predictions per second by class and model version",
+            [
+                (
+                    f"sum by (model_version, prediction) (rate(keel_predictions_total{job}[5m]))",
+                    "v{{model_version}} {{prediction}}",
+                )
+            ],
+            "short",
+            0,
+            16,
+        ),
+        _panel(
+            "Prediction score: median and 90th percentile",
+            [
+                (
+                    f"histogram_quantile({q}, sum by (le, model_version)"
+                    f" (rate(keel_prediction_score_bucket{job}[15m])))",
+                    f"p{int(q * 100)} v{{{{model_version}}}}",
+                )
+                for q in (0.5, 0.9)
+            ],
+            "short",
+            12,
+            16,
+        ),
+        _panel(
+            "Model version served (1 = current)",
+            [(f"keel_model_info{job}", "{{name}} v{{version}} {{alias}}")],
+            "short",
+            0,
+            24,
+        ),
+        _panel(
+            "Routing, shadow agreement and hot swaps",
+            [
+                (f"sum by (route) (rate(keel_routed_total{job}[5m]))", "route {{route}}"),
+                (f"sum by (outcome) (rate(keel_shadow_rows_total{job}[5m]))", "shadow {{outcome}}"),
+                (f"increase(keel_model_swaps_total{job}[1h])", "swaps per hour"),
+            ],
+            "short",
+            12,
+            24,
+        ),
+    ]
+    return {
+        "title": f"Keel — {name}@{alias}",
+        "uid": re.sub(r"[^a-z0-9-]+", "-", f"keel-{name}-{alias}".lower())[:40],
+        "tags": ["keel", name],
+        "schemaVersion": 39,
+        "time": {"from": "now-6h", "to": "now"},
+        "refresh": "30s",
+        "templating": {
+            "list": [
+                {"name": "datasource", "type": "datasource", "query": "prometheus"},
+                {
+                    "name": "job",
+                    "type": "query",
+                    "datasource": {"type": "prometheus", "uid": "${datasource}"},
+                    "query": "label_values(keel_model_info, job)",
+                    "includeAll": True,
+                    "multi": True,
+                    "current": {"text": "All", "value": "$__all"},
+                },
+            ]
+        },
+        "panels": panels,
+    }
+
+
 def build_files(
     name: str, alias: str, version: str, folder: Path, force: bool = False
 ) -> dict[str, str]:
@@ -106,6 +243,7 @@ def build_files(
         "kserve.yaml": KSERVE.format(**values),
         "kubernetes.yaml": K8S.format(**values),
         "README.md": README.format(**values),
+        "grafana-dashboard.json": json.dumps(grafana_dashboard(name, alias), indent=2) + "\n",
     }
     existing = [p for p in files if (folder / p).exists()]
     if existing and not force:
@@ -120,4 +258,4 @@ def build_files(
     return paths
 
 
-__all__ = ["build_files"]
+__all__ = ["build_files", "grafana_dashboard"]
