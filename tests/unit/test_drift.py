@@ -105,9 +105,12 @@ def test_bins_and_shares_are_what_the_plots_show(adult_frame: pd.DataFrame) -> N
     assert sum(found.reference_share) == pytest.approx(1.0) and found.bins[0].startswith("< ")
 
 
-def test_columns_in_worker_processes_give_the_same_report() -> None:
+def test_columns_in_worker_processes_give_the_same_report(monkeypatch) -> None:
+    import keel.monitoring._drift as drift
+
+    monkeypatch.setattr(drift, "PARALLEL_CELLS", 1_000)  # fork for this small table too
     rng = np.random.default_rng(5)
-    rows = 120_000  # 20 columns × 120,000 rows: above the size where forking pays
+    rows = 20_000
     reference = pd.DataFrame({f"x{i}": rng.normal(0, 1, rows) for i in range(18)})
     reference["c0"] = rng.choice(["a", "b", "c"], rows)
     reference["c1"] = rng.choice(["u", "v"], rows)

@@ -403,7 +403,8 @@ def drift_report(
     return report
 
 
-PARALLEL_CELLS = 2_000_000  # below this many values, forking costs more than it saves
+PARALLEL_CELLS = 10_000_000  # below this many values, forking costs more than it saves
+# (measured: 300,000 rows × 20 columns took 1.13 s in one process, 1.49 s in two)
 _SHARED: dict[str, Any] = {}
 
 
@@ -426,6 +427,9 @@ def _all_columns(names: list[str], reference: Any, current: Any, workers: int) -
         if workers <= 1 or len(names) < 2 or cells < PARALLEL_CELLS or not forkable:
             return [_one_column(name) for name in names]
         from concurrent.futures import ProcessPoolExecutor
+
+        import scipy.spatial.distance
+        import scipy.stats  # noqa: F401 (imported once here, not once per forked worker)
 
         context = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(min(workers, len(names)), mp_context=context) as pool:
