@@ -125,6 +125,8 @@ def test_check_fails_a_fairness_breach_until_waived_and_promote_follows(
     assert gates["drift"]["status"] == "pass"  # the package carries its drift reference
     assert "not monitored yet" in gates["drift"]["evidence"]
     assert gates["dashboard"]["status"] == "fail"  # nothing served or monitored yet
+    assert gates["failure_alerts"]["status"] == "pass"  # the default sinks: log + jsonl
+    assert "jsonl" in gates["failure_alerts"]["evidence"]
     assert {g["checklist"] for g in report["gates"]} == {"model", "pipeline"}
     for key in ("schema", "tracked", "evaluated", "registered", "rollback", "lineage"):
         assert gates[key]["status"] == "pass", gates[key]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -306,3 +307,14 @@ def test_unwritable_output_paths_are_input_errors(tmp_path: Path, adult_frame) -
 
     with pytest.raises(KeelInputError, match="cannot write"):
         build_files("income", "champion", "1", blocker / "deploy")
+
+
+def test_a_failed_run_alerts_the_sinks(make_project) -> None:
+    path = make_project({"name": "income", "data": "adult.csv", "target": "nope", "budget": 0})
+    done = invoke("run", cwd=path.parent)
+    assert done.exit_code == 2, done.output
+    lines = (path.parent / ".keel" / "alerts.jsonl").read_text().splitlines()
+    alert = json.loads(lines[-1])
+    assert alert["kind"] == "pipeline_failure" and alert["severity"] == "critical"
+    assert alert["stage"] == "ingest" and "'nope'" in alert["message"]
+    assert not (path.parent / ".keel" / "mlflow.db").exists()  # nothing else written

@@ -111,7 +111,11 @@ def run(config: ConfigOpt = None, json_out: JsonOpt = False, debug: DebugOpt = F
                 progress.update(bar, description=stage, detail=detail)
 
             with redirect_stdout(sys.stderr):
-                result = run_project(project, settings, observer=observe)
+                try:
+                    result = run_project(project, settings, observer=observe)
+                except Exception as exc:
+                    _alert_failure(project, seen[-1] if seen else "start", exc)
+                    raise
             progress.update(bar, completed=len(STAGES))
         payload = result.to_dict()
         if json_out:
@@ -156,6 +160,31 @@ def run(config: ConfigOpt = None, json_out: JsonOpt = False, debug: DebugOpt = F
                 f" {d['value']:+.4f}, CI {d['low']:+.4f} to {d['high']:+.4f}); version"
                 f" {payload['model']['version']} is registered without an alias"
             )
+
+
+def _alert_failure(project: Any, stage: str, exc: BaseException) -> None:
+    """Tell the alert sinks (monitoring.sinks) that a pipeline run failed."""
+    import time
+    import uuid
+
+    from keel.errors import KeelError
+    from keel.monitoring import deliver
+
+    # a Keel error is written for users; anything else says its kind only (no internals)
+    what = str(exc) if isinstance(exc, KeelError) else f"{type(exc).__name__} (see the log)"
+    alert = {
+        "id": uuid.uuid4().hex,
+        "time": time.time(),
+        "kind": "pipeline_failure",
+        "severity": "critical",
+        "model": {"name": project.name, "version": None},
+        "stage": stage,
+        "message": f"[critical] keel run of {project.name} failed at {stage}: {what}"[:2000],
+    }
+    try:
+        deliver([alert], project.monitoring.sinks, project.root)
+    except Exception as problem:  # the run's own error is what the user must see
+        Console(stderr=True).print(f"[dim]failure alert not delivered: {problem}[/dim]")
 
 
 def _render_run(result: dict[str, Any]) -> None:

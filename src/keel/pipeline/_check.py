@@ -408,7 +408,16 @@ def _idempotent(f: Facts) -> Verdict:
 
 
 def _failure_alerts(f: Facts) -> Verdict:
-    return UNAVAILABLE, "alert rules and sinks arrive with the monitoring issue"
+    sinks = [s for s in f.run_tags.get("keel.failure_alerts", "").split(",") if s]
+    if not sinks:
+        return FAIL, "the run recorded no alert sinks (trained by an older Keel: run it again)"
+    reaching = [s for s in sinks if s != "log"]
+    if not reaching:
+        return FAIL, (
+            "a failed run is only written to the log: add a jsonl or webhook sink"
+            " (monitoring.sinks)"
+        )
+    return PASS, f"a failed keel run alerts {', '.join(sinks)} (monitoring.sinks)"
 
 
 def _lineage(f: Facts) -> Verdict:

@@ -578,6 +578,10 @@ def run_project(
                 mlflow.set_tag("keel.alias", ref.alias or "none: a gate failed")
                 if tags:
                     mlflow.set_tags(tags)
+                # where a failed run of this pipeline is reported (keel check: failure_alerts)
+                mlflow.set_tag(
+                    "keel.failure_alerts", ",".join(s.type for s in config.monitoring.sinks)
+                )
                 if fairness is not None:
                     _log_fairness(fairness)
                 if behaviour:
