@@ -6,8 +6,11 @@
 4. sends real HTTP requests with rows of Adult's own held-out test file,
 5. prints predictions next to the true labels, load-tests the server with
    `keel loadtest` (the numbers are recorded on the version), stops the server,
-6. runs `keel check`: the Definition of Done, gate by gate,
-7. tells you where the MLflow store is and how to open the MLflow UI on it.
+6. sends the true labels to /feedback, then 200 rows of an "older, longer hours"
+   population, and runs `keel monitor`: drift, accuracy and fairness per window of 200
+   rows, alerts, and the dashboard page (data/dashboard.html),
+7. runs `keel check`: the Definition of Done, gate by gate,
+8. tells you where the MLflow store is and how to open the MLflow UI on it.
 """
 
 from __future__ import annotations
@@ -200,10 +203,44 @@ def main() -> int:
             )
         else:
             print(f"keel loadtest failed: {load.stderr.strip()}")
+
+        say("POST /feedback with the true labels; then 200 rows of an older population")
+        http(f"{url}/feedback", {"request_id": answer["request_id"], "labels": truth})
+        older = [
+            {**r, "age": r["age"] + 10, "hours-per-week": r["hours-per-week"] + 8} for r in rows
+        ]
+        shifted = http(f"{url}/predict", {"instances": older})
+        http(f"{url}/feedback", {"request_id": shifted["request_id"], "labels": truth})
+        print("labels sent for 400 logged rows")
     finally:
         server.terminate()
         server.wait(timeout=30)
         log.close()
+    model = m["uri"].removeprefix("models:/")
+    say(f"keel monitor {model} --window 200 (drift, performance, fairness per window)")
+    watched = subprocess.run(
+        [*KEEL, "monitor", model, "--window", "200", "--html", "data/dashboard.html", "--json"],
+        cwd=HERE,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if watched.returncode in (0, 1):
+        found = json.loads(watched.stdout)
+        for w in found["windows"][-2:]:
+            metrics = w["metrics"]
+            drifted = (w["drift"] or {}).get("drifted_columns") or ["none"]
+            print(
+                f"  window {w['index']} ({w['rows']} rows): drifted {', '.join(drifted)};"
+                f" accuracy {metrics.get('accuracy', float('nan')):.3f};"
+                f" demographic parity difference"
+                f" {metrics.get('demographic_parity_difference', float('nan')):.3f}"
+            )
+        for alert in found["alerts"]:
+            print(f"  alert: {alert['message']}")
+        print(f"dashboard: {HERE / 'data' / 'dashboard.html'}")
+    else:
+        print(f"keel monitor failed: {watched.stderr.strip()}")
     say(f"keel check {m['name']}/{m['version']} (the Definition of Done, gate by gate)")
     checked = subprocess.run(
         [*KEEL, "check", f"{m['name']}/{m['version']}", "--json"],

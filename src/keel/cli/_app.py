@@ -181,8 +181,10 @@ def _alert_failure(project: Any, stage: str, exc: BaseException) -> None:
         "stage": stage,
         "message": f"[critical] keel run of {project.name} failed at {stage}: {what}"[:2000],
     }
+    # the terminal already shows the error: the log sink would only repeat it
+    sinks = [s for s in project.monitoring.sinks if s.type != "log"]
     try:
-        deliver([alert], project.monitoring.sinks, project.root)
+        deliver([alert], sinks, project.root)
     except Exception as problem:  # the run's own error is what the user must see
         Console(stderr=True).print(f"[dim]failure alert not delivered: {problem}[/dim]")
 
