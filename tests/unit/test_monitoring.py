@@ -215,7 +215,7 @@ def _report(values: list[float | None], complete: bool = True):
     from keel.monitoring import MonitorReport, Window
 
     windows = [
-        Window(i, float(i), float(i) + 0.5, 100, complete, v is not None, {"drift_share": v or 0.0})
+        Window(i, 5.0, 5.0, 100, complete, v is not None, {"drift_share": v or 0.0}, mark=float(i))
         for i, v in enumerate(values)
     ]
     return MonitorReport({"name": "m", "version": "3"}, 100, 100 * len(values), windows, {})

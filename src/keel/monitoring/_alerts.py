@@ -61,8 +61,9 @@ def evaluate(
 
     ``reports`` is keyed by window spec (``str(rule.window or default_window)``).
 
-    ``state`` is updated in place: open incidents and the last window end judged per
-    rule, so windows already judged are skipped next time.
+    ``state`` is updated in place: open incidents and the last window judged per rule
+    (its ``mark``: ordinal or calendar start), so windows already judged are skipped
+    next time — also when many windows share one timestamp (a large batch request).
     """
     alerts = []
     incidents = state.setdefault("incidents", {})
@@ -73,9 +74,9 @@ def evaluate(
         key = f"{model['name']}/{model['version']}: {rule.key}"
         last = judged.get(key, -math.inf)
         for window in report.windows:
-            if not (window.complete and window.judged) or window.end <= last:
+            if not (window.complete and window.judged) or window.mark <= last:
                 continue
-            judged[key] = window.end
+            judged[key] = window.mark
             value = window.metrics.get(rule.metric)
             if not crosses(rule, value):
                 incidents.pop(key, None)  # the incident (if any) is over

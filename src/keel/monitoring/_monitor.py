@@ -42,6 +42,9 @@ class Window:
     performance: dict[str, Any] = field(default_factory=dict)
     fairness: dict[str, Any] = field(default_factory=dict)
     prediction_share: dict[str, float] = field(default_factory=dict)
+    # what stays the same for this window as the log grows: its ordinal for windows of
+    # N rows, the start of its hour/day for calendar windows (alert state uses it)
+    mark: float = 0.0
 
     @property
     def label(self) -> str:
@@ -147,6 +150,9 @@ def monitor(
             rows=stop - first,
             complete=complete,
             judged=stop - first >= min_rows,
+            mark=float(index)
+            if isinstance(window, int)
+            else float(times[first] // SECONDS[window] * SECONDS[window]),
         )
         _fill(found, part, inputs.iloc[first:stop], checked, outputs, meta, thresholds)
         windows.append(found)
