@@ -23,6 +23,8 @@ def _rows(frame: pd.DataFrame) -> list[dict]:
     ("target", "task", "candidate"),
     [
         ("income", "binary", "lightgbm"),
+        ("race", "multiclass", "lightgbm"),
+        ("hours-per-week", "regression", "lightgbm"),
         ("income", "binary", "linear"),  # standardised numbers
         ("race", "multiclass", "random_forest"),
         ("hours-per-week", "regression", "hist_gradient_boosting"),
@@ -54,6 +56,12 @@ def test_fast_path_equals_the_pipeline(adult_frame, target, task, candidate) -> 
         got = np.array([[p[c] for c in sorted(p)] for p in a["probabilities"]])
         want = np.array([[p[c] for c in sorted(p)] for p in b["probabilities"]])
         assert np.abs(got - want).max() <= 1e-9
+    # one row at a time: LightGBM's single-row C API, the same answers
+    for row in [*rows[:15], odd]:
+        (one, _), (other, _) = fast.answer([row]), slow.answer([row])
+        assert one["predictions"] == other["predictions"]
+        for p, q in zip(one.get("probabilities", []), other.get("probabilities", []), strict=True):
+            assert max(abs(p[c] - q[c]) for c in p) <= 1e-9
 
 
 def test_fast_path_is_refused_when_it_would_differ(adult_frame) -> None:

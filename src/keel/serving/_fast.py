@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import warnings
 from typing import Any
 
@@ -106,7 +107,61 @@ def _key(value: Any) -> Any:
     return value
 
 
-def _booster_calls(model: Any) -> tuple[Any, Any]:
+class _SingleRow:
+    """LightGBM's single-row fast C API for one booster (one row in, its outputs out).
+
+    ``LGBM_BoosterPredictForMatSingleRowFast`` with a config prepared once skips what
+    ``Booster.predict`` redoes on every call (a predictor, parameter parsing, array
+    checks): 9 µs instead of 39 µs per row here, with the same values to the bit
+    (verified on the package's rows like the rest of the fast path). One thread at a
+    time: the config holds the output buffer.
+    """
+
+    def __init__(self, booster: Any, width: int, outputs: int) -> None:
+        import ctypes
+
+        import lightgbm.basic as lgb
+
+        self._lib, self._ctypes = lgb._LIB, ctypes
+        self._booster = booster  # keeps the handle alive
+        self._config = ctypes.c_void_p()
+        lgb._safe_call(
+            lgb._LIB.LGBM_BoosterPredictForMatSingleRowFastInit(
+                booster._handle,
+                ctypes.c_int(lgb._C_API_PREDICT_NORMAL),
+                ctypes.c_int(0),
+                ctypes.c_int(-1),
+                ctypes.c_int(lgb._C_API_DTYPE_FLOAT64),
+                ctypes.c_int32(width),
+                lgb._c_str("num_threads=1"),
+                ctypes.byref(self._config),
+            )
+        )
+        self._out = np.empty(outputs, dtype=np.float64)
+        self._out_pointer = self._out.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
+        self._length = ctypes.c_int64()
+        self._lock = threading.Lock()
+
+    def __call__(self, row: np.ndarray) -> np.ndarray:
+        row = np.ascontiguousarray(row, dtype=np.float64)
+        with self._lock:
+            status = self._lib.LGBM_BoosterPredictForMatSingleRowFast(
+                self._config,
+                row.ctypes.data_as(self._ctypes.c_void_p),
+                self._ctypes.byref(self._length),
+                self._out_pointer,
+            )
+            if status != 0:
+                raise RuntimeError("LightGBM single-row prediction failed")
+            return self._out[: self._length.value].copy()
+
+    def __del__(self) -> None:
+        config = getattr(self, "_config", None)
+        if config is not None and config.value:
+            self._lib.LGBM_FastConfigFree(config)
+
+
+def _booster_calls(model: Any, width: int) -> tuple[Any, Any]:
     """LightGBM's booster, called directly (probabilities, values).
 
     The sklearn wrapper spends ~1 ms per call in ``get_params`` (deep copies, signature
@@ -115,27 +170,35 @@ def _booster_calls(model: Any) -> tuple[Any, Any]:
     ignores the wrapper's ``n_jobs`` and would otherwise start OpenMP's default team,
     whose idle worker spins on a core between requests (measured: a second thread at
     ~80 % CPU under load, the server at 160 % CPU for a third of its throughput).
+    One row (the common request) goes through the single-row fast C API.
     """
     try:
         import lightgbm
     except ImportError:  # pragma: no cover - a dependency of Keel
         return None, None
+    if not isinstance(model, lightgbm.LGBMClassifier | lightgbm.LGBMRegressor):
+        return None, None
+    booster = model.booster_
+    outputs = max(1, booster.num_model_per_iteration())
+    try:
+        single: Any = _SingleRow(booster, width, outputs)
+    except Exception as exc:  # an older library: the general call still works
+        logger.info("no single-row fast path: %s", exc)
+        single = None
+
+    def values(x: np.ndarray) -> np.ndarray:
+        if single is not None and x.shape[0] == 1:
+            return single(x[0])[None, :] if outputs > 1 else single(x[0])
+        return booster.predict(x, num_threads=1)
+
     if isinstance(model, lightgbm.LGBMClassifier):
-        booster = model.booster_
 
         def proba(x: np.ndarray) -> np.ndarray:
-            result = booster.predict(x, num_threads=1)
+            result = values(x)
             return np.vstack((1.0 - result, result)).T if result.ndim == 1 else result
 
         return proba, None
-    if isinstance(model, lightgbm.LGBMRegressor):
-        booster = model.booster_
-
-        def values(x: np.ndarray) -> np.ndarray:
-            return booster.predict(x, num_threads=1)
-
-        return None, values
-    return None, None
+    return None, values
 
 
 class FastPath:
@@ -146,7 +209,7 @@ class FastPath:
         self.model = model
         self.width = width
         self.classes_ = getattr(model, "classes_", None)
-        self._proba, self._predict = _booster_calls(model)
+        self._proba, self._predict = _booster_calls(model, width)
 
     def matrix(self, values: dict[str, list[Any]]) -> np.ndarray:
         """The preprocessed matrix of the rows in ``values``."""
