@@ -495,3 +495,23 @@ def test_grafana_dashboard_queries_only_metrics_the_server_exposes() -> None:
     used = set(re.findall(r"\b(keel_[a-z_]+)", queries))
     assert len(used) >= 8 and used <= exposed, used - exposed
     assert all(p["datasource"]["uid"] == "${datasource}" for p in dashboard["panels"])
+
+
+def test_regression_predictions_do_not_become_metric_labels() -> None:
+    from prometheus_client import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from keel.serving._observe import Metrics
+
+    metrics = Metrics()
+    metrics.answered("1", [1.5, 2.25, 3.125], [1.5, 2.25, 3.125], classification=False)
+    metrics.answered("1", [">50K", "<=50K", ">50K"], [0.7, 0.2, 0.9])
+    samples = [
+        s
+        for f in text_string_to_metric_families(generate_latest(metrics.registry).decode())
+        for s in f.samples
+    ]
+    classes = {s.labels["prediction"] for s in samples if s.name == "keel_predictions_total"}
+    assert classes == {">50K", "<=50K"}  # no series per predicted number
+    rows = [s.value for s in samples if s.name == "keel_rows_total"]
+    assert rows == [6.0]

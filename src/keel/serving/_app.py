@@ -734,7 +734,7 @@ def create_app(
                 return _error(422, "invalid instances (details need an API key)", request), None
             return _error(422, f"{where}: {first.message}", request, detail), None
         scores = served.scores(answer)
-        metrics.answered(served.version, answer["predictions"], scores)
+        metrics.answered(served.version, answer["predictions"], scores, served.classification)
         answer["request_id"] = request.state.request_id
         if log is not None:
             log.record(
@@ -746,7 +746,7 @@ def create_app(
                 (time.perf_counter() - started) * 1000,
                 route,
             )
-        metrics.routed.labels(route).inc()
+        metrics.child(metrics.routed, route).inc()
         shadow_model = app.state.shadow
         if shadow_model is not None and route == "champion":
             if backlog.acquire(blocking=False):

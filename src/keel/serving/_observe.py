@@ -49,6 +49,7 @@ class Metrics:
 
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.requests = Counter(
             "keel_requests",
             "HTTP requests answered",
@@ -103,18 +104,41 @@ class Metrics:
             self.model.labels(previous["name"], previous["version"], previous["alias"] or "").set(0)
         self.model.labels(info["name"], info["version"], info["alias"] or "").set(1)
 
-    def answered(self, version: str, predictions: Iterable[Any], scores: Iterable[float]) -> None:
-        """Count one answer's predictions and scores (one counter update per class)."""
-        counts: dict[str, int] = {}
-        for p in predictions:
-            key = str(p)[:50]
-            counts[key] = counts.get(key, 0) + 1
-        for key, n in counts.items():
-            self.predictions.labels(version, key).inc(n)
-        histogram = self.scores.labels(version)
+    def child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, looked up once (label sets here are few)."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
+
+    def answered(
+        self,
+        version: str,
+        predictions: Iterable[Any],
+        scores: Iterable[float],
+        classification: bool = True,
+    ) -> None:
+        """Count one answer's rows, its classes (classification) and its scores.
+
+        A regression model's predictions are not counted by value: every distinct
+        number would become a label (unbounded series); the score histogram has them.
+        """
+        rows = 0
+        if classification:
+            counts: dict[str, int] = {}
+            for p in predictions:
+                key = str(p)[:50]
+                counts[key] = counts.get(key, 0) + 1
+            for key, n in counts.items():
+                self.child(self.predictions, version, key).inc(n)
+            rows = sum(counts.values())
+        else:
+            rows = sum(1 for _ in predictions)
+        histogram = self.child(self.scores, version)
         for s in scores:
             histogram.observe(s)
-        self.rows.labels(version).inc(sum(counts.values()))
+        self.child(self.rows, version).inc(rows)
 
 
 def endpoint_of(path: str) -> str:
@@ -147,11 +171,12 @@ class Observed:
             await self.app(scope, receive, observed_send)
         finally:
             endpoint = endpoint_of(scope.get("path", ""))
-            self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
-            self.metrics.requests.labels(endpoint, str(status), self.version_of()).inc()
+            m = self.metrics
+            m.child(m.latency, endpoint).observe(time.perf_counter() - started)
+            m.child(m.requests, endpoint, str(status), self.version_of()).inc()
             if status >= 400:
                 kind = ERROR_KINDS.get(status, "internal" if status >= 500 else "client")
-                self.metrics.errors.labels(kind).inc()
+                m.child(m.errors, kind).inc()
 
 
 @dataclass(frozen=True)
