@@ -290,6 +290,9 @@ class ServingConfig(_Strict):
     canary: CanaryConfig | None = None
     # PII actions for logged inputs, on top of keel.yaml's pii.columns
     redact: dict[str, Literal["redact", "mask", "hash", "drop"]] = Field(default_factory=dict)
+    # FastAPI's native OpenTelemetry spans and metrics (when OTel providers are set up);
+    # off by default: Keel exports Prometheus metrics, and the per-request check costs
+    opentelemetry: bool = False
 
 
 MonitorMetric = Literal[
