@@ -7,7 +7,6 @@ import math
 import os
 import threading
 import time
-import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -188,7 +187,7 @@ class _RequestContext:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = uuid.uuid4().hex
+        request_id = new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
         length = dict(scope.get("headers", ())).get(b"content-length")
         if length is not None:
@@ -1028,9 +1027,20 @@ def _dumps(answer: dict[str, Any]) -> bytes:
     return orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
+def new_request_id() -> str:
+    """32 hex digits: the time in milliseconds (12), then 80 random bits (20).
+
+    Time-ordered, like a UUIDv7: the prediction log's key on (request id, row) then
+    grows at its end. With random ids (uuid4) every insert landed on a random page of
+    that index and the log writer's cost per row grew with the table — measured 7 → 29
+    µs per row from 10,000 to 120,000 rows, against a flat ~5 µs with these.
+    """
+    return f"{time.time_ns() // 1_000_000 & 0xFFFFFFFFFFFF:012x}{os.urandom(10).hex()}"
+
+
 def _share(request_id: str) -> float:
-    """A request's place in 0..100 (from its random id): canary routing by percent."""
-    return int(request_id[:8], 16) % 10_000 / 100
+    """A request's place in 0..100 (from the random end of its id): canary by percent."""
+    return int(request_id[-8:], 16) % 10_000 / 100
 
 
 def _plain_list(values: Any) -> list[Any]:
