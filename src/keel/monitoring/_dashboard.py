@@ -158,15 +158,17 @@ def render_dashboard(report: dict[str, Any], recent: list[dict[str, Any]] | None
         verdict, colour = "not enough rows in any window to judge yet", "#555"
     else:
         drifted = latest["drift"].get("drifted_columns", []) if latest["drift"] else []
-        bad = bool(latest["metrics"].get("dataset_drift")) or bool(
-            latest["metrics"].get("prediction_drift")
+        table_drifts = bool(latest["metrics"].get("dataset_drift"))
+        outputs_drift = bool(latest["metrics"].get("prediction_drift"))
+        verdict = f"latest window ({latest['label']}): " + (
+            ("DATASET DRIFT — " if table_drifts else f"{len(drifted)} feature(s) drift — ")
+            + ", ".join(drifted[:8])
+            if drifted
+            else "no feature drift"
         )
-        verdict = (
-            f"latest window ({latest['label']}): "
-            + ("DRIFT — " + ", ".join(drifted[:8]) if drifted else "no feature drift")
-            + ("; predictions drift" if latest["metrics"].get("prediction_drift") else "")
-        )
-        colour = "#b71c1c" if bad else "#2e7d32"
+        verdict += "; predictions drift" if outputs_drift else ""
+        # red: the table or the outputs drift; amber: some features do; green: none
+        colour = "#b71c1c" if table_drifts or outputs_drift else "#e65100" if drifted else "#2e7d32"
 
     def series(metric: str) -> list[float | None]:
         return [w["metrics"].get(metric) for w in windows]
