@@ -761,21 +761,11 @@ MODEL_URI = re.compile(r"^[A-Za-z0-9_.\-]+(@[A-Za-z0-9_\-]+|/[0-9]+)$")
 def _drift_reference(reference: str, config: Path | None, current: Any) -> Any:
     """A table read from ``reference``, or the drift reference of the model it names."""
     from keel.data import read_table
-    from keel.monitoring import DriftReference
+    from keel.pipeline import package_reference
 
     if Path(reference).exists() or not MODEL_URI.match(reference):
         return read_table(Path(reference))
-    from keel.registry import package_documents
-
-    _, documents = package_documents(reference, _registry(config), ("drift_reference.json",))
-    doc = documents.get("drift_reference.json")
-    if doc is None:
-        raise KeelInputError(
-            f"{reference} has no drift reference in its package (registered by an older"
-            " Keel); train it again with `keel run`, or pass a reference data file"
-        )
-    found = DriftReference.from_dict(doc["features"])
-    outputs = DriftReference.from_dict(doc["outputs"])
+    _, found, outputs = package_reference(reference, _registry(config))
     for name, column in outputs.columns.items():  # model outputs, when CURRENT has them
         if name in current.columns and name not in found.columns:
             found.columns[name] = column

@@ -35,6 +35,7 @@ from keel.monitoring._reference import (
     DriftReference,
     NumericReference,
     is_numeric,
+    package_references,
 )
 
 __all__ = [
@@ -62,6 +63,7 @@ __all__ = [
     "log_frame",
     "monitor",
     "numeric_drift",
+    "package_references",
     "post_json",
     "reference_of_file",
     "render_dashboard",

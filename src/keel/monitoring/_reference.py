@@ -231,9 +231,26 @@ class DriftReference:
             raise ValueError(f"not a drift reference ({type(exc).__name__}: {exc})") from exc
 
 
+def package_references(document: dict[str, Any]) -> tuple[DriftReference, DriftReference]:
+    """``(features, outputs)`` of a model package's ``drift_reference.json``.
+
+    Raises
+    ------
+    ValueError
+        When the document is not a drift reference.
+    """
+    try:
+        return DriftReference.from_dict(document["features"]), DriftReference.from_dict(
+            document["outputs"]
+        )
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"not a drift reference ({type(exc).__name__}: {exc})") from exc
+
+
 __all__ = [
     "CategoricalReference",
     "DriftReference",
     "NumericReference",
     "is_numeric",
+    "package_references",
 ]

@@ -2,7 +2,13 @@
 
 from keel.pipeline._cards import write_model_card
 from keel.pipeline._check import Checklist, GateResult, check_version
-from keel.pipeline._monitoring import MONITOR_TAG, recent_alerts, retrain, run_monitor
+from keel.pipeline._monitoring import (
+    MONITOR_TAG,
+    package_reference,
+    recent_alerts,
+    retrain,
+    run_monitor,
+)
 from keel.pipeline._report import (
     atomic_write,
     render_drift_html,
@@ -25,6 +31,7 @@ __all__ = [
     "atomic_write",
     "check_version",
     "git_commit",
+    "package_reference",
     "recent_alerts",
     "render_drift_html",
     "render_html",

@@ -17,7 +17,6 @@ from typing import Any
 from keel.config import ProjectConfig, resolve_settings
 from keel.errors import KeelInputError
 from keel.monitoring import (
-    DriftReference,
     DriftThresholds,
     MonitorReport,
     deliver,
@@ -25,6 +24,7 @@ from keel.monitoring import (
     load_state,
     log_frame,
     monitor,
+    package_references,
     save_state,
     state_path,
 )
@@ -44,7 +44,11 @@ def package_reference(uri: str, tracking_uri: str) -> tuple[dict[str, Any], Any,
             f"{uri} (version {meta['version']}) has no drift reference in its package"
             " (registered by an older Keel); train it again with `keel run`"
         )
-    return meta, DriftReference.from_dict(doc["features"]), DriftReference.from_dict(doc["outputs"])
+    try:
+        features, outputs = package_references(doc)
+    except ValueError as exc:
+        raise KeelInputError(f"{uri}: its package's drift reference is unreadable: {exc}") from exc
+    return meta, features, outputs
 
 
 def run_monitor(

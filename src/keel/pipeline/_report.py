@@ -640,6 +640,17 @@ def _categories_svg(stats: dict[str, Any]) -> str:
     )
 
 
+# pages with a table and a card per column (validation, drift)
+COLUMNS_CSS = (
+    "body{font-family:system-ui,sans-serif;margin:2rem;max-width:75rem;color:#222}"
+    "table{border-collapse:collapse;margin:0.5rem 0 1.5rem}"
+    "td,th{border:1px solid #ccc;padding:0.25rem 0.6rem;text-align:left;vertical-align:top}"
+    "th{background:#f2f2f2}.cols{display:flex;flex-wrap:wrap;gap:1rem}"
+    ".col{border:1px solid #ddd;padding:0.5rem;width:320px}.col h3{margin:0;font-size:1rem}"
+    ".col p{font-size:0.8rem;color:#555}"
+)
+
+
 def render_validation_html(report: dict[str, Any], profile: dict[str, Any]) -> str:
     """One self-contained page: verdict, every violation with example rows, column plots."""
     verdict = "valid" if report["valid"] else f"{len(report['violations'])} rule(s) broken"
@@ -670,14 +681,7 @@ def render_validation_html(report: dict[str, Any], profile: dict[str, Any]) -> s
             )
             plot = _categories_svg(stats)
         columns.append(f"<div class='col'><h3>{html.escape(name)}</h3><p>{facts}</p>{plot}</div>")
-    css = (
-        "body{font-family:system-ui,sans-serif;margin:2rem;max-width:75rem;color:#222}"
-        "table{border-collapse:collapse;margin:0.5rem 0 1.5rem}"
-        "td,th{border:1px solid #ccc;padding:0.25rem 0.6rem;text-align:left;vertical-align:top}"
-        "th{background:#f2f2f2}.cols{display:flex;flex-wrap:wrap;gap:1rem}"
-        ".col{border:1px solid #ddd;padding:0.5rem;width:320px}.col h3{margin:0;font-size:1rem}"
-        ".col p{font-size:0.8rem;color:#555}"
-    )
+    css = COLUMNS_CSS
     title = f"Keel data validation — {Path(report['data']).name}"
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
@@ -810,14 +814,7 @@ def render_drift_html(report: dict[str, Any], reference: str, current: str) -> s
         f"{_shares_svg(c)}</div>"
         for c in report["columns"]
     ]
-    css = (
-        "body{font-family:system-ui,sans-serif;margin:2rem;max-width:75rem;color:#222}"
-        "table{border-collapse:collapse;margin:0.5rem 0 1.5rem}"
-        "td,th{border:1px solid #ccc;padding:0.25rem 0.6rem;text-align:left;vertical-align:top}"
-        "th{background:#f2f2f2}.cols{display:flex;flex-wrap:wrap;gap:1rem}"
-        ".col{border:1px solid #ddd;padding:0.5rem;width:320px}.col h3{margin:0;font-size:1rem}"
-        ".col p{font-size:0.8rem;color:#555}"
-    )
+    css = COLUMNS_CSS
     title = f"Keel drift — {Path(reference).name} → {Path(current).name}"
     colour = "#b71c1c" if drifted else "#2e7d32"
     t = report["thresholds"]

@@ -28,11 +28,11 @@ from keel.errors import ModelNotFoundError
 from keel.estimators import decides_itself
 from keel.evaluation import decide
 from keel.monitoring import (
-    DriftReference,
     DriftThresholds,
     load_state,
     log_frame,
     monitor,
+    package_references,
     render_dashboard,
     state_path,
 )
@@ -681,12 +681,13 @@ def create_app(
         ``keel monitor``, run on a schedule).
         """
         served = app.state.served
-        doc = served.package.documents.get("drift_reference.json")
-        if doc is None:
+        try:
+            features, outputs = package_references(served.package.documents["drift_reference.json"])
+        except (KeyError, ValueError):
             return _error(
                 409,
-                "this model's package has no drift reference (registered by an older"
-                " Keel); train it again with `keel run`",
+                "this model's package has no readable drift reference (registered by an"
+                " older Keel); train it again with `keel run`",
                 request,
             )
         if log is None:
@@ -700,8 +701,8 @@ def create_app(
         rows = read_log(log.url, model_name=package.name, model_version=package.version)
         report = monitor(
             log_frame(rows),
-            DriftReference.from_dict(doc["features"]),
-            DriftReference.from_dict(doc["outputs"]),
+            features,
+            outputs,
             {**package.metadata, "name": package.name, "version": package.version},
             window=spec,
             min_rows=monitoring.min_rows,
