@@ -164,29 +164,15 @@ def run(config: ConfigOpt = None, json_out: JsonOpt = False, debug: DebugOpt = F
 
 def _alert_failure(project: Any, stage: str, exc: BaseException) -> None:
     """Tell the alert sinks (monitoring.sinks) that a pipeline run failed."""
-    import time
-    import uuid
-
     from keel.errors import KeelError
-    from keel.monitoring import deliver
+    from keel.monitoring import deliver, failure_alert
 
     # a Keel error is written for users; anything else says its kind only (no internals)
     what = str(exc) if isinstance(exc, KeelError) else f"{type(exc).__name__} (see the log)"
-    alert = {
-        "id": uuid.uuid4().hex,
-        "time": time.time(),
-        "kind": "pipeline_failure",
-        "severity": "critical",
-        "model": {"name": project.name, "version": None},
-        "stage": stage,
-        "message": f"[critical] keel run of {project.name} failed at {stage}: {what}"[:2000],
-    }
-    # the terminal already shows the error: the log sink would only repeat it
+    # the terminal already shows the error: the log sink would only repeat it; deliver
+    # never raises (a sink that fails is reported on stderr by the log)
     sinks = [s for s in project.monitoring.sinks if s.type != "log"]
-    try:
-        deliver([alert], sinks, project.root)
-    except Exception as problem:  # the run's own error is what the user must see
-        Console(stderr=True).print(f"[dim]failure alert not delivered: {problem}[/dim]")
+    deliver([failure_alert(project.name, stage, what)], sinks, project.root)
 
 
 def _render_run(result: dict[str, Any]) -> None:

@@ -124,6 +124,19 @@ def state_path(url: str, root: Path) -> Path:
     return root / ".keel" / "alerts-state.json"
 
 
+def failure_alert(name: str, stage: str, what: str) -> dict[str, Any]:
+    """The alert of a failed pipeline run (``kind: pipeline_failure``, critical)."""
+    return {
+        "id": uuid.uuid4().hex,
+        "time": time.time(),
+        "kind": "pipeline_failure",
+        "severity": "critical",
+        "model": {"name": name, "version": None},
+        "stage": stage,
+        "message": f"[critical] keel run of {name} failed at {stage}: {what}"[:2000],
+    }
+
+
 def load_state(path: Path) -> dict[str, Any]:
     """The alert state beside the log (empty when absent or unreadable)."""
     try:
@@ -207,6 +220,7 @@ __all__ = [
     "crosses",
     "deliver",
     "evaluate",
+    "failure_alert",
     "load_state",
     "post_json",
     "save_state",
