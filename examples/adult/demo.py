@@ -85,6 +85,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def keel_json(env: dict[str, str], *args: str) -> dict | None:
+    """`keel ARGS --json` from this folder: its answer (exit 0, or 1 for a finding), or
+    None after printing why it failed."""
+    done = subprocess.run(
+        [*KEEL, *args, "--json"], cwd=HERE, env=env, capture_output=True, text=True
+    )
+    if done.returncode in (0, 1):
+        return json.loads(done.stdout)
+    print(f"keel {args[0]} failed: {done.stderr.strip()}")
+    return None
+
+
 def http(url: str, payload: dict | None = None) -> dict:
     data = None if payload is None else json.dumps(payload).encode()
     request = urllib.request.Request(url, data=data, headers={"content-type": "application/json"})
@@ -187,22 +199,13 @@ def main() -> int:
         print(f"a bad row gets HTTP {bad[0]}: {bad[1]['error']}")
 
         say("keel loadtest (500 one-row requests, 4 clients; recorded on the version)")
-        load = subprocess.run(
-            [*KEEL, "loadtest", url, "--requests", "500", "--concurrency", "4", "--json"],
-            cwd=HERE,
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        if load.returncode in (0, 1):
-            found = json.loads(load.stdout)
+        found = keel_json(env, "loadtest", url, "--requests", "500", "--concurrency", "4")
+        if found is not None:
             print(
                 f"p50 {found['p50_ms']:.2f} ms, p95 {found['p95_ms']:.2f} ms, p99"
                 f" {found['p99_ms']:.2f} ms, {found['throughput']:.0f} requests/s, error rate"
                 f" {found['error_rate']:.2%}"
             )
-        else:
-            print(f"keel loadtest failed: {load.stderr.strip()}")
 
         say("POST /feedback with the true labels; then 200 rows of an older population")
         http(f"{url}/feedback", {"request_id": answer["request_id"], "labels": truth})
@@ -218,15 +221,8 @@ def main() -> int:
         log.close()
     model = m["uri"].removeprefix("models:/")
     say(f"keel monitor {model} --window 200 (drift, performance, fairness per window)")
-    watched = subprocess.run(
-        [*KEEL, "monitor", model, "--window", "200", "--html", "data/dashboard.html", "--json"],
-        cwd=HERE,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    if watched.returncode in (0, 1):
-        found = json.loads(watched.stdout)
+    found = keel_json(env, "monitor", model, "--window", "200", "--html", "data/dashboard.html")
+    if found is not None:
         for w in found["windows"][-2:]:
             metrics = w["metrics"]
             drifted = (w["drift"] or {}).get("drifted_columns") or ["none"]
@@ -239,25 +235,14 @@ def main() -> int:
         for alert in found["alerts"]:
             print(f"  alert: {alert['message']}")
         print(f"dashboard: {HERE / 'data' / 'dashboard.html'}")
-    else:
-        print(f"keel monitor failed: {watched.stderr.strip()}")
     say(f"keel check {m['name']}/{m['version']} (the Definition of Done, gate by gate)")
-    checked = subprocess.run(
-        [*KEEL, "check", f"{m['name']}/{m['version']}", "--json"],
-        cwd=HERE,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    if checked.returncode in (0, 1):
-        report = json.loads(checked.stdout)
+    report = keel_json(env, "check", f"{m['name']}/{m['version']}")
+    if report is not None:
         for gate in report["gates"]:
             required = "required" if gate["required"] else "        "
             print(f"  {gate['status']:<17} {required}  {gate['gate']:<19} {gate['item']}")
         verdict = "done" if report["passed"] else f"not done: {', '.join(report['blocking'])}"
         print(f"verdict: {verdict} (see `keel check` for the evidence of each gate)")
-    else:
-        print(f"keel check failed: {checked.stderr.strip()}")
     say("Done")
     store = result["tracking_uri"]
     print(f"MLflow store: {store}")
