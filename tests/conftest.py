@@ -68,6 +68,45 @@ def make_project(tmp_path: Path, adult_frame: pd.DataFrame) -> ProjectFactory:
     return make
 
 
+def keel_in(root: Path, *args: str, env: dict[str, str] | None = None) -> Any:
+    """`keel ARGS` in-process from ``root`` (the CLI reads ./keel.yaml there).
+
+    The terminal is 250 columns wide, so help texts and tables are not wrapped.
+    """
+    import os
+
+    from typer.testing import CliRunner
+
+    from keel.cli import app
+
+    old = os.getcwd()
+    os.chdir(root)
+    try:
+        return CliRunner().invoke(app, list(args), env={"COLUMNS": "250", **(env or {})})
+    finally:
+        os.chdir(old)
+
+
+SMALL_PROJECT = {
+    "name": "income",
+    "data": "adult.csv",
+    "target": "income",
+    "ignore_columns": ["fnlwgt"],
+    "budget": 0,
+    "cv_folds": 2,
+}
+
+
+def train_project(root: Path, frame: pd.DataFrame, **config: Any) -> dict[str, Any]:
+    """Write ``frame`` and a small keel.yaml (``SMALL_PROJECT`` + ``config``) into
+    ``root``, run `keel run --json` there, and return its JSON (it must succeed)."""
+    frame.to_csv(root / "adult.csv", index=False)
+    (root / "keel.yaml").write_text(json.dumps({**SMALL_PROJECT, **config}))
+    done = keel_in(root, "run", "--json")
+    assert done.exit_code == 0, done.output
+    return json.loads(done.stdout)
+
+
 def start_server(root: Path, *extra: str) -> tuple[Any, str]:
     """Start ``keel serve`` in ``root`` on a free loopback port; wait until it is ready.
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Iterator
 
 import pandas as pd
@@ -16,10 +14,8 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from typer.testing import CliRunner
 
-from keel.cli import app
-from tests.conftest import start_server
+from tests.conftest import start_server, train_project
 
 pytestmark = pytest.mark.integration
 
@@ -29,22 +25,7 @@ def live_server(
     tmp_path_factory: pytest.TempPathFactory, adult_frame: pd.DataFrame
 ) -> Iterator[str]:
     root = tmp_path_factory.mktemp("fuzzed")
-    adult_frame.to_csv(root / "adult.csv", index=False)
-    config = {
-        "name": "income",
-        "data": "adult.csv",
-        "target": "income",
-        "ignore_columns": ["fnlwgt"],
-        "budget": 0,
-        "cv_folds": 2,
-    }
-    (root / "keel.yaml").write_text(json.dumps(config))
-    old = os.getcwd()
-    os.chdir(root)
-    try:
-        assert CliRunner().invoke(app, ["run"]).exit_code == 0
-    finally:
-        os.chdir(old)
+    train_project(root, adult_frame)
     process, url = start_server(root)
     yield url
     process.terminate()

@@ -5,7 +5,6 @@ client, keel build."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import threading
@@ -15,11 +14,10 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
 from keel.cli import app
 from keel.serving import read_log
-from tests.conftest import free_port, start_server
+from tests.conftest import free_port, keel_in, start_server, train_project
 
 pytestmark = pytest.mark.integration
 FLUSH = 0.2
@@ -28,24 +26,7 @@ FLUSH = 0.2
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory, adult_frame: pd.DataFrame) -> Path:
     root = tmp_path_factory.mktemp("logged")
-    adult_frame.to_csv(root / "adult.csv", index=False)
-    config = {
-        "name": "income",
-        "data": "adult.csv",
-        "target": "income",
-        "ignore_columns": ["fnlwgt"],
-        "budget": 0,
-        "cv_folds": 2,
-        "serving": {"log_flush_seconds": FLUSH},
-    }
-    (root / "keel.yaml").write_text(json.dumps(config))
-    old = os.getcwd()
-    os.chdir(root)
-    try:
-        done = CliRunner().invoke(app, ["run", "--json"])
-    finally:
-        os.chdir(old)
-    assert done.exit_code == 0, done.output
+    train_project(root, adult_frame, serving={"log_flush_seconds": FLUSH})
     return root
 
 
@@ -120,19 +101,12 @@ def test_kill_9_under_load_loses_at_most_the_last_flush_and_never_corrupts(
     assert not missing, f"{len(missing)} of {len(safe)} lost"
 
 
-def _keel(root: Path, *args: str):
-    old = os.getcwd()
-    os.chdir(root)
-    try:
-        return CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
-    finally:
-        os.chdir(old)
-
-
 def test_loadtest_is_the_evidence_for_the_gate_and_the_card(project: Path) -> None:
     process, url = start_server(project)
     try:
-        done = _keel(project, "loadtest", url, "--requests", "200", "--concurrency", "4", "--json")
+        done = keel_in(
+            project, "loadtest", url, "--requests", "200", "--concurrency", "4", "--json"
+        )
     finally:
         process.terminate()
         process.wait(timeout=60)
@@ -141,20 +115,20 @@ def test_loadtest_is_the_evidence_for_the_gate_and_the_card(project: Path) -> No
     assert result["requests"] == 200 and result["statuses"] == {"200": 200}
     assert 0 < result["p50_ms"] <= result["p95_ms"] <= result["p99_ms"] <= result["max_ms"]
     assert result["error_rate"] == 0 and result["throughput"] > 0
-    checked = _keel(project, "check", "income/1", "--json")
+    checked = keel_in(project, "check", "income/1", "--json")
     gate = {g["gate"]: g for g in json.loads(checked.stdout)["gates"]}["load_tested"]
     assert gate["status"] == "pass" and "200 requests at concurrency 4" in gate["evidence"]
-    card = _keel(project, "card", "income/1", "--json")
+    card = keel_in(project, "card", "income/1", "--json")
     markdown = Path(json.loads(card.stdout)["paths"]["model_card_md"]).read_text()
     assert "p50 ms" in markdown and "not measured yet" not in markdown
 
 
 def test_loadtest_refuses_other_hosts_and_says_when_no_server(project: Path) -> None:
-    far = _keel(project, "loadtest", "http://203.0.113.5:8000", "--requests", "1")
+    far = keel_in(project, "loadtest", "http://203.0.113.5:8000", "--requests", "1")
     assert far.exit_code == 2 and "this machine only" in far.stderr
-    nobody = _keel(project, "loadtest", f"http://127.0.0.1:{free_port()}", "--requests", "1")
+    nobody = keel_in(project, "loadtest", f"http://127.0.0.1:{free_port()}", "--requests", "1")
     assert nobody.exit_code == 2 and "no Keel server" in nobody.stderr
-    huge = _keel(project, "loadtest", "--requests", "10000000")
+    huge = keel_in(project, "loadtest", "--requests", "10000000")
     assert huge.exit_code == 2 and "--requests must be" in huge.stderr
     assert "Traceback" not in far.output + nobody.output + huge.output
 
@@ -215,7 +189,7 @@ def test_build_writes_deployment_files_that_parse_and_run_keel_serve(project: Pa
 
     import yaml
 
-    done = _keel(project, "build", "income@champion", "--json")
+    done = keel_in(project, "build", "income@champion", "--json")
     assert done.exit_code == 0, done.output
     result = json.loads(done.stdout)
     paths = {Path(p).name: Path(p) for p in result["paths"].values()}
@@ -242,17 +216,17 @@ def test_build_writes_deployment_files_that_parse_and_run_keel_serve(project: Pa
     ):
         assert argv[0] == "keel" and argv[1] in commands
         assert argv[argv.index("--model") + 1] == "income@champion"
-        helptext = _keel(project, argv[1], "--help").stdout
+        helptext = keel_in(project, argv[1], "--help").stdout
         for option in (a for a in argv[2:] if a.startswith("--")):
             assert option in helptext, option
     assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
     assert deployment["metadata"]["labels"]["keel.version"] == result["version"]
     before = paths["kubernetes.yaml"].read_text()
-    again = _keel(project, "build", "income@champion")
+    again = keel_in(project, "build", "income@champion")
     assert again.exit_code == 2 and "--force" in again.stderr
     assert paths["kubernetes.yaml"].read_text() == before
-    assert _keel(project, "build", "income@champion", "--force").exit_code == 0
-    unknown = _keel(project, "build", "income@nope")
+    assert keel_in(project, "build", "income@champion", "--force").exit_code == 0
+    unknown = keel_in(project, "build", "income@nope")
     assert unknown.exit_code == 2 and "no alias 'nope'" in unknown.stderr
-    pinned = _keel(project, "build", "income/1")
+    pinned = keel_in(project, "build", "income/1")
     assert pinned.exit_code == 2 and "NAME@ALIAS" in pinned.stderr

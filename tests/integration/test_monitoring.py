@@ -5,17 +5,14 @@ headless Chromium, `keel drift` against the package's reference."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 import httpx
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
-from keel.cli import app
-from tests.conftest import WebhookReceiver, start_server
+from tests.conftest import WebhookReceiver, keel_in, start_server, train_project
 
 pytestmark = pytest.mark.integration
 OUTPUT = Path(__file__).parents[1] / "output"
@@ -36,32 +33,25 @@ def served(
     """A trained project whose server answered calm rows, then rows with a shift."""
     root = tmp_path_factory.mktemp("monitored")
     train, later = adult_frame.iloc[:1200], adult_frame.iloc[1200:]
-    train.to_csv(root / "adult.csv", index=False)
-    config = {
-        "name": "income",
-        "data": "adult.csv",
-        "target": "income",
-        "ignore_columns": ["fnlwgt"],
-        "sensitive_features": ["sex"],
-        "budget": 0,
-        "cv_folds": 2,
-        "serving": {"log_flush_seconds": 0.1},
-        "monitoring": {
-            "window": WINDOW,
-            "min_rows": 50,
-            "alerts": [
-                {"metric": "drift_share", "threshold": 0.1, "severity": "critical"},
-                {"metric": "accuracy", "threshold": 0.5},
-            ],
-            "sinks": [
-                {"type": "jsonl", "path": ".keel/alerts.jsonl"},
-                {"type": "webhook", "url": receiver.url, "timeout_seconds": 5, "retries": 2},
-            ],
-        },
+    monitoring = {
+        "window": WINDOW,
+        "min_rows": 50,
+        "alerts": [
+            {"metric": "drift_share", "threshold": 0.1, "severity": "critical"},
+            {"metric": "accuracy", "threshold": 0.5},
+        ],
+        "sinks": [
+            {"type": "jsonl", "path": ".keel/alerts.jsonl"},
+            {"type": "webhook", "url": receiver.url, "timeout_seconds": 5, "retries": 2},
+        ],
     }
-    (root / "keel.yaml").write_text(json.dumps(config))
-    done = _invoke(root, "run", "--json")
-    assert done.exit_code == 0, done.output
+    train_project(
+        root,
+        train,
+        sensitive_features=["sex"],
+        serving={"log_flush_seconds": 0.1},
+        monitoring=monitoring,
+    )
     # 400 rows as they came, then 400 with older people working longer hours
     calm = later.iloc[:400]
     shifted = later.iloc[400:800].assign(
@@ -94,17 +84,8 @@ def served(
     return root
 
 
-def _invoke(root: Path, *args: str):
-    old = os.getcwd()
-    os.chdir(root)
-    try:
-        return CliRunner().invoke(app, list(args))
-    finally:
-        os.chdir(old)
-
-
 def test_monitor_finds_the_shift_and_alerts_once(served: Path, receiver: WebhookReceiver) -> None:
-    done = _invoke(served, "monitor", "--json", "--html", str(served / "dashboard.html"))
+    done = keel_in(served, "monitor", "--json", "--html", str(served / "dashboard.html"))
     assert done.exit_code == 1, done.output  # new alerts are a finding
     found = json.loads(done.stdout)
     assert found["rows"] == 800 and [w["rows"] for w in found["windows"]] == [WINDOW] * 4
@@ -127,11 +108,11 @@ def test_monitor_finds_the_shift_and_alerts_once(served: Path, receiver: Webhook
     assert [json.loads(line)["id"] for line in lines] == [alert["id"]]
     assert [d["error"] for d in found["deliveries"]] == [None, None]
     # run again: nothing new, nothing sent
-    again = _invoke(served, "monitor", "--json")
+    again = keel_in(served, "monitor", "--json")
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["alerts"] == [] and len(receiver.received) == 1
     # the evidence is on the version
-    check = _invoke(served, "check", "--json", "--no-record")
+    check = keel_in(served, "check", "--json", "--no-record")
     gates = {g["gate"]: g for g in json.loads(check.stdout)["gates"]}
     assert gates["drift"]["status"] == "pass", gates["drift"]
     assert gates["dashboard"]["status"] == "pass", gates["dashboard"]
@@ -141,7 +122,7 @@ def test_an_alert_retrains_a_challenger_on_production_rows(served: Path) -> None
     from mlflow import MlflowClient
 
     (served / ".keel" / "predictions.db.alerts.json").unlink()  # the shift alerts anew
-    done = _invoke(served, "monitor", "--json", "--retrain")
+    done = keel_in(served, "monitor", "--json", "--retrain")
     assert done.exit_code == 1, done.output
     found = json.loads(done.stdout)
     again = found["retrain"]
@@ -157,13 +138,13 @@ def test_an_alert_retrains_a_challenger_on_production_rows(served: Path) -> None
     monitored = client.get_model_version("income", "1").tags
     assert json.loads(monitored["keel.retrained_by"])["run_id"] == again["run_id"]
     # nothing new the next time: no alert, no retraining
-    quiet = _invoke(served, "monitor", "--json", "--retrain")
+    quiet = keel_in(served, "monitor", "--json", "--retrain")
     assert quiet.exit_code == 0 and not json.loads(quiet.stdout)["retrain"]["retrained"]
 
 
 def test_dashboards_render_in_a_real_browser(served: Path, browser) -> None:
     if not (served / "dashboard.html").exists():
-        assert _invoke(served, "monitor", "--no-alerts", "--html", "dashboard.html").exit_code == 0
+        assert keel_in(served, "monitor", "--no-alerts", "--html", "dashboard.html").exit_code == 0
     OUTPUT.mkdir(exist_ok=True)
     for name in ("dashboard.html", "served-dashboard.html"):
         rendered = browser(served / name)
@@ -178,7 +159,7 @@ def test_dashboards_render_in_a_real_browser(served: Path, browser) -> None:
 def test_keel_drift_against_the_packages_reference(served: Path, adult_frame: pd.DataFrame) -> None:
     current = adult_frame.iloc[1200:].assign(age=lambda f: f.age + 12)
     current.to_csv(served / "current.csv", index=False)
-    done = _invoke(served, "drift", "income@champion", "current.csv", "--json")
+    done = keel_in(served, "drift", "income@champion", "current.csv", "--json")
     assert done.exit_code == 0, done.output  # one column of 13: no dataset drift
     found = json.loads(done.stdout)
     assert found["drifted_columns"] == ["age"]
@@ -197,6 +178,6 @@ def test_keel_drift_against_the_packages_reference(served: Path, adult_frame: pd
     ],
 )
 def test_bad_monitoring_input_is_a_clear_error(served: Path, args: tuple, message: str) -> None:
-    done = _invoke(served, *args)
+    done = keel_in(served, *args)
     assert done.exit_code == 2, done.output
     assert message in done.output and "Traceback" not in done.output

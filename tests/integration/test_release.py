@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
-from keel.cli import app
 from keel.registry import alias_version, history, mlflow_scope
+from tests.conftest import keel_in
 
 pytestmark = pytest.mark.integration
 
@@ -33,12 +31,7 @@ def _adult(rows: int) -> pd.DataFrame:
 
 
 def _keel(root: Path, *args: str):
-    old = os.getcwd()
-    os.chdir(root)
-    try:
-        return CliRunner().invoke(app, list(args), env={"KEEL_USER": "ada", "COLUMNS": "250"})
-    finally:
-        os.chdir(old)
+    return keel_in(root, *args, env={"KEEL_USER": "ada"})  # who moves aliases, in history
 
 
 def _run(root: Path, config: dict) -> dict:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from pathlib import Path
@@ -16,19 +15,11 @@ from typer.testing import CliRunner
 
 from keel.cli import app
 from keel.registry import load_package
+from tests.conftest import keel_in
 
 pytestmark = pytest.mark.integration
 
 OUTPUT = Path(__file__).resolve().parents[2] / "test-output"
-
-
-def _keel(root: Path, *args: str):
-    old = os.getcwd()
-    os.chdir(root)
-    try:
-        return CliRunner().invoke(app, list(args))
-    finally:
-        os.chdir(old)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +44,7 @@ def fair_run(tmp_path_factory, adult_frame: pd.DataFrame) -> tuple[Path, dict]:
         },
     }
     (root / "keel.yaml").write_text(json.dumps(config))
-    result = _keel(root, "run", "--json")
+    result = keel_in(root, "run", "--json")
     assert result.exit_code == 0, result.output
     return root, json.loads(result.stdout)
 
@@ -91,7 +82,7 @@ def test_fairness_numbers_equal_fairlearn_on_the_models_decisions(fair_run) -> N
 
 def test_card_numbers_match_the_mlflow_run(fair_run) -> None:
     root, payload = fair_run
-    result = _keel(root, "card", "carded@champion", "--json")
+    result = keel_in(root, "card", "carded@champion", "--json")
     assert result.exit_code == 0, result.output
     paths = json.loads(result.stdout)["paths"]
     card = Path(paths["model_card_md"]).read_text()
@@ -121,7 +112,7 @@ def test_card_numbers_match_the_mlflow_run(fair_run) -> None:
 
 def test_card_of_an_unknown_model_is_bad_input(fair_run) -> None:
     root, _ = fair_run
-    result = _keel(root, "card", "cardd@champion")
+    result = keel_in(root, "card", "cardd@champion")
     assert result.exit_code == 2
     assert "did you mean 'carded'" in result.stderr and "Traceback" not in result.stderr
 
@@ -165,7 +156,7 @@ def test_reweighing_is_shipped_with_before_and_after(tmp_path: Path, adult_frame
         "fairness": {"mitigation": "reweighing"},
     }
     (root / "keel.yaml").write_text(json.dumps(config))
-    result = _keel(root, "run", "--json")
+    result = keel_in(root, "run", "--json")
     payload = json.loads(result.stdout)
     mitigation = payload["assessment"]["mitigation"]
     assert mitigation["method"] == "reweighing" and mitigation["shipped"] == "after"
@@ -217,7 +208,7 @@ def test_mitigation_needs_sensitive_features(tmp_path: Path, adult_frame) -> Non
         "fairness": {"mitigation": "reweighing"},
     }
     (root / "keel.yaml").write_text(json.dumps(config))
-    result = _keel(root, "run")
+    result = keel_in(root, "run")
     assert result.exit_code == 2 and "needs sensitive_features" in result.stderr
 
 
@@ -247,7 +238,7 @@ def test_in_and_post_processing_mitigation_ship_and_serve(
         "fairness": {"mitigation": method, "constraint": "demographic_parity", **extra},
     }
     (root / "keel.yaml").write_text(json.dumps(config))
-    result = _keel(root, "run", "--json")
+    result = keel_in(root, "run", "--json")
     # on 2,000 rows a mitigated model may not beat the shallow-tree baseline beyond noise
     # (exponentiated_gradient here: ROC AUC +0.0001, CI -0.025 to +0.025): that is the
     # gate's honest finding (exit 1, registered without an alias), not a crash
@@ -345,7 +336,7 @@ def test_mitigation_config_errors_exit_2(tmp_path: Path, adult_frame, config, fr
     adult_frame.to_csv(root / "adult.csv", index=False)
     full = {"name": "bad", "data": "adult.csv", "target": "income", "budget": 0, **config}
     (root / "keel.yaml").write_text(json.dumps(full))
-    result = _keel(root, "run")
+    result = keel_in(root, "run")
     assert result.exit_code == 2, result.output
     assert fragment in result.stderr and "Traceback" not in result.output
 

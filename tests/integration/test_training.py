@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
-from typer.testing import CliRunner
 
-from keel.cli import app
 from keel.data import infer_schema, prepare_labels, split_frame
 from keel.training import summarize_folds, tune
+from tests.conftest import keel_in
 
 pytestmark = pytest.mark.integration
 
@@ -25,16 +23,6 @@ def _project(root: Path, frame: pd.DataFrame, config: dict) -> Path:
     base = {"data": "adult.csv", "target": "income", "cv_folds": 3, "ignore_columns": ["fnlwgt"]}
     (root / "keel.yaml").write_text(json.dumps({**base, **config}))
     return root
-
-
-def _keel(root: Path, *args: str):
-    """`keel ARGS` in-process, from the project folder (the CLI reads ./keel.yaml)."""
-    old = os.getcwd()
-    os.chdir(root)
-    try:
-        return CliRunner().invoke(app, list(args))
-    finally:
-        os.chdir(old)
 
 
 def test_tune_respects_the_budget_and_prunes(adult_frame: pd.DataFrame) -> None:
@@ -98,7 +86,7 @@ def test_noise_fails_the_gate_and_gets_no_alias(tmp_path: Path, adult_frame: pd.
     noise = adult_frame.copy()
     noise["income"] = np.random.default_rng(0).permutation(noise["income"].to_numpy())
     root = _project(tmp_path / "noise", noise, {"name": "noise", "budget": 3})
-    result = _keel(root, "run", "--json")
+    result = keel_in(root, "run", "--json")
     assert result.exit_code == 1, result.output
     assert "finding: baseline gate failed" in result.stderr
     payload = json.loads(result.stdout)
@@ -124,7 +112,7 @@ def test_behaviour_tests_gate_the_alias(tmp_path: Path, adult_frame: pd.DataFram
         ],
     }
     root = _project(tmp_path / "behaviour", adult_frame, config)
-    result = _keel(root, "run", "--json")
+    result = keel_in(root, "run", "--json")
     assert result.exit_code == 1, result.output
     assert "behaviour test failed: invariance sex" in result.stderr
     payload = json.loads(result.stdout)
@@ -139,10 +127,10 @@ def test_reproduce_matches_and_catches_a_change(tmp_path: Path, adult_frame: pd.
     root = _project(
         tmp_path / "repro", adult_frame, {"name": "repro", "candidates": ["lightgbm"], "budget": 4}
     )
-    done = _keel(root, "run", "--json")
+    done = keel_in(root, "run", "--json")
     assert done.exit_code in (0, 1), done.output
     payload = json.loads(done.stdout)
-    same = _keel(root, "reproduce", payload["run_id"], "--json")
+    same = keel_in(root, "reproduce", payload["run_id"], "--json")
     assert same.exit_code == 0, same.output
     result = json.loads(same.stdout)
     assert result["identical"] and result["compared"] >= 9
@@ -152,10 +140,10 @@ def test_reproduce_matches_and_catches_a_change(tmp_path: Path, adult_frame: pd.
     frame = pd.read_parquet(snapshot)
     frame.loc[frame.index[:200], "income"] = ">50K"
     frame.to_parquet(snapshot, index=False)
-    changed = _keel(root, "reproduce", payload["run_id"])
+    changed = keel_in(root, "reproduce", payload["run_id"])
     assert changed.exit_code == 1
     assert "does not reproduce" in changed.stderr
-    missing = _keel(root, "reproduce", "0123456789abcdef")
+    missing = keel_in(root, "reproduce", "0123456789abcdef")
     assert missing.exit_code == 2 and "not in the tracking store" in missing.stderr
 
 
@@ -174,7 +162,7 @@ def test_final_fit_on_all_rows_ships_a_model_that_saw_every_row(
         "behaviour": [{"kind": "directional", "feature": "education-num"}],
     }
     root = _project(tmp_path / "allrows", adult_frame, config)
-    result = _keel(root, "run", "--json")
+    result = keel_in(root, "run", "--json")
     payload = json.loads(result.stdout)
     sizes = payload["data"]["split_sizes"]
     shipped = payload["assessment"]["shipped"]
@@ -208,7 +196,7 @@ def test_fairness_is_assessed_and_a_breach_blocks_the_alias(
         "fairness": {"bins": {"age": [30, 50]}, "min_disparate_impact_ratio": 0.8},
     }
     root = _project(tmp_path / "fair", adult_frame, config)
-    result = _keel(root, "run", "--json")
+    result = keel_in(root, "run", "--json")
     assert result.exit_code == 1, result.output
     assert "fairness gate failed: sex disparate_impact_ratio" in result.stderr
     assert "Female" in result.stderr  # the groups at either end are named
@@ -228,7 +216,7 @@ def test_fairness_is_assessed_and_a_breach_blocks_the_alias(
 
 def test_unknown_sensitive_feature_is_bad_input(tmp_path: Path, adult_frame) -> None:
     root = _project(tmp_path / "typo", adult_frame, {"name": "typo", "sensitive_features": ["sx"]})
-    result = _keel(root, "run")
+    result = keel_in(root, "run")
     assert result.exit_code == 2
     assert "'sx' is not a column" in result.stderr and "did you mean 'sex'" in result.stderr
     assert "Traceback" not in result.stderr
