@@ -6,7 +6,8 @@ import json
 import re
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -173,6 +174,65 @@ class WebhookReceiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+@contextmanager
+def postgres_cluster(user: str) -> Iterator[str]:
+    """A throwaway PostgreSQL cluster on loopback (Debian's binaries); its SQLAlchemy URL.
+
+    Skips when the server binaries are missing (.ci/run installs them) or, as root, when
+    there is no ``postgres`` account to run it (PostgreSQL refuses to run as root).
+    """
+    import glob
+    import os
+    import shutil
+    import subprocess
+    import tempfile
+
+    def binary(name: str) -> str | None:
+        found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}")) or [shutil.which(name)]
+        return found[-1] if found and found[-1] else None
+
+    initdb, pg_ctl = binary("initdb"), binary("pg_ctl")
+    if initdb is None or pg_ctl is None:
+        pytest.skip("PostgreSQL server binaries not installed (.ci/run installs them)")
+    runas: list[str] = []
+    if os.geteuid() == 0:
+        if subprocess.run(["id", "postgres"], capture_output=True).returncode != 0:
+            pytest.skip("running as root and there is no 'postgres' user to run the server")
+        runas = ["runuser", "-u", "postgres", "--"]
+    # not under pytest's private tmp: the server's account must be able to reach it
+    folder = Path(tempfile.mkdtemp(prefix="keel-pg-"))
+    data = folder / "data"
+    if runas:
+        shutil.chown(folder, "postgres")
+    subprocess.run(
+        [*runas, initdb, "-D", str(data), "-U", user, "-A", "trust"],
+        check=True,
+        capture_output=True,
+    )
+    port = free_port()
+    subprocess.run(
+        [
+            *runas,
+            pg_ctl,
+            "-D",
+            str(data),
+            "-w",
+            "-l",
+            str(folder / "pg.log"),
+            "-o",
+            f"-p {port} -k {folder} -c listen_addresses=127.0.0.1",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield f"postgresql+psycopg://{user}@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*runas, pg_ctl, "-D", str(data), "-m", "fast", "stop"], capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def free_port() -> int:

@@ -2,73 +2,21 @@
 
 from __future__ import annotations
 
-import glob
-import os
-import shutil
-import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from keel.serving import PredictionLog, read_log
-from tests.conftest import free_port
+from tests.conftest import postgres_cluster
 
 pytestmark = pytest.mark.integration
 
 
-def _binary(name: str) -> str | None:
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}")) or [shutil.which(name)]
-    return found[-1] if found and found[-1] else None
-
-
 @pytest.fixture(scope="module")
 def postgres_url() -> Iterator[str]:
-    initdb, pg_ctl = _binary("initdb"), _binary("pg_ctl")
-    if initdb is None or pg_ctl is None:
-        pytest.skip("PostgreSQL server binaries not installed (.ci/run installs them)")
-    # not under pytest's private tmp: the postgres account must be able to reach it
-    folder = Path(tempfile.mkdtemp(prefix="keel-pg-"))
-    data, sockets = folder / "data", folder / "sock"
-    sockets.mkdir()
-    as_user: list[str] = []
-    if os.geteuid() == 0:  # PostgreSQL refuses to run as root: use its own account
-        as_user = ["runuser", "-u", "postgres", "--"]
-        shutil.chown(folder, "postgres")
-        shutil.chown(sockets, "postgres")
-    subprocess.run(
-        [*as_user, initdb, "-D", str(data), "-U", "postgres", "-A", "trust"],
-        check=True,
-        capture_output=True,
-    )
-    port = free_port()
-    subprocess.run(
-        [
-            *as_user,
-            pg_ctl,
-            "-D",
-            str(data),
-            "-w",
-            "-l",
-            str(folder / "pg.log"),
-            "-o",
-            f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1",
-            "start",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run(
-            [*as_user, pg_ctl, "-D", str(data), "-m", "fast", "stop"],
-            check=False,
-            capture_output=True,
-        )
-        shutil.rmtree(folder, ignore_errors=True)
+    with postgres_cluster("postgres") as url:
+        yield url
 
 
 def test_prediction_log_on_postgresql(postgres_url: str) -> None:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +19,7 @@ from keel.config import DvcSource, SqlSource, load_config
 from keel.data import content_digest, load_data, read_table
 from keel.errors import DataError
 from keel.pipeline import run_project
-from tests.conftest import free_port
+from tests.conftest import postgres_cluster
 
 pytestmark = pytest.mark.integration
 
@@ -118,49 +116,8 @@ def test_sql_passwords_never_appear(sqlite_db: Path) -> None:
 
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[str]:
-    initdb = shutil.which("initdb") or "/usr/lib/postgresql/15/bin/initdb"
-    pg_ctl = shutil.which("pg_ctl") or "/usr/lib/postgresql/15/bin/pg_ctl"
-    if not Path(initdb).exists():
-        pytest.skip(
-            "PostgreSQL server not installed (Debian package postgresql); SQL tested on SQLite"
-        )
-    runas: list[str] = []
-    if os.geteuid() == 0:
-        if subprocess.run(["id", "postgres"], capture_output=True).returncode != 0:
-            pytest.skip("running as root and there is no 'postgres' user to run the server")
-        runas = ["runuser", "-u", "postgres", "--"]
-    # a folder the server's user can reach (pytest's own tmp folders are root-only)
-    folder = Path(tempfile.mkdtemp(prefix="keel-pg-"))
-    data = folder / "data"
-    if runas:
-        shutil.chown(folder, "postgres")
-    subprocess.run(
-        [*runas, initdb, "-D", str(data), "-A", "trust", "-U", "keel"],
-        check=True,
-        capture_output=True,
-    )
-    port = free_port()
-    subprocess.run(
-        [
-            *runas,
-            pg_ctl,
-            "-D",
-            str(data),
-            "-l",
-            str(folder / "log"),
-            "-w",
-            "-o",
-            f"-p {port} -k {folder} -c listen_addresses=127.0.0.1",
-            "start",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    try:
-        yield f"postgresql+psycopg://keel@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run([*runas, pg_ctl, "-D", str(data), "-m", "fast", "stop"], capture_output=True)
-        shutil.rmtree(folder, ignore_errors=True)
+    with postgres_cluster("keel") as url:
+        yield url
 
 
 def test_postgres_source(postgres: str, tmp_path: Path, adult_frame) -> None:
