@@ -131,10 +131,29 @@ def test_mlflow_sees_run_dataset_and_champion(first_run: dict, project: Path) ->
     assert not (project / "mlruns").exists()
 
 
-def test_second_run_is_challenger_and_reuses_the_snapshot(first_run: dict, project: Path) -> None:
-    second = keel("run", "--json", cwd=project)
+def test_identical_run_reuses_every_stage_and_registers_nothing(
+    first_run: dict, project: Path
+) -> None:
+    again = keel("run", "--json", cwd=project)
+    assert again.returncode == 0, again.stderr
+    result = json.loads(again.stdout)
+    assert [s["name"] for s in result["stages"]] == [s["name"] for s in first_run["stages"]]
+    assert {s["status"] for s in first_run["stages"]} == {"ran"}
+    assert {s["status"] for s in result["stages"]} == {"reused"}
+    assert [s["key"] for s in result["stages"]] == [s["key"] for s in first_run["stages"]]
+    assert result["model"]["version"] == "1" and result["run_id"] == first_run["run_id"]
+    assert result["metrics"] == first_run["metrics"]
+    client = MlflowClient(first_run["tracking_uri"])
+    assert len(client.search_model_versions("name = 'income'")) == 1
+
+
+def test_run_without_cache_is_challenger_and_reuses_the_snapshot(
+    first_run: dict, project: Path
+) -> None:
+    second = keel("run", "--json", "--no-cache", cwd=project)
     assert second.returncode == 0, second.stderr
     result = json.loads(second.stdout)
+    assert {s["status"] for s in result["stages"]} == {"ran"}
     assert result["model"]["alias"] == "challenger" and result["model"]["version"] == "2"
     assert result["data"]["snapshot"] == first_run["data"]["snapshot"]
     assert result["metrics"] == first_run["metrics"]  # seeded: same data, same numbers

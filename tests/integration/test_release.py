@@ -34,9 +34,9 @@ def _keel(root: Path, *args: str):
     return keel_in(root, *args, env={"KEEL_USER": "ada"})  # who moves aliases, in history
 
 
-def _run(root: Path, config: dict) -> dict:
+def _run(root: Path, config: dict, *options: str) -> dict:
     (root / "keel.yaml").write_text(json.dumps(config))
-    result = _keel(root, "run", "--json")
+    result = _keel(root, "run", "--json", *options)
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
 
@@ -62,8 +62,9 @@ def test_better_version_auto_promotes_and_an_equal_one_does_not(tmp_path: Path) 
     seen = versus["champion_trained_on_test_rows"]
     assert versus["rows"] + seen == strong["data"]["split_sizes"]["test"]
 
-    # The same configuration again: identical scores, so not better beyond noise.
-    again = _run(tmp_path, {**base, "ignore_columns": ["fnlwgt"]})
+    # The same configuration again, every stage run again (an identical run would reuse
+    # them and register nothing): identical scores, so not better beyond noise.
+    again = _run(tmp_path, {**base, "ignore_columns": ["fnlwgt"]}, "--no-cache")
     versus = again["assessment"]["versus_champion"]
     assert again["model"]["alias"] == "challenger"
     assert versus["difference"]["value"] == 0 and not versus["promote"]
@@ -169,7 +170,7 @@ def test_serve_follows_promote_and_rollback_under_load_without_a_failed_request(
         "cv_folds": 2,
     }
     assert _run(tmp_path, config)["model"]["alias"] == "champion"
-    assert _run(tmp_path, config)["model"]["alias"] == "challenger"
+    assert _run(tmp_path, config, "--no-cache")["model"]["alias"] == "challenger"
 
     server, url = start_server(tmp_path, "--poll-seconds", "0.2")
     rows = adult_frame.drop(columns=["income"]).dropna().head(3).to_dict("records")

@@ -66,21 +66,45 @@ def _root(
 
 
 @app.command()
-def run(config: ConfigOpt = None, json_out: JsonOpt = False, debug: DebugOpt = False) -> None:
+def run(
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+    from_stage: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="Re-run this stage and every later one, whatever is stored"
+            " (ingest, pii, validate, split, leakage, profile, tune, train, evaluate,"
+            " fairness, explain, register, compare, report, card, alias).",
+        ),
+    ] = None,
+    no_cache: Annotated[
+        bool,
+        typer.Option("--no-cache", help="Run every stage; reuse and store nothing."),
+    ] = False,
+) -> None:
     """Ingest, validate, split, tune, train baselines and candidates, evaluate, register.
 
     Reads keel.yaml, writes a dataset snapshot under .keel/data, tunes the candidates
-    with Optuna for `budget:` seconds, trains them beside three baselines (dummy,
-    linear, shallow tree), picks the best on validation, and judges it on the untouched
-    test rows with 95% bootstrap intervals and cross-validation. Everything is logged
-    to MLflow (sqlite:///.keel/mlflow.db unless MLFLOW_TRACKING_URI or tracking_uri says
-    otherwise). The model is registered and tagged with the dataset digest, config
-    digest, code commit and gate summary. If it passes its gates (it beats the best
-    baseline on the interval; behaviour and fairness limits hold) it is aliased
-    `champion` the first time, and later `challenger`, unless it beats the champion on
-    the primary metric beyond noise, on test rows the champion never trained on, and is
-    not worse on fairness: then it is auto-promoted (recorded in `keel history`).
-    Exit codes: 0 done, 1 baseline gate failed, 2 bad config or data (nothing written).
+    with Optuna for `budget:` seconds (or `trials:`), trains them beside three baselines
+    (dummy, linear, shallow tree), picks the best on validation, and judges it on the
+    untouched test rows with 95% bootstrap intervals and cross-validation. Everything is
+    logged to MLflow (sqlite:///.keel/mlflow.db unless MLFLOW_TRACKING_URI or
+    tracking_uri says otherwise). The model is registered and tagged with the dataset
+    digest, config digest, code commit and gate summary. If it passes its gates (it
+    beats the best baseline on the interval; behaviour and fairness limits hold) it is
+    aliased `champion` the first time, and later `challenger`, unless it beats the
+    champion on the primary metric beyond noise, on test rows the champion never
+    trained on, and is not worse on fairness: then it is auto-promoted (recorded in
+    `keel history`). The alias moves last, after the report and the card exist.
+
+    Every stage's outputs are stored under .keel/stages by a key of its code, the
+    keel.yaml keys it reads and its inputs: a stage whose key is stored is reused, so
+    running again with the same config, data and code re-runs nothing and registers no
+    new version, changing only `card:` re-runs only the card, and a run after a failure
+    (or a kill) resumes where it stopped. --json lists every stage: ran or reused.
+    Exit codes: 0 done, 1 a gate failed, 2 bad config or data (nothing written).
     """
     from keel.config import load_config, resolve_settings
     from keel.errors import KeelFinding
@@ -102,20 +126,21 @@ def run(config: ConfigOpt = None, json_out: JsonOpt = False, debug: DebugOpt = F
             transient=True,
         ) as progress:
             bar = progress.add_task("keel run", total=len(STAGES), detail="")
-            seen: list[str] = []
 
             def observe(stage: str, detail: str) -> None:
-                if stage not in seen:
-                    seen.append(stage)
-                    progress.update(bar, completed=len(seen) - 1)
+                if stage in STAGES:
+                    progress.update(bar, completed=STAGES.index(stage))
                 progress.update(bar, description=stage, detail=detail)
 
             with redirect_stdout(sys.stderr):
-                try:
-                    result = run_project(project, settings, observer=observe)
-                except Exception as exc:
-                    _alert_failure(project, seen[-1] if seen else "start", exc)
-                    raise
+                # failures are named by stage and alerted by the runner's hooks
+                result = run_project(
+                    project,
+                    settings,
+                    observer=observe,
+                    start_from=from_stage,
+                    use_cache=not no_cache,
+                )
             progress.update(bar, completed=len(STAGES))
         payload = result.to_dict()
         if json_out:
@@ -160,19 +185,6 @@ def run(config: ConfigOpt = None, json_out: JsonOpt = False, debug: DebugOpt = F
                 f" {d['value']:+.4f}, CI {d['low']:+.4f} to {d['high']:+.4f}); version"
                 f" {payload['model']['version']} is registered without an alias"
             )
-
-
-def _alert_failure(project: Any, stage: str, exc: BaseException) -> None:
-    """Tell the alert sinks (monitoring.sinks) that a pipeline run failed."""
-    from keel.errors import KeelError
-    from keel.monitoring import deliver, failure_alert
-
-    # a Keel error is written for users; anything else says its kind only (no internals)
-    what = str(exc) if isinstance(exc, KeelError) else f"{type(exc).__name__} (see the log)"
-    # the terminal already shows the error: the log sink would only repeat it; deliver
-    # never raises (a sink that fails is reported on stderr by the log)
-    sinks = [s for s in project.monitoring.sinks if s.type != "log"]
-    deliver([failure_alert(project.name, stage, what)], sinks, project.root)
 
 
 def _render_run(result: dict[str, Any]) -> None:
@@ -247,6 +259,13 @@ def _render_run(result: dict[str, Any]) -> None:
         f" {model['candidate']}); MLflow run {result['run_id']}"
     )
     console.print(f"Data {result['data']['digest']} ({result['data']['rows']} rows)")
+    reused = [s["name"] for s in result.get("stages", []) if s["status"] == "reused"]
+    if reused:
+        ran = [s["name"] for s in result["stages"] if s["status"] != "reused"]
+        console.print(
+            f"Stages reused from .keel/stages: {len(reused)} of {len(result['stages'])}"
+            + (f" (ran: {', '.join(ran)})" if ran else " (nothing changed: no new version)")
+        )
     console.print(f"Report: {result['reports']['html']}")
     console.print(f"MLflow UI: mlflow ui --backend-store-uri {result['tracking_uri']}")
 

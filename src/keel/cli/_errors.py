@@ -40,8 +40,11 @@ def exit_codes(debug: bool = False) -> Iterator[None]:
     except Exception as exc:
         if debug:
             raise
+        stage = getattr(exc, "keel_stage", None)
+        where = f" in stage {stage}" if stage else ""
         _say(
-            f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            f"internal error{where}: {type(exc).__name__}:"
+            f" {str(exc).splitlines()[0] if str(exc) else ''}"
             " — this is a bug in Keel; rerun with --debug for the traceback and report it"
         )
         raise typer.Exit(EXIT_INTERNAL) from None

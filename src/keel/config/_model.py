@@ -88,6 +88,11 @@ def _check_suffix(value: str) -> str:
 def _data_kind(value: Any) -> str:
     if isinstance(value, dict):
         return "dvc" if "dvc" in value else "sql"
+    # serialising a parsed config sees the source objects themselves
+    if isinstance(value, DvcSource):
+        return "dvc"
+    if isinstance(value, SqlSource):
+        return "sql"
     return "file"
 
 

@@ -26,12 +26,15 @@ class Settings:
         Content-addressed dataset snapshots (``.keel/data``).
     reports_dir
         Human-readable reports (``.keel/reports``).
+    stage_store
+        Outputs of ``keel run``'s stages, by cache key (``.keel/stages``).
     """
 
     tracking_uri: str
     artifact_location: str
     data_store: Path
     reports_dir: Path
+    stage_store: Path | None = None
 
 
 def resolve_settings(config: ProjectConfig, environ: Mapping[str, str] | None = None) -> Settings:
@@ -46,6 +49,7 @@ def resolve_settings(config: ProjectConfig, environ: Mapping[str, str] | None = 
         artifact_location=(keel_dir / "artifacts").resolve().as_uri(),
         data_store=keel_dir / "data",
         reports_dir=keel_dir / "reports",
+        stage_store=keel_dir / "stages",
     )
 
 

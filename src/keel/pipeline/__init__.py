@@ -2,6 +2,7 @@
 
 from keel.pipeline._cards import write_model_card
 from keel.pipeline._check import Checklist, GateResult, check_version
+from keel.pipeline._lifecycle import LIFECYCLE, RunContext
 from keel.pipeline._monitoring import (
     MONITOR_TAG,
     package_reference,
@@ -20,17 +21,36 @@ from keel.pipeline._report import (
 )
 from keel.pipeline._reproduce import Reproduction, reproduce
 from keel.pipeline._run import STAGES, RunResult, git_commit, run_project
+from keel.pipeline._stages import (
+    Graph,
+    Runner,
+    Stage,
+    StageContractError,
+    StageRecord,
+    StageStore,
+    is_transient,
+    stage_of,
+)
 
 __all__ = [
+    "LIFECYCLE",
     "MONITOR_TAG",
     "STAGES",
     "Checklist",
     "GateResult",
+    "Graph",
     "Reproduction",
+    "RunContext",
     "RunResult",
+    "Runner",
+    "Stage",
+    "StageContractError",
+    "StageRecord",
+    "StageStore",
     "atomic_write",
     "check_version",
     "git_commit",
+    "is_transient",
     "package_reference",
     "recent_alerts",
     "render_drift_html",
@@ -40,6 +60,7 @@ __all__ = [
     "retrain",
     "run_monitor",
     "run_project",
+    "stage_of",
     "write_drift_report",
     "write_model_card",
     "write_reports",

@@ -128,6 +128,7 @@ def log_model_package(
     metadata: dict[str, Any],
     signature_rows: pd.DataFrame,
     files: dict[str, dict[str, Any]] | None = None,
+    version_tags: dict[str, str] | None = None,
 ) -> tuple[str, ModelRef]:
     """Log ``pipeline`` as an MLflow model in the active run, then register it.
 
@@ -135,7 +136,8 @@ def log_model_package(
     schema under ``metadata['keel']`` (visible to any MLflow client) and, under
     ``keel/`` in the model's artifacts, ``schema.json`` and every JSON document in
     ``files`` (the profile, say). Files are added before registration, so a
-    registered version is complete from its first moment.
+    registered version is complete from its first moment; ``version_tags`` are set by
+    the registration itself (the stage key that makes registering idempotent).
     """
     import skops.io as sio
 
@@ -163,7 +165,8 @@ def log_model_package(
             for name, document in documents.items():
                 (Path(folder) / name).write_text(json.dumps(document, sort_keys=True))
             MlflowClient().log_model_artifacts(info.model_id, folder, PACKAGE_DIR)
-        version = mlflow.register_model(info.model_uri, registered_name)
+        # tags given at registration: the version and its tags appear together
+        version = mlflow.register_model(info.model_uri, registered_name, tags=version_tags)
     return info.model_uri, ModelRef(registered_name, str(version.version))
 
 

@@ -1,0 +1,651 @@
+"""The stages of ``keel run`` that write: register, compare, report, card, alias.
+
+They reach MLflow only through :mod:`keel.registry` helpers and MLflow's own logging
+calls inside the run that ``register`` opens. Each is idempotent: ``register`` finds the
+version its cache key already registered (a retry after a failure never registers a
+duplicate), ``report`` and ``card`` overwrite their files and artifacts, ``alias``
+moves the alias only once, after every piece of evidence exists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from keel._git import commit_of
+from keel._version import __version__
+from keel.config import ProjectConfig
+from keel.pipeline._lifecycle import (
+    JUDGE,
+    RECORD,
+    RECORDED_KEYS,
+    RunContext,
+    assessment_document,
+    fairness_judge,
+    now,
+)
+from keel.pipeline._stages import Stage
+
+STAGE_TAG = "keel.stage.register"
+
+
+def register(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
+    """Snapshot the data, log the MLflow run, register the package (once per key)."""
+    import mlflow
+
+    from keel.data import snapshot
+    from keel.registry import ensure_experiment, mlflow_scope
+
+    config, settings = ctx.config, ctx.settings
+    dataset = inputs["dataset"]
+    snapshot_path = snapshot(dataset, settings.data_store)
+    with mlflow_scope(settings.tracking_uri) as client:
+        experiment_id = ensure_experiment(client, config.name, settings.artifact_location)
+        done = registered_by_key(client, config.name, ctx.key)
+        if done is not None:  # a retry: this key's version exists, its run holds the rest
+            ctx.say(f"{config.name} version {done.version} (already registered)")
+            ctx.facts["run_id"] = done.run_id
+            report = _report_document(config, inputs, done.run_id, done.version, snapshot_path)
+            return {"run": _run_doc(done.run_id, experiment_id, config.name, done.version, report)}
+        ctx.say(config.name)
+        best = inputs["best"]
+        with (
+            _quiet_mlflow(),
+            mlflow.start_run(experiment_id=experiment_id, run_name=f"keel-{best.name}") as run,
+        ):
+            run_id = ctx.facts["run_id"] = run.info.run_id
+            _log_candidates(experiment_id, inputs)
+            _log_run(config, inputs, snapshot_path)
+            version = _log_package(client, config, inputs, run_id, ctx.key)
+            _log_gates(config, inputs, client, version, inputs["run_tags"])
+            report = _report_document(config, inputs, run_id, version, snapshot_path)
+    return {"run": _run_doc(run_id, experiment_id, config.name, version, report)}
+
+
+def _run_doc(run_id: str, experiment_id: str, name: str, version: str, report: dict) -> dict:
+    return {
+        "run_id": run_id,
+        "experiment_id": experiment_id,
+        "name": name,
+        "version": str(version),
+        "report": report,
+    }
+
+
+def registered_by_key(client: Any, name: str, key: str) -> Any:
+    """The version of ``name`` registered by the register stage with cache key ``key``."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = client.search_model_versions(f"name = '{name}'")
+    except MlflowException:
+        return None
+    for version in versions:
+        if (version.tags or {}).get(STAGE_TAG) == key:
+            return version
+    return None
+
+
+def still_registered(outputs: dict[str, Any], ctx: RunContext) -> bool:
+    """Whether the stored registration still exists in the registry."""
+    from mlflow.exceptions import MlflowException
+
+    from keel.registry import mlflow_scope
+
+    run = outputs["run"]
+    with mlflow_scope(ctx.settings.tracking_uri) as client:
+        try:
+            version = client.get_model_version(run["name"], run["version"])
+        except MlflowException:
+            return False
+        return (version.tags or {}).get(STAGE_TAG) is not None and version.run_id == run["run_id"]
+
+
+def _log_candidates(experiment_id: str, inputs: dict[str, Any]) -> None:
+    """A nested run per candidate and per tuning trial."""
+    import mlflow
+
+    for c in inputs["trained"]:
+        with mlflow.start_run(experiment_id=experiment_id, run_name=c.name, nested=True):
+            mlflow.log_params({f"model.{k}": v for k, v in c.params.items()})
+            mlflow.log_metrics({f"val_{k}": v for k, v in c.validation_metrics.items()})
+            mlflow.log_metrics({f"test_{k}": v for k, v in inputs["all_test"][c.name].items()})
+            mlflow.log_metric("fit_seconds", c.fit_seconds)
+            mlflow.set_tag("keel.candidate", c.name)
+    for name, result in inputs["tuned"].items():
+        for trial in result.trials:
+            with mlflow.start_run(
+                experiment_id=experiment_id, run_name=f"{name}-trial-{trial.number}", nested=True
+            ):
+                mlflow.log_params({f"model.{k}": v for k, v in trial.params.items()})
+                mlflow.set_tags({"keel.candidate": name, "keel.trial.state": trial.state})
+                if trial.score is not None:
+                    mlflow.log_metric(f"cv_{result.metric}", trial.score)
+                mlflow.log_metric("trial_seconds", trial.seconds)
+
+
+def _log_run(config: ProjectConfig, inputs: dict[str, Any], snapshot_path: Path) -> None:
+    """Everything that makes the run reproducible, logged on the active MLflow run."""
+    import mlflow
+
+    dataset, labels, schema = inputs["dataset"], inputs["labels"], inputs["schema"]
+    splits, best = inputs["splits"], inputs["best"]
+    test_metrics = inputs["assessment"].test_metrics
+    mlflow.log_params(
+        {
+            "seed": config.seed,
+            "task": labels.task,
+            "candidate": best.name,
+            "positive_class": labels.positive_class,
+            "split.validation": config.split.validation,
+            "split.test": config.split.test,
+            "split.stratified": splits.stratified,
+            "split.method": splits.method,
+            "time_column": config.time_column,
+            "group_column": config.group_column,
+            **{f"model.{k}": v for k, v in best.params.items()},
+        }
+    )
+    mlflow.log_metrics({f"test_{k}": v for k, v in test_metrics.items()})
+    mlflow.log_metrics({f"val_{k}": v for k, v in best.validation_metrics.items()})
+    for name, size in splits.sizes().items():
+        mlflow.log_metric(f"rows_{name}", size)
+    tags = {
+        "keel.version": __version__,
+        "keel.dataset.digest": dataset.digest,
+        "keel.schema.digest": schema.digest,
+        "keel.split.digest": splits.digest,
+        "keel.config.digest": config_digest(config),
+        "keel.task": labels.task,
+    }
+    commit = git_commit(config.root)
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    mlflow.set_tags(tags)
+    origin = dataset.lineage.get("kind") == "file"
+    # MLflow resolves only file-like sources; SQL and DVC data point at Keel's snapshot,
+    # with where it came from in the input's tags.
+    uri = Path(dataset.source).as_uri() if origin else Path(snapshot_path).resolve().as_uri()
+    source = mlflow.data.from_pandas(
+        inputs["frame"],
+        source=uri,
+        name=Path(dataset.source).name if origin else f"{config.name}-{dataset.lineage['kind']}",
+        targets=config.target,
+        digest=dataset.digest,
+    )
+    lineage_tags = {
+        f"keel.source.{k}": str(v)[:5000] for k, v in dataset.lineage.items() if v is not None
+    }
+    mlflow.log_input(source, context="training", tags=lineage_tags)
+    log_config(config)
+    mlflow.log_dict(schema.to_dict(), "schema.json")
+    mlflow.log_dict(inputs["profile"], "profile.json")
+
+
+def log_config(config: ProjectConfig, run_id: str | None = None) -> None:
+    """The config as the run used it, as ``keel.yaml`` on the run."""
+    import mlflow
+
+    text = yaml.safe_dump(config.model_dump(mode="json", by_alias=True), sort_keys=False)
+    if run_id is None:
+        mlflow.log_text(text, "keel.yaml")
+    else:
+        mlflow.MlflowClient().log_text(run_id, text, "keel.yaml")
+
+
+def _log_package(
+    client: Any, config: ProjectConfig, inputs: dict[str, Any], run_id: str, key: str
+) -> str:
+    """Register the shipped model with its documents; returns the new version."""
+    from keel.data import encode_row_keys
+    from keel.registry import log_model_package
+    from keel.responsible import NEEDS_SENSITIVE_AT_PREDICTION
+
+    labels, schema, splits = inputs["labels"], inputs["schema"], inputs["splits"]
+    assessment, dataset = inputs["assessment"], inputs["dataset"]
+    cut = (assessment.threshold or {}).get("value")
+    metadata = {
+        "task": labels.task,
+        "classes": list(labels.classes),
+        "positive_class": labels.positive_class,
+        # binary: serving decides "positive" when P(positive) >= this
+        "decision_threshold": cut,
+        "candidate": inputs["best"].name,
+        "target": config.target,
+        "sensitive_features": list(config.sensitive_features),
+        # serving refuses rows without these (the model decides per group)
+        "requires_sensitive_features": list(config.sensitive_features)
+        if config.fairness.mitigation in NEEDS_SENSITIVE_AT_PREDICTION
+        else [],
+        "mitigation": config.fairness.mitigation,
+        "dataset_digest": dataset.digest,
+        "split_digest": splits.digest,
+        "run_id": run_id,
+        "seed": config.seed,
+        "keel_version": __version__,
+    }
+    features = splits.train[schema.feature_names]
+    model_columns = [*schema.feature_names, config.target]
+    _, ref = log_model_package(
+        inputs["shipped"],
+        registered_name=config.name,
+        example=features.head(5),
+        schema=schema,
+        metadata=metadata,
+        signature_rows=features.head(1000),
+        version_tags={STAGE_TAG: key},
+        files={
+            "profile.json": inputs["profile"],
+            # the local explanations' background (training rows)
+            "background.json": json.loads(
+                inputs["background"].to_json(orient="records", date_format="iso")
+            ),
+            # monitoring's reference: training features, and the outputs on the test rows
+            "drift_reference.json": drift_reference(inputs["shipped"], splits, schema, labels, cut),
+            # which rows the shipped model saw: a later version is compared with it only
+            # on rows it did not train on
+            "training_rows.json": encode_row_keys(
+                [splits.train, splits.validation]
+                + ([splits.test] if config.final_fit == "all_rows" else []),
+                model_columns,
+            ),
+        },
+    )
+    for tag, value in {
+        "keel.dataset.digest": dataset.digest,
+        "keel.config.digest": config_digest(config),
+        "keel.commit": git_commit(config.root) or "unknown (not a git checkout)",
+        "keel.gates": ", ".join(f"{k} {v}" for k, v in gate_verdicts(inputs).items()),
+    }.items():
+        client.set_model_version_tag(ref.name, ref.version, tag, value)
+    return ref.version
+
+
+def gate_verdicts(values: Any) -> dict[str, str]:
+    """The run's own gates: baseline, behaviour, fairness."""
+    gate = values["assessment"].gate
+    behaviour, fairness = values["behaviour"], values["fairness"]
+    return {
+        "baseline": "not run" if gate is None else _verdict(gate.passed),
+        "behaviour": _verdict(all(b["passed"] for b in behaviour))
+        if behaviour
+        else "not configured",
+        "fairness": "not assessed"
+        if fairness is None
+        else (_verdict(fairness.passed) if fairness.judged else "not judged"),
+    }
+
+
+def gates_passed(values: Any) -> bool:
+    """Every gate of the run passed (the version may take an alias)."""
+    gate, fairness = values["assessment"].gate, values["fairness"]
+    return (
+        (gate is None or gate.passed)
+        and all(b["passed"] for b in values["behaviour"])
+        and (fairness is None or fairness.passed)
+    )
+
+
+def _log_gates(
+    config: ProjectConfig, inputs: dict[str, Any], client: Any, version: str, tags: Any
+) -> None:
+    import mlflow
+
+    if tags:
+        mlflow.set_tags(tags)
+    # where a failed run of this pipeline is reported (keel check: failure_alerts)
+    mlflow.set_tag("keel.failure_alerts", ",".join(s.type for s in config.monitoring.sinks))
+    fairness, behaviour, assessment = inputs["fairness"], inputs["behaviour"], inputs["assessment"]
+    if fairness is not None:
+        _log_fairness(fairness)
+    if behaviour:
+        passed = all(b["passed"] for b in behaviour)
+        mlflow.set_tag("keel.gate.behaviour", "passed" if passed else "failed")
+    gate = assessment.gate
+    if gate is not None:
+        mlflow.set_tag("keel.gate.baseline", "passed" if gate.passed else "failed")
+        mlflow.log_metric("gate_difference_low", gate.difference.low)
+        mlflow.log_metric("gate_difference_high", gate.difference.high)
+    for name, interval in assessment.intervals.items():
+        mlflow.log_metric(f"test_{name}_ci_low", interval.low)
+        mlflow.log_metric(f"test_{name}_ci_high", interval.high)
+    for name, summary in assessment.cross_validation.items():
+        mlflow.log_metric(f"cv_{name}_mean", summary["mean"])
+        mlflow.log_metric(f"cv_{name}_std", summary["std"])
+
+
+def _log_fairness(fairness: Any) -> None:
+    """The fairness gate and measures on the MLflow run (names made MLflow-safe)."""
+    import mlflow
+
+    if fairness.judged:
+        mlflow.set_tag("keel.gate.fairness", "passed" if fairness.passed else "failed")
+        if not fairness.passed:
+            mlflow.set_tag("keel.fairness.breaches", fairness.describe()[:5000])
+    else:
+        mlflow.set_tag("keel.gate.fairness", "not judged: no limits configured")
+    for feature, result in fairness.features.items():
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", feature).strip("_")
+        for measure, value in result["measures"].items():
+            if value == value:  # not NaN
+                mlflow.log_metric(f"fairness_{safe}_{measure}", value)
+
+
+def _report_document(
+    config: ProjectConfig, inputs: dict[str, Any], run_id: str, version: str, snapshot_path: Path
+) -> dict[str, Any]:
+    """The run report (``report.json``), before the comparison with the champion."""
+    from keel.data import class_balance
+    from keel.training import BASELINES
+
+    labels, dataset, splits = inputs["labels"], inputs["dataset"], inputs["splits"]
+    frame, schema = inputs["frame"], inputs["schema"]
+    data_info = {
+        "source": dataset.source,
+        "lineage": dataset.lineage,
+        "pii": inputs["pii_report"].to_dict(),
+        "digest": dataset.digest,
+        "rows": dataset.n_rows,
+        "rows_without_target": labels.dropped_missing,
+        "snapshot": str(snapshot_path),
+        "schema_digest": schema.digest,
+        "split_digest": splits.digest,
+        "split_sizes": splits.sizes(),
+        "split_method": splits.method,
+        "split_details": splits.details,
+        "stratified": splits.stratified,
+        "class_balance": class_balance(frame[config.target]) if labels.task != "regression" else {},
+        "strongest_single_features": [
+            {"feature": f.feature, "metric": f.metric, "score": round(f.score, 4)}
+            for f in inputs["feature_scores"][:5]
+        ],
+    }
+    if config.time_column:
+        data_info["period"] = _period(frame[config.time_column], config.time_column, splits)
+    return {
+        "run_id": run_id,
+        "task": labels.task,
+        "primary_metric": labels.primary.name,
+        "model": {
+            "name": config.name,
+            "version": str(version),
+            "alias": None,
+            "candidate": inputs["best"].name,
+            "positive_class": labels.positive_class,
+        },
+        "test_metrics": inputs["assessment"].test_metrics,
+        "assessment": assessment_document(inputs),
+        "tuning": tuning_summary(inputs["tuned"]),
+        "candidates": [
+            {
+                "name": c.name,
+                "baseline": c.name in BASELINES,
+                "fit_seconds": round(c.fit_seconds, 3),
+                "validation": c.validation_metrics,
+                "test": inputs["all_test"][c.name],
+            }
+            for c in inputs["trained"]
+        ],
+        "data": data_info,
+        "schema": schema.to_dict(),
+    }
+
+
+def tuning_summary(tuned: dict[str, Any]) -> dict[str, Any]:
+    """Per tuned candidate: metric, best score and parameters, trial counts, seconds."""
+    return {
+        name: {
+            "metric": r.metric,
+            "best_cv_score": r.best_score,
+            "best_params": r.best_params,
+            "trials": len(r.trials),
+            "pruned": sum(t.state == "pruned" for t in r.trials),
+            "stopped_by_budget": sum(t.state.startswith("stopped") for t in r.trials),
+            "seconds": round(r.seconds, 2),
+        }
+        for name, r in tuned.items()
+    }
+
+
+def compare(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
+    """Which alias the version will take; against the champion on the same test rows."""
+    from keel.pipeline._promotion import versus_champion
+    from keel.registry import CHALLENGER, CHAMPION, alias_version, mlflow_scope
+
+    config, settings = ctx.config, ctx.settings
+    if not gates_passed(inputs):
+        return {"versus": None, "planned_alias": None}
+    with mlflow_scope(settings.tracking_uri) as client:
+        champion = alias_version(client, config.name, CHAMPION)
+    if champion is None:
+        return {"versus": None, "planned_alias": CHAMPION}
+    ctx.say("against the champion, on the same test rows")
+    splits, schema, labels = inputs["splits"], inputs["schema"], inputs["labels"]
+    assessment = inputs["assessment"]
+    versus = versus_champion(
+        settings.tracking_uri,
+        config.name,
+        assessment.final_pipeline,
+        assessment.threshold.get("value"),
+        splits.test,
+        schema.feature_names,
+        config.target,
+        labels,
+        fairness_judge(config, splits, schema, labels),
+        inputs["fairness"],
+        config.seed,
+    )
+    return {"versus": versus, "planned_alias": CHAMPION if versus.get("promote") else CHALLENGER}
+
+
+def full_report(run: dict[str, Any], versus: dict[str, Any] | None, alias: str | None) -> dict:
+    """The report with the comparison and the alias the version takes."""
+    report = json.loads(json.dumps(run["report"], default=str))
+    report["model"]["alias"] = alias
+    if versus is not None:
+        report["assessment"]["versus_champion"] = versus
+    return report
+
+
+def report(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
+    """``report.{json,html}`` and ``worst_rows.csv``, logged on the run."""
+    from keel.pipeline._report import write_reports
+    from keel.registry import mlflow_scope
+
+    run = inputs["run"]
+    ctx.say(f"run {run['run_id']}")
+    document = full_report(run, inputs["versus"], inputs["planned_alias"])
+    written = write_reports(document, ctx.settings.reports_dir / run["run_id"])
+    worst_path = Path(written["json"]).with_name("worst_rows.csv")
+    inputs["assessment"].worst.to_csv(worst_path, index=False)
+    written["worst_rows"] = str(worst_path)
+    with mlflow_scope(ctx.settings.tracking_uri) as client, _quiet_mlflow():
+        for path in written.values():
+            client.log_artifact(run["run_id"], path, artifact_path="reports")
+    return {"reports": written}
+
+
+def card(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
+    """Model card and datasheet of the version, logged on its run (``card/``)."""
+    from keel.pipeline._report import write_card
+    from keel.registry import mlflow_scope
+
+    config, settings, run = ctx.config, ctx.settings, inputs["run"]
+    ctx.say(f"{run['name']} version {run['version']}")
+    alias = inputs["planned_alias"]
+    cards = write_card(
+        full_report(run, inputs["versus"], alias),
+        config.card.model_dump(),
+        {
+            "name": run["name"],
+            "version": run["version"],
+            "aliases": [alias] if alias else [],
+            "created": now(),
+            "tracking_uri": settings.tracking_uri,
+        },
+        inputs["profile"],
+        Path(inputs["reports"]["json"]).parent,
+    )
+    with mlflow_scope(settings.tracking_uri) as client, _quiet_mlflow():
+        for path in cards.values():
+            client.log_artifact(run["run_id"], path, artifact_path="card")
+        # the card's words are in keel.yaml: the logged copy follows them
+        log_config(config, run["run_id"])
+        client.set_model_version_tag(run["name"], run["version"], "keel.card", "card/")
+    return {"cards": cards}
+
+
+def alias(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
+    """Move the alias last: the version's report, card and gates' evidence exist."""
+    from keel.registry import ModelRef, assign_alias, mlflow_scope
+
+    run = inputs["run"]
+    ref = ModelRef(run["name"], run["version"])
+    with mlflow_scope(ctx.settings.tracking_uri) as client:
+        if inputs["planned_alias"] is not None:
+            ctx.say(inputs["planned_alias"])
+            ref = assign_alias(client, ref, ctx.settings.tracking_uri, inputs["versus"])
+        client.set_tag(run["run_id"], "keel.alias", ref.alias or "none: a gate failed")
+    return {"alias": ref.alias}
+
+
+def config_digest(config: ProjectConfig) -> str:
+    """16 hex digits of the config as the run used it (every key but the card's words)."""
+    dumped = config.model_dump(mode="json")
+    text = json.dumps({k: dumped.get(k) for k in RECORDED_KEYS}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def git_commit(folder: Path) -> str | None:
+    """The commit of the git work tree holding ``folder`` (``+dirty`` if changed), if any."""
+    return commit_of(folder, mark_dirty=True)
+
+
+def drift_reference(
+    model: Any, splits: Any, schema: Any, labels: Any, cut: float | None
+) -> dict[str, Any]:
+    """The package's drift reference: features of the training rows, outputs on test rows.
+
+    ``outputs`` has the columns the prediction log has: ``prediction`` (classification)
+    and ``score`` (P(positive) for binary models, the predicted value for regression).
+    """
+    from keel.monitoring import DriftReference
+    from keel.training import predict_with
+
+    features = DriftReference.from_frame(splits.train[schema.feature_names])
+    predictions, proba, classes = predict_with(
+        model, splits.test[schema.feature_names], labels.task, cut, labels.positive_class
+    )
+    outputs: dict[str, Any] = {}
+    if labels.task == "regression":
+        outputs["score"] = np.asarray(predictions, dtype=float)
+    else:
+        outputs["prediction"] = np.asarray(predictions).astype(str)
+        if labels.task == "binary" and proba is not None:
+            outputs["score"] = proba[:, list(classes).index(str(labels.positive_class))]
+    return {
+        "features": features.to_dict(),
+        "outputs": DriftReference.from_frame(pd.DataFrame(outputs)).to_dict(),
+    }
+
+
+def _period(times: pd.Series, column: str, splits: Any) -> str:
+    """When the rows were collected, for the card: first to last value of the time column."""
+    values = times.dropna()
+    if values.empty:
+        return f"unknown: {column!r} is empty"
+    text = f"{values.min()} to {values.max()} ({column})"
+    details = splits.details or {}
+    if details.get("train_until") and details.get("test_from"):
+        text += (
+            f"; trained on rows up to {details['train_until']}, tested from {details['test_from']}"
+        )
+    return text
+
+
+def _verdict(passed: bool) -> str:
+    return "passed" if passed else "failed"
+
+
+@contextmanager
+def _quiet_mlflow() -> Iterator[None]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+_MODEL_INPUTS = (
+    "dataset",
+    "pii_report",
+    "frame",
+    "labels",
+    "schema",
+    "splits",
+    "feature_scores",
+    "profile",
+    "tuned",
+    "trained",
+    "best",
+    "assessment",
+    "shipped",
+    "behaviour",
+    "shipped_fit",
+    "all_test",
+    "fairness",
+    "mitigation",
+    "explanations",
+    "background",
+    "run_tags",
+)
+
+STAGES = (
+    Stage(
+        "register",
+        register,
+        inputs=_MODEL_INPUTS,
+        outputs={"run": dict},
+        reads=RECORDED_KEYS,
+        code=RECORD,
+        still_valid=still_registered,
+    ),
+    Stage(
+        "compare",
+        compare,
+        inputs=("run", "assessment", "behaviour", "fairness", "splits", "schema", "labels"),
+        outputs={"versus": (dict, type(None)), "planned_alias": (str, type(None))},
+        reads=("name", "seed", "target", "sensitive_features", "fairness"),
+        code=JUDGE,
+    ),
+    Stage(
+        "report",
+        report,
+        inputs=("run", "versus", "planned_alias", "assessment"),
+        outputs={"reports": dict},
+        code=("keel.pipeline._report",),
+    ),
+    Stage(
+        "card",
+        card,
+        inputs=("run", "versus", "planned_alias", "profile", "reports"),
+        outputs={"cards": dict},
+        reads=("card",),
+        code=("keel.pipeline._report", "keel.responsible"),
+    ),
+    Stage(
+        "alias",
+        alias,
+        inputs=("run", "versus", "planned_alias", "reports", "cards"),
+        outputs={"alias": (str, type(None))},
+        code=("keel.registry",),
+    ),
+)
