@@ -315,7 +315,7 @@ class Runner:
                 if self.read_cache and index < forced and stage.cache:
                     record = self._reuse(stage, key, inputs, values, context)
                 if record is None:
-                    record = self._run(stage, key, inputs, values, context)
+                    record = self._run(stage, key, inputs, values, context, graph.producer)
                 record.seconds = round(time.perf_counter() - started, 3)
                 digests.update(record.outputs)
                 records.append(record)
@@ -357,16 +357,25 @@ class Runner:
         return StageRecord(stage.name, REUSED, 0.0, key, inputs, dict(outputs))
 
     def _run(
-        self, stage: Stage, key: str, inputs: dict[str, str], values: _Values, context: Any
+        self,
+        stage: Stage,
+        key: str,
+        inputs: dict[str, str],
+        values: _Values,
+        context: Any,
+        producers: Mapping[str, str],
     ) -> StageRecord:
-        try:
-            given = {name: values[name] for name in stage.inputs}
-        except (OSError, pickle.UnpicklingError, EOFError) as exc:
-            # a stored output went missing or bad since it was reused: start clean
-            raise StageContractError(
-                f"stage {stage.name!r}: a stored input is unreadable ({exc}); run again with"
-                " --no-cache"
-            ) from exc
+        given = {}
+        for name in stage.inputs:
+            try:
+                given[name] = values[name]
+            except (OSError, pickle.UnpicklingError, EOFError) as exc:
+                # a stored output went missing or bad since its stage was reused
+                producer = producers.get(name, "?")
+                raise StageContractError(
+                    f"stage {stage.name!r}: a stored input is unreadable ({name!r} of stage"
+                    f" {producer!r}: {exc}); run again with --from {producer}"
+                ) from exc
         attempts = 0
         while True:
             attempts += 1
