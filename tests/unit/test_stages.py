@@ -108,12 +108,12 @@ def test_a_damaged_manifest_means_the_stage_runs_again(tmp_path: Path) -> None:
 def test_unreadable_input_of_a_stage_that_runs_is_a_clear_error(tmp_path: Path) -> None:
     first, _ = run(tmp_path, Config(a=1, b=1), [5])
     (tmp_path / "stages" / first.records[0].key / "doubled.pkl").write_bytes(b"garbage")
-    with pytest.raises(StageContractError, match="stored input is unreadable.*--from double"):
+    with pytest.raises(StageContractError, match=r"stored input is unreadable.*--from double"):
         run(tmp_path, Config(a=1, b=2), [5])
 
 
 def test_wiring_is_checked_when_the_graph_is_defined() -> None:
-    with pytest.raises(StageContractError, match="needs 'doubld'.*did you mean 'doubled'"):
+    with pytest.raises(StageContractError, match=r"needs 'doubld'.*did you mean 'doubled'"):
         Graph(
             [
                 Stage("double", double, inputs=("numbers",), outputs={"doubled": list}),
