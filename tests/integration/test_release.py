@@ -125,6 +125,21 @@ def test_check_fails_a_fairness_breach_until_waived_and_promote_follows(
     for key in ("schema", "tracked", "evaluated", "registered", "rollback", "lineage"):
         assert gates[key]["status"] == "pass", gates[key]
     assert report["run_id"] in gates["tracked"]["evidence"]
+    for key in ("stage_io", "end_to_end"):
+        assert gates[key]["status"] == "pass", gates[key]
+    assert "16 stages" in gates["stage_io"]["evidence"]
+    # evidence, not proxies: no re-run yet, and this folder is no git checkout
+    assert gates["idempotent"]["status"] == "fail"
+    assert "no re-run recorded yet" in gates["idempotent"]["evidence"]
+    assert gates["feature_code"]["status"] == "fail"
+    assert "not a git checkout" in gates["feature_code"]["evidence"]
+    again = _keel(tmp_path, "run", "--json")
+    assert again.exit_code == 1  # the same finding: the same version, nothing new
+    assert {s["status"] for s in json.loads(again.stdout)["stages"]} == {"reused"}
+    rechecked = _keel(tmp_path, "check", "income/1", "--json")
+    gates = {g["gate"]: g for g in json.loads(rechecked.stdout)["gates"]}
+    assert gates["idempotent"]["status"] == "pass", gates["idempotent"]["evidence"]
+    assert "register reused" in gates["idempotent"]["evidence"]
 
     refused = _keel(tmp_path, "promote", "income", "1")
     assert refused.exit_code == 1 and "fairness" in refused.stderr

@@ -230,3 +230,9 @@ def test_the_lifecycle_graph() -> None:
     for stage in LIFECYCLE.stages:
         assert stage.func.__doc__, f"stage {stage.name} has no docstring"
         assert stage.outputs, stage.name
+
+
+def test_the_checklist_knows_every_stage() -> None:
+    from keel.pipeline._check import LIFECYCLE_STAGES
+
+    assert LIFECYCLE_STAGES == STAGES

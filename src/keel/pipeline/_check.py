@@ -49,7 +49,26 @@ RUN_GATES = {
     "keel.gate.behaviour": "tests",
     "keel.gate.fairness": "fairness",
 }
-CORE_STAGES = ("ingest", "validate", "split", "train", "evaluate", "report")
+# every stage of keel run (keel.pipeline._lifecycle.STAGES; written out here so that
+# reading a checklist does not import the training stack)
+LIFECYCLE_STAGES = (
+    "ingest",
+    "pii",
+    "validate",
+    "split",
+    "leakage",
+    "profile",
+    "tune",
+    "train",
+    "evaluate",
+    "fairness",
+    "explain",
+    "register",
+    "compare",
+    "report",
+    "card",
+    "alias",
+)
 RUN_ARTIFACTS = ("keel.yaml", "schema.json", "profile.json")
 
 
@@ -73,6 +92,7 @@ class Facts:
     dataset_inputs: int = 0
     reruns: list[dict[str, Any]] = field(default_factory=list)
     package_files: set[str] = field(default_factory=set)  # the package's keel/ documents
+    stages: list[dict[str, Any]] = field(default_factory=list)  # the run's stages.json
 
     def artifact(self, path: str) -> str:
         """The URI of one of the run's artifacts."""
@@ -179,10 +199,17 @@ def gather(uri: str, tracking_uri: str) -> Facts:
             facts.artifacts.add(item.path)
             if item.is_dir:
                 facts.artifacts.update(a.path for a in client.list_artifacts(mv.run_id, item.path))
-        if "card/model_card.md" in facts.artifacts:
-            with tempfile.TemporaryDirectory() as folder:
+        with tempfile.TemporaryDirectory() as folder:
+            if "card/model_card.md" in facts.artifacts:
                 local = client.download_artifacts(mv.run_id, "card/model_card.md", folder)
                 facts.card = Path(local).read_text()
+            if "stages.json" in facts.artifacts:
+                local = client.download_artifacts(mv.run_id, "stages.json", folder)
+                try:
+                    stages = json.loads(Path(local).read_text())
+                    facts.stages = [s for s in stages if isinstance(s, dict)]
+                except ValueError:
+                    facts.stages = []
         digest = facts.run_tags.get("keel.config.digest")
         data = facts.run_tags.get("keel.dataset.digest")
         if digest and data:
@@ -210,7 +237,7 @@ def _schema(f: Facts) -> Verdict:
     if not columns:
         return FAIL, "the package holds no schema (not made by `keel run`)"
     digest = f.run_tags.get("keel.schema.digest", "?")
-    validated = "stage_seconds.validate" in f.metrics
+    validated = _validated(f)
     return (
         (
             PASS,
@@ -224,15 +251,23 @@ def _schema(f: Facts) -> Verdict:
 
 def _feature_code(f: Facts) -> Verdict:
     commit = f.version_tags.get("keel.commit", "")
-    keel = f.metadata.get("keel_version", "?")
+    tested = f.run_tags.get("keel.gate.feature_code")
+    code = f.run_tags.get("keel.code.features", "?")
+    if tested is None:
+        return FAIL, "the run recorded no feature tests (trained by an older Keel: run it again)"
+    if tested != "passed":
+        return FAIL, (
+            f"the feature pipeline failed its tests on the test rows (run {f.run_id}; the"
+            " report's feature_tests say which)"
+        )
     if not commit or commit.startswith("unknown"):
         return FAIL, (
             "the project is not a git checkout: its code and keel.yaml are not versioned"
             " (`git init`, commit, run again)"
         )
-    return (
-        PASS,
-        f"features built by keel.features (Keel {keel}, tested in its suite); commit {commit}",
+    return PASS, (
+        f"feature pipeline (keel.features {code}) passed determinism, column order, missing"
+        f" values and unseen categories on the test rows of run {f.run_id}; commit {commit}"
     )
 
 
@@ -360,23 +395,34 @@ def _tests(f: Facts) -> Verdict:
     return FAIL, f"behaviour tests failed (run {f.run_id}; see its report)"
 
 
-def _untimed_stages(f: Facts) -> list[str]:
-    return [s for s in CORE_STAGES if f"stage_seconds.{s}" not in f.metrics]
+def _validated(f: Facts) -> bool:
+    """The version's run went through the validate stage (ran or reused its result)."""
+    return "stage_seconds.validate" in f.metrics or any(
+        s.get("name") == "validate" for s in f.stages
+    )
+
+
+def _missing_stages(f: Facts) -> list[str]:
+    recorded = {s.get("name") for s in f.stages}
+    return [s for s in LIFECYCLE_STAGES if s not in recorded]
 
 
 def _stage_io(f: Facts) -> Verdict:
-    missing = _untimed_stages(f)
-    absent = [a for a in RUN_ARTIFACTS if a not in f.artifacts]
-    if missing or absent:
-        return FAIL, f"not recorded: {', '.join(missing + absent)}"
+    if not f.stages:
+        return FAIL, f"run {f.run_id} has no stages.json (trained by an older Keel: run it again)"
+    missing = _missing_stages(f)
+    unkeyed = [s.get("name") for s in f.stages if not s.get("key") or "outputs" not in s]
+    if missing or unkeyed:
+        return FAIL, f"stages.json of run {f.run_id} lacks {', '.join(missing + unkeyed)}"
+    links = sum(len(s.get("inputs") or {}) for s in f.stages)
     return PASS, (
-        f"inputs keel.yaml + data digest {f.run_tags.get('keel.dataset.digest')};"
-        f" outputs schema.json, profile.json, reports, model; {len(CORE_STAGES)}+ stages timed"
+        f"{len(f.stages)} stages with declared inputs and outputs; {links} input digests"
+        f" linked to their producers in {f.artifact('stages.json')}"
     )
 
 
 def _boundary_validation(f: Facts) -> Verdict:
-    if "stage_seconds.validate" not in f.metrics or not f.metadata.get("schema"):
+    if not _validated(f) or not f.metadata.get("schema"):
         return FAIL, "no validation stage or no schema in the package"
     return PASS, (
         "data validated at ingest (exit 2 on violations); the package schema validates"
@@ -385,25 +431,25 @@ def _boundary_validation(f: Facts) -> Verdict:
 
 
 def _idempotent(f: Facts) -> Verdict:
-    snapshot = f.run_tags.get("keel.dataset.digest")
-    if not snapshot:
-        return FAIL, "no dataset digest: the input is not content-addressed"
-    metric = next((k for k in sorted(f.metrics) if k.startswith("test_")), None)
-    for other in f.reruns:
-        if metric and other["metrics"].get(metric) != f.metrics.get(metric):
-            return FAIL, (
-                f"run {other['run_id']} (same config and data) gave {metric}"
-                f" {other['metrics'].get(metric)} vs {f.metrics.get(metric)}; a time `budget:`"
-                " tunes more or fewer trials: set `trials:` for repeatable runs"
-            )
-    if f.reruns:
-        return PASS, (
-            f"{len(f.reruns)} re-run(s) with the same config and data gave the same metrics"
-            f" ({f.reruns[0]['run_id']})"
+    if not f.stages:
+        return FAIL, f"run {f.run_id} has no stages.json: its stages are not keyed"
+    raw = f.version_tags.get("keel.rerun")
+    if not raw:
+        return FAIL, (
+            "no re-run recorded yet: run `keel run` again with the same config and data; it"
+            " must reuse every stage and register no new version"
         )
+    try:
+        rerun = json.loads(raw)
+    except ValueError:
+        return FAIL, "the recorded re-run (tag keel.rerun) is unreadable; run `keel run` again"
+    register = next((s.get("key") for s in f.stages if s.get("name") == "register"), None)
+    if rerun.get("register_key") != register:
+        return FAIL, "the recorded re-run reused another registration than this version's"
     return PASS, (
-        f"content-addressed snapshot {snapshot}, seed {f.params.get('seed', '?')}; a re-run"
-        " reuses the snapshot (not re-run yet)"
+        f"{rerun.get('count')} re-run(s), the last {rerun.get('when')}: register reused (key"
+        f" {register}), no new version; {len(rerun.get('reused', []))} stages reused"
+        + (f", re-ran {', '.join(rerun['ran'])}" if rerun.get("ran") else "")
     )
 
 
@@ -434,11 +480,17 @@ def _lineage(f: Facts) -> Verdict:
 
 
 def _end_to_end(f: Facts) -> Verdict:
-    missing = _untimed_stages(f)
-    if f.run_status != "FINISHED" or missing:
-        return FAIL, f"run {f.run_id} {f.run_status or 'missing'}; stages missing: {missing}"
-    seconds = sum(v for k, v in f.metrics.items() if k.startswith("stage_seconds."))
-    return PASS, f"run {f.run_id} went ingest → report → register on real data in {seconds:.0f} s"
+    missing = _missing_stages(f)
+    if f.run_status != "FINISHED" or not f.stages or missing:
+        return FAIL, (
+            f"run {f.run_id} {f.run_status or 'missing'}; stages not recorded:"
+            f" {', '.join(missing) or 'none'}"
+        )
+    seconds = sum(float(s.get("seconds") or 0) for s in f.stages)
+    return PASS, (
+        f"run {f.run_id} went through all {len(f.stages)} stages, {f.stages[0]['name']} →"
+        f" {f.stages[-1]['name']}, on real data ({seconds:.0f} s of stage time)"
+    )
 
 
 GATES: dict[str, Callable[[Facts], Verdict]] = {

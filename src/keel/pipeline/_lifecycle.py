@@ -266,11 +266,13 @@ def final_fitter(config: ProjectConfig, splits: Any, schema: Any, labels: Any) -
 
 def evaluate(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     """Test metrics with intervals, the baseline gate, CV, threshold, behaviour tests."""
+    from keel.responsible import NEEDS_SENSITIVE_AT_PREDICTION
     from keel.training import (
         assess,
         evaluate_pipeline,
         refit_on_all_rows,
         run_behaviour_tests,
+        run_feature_tests,
     )
 
     config = ctx.config
@@ -319,7 +321,12 @@ def evaluate(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
             f" {assessment.refit_rows} rows (train + validation)",
         }
     all_test = {c.name: evaluate_pipeline(c.pipeline, splits.test, schema, labels) for c in trained}
+    needed = config.fairness.mitigation in NEEDS_SENSITIVE_AT_PREDICTION
+    feature_tests = run_feature_tests(
+        shipped, splits.test, schema, labels, keep=config.sensitive_features if needed else ()
+    )
     return {
+        "feature_tests": feature_tests,
         "assessment": assessment,
         "shipped": shipped,
         "behaviour": list(behaviour),
@@ -553,6 +560,7 @@ def assessment_document(values: Any) -> dict[str, Any]:
         **values["assessment"].to_dict(),
         "behaviour": values["behaviour"],
         "shipped": values["shipped_fit"],
+        "feature_tests": values["feature_tests"],
     }
     if values["fairness"] is not None:
         doc["fairness"] = values["fairness"].to_dict()
@@ -671,6 +679,7 @@ def _graph() -> Graph:
                 evaluate,
                 inputs=("trained", "best", "tuned", "splits", "schema", "labels"),
                 outputs={
+                    "feature_tests": list,
                     "assessment": any_,
                     "shipped": any_,
                     "behaviour": list,

@@ -34,7 +34,7 @@ from keel.pipeline._lifecycle import (
     fairness_judge,
     now,
 )
-from keel.pipeline._stages import Stage
+from keel.pipeline._stages import Stage, package_digest
 
 STAGE_TAG = "keel.stage.register"
 
@@ -311,6 +311,10 @@ def _log_gates(
     if behaviour:
         passed = all(b["passed"] for b in behaviour)
         mlflow.set_tag("keel.gate.behaviour", "passed" if passed else "failed")
+    features_ok = all(t["passed"] for t in inputs["feature_tests"])
+    mlflow.set_tag("keel.gate.feature_code", "passed" if features_ok else "failed")
+    # the feature code's version: the digest of keel.features as it ran
+    mlflow.set_tag("keel.code.features", package_digest("keel.features"))
     gate = assessment.gate
     if gate is not None:
         mlflow.set_tag("keel.gate.baseline", "passed" if gate.passed else "failed")
@@ -600,6 +604,7 @@ _MODEL_INPUTS = (
     "shipped",
     "behaviour",
     "shipped_fit",
+    "feature_tests",
     "all_test",
     "fairness",
     "mitigation",

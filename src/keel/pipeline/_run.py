@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,6 +38,9 @@ from keel.pipeline._stages import (
     StageStore,
     records_document,
 )
+
+RERUN_TAG = "keel.rerun"
+"""Model-version tag: the last re-run that reused this version's registration."""
 
 Observer = Any
 """Called with ``(stage, detail)`` as stages start and report; the CLI draws progress."""
@@ -133,8 +137,13 @@ class TrackingHook:
             self._terminate(run_id, "FAILED")
 
     def after_run(self, state: RunState) -> None:
-        if "run" not in state.values or not state.ran:
-            return  # nothing ran (an identical re-run): nothing to record
+        if "run" not in state.values:
+            return  # a read-only run (keel reproduce)
+        registered = next(r for r in state.records if r.name == "register")
+        if registered.status != RAN:
+            self._record_rerun(state)
+        if not state.ran:
+            return  # nothing ran (an identical re-run): the run is as it was
         from keel.registry import mlflow_scope
 
         run_id = state.values["run"]["run_id"]
@@ -148,6 +157,28 @@ class TrackingHook:
                 path.write_text(json.dumps(records_document(state.records), indent=1))
                 client.log_artifact(run_id, str(path))
             client.set_terminated(run_id, "FINISHED")
+
+    def _record_rerun(self, state: RunState) -> None:
+        """Evidence for the ``idempotent`` gate: a re-run reused the registration."""
+        from keel.registry import mlflow_scope
+
+        run = state.values["run"]
+        with mlflow_scope(self.settings.tracking_uri) as client:
+            tags = client.get_model_version(run["name"], run["version"]).tags or {}
+            try:
+                count = int(json.loads(tags.get(RERUN_TAG, "{}")).get("count", 0))
+            except (ValueError, AttributeError, TypeError):
+                count = 0
+            evidence = {
+                "count": count + 1,
+                "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "reused": [r.name for r in state.records if r.status != RAN],
+                "ran": state.ran,
+                "register_key": next(r.key for r in state.records if r.name == "register"),
+            }
+            client.set_model_version_tag(
+                run["name"], run["version"], RERUN_TAG, json.dumps(evidence)
+            )
 
     def _terminate(self, run_id: str, status: str) -> None:
         from keel.registry import mlflow_scope

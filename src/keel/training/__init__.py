@@ -19,6 +19,7 @@ from keel.training._candidates import (
     train_candidates,
 )
 from keel.training._curves import learning_curve
+from keel.training._feature_tests import run_feature_tests
 from keel.training._slices import slice_report, worst_rows
 from keel.training._tuning import (
     DEFAULT_TRIALS,
@@ -54,6 +55,7 @@ __all__ = [
     "refit_on_all_rows",
     "refit_on_train_and_validation",
     "run_behaviour_tests",
+    "run_feature_tests",
     "select_best",
     "slice_report",
     "summarize_folds",
