@@ -529,3 +529,25 @@ def test_request_ids_grow_with_time_and_keep_a_random_end() -> None:
     assert re.fullmatch(r"[0-9a-f]{32}", first) and first < second  # later ms sorts later
     shares = [_share(new_request_id()) for _ in range(20_000)]
     assert 0.04 < sum(s < 5 for s in shares) / len(shares) < 0.06  # canary 5 %: uniform
+
+
+def test_ready_is_false_until_the_model_answers_its_own_rows(package, rows) -> None:
+    import dataclasses
+
+    package = dataclasses.replace(package, documents={"background.json": rows})
+    app = create_app(package)
+    served = app.state.served
+    assert served.readiness is None  # nothing tested yet
+
+    def broken(rows, *args, **kwargs):
+        raise ValueError("the model lost a column")
+
+    served.answer = broken
+    client = TestClient(app, raise_server_exceptions=False)
+    answer = client.get("/ready")
+    assert answer.status_code == 503 and answer.json()["ready"] is False
+    assert "failed its own example rows (ValueError)" in answer.json()["self_test"]
+    assert "lost a column" not in answer.text  # no internals
+    healthy = TestClient(create_app(package))
+    found = healthy.get("/ready").json()
+    assert found["ready"] is True and found["self_test"] == "answered its 20 example row(s)"

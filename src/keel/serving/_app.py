@@ -267,6 +267,8 @@ class Served:
         # need the sensitive features to do it: rows without them are refused
         self.own_decisions = decides_itself(package.model)
         self.required = list(package.metadata.get("requires_sensitive_features") or [])
+        self.readiness: tuple[bool, str] | None = None  # (ready, why) once self-tested
+        self._ready_lock = threading.Lock()
         self._background: Any = None  # the explainer's background rows, built on first use
         self._explainers: dict[int, Any] = {}
         self.fast = None if self.own_decisions else self._compiled()
@@ -399,6 +401,22 @@ class Served:
             answer, errors = self.answer(rows[:20])
             if errors or answer is None or len(answer["predictions"]) != len(rows[:20]):
                 raise RuntimeError(f"the model failed its own example rows: {errors[:1]}")
+        self.readiness = (True, _answered(len(rows[:20])))
+
+    def check_ready(self) -> tuple[bool, str]:
+        """Whether the model answered its own example rows (tested once, then remembered)."""
+        if self.readiness is None:
+            with self._ready_lock:
+                if self.readiness is None:
+                    try:
+                        self.self_test()
+                    except Exception as exc:  # not ready: say why, without internals
+                        logger.error("self-test failed: %s", type(exc).__name__, exc_info=exc)
+                        self.readiness = (
+                            False,
+                            f"the model failed its own example rows ({type(exc).__name__})",
+                        )
+        return self.readiness
 
 
 class AliasWatcher:
@@ -538,6 +556,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.served.check_ready()  # the example rows answered before traffic arrives
         if watcher is not None:
             watcher.start()
         yield
@@ -640,10 +659,19 @@ def create_app(
         served = app.state.served
         return {"status": "ok", "model": served.info, "task": served.package.task}
 
-    @app.get("/ready")
-    def ready() -> dict[str, Any]:
-        """Readiness: a model is loaded and answers its own example rows (no key needed)."""
-        return {"ready": True, "model": app.state.served.info}
+    @app.get("/ready", responses={503: {"description": "The model has not answered yet."}})
+    def ready() -> JSONResponse:
+        """Readiness: the model answered its own example rows (no key needed).
+
+        The first call (or the server's start-up) has the loaded model answer up to 20
+        example rows of its package; until that passed the answer is 503, ``ready: false``
+        with the reason.
+        """
+        served = app.state.served
+        ok, why = served.check_ready()
+        return JSONResponse(
+            {"ready": ok, "model": served.info, "self_test": why}, status_code=200 if ok else 503
+        )
 
     @app.get("/model", dependencies=need("predict"))
     def model() -> dict[str, Any]:
@@ -1081,3 +1109,9 @@ def create_app_from_env(explain_row: Any = None) -> FastAPI:
         canary=canary,
         monitoring=monitoring,
     )
+
+
+def _answered(rows: int) -> str:
+    if not rows:
+        return "the package has no example rows: loaded, not tested"
+    return f"answered its {rows} example row(s)"
