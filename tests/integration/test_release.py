@@ -152,6 +152,14 @@ def test_check_fails_a_fairness_breach_until_waived_and_promote_follows(
     assert "waived" in table.stdout and "pilot, reviewed" in table.stdout
     promoted = _keel(tmp_path, "promote", "income", "1", "--json")
     assert promoted.exit_code == 0, promoted.output
+    # a deployment script run again: nothing changes, nothing is recorded, exit 0
+    with mlflow_scope(json.loads(ran.stdout)["tracking_uri"]) as client:
+        moves = len(history(client, "income"))
+    again = _keel(tmp_path, "promote", "income", "1", "--json")
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["changed"] is False and "nothing changed" in again.stderr
+    with mlflow_scope(json.loads(ran.stdout)["tracking_uri"]) as client:
+        assert len(history(client, "income")) == moves
     with mlflow_scope(json.loads(ran.stdout)["tracking_uri"]) as client:
         tags = client.get_model_version("income", "1").tags
     recorded = json.loads(tags["keel.check"])

@@ -1109,9 +1109,10 @@ def promote(
     run (baseline, fairness, behaviour) may have failed unless waived. `--force
     --reason` overrides, and the override is recorded with the gates it skipped.
     The move is recorded (who, when, from, to, why) and listed by `keel history`.
-    A running `keel serve` of NAME@ALIAS follows the alias. Exit codes: 0 moved,
-    1 refused (a gate failed, not in staging, already there, or a racing move),
-    2 unknown model or version, or bad options.
+    A running `keel serve` of NAME@ALIAS follows the alias. Promoting the version the
+    alias already points at changes nothing and succeeds, so a deployment script can be
+    re-run. Exit codes: 0 moved (or already there), 1 refused (a gate failed, not in
+    staging, or a racing move), 2 unknown model or version, or bad options.
     """
     from keel.config import load_config, resolve_settings
     from keel.pipeline import check_version
@@ -1135,6 +1136,14 @@ def promote(
                 reason=reason,
                 failed=checklist.promotion_blockers,
             )
+        if event is None:
+            message = f"{name}@{to} is already version {version}; nothing changed"
+            if json_out:
+                print(
+                    json.dumps({"model": name, "alias": to, "version": version, "changed": False})
+                )
+            Console(stderr=True).print(message)
+            return
         _print_event(event, json_out)
 
 

@@ -135,8 +135,11 @@ def promote(
     force: bool = False,
     reason: str | None = None,
     failed: list[str] | None = None,
-) -> AliasEvent:
+) -> AliasEvent | None:
     """Move ``to`` (``champion``, ``staging`` or ``production``) to ``version``.
+
+    Returns the recorded move, or ``None`` when ``to`` already points at ``version``
+    (nothing changes and nothing is recorded: promoting is idempotent).
 
     Refused (KeelFinding, exit 1) when a gate failed — ``failed`` when given (``keel
     promote`` passes the required Definition-of-Done gates that did not pass), else
@@ -149,6 +152,8 @@ def promote(
     if force and not (reason and reason.strip()):
         raise KeelInputError("--force needs --reason: say why the gates are overridden")
     _version(client, name, version)
+    if alias_version(client, name, to) == str(version):
+        return None  # already there: a re-run of a deployment script changes nothing
     if to == "production":
         staged = alias_version(client, name, "staging")
         if staged != str(version):
@@ -165,8 +170,6 @@ def promote(
             " (override with --force --reason '...', which is recorded)"
         )
     current = alias_version(client, name, to)
-    if current == str(version):
-        raise KeelFinding(f"{name}@{to} is already version {version}; nothing changed")
     why = reason or f"promoted to {to}"
     return move_alias(
         client,
