@@ -6,14 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from keel.evaluation import (
-    Interval,
-    baseline_gate,
-    compute_metrics,
-    fast_metrics,
-    metric_intervals,
-    paired_difference,
-)
+from keel.evaluation import Interval, baseline_gate, metric_intervals, paired_difference
+from keel.tasks import BINARY, compute_metrics, fast_metrics
 
 
 def _binary(seed: int, n: int = 300):
@@ -71,8 +65,8 @@ def test_fast_metrics_on_real_adult_predictions(adult_frame: pd.DataFrame) -> No
 
 
 def test_intervals_contain_the_point_and_shrink_with_more_rows() -> None:
-    small = metric_intervals("binary", *_binary(0, 200), ("no", "yes"), "yes", resamples=200)
-    large = metric_intervals("binary", *_binary(0, 5000), ("no", "yes"), "yes", resamples=200)
+    small = metric_intervals(BINARY.metrics, *_binary(0, 200), ("no", "yes"), "yes", resamples=200)
+    large = metric_intervals(BINARY.metrics, *_binary(0, 5000), ("no", "yes"), "yes", resamples=200)
     for name, interval in small.items():
         assert interval.low <= interval.value <= interval.high, name
     width = lambda i: i.high - i.low  # noqa: E731
@@ -80,8 +74,8 @@ def test_intervals_contain_the_point_and_shrink_with_more_rows() -> None:
 
 
 def test_intervals_are_seeded() -> None:
-    a = metric_intervals("binary", *_binary(3), ("no", "yes"), "yes", resamples=100, seed=7)
-    b = metric_intervals("binary", *_binary(3), ("no", "yes"), "yes", resamples=100, seed=7)
+    a = metric_intervals(BINARY.metrics, *_binary(3), ("no", "yes"), "yes", resamples=100, seed=7)
+    b = metric_intervals(BINARY.metrics, *_binary(3), ("no", "yes"), "yes", resamples=100, seed=7)
     assert a == b
 
 

@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from keel.evaluation import PRIMARY_METRIC, compute_metrics, is_better
+from keel.evaluation import is_better
+from keel.tasks import compute_metrics, get_task
 
 
 def test_binary_metrics_match_hand_computed_values() -> None:
@@ -60,20 +61,25 @@ def test_zero_rows_is_an_error() -> None:
 
 
 def test_is_better_respects_direction() -> None:
-    assert PRIMARY_METRIC["regression"].greater_is_better is False
-    assert is_better("regression", 1.0, 2.0) and not is_better("regression", 3.0, 2.0)
-    assert is_better("binary", 0.9, 0.8) and not is_better("binary", 0.7, 0.8)
-    assert is_better("binary", 0.1, None) and is_better("binary", 0.1, float("nan"))
+    rmse, auc = get_task("regression").primary(), get_task("binary").primary()
+    assert rmse.greater_is_better is False
+    assert is_better(rmse, 1.0, 2.0) and not is_better(rmse, 3.0, 2.0)
+    assert is_better(auc, 0.9, 0.8) and not is_better(auc, 0.7, 0.8)
+    assert is_better(auc, 0.1, None) and is_better(auc, 0.1, float("nan"))
 
 
 def test_metric_spec_and_direction_cover_every_reported_metric() -> None:
-    from keel.evaluation import METRICS, greater_is_better, metric_spec
+    from keel.tasks import greater_is_better
 
-    assert metric_spec("binary") == PRIMARY_METRIC["binary"]
+    def metric_spec(task, name=None):
+        return get_task(task).primary(name)
+
+    known = {n: get_task(n).metrics.directions for n in ("binary", "multiclass", "regression")}
+    assert metric_spec("binary").name == "roc_auc"
     assert metric_spec("regression", "r2").greater_is_better
     assert is_better(metric_spec("binary", "brier"), 0.1, 0.2)
     assert not greater_is_better("log_loss") and greater_is_better("f1_macro")
-    with pytest.raises(ValueError, match="not a multiclass metric"):
+    with pytest.raises(ValueError, match="'rmse' is not one of f1_macro"):
         metric_spec("multiclass", "rmse")
     with pytest.raises(ValueError, match="unknown metric"):
         greater_is_better("speed")
@@ -81,10 +87,10 @@ def test_metric_spec_and_direction_cover_every_reported_metric() -> None:
     truth = rng.choice(["a", "b", "c"], 200)
     proba = rng.dirichlet([1, 1, 1], 200)
     reported = compute_metrics("multiclass", truth, truth, proba, ("a", "b", "c"))
-    assert set(reported) == set(METRICS["multiclass"])
+    assert set(reported) == set(known["multiclass"])
     truth = rng.choice(["n", "y"], 200)
     proba = rng.dirichlet([1, 1], 200)
     reported = compute_metrics("binary", truth, truth, proba, ("n", "y"), "y")
-    assert set(reported) == set(METRICS["binary"])
+    assert set(reported) == set(known["binary"])
     values = rng.normal(10, 1, 50)
-    assert set(compute_metrics("regression", values, values + 0.1)) == set(METRICS["regression"])
+    assert set(compute_metrics("regression", values, values + 0.1)) == set(known["regression"])

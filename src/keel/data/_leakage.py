@@ -7,12 +7,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn import metrics as skm
-from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 from keel.data._schema import Schema
 from keel.data._split import Splits, row_keys
 from keel.errors import DataError
+from keel.tasks import get_task
 
 DEFAULT_THRESHOLD = 0.99
 
@@ -57,6 +56,7 @@ def single_feature_scores(
     (binary), balanced accuracy (multiclass), R² (regression).
     """
     target = schema.target
+    task = get_task(task)
     y_train = splits.train[target]
     y_val = splits.validation[target]
     scores = []
@@ -99,14 +99,7 @@ def _tree_prediction(x_train, y_train, x_val, task, positive_class) -> np.ndarra
     fill = float(pd.to_numeric(x_train, errors="coerce").median())
     xt = pd.to_numeric(x_train, errors="coerce").fillna(fill).to_numpy().reshape(-1, 1)
     xv = pd.to_numeric(x_val, errors="coerce").fillna(fill).to_numpy().reshape(-1, 1)
-    if task == "regression":
-        tree = DecisionTreeRegressor(max_depth=6, min_samples_leaf=5, random_state=0)
-        return tree.fit(xt, y_train.astype(float)).predict(xv)
-    tree = DecisionTreeClassifier(max_depth=6, min_samples_leaf=5, random_state=0)
-    tree.fit(xt, y_train.astype(str))
-    if task == "binary":
-        return tree.predict_proba(xv)[:, list(tree.classes_).index(positive_class)]
-    return tree.predict(xv)
+    return task.probe_numeric(xt, y_train, xv, positive_class)
 
 
 def _monotone_score(x_train, y_train, x_val, y_val, task, positive_class) -> tuple[str, float]:
@@ -115,55 +108,19 @@ def _monotone_score(x_train, y_train, x_val, y_val, task, positive_class) -> tup
     Binary: rank ROC AUC of the raw values (either direction). Regression: the larger
     of a straight line's R² and Spearman's rho² (a monotone but curved copy).
     """
+    xt = pd.to_numeric(x_train, errors="coerce")
     xv = pd.to_numeric(x_val, errors="coerce")
-    if task == "binary":
-        fill = float(xv.median()) if xv.notna().any() else 0.0
-        _, auc = _score(y_val, xv.fillna(fill).to_numpy(), task, positive_class)
-        return "roc_auc", max(auc, 1.0 - auc)
-    if task == "regression":
-        xt = pd.to_numeric(x_train, errors="coerce")
-        known = xt.notna() & y_train.notna()
-        if known.sum() < 3 or xt[known].nunique() < 2:
-            return "r2", 0.0
-        slope, intercept = np.polyfit(xt[known].astype(float), y_train[known].astype(float), 1)
-        fill = float(xt.median())
-        prediction = slope * xv.fillna(fill).to_numpy(dtype=float) + intercept
-        line = _score(y_val, prediction, task, positive_class)[1]
-        both = xv.notna() & y_val.notna()
-        rho = xv[both].rank().corr(y_val[both].astype(float).rank())
-        rho2 = float(rho) ** 2 if rho == rho else 0.0
-        return ("spearman_rho2", rho2) if rho2 > line else ("r2", line)
-    return "", 0.0
+    return task.probe_monotone(xt, y_train, xv, y_val, positive_class)
 
 
 def _category_prediction(x_train, y_train, x_val, task, positive_class) -> np.ndarray:
     keys_train = x_train.astype(str).where(x_train.notna(), "(missing)")
     keys_val = x_val.astype(str).where(x_val.notna(), "(missing)")
-    if task == "regression":
-        means = y_train.astype(float).groupby(keys_train.to_numpy()).mean()
-        return keys_val.map(means).fillna(float(y_train.astype(float).mean())).to_numpy()
-    if task == "binary":
-        rates = (y_train.astype(str) == positive_class).groupby(keys_train.to_numpy()).mean()
-        overall = float((y_train.astype(str) == positive_class).mean())
-        return keys_val.map(rates).fillna(overall).to_numpy()
-    frame = pd.DataFrame({"k": keys_train.to_numpy(), "y": y_train.astype(str).to_numpy()})
-    majority = frame.groupby("k")["y"].agg(lambda v: v.value_counts().index[0])
-    return keys_val.map(majority).fillna(y_train.astype(str).mode().iloc[0]).to_numpy()
+    return task.probe_category(keys_train, y_train, keys_val, positive_class)
 
 
 def _score(y_val, prediction, task, positive_class) -> tuple[str, float]:
-    if task == "regression":
-        if np.var(y_val.astype(float)) == 0:
-            return "r2", 0.0
-        return "r2", float(skm.r2_score(y_val.astype(float), prediction))
-    if task == "binary":
-        positive = y_val.astype(str).to_numpy() == positive_class
-        if positive.all() or not positive.any():
-            return "roc_auc", 0.5
-        return "roc_auc", float(skm.roc_auc_score(positive, prediction))
-    return "balanced_accuracy", float(
-        skm.balanced_accuracy_score(y_val.astype(str), prediction.astype(str))
-    )
+    return task.probe_score(y_val, prediction, positive_class)
 
 
 def class_balance(y: pd.Series) -> dict[str, float]:

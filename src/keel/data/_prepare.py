@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import pandas as pd
 
 from keel.errors import DataError, did_you_mean
-from keel.evaluation import METRICS, MetricSpec, metric_spec
+from keel.evaluation import MetricSpec
+from keel.tasks import Task, get_task
 
 MIN_ROWS = 30
-MAX_CLASSES = 100
 MAX_CLASSES_FOR_INTEGER_TARGET = 20
 
 
@@ -78,9 +78,14 @@ class LabelInfo:
     metric: str | None = None
 
     @property
+    def kind(self) -> Task:
+        """The task's plug-in: what differs between kinds of model."""
+        return get_task(self.task)
+
+    @property
     def primary(self) -> MetricSpec:
         """The metric models are chosen, tuned and gated on (``metric:`` or the default)."""
-        return metric_spec(self.task, self.metric)
+        return self.kind.primary(self.metric)
 
 
 def prepare_labels(
@@ -98,8 +103,8 @@ def prepare_labels(
     configured primary metric) must be one of the task's metrics.
     """
     usable, info = _prepare_labels(frame, target, task, positive_class)
-    if metric is not None and metric not in METRICS[info.task]:
-        known = tuple(METRICS[info.task])
+    if metric is not None and metric not in info.kind.metrics.directions:
+        known = tuple(info.kind.metrics.directions)
         raise DataError(
             f"key 'metric': {metric!r} is not a {info.task} metric"
             f"{did_you_mean(metric, known)}; choose one of {', '.join(known)}"
@@ -117,40 +122,10 @@ def _prepare_labels(
             f"only {len(usable)} rows have a value for target {target!r}"
             f" ({missing} have none); Keel needs at least {MIN_ROWS}"
         )
-    inferred = infer_task(usable[target])
-    task = task or inferred
-    y = usable[target]
-    if task == "regression":
-        if not pd.api.types.is_numeric_dtype(y) or pd.api.types.is_bool_dtype(y):
-            raise DataError(
-                f"task is regression but target {target!r} is not numeric"
-                f" (e.g. {y.iloc[0]!r}); set task: binary or multiclass"
-            )
-        return usable, LabelInfo(task="regression", dropped_missing=missing)
-    counts = y.astype(str).value_counts()
-    if task == "binary" and len(counts) != 2:
-        raise DataError(
-            f"task is binary but target {target!r} has {len(counts)} classes"
-            f" ({', '.join(map(str, counts.index[:5]))}...); set task: multiclass"
-        )
-    if len(counts) > MAX_CLASSES:
-        raise DataError(
-            f"target {target!r} has {len(counts)} classes (at most {MAX_CLASSES});"
-            " is it a continuous value? set task: regression"
-        )
-    usable = usable.assign(**{target: y.astype(str)})
-    classes = tuple(sorted(counts.index))
-    chosen = None
-    if task == "binary":
-        if positive_class is not None:
-            chosen = str(positive_class)
-            if chosen not in classes:
-                raise DataError(
-                    f"key 'positive_class': {positive_class!r} is not a class of target"
-                    f" {target!r}{did_you_mean(chosen, classes)}; classes: {', '.join(classes)}"
-                )
-        else:
-            chosen = str(counts.sort_index().sort_values(kind="stable").index[0])
+    plugin = get_task(task or infer_task(usable[target]))
+    y, classes, chosen = plugin.prepare_target(usable[target], target, positive_class)
+    if y is not usable[target]:
+        usable = usable.assign(**{target: y})
     return usable, LabelInfo(
-        task=task, classes=classes, positive_class=chosen, dropped_missing=missing
+        task=plugin.name, classes=classes, positive_class=chosen, dropped_missing=missing
     )

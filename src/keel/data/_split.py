@@ -19,6 +19,7 @@ import pandas as pd
 from sklearn.model_selection import GroupShuffleSplit
 
 from keel.errors import DataError
+from keel.tasks import get_task
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ def split_frame(
     else:
         keys = row_keys(frame, key_columns or list(frame.columns))
         parts = _by_rows(frame, target, task, keys, validation, test, seed)
-        stratified = task != "regression"
+        stratified = get_task(task).stratified
         method = "stratified" if stratified else "random"
         details = {"repeated_rows_kept_together": int(len(keys) - len(np.unique(keys)))}
     for name, part in zip(("train", "validation", "test"), parts, strict=True):
@@ -154,7 +155,7 @@ def _by_rows(frame, target, task, keys, validation, test, seed) -> list[np.ndarr
     (only rows near a boundary can move): a new model version is tested mostly on rows
     the previous one never trained on, and can be compared with it fairly.
     """
-    stratified = task != "regression"
+    stratified = get_task(task).stratified
     y = frame[target].to_numpy()
     unique_keys, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
     labels = y[first]

@@ -1,4 +1,9 @@
-"""Evaluation: metrics by task, bootstrap intervals, the baseline gate (pure)."""
+"""Evaluation: metrics, bootstrap intervals, the baseline gate (pure).
+
+Metrics come in sets, one per kind of model (:class:`MetricSet`: exact scikit-learn
+functions, their NumPy twins for bootstrap resamples, directions, a default). This
+layer knows no task names: :mod:`keel.tasks` picks the set of each task.
+"""
 
 from keel.evaluation._bootstrap import (
     GateResult,
@@ -7,31 +12,37 @@ from keel.evaluation._bootstrap import (
     metric_intervals,
     paired_difference,
 )
-from keel.evaluation._fast import fast_metrics
+from keel.evaluation._fast import fast_binary, fast_multiclass, fast_regression
 from keel.evaluation._metrics import (
-    METRICS,
-    PRIMARY_METRIC,
+    BINARY_DIRECTIONS,
+    MULTICLASS_DIRECTIONS,
+    REGRESSION_DIRECTIONS,
+    MetricSet,
     MetricSpec,
-    compute_metrics,
+    binary_metrics,
     decide,
-    greater_is_better,
     is_better,
-    metric_spec,
+    multiclass_metrics,
+    regression_metrics,
 )
 
 __all__ = [
-    "METRICS",
-    "PRIMARY_METRIC",
+    "BINARY_DIRECTIONS",
+    "MULTICLASS_DIRECTIONS",
+    "REGRESSION_DIRECTIONS",
     "GateResult",
     "Interval",
+    "MetricSet",
     "MetricSpec",
     "baseline_gate",
-    "compute_metrics",
+    "binary_metrics",
     "decide",
-    "fast_metrics",
-    "greater_is_better",
+    "fast_binary",
+    "fast_multiclass",
+    "fast_regression",
     "is_better",
     "metric_intervals",
-    "metric_spec",
+    "multiclass_metrics",
     "paired_difference",
+    "regression_metrics",
 ]

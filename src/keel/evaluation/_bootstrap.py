@@ -9,8 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from keel.evaluation._fast import fast_metrics
-from keel.evaluation._metrics import compute_metrics, greater_is_better
+from keel.evaluation._metrics import MetricSet
 
 DEFAULT_RESAMPLES = 300
 CONFIDENCE = 0.95
@@ -35,7 +34,7 @@ def _resample_indices(n: int, resamples: int, seed: int) -> np.ndarray:
 
 
 def metric_intervals(
-    task: str,
+    metrics: MetricSet,
     y_true: Sequence,
     y_pred: Sequence,
     proba: np.ndarray | None = None,
@@ -44,19 +43,18 @@ def metric_intervals(
     resamples: int = DEFAULT_RESAMPLES,
     seed: int = 0,
 ) -> dict[str, Interval]:
-    """95 % percentile bootstrap interval of every metric of ``task`` on these rows.
+    """95 % percentile bootstrap interval of every metric of ``metrics`` on these rows.
 
     Rows are resampled with replacement ``resamples`` times (seeded); a metric that
     is undefined on a resample (one class only) is skipped for that resample.
     """
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    point = compute_metrics(task, y_true, y_pred, proba, classes, positive_class)
+    point = metrics.exact(y_true, y_pred, proba, classes, positive_class)
     samples: dict[str, list[float]] = {name: [] for name in point}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for rows in _resample_indices(len(y_true), resamples, seed):
-            values = fast_metrics(
-                task,
+            values = metrics.fast(
                 y_true[rows],
                 y_pred[rows],
                 None if proba is None else proba[rows],
@@ -87,12 +85,13 @@ class GateResult:
     baseline: str
     difference: Interval
     margin: float
+    greater_is_better: bool = True
 
     def describe(self) -> str:
         """One line for people."""
         verdict = "passed" if self.passed else "FAILED"
         d = self.difference
-        better = "higher" if greater_is_better(self.metric) else "lower"
+        better = "higher" if self.greater_is_better else "lower"
         return (
             f"baseline gate {verdict}: {self.model} vs best baseline {self.baseline} on test"
             f" {self.metric}: difference {d.value:+.4f} (95% CI {d.low:+.4f} to {d.high:+.4f},"
@@ -145,4 +144,6 @@ def baseline_gate(
     exceed ``margin``; where lower is better the upper bound must be below −margin.
     """
     passed = difference.low > margin if greater_is_better else difference.high < -margin
-    return GateResult(passed, metric_name, model_name, baseline_name, difference, margin)
+    return GateResult(
+        passed, metric_name, model_name, baseline_name, difference, margin, greater_is_better
+    )

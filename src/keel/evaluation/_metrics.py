@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,124 +18,107 @@ class MetricSpec:
     greater_is_better: bool
 
 
-PRIMARY_METRIC: dict[str, MetricSpec] = {
-    "binary": MetricSpec("roc_auc", True),
-    "multiclass": MetricSpec("f1_macro", True),
-    "regression": MetricSpec("rmse", False),
+BINARY_DIRECTIONS = {
+    "roc_auc": True,
+    "average_precision": True,
+    "accuracy": True,
+    "balanced_accuracy": True,
+    "precision": True,
+    "recall": True,
+    "f1": True,
+    "log_loss": False,
+    "brier": False,
 }
-"""The default primary metric of each task (``metric:`` in keel.yaml overrides it)."""
-
-# Every metric compute_metrics reports, per task, with whether higher is better.
-METRICS: dict[str, dict[str, bool]] = {
-    "binary": {
-        "roc_auc": True,
-        "average_precision": True,
-        "accuracy": True,
-        "balanced_accuracy": True,
-        "precision": True,
-        "recall": True,
-        "f1": True,
-        "log_loss": False,
-        "brier": False,
-    },
-    "multiclass": {
-        "f1_macro": True,
-        "f1_weighted": True,
-        "accuracy": True,
-        "balanced_accuracy": True,
-        "roc_auc_ovr": True,
-        "log_loss": False,
-    },
-    "regression": {"rmse": False, "mae": False, "median_ae": False, "r2": True, "mape": False},
+MULTICLASS_DIRECTIONS = {
+    "f1_macro": True,
+    "f1_weighted": True,
+    "accuracy": True,
+    "balanced_accuracy": True,
+    "roc_auc_ovr": True,
+    "log_loss": False,
 }
+REGRESSION_DIRECTIONS = {"rmse": False, "mae": False, "median_ae": False, "r2": True, "mape": False}
 
 
-def metric_spec(task: str, name: str | None = None) -> MetricSpec:
-    """The primary metric of ``task``: ``name`` when given, else the task's default.
-
-    Raises ``ValueError`` naming the metrics ``task`` knows when ``name`` is not one.
-    """
-    if name is None:
-        return PRIMARY_METRIC[task]
-    known = METRICS[task]
-    if name not in known:
-        raise ValueError(
-            f"metric {name!r} is not a {task} metric; choose one of {', '.join(known)}"
-        )
-    return MetricSpec(name, known[name])
-
-
-def greater_is_better(name: str) -> bool:
-    """Whether a higher value of metric ``name`` is better (any task)."""
-    for known in METRICS.values():
-        if name in known:
-            return known[name]
-    raise ValueError(f"unknown metric {name!r}")
-
-
-def compute_metrics(
-    task: str,
+def binary_metrics(
     y_true: Sequence,
     y_pred: Sequence,
     proba: np.ndarray | None = None,
     classes: Sequence[str] = (),
     positive_class: str | None = None,
 ) -> dict[str, float]:
-    """Compute the standard metrics of ``task``.
+    """Metrics of binary decisions and of P(``positive_class``) (columns of ``classes``).
 
-    Parameters
-    ----------
-    task
-        ``binary``, ``multiclass`` or ``regression``.
-    y_true, y_pred
-        True and predicted labels (or values).
-    proba
-        Class probabilities, columns in the order of ``classes`` (classification).
-    classes
-        Class labels in the order of ``proba``'s columns.
-    positive_class
-        The class of interest for binary precision, recall, F1, ROC AUC.
-
-    Returns
-    -------
-    dict
-        Metric name to value; a metric that is undefined on these rows (one class
-        only, say) is left out rather than reported as a made-up number.
+    A metric that is undefined on these rows (one class only, say) is left out rather
+    than reported as a made-up number.
     """
-    y_true = np.asarray(y_true)
-    y_pred = np.asarray(y_pred)
+    y_true, y_pred = _rows(y_true, y_pred)
+    out = _label_metrics(y_true, y_pred)
+    out["precision"] = skm.precision_score(
+        y_true, y_pred, pos_label=positive_class, zero_division=0
+    )
+    out["recall"] = skm.recall_score(y_true, y_pred, pos_label=positive_class, zero_division=0)
+    out["f1"] = skm.f1_score(y_true, y_pred, pos_label=positive_class, zero_division=0)
+    if proba is not None and len(np.unique(y_true)) == 2:
+        column = list(classes).index(positive_class)
+        score = proba[:, column]
+        positive = y_true == positive_class
+        out["roc_auc"] = skm.roc_auc_score(positive, score)
+        out["average_precision"] = skm.average_precision_score(positive, score)
+        out["log_loss"] = skm.log_loss(positive, score, labels=[False, True])
+        out["brier"] = skm.brier_score_loss(positive, score)
+    return _finite(out)
+
+
+def multiclass_metrics(
+    y_true: Sequence,
+    y_pred: Sequence,
+    proba: np.ndarray | None = None,
+    classes: Sequence[str] = (),
+    positive_class: str | None = None,
+) -> dict[str, float]:
+    """Metrics of multiclass labels and of the class probabilities (columns of ``classes``)."""
+    y_true, y_pred = _rows(y_true, y_pred)
+    out = _label_metrics(y_true, y_pred)
+    out["f1_macro"] = skm.f1_score(y_true, y_pred, average="macro", zero_division=0)
+    out["f1_weighted"] = skm.f1_score(y_true, y_pred, average="weighted", zero_division=0)
+    if proba is not None:
+        out["log_loss"] = skm.log_loss(y_true, proba, labels=list(classes))
+        present = np.isin(np.asarray(classes), np.unique(y_true))
+        if present.all():
+            out["roc_auc_ovr"] = skm.roc_auc_score(
+                y_true, proba, multi_class="ovr", labels=list(classes)
+            )
+    return _finite(out)
+
+
+def regression_metrics(
+    y_true: Sequence,
+    y_pred: Sequence,
+    proba: np.ndarray | None = None,
+    classes: Sequence[str] = (),
+    positive_class: str | None = None,
+) -> dict[str, float]:
+    """Errors of predicted values (``proba``, ``classes`` and ``positive_class`` unused)."""
+    y_true, y_pred = _rows(y_true, y_pred)
+    return _regression(y_true.astype(float), y_pred.astype(float))
+
+
+def _rows(y_true: Sequence, y_pred: Sequence) -> tuple[np.ndarray, np.ndarray]:
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     if len(y_true) == 0:
         raise ValueError("cannot compute metrics on zero rows")
-    if task == "regression":
-        return _regression(y_true.astype(float), y_pred.astype(float))
-    out = {
+    return y_true, y_pred
+
+
+def _label_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    return {
         "accuracy": skm.accuracy_score(y_true, y_pred),
         "balanced_accuracy": _quiet(skm.balanced_accuracy_score, y_true, y_pred),
     }
-    if task == "binary":
-        out["precision"] = skm.precision_score(
-            y_true, y_pred, pos_label=positive_class, zero_division=0
-        )
-        out["recall"] = skm.recall_score(y_true, y_pred, pos_label=positive_class, zero_division=0)
-        out["f1"] = skm.f1_score(y_true, y_pred, pos_label=positive_class, zero_division=0)
-        if proba is not None and len(np.unique(y_true)) == 2:
-            column = list(classes).index(positive_class)
-            score = proba[:, column]
-            positive = y_true == positive_class
-            out["roc_auc"] = skm.roc_auc_score(positive, score)
-            out["average_precision"] = skm.average_precision_score(positive, score)
-            out["log_loss"] = skm.log_loss(positive, score, labels=[False, True])
-            out["brier"] = skm.brier_score_loss(positive, score)
-    else:
-        out["f1_macro"] = skm.f1_score(y_true, y_pred, average="macro", zero_division=0)
-        out["f1_weighted"] = skm.f1_score(y_true, y_pred, average="weighted", zero_division=0)
-        if proba is not None:
-            out["log_loss"] = skm.log_loss(y_true, proba, labels=list(classes))
-            present = np.isin(np.asarray(classes), np.unique(y_true))
-            if present.all():
-                out["roc_auc_ovr"] = skm.roc_auc_score(
-                    y_true, proba, multi_class="ovr", labels=list(classes)
-                )
+
+
+def _finite(out: dict[str, float | None]) -> dict[str, float]:
     return {k: float(v) for k, v in out.items() if v is not None and math.isfinite(float(v))}
 
 
@@ -163,15 +146,36 @@ def _quiet(fn, *args):
         return fn(*args)
 
 
-def is_better(metric: str | MetricSpec, candidate: float, incumbent: float | None) -> bool:
-    """Whether ``candidate`` beats ``incumbent`` on ``metric``.
-
-    ``metric`` is a :class:`MetricSpec` or a task name (meaning its default metric).
-    """
+def is_better(spec: MetricSpec, candidate: float, incumbent: float | None) -> bool:
+    """Whether ``candidate`` beats ``incumbent`` on the metric ``spec``."""
     if incumbent is None or math.isnan(incumbent):
         return True
-    spec = metric if isinstance(metric, MetricSpec) else PRIMARY_METRIC[metric]
     return candidate > incumbent if spec.greater_is_better else candidate < incumbent
+
+
+@dataclass(frozen=True)
+class MetricSet:
+    """The metrics of one kind of model: exact (scikit-learn) and fast (NumPy) versions.
+
+    ``exact`` and ``fast`` take ``(y_true, y_pred, proba, classes, positive_class)``;
+    ``directions`` says for each metric whether higher is better; ``default`` is the
+    primary metric when ``metric:`` is not configured.
+    """
+
+    exact: Callable[..., dict[str, float]]
+    fast: Callable[..., dict[str, float]]
+    directions: dict[str, bool]
+    default: str
+
+    def spec(self, name: str | None = None) -> MetricSpec:
+        """The primary metric: ``name`` when given, else the default.
+
+        Raises ``ValueError`` naming the known metrics when ``name`` is not one.
+        """
+        name = name or self.default
+        if name not in self.directions:
+            raise ValueError(f"metric {name!r} is not one of {', '.join(self.directions)}")
+        return MetricSpec(name, self.directions[name])
 
 
 def decide(

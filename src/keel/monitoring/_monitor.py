@@ -21,6 +21,7 @@ import pandas as pd
 
 from keel.monitoring._drift import DriftThresholds, drift_report
 from keel.monitoring._reference import CategoricalReference, DriftReference, NumericReference
+from keel.tasks import get_task
 
 MIN_GROUP_ROWS = 20  # a group smaller than this is shown, not compared
 SECONDS = {"hour": 3600, "day": 86400}
@@ -215,8 +216,7 @@ def _fill(
         m["latency_p50_ms"] = float(np.percentile(latency, 50))
         m["latency_p95_ms"] = float(np.percentile(latency, 95))
     m["unseen_share"] = _unseen_share(inputs, features)
-    task = meta.get("task")
-    if task != "regression":
+    if get_task(meta.get("task")).labelled_classes:
         shares = part["prediction"].astype(str).value_counts(normalize=True)
         found.prediction_share = {str(k): round(float(v), 6) for k, v in shares.head(15).items()}
     if not found.judged:
@@ -277,26 +277,15 @@ def _performance(
     m["labelled_rows"] = float(labelled.sum())
     y = part.loc[labelled, "label"]
     predicted = part.loc[labelled, "prediction"]
+    kind = get_task(task)
     if labelled.sum() >= max(1, min(found.rows, 10)):
-        if task == "regression":
-            error = pd.to_numeric(predicted, errors="coerce") - pd.to_numeric(y, errors="coerce")
-            m["mae"] = float(error.abs().mean())
-            m["rmse"] = float(math.sqrt((error**2).mean()))
-        else:
-            from sklearn.metrics import balanced_accuracy_score, roc_auc_score
-
-            truth, guess = y.astype(str).to_numpy(), predicted.astype(str).to_numpy()
-            m["accuracy"] = float((truth == guess).mean())
-            m["balanced_accuracy"] = float(balanced_accuracy_score(truth, guess))
-            scores = pd.to_numeric(part.loc[labelled, "score"], errors="coerce")
-            hit = truth == str(positive)
-            if task == "binary" and scores.notna().all() and 0 < hit.sum() < len(hit):
-                m["roc_auc"] = float(roc_auc_score(hit, scores))
+        scores = pd.to_numeric(part.loc[labelled, "score"], errors="coerce")
+        m.update(kind.live_performance(y, predicted, scores, positive))
         found.performance = {
             k: m[k] for k in ("accuracy", "balanced_accuracy", "roc_auc", "mae", "rmse") if k in m
         }
         found.performance["labelled_rows"] = int(labelled.sum())
-    if task != "binary":
+    if not kind.thresholded:  # selection rates need decisions on a positive class
         return
     dp, acc = [], []
     for name in meta.get("sensitive_features") or []:

@@ -21,6 +21,7 @@ import pandas as pd
 from keel.config import ProjectConfig, Settings
 from keel.errors import DataError
 from keel.pipeline._stages import Graph, Stage
+from keel.tasks import get_task
 
 DATA = ("keel.data", "keel.config")
 LEARN = (*DATA, "keel.features", "keel.training", "keel.evaluation", "keel.estimators")
@@ -373,7 +374,7 @@ def fairness(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
         ctx.say(f"before {config.fairness.mitigation}, for comparison")
         unmitigated = refit_on_train_and_validation(best.pipeline, splits, schema, labels)
         before_cut = cut
-        if cut is None and labels.task == "binary" and config.threshold_objective != "none":
+        if cut is None and labels.kind.thresholded and config.threshold_objective != "none":
             # the mitigated model decides itself; the plain one at its own threshold
             before_cut = choose_threshold(best, splits, schema, labels, config.threshold_objective)[
                 "value"
@@ -454,12 +455,13 @@ def check_fairness_config(
     method = fairness.mitigation
     if method != "none" and not config.sensitive_features:
         raise DataError(f"key 'fairness.mitigation': {method} needs sensitive_features")
-    if method == "reweighing" and task == "regression":
+    kind = get_task(task)
+    if method == "reweighing" and not kind.labelled_classes:
         raise DataError(
             "key 'fairness.mitigation': reweighing balances groups across labels, so it needs"
             " a classification task; this target is a regression one"
         )
-    if method in BINARY_ONLY and task != "binary":
+    if method in BINARY_ONLY and not kind.thresholded:
         raise DataError(
             f"key 'fairness.mitigation': {method} is for binary tasks; this one is {task}"
             " (use reweighing, or none)"
@@ -518,17 +520,14 @@ def before_and_after(
     cut: float | None,
 ) -> dict[str, Any]:
     """Test metrics and fairness measures of the model without and with mitigation."""
-    from keel.evaluation import compute_metrics
     from keel.responsible import BINARY_ONLY, NEEDS_SENSITIVE_AT_PREDICTION
     from keel.training import predict_with
 
     predictions, proba, classes = predict_with(
         unmitigated, test_rows[schema.feature_names], labels.task, cut, labels.positive_class
     )
-    y = test_rows[config.target].to_numpy()
-    metrics = compute_metrics(
-        labels.task,
-        y.astype(float) if labels.task == "regression" else y,
+    metrics = labels.kind.metrics.exact(
+        labels.kind.truth(test_rows[config.target]),
         predictions,
         proba,
         classes,

@@ -30,6 +30,7 @@ from keel.monitoring import (
 )
 from keel.registry import mlflow_scope, package_documents
 from keel.serving import log_url, read_log
+from keel.tasks import get_task
 
 MONITOR_TAG = "keel.monitor"
 RECENT_ALERTS = 50
@@ -134,7 +135,7 @@ def production_rows(url: str, name: str, target: str, task: str) -> Any:
         return pd.DataFrame()
     frame = pd.DataFrame.from_records([r["inputs"] for r in rows])
     labels = pd.Series([r["label"] for r in rows])
-    frame[target] = pd.to_numeric(labels, errors="coerce") if task == "regression" else labels
+    frame[target] = get_task(task).logged_truth(labels)
     return frame.drop_duplicates(ignore_index=True)
 
 

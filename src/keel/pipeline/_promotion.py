@@ -21,8 +21,9 @@ import pandas as pd
 
 from keel.data import rows_seen
 from keel.errors import KeelError
-from keel.evaluation import baseline_gate, fast_metrics, paired_difference
+from keel.evaluation import baseline_gate, paired_difference
 from keel.registry import load_package
+from keel.tasks import get_task
 from keel.training import predict_with
 
 FAIRNESS_TOLERANCE = 0.01
@@ -55,10 +56,11 @@ def versus_champion(
         return {"compared": False, "promote": False, "reason": f"champion not loadable: {exc}"}
     out: dict[str, Any] = {"champion_version": champion.version, "compared": False}
     missing = [c for c in champion.schema.feature_names if c not in test_rows.columns]
-    if champion.task != labels.task or missing:
+    other_kind = get_task(champion.task) is not labels.kind
+    if other_kind or missing:
         why = (
             f"the champion is a {champion.task} model"
-            if champion.task != labels.task
+            if other_kind
             else f"the champion needs columns this data lacks: {', '.join(missing[:5])}"
         )
         return {**out, "promote": False, "reason": f"not comparable: {why}"}
@@ -78,9 +80,7 @@ def versus_champion(
             }
         test_rows = test_rows.loc[~seen]
     spec = labels.primary
-    y = test_rows[target].to_numpy()
-    if labels.task == "regression":
-        y = y.astype(float)
+    y = labels.kind.truth(test_rows[target])
     champion_threshold = champion.metadata.get("decision_threshold")
     scored = []
     for model, cut, columns in (
@@ -96,8 +96,7 @@ def versus_champion(
         predictions, proba, classes = scored[which]
 
         def compute(rows: np.ndarray) -> float:
-            values = fast_metrics(
-                labels.task,
+            values = labels.kind.metrics.fast(
                 y[rows],
                 predictions[rows],
                 None if proba is None else proba[rows],

@@ -18,7 +18,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import yaml
 
@@ -349,7 +348,6 @@ def _report_document(
     config: ProjectConfig, inputs: dict[str, Any], run_id: str, version: str, snapshot_path: Path
 ) -> dict[str, Any]:
     """The run report (``report.json``), before the comparison with the champion."""
-    from keel.data import class_balance
     from keel.training import BASELINES
 
     labels, dataset, splits = inputs["labels"], inputs["dataset"], inputs["splits"]
@@ -368,7 +366,7 @@ def _report_document(
         "split_method": splits.method,
         "split_details": splits.details,
         "stratified": splits.stratified,
-        "class_balance": class_balance(frame[config.target]) if labels.task != "regression" else {},
+        "class_balance": labels.kind.balance(frame[config.target]),
         "strongest_single_features": [
             {"feature": f.feature, "metric": f.metric, "score": round(f.score, 4)}
             for f in inputs["feature_scores"][:5]
@@ -550,13 +548,7 @@ def drift_reference(
     predictions, proba, classes = predict_with(
         model, splits.test[schema.feature_names], labels.task, cut, labels.positive_class
     )
-    outputs: dict[str, Any] = {}
-    if labels.task == "regression":
-        outputs["score"] = np.asarray(predictions, dtype=float)
-    else:
-        outputs["prediction"] = np.asarray(predictions).astype(str)
-        if labels.task == "binary" and proba is not None:
-            outputs["score"] = proba[:, list(classes).index(str(labels.positive_class))]
+    outputs = labels.kind.outputs(predictions, proba, classes, labels.positive_class)
     return {
         "features": features.to_dict(),
         "outputs": DriftReference.from_frame(pd.DataFrame(outputs)).to_dict(),

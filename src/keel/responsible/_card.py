@@ -17,11 +17,37 @@ import html
 import math
 from typing import Any
 
+from keel.tasks import get_task
+
 Block = tuple[str, Any]  # ("p", text) | ("ul", [text]) | ("table", (head, rows)) | ("bars", …)
 Section = tuple[str, list[Block]]
 
 CALIBRATION_GAP = 0.1  # mean |predicted - observed| over the calibration bins
 FAIRNESS_GAP = 0.1  # a difference measure above this is called out
+
+
+# what people read on a card, for the names the code uses
+WORDS = {
+    "demographic_parity_difference": "Demographic parity difference",
+    "demographic_parity_ratio": "Demographic parity ratio",
+    "equalized_odds_difference": "Equalized odds difference",
+    "equal_opportunity_difference": "Equal opportunity difference",
+    "disparate_impact_ratio": "Disparate impact ratio",
+    "accuracy_difference": "Accuracy difference",
+    "rmse_difference": "RMSE difference (root mean squared error)",
+    "mae_difference": "MAE difference (mean absolute error)",
+    "selection_rate": "Selection rate",
+    "accuracy": "Accuracy",
+    "rmse": "RMSE (root mean squared error)",
+    "mae": "MAE (mean absolute error)",
+    "true_positive_rate": "True positive rate",
+    "false_positive_rate": "False positive rate",
+}
+
+
+def words(name: str) -> str:
+    """A measure's name as people read it: ``Demographic parity difference``."""
+    return WORDS.get(name) or name.replace("_", " ").capitalize()
 
 
 def _num(value: Any, digits: int = 4) -> str:
@@ -52,10 +78,10 @@ def detected_limitations(report: dict[str, Any]) -> list[str]:
             )
         for measure, value in result.get("measures", {}).items():
             if measure.endswith("_difference") and value > FAIRNESS_GAP:
-                found.append(f"{feature}: {measure} is {value:.3f} (above {FAIRNESS_GAP}).")
+                found.append(f"{feature}: {words(measure)} is {value:.3f} (above {FAIRNESS_GAP}).")
     for breach in fairness.get("breaches", []):
         found.append(
-            f"Fairness limit breached: {breach['feature']} {breach['measure']} ="
+            f"Fairness limit breached: {breach['feature']} {words(breach['measure'])} ="
             f" {breach['value']:.4f} ({breach['kind']} {breach['limit']:g})."
         )
     calibration = assessment.get("diagnostics", {}).get("calibration") or []
@@ -199,14 +225,14 @@ def build_card(
         measure_rows = []
         for feature, result in fairness["features"].items():
             for measure, value in result["measures"].items():
-                measure_rows.append([feature, measure, _num(value)])
+                measure_rows.append([feature, words(measure), _num(value)])
         blocks.append(("table", (["sensitive feature", "measure", "value"], measure_rows)))
         mitigation = assessment.get("mitigation")
         if mitigation:
             before = mitigation["before"]
             rows_ba = [
                 [
-                    f"{feature}: {measure}",
+                    f"{feature}: {words(measure)}",
                     _num(value),
                     _num(mitigation["after"]["fairness"][feature].get(measure)),
                 ]
@@ -232,14 +258,14 @@ def build_card(
                     )
                 )
             blocks.append(("table", (["", "before", "after"], rows_ba)))
-        headline = "selection_rate" if report["task"] == "binary" else "accuracy"
+        headline = get_task(report["task"]).fairness_headline
         for feature, result in list(fairness["features"].items())[:3]:
             bars = [
                 (f"{g['group']} (n={g['rows']})", *_triple(g.get(headline)))
                 for g in result["groups"]
                 if g.get(headline)
             ]
-            blocks.append(("bars", (f"{headline} by {feature}", bars)))
+            blocks.append(("bars", (f"{words(headline)} by {feature}", bars)))
         sections.append(("Fairness", blocks))
     else:
         sections.append(

@@ -22,7 +22,7 @@ import pandas as pd
 from sklearn.inspection import permutation_importance
 
 from keel.estimators import decides_itself
-from keel.evaluation import fast_metrics
+from keel.tasks import fast_metrics, get_task
 from keel.training import predict_with
 
 MAX_SHAP_ROWS = 300
@@ -124,35 +124,22 @@ def explain(
     probability = kind.startswith(("RandomForest", "DecisionTree")) or isinstance(
         explainer, shap.PermutationExplainer
     )
-    if values.ndim == 3:  # one output per class
-        if task == "binary":
-            column = np.full(len(rows), classes.index(positive_class))
-        elif target_class is not None:
-            column = np.full(len(rows), classes.index(target_class))
-        else:
-            column = np.asarray(pipeline.predict_proba(rows)).argmax(axis=1)
-        picked = np.arange(len(rows))
-        values = values[picked, :, column]
-        base = base[picked, column] if base.ndim == 2 else base[column]
-        label = classes[column[0]] if len(set(column)) == 1 else "the predicted class"
-    elif task == "binary":
-        label = positive_class
-        if classes and positive_class == classes[0]:  # single output explains classes_[1]
-            values, base = -values, -base
-    else:
-        label = None
+    plugin = get_task(task)
+    values, base, label = plugin.shap_values(
+        values,
+        base,
+        classes,
+        positive_class,
+        target_class,
+        lambda: np.asarray(pipeline.predict_proba(rows)).argmax(axis=1),
+    )
     base = np.broadcast_to(base, (len(rows),)).astype(float)
     folded = np.zeros((len(rows), 0))
     names = []
     for feature, columns in feature_columns(preprocessor):
         names.append(feature)
         folded = np.column_stack([folded, values[:, columns].sum(axis=1)])
-    if task == "regression":
-        output = "the predicted value"
-    elif probability:
-        output = f"the probability of {label!r}"
-    else:
-        output = f"the log-odds (raw score) of {label!r}"
+    output = plugin.explained_output(probability, label)
     return Explanation(names, folded, base, output, type(explainer).__name__)
 
 
@@ -265,24 +252,13 @@ def partial_dependences(
         stacked = pd.concat([rows] * len(values), ignore_index=True)
         stacked[feature] = pd.Series(np.repeat(np.asarray(values, dtype=object), len(rows)))
         stacked[feature] = stacked[feature].astype(column.dtype)
-        if task == "regression":
-            answers = np.asarray(pipeline.predict(stacked), dtype=float)[:, None]
-        else:
-            answers = np.asarray(pipeline.predict_proba(stacked))
-            if task == "binary":
-                answers = answers[:, [classes.index(positive_class)]]
+        answers, output = get_task(task).dependence(pipeline, stacked, classes, positive_class)
         average = answers.reshape(len(values), len(rows), -1).mean(axis=1)
         out[feature] = {
             "grid": [_plain(v) for v in values],
             "average": average[:, 0].tolist() if average.shape[1] == 1 else average.T.tolist(),
             "categorical": feature in categorical,
-            "output": (
-                "predicted value"
-                if task == "regression"
-                else f"P({positive_class})"
-                if task == "binary"
-                else "P(class), one list per class in the model's class order"
-            ),
+            "output": output,
         }
     return out
 
@@ -382,11 +358,10 @@ def explain_model(
     )
     importance = found.importance()
     scored = test_rows.sample(min(1000, len(test_rows)), random_state=seed)
-    y = scored[schema.target].to_numpy()
     permutation = permutation_ranking(
         pipeline,
         scored[features],
-        y.astype(float) if labels.task == "regression" else y,
+        labels.kind.truth(scored[schema.target]),
         labels.task,
         labels.primary.name,
         labels.primary.greater_is_better,
@@ -410,7 +385,7 @@ def explain_model(
             pipeline, example_row, background, labels.task, labels.positive_class, cache=cache
         ),
     }
-    if labels.task == "binary":
+    if labels.kind.thresholded:  # a decision that can flip: what would flip it
         example["counterfactual"] = counterfactual_hint(
             pipeline,
             example_row,

@@ -19,15 +19,11 @@ import numpy as np
 import pandas as pd
 from fairlearn.metrics import (
     MetricFrame,
-    count,
-    false_positive_rate,
-    selection_rate,
-    true_positive_rate,
 )
-from sklearn.metrics import accuracy_score, mean_absolute_error, root_mean_squared_error
 
 from keel._groups import INTERSECTION, group_keys, group_labels
 from keel.config import FairnessConfig
+from keel.tasks import get_task
 from keel.training import predict_with
 
 QUANTILE_BINS = 4  # numeric sensitive features without configured edges: quartiles
@@ -113,13 +109,7 @@ def assess_fairness(
     report = FairnessReport(task, limits=config.limits, min_group_size=config.min_group_size)
     if groups.shape[1] == 0:
         return report
-    if task == "binary":
-        truth = (np.asarray(y_true).astype(str) == str(positive_class)).astype(int)
-        decided = (np.asarray(y_pred).astype(str) == str(positive_class)).astype(int)
-    elif task == "multiclass":
-        truth, decided = np.asarray(y_true).astype(str), np.asarray(y_pred).astype(str)
-    else:
-        truth, decided = np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)
+    truth, decided = get_task(task).fairness_arrays(y_true, y_pred, positive_class)
     columns = {name: groups[name].to_numpy() for name in groups.columns}
     if config.intersections and len(columns) > 1:
         joined = groups.astype(str).agg(INTERSECTION.join, axis=1).to_numpy()
@@ -147,17 +137,7 @@ def assess_fairness(
 
 
 def _metric_functions(task: str) -> dict[str, Any]:
-    if task == "binary":
-        return {
-            "count": count,
-            "selection_rate": selection_rate,
-            "true_positive_rate": true_positive_rate,
-            "false_positive_rate": false_positive_rate,
-            "accuracy": accuracy_score,
-        }
-    if task == "multiclass":
-        return {"count": count, "accuracy": accuracy_score}
-    return {"count": count, "rmse": root_mean_squared_error, "mae": mean_absolute_error}
+    return get_task(task).group_metrics()
 
 
 def _measures(table: pd.DataFrame, task: str) -> dict[str, float]:
@@ -175,19 +155,7 @@ def _measures(table: pd.DataFrame, task: str) -> dict[str, float]:
         column = table[metric].astype(float)
         return float(column.max() - column.min())
 
-    out: dict[str, float] = {}
-    if task == "binary":
-        rates = table["selection_rate"].astype(float)
-        out["demographic_parity_difference"] = spread("selection_rate")
-        out["demographic_parity_ratio"] = (
-            float(rates.min() / rates.max()) if rates.max() > 0 else float("nan")
-        )
-        # the four-fifths rule: lowest selection rate over the highest
-        out["disparate_impact_ratio"] = out["demographic_parity_ratio"]
-        out["equal_opportunity_difference"] = spread("true_positive_rate")
-        out["equalized_odds_difference"] = max(
-            spread("true_positive_rate"), spread("false_positive_rate")
-        )
+    out = get_task(task).group_measures(spread, table)
     for metric in ("accuracy", "rmse", "mae"):
         if metric in table:
             out[f"{metric}_difference"] = spread(metric)
@@ -241,22 +209,7 @@ def _bootstrap_groups(truth, decided, labels, names, task, resamples, seed):
             rows = rng.integers(0, n, n)
             g, t, d = codes[rows], truth[rows], decided[rows]
             size = np.bincount(g, minlength=k).astype(float)
-            values: dict[str, np.ndarray] = {}
-            if task == "binary":
-                positives = np.bincount(g, weights=t, minlength=k)
-                values["selection_rate"] = np.bincount(g, weights=d, minlength=k) / size
-                hits = np.bincount(g, weights=d * t, minlength=k)
-                values["true_positive_rate"] = hits / positives
-                values["false_positive_rate"] = np.bincount(g, weights=d * (1 - t), minlength=k) / (
-                    size - positives
-                )
-                values["accuracy"] = np.bincount(g, weights=(d == t), minlength=k) / size
-            elif task == "multiclass":
-                values["accuracy"] = np.bincount(g, weights=(d == t), minlength=k) / size
-            else:
-                error = d - t
-                values["rmse"] = np.sqrt(np.bincount(g, weights=error**2, minlength=k) / size)
-                values["mae"] = np.bincount(g, weights=np.abs(error), minlength=k) / size
+            values = get_task(task).group_resample(g, t, d, k, size)
             for metric, value in values.items():
                 draws.setdefault(metric, []).append(value)
     out = {}

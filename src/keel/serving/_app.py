@@ -48,6 +48,7 @@ from keel.serving._v2 import (
     server_metadata,
     tensors_to_records,
 )
+from keel.tasks import get_task
 
 MAX_INSTANCES = 10_000  # the default of serving.max_instances
 HARD_MAX_INSTANCES = 1_000_000
@@ -256,11 +257,12 @@ class Served:
             "version": package.version,
             "alias": alias or package.alias,
         }
-        self.classification = package.task != "regression"
+        self.kind = get_task(package.task)  # what this kind of model answers
+        self.classification = self.kind.labelled_classes
         self.classes = [str(c) for c in getattr(package.model, "classes_", [])]
         self.positive = package.metadata.get("positive_class")
         threshold = package.metadata.get("decision_threshold")
-        if package.task != "binary" or self.positive not in self.classes:
+        if not self.kind.thresholded or self.positive not in self.classes:
             threshold = None
         self.threshold = threshold
         # a fairness-mitigated model decides per row itself (keel.estimators) and may
@@ -350,7 +352,7 @@ class Served:
         """The numbers the metrics histogram: P(positive) for binary, values for regression."""
         if not self.classification:
             return [float(v) for v in answer["predictions"] if isinstance(v, int | float)]
-        if self.package.task == "binary" and self.positive is not None:
+        if self.kind.thresholded and self.positive is not None:
             return [row.get(str(self.positive), 0.0) for row in answer.get("probabilities", [])]
         return []
 

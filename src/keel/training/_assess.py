@@ -18,11 +18,10 @@ from keel.evaluation import (
     GateResult,
     Interval,
     baseline_gate,
-    compute_metrics,
-    fast_metrics,
     metric_intervals,
     paired_difference,
 )
+from keel.tasks import compute_metrics, fast_metrics
 from keel.training._candidates import BASELINES, TrainedCandidate, predict_with, select_best
 from keel.training._curves import learning_curve
 from keel.training._slices import slice_report, worst_rows
@@ -106,9 +105,7 @@ def assess(
     """
     spec = labels.primary
     x_test = splits.test[schema.feature_names]
-    y_test = splits.test[schema.target].to_numpy()
-    if labels.task == "regression":
-        y_test = y_test.astype(float)
+    y_test = labels.kind.truth(splits.test[schema.target])
     final = (
         refit_on_train_and_validation(best.pipeline, splits, schema, labels, fit_final)
         if refit
@@ -124,7 +121,7 @@ def assess(
             " prescribes, with a coin fixed by the row's values); no global threshold"
             " applies, and its probabilities are a score, not the decision",
         }
-    elif labels.task == "binary" and threshold_objective != "none":
+    elif labels.kind.thresholded and threshold_objective != "none":
         threshold = choose_threshold(best, splits, schema, labels, threshold_objective)
         cut = threshold["value"]
     predictions, proba, classes = predict_with(
@@ -138,7 +135,14 @@ def assess(
         labels.task, y_test, predictions, proba, classes, labels.positive_class
     )
     intervals = metric_intervals(
-        labels.task, y_test, predictions, proba, classes, labels.positive_class, resamples, seed
+        labels.kind.metrics,
+        y_test,
+        predictions,
+        proba,
+        classes,
+        labels.positive_class,
+        resamples,
+        seed,
     )
     gate = None
     others = [c for c in trained if c.name in BASELINES and c.name != best.name]
@@ -240,9 +244,7 @@ def _refit(
     fit_final: FitFinal | None = None,
 ):
     rows = pd.concat(parts, ignore_index=True)
-    y = rows[schema.target].to_numpy()
-    if labels.task == "regression":
-        y = y.astype(float)
+    y = labels.kind.truth(rows[schema.target])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=UserWarning)
         if fit_final is not None:
@@ -256,42 +258,7 @@ def diagnose(labels, y_test, predictions, proba, classes) -> dict[str, Any]:
     Calibration curve (binary), confusion matrix and per-class report (classification),
     residuals by predicted decile (regression).
     """
-    if labels.task == "regression":
-        residual = y_test - predictions.astype(float)
-        order = np.argsort(predictions, kind="stable")
-        bins = np.array_split(order, min(10, len(order)))
-        return {
-            "residuals": [
-                {
-                    "predicted_mean": float(np.mean(predictions[b])),
-                    "residual_mean": float(np.mean(residual[b])),
-                    "residual_std": float(np.std(residual[b])),
-                    "rows": len(b),
-                }
-                for b in bins
-                if len(b)
-            ]
-        }
-    labels_order = list(classes)
-    matrix = skm.confusion_matrix(y_test, predictions, labels=labels_order)
-    report = skm.classification_report(
-        y_test, predictions, labels=labels_order, output_dict=True, zero_division=0
-    )
-    out: dict[str, Any] = {
-        "confusion_matrix": {"labels": labels_order, "counts": matrix.tolist()},
-        "per_class": {c: report[c] for c in labels_order if c in report},
-    }
-    if labels.task == "binary" and proba is not None:
-        from sklearn.calibration import calibration_curve
-
-        truth = y_test == labels.positive_class
-        score = proba[:, labels_order.index(labels.positive_class)]
-        observed, predicted = calibration_curve(truth, score, n_bins=10, strategy="quantile")
-        out["calibration"] = [
-            {"predicted": float(p), "observed": float(o)}
-            for p, o in zip(predicted, observed, strict=True)
-        ]
-    return out
+    return labels.kind.diagnostics(y_test, predictions, proba, classes, labels.positive_class)
 
 
 THRESHOLD_OBJECTIVES: tuple[str, ...] = ("f1", "balanced_accuracy", "accuracy", "none")

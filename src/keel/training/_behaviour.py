@@ -11,7 +11,7 @@ import pandas as pd
 from keel.config import DirectionalTest, InvarianceTest, MinimumTest
 from keel.data import LabelInfo, Schema
 from keel.errors import DataError, did_you_mean
-from keel.evaluation import compute_metrics, greater_is_better
+from keel.tasks import compute_metrics, greater_is_better
 from keel.training._candidates import predict_with
 
 MAX_OFFENDING = 5
@@ -58,12 +58,7 @@ def check_behaviour_config(tests: Sequence[Any], schema: Schema, task: str) -> N
 def _score(model: Any, frame: pd.DataFrame, labels: LabelInfo, reference: np.ndarray | None):
     """The number a behaviour test watches: P(positive), the prediction, or P(class)."""
     predictions, proba, classes = predict_with(model, frame, labels.task)
-    if labels.task == "regression":
-        return predictions.astype(float), None
-    if labels.task == "binary":
-        return proba[:, list(classes).index(labels.positive_class)], None
-    column = proba.argmax(axis=1) if reference is None else reference
-    return proba[np.arange(len(frame)), column], column
+    return labels.kind.watched(predictions, proba, classes, labels.positive_class, reference)
 
 
 def run_behaviour_tests(

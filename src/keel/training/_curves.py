@@ -9,7 +9,6 @@ import numpy as np
 from sklearn.base import clone
 
 from keel.data import LabelInfo, Schema, Splits
-from keel.evaluation import fast_metrics
 from keel.training._candidates import predict_with
 
 FRACTIONS = (0.1, 0.25, 0.5, 0.75, 1.0)
@@ -19,10 +18,8 @@ STILL_LEARNING = 0.01
 
 def _score(model: Any, frame, schema: Schema, labels: LabelInfo) -> float:
     predictions, proba, classes = predict_with(model, frame[schema.feature_names], labels.task)
-    y = frame[schema.target].to_numpy()
-    if labels.task == "regression":
-        y = y.astype(float)
-    values = fast_metrics(labels.task, y, predictions, proba, classes, labels.positive_class)
+    y = labels.kind.truth(frame[schema.target])
+    values = labels.kind.metrics.fast(y, predictions, proba, classes, labels.positive_class)
     return values.get(labels.primary.name, float("nan"))
 
 
@@ -49,19 +46,15 @@ def learning_curve(
     for fraction in FRACTIONS:
         rows = order[: max(20, round(fraction * len(order)))]
         part = splits.train.iloc[np.sort(rows)]
-        if labels.task != "regression" and part[schema.target].nunique() < 2:
+        if labels.kind.stratified and part[schema.target].nunique() < 2:
             continue
         if fraction == 1.0 and full_model is not None:
             model = full_model  # already fitted on exactly these rows: no need to refit
         else:
             model = clone(pipeline)
-            y = part[schema.target].to_numpy()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                model.fit(
-                    part[schema.feature_names],
-                    y.astype(float) if labels.task == "regression" else y,
-                )
+                model.fit(part[schema.feature_names], labels.kind.truth(part[schema.target]))
         points.append(
             {
                 "fraction": fraction,

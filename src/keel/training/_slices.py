@@ -10,11 +10,9 @@ import numpy as np
 import pandas as pd
 
 from keel.data import LabelInfo, Schema
-from keel.evaluation import fast_metrics
 
 MIN_SLICE_ROWS = 30
 FLAG_GAP = 0.05
-SLICE_METRIC = {"binary": "accuracy", "multiclass": "accuracy", "regression": "mae"}
 
 
 def _slices(frame: pd.DataFrame, schema: Schema, sensitive: Sequence[str]):
@@ -50,29 +48,24 @@ def slice_report(
     for regression) is worse than on all rows by more than 5 points (5 %). Smaller
     slices are reported, not judged. Worst first.
     """
-    y = frame[schema.target].to_numpy()
-    if labels.task == "regression":
-        y = y.astype(float)
-    metric = SLICE_METRIC[labels.task]
-    overall = fast_metrics(labels.task, y, predictions, proba, classes, labels.positive_class)
+    task = labels.kind
+    y = task.truth(frame[schema.target])
+    metric = task.slice_metric
+    overall = task.metrics.fast(y, predictions, proba, classes, labels.positive_class)
     primary = labels.primary.name
     rows = []
     for feature, value, mask in _slices(frame, schema, sensitive):
         n = int(mask.sum())
         if n == 0:
             continue
-        values = fast_metrics(
-            labels.task,
+        values = task.metrics.fast(
             y[mask],
             predictions[mask],
             None if proba is None else proba[mask],
             classes,
             labels.positive_class,
         )
-        if labels.task == "regression":
-            gap = (values[metric] - overall[metric]) / max(abs(overall[metric]), 1e-12)
-        else:
-            gap = overall[metric] - values[metric]
+        gap = task.slice_gap(values[metric], overall[metric])
         rows.append(
             {
                 "feature": feature,
@@ -106,14 +99,5 @@ def worst_rows(
     out = frame[schema.feature_names].copy()
     out[schema.target] = y
     out["prediction"] = predictions
-    if labels.task == "regression":
-        error = np.abs(predictions.astype(float) - y.astype(float))
-        out["abs_error"] = error
-        order = np.argsort(-error, kind="stable")
-    else:
-        index = {c: i for i, c in enumerate(classes)}
-        true_column = np.array([index.get(str(v), 0) for v in y])
-        given = proba[np.arange(len(y)), true_column] if proba is not None else (y == predictions)
-        out["probability_of_truth"] = np.round(given.astype(float), 6)
-        order = np.argsort(given, kind="stable")
+    order = labels.kind.worst(out, y, predictions, proba, classes)
     return out.iloc[order[:n]].reset_index(drop=True)

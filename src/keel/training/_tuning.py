@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
-from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold, TimeSeriesSplit
+from sklearn.model_selection import GroupKFold, TimeSeriesSplit
 
 from keel.data import LabelInfo, Schema
-from keel.evaluation import compute_metrics
+from keel.tasks import compute_metrics, get_task
 from keel.training._candidates import make_pipeline, predict_with
 
 
@@ -143,10 +143,8 @@ class TuningResult:
 
 
 def folds_for(task: str, n_splits: int, seed: int) -> Any:
-    """Stratified K-fold for classification, K-fold for regression (shuffled, seeded)."""
-    if task == "regression":
-        return KFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    return StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    """The task's shuffled, seeded K-fold (stratified for classification)."""
+    return get_task(task).folds(n_splits, seed)
 
 
 def fold_indices(
@@ -190,9 +188,7 @@ def cross_validate(
 ) -> list[dict[str, float]]:
     """Every metric on each held-out fold of ``frame`` (fit on the others)."""
     x = frame[schema.feature_names]
-    y = frame[schema.target].to_numpy()
-    if labels.task == "regression":
-        y = y.astype(float)
+    y = labels.kind.truth(frame[schema.target])
     results = []
     folds = fold_indices(frame, y, labels.task, n_splits, seed, time_column, group_column)
     for k, (fit_rows, held_rows) in enumerate(folds):
