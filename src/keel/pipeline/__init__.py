@@ -10,15 +10,6 @@ from keel.pipeline._monitoring import (
     retrain,
     run_monitor,
 )
-from keel.pipeline._report import (
-    atomic_write,
-    render_drift_html,
-    render_html,
-    render_validation_html,
-    write_drift_report,
-    write_reports,
-    write_validation_report,
-)
 from keel.pipeline._reproduce import Reproduction, reproduce
 from keel.pipeline._run import STAGES, RunResult, git_commit, run_project
 from keel.pipeline._stages import (
@@ -30,6 +21,15 @@ from keel.pipeline._stages import (
     StageStore,
     is_transient,
     stage_of,
+)
+from keel.reports import (
+    atomic_write,
+    render_drift_html,
+    render_html,
+    render_validation_html,
+    write_drift_report,
+    write_reports,
+    write_validation_report,
 )
 
 __all__ = [

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 from keel.errors import DataError
-from keel.pipeline._report import write_card
 from keel.registry import version_documents
+from keel.reports import write_card
 
 _DOCUMENTS = ("reports/report.json", "keel.yaml", "profile.json")
 

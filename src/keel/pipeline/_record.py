@@ -461,8 +461,8 @@ def full_report(run: dict[str, Any], versus: dict[str, Any] | None, alias: str |
 
 def report(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     """``report.{json,html}`` and ``worst_rows.csv``, logged on the run."""
-    from keel.pipeline._report import write_reports
     from keel.registry import mlflow_scope
+    from keel.reports import write_reports
 
     run = inputs["run"]
     ctx.say(f"run {run['run_id']}")
@@ -479,8 +479,8 @@ def report(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
 
 def card(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     """Model card and datasheet of the version, logged on its run (``card/``)."""
-    from keel.pipeline._report import write_card
     from keel.registry import mlflow_scope
+    from keel.reports import write_card
 
     config, settings, run = ctx.config, ctx.settings, inputs["run"]
     ctx.say(f"{run['name']} version {run['version']}")
@@ -628,7 +628,7 @@ STAGES = (
         report,
         inputs=("run", "versus", "planned_alias", "assessment"),
         outputs={"reports": dict},
-        code=("keel.pipeline._report",),
+        code=("keel.reports",),
     ),
     Stage(
         "card",
@@ -636,7 +636,7 @@ STAGES = (
         inputs=("run", "versus", "planned_alias", "profile", "reports"),
         outputs={"cards": dict},
         reads=("card",),
-        code=("keel.pipeline._report", "keel.responsible"),
+        code=("keel.reports",),
     ),
     Stage(
         "alias",

@@ -1,12 +1,9 @@
-"""Responsible AI: fairness assessed (and judged), predictions explained, model cards."""
+"""Responsible AI: fairness assessed (and judged), predictions explained, mitigation.
 
-from keel.responsible._card import (
-    build_card,
-    build_datasheet,
-    detected_limitations,
-    render_html,
-    render_markdown,
-)
+Model cards and datasheets are rendered by :mod:`keel.reports` from the evidence
+gathered here.
+"""
+
 from keel.responsible._explain import (
     Explanation,
     counterfactual_hint,
@@ -40,10 +37,7 @@ __all__ = [
     "assess_fairness",
     "assess_model_fairness",
     "bin_edges",
-    "build_card",
-    "build_datasheet",
     "counterfactual_hint",
-    "detected_limitations",
     "explain",
     "explain_model",
     "explain_row",
@@ -52,8 +46,6 @@ __all__ = [
     "mitigation_fitter",
     "partial_dependences",
     "permutation_ranking",
-    "render_html",
-    "render_markdown",
     "reweighing_weights",
     "sensitive_edges",
 ]

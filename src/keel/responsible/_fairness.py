@@ -68,6 +68,8 @@ class FairnessReport:
         """JSON form."""
         return {
             "task": self.task,
+            # the per-group number a card shows first (selection rate, accuracy, RMSE)
+            "headline": get_task(self.task).fairness_headline,
             "min_group_size": self.min_group_size,
             "features": self.features,
             "limits": {k: {"kind": v[0], "value": v[1]} for k, v in self.limits.items()},

@@ -17,8 +17,6 @@ import html
 import math
 from typing import Any
 
-from keel.tasks import get_task
-
 Block = tuple[str, Any]  # ("p", text) | ("ul", [text]) | ("table", (head, rows)) | ("bars", …)
 Section = tuple[str, list[Block]]
 
@@ -48,6 +46,16 @@ WORDS = {
 def words(name: str) -> str:
     """A measure's name as people read it: ``Demographic parity difference``."""
     return WORDS.get(name) or name.replace("_", " ").capitalize()
+
+
+def _first_metric(fairness: dict[str, Any]) -> str:
+    """The headline of a report written before reports named it: its first group metric."""
+    for result in fairness.get("features", {}).values():
+        for group in result.get("groups", []):
+            for key, value in group.items():
+                if isinstance(value, dict) and "value" in value:
+                    return key
+    return "accuracy"
 
 
 def _num(value: Any, digits: int = 4) -> str:
@@ -107,24 +115,15 @@ def detected_limitations(report: dict[str, Any]) -> list[str]:
     return found
 
 
-def build_card(
+def _details(
     report: dict[str, Any],
     card_config: dict[str, Any],
     registry: dict[str, Any],
-    loadtest: dict[str, Any] | None = None,
+    loadtest: dict[str, Any] | None,
 ) -> list[Section]:
-    """The sections of the model card for one registered version.
-
-    ``registry`` holds ``name``, ``version``, ``aliases``, ``created`` and
-    ``tracking_uri``; ``loadtest`` the latest load test's numbers, when there is one.
-    """
+    """Card section(s): details."""
     model = report["model"]
-    data = report["data"]
-    assessment = report.get("assessment", {})
-    intervals = assessment.get("intervals", {})
-    primary = report["primary_metric"]
     sections: list[Section] = []
-
     owners = card_config.get("owners") or ["not stated (set card.owners in keel.yaml)"]
     sections.append(
         (
@@ -148,12 +147,37 @@ def build_card(
             ],
         )
     )
+    return sections
+
+
+def _intended_use(
+    report: dict[str, Any],
+    card_config: dict[str, Any],
+    registry: dict[str, Any],
+    loadtest: dict[str, Any] | None,
+) -> list[Section]:
+    """Card section(s): intended_use."""
+    sections: list[Section] = []
     use = card_config.get("intended_use") or "Not stated (set card.intended_use in keel.yaml)."
     out_of_scope = card_config.get("out_of_scope") or [
         "Not stated (set card.out_of_scope in keel.yaml)."
     ]
     sections.append(("Intended use", [("p", use), ("p", "Out of scope:"), ("ul", out_of_scope)]))
 
+    return sections
+
+
+def _training_data(
+    report: dict[str, Any],
+    card_config: dict[str, Any],
+    registry: dict[str, Any],
+    loadtest: dict[str, Any] | None,
+) -> list[Section]:
+    """Card section(s): training_data."""
+    data = report["data"]
+    assessment = report.get("assessment", {})
+    sizes = data.get("split_sizes", {})
+    sections: list[Section] = []
     sizes = data.get("split_sizes", {})
     training = [
         ["Source", data.get("source", "")],
@@ -168,6 +192,22 @@ def build_card(
         training.append(["Shipped model", shipped["note"]])
     sections.append(("Training data", [("table", (["", ""], training))]))
 
+    return sections
+
+
+def _evaluation(
+    report: dict[str, Any],
+    card_config: dict[str, Any],
+    registry: dict[str, Any],
+    loadtest: dict[str, Any] | None,
+) -> list[Section]:
+    """Card section(s): evaluation."""
+    data = report["data"]
+    assessment = report.get("assessment", {})
+    intervals = assessment.get("intervals", {})
+    primary = report["primary_metric"]
+    sizes = data.get("split_sizes", {})
+    sections: list[Section] = []
     rows = [
         [name, _num(i["value"]), f"{_num(i['low'])} – {_num(i['high'])}"]
         for name, i in sorted(intervals.items())
@@ -211,6 +251,19 @@ def build_card(
         evaluation.append(("p", f"Decisions: {threshold['note']}."))
     sections.append(("Evaluation", evaluation))
 
+    return sections
+
+
+def _fairness_section(
+    report: dict[str, Any],
+    card_config: dict[str, Any],
+    registry: dict[str, Any],
+    loadtest: dict[str, Any] | None,
+) -> list[Section]:
+    """Card section(s): fairness_section."""
+    assessment = report.get("assessment", {})
+    primary = report["primary_metric"]
+    sections: list[Section] = []
     fairness = assessment.get("fairness")
     if fairness and fairness.get("features"):
         blocks: list[Block] = []
@@ -258,7 +311,7 @@ def build_card(
                     )
                 )
             blocks.append(("table", (["", "before", "after"], rows_ba)))
-        headline = get_task(report["task"]).fairness_headline
+        headline = fairness.get("headline") or _first_metric(fairness)
         for feature, result in list(fairness["features"].items())[:3]:
             bars = [
                 (f"{g['group']} (n={g['rows']})", *_triple(g.get(headline)))
@@ -272,6 +325,18 @@ def build_card(
             ("Fairness", [("p", "Not assessed: no sensitive_features configured in keel.yaml.")])
         )
 
+    return sections
+
+
+def _top_features(
+    report: dict[str, Any],
+    card_config: dict[str, Any],
+    registry: dict[str, Any],
+    loadtest: dict[str, Any] | None,
+) -> list[Section]:
+    """Card section(s): top_features."""
+    assessment = report.get("assessment", {})
+    sections: list[Section] = []
     explanations = assessment.get("explanations")
     if explanations:
         # report.json keeps keys sorted by name: order by importance again
@@ -287,6 +352,17 @@ def build_card(
             )
         )
 
+    return sections
+
+
+def _limitations(
+    report: dict[str, Any],
+    card_config: dict[str, Any],
+    registry: dict[str, Any],
+    loadtest: dict[str, Any] | None,
+) -> list[Section]:
+    """Card section(s): limitations."""
+    sections: list[Section] = []
     limitations = list(card_config.get("limitations") or [])
     detected = detected_limitations(report)
     blocks = []
@@ -301,6 +377,17 @@ def build_card(
         blocks += [("p", "Ethical considerations:"), ("ul", ethics)]
     sections.append(("Limitations and ethical considerations", blocks))
 
+    return sections
+
+
+def _quantitative(
+    report: dict[str, Any],
+    card_config: dict[str, Any],
+    registry: dict[str, Any],
+    loadtest: dict[str, Any] | None,
+) -> list[Section]:
+    """Card section(s): quantitative."""
+    sections: list[Section] = []
     if loadtest:
         quantitative = [
             (
@@ -323,6 +410,17 @@ def build_card(
         quantitative = [("p", "Serving latency: not measured yet (no load test recorded).")]
     sections.append(("Quantitative analysis", quantitative))
 
+    return sections
+
+
+def _rollback(
+    report: dict[str, Any],
+    card_config: dict[str, Any],
+    registry: dict[str, Any],
+    loadtest: dict[str, Any] | None,
+) -> list[Section]:
+    """Card section(s): rollback."""
+    sections: list[Section] = []
     name = registry["name"]
     sections.append(
         (
@@ -340,6 +438,36 @@ def build_card(
             ],
         )
     )
+    return sections
+
+
+_SECTIONS = (
+    _details,
+    _intended_use,
+    _training_data,
+    _evaluation,
+    _fairness_section,
+    _top_features,
+    _limitations,
+    _quantitative,
+    _rollback,
+)
+
+
+def build_card(
+    report: dict[str, Any],
+    card_config: dict[str, Any],
+    registry: dict[str, Any],
+    loadtest: dict[str, Any] | None = None,
+) -> list[Section]:
+    """The sections of the model card for one registered version.
+
+    ``registry`` holds ``name``, ``version``, ``aliases``, ``created`` and
+    ``tracking_uri``; ``loadtest`` the latest load test's numbers, when there is one.
+    """
+    sections: list[Section] = []
+    for part in _SECTIONS:
+        sections += part(report, card_config, registry, loadtest)
     return sections
 
 

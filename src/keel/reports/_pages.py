@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from keel.errors import KeelInputError
-from keel.responsible import build_card, build_datasheet, render_markdown
-from keel.responsible import render_html as render_card_html
+from keel.reports._card import build_card, build_datasheet, render_markdown
+from keel.reports._card import render_html as render_card_html
 
 
 def write_reports(report: dict[str, Any], folder: Path) -> dict[str, str]:
