@@ -417,7 +417,7 @@ def test_alias_watcher_follows_champion_shadow_and_canary(package, rows, monkeyp
 
     from mlflow.exceptions import MlflowException
 
-    import keel.serving._app as served_app
+    import keel.serving._served as served_app
     from keel.serving import AliasWatcher
 
     packages = {v: LoadedPackage(**{**package.__dict__, "version": v}) for v in ("7", "8", "9")}
@@ -521,7 +521,7 @@ def test_request_ids_grow_with_time_and_keep_a_random_end() -> None:
     import re
     import time
 
-    from keel.serving._app import _share, new_request_id
+    from keel.serving._http import _share, new_request_id
 
     first = new_request_id()
     time.sleep(0.003)

@@ -879,19 +879,7 @@ def serve(
     """
     from keel.config import load_config, resolve_settings
     from keel.registry import load_package, parse_model_uri
-    from keel.serving import (
-        FOLLOW_ENV,
-        LOG_URL_ENV,
-        MODEL_URI_ENV,
-        MONITORING_ENV,
-        POLL_ENV,
-        SETTINGS_ENV,
-        TRACKING_URI_ENV,
-        PredictionLog,
-        create_app,
-        log_url,
-        side_models,
-    )
+    from keel.serving import ServingSpec, create_app_from_spec, log_url
 
     with exit_codes(debug):
         project = load_config(config)
@@ -921,31 +909,20 @@ def serve(
             console.print(
                 f"following {package.name}@{alias} (registry polled every {poll_seconds:g} s)"
             )
+        spec = ServingSpec(
+            model=f"{package.name}/{package.version}",
+            tracking_uri=settings.tracking_uri,
+            follow_alias=alias,
+            poll_seconds=poll_seconds if poll_seconds > 0 else 5.0,
+            serving=serving,
+            monitoring=project.monitoring,
+            log_url=url,
+        )
         if workers == 1:
-            log = PredictionLog(url, serving.log_flush_seconds, serving.redact) if url else None
-            shadow, canary = side_models(package.name, serving, settings.tracking_uri)
-            app = create_app(
-                package,
-                follow=(alias, settings.tracking_uri) if alias else None,
-                poll_seconds=poll_seconds,
-                settings=serving,
-                log=log,
-                explain_row=explain_row,
-                shadow=shadow,
-                canary=canary,
-                monitoring=project.monitoring,
-            )
+            app = create_app_from_spec(spec, explain_row, package)
             uvicorn.run(app, host=host, port=port, log_level="warning")
         else:
-            os.environ[MODEL_URI_ENV] = f"{package.name}/{package.version}"
-            os.environ[TRACKING_URI_ENV] = settings.tracking_uri
-            os.environ[POLL_ENV] = str(poll_seconds)
-            os.environ[SETTINGS_ENV] = serving.model_dump_json()
-            os.environ[MONITORING_ENV] = project.monitoring.model_dump_json()
-            if url:
-                os.environ[LOG_URL_ENV] = url
-            if alias:
-                os.environ[FOLLOW_ENV] = alias
+            os.environ.update(spec.to_env())  # one typed spec for every worker process
             uvicorn.run(
                 "keel.cli._app:serving_app",
                 factory=True,

@@ -1,50 +1,35 @@
 """Serving: the FastAPI app over a model package loaded from the registry."""
 
-from keel.serving._app import (
-    FOLLOW_ENV,
-    LOG_URL_ENV,
-    MAX_BODY_BYTES,
-    MAX_INSTANCES,
-    MODEL_URI_ENV,
-    MONITORING_ENV,
-    POLL_ENV,
-    POLL_SECONDS,
-    SETTINGS_ENV,
-    TRACKING_URI_ENV,
-    AliasWatcher,
-    PredictRequest,
-    Served,
-    create_app,
-    create_app_from_env,
-    side_models,
-)
+from keel.serving._app import create_app, create_app_from_env, create_app_from_spec, side_models
+from keel.serving._http import MAX_BODY_BYTES, MAX_INSTANCES, PredictRequest, new_request_id
 from keel.serving._loadtest import LOADTEST_TAG, LoadResult, record_loadtest, run_loadtest
 from keel.serving._log import PredictionLog, log_url, read_log
 from keel.serving._observe import API_KEYS_ENV, Metrics, hash_key
+from keel.serving._served import AliasWatcher, Served
+from keel.serving._spec import POLL_SECONDS, SPEC_ENV, ServingSpec
+from keel.serving._state import ServingState
 
 __all__ = [
     "API_KEYS_ENV",
-    "FOLLOW_ENV",
     "LOADTEST_TAG",
-    "LOG_URL_ENV",
     "MAX_BODY_BYTES",
     "MAX_INSTANCES",
-    "MODEL_URI_ENV",
-    "MONITORING_ENV",
-    "POLL_ENV",
     "POLL_SECONDS",
-    "SETTINGS_ENV",
-    "TRACKING_URI_ENV",
+    "SPEC_ENV",
     "AliasWatcher",
     "LoadResult",
     "Metrics",
     "PredictRequest",
     "PredictionLog",
     "Served",
+    "ServingSpec",
+    "ServingState",
     "create_app",
     "create_app_from_env",
+    "create_app_from_spec",
     "hash_key",
     "log_url",
+    "new_request_id",
     "read_log",
     "record_loadtest",
     "run_loadtest",

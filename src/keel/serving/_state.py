@@ -1,0 +1,186 @@
+"""What one server holds besides its models: settings, keys, metrics, the log, the shadow.
+
+The routes and the fast ``/predict`` path call :meth:`ServingState.answer_rows`: one
+place that routes a request to the champion or the canary, answers, counts, logs it
+and hands it to the shadow model.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from keel.config import MonitoringConfig, ServingConfig
+from keel.serving._http import (
+    SHADOW_BACKLOG,
+    PredictRequest,
+    _dumps,
+    _error,
+    _share,
+    logger,
+)
+from keel.serving._log import PredictionLog
+from keel.serving._observe import Metrics, authenticate, presented_key
+from keel.serving._served import Served
+
+
+class ServingState:
+    """The server's state, built once by ``create_app``; the app's models live beside it."""
+
+    def __init__(
+        self,
+        app: FastAPI,
+        settings: ServingConfig,
+        monitoring: MonitoringConfig,
+        keys: list[Any],
+        metrics: Metrics,
+        log: PredictionLog | None,
+        explain_row: Any,
+    ) -> None:
+        self.app, self.settings, self.monitoring = app, settings, monitoring
+        self.keys, self.metrics, self.log, self.explain_row = keys, metrics, log, explain_row
+        self.percent = settings.canary.percent if settings.canary else 0.0
+        self.shadows = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keel-shadow")
+        self.backlog = threading.BoundedSemaphore(SHADOW_BACKLOG)
+
+    def close(self) -> None:
+        """Finish the shadow rows queued so far, then drain and commit the log."""
+        self.shadows.shutdown(wait=True)  # shadow rows queued before the stop are logged too
+        if self.log is not None:
+            self.log.close()  # drain and commit: a graceful stop loses no prediction
+
+    def need(self, scope: str) -> list[Any]:
+        """The route's dependencies: a key with ``scope`` (admin has every scope).
+
+        None without configured keys: then every route is open and nothing is checked.
+        """
+        keys = self.keys
+
+        async def check(request: Request) -> None:  # async: no thread hop per request
+            key = authenticate(presented_key(request.headers), keys)
+            if key is None:
+                raise StarletteHTTPException(
+                    401,
+                    "missing or unknown API key: send Authorization: Bearer KEY",
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+            if scope not in key.scopes and "admin" not in key.scopes:
+                raise StarletteHTTPException(403, f"this key lacks the {scope!r} scope")
+            request.state.key = key.name
+
+        return [Depends(check)] if keys else []
+
+    def answer_rows(
+        self, instances: list[Any], request: Request, where_rows: str = "instances"
+    ) -> tuple[Any, Any]:
+        """Predict ``instances``: ``(answer, served)`` or ``(error response, None)``."""
+        settings, metrics, log = self.settings, self.metrics, self.log
+        if len(instances) > settings.max_instances:
+            return _error(
+                422,
+                f"{where_rows}: {len(instances)} rows; at most {settings.max_instances} per"
+                " request (serving.max_instances)",
+                request,
+            ), None
+        started = time.perf_counter()
+        state = self.app.state
+        served = state.served  # taken once: a swap does not touch this request
+        route = "champion"
+        canary_model = state.canary
+        if canary_model is not None and _share(request.state.request_id) < self.percent:
+            served, route = canary_model, "canary"
+        answer, errors = served.answer(instances, settings.extra_fields, settings.unseen_categories)
+        if errors:
+            return self._refused(errors, request, where_rows), None
+        scores = served.scores(answer)
+        metrics.answered(served.version, answer["predictions"], scores, served.classification)
+        answer["request_id"] = request.state.request_id
+        if log is not None:
+            log.record(
+                answer["request_id"],
+                served.info,
+                instances,
+                answer["predictions"],
+                scores,
+                (time.perf_counter() - started) * 1000,
+                route,
+            )
+        metrics.child(metrics.routed, route).inc()
+        shadow_model = state.shadow
+        if shadow_model is not None and route == "champion":
+            if self.backlog.acquire(blocking=False):
+                self.shadows.submit(
+                    self.shadow_score,
+                    shadow_model,
+                    instances,
+                    answer["predictions"],
+                    answer["request_id"],
+                )
+            else:  # never slow the answer down for the shadow
+                metrics.shadow_dropped.inc()
+        return answer, served
+
+    def _refused(self, errors: list[Any], request: Request, where_rows: str) -> Any:
+        first = errors[0]
+        where = f"{where_rows}[{first.row}]" + (f".{first.field}" if first.field else "")
+        detail = [e.to_dict() for e in errors]
+        anonymous = getattr(request.state, "key", None) is None
+        if not self.settings.detailed_errors_for_anonymous and anonymous:
+            return _error(422, "invalid instances (details need an API key)", request)
+        return _error(422, f"{where}: {first.message}", request, detail)
+
+    def shadow_score(
+        self, model: Served, instances: list[Any], sent: list[Any], request_id: str
+    ) -> None:
+        """Score a request with the shadow model, off the hot path; log the agreement."""
+        metrics, settings = self.metrics, self.settings
+        try:
+            started = time.perf_counter()
+            answer, errors = model.answer(
+                instances, settings.extra_fields, settings.unseen_categories
+            )
+            if errors or answer is None:
+                metrics.errors.labels("shadow").inc()
+                return
+            agree = sum(a == b for a, b in zip(answer["predictions"], sent, strict=False))
+            metrics.shadow_rows.labels("agree").inc(agree)
+            metrics.shadow_rows.labels("disagree").inc(len(sent) - agree)
+            if self.log is not None:
+                self.log.record(
+                    request_id,
+                    model.info,
+                    instances,
+                    answer["predictions"],
+                    model.scores(answer),
+                    (time.perf_counter() - started) * 1000,
+                    "shadow",
+                )
+        except Exception as exc:  # a shadow never breaks serving
+            metrics.errors.labels("shadow").inc()
+            logger.error("shadow scoring failed: %s", type(exc).__name__)
+        finally:
+            self.backlog.release()
+
+    def fast_answer(self, raw: bytes, request: Request) -> Response | None:
+        """The happy path of ``POST /predict`` without FastAPI's router, or None.
+
+        None (the request goes through the app as usual, with every check and error
+        answer in one place) whenever keys are configured or the body does not parse.
+        """
+        if self.keys:
+            return None
+        try:
+            body = PredictRequest.model_validate_json(raw)
+        except ValidationError:
+            return None
+        answer = self.answer_rows(body.instances, request)[0]
+        if isinstance(answer, dict):
+            return Response(_dumps(answer), media_type="application/json")
+        return answer
