@@ -159,16 +159,9 @@ def test_serve_wiring_without_starting_a_server(make_project, monkeypatch) -> No
 
     import keel.registry
     from keel.registry import LoadedPackage
+    from keel.serving import SPEC_ENV, ServingSpec
 
-    for name in (
-        "KEEL_SERVE_MODEL",
-        "KEEL_SERVE_TRACKING_URI",
-        "KEEL_SERVE_FOLLOW_ALIAS",
-        "KEEL_SERVE_POLL_SECONDS",
-        "KEEL_SERVE_SETTINGS",
-        "KEEL_SERVE_LOG_URL",
-    ):
-        monkeypatch.setenv(name, "")  # registered, so the test leaves the environment as it was
+    monkeypatch.setenv(SPEC_ENV, "")  # registered, so the test leaves the environment as it was
     calls: list[tuple[tuple, dict]] = []
     monkeypatch.setattr(uvicorn, "run", lambda *a, **k: calls.append((a, k)))
     fake = LoadedPackage("income", "3", "champion", None, None, "binary", (), {})  # type: ignore[arg-type]
@@ -176,9 +169,10 @@ def test_serve_wiring_without_starting_a_server(make_project, monkeypatch) -> No
     monkeypatch.setattr(
         keel.registry, "load_package", lambda uri, tracking: seen.append(uri) or fake
     )
-    made: list[dict] = []
+    made: list[ServingSpec] = []
     monkeypatch.setattr(
-        "keel.serving.create_app", lambda package, **options: made.append(options) or "app"
+        "keel.serving.create_app_from_spec",
+        lambda spec, explain_row, package: made.append(spec) or "app",
     )
     path = make_project()
     public = invoke("serve", "-c", str(path), "--host", "0.0.0.0", "--port", "9999")
@@ -186,13 +180,13 @@ def test_serve_wiring_without_starting_a_server(make_project, monkeypatch) -> No
     assert "warning: binding 0.0.0.0 exposes the model" in public.stderr
     assert seen == ["income@champion"]
     assert calls[-1] == (("app",), {"host": "0.0.0.0", "port": 9999, "log_level": "warning"})
-    assert made[-1]["follow"][0] == "champion"  # served by alias: follows it
+    assert made[-1].follow_alias == "champion"  # served by alias: follows it
     multi = invoke("serve", "-c", str(path), "--workers", "2", "--model", "income/3")
     assert multi.exit_code == 0 and "warning" not in multi.stderr
     assert calls[-1][0] == ("keel.cli._app:serving_app",)
     assert calls[-1][1]["workers"] == 2 and calls[-1][1]["factory"] is True
-    assert os.environ["KEEL_SERVE_MODEL"] == "income/3"
-    assert os.environ["KEEL_SERVE_FOLLOW_ALIAS"] == ""  # pinned: not following
+    spec = ServingSpec.from_env()  # one typed spec for every worker
+    assert spec.model == "income/3" and spec.follow_alias is None  # pinned: not following
 
 
 def test_configured_schema_is_enforced_before_anything_is_written(
