@@ -1,0 +1,398 @@
+"""Commands that build a model: `keel run`, `keel validate`, `keel reproduce`, `keel card`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import redirect_stdout
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from keel.cli._common import (
+    ConfigOpt,
+    DebugOpt,
+    JsonOpt,
+    _interactive,
+    _num,
+    app,
+)
+from keel.cli._errors import exit_codes
+from keel.errors import KeelInputError
+
+
+@app.command()
+def run(
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+    from_stage: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="Re-run this stage and every later one, whatever is stored"
+            " (ingest, pii, validate, split, leakage, profile, tune, train, evaluate,"
+            " fairness, explain, register, compare, report, card, alias).",
+        ),
+    ] = None,
+    no_cache: Annotated[
+        bool,
+        typer.Option("--no-cache", help="Run every stage; reuse and store nothing."),
+    ] = False,
+) -> None:
+    """Ingest, validate, split, tune, train baselines and candidates, evaluate, register.
+
+    Reads keel.yaml, writes a dataset snapshot under .keel/data, tunes the candidates
+    with Optuna for `budget:` seconds (or `trials:`), trains them beside three baselines
+    (dummy, linear, shallow tree), picks the best on validation, and judges it on the
+    untouched test rows with 95% bootstrap intervals and cross-validation. Everything is
+    logged to MLflow (sqlite:///.keel/mlflow.db unless MLFLOW_TRACKING_URI or
+    tracking_uri says otherwise). The model is registered and tagged with the dataset
+    digest, config digest, code commit and gate summary. If it passes its gates (it
+    beats the best baseline on the interval; behaviour and fairness limits hold) it is
+    aliased `champion` the first time, and later `challenger`, unless it beats the
+    champion on the primary metric beyond noise, on test rows the champion never
+    trained on, and is not worse on fairness: then it is auto-promoted (recorded in
+    `keel history`). The alias moves last, after the report and the card exist.
+
+    Every stage's outputs are stored under .keel/stages by a key of its code, the
+    keel.yaml keys it reads and its inputs: a stage whose key is stored is reused, so
+    running again with the same config, data and code re-runs nothing and registers no
+    new version, changing only `card:` re-runs only the card, and a run after a failure
+    (or a kill) resumes where it stopped. --json lists every stage: ran or reused.
+    Exit codes: 0 done, 1 a gate failed, 2 bad config or data (nothing written).
+    """
+    from keel.config import load_config, resolve_settings
+    from keel.errors import KeelFinding
+    from keel.pipeline import STAGES, run_project
+
+    with exit_codes(debug):
+        project = load_config(config)
+        settings = resolve_settings(project)
+        console = Console(stderr=True)
+        show = _interactive(json_out)
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[detail]}"),
+            TimeElapsedColumn(),
+            console=console,
+            disable=not show,
+            transient=True,
+        ) as progress:
+            bar = progress.add_task("keel run", total=len(STAGES), detail="")
+
+            def observe(stage: str, detail: str) -> None:
+                if stage in STAGES:
+                    progress.update(bar, completed=STAGES.index(stage))
+                progress.update(bar, description=stage, detail=detail)
+
+            with redirect_stdout(sys.stderr):
+                # failures are named by stage and alerted by the runner's hooks
+                result = run_project(
+                    project,
+                    settings,
+                    observer=observe,
+                    start_from=from_stage,
+                    use_cache=not no_cache,
+                )
+            progress.update(bar, completed=len(STAGES))
+        payload = result.to_dict()
+        if json_out:
+            print(json.dumps(payload, default=str))
+        else:
+            _render_run(payload)
+        failed_behaviour = [
+            b for b in payload["assessment"].get("behaviour", []) if not b["passed"]
+        ]
+        if failed_behaviour:
+            first = failed_behaviour[0]
+            raise KeelFinding(
+                f"behaviour test failed: {first['kind']}"
+                f" {first.get('feature') or first.get('slice')}: {first['detail']}"
+                + (f" (and {len(failed_behaviour) - 1} more)" if len(failed_behaviour) > 1 else "")
+                + f"; version {payload['model']['version']} is registered without an alias"
+            )
+        fairness = payload["assessment"].get("fairness") or {}
+        if fairness.get("breaches"):
+            first = fairness["breaches"][0]
+            extremes = first.get("groups") or {}
+            between = (
+                f" ({extremes['metric']}: {extremes['lowest']['group']}"
+                f" {extremes['lowest']['value']:.3f} vs {extremes['highest']['group']}"
+                f" {extremes['highest']['value']:.3f})"
+                if extremes
+                else ""
+            )
+            more = len(fairness["breaches"]) - 1
+            raise KeelFinding(
+                f"fairness gate failed: {first['feature']} {first['measure']} ="
+                f" {first['value']:.4f}, limit {first['kind']} {first['limit']:g}{between}"
+                + (f" (and {more} more)" if more else "")
+                + f"; version {payload['model']['version']} is registered without an alias"
+            )
+        gate = payload["assessment"].get("gate")
+        if gate and not gate["passed"]:
+            d = gate["difference"]
+            raise KeelFinding(
+                f"baseline gate failed: {gate['model']} does not beat {gate['baseline']} on test"
+                f" {gate['metric']} by {gate['margin']:g} with 95% confidence (difference"
+                f" {d['value']:+.4f}, CI {d['low']:+.4f} to {d['high']:+.4f}); version"
+                f" {payload['model']['version']} is registered without an alias"
+            )
+
+
+def _render_run(result: dict[str, Any]) -> None:
+    console = Console(highlight=False)
+    primary = result["primary_metric"]
+    table = Table(
+        title=f"Candidates fitted on the train split (validation {primary}, test {primary})"
+    )
+    table.add_column("candidate")
+    table.add_column(f"val {primary}", justify="right")
+    table.add_column(f"test {primary}", justify="right")
+    table.add_column("fit", justify="right")
+    for c in result["candidates"]:
+        chosen = " ✔" if c["name"] == result["model"]["candidate"] else ""
+        table.add_row(
+            c["name"] + chosen,
+            _num(c["validation"].get(primary)),
+            _num(c["test"].get(primary)),
+            f"{c['fit_seconds']:.2f}s",
+        )
+    console.print(table)
+    intervals = result["assessment"]["intervals"]
+    cv = result["assessment"]["cross_validation"]
+    metrics = Table(title="Test metrics of the chosen model (95% bootstrap CI; CV on train)")
+    metrics.add_column("metric")
+    metrics.add_column("test", justify="right")
+    metrics.add_column("95% CI", justify="right")
+    metrics.add_column("CV mean ± std", justify="right")
+    for name, value in sorted(result["metrics"].items()):
+        ci = intervals.get(name, {})
+        fold = cv.get(name)
+        metrics.add_row(
+            name,
+            _num(value),
+            f"{_num(ci.get('low'))} – {_num(ci.get('high'))}" if ci else "—",
+            f"{fold['mean']:.4f} ± {fold['std']:.4f}" if fold else "—",
+        )
+    console.print(metrics)
+    gate = result["assessment"].get("gate")
+    if gate:
+        d = gate["difference"]
+        verdict = "[green]passed[/green]" if gate["passed"] else "[red]FAILED[/red]"
+        console.print(
+            f"Baseline gate {verdict}: {gate['model']} − {gate['baseline']} on test"
+            f" {gate['metric']} = {d['value']:+.4f} (95% CI {d['low']:+.4f} to {d['high']:+.4f})"
+        )
+    versus = result["assessment"].get("versus_champion")
+    if versus:
+        verdict = "[green]promoted[/green]" if versus["promote"] else "stays challenger"
+        console.print(f"Against the champion: {verdict} — {versus['reason']}")
+    for test in result["assessment"].get("behaviour", []):
+        verdict = "[green]passed[/green]" if test["passed"] else "[red]FAILED[/red]"
+        what = test.get("feature") or test.get("slice")
+        console.print(f"Behaviour {test['kind']} {what}: {verdict} — {test['detail']}")
+    fairness = result["assessment"].get("fairness")
+    if fairness:
+        for feature, found in fairness["features"].items():
+            shown = ", ".join(
+                f"{k} {v:.3f}"
+                for k, v in found["measures"].items()
+                if k in ("demographic_parity_difference", "equalized_odds_difference")
+            )
+            console.print(f"Fairness {feature}: {shown or 'one judged group only'}")
+    for name, tuning in result.get("tuning", {}).items():
+        console.print(
+            f"Tuned {name}: {tuning['trials']} trials ({tuning['pruned']} pruned) in"
+            f" {tuning['seconds']:.0f}s, best CV {tuning['metric']} {_num(tuning['best_cv_score'])}"
+        )
+    model = result["model"]
+    console.print(
+        f"Registered [bold]{model['uri']}[/bold] (version {model['version']},"
+        f" {model['candidate']}); MLflow run {result['run_id']}"
+    )
+    console.print(f"Data {result['data']['digest']} ({result['data']['rows']} rows)")
+    reused = [s["name"] for s in result.get("stages", []) if s["status"] == "reused"]
+    if reused:
+        ran = [s["name"] for s in result["stages"] if s["status"] != "reused"]
+        console.print(
+            f"Stages reused from .keel/stages: {len(reused)} of {len(result['stages'])}"
+            + (f" (ran: {', '.join(ran)})" if ran else " (nothing changed: no new version)")
+        )
+    console.print(f"Report: {result['reports']['html']}")
+    console.print(f"MLflow UI: mlflow ui --backend-store-uri {result['tracking_uri']}")
+
+
+@app.command()
+def card(
+    model: Annotated[
+        str | None,
+        typer.Argument(
+            help="NAME, NAME@ALIAS or NAME/VERSION in the registry (default: <name>@champion)."
+        ),
+    ] = None,
+    config: ConfigOpt = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Folder for the files (default .keel/cards/NAME-vVERSION)."),
+    ] = None,
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Write the model card (Markdown + HTML) and the datasheet of a registered version.
+
+    Numbers come from the version's run (its report, config and training profile);
+    owners, intended and out-of-scope uses, limitations and data collection come from
+    `card:` in keel.yaml as it was at training time. `keel run` writes the same files
+    for every version it registers. Exit codes: 0 written, 2 unknown model or bad input.
+    """
+    from keel.config import load_config, resolve_settings
+    from keel.pipeline import write_model_card
+
+    with exit_codes(debug):
+        project = load_config(config)
+        settings = resolve_settings(project)
+        paths = write_model_card(
+            model or f"{project.name}@champion", settings.tracking_uri, out, project.root
+        )
+        if json_out:
+            print(json.dumps({"paths": paths}))
+        else:
+            console = Console(stderr=True)
+            for path in paths.values():
+                console.print(f"wrote {path}")
+
+
+@app.command()
+def validate(
+    data: Annotated[Path, typer.Argument(help="CSV or Parquet file to check.")],
+    schema: Annotated[
+        Path | None,
+        typer.Option("--schema", "-s", help="Schema file (YAML/JSON) to check against."),
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option(help="Target column, when inferring a schema.")
+    ] = None,
+    write_schema: Annotated[
+        Path | None,
+        typer.Option("--write-schema", help="Write the (inferred) schema here, to edit."),
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Let --write-schema replace a file.")] = False,
+    report: Annotated[
+        Path | None,
+        typer.Option(help="Folder for the reports (default .keel/reports/validate-<digest>)."),
+    ] = None,
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Check a data file against a schema and profile it; write JSON and HTML reports.
+
+    Without --schema, the schema is inferred from DATA: write it with --write-schema,
+    edit it (ranges, categories, formats), then check new data with --schema.
+    Exit codes: 0 valid, 1 rules broken (every violation is listed), 2 bad input.
+    """
+    from keel.data import validate_file
+    from keel.data import write_schema as save_schema
+    from keel.errors import KeelFinding
+    from keel.pipeline import write_validation_report
+
+    with exit_codes(debug):
+        if write_schema is not None and write_schema.exists() and not force:
+            raise KeelInputError(
+                f"{write_schema}: already exists; pass --force to replace it or choose another path"
+            )
+        result = validate_file(data, schema, target)
+        payload = result.to_dict()
+        profile = result.profile.to_dict()
+        folder = (
+            report or Path(".keel") / "reports" / f"validate-{result.dataset.digest}"
+        ).resolve()
+        payload["reports"] = write_validation_report(payload, profile, folder)
+        if write_schema is not None:
+            payload["schema_written"] = str(save_schema(result.schema, write_schema))
+        if json_out:
+            print(json.dumps(payload, default=str))
+        else:
+            _render_validation(payload)
+        if not result.valid:
+            first = result.violations[0].describe()
+            more = len(result.violations) - 1
+            raise KeelFinding(
+                f"{data}: {first}" + (f" (and {more} more rule(s) broken)" if more else "")
+            )
+
+
+def _render_validation(result: dict[str, Any]) -> None:
+    console = Console(highlight=False)
+    verdict = "[green]valid[/green]" if result["valid"] else "[red]rules broken[/red]"
+    console.print(
+        f"{result['data']}: {result['rows']} rows, {result['columns']} columns,"
+        f" digest {result['digest']}, schema {result['schema']}: {verdict}"
+    )
+    if result["violations"]:
+        table = Table(title="Violations")
+        for column in ("column", "rule", "failing rows", "examples"):
+            table.add_column(column)
+        for v in result["violations"]:
+            examples = "; ".join(
+                (f"row {e['row']}: " if "row" in e else "") + repr(e["value"])
+                for e in v["examples"]
+            )
+            table.add_row(v["column"], v["check"], str(v["failing_rows"]), examples)
+        console.print(table)
+    console.print(f"Report: {result['reports']['html']}")
+    if "schema_written" in result:
+        console.print(f"Schema written to {result['schema_written']}: edit it, then use --schema")
+
+
+@app.command()
+def reproduce(
+    run_id: Annotated[str, typer.Argument(help="The MLflow run id that `keel run` printed.")],
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Re-run a recorded run from its logged config, data snapshot and tuned parameters.
+
+    Nothing is written. Every test metric is compared with the recorded one (to 1e-9),
+    as are the chosen model and the data digest; the git commit of the code is compared
+    too. Exit codes: 0 identical, 1 a difference (listed), 2 bad input.
+    """
+    from keel.config import load_config, resolve_settings
+    from keel.errors import KeelFinding
+    from keel.pipeline import reproduce as reproduce_run
+
+    with exit_codes(debug):
+        project = load_config(config)
+        settings = resolve_settings(project)
+        with redirect_stdout(sys.stderr):
+            result = reproduce_run(run_id, project, settings)
+        payload = result.to_dict()
+        if json_out:
+            print(json.dumps(payload, default=str))
+        else:
+            console = Console(highlight=False)
+            verdict = "[green]identical[/green]" if result.identical else "[red]different[/red]"
+            console.print(
+                f"run {run_id}: {verdict} ({result.compared} test metrics compared;"
+                f" model {result.candidate['reproduced']}; data {result.data_digest})"
+            )
+            for d in result.differences:
+                console.print(f"  {d['metric']}: recorded {d['recorded']}, now {d['reproduced']}")
+            if result.same_code is False:
+                console.print(
+                    f"  code differs: recorded {result.recorded_commit},"
+                    f" now {result.current_commit}"
+                )
+        if not result.identical:
+            raise KeelFinding(
+                f"run {run_id} does not reproduce: {len(result.differences)} difference(s),"
+                f" first {result.differences[0]['metric']}"
+            )
