@@ -13,14 +13,13 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from keel.config import MODEL_GATES, GatesConfig
-from keel.registry import current_user, mlflow_scope, model_version
+from keel.registry import current_user, mlflow_scope, model_version, tracking
 
 PASS, FAIL, UNAVAILABLE, WAIVED = "pass", "fail", "not available yet", "waived"
 
@@ -162,8 +161,6 @@ class Checklist:
 
 def gather(uri: str, tracking_uri: str) -> Facts:
     """Read everything the gates need about ``NAME[@ALIAS|/VERSION]`` from the registry."""
-    import mlflow
-
     with mlflow_scope(tracking_uri) as client:
         mv = model_version(client, uri, tracking_uri)
         facts = Facts(
@@ -173,20 +170,9 @@ def gather(uri: str, tracking_uri: str) -> Facts:
             run_id=mv.run_id,
             version_tags=dict(mv.tags or {}),
         )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            info = mlflow.models.get_model_info(f"models:/{mv.name}/{mv.version}")
-        facts.signature = info.signature is not None
-        facts.metadata = (info.metadata or {}).get("keel", {})
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                listed = mlflow.artifacts.list_artifacts(
-                    artifact_uri=f"models:/{mv.name}/{mv.version}/keel"
-                )
-                facts.package_files = {Path(a.path).name for a in listed}
-            except Exception:  # an older or foreign package: no keel/ folder
-                facts.package_files = set()
+        facts.signature, facts.metadata, facts.package_files = tracking.package_info(
+            mv.name, str(mv.version)
+        )
         if not mv.run_id:
             return facts
         run = client.get_run(mv.run_id)

@@ -12,9 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,14 +31,13 @@ from keel.pipeline._lifecycle import (
     now,
 )
 from keel.pipeline._stages import Stage, package_digest
+from keel.registry import tracking
 
 STAGE_TAG = "keel.stage.register"
 
 
 def register(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     """Snapshot the data, log the MLflow run, register the package (once per key)."""
-    import mlflow
-
     from keel.data import snapshot
     from keel.registry import ensure_experiment, mlflow_scope
 
@@ -58,11 +54,8 @@ def register(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
             return {"run": _run_doc(done.run_id, experiment_id, config.name, done.version, report)}
         ctx.say(config.name)
         best = inputs["best"]
-        with (
-            _quiet_mlflow(),
-            mlflow.start_run(experiment_id=experiment_id, run_name=f"keel-{best.name}") as run,
-        ):
-            run_id = ctx.facts["run_id"] = run.info.run_id
+        with tracking.start_run(experiment_id, f"keel-{best.name}") as run_id:
+            ctx.facts["run_id"] = run_id
             _log_candidates(experiment_id, inputs)
             _log_run(config, inputs, snapshot_path)
             version = _log_package(client, config, inputs, run_id, ctx.key)
@@ -83,11 +76,9 @@ def _run_doc(run_id: str, experiment_id: str, name: str, version: str, report: d
 
 def registered_by_key(client: Any, name: str, key: str) -> Any:
     """The version of ``name`` registered by the register stage with cache key ``key``."""
-    from mlflow.exceptions import MlflowException
-
     try:
         versions = client.search_model_versions(f"name = '{name}'")
-    except MlflowException:
+    except tracking.TrackingError:
         return None
     for version in versions:
         if (version.tags or {}).get(STAGE_TAG) == key:
@@ -97,50 +88,42 @@ def registered_by_key(client: Any, name: str, key: str) -> Any:
 
 def still_registered(outputs: dict[str, Any], ctx: RunContext) -> bool:
     """Whether the stored registration still exists in the registry."""
-    from mlflow.exceptions import MlflowException
-
     from keel.registry import mlflow_scope
 
     run = outputs["run"]
     with mlflow_scope(ctx.settings.tracking_uri) as client:
         try:
             version = client.get_model_version(run["name"], run["version"])
-        except MlflowException:
+        except tracking.TrackingError:
             return False
         return (version.tags or {}).get(STAGE_TAG) is not None and version.run_id == run["run_id"]
 
 
 def _log_candidates(experiment_id: str, inputs: dict[str, Any]) -> None:
     """A nested run per candidate and per tuning trial."""
-    import mlflow
-
     for c in inputs["trained"]:
-        with mlflow.start_run(experiment_id=experiment_id, run_name=c.name, nested=True):
-            mlflow.log_params({f"model.{k}": v for k, v in c.params.items()})
-            mlflow.log_metrics({f"val_{k}": v for k, v in c.validation_metrics.items()})
-            mlflow.log_metrics({f"test_{k}": v for k, v in inputs["all_test"][c.name].items()})
-            mlflow.log_metric("fit_seconds", c.fit_seconds)
-            mlflow.set_tag("keel.candidate", c.name)
+        with tracking.start_run(experiment_id, c.name, nested=True):
+            tracking.log_params({f"model.{k}": v for k, v in c.params.items()})
+            tracking.log_metrics({f"val_{k}": v for k, v in c.validation_metrics.items()})
+            tracking.log_metrics({f"test_{k}": v for k, v in inputs["all_test"][c.name].items()})
+            tracking.log_metric("fit_seconds", c.fit_seconds)
+            tracking.set_tag("keel.candidate", c.name)
     for name, result in inputs["tuned"].items():
         for trial in result.trials:
-            with mlflow.start_run(
-                experiment_id=experiment_id, run_name=f"{name}-trial-{trial.number}", nested=True
-            ):
-                mlflow.log_params({f"model.{k}": v for k, v in trial.params.items()})
-                mlflow.set_tags({"keel.candidate": name, "keel.trial.state": trial.state})
+            with tracking.start_run(experiment_id, f"{name}-trial-{trial.number}", nested=True):
+                tracking.log_params({f"model.{k}": v for k, v in trial.params.items()})
+                tracking.set_tags({"keel.candidate": name, "keel.trial.state": trial.state})
                 if trial.score is not None:
-                    mlflow.log_metric(f"cv_{result.metric}", trial.score)
-                mlflow.log_metric("trial_seconds", trial.seconds)
+                    tracking.log_metric(f"cv_{result.metric}", trial.score)
+                tracking.log_metric("trial_seconds", trial.seconds)
 
 
 def _log_run(config: ProjectConfig, inputs: dict[str, Any], snapshot_path: Path) -> None:
     """Everything that makes the run reproducible, logged on the active MLflow run."""
-    import mlflow
-
     dataset, labels, schema = inputs["dataset"], inputs["labels"], inputs["schema"]
     splits, best = inputs["splits"], inputs["best"]
     test_metrics = inputs["assessment"].test_metrics
-    mlflow.log_params(
+    tracking.log_params(
         {
             "seed": config.seed,
             "task": labels.task,
@@ -155,10 +138,10 @@ def _log_run(config: ProjectConfig, inputs: dict[str, Any], snapshot_path: Path)
             **{f"model.{k}": v for k, v in best.params.items()},
         }
     )
-    mlflow.log_metrics({f"test_{k}": v for k, v in test_metrics.items()})
-    mlflow.log_metrics({f"val_{k}": v for k, v in best.validation_metrics.items()})
+    tracking.log_metrics({f"test_{k}": v for k, v in test_metrics.items()})
+    tracking.log_metrics({f"val_{k}": v for k, v in best.validation_metrics.items()})
     for name, size in splits.sizes().items():
-        mlflow.log_metric(f"rows_{name}", size)
+        tracking.log_metric(f"rows_{name}", size)
     tags = {
         "keel.version": __version__,
         "keel.dataset.digest": dataset.digest,
@@ -170,36 +153,31 @@ def _log_run(config: ProjectConfig, inputs: dict[str, Any], snapshot_path: Path)
     commit = git_commit(config.root)
     if commit:
         tags["mlflow.source.git.commit"] = commit
-    mlflow.set_tags(tags)
+    tracking.set_tags(tags)
     origin = dataset.lineage.get("kind") == "file"
     # MLflow resolves only file-like sources; SQL and DVC data point at Keel's snapshot,
     # with where it came from in the input's tags.
     uri = Path(dataset.source).as_uri() if origin else Path(snapshot_path).resolve().as_uri()
-    source = mlflow.data.from_pandas(
-        inputs["frame"],
-        source=uri,
-        name=Path(dataset.source).name if origin else f"{config.name}-{dataset.lineage['kind']}",
-        targets=config.target,
-        digest=dataset.digest,
-    )
     lineage_tags = {
         f"keel.source.{k}": str(v)[:5000] for k, v in dataset.lineage.items() if v is not None
     }
-    mlflow.log_input(source, context="training", tags=lineage_tags)
+    tracking.log_dataset(
+        inputs["frame"],
+        uri,
+        Path(dataset.source).name if origin else f"{config.name}-{dataset.lineage['kind']}",
+        config.target,
+        dataset.digest,
+        lineage_tags,
+    )
     log_config(config)
-    mlflow.log_dict(schema.to_dict(), "schema.json")
-    mlflow.log_dict(inputs["profile"], "profile.json")
+    tracking.log_dict(schema.to_dict(), "schema.json")
+    tracking.log_dict(inputs["profile"], "profile.json")
 
 
 def log_config(config: ProjectConfig, run_id: str | None = None) -> None:
     """The config as the run used it, as ``keel.yaml`` on the run."""
-    import mlflow
-
     text = yaml.safe_dump(config.model_dump(mode="json", by_alias=True), sort_keys=False)
-    if run_id is None:
-        mlflow.log_text(text, "keel.yaml")
-    else:
-        mlflow.MlflowClient().log_text(run_id, text, "keel.yaml")
+    tracking.log_text(text, "keel.yaml", run_id)
 
 
 def _log_package(
@@ -298,50 +276,46 @@ def gates_passed(values: Any) -> bool:
 def _log_gates(
     config: ProjectConfig, inputs: dict[str, Any], client: Any, version: str, tags: Any
 ) -> None:
-    import mlflow
-
     if tags:
-        mlflow.set_tags(tags)
+        tracking.set_tags(tags)
     # where a failed run of this pipeline is reported (keel check: failure_alerts)
-    mlflow.set_tag("keel.failure_alerts", ",".join(s.type for s in config.monitoring.sinks))
+    tracking.set_tag("keel.failure_alerts", ",".join(s.type for s in config.monitoring.sinks))
     fairness, behaviour, assessment = inputs["fairness"], inputs["behaviour"], inputs["assessment"]
     if fairness is not None:
         _log_fairness(fairness)
     if behaviour:
         passed = all(b["passed"] for b in behaviour)
-        mlflow.set_tag("keel.gate.behaviour", "passed" if passed else "failed")
+        tracking.set_tag("keel.gate.behaviour", "passed" if passed else "failed")
     features_ok = all(t["passed"] for t in inputs["feature_tests"])
-    mlflow.set_tag("keel.gate.feature_code", "passed" if features_ok else "failed")
+    tracking.set_tag("keel.gate.feature_code", "passed" if features_ok else "failed")
     # the feature code's version: the digest of keel.features as it ran
-    mlflow.set_tag("keel.code.features", package_digest("keel.features"))
+    tracking.set_tag("keel.code.features", package_digest("keel.features"))
     gate = assessment.gate
     if gate is not None:
-        mlflow.set_tag("keel.gate.baseline", "passed" if gate.passed else "failed")
-        mlflow.log_metric("gate_difference_low", gate.difference.low)
-        mlflow.log_metric("gate_difference_high", gate.difference.high)
+        tracking.set_tag("keel.gate.baseline", "passed" if gate.passed else "failed")
+        tracking.log_metric("gate_difference_low", gate.difference.low)
+        tracking.log_metric("gate_difference_high", gate.difference.high)
     for name, interval in assessment.intervals.items():
-        mlflow.log_metric(f"test_{name}_ci_low", interval.low)
-        mlflow.log_metric(f"test_{name}_ci_high", interval.high)
+        tracking.log_metric(f"test_{name}_ci_low", interval.low)
+        tracking.log_metric(f"test_{name}_ci_high", interval.high)
     for name, summary in assessment.cross_validation.items():
-        mlflow.log_metric(f"cv_{name}_mean", summary["mean"])
-        mlflow.log_metric(f"cv_{name}_std", summary["std"])
+        tracking.log_metric(f"cv_{name}_mean", summary["mean"])
+        tracking.log_metric(f"cv_{name}_std", summary["std"])
 
 
 def _log_fairness(fairness: Any) -> None:
     """The fairness gate and measures on the MLflow run (names made MLflow-safe)."""
-    import mlflow
-
     if fairness.judged:
-        mlflow.set_tag("keel.gate.fairness", "passed" if fairness.passed else "failed")
+        tracking.set_tag("keel.gate.fairness", "passed" if fairness.passed else "failed")
         if not fairness.passed:
-            mlflow.set_tag("keel.fairness.breaches", fairness.describe()[:5000])
+            tracking.set_tag("keel.fairness.breaches", fairness.describe()[:5000])
     else:
-        mlflow.set_tag("keel.gate.fairness", "not judged: no limits configured")
+        tracking.set_tag("keel.gate.fairness", "not judged: no limits configured")
     for feature, result in fairness.features.items():
         safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", feature).strip("_")
         for measure, value in result["measures"].items():
             if value == value:  # not NaN
-                mlflow.log_metric(f"fairness_{safe}_{measure}", value)
+                tracking.log_metric(f"fairness_{safe}_{measure}", value)
 
 
 def _report_document(
@@ -471,9 +445,9 @@ def report(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     worst_path = Path(written["json"]).with_name("worst_rows.csv")
     inputs["assessment"].worst.to_csv(worst_path, index=False)
     written["worst_rows"] = str(worst_path)
-    with mlflow_scope(ctx.settings.tracking_uri) as client, _quiet_mlflow():
+    with mlflow_scope(ctx.settings.tracking_uri) as client:
         for path in written.values():
-            client.log_artifact(run["run_id"], path, artifact_path="reports")
+            tracking.log_artifact(client, run["run_id"], path, "reports")
     return {"reports": written}
 
 
@@ -498,9 +472,9 @@ def card(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
         inputs["profile"],
         Path(inputs["reports"]["json"]).parent,
     )
-    with mlflow_scope(settings.tracking_uri) as client, _quiet_mlflow():
+    with mlflow_scope(settings.tracking_uri) as client:
         for path in cards.values():
-            client.log_artifact(run["run_id"], path, artifact_path="card")
+            tracking.log_artifact(client, run["run_id"], path, "card")
         # the card's words are in keel.yaml: the logged copy follows them
         log_config(config, run["run_id"])
         client.set_model_version_tag(run["name"], run["version"], "keel.card", "card/")
@@ -571,13 +545,6 @@ def _period(times: pd.Series, column: str, splits: Any) -> str:
 
 def _verdict(passed: bool) -> str:
     return "passed" if passed else "failed"
-
-
-@contextmanager
-def _quiet_mlflow() -> Iterator[None]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield
 
 
 _MODEL_INPUTS = (

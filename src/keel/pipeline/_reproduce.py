@@ -10,12 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from mlflow.exceptions import MlflowException
 
 from keel.config import ProjectConfig, Settings, parse_config
 from keel.errors import KeelInputError
 from keel.pipeline._run import git_commit, run_project
-from keel.registry import mlflow_scope
+from keel.registry import mlflow_scope, tracking
 
 TOLERANCE = 1e-9
 
@@ -48,7 +47,7 @@ def reproduce(run_id: str, project: ProjectConfig, settings: Settings) -> Reprod
     with mlflow_scope(settings.tracking_uri) as client:
         try:
             run = client.get_run(run_id)
-        except MlflowException as exc:
+        except tracking.TrackingError as exc:
             raise KeelInputError(
                 f"run {run_id!r} is not in the tracking store {settings.tracking_uri}"
             ) from exc
@@ -56,7 +55,7 @@ def reproduce(run_id: str, project: ProjectConfig, settings: Settings) -> Reprod
             try:
                 config_file = client.download_artifacts(run_id, "keel.yaml", folder)
                 report_file = client.download_artifacts(run_id, "reports/report.json", folder)
-            except (MlflowException, OSError) as exc:
+            except (tracking.TrackingError, OSError) as exc:
                 raise KeelInputError(
                     f"run {run_id!r} was not made by `keel run` (no keel.yaml or report)"
                 ) from exc

@@ -1,5 +1,6 @@
 """Registry: model packages in MLflow, aliases, loading from the registry only."""
 
+from keel.registry import _tracking as tracking
 from keel.registry._aliases import (
     ALIASES,
     AliasEvent,
@@ -53,5 +54,6 @@ __all__ = [
     "promote",
     "registry_lock",
     "rollback",
+    "tracking",
     "version_documents",
 ]

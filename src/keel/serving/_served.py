@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from keel.data import records_to_frame
 from keel.estimators import decides_itself
 from keel.evaluation import decide
-from keel.registry import LoadedPackage, load_package
+from keel.registry import LoadedPackage, alias_version, load_package, tracking
 from keel.serving._fast import FastPath, compile_pipeline, verified
 from keel.serving._http import _plain_list, logger
 from keel.tasks import get_task
@@ -237,9 +237,7 @@ class AliasWatcher:
         self._stop.set()
 
     def _loop(self) -> None:
-        from mlflow import MlflowClient
-
-        client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+        client = tracking.client_for(self.tracking_uri)
         while not self._stop.wait(self.poll_seconds):
             try:
                 self.poll(client)
@@ -254,12 +252,9 @@ class AliasWatcher:
         return swapped
 
     def _poll_slot(self, client: Any, slot: str, alias: str) -> bool:
-        from mlflow.exceptions import MlflowException
-
         held = getattr(self.app.state, slot, None)
-        try:
-            version = str(client.get_model_version_by_alias(self.name, alias).version)
-        except MlflowException:
+        version = alias_version(client, self.name, alias)
+        if version is None:  # no such alias (or the registry refused)
             if slot != "served" and held is not None:
                 setattr(self.app.state, slot, None)
                 logger.warning("%s@%s is gone: no %s model now", self.name, alias, slot)

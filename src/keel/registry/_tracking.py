@@ -1,0 +1,102 @@
+"""MLflow tracking, for the stages that record a run: the one door to MLflow's logging.
+
+Thin on purpose: the pipeline says what to record, this module says how MLflow takes
+it. Calls act on the active run (the one :func:`start_run` opened) unless a run id is
+given. Everything runs inside :func:`keel.registry.mlflow_scope`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.exceptions import MlflowException
+
+TrackingError = MlflowException
+"""What MLflow raises when the store refuses (for callers that must tell it apart)."""
+
+
+@contextmanager
+def start_run(experiment_id: str, run_name: str, nested: bool = False) -> Iterator[str]:
+    """Open a run (nested in the active one if asked); yields its id; ends it on exit."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, nested=nested) as run:
+            yield run.info.run_id
+
+
+def log_params(params: dict[str, Any]) -> None:
+    """Parameters of the active run."""
+    mlflow.log_params(params)
+
+
+def log_metrics(metrics: dict[str, float]) -> None:
+    """Metrics of the active run."""
+    mlflow.log_metrics(metrics)
+
+
+def log_metric(name: str, value: float) -> None:
+    """One metric of the active run."""
+    mlflow.log_metric(name, value)
+
+
+def set_tags(tags: dict[str, Any]) -> None:
+    """Tags of the active run."""
+    mlflow.set_tags(tags)
+
+
+def set_tag(name: str, value: Any) -> None:
+    """One tag of the active run."""
+    mlflow.set_tag(name, value)
+
+
+def log_dict(document: dict[str, Any], path: str) -> None:
+    """A JSON document as an artifact of the active run."""
+    mlflow.log_dict(document, path)
+
+
+def log_text(text: str, path: str, run_id: str | None = None) -> None:
+    """A text artifact of the active run, or of ``run_id``."""
+    if run_id is None:
+        mlflow.log_text(text, path)
+    else:
+        mlflow.MlflowClient().log_text(run_id, text, path)
+
+
+def log_dataset(
+    frame: Any, source: str, name: str, targets: str, digest: str, tags: dict[str, str]
+) -> None:
+    """The training data as an MLflow dataset input (context ``training``)."""
+    dataset = mlflow.data.from_pandas(
+        frame, source=source, name=name, targets=targets, digest=digest
+    )
+    mlflow.log_input(dataset, context="training", tags=tags)
+
+
+def log_artifact(client: Any, run_id: str, path: str | Path, folder: str | None = None) -> None:
+    """A file as an artifact of ``run_id`` (under ``folder``)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        client.log_artifact(run_id, str(path), artifact_path=folder)
+
+
+def package_info(name: str, version: str) -> tuple[bool, dict[str, Any], set[str]]:
+    """A registered version's package: has a signature, Keel's metadata, ``keel/`` files."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        info = mlflow.models.get_model_info(f"models:/{name}/{version}")
+        try:
+            listed = mlflow.artifacts.list_artifacts(artifact_uri=f"models:/{name}/{version}/keel")
+            files = {Path(a.path).name for a in listed}
+        except Exception:  # an older or foreign package: no keel/ folder
+            files = set()
+    return info.signature is not None, (info.metadata or {}).get("keel", {}), files
+
+
+def client_for(tracking_uri: str) -> Any:
+    """A client of the tracking and registry store at ``tracking_uri``."""
+    return mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
