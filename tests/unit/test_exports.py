@@ -11,6 +11,7 @@ LAYERS = [
     "keel.config",
     "keel.data",
     "keel.tasks",
+    "keel.reports",
     "keel.features",
     "keel.training",
     "keel.evaluation",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from keel.errors import DataError
 from keel.registry import version_documents
-from keel.reports import write_card
+from keel.reports import RunReport, write_card
 
 _DOCUMENTS = ("reports/report.json", "keel.yaml", "profile.json")
 
@@ -21,12 +21,15 @@ def write_model_card(uri: str, tracking_uri: str, out: Path | None, root: Path) 
     ``out`` defaults to ``ROOT/.keel/cards/NAME-vVERSION``.
     """
     info, documents = version_documents(uri, tracking_uri, _DOCUMENTS)
-    report = documents.get("reports/report.json")
-    if report is None:
+    document = documents.get("reports/report.json")
+    if document is None:
         raise DataError(
             f"{info['name']} version {info['version']} has no reports/report.json on its run"
             f" {info['run_id']}; it was not registered by `keel run` (or its artifacts are gone)"
         )
+    report = RunReport.from_dict(
+        document, origin=f"reports/report.json of {info['name']} version {info['version']}"
+    )
     config = documents.get("keel.yaml") or {}
     folder = out or root / ".keel" / "cards" / f"{info['name']}-v{info['version']}"
     loadtest = None

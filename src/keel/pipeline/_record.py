@@ -32,6 +32,7 @@ from keel.pipeline._lifecycle import (
 )
 from keel.pipeline._stages import Stage, package_digest
 from keel.registry import tracking
+from keel.reports import ModelSummary, RunReport
 
 STAGE_TAG = "keel.stage.register"
 
@@ -64,7 +65,9 @@ def register(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     return {"run": _run_doc(run_id, experiment_id, config.name, version, report)}
 
 
-def _run_doc(run_id: str, experiment_id: str, name: str, version: str, report: dict) -> dict:
+def _run_doc(
+    run_id: str, experiment_id: str, name: str, version: str, report: RunReport
+) -> dict[str, Any]:
     return {
         "run_id": run_id,
         "experiment_id": experiment_id,
@@ -320,7 +323,7 @@ def _log_fairness(fairness: Any) -> None:
 
 def _report_document(
     config: ProjectConfig, inputs: dict[str, Any], run_id: str, version: str, snapshot_path: Path
-) -> dict[str, Any]:
+) -> RunReport:
     """The run report (``report.json``), before the comparison with the champion."""
     from keel.training import BASELINES
 
@@ -348,21 +351,20 @@ def _report_document(
     }
     if config.time_column:
         data_info["period"] = _period(frame[config.time_column], config.time_column, splits)
-    return {
-        "run_id": run_id,
-        "task": labels.task,
-        "primary_metric": labels.primary.name,
-        "model": {
-            "name": config.name,
-            "version": str(version),
-            "alias": None,
-            "candidate": inputs["best"].name,
-            "positive_class": labels.positive_class,
-        },
-        "test_metrics": inputs["assessment"].test_metrics,
-        "assessment": assessment_document(inputs),
-        "tuning": tuning_summary(inputs["tuned"]),
-        "candidates": [
+    return RunReport(
+        run_id=run_id,
+        task=labels.task,
+        primary_metric=labels.primary.name,
+        model=ModelSummary(
+            name=config.name,
+            version=str(version),
+            candidate=inputs["best"].name,
+            positive_class=labels.positive_class,
+        ),
+        test_metrics=inputs["assessment"].test_metrics,
+        assessment=assessment_document(inputs),
+        tuning=tuning_summary(inputs["tuned"]),
+        candidates=[
             {
                 "name": c.name,
                 "baseline": c.name in BASELINES,
@@ -372,9 +374,9 @@ def _report_document(
             }
             for c in inputs["trained"]
         ],
-        "data": data_info,
-        "schema": schema.to_dict(),
-    }
+        data=data_info,
+        schema=schema.to_dict(),
+    )
 
 
 def tuning_summary(tuned: dict[str, Any]) -> dict[str, Any]:
@@ -424,13 +426,9 @@ def compare(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     return {"versus": versus, "planned_alias": CHAMPION if versus.get("promote") else CHALLENGER}
 
 
-def full_report(run: dict[str, Any], versus: dict[str, Any] | None, alias: str | None) -> dict:
+def full_report(run: dict[str, Any], versus: dict[str, Any] | None, alias: str | None) -> RunReport:
     """The report with the comparison and the alias the version takes."""
-    report = json.loads(json.dumps(run["report"], default=str))
-    report["model"]["alias"] = alias
-    if versus is not None:
-        report["assessment"]["versus_champion"] = versus
-    return report
+    return run["report"].completed(alias, versus)
 
 
 def report(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:

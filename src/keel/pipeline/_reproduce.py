@@ -15,6 +15,7 @@ from keel.config import ProjectConfig, Settings, parse_config
 from keel.errors import KeelInputError
 from keel.pipeline._run import git_commit, run_project
 from keel.registry import mlflow_scope, tracking
+from keel.reports import RunReport
 
 TOLERANCE = 1e-9
 
@@ -60,12 +61,13 @@ def reproduce(run_id: str, project: ProjectConfig, settings: Settings) -> Reprod
                     f"run {run_id!r} was not made by `keel run` (no keel.yaml or report)"
                 ) from exc
             logged = yaml.safe_load(Path(config_file).read_text())
-            report = json.loads(Path(report_file).read_text())
-    if not isinstance(logged, dict) or "candidate" not in report.get("model", {}):
+            document = json.loads(Path(report_file).read_text())
+    if not isinstance(logged, dict):
         raise KeelInputError(
             f"run {run_id!r} was recorded by an older or different `keel run`"
-            " (its keel.yaml or report lacks what reproduction needs)"
+            " (its keel.yaml is not a mapping)"
         )
+    report = RunReport.from_dict(document, origin=f"reports/report.json of run {run_id}")
     digest = run.data.tags.get("keel.dataset.digest", "")
     snapshot = settings.data_store / digest / "data.parquet"
     if not snapshot.is_file():
@@ -76,7 +78,7 @@ def reproduce(run_id: str, project: ProjectConfig, settings: Settings) -> Reprod
     logged["data"] = str(snapshot)
     logged.pop("tracking_uri", None)
     config = parse_config(logged, origin=f"keel.yaml of run {run_id}").with_root(project.root)
-    fixed = {name: t.get("best_params") or {} for name, t in report.get("tuning", {}).items()}
+    fixed = {name: t.get("best_params") or {} for name, t in report.tuning.items()}
     again = run_project(config, settings, fixed_params=fixed, record=False)
     recorded = {
         k.removeprefix("test_"): v
@@ -88,7 +90,7 @@ def reproduce(run_id: str, project: ProjectConfig, settings: Settings) -> Reprod
         new = again.metrics.get(name)
         if new is None or not math.isclose(new, value, rel_tol=0, abs_tol=TOLERANCE):
             differences.append({"metric": f"test_{name}", "recorded": value, "reproduced": new})
-    chosen = {"recorded": report["model"]["candidate"], "reproduced": again.model["candidate"]}
+    chosen = {"recorded": report.model.candidate, "reproduced": again.model["candidate"]}
     if chosen["recorded"] != chosen["reproduced"]:
         differences.append({"metric": "chosen model", **chosen})
     if again.data["digest"] != digest:

@@ -267,7 +267,7 @@ def _result(state: RunState, settings: Settings, record: bool) -> RunResult:
             stages=summary,
         )
     run, alias = values["run"], values["alias"]
-    report = full_report(run, values["versus"], alias)
+    report = full_report(run, values["versus"], alias).to_dict()  # JSON-ready, as printed
     return RunResult(
         run_id=run["run_id"],
         experiment_id=run["experiment_id"],

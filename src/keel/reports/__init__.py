@@ -13,6 +13,7 @@ from keel.reports._card import (
     words,
 )
 from keel.reports._card import render_html as render_card_html
+from keel.reports._document import ModelSummary, RunReport
 from keel.reports._pages import (
     COLUMNS_CSS,
     atomic_write,
@@ -27,6 +28,8 @@ from keel.reports._pages import (
 
 __all__ = [
     "COLUMNS_CSS",
+    "ModelSummary",
+    "RunReport",
     "atomic_write",
     "build_card",
     "build_datasheet",

@@ -17,6 +17,8 @@ import html
 import math
 from typing import Any
 
+from keel.reports._document import RunReport
+
 Block = tuple[str, Any]  # ("p", text) | ("ul", [text]) | ("table", (head, rows)) | ("bars", …)
 Section = tuple[str, list[Block]]
 
@@ -64,10 +66,10 @@ def _num(value: Any, digits: int = 4) -> str:
     return "—" if value is None else str(value)
 
 
-def detected_limitations(report: dict[str, Any]) -> list[str]:
+def detected_limitations(report: RunReport) -> list[str]:
     """Limitations the run found by itself, in words, with the numbers."""
     found: list[str] = []
-    assessment = report.get("assessment", {})
+    assessment = report.assessment
     gate = assessment.get("gate")
     if gate and not gate["passed"]:
         found.append(
@@ -116,13 +118,13 @@ def detected_limitations(report: dict[str, Any]) -> list[str]:
 
 
 def _details(
-    report: dict[str, Any],
+    report: RunReport,
     card_config: dict[str, Any],
     registry: dict[str, Any],
     loadtest: dict[str, Any] | None,
 ) -> list[Section]:
     """Card section(s): details."""
-    model = report["model"]
+    model = report.model
     sections: list[Section] = []
     owners = card_config.get("owners") or ["not stated (set card.owners in keel.yaml)"]
     sections.append(
@@ -137,10 +139,10 @@ def _details(
                             ["Name", registry["name"]],
                             ["Version", registry["version"]],
                             ["Aliases", ", ".join(registry.get("aliases") or []) or "none"],
-                            ["Type", f"{model['candidate']} ({report['task']})"],
+                            ["Type", f"{model.candidate} ({report.task})"],
                             ["Registered", registry.get("created", "")],
                             ["Owners", ", ".join(owners)],
-                            ["MLflow run", report["run_id"]],
+                            ["MLflow run", report.run_id],
                         ],
                     ),
                 )
@@ -151,7 +153,7 @@ def _details(
 
 
 def _intended_use(
-    report: dict[str, Any],
+    report: RunReport,
     card_config: dict[str, Any],
     registry: dict[str, Any],
     loadtest: dict[str, Any] | None,
@@ -168,14 +170,14 @@ def _intended_use(
 
 
 def _training_data(
-    report: dict[str, Any],
+    report: RunReport,
     card_config: dict[str, Any],
     registry: dict[str, Any],
     loadtest: dict[str, Any] | None,
 ) -> list[Section]:
     """Card section(s): training_data."""
-    data = report["data"]
-    assessment = report.get("assessment", {})
+    data = report.data
+    assessment = report.assessment
     sizes = data.get("split_sizes", {})
     sections: list[Section] = []
     sizes = data.get("split_sizes", {})
@@ -196,16 +198,16 @@ def _training_data(
 
 
 def _evaluation(
-    report: dict[str, Any],
+    report: RunReport,
     card_config: dict[str, Any],
     registry: dict[str, Any],
     loadtest: dict[str, Any] | None,
 ) -> list[Section]:
     """Card section(s): evaluation."""
-    data = report["data"]
-    assessment = report.get("assessment", {})
+    data = report.data
+    assessment = report.assessment
     intervals = assessment.get("intervals", {})
-    primary = report["primary_metric"]
+    primary = report.primary_metric
     sizes = data.get("split_sizes", {})
     sections: list[Section] = []
     rows = [
@@ -218,7 +220,7 @@ def _evaluation(
         (
             "bars",
             (
-                f"test metrics with 95 % intervals ({report['task']})",
+                f"test metrics with 95 % intervals ({report.task})",
                 [
                     (name, i["value"], i["low"], i["high"])
                     for name, i in sorted(intervals.items())
@@ -255,14 +257,14 @@ def _evaluation(
 
 
 def _fairness_section(
-    report: dict[str, Any],
+    report: RunReport,
     card_config: dict[str, Any],
     registry: dict[str, Any],
     loadtest: dict[str, Any] | None,
 ) -> list[Section]:
     """Card section(s): fairness_section."""
-    assessment = report.get("assessment", {})
-    primary = report["primary_metric"]
+    assessment = report.assessment
+    primary = report.primary_metric
     sections: list[Section] = []
     fairness = assessment.get("fairness")
     if fairness and fairness.get("features"):
@@ -329,13 +331,13 @@ def _fairness_section(
 
 
 def _top_features(
-    report: dict[str, Any],
+    report: RunReport,
     card_config: dict[str, Any],
     registry: dict[str, Any],
     loadtest: dict[str, Any] | None,
 ) -> list[Section]:
     """Card section(s): top_features."""
-    assessment = report.get("assessment", {})
+    assessment = report.assessment
     sections: list[Section] = []
     explanations = assessment.get("explanations")
     if explanations:
@@ -356,7 +358,7 @@ def _top_features(
 
 
 def _limitations(
-    report: dict[str, Any],
+    report: RunReport,
     card_config: dict[str, Any],
     registry: dict[str, Any],
     loadtest: dict[str, Any] | None,
@@ -381,7 +383,7 @@ def _limitations(
 
 
 def _quantitative(
-    report: dict[str, Any],
+    report: RunReport,
     card_config: dict[str, Any],
     registry: dict[str, Any],
     loadtest: dict[str, Any] | None,
@@ -414,7 +416,7 @@ def _quantitative(
 
 
 def _rollback(
-    report: dict[str, Any],
+    report: RunReport,
     card_config: dict[str, Any],
     registry: dict[str, Any],
     loadtest: dict[str, Any] | None,
@@ -455,7 +457,7 @@ _SECTIONS = (
 
 
 def build_card(
-    report: dict[str, Any],
+    report: RunReport,
     card_config: dict[str, Any],
     registry: dict[str, Any],
     loadtest: dict[str, Any] | None = None,
@@ -478,14 +480,14 @@ def _triple(metric: dict[str, float] | None) -> tuple[float, float | None, float
 
 
 def build_datasheet(
-    report: dict[str, Any], card_config: dict[str, Any], profile: dict[str, Any] | None = None
+    report: RunReport, card_config: dict[str, Any], profile: dict[str, Any] | None = None
 ) -> list[Section]:
     """The datasheet of the training data: source, collection, columns, missingness, PII.
 
     ``profile`` is the training rows' profile (the package's drift reference).
     """
-    data = report["data"]
-    schema = report.get("schema", {})
+    data = report.data
+    schema = report.schema
     profile = profile or {}
     sections: list[Section] = []
     lineage = data.get("lineage") or {}

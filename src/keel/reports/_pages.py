@@ -13,15 +13,16 @@ from typing import Any
 from keel.errors import KeelInputError
 from keel.reports._card import build_card, build_datasheet, render_markdown
 from keel.reports._card import render_html as render_card_html
+from keel.reports._document import RunReport
 
 
-def write_reports(report: dict[str, Any], folder: Path) -> dict[str, str]:
+def write_reports(report: RunReport, folder: Path) -> dict[str, str]:
     """Write ``report.json`` and ``report.html`` into ``folder`` (atomically)."""
     paths = {
         "json": folder / "report.json",
         "html": folder / "report.html",
     }
-    atomic_write(paths["json"], json.dumps(report, indent=2, sort_keys=True, default=str))
+    atomic_write(paths["json"], json.dumps(report.to_dict(), indent=2, sort_keys=True))
     atomic_write(paths["html"], render_html(report))
     return {k: str(v) for k, v in paths.items()}
 
@@ -154,8 +155,8 @@ def _diagnostics_html(diagnostics: dict[str, Any]) -> list[str]:
     return parts
 
 
-def _assessment_html(report: dict[str, Any]) -> list[str]:
-    assessment = report.get("assessment")
+def _assessment_html(report: RunReport) -> list[str]:
+    assessment = report.assessment
     if not assessment:
         return []
     parts = ["<h2>Confidence, gate and cross-validation</h2>"]
@@ -494,17 +495,17 @@ def _group_text(group: dict[str, Any] | None) -> str:
     return f"{group['group']} ({group['value']:.3f}, n={group['rows']})"
 
 
-def render_html(report: dict[str, Any]) -> str:
+def render_html(report: RunReport) -> str:
     """Render the report as one HTML page with no external resources."""
-    model = report["model"]
-    data = report["data"]
-    primary = report["primary_metric"]
-    candidates = report["candidates"]
-    test_rows = sorted(report["test_metrics"].items())
+    model = report.model
+    data = report.data
+    primary = report.primary_metric
+    candidates = report.candidates
+    test_rows = sorted(report.test_metrics.items())
     cand_metrics = sorted({k for c in candidates for k in c["validation"]})
     cand_rows = [
         [
-            c["name"] + (" (chosen)" if c["name"] == model["candidate"] else ""),
+            c["name"] + (" (chosen)" if c["name"] == model.candidate else ""),
             f"{c['fit_seconds']:.2f}s",
         ]
         + [c["validation"].get(k, "—") for k in cand_metrics]
@@ -518,9 +519,9 @@ def render_html(report: dict[str, Any]) -> str:
             c.get("nullable", False),
             c.get("note", ""),
         ]
-        for c in report["schema"]["columns"]
+        for c in report.schema.get("columns", [])
     ]
-    title = f"Keel run report — {model['name']} v{model['version']}"
+    title = f"Keel run report — {model.name} v{model.version}"
     css = (
         "body{font-family:system-ui,sans-serif;margin:2rem;max-width:70rem;color:#222}"
         "table{border-collapse:collapse;margin:0.5rem 0 1.5rem}"
@@ -532,10 +533,10 @@ def render_html(report: dict[str, Any]) -> str:
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>{html.escape(title)}</title><style>{css}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
-        f"<p>Task <b>{html.escape(report['task'])}</b>; registered as "
-        f"<code>models:/{html.escape(model['name'])}@{html.escape(str(model['alias']))}</code>"
-        f" (version {html.escape(str(model['version']))}); MLflow run "
-        f"<code>{html.escape(report['run_id'])}</code>.</p>",
+        f"<p>Task <b>{html.escape(report.task)}</b>; registered as "
+        f"<code>models:/{html.escape(model.name)}@{html.escape(str(model.alias))}</code>"
+        f" (version {html.escape(str(model.version))}); MLflow run "
+        f"<code>{html.escape(report.run_id)}</code>.</p>",
         "<h2>Test metrics of the chosen model</h2>",
         _table(["metric", "value"], [list(r) for r in test_rows]),
         f"<h2>Candidates (validation; primary metric: {html.escape(primary)})</h2>",
@@ -727,7 +728,7 @@ def write_validation_report(
 
 
 def write_card(
-    report: dict[str, Any],
+    report: RunReport,
     card_config: dict[str, Any],
     registry: dict[str, Any],
     profile: dict[str, Any] | None,
