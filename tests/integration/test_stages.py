@@ -175,3 +175,24 @@ def test_kill_9_during_tuning_then_run_resumes_after_profile(
     read = ("ingest", "pii", "validate", "split", "leakage", "profile")
     assert all(statuses[s] == "reused" for s in read), statuses
     assert all(statuses[s] == "ran" for s in STAGES[len(read) :]), statuses
+
+
+def test_a_lost_register_manifest_finds_its_version_instead_of_registering_again(
+    project: Path,
+) -> None:
+    """A crash after registering but before the stage's outputs were stored."""
+    first = json.loads((project / "first.json").read_text())
+    client = MlflowClient(first["tracking_uri"])
+    before = len(client.search_model_versions("name = 'income'"))
+    moves = len(client.get_registered_model("income").tags)
+    for manifest in (project / ".keel" / "stages").glob("*/manifest.json"):
+        if json.loads(manifest.read_text())["stage"] == "register":
+            manifest.unlink()
+    done = keel_in(project, "run", "--json")
+    assert done.exit_code == 0, done.output
+    result = json.loads(done.stdout)
+    assert _stages(result)["register"] == "ran"
+    assert result["model"]["version"] == first["model"]["version"]
+    assert result["model"]["alias"] == "champion"  # kept, not demoted to challenger
+    assert len(client.search_model_versions("name = 'income'")) == before
+    assert len(client.get_registered_model("income").tags) == moves  # no alias move recorded

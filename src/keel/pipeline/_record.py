@@ -403,8 +403,14 @@ def compare(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     config, settings = ctx.config, ctx.settings
     if not gates_passed(inputs):
         return {"versus": None, "planned_alias": None}
+    version = inputs["run"]["version"]
     with mlflow_scope(settings.tracking_uri) as client:
         champion = alias_version(client, config.name, CHAMPION)
+        held = [
+            a for a in (CHAMPION, CHALLENGER) if alias_version(client, config.name, a) == version
+        ]
+    if held:  # this version's own stages run again (a resumed run): it keeps its alias
+        return {"versus": None, "planned_alias": held[0]}
     if champion is None:
         return {"versus": None, "planned_alias": CHAMPION}
     ctx.say("against the champion, on the same test rows")
@@ -481,13 +487,15 @@ def card(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
 
 def alias(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     """Move the alias last: the version's report, card and gates' evidence exist."""
-    from keel.registry import ModelRef, assign_alias, mlflow_scope
+    from keel.registry import ModelRef, alias_version, assign_alias, mlflow_scope
 
-    run = inputs["run"]
+    run, planned = inputs["run"], inputs["planned_alias"]
     ref = ModelRef(run["name"], run["version"])
     with mlflow_scope(ctx.settings.tracking_uri) as client:
-        if inputs["planned_alias"] is not None:
-            ctx.say(inputs["planned_alias"])
+        if planned is not None and alias_version(client, run["name"], planned) == run["version"]:
+            ref = ModelRef(run["name"], run["version"], planned)  # already there: no move
+        elif planned is not None:
+            ctx.say(planned)
             ref = assign_alias(client, ref, ctx.settings.tracking_uri, inputs["versus"])
         client.set_tag(run["run_id"], "keel.alias", ref.alias or "none: a gate failed")
     return {"alias": ref.alias}
