@@ -35,7 +35,6 @@ class Served:
             "alias": alias or package.alias,
         }
         self.kind = get_task(package.task)  # what this kind of model answers
-        self.classification = self.kind.labelled_classes
         self.classes = [str(c) for c in getattr(package.model, "classes_", [])]
         self.positive = package.metadata.get("positive_class")
         threshold = package.metadata.get("decision_threshold")
@@ -127,7 +126,7 @@ class Served:
 
     def scores(self, answer: dict[str, Any]) -> list[float]:
         """The numbers the metrics histogram: P(positive) for binary, values for regression."""
-        if not self.classification:
+        if not self.kind.labelled_classes:
             return [float(v) for v in answer["predictions"] if isinstance(v, int | float)]
         if self.kind.thresholded and self.positive is not None:
             return [row.get(str(self.positive), 0.0) for row in answer.get("probabilities", [])]
@@ -151,7 +150,7 @@ class Served:
         # was verified on the package's rows; the pipeline otherwise
         model = self.fast if self.fast is not None else self.model
         answer: dict[str, Any] = {}
-        if self.classification and hasattr(model, "predict_proba"):
+        if self.kind.labelled_classes and hasattr(model, "predict_proba"):
             # One pass through the pipeline. Binary models decide at the threshold
             # chosen on validation (the one the test metrics were computed at);
             # otherwise the most probable class, what the model's predict() returns.

@@ -100,7 +100,9 @@ class ServingState:
         if errors:
             return self._refused(errors, request, where_rows), None
         scores = served.scores(answer)
-        metrics.answered(served.version, answer["predictions"], scores, served.classification)
+        metrics.answered(
+            served.version, answer["predictions"], scores, served.kind.labelled_classes
+        )
         answer["request_id"] = request.state.request_id
         if log is not None:
             log.record(

@@ -77,11 +77,11 @@ def model_metadata(served: Any) -> dict[str, Any]:
     outputs = [
         {
             "name": "predictions",
-            "datatype": "BYTES" if served.classification else "FP64",
+            "datatype": "BYTES" if served.kind.labelled_classes else "FP64",
             "shape": [-1],
         }
     ]
-    if served.classification:
+    if served.kind.labelled_classes:
         outputs.append(
             {"name": "probabilities", "datatype": "FP64", "shape": [-1, len(served.classes)]}
         )
@@ -135,10 +135,10 @@ def outputs_of(
     out = [
         {
             "name": "predictions",
-            "datatype": "BYTES" if served.classification else "FP64",
+            "datatype": "BYTES" if served.kind.labelled_classes else "FP64",
             "shape": [n],
             "data": [str(p) for p in predictions]
-            if served.classification
+            if served.kind.labelled_classes
             else [p if p is None or math.isfinite(p) else None for p in predictions],
         }
     ]
