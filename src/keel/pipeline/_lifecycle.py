@@ -21,7 +21,6 @@ import pandas as pd
 from keel.config import ProjectConfig, Settings
 from keel.errors import DataError
 from keel.pipeline._stages import Graph, Stage
-from keel.tasks import get_task
 
 DATA = ("keel.data", "keel.config")
 LEARN = (*DATA, "keel.features", "keel.training", "keel.evaluation", "keel.estimators")
@@ -450,6 +449,7 @@ def check_fairness_config(
     That every sensitive feature is a column was checked at ingest (check_columns).
     """
     from keel.responsible import BINARY_ONLY, NEEDS_SENSITIVE_AT_PREDICTION
+    from keel.tasks import get_task
 
     fairness = config.fairness
     method = fairness.mitigation

@@ -237,12 +237,12 @@ def run_project(
 
 
 def _result(state: RunState, settings: Settings, record: bool) -> RunResult:
+    # outputs load only when read: an identical re-run reads the report, not the models
     values = state.values
-    labels, assessment = values["labels"], values["assessment"]
     seconds = {r.name: r.seconds for r in state.records}
     summary = [r.summary() for r in state.records]
-    data = {"digest": values["dataset"].digest, "split_digest": values["splits"].digest}
     if not record:
+        labels, assessment = values["labels"], values["assessment"]
         return RunResult(
             run_id="",
             experiment_id="",
@@ -259,7 +259,7 @@ def _result(state: RunState, settings: Settings, record: bool) -> RunResult:
                 }
                 for c in values["trained"]
             ],
-            data=data,
+            data={"digest": values["dataset"].digest, "split_digest": values["splits"].digest},
             reports={},
             assessment=assessment_document(values),
             tuning={},

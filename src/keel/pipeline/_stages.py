@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cache
-from importlib import import_module
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -514,18 +514,24 @@ def _source_digest_of(func: Callable[..., Any]) -> str:
 
 @cache
 def package_digest(name: str) -> str:
-    """Digest of every ``.py`` file of a package (or of one module)."""
-    module = import_module(name)
-    files = (
-        sorted(Path(p).rglob("*.py") for p in module.__path__)
-        if hasattr(module, "__path__")
-        else [[Path(module.__file__ or "")]]
-    )
+    """Digest of every ``.py`` file of a package (or of one module), found without importing it.
+
+    (Importing ``keel.responsible`` to find its files would load SHAP: an identical re-run
+    would pay seconds for a digest.)
+    """
+    spec = find_spec(name)
+    if spec is None:
+        raise StageContractError(f"a stage names code {name!r}, which is not importable")
+    if spec.submodule_search_locations:
+        files = sorted(
+            p for root in spec.submodule_search_locations for p in Path(root).rglob("*.py")
+        )
+    else:
+        files = [Path(spec.origin or "")]
     digest = hashlib.sha256()
-    for group in files:
-        for path in sorted(group):
-            digest.update(path.name.encode())
-            digest.update(path.read_bytes())
+    for path in files:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 
