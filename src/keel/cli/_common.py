@@ -58,6 +58,12 @@ def _root(
     """Keel: a tabular model's whole life, with the evidence to prove it."""
 
 
+ModelArg = Annotated[
+    str | None,
+    typer.Argument(
+        help="NAME, NAME@ALIAS or NAME/VERSION in the registry (default: <name>@champion)."
+    ),
+]
 NameArg = Annotated[str, typer.Argument(help="The registered model's name.")]
 ReasonOpt = Annotated[
     str | None, typer.Option("--reason", help="Why: recorded in the alias history.")

@@ -13,6 +13,7 @@ from keel.cli._common import (
     ConfigOpt,
     DebugOpt,
     JsonOpt,
+    ModelArg,
     NameArg,
     ReasonOpt,
     _registry,
@@ -23,12 +24,7 @@ from keel.cli._errors import exit_codes
 
 @app.command()
 def check(
-    model: Annotated[
-        str | None,
-        typer.Argument(
-            help="NAME, NAME@ALIAS or NAME/VERSION in the registry (default: <name>@champion)."
-        ),
-    ] = None,
+    model: ModelArg = None,
     config: ConfigOpt = None,
     record: Annotated[
         bool,

@@ -17,6 +17,7 @@ from keel.cli._common import (
     ConfigOpt,
     DebugOpt,
     JsonOpt,
+    ModelArg,
     _interactive,
     _num,
     app,
@@ -232,12 +233,7 @@ def _render_run(result: dict[str, Any]) -> None:
 
 @app.command()
 def card(
-    model: Annotated[
-        str | None,
-        typer.Argument(
-            help="NAME, NAME@ALIAS or NAME/VERSION in the registry (default: <name>@champion)."
-        ),
-    ] = None,
+    model: ModelArg = None,
     config: ConfigOpt = None,
     out: Annotated[
         Path | None,

@@ -7,8 +7,9 @@ the time.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from keel._lazy import lazy_getattr as _lazy_getattr
 
 if TYPE_CHECKING:
     from keel.data._ingest import (
@@ -99,16 +100,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """Import a public name of keel.data from its module on first use."""
-    try:
-        module, attribute = _WHERE[name]
-    except KeyError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(module), attribute)
-    globals()[name] = value
-    return value
-
+__getattr__ = _lazy_getattr(__name__, _WHERE, globals())
 
 __all__ = [
     "PII_ACTIONS",

@@ -6,8 +6,9 @@ not the registry, the prediction log or the alert sinks.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from keel._lazy import lazy_getattr as _lazy_getattr
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load on first use
     from keel.monitoring._alerts import (
@@ -87,16 +88,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """Import a public name of this package from its module on first use."""
-    try:
-        module, attribute = _WHERE[name]
-    except KeyError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(module), attribute)
-    globals()[name] = value
-    return value
-
+__getattr__ = _lazy_getattr(__name__, _WHERE, globals())
 
 __all__ = [
     "CHUNK_MAX_DISTINCT",
