@@ -236,3 +236,26 @@ def test_the_checklist_knows_every_stage() -> None:
     from keel.pipeline._check import LIFECYCLE_STAGES
 
     assert LIFECYCLE_STAGES == STAGES
+
+
+def test_the_store_keeps_the_entries_of_recent_runs_only(tmp_path: Path) -> None:
+    import os
+    import time
+
+    store = tmp_path / "stages"
+    keys_of = []
+    for a in range(5):  # five configs, each a new key for both stages
+        state, _ = run(tmp_path, Config(a=a, b=1), [1])
+        keys_of.append({r.key for r in state.records})
+    kept = {p.name for p in store.iterdir() if p.is_dir()}
+    # younger than the grace period: nothing is removed yet, whatever the index says
+    assert kept == set().union(*keys_of)
+    old = time.time() - 3600
+    for entry in store.iterdir():
+        os.utime(entry, (old, old))
+    _, ctx = run(tmp_path, Config(a=4, b=1), [1])  # the latest config again: reused
+    assert ctx.calls == []
+    kept = {p.name for p in store.iterdir() if p.is_dir()}
+    assert kept == keys_of[3] | keys_of[4]  # the last three runs: a=3, a=4 and a=4 again
+    _, ctx = run(tmp_path, Config(a=0, b=1), [1])  # an old config: double runs again
+    assert ctx.calls == ["double"]  # total's key (same input, same b) is a recent one

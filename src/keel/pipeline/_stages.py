@@ -39,6 +39,9 @@ from keel.errors import ConfigError, KeelError, KeelInputError, did_you_mean
 
 RAN, REUSED = "ran", "reused"
 MANIFEST = "manifest.json"
+RUNS_INDEX = "runs.json"
+KEEP_RUNS = 3  # the stage entries of this many recent runs are kept
+GRACE = 600.0  # seconds: younger entries may belong to a run in progress
 STORE_FORMAT = 1
 
 
@@ -201,6 +204,40 @@ class StageStore:
             raise OSError(f"stage output {key}/{name} does not match its manifest")
         return pickle.loads(data)  # noqa: S301 - Keel's own files, digest-checked above
 
+    def keep_recent(self, keys: Iterable[str], runs: int = KEEP_RUNS, grace: float = GRACE) -> int:
+        """Remember ``keys`` as the latest run's; remove entries no recent run used.
+
+        Entries of the last ``runs`` successful runs stay (so going back to a recent
+        config is still a reuse); anything else older than ``grace`` seconds goes (a run
+        in progress in another process has written its entries just now). Returns how
+        many entries were removed.
+        """
+        index = self.root / RUNS_INDEX
+        try:
+            recent = json.loads(index.read_text())
+            recent = [list(r) for r in recent if isinstance(r, list)]
+        except (OSError, ValueError):
+            recent = []
+        recent = ([*recent, sorted(set(keys))])[-runs:]
+        self.root.mkdir(parents=True, exist_ok=True)
+        temporary = index.with_name(f".{RUNS_INDEX}.{os.getpid()}")
+        temporary.write_text(json.dumps(recent))
+        os.replace(temporary, index)
+        wanted = {k for run in recent for k in run}
+        removed = 0
+        now = time.time()
+        for entry in self.root.iterdir():
+            if not entry.is_dir() or entry.name in wanted:
+                continue
+            try:
+                old = now - entry.stat().st_mtime > grace
+            except OSError:
+                continue
+            if old:
+                shutil.rmtree(entry, ignore_errors=True)
+                removed += 1
+        return removed
+
     def discard(self, keys: Iterable[str]) -> None:
         """Remove ``keys`` (and the store's folder when that leaves it empty)."""
         for key in keys:
@@ -327,6 +364,8 @@ class Runner:
                 self.store.discard([r.key for r in records if r.status == RAN])
             raise
         state = RunState(values=values, records=records)
+        if self.store is not None:
+            self.store.keep_recent(r.key for r in records)
         for hook in self.hooks:
             hook.after_run(state)
         return state
