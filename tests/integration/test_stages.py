@@ -196,3 +196,37 @@ def test_a_lost_register_manifest_finds_its_version_instead_of_registering_again
     assert result["model"]["alias"] == "champion"  # kept, not demoted to challenger
     assert len(client.search_model_versions("name = 'income'")) == before
     assert len(client.get_registered_model("income").tags) == moves  # no alias move recorded
+
+
+def test_the_alias_moves_last_a_failed_card_leaves_no_champion(
+    tmp_path: Path, adult_frame: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import keel.pipeline._run as run_module
+    from keel.registry import alias_version, mlflow_scope
+
+    adult_frame.to_csv(tmp_path / "adult.csv", index=False)
+    (tmp_path / "keel.yaml").write_text(yaml.safe_dump(SMALL_PROJECT))
+
+    def boom(inputs: dict, ctx) -> dict:
+        raise OSError("disk full while writing the card")
+
+    stages = [
+        dataclasses.replace(s, func=boom) if s.name == "card" else s for s in LIFECYCLE.stages
+    ]
+    monkeypatch.setattr(run_module, "LIFECYCLE", Graph(stages, LIFECYCLE.sources))
+    config = load_config(tmp_path / "keel.yaml")
+    with pytest.raises(OSError, match="disk full"):
+        run_project(config)
+    tracking_uri = f"sqlite:///{(tmp_path / '.keel' / 'mlflow.db').resolve()}"
+    with mlflow_scope(tracking_uri) as client:
+        assert len(client.search_model_versions("name = 'income'")) == 1  # registered...
+        assert alias_version(client, "income", "champion") is None  # ...but no alias yet
+        run_id = client.search_model_versions("name = 'income'")[0].run_id
+        assert client.get_run(run_id).info.status == "FAILED"
+    monkeypatch.undo()
+    result = run_project(load_config(tmp_path / "keel.yaml"))
+    ran = [s["name"] for s in result.stages if s["status"] == "ran"]
+    assert ran == ["card", "alias"] and result.model["alias"] == "champion"
+    with mlflow_scope(tracking_uri) as client:
+        assert len(client.search_model_versions("name = 'income'")) == 1
+        assert client.get_run(run_id).info.status == "FINISHED"
