@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from keel.config import MODEL_GATES, GatesConfig
+from keel.pipeline._lifecycle import STAGES
 from keel.registry import current_user, mlflow_scope, model_version, tracking
 
 PASS, FAIL, UNAVAILABLE, WAIVED = "pass", "fail", "not available yet", "waived"
@@ -48,26 +49,6 @@ RUN_GATES = {
     "keel.gate.behaviour": "tests",
     "keel.gate.fairness": "fairness",
 }
-# every stage of keel run (keel.pipeline._lifecycle.STAGES; written out here so that
-# reading a checklist does not import the training stack)
-LIFECYCLE_STAGES = (
-    "ingest",
-    "pii",
-    "validate",
-    "split",
-    "leakage",
-    "profile",
-    "tune",
-    "train",
-    "evaluate",
-    "fairness",
-    "explain",
-    "register",
-    "compare",
-    "report",
-    "card",
-    "alias",
-)
 RUN_ARTIFACTS = ("keel.yaml", "schema.json", "profile.json")
 
 
@@ -390,7 +371,7 @@ def _validated(f: Facts) -> bool:
 
 def _missing_stages(f: Facts) -> list[str]:
     recorded = {s.get("name") for s in f.stages}
-    return [s for s in LIFECYCLE_STAGES if s not in recorded]
+    return [s for s in STAGES if s not in recorded]
 
 
 def _stage_io(f: Facts) -> Verdict:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
@@ -43,7 +43,7 @@ class RunContext:
     extra_label: str = "extra rows"
     stage: str = ""
     key: str = ""
-    facts: dict[str, Any] = field(default_factory=dict)
+    run_id: str | None = None  # the MLflow run register opened (a later failure marks it)
 
     def begin(self, stage: str, key: str) -> None:
         """The runner enters ``stage`` (its cache key ``key``)."""
@@ -80,17 +80,23 @@ def ingest(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
 
 
 def source_fingerprint(ctx: RunContext) -> str | None:
-    """SHA-256 of the data file's bytes (and the schema file's); ``None`` for SQL/DVC."""
-    path = ctx.config.data_path
+    """SHA-256 of the data file's bytes; ``None`` (cannot tell: run) for SQL and DVC."""
+    return _file_digest(ctx.config.data_path)
+
+
+def schema_fingerprint(ctx: RunContext) -> str | None:
+    """SHA-256 of the hand-edited schema file, if one is configured ('' when none)."""
+    path = ctx.config.schema_path
+    return "" if path is None else _file_digest(path)
+
+
+def _file_digest(path: Any) -> str | None:
     if path is None or not path.is_file():
         return None
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         while block := handle.read(1 << 20):
             digest.update(block)
-    schema = ctx.config.schema_path
-    if schema is not None and schema.is_file():
-        digest.update(schema.read_bytes())
     return digest.hexdigest()
 
 
@@ -625,6 +631,7 @@ def _graph() -> Graph:
                     "sensitive_features",
                 ),
                 code=(*DATA, "keel.training", "keel.responsible"),
+                fingerprint=schema_fingerprint,  # the schema file's content, not only its name
             ),
             Stage(
                 "split",

@@ -50,13 +50,13 @@ def register(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
         done = registered_by_key(client, config.name, ctx.key)
         if done is not None:  # a retry: this key's version exists, its run holds the rest
             ctx.say(f"{config.name} version {done.version} (already registered)")
-            ctx.facts["run_id"] = done.run_id
+            ctx.run_id = done.run_id
             report = _report_document(config, inputs, done.run_id, done.version, snapshot_path)
             return {"run": _run_doc(done.run_id, experiment_id, config.name, done.version, report)}
         ctx.say(config.name)
         best = inputs["best"]
         with tracking.start_run(experiment_id, f"keel-{best.name}") as run_id:
-            ctx.facts["run_id"] = run_id
+            ctx.run_id = run_id
             _log_candidates(experiment_id, inputs)
             _log_run(config, inputs, snapshot_path)
             version = _log_package(client, config, inputs, run_id, ctx.key)
@@ -78,12 +78,12 @@ def _run_doc(
 
 
 def registered_by_key(client: Any, name: str, key: str) -> Any:
-    """The version of ``name`` registered by the register stage with cache key ``key``."""
-    try:
-        versions = client.search_model_versions(f"name = '{name}'")
-    except tracking.TrackingError:
-        return None
-    for version in versions:
+    """The version of ``name`` registered by the register stage with cache key ``key``.
+
+    A registry that cannot be asked raises (the runner retries a transient failure):
+    answering "none" would register a duplicate.
+    """
+    for version in client.search_model_versions(f"name = '{name}'"):
         if (version.tags or {}).get(STAGE_TAG) == key:
             return version
     return None

@@ -70,7 +70,23 @@ class RunResult:
         return asdict(self)
 
 
-class ProgressHook:
+class Hook:
+    """A hook that does nothing: subclasses override what they need."""
+
+    def before_stage(self, stage: Stage, key: str) -> None:
+        """A stage is about to run or be reused."""
+
+    def after_stage(self, stage: Stage, record: StageRecord) -> None:
+        """A stage ran or was reused."""
+
+    def on_stage_error(self, stage: Stage, error: BaseException) -> None:
+        """A stage failed for good."""
+
+    def after_run(self, state: RunState) -> None:
+        """Every stage ran or was reused."""
+
+
+class ProgressHook(Hook):
     """Tells an observer which stage starts (and that it was reused)."""
 
     def __init__(self, observer: Observer) -> None:
@@ -83,24 +99,12 @@ class ProgressHook:
         if record.status != RAN:
             self.observer(stage.name, "reused")
 
-    def on_stage_error(self, stage: Stage, error: BaseException) -> None:
-        pass
 
-    def after_run(self, state: RunState) -> None:
-        pass
-
-
-class AlertHook:
+class AlertHook(Hook):
     """A failed stage sends one ``pipeline_failure`` alert to the non-log sinks."""
 
     def __init__(self, config: ProjectConfig) -> None:
         self.config = config
-
-    def before_stage(self, stage: Stage, key: str) -> None:
-        pass
-
-    def after_stage(self, stage: Stage, record: StageRecord) -> None:
-        pass
 
     def on_stage_error(self, stage: Stage, error: BaseException) -> None:
         from keel.monitoring import deliver, failure_alert
@@ -113,26 +117,16 @@ class AlertHook:
         sinks = [s for s in self.config.monitoring.sinks if s.type != "log"]
         deliver([failure_alert(self.config.name, stage.name, what)], sinks, self.config.root)
 
-    def after_run(self, state: RunState) -> None:
-        pass
 
-
-class TrackingHook:
+class TrackingHook(Hook):
     """Stage seconds and ``stages.json`` (lineage) on the run; a failed stage marks it."""
 
     def __init__(self, settings: Settings, context: RunContext) -> None:
         self.settings = settings
         self.context = context
-        self.records: list[StageRecord] = []
-
-    def before_stage(self, stage: Stage, key: str) -> None:
-        pass
-
-    def after_stage(self, stage: Stage, record: StageRecord) -> None:
-        self.records.append(record)
 
     def on_stage_error(self, stage: Stage, error: BaseException) -> None:
-        run_id = self.context.facts.get("run_id")
+        run_id = self.context.run_id
         if run_id:  # the run exists but lacks the evidence of later stages
             self._terminate(run_id, "FAILED")
 
@@ -216,14 +210,10 @@ def run_project(
     notify = observer or (lambda stage, detail: None)
     context = RunContext(config, settings, notify, extra_label)
     graph = LIFECYCLE if record else LIFECYCLE.until(READ_ONLY_UNTIL)
-    if start_from is not None:
-        graph.check_name(start_from)
-    cached = use_cache and record
-    tracking = TrackingHook(settings, context)
+    cached = use_cache and record and settings.stage_store is not None
     runner = Runner(
-        store=StageStore(settings.stage_store) if cached and settings.stage_store else None,
-        hooks=[ProgressHook(notify), AlertHook(config), tracking],
-        read_cache=cached,
+        store=StageStore(settings.stage_store) if cached else None,
+        hooks=[ProgressHook(notify), AlertHook(config), TrackingHook(settings, context)],
     )
     extra = extra_rows if extra_rows is not None and len(extra_rows) else None
     state = runner.run(

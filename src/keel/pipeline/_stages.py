@@ -318,7 +318,6 @@ class Runner:
     hooks: Sequence[Hooks] = ()
     retries: int = 3
     backoff: float = 0.5
-    read_cache: bool = True
 
     def run(
         self,
@@ -333,6 +332,7 @@ class Runner:
         ``start_from`` re-runs that stage and every later one, whatever is stored.
         """
         forced = graph.names.index(graph.check_name(start_from)) if start_from else len(graph.names)
+        dumped = _dumped(config)  # once per run: each stage reads its slice of it
         values = _Values(self.store)
         digests: dict[str, str] = {}
         for name, value in (sources or {}).items():
@@ -342,17 +342,18 @@ class Runner:
         try:
             for index, stage in enumerate(graph.stages):
                 inputs = {n: digests[n] for n in stage.inputs}
-                key = stage_key(stage, config, context, inputs)
+                reads = config_slice(dumped, stage.reads)
+                key = stage_key(stage, reads, context, inputs)
                 if hasattr(context, "begin"):
                     context.begin(stage.name, key)
                 for hook in self.hooks:
                     hook.before_stage(stage, key)
                 started = time.perf_counter()
                 record = None
-                if self.read_cache and index < forced and stage.cache:
+                if index < forced and stage.cache:
                     record = self._reuse(stage, key, inputs, values, context)
                 if record is None:
-                    record = self._run(stage, key, inputs, values, context, graph.producer)
+                    record = self._run(stage, key, inputs, reads, values, context, graph.producer)
                 record.seconds = round(time.perf_counter() - started, 3)
                 digests.update(record.outputs)
                 records.append(record)
@@ -400,6 +401,7 @@ class Runner:
         stage: Stage,
         key: str,
         inputs: dict[str, str],
+        reads: dict[str, Any],
         values: _Values,
         context: Any,
         producers: Mapping[str, str],
@@ -444,7 +446,7 @@ class Runner:
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "inputs": inputs,
                 "outputs": outputs,
-                "config": config_slice_of(stage, context),
+                "config": reads,
             }
             self.store.save(key, manifest, blobs if stage.persist else {})
         return StageRecord(stage.name, RAN, 0.0, key, inputs, outputs, attempts)
@@ -500,8 +502,10 @@ def is_transient(error: BaseException) -> bool:
     return False
 
 
-def stage_key(stage: Stage, config: Any, context: Any, inputs: Mapping[str, str]) -> str:
-    """24 hex digits: stage name, code version, config keys read, input digests."""
+def stage_key(
+    stage: Stage, reads: Mapping[str, Any], context: Any, inputs: Mapping[str, str]
+) -> str:
+    """24 hex digits: stage name, code version, config keys read (``reads``), input digests."""
     fingerprint = stage.fingerprint(context) if stage.fingerprint else ""
     if fingerprint is None:  # cannot tell what it reads: a fresh key, so it runs
         fingerprint = f"unknown-{time.time_ns()}"
@@ -510,7 +514,7 @@ def stage_key(stage: Stage, config: Any, context: Any, inputs: Mapping[str, str]
         "version": stage.version,
         "keel": __version__,
         "code": code_version(stage),
-        "config": config_slice(config, stage.reads),
+        "config": dict(reads),
         "inputs": dict(sorted(inputs.items())),
         "fingerprint": fingerprint,
     }
@@ -518,9 +522,13 @@ def stage_key(stage: Stage, config: Any, context: Any, inputs: Mapping[str, str]
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
-def config_slice(config: Any, keys: Iterable[str]) -> dict[str, Any]:
-    """The values of the dotted ``keys`` of a pydantic config, JSON-ready."""
-    dumped = config.model_dump(mode="json") if hasattr(config, "model_dump") else dict(config)
+def _dumped(config: Any) -> dict[str, Any]:
+    """A pydantic config (or a mapping) as JSON-ready data."""
+    return config.model_dump(mode="json") if hasattr(config, "model_dump") else dict(config)
+
+
+def config_slice(dumped: Mapping[str, Any], keys: Iterable[str]) -> dict[str, Any]:
+    """The values of the dotted ``keys`` of a dumped config."""
     found: dict[str, Any] = {}
     for key in keys:
         value: Any = dumped
@@ -528,12 +536,6 @@ def config_slice(config: Any, keys: Iterable[str]) -> dict[str, Any]:
             value = value.get(part) if isinstance(value, dict) else None
         found[key] = value
     return found
-
-
-def config_slice_of(stage: Stage, context: Any) -> dict[str, Any]:
-    """The config slice of ``stage`` as recorded in its manifest."""
-    config = getattr(context, "config", None)
-    return config_slice(config, stage.reads) if config is not None else {}
 
 
 def code_version(stage: Stage) -> str:
