@@ -134,7 +134,22 @@ def test_leakage_probes_find_the_target_itself(case) -> None:
     numbers = pd.to_numeric(x, errors="coerce").fillna(0).to_numpy().reshape(-1, 1)
     predicted = task.probe_numeric(numbers[:half], y[:half], numbers[half:], labels.positive_class)
     assert len(predicted) == len(test) - half
-    task.probe_monotone(x[:half], y[:half], x[half:], y[half:], labels.positive_class)
+    numeric = pd.to_numeric(x, errors="coerce")
+    name, value = task.probe_monotone(
+        numeric[:half], y[:half], numeric[half:], y[half:], labels.positive_class
+    )
+    assert isinstance(name, str) and 0.0 <= value <= 1.0
+    # the target itself, as a number, is a perfect monotone predictor (where there is one)
+    if task.name != "multiclass":
+        truth = pd.Series(
+            task.truth(y)
+            if not task.labelled_classes
+            else (y.astype(str) == str(labels.positive_class)).astype(float)
+        )
+        _, perfect = task.probe_monotone(
+            truth[:half], y[:half], truth[half:], y[half:], labels.positive_class
+        )
+        assert perfect > 0.99
 
 
 def test_fairness_explanations_and_live_performance(case) -> None:

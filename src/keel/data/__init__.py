@@ -25,7 +25,6 @@ if TYPE_CHECKING:
         FeatureScore,
         check_duplicates,
         check_single_feature_leakage,
-        class_balance,
         duplicates_across,
         single_feature_scores,
     )
@@ -48,6 +47,7 @@ if TYPE_CHECKING:
     from keel.data._sources import display_url, load_data, read_dvc, read_sql
     from keel.data._split import Splits, encode_row_keys, row_keys, rows_seen, split_frame
     from keel.data._validate import ValidationResult, validate_file
+    from keel.tasks import class_balance
 
 _WHERE = {
     "CategoricalStats": ("keel.data._profile", "CategoricalStats"),
@@ -70,7 +70,7 @@ _WHERE = {
     "check_columns": ("keel.data._prepare", "check_columns"),
     "check_duplicates": ("keel.data._leakage", "check_duplicates"),
     "check_single_feature_leakage": ("keel.data._leakage", "check_single_feature_leakage"),
-    "class_balance": ("keel.data._leakage", "class_balance"),
+    "class_balance": ("keel.tasks", "class_balance"),
     "content_digest": ("keel.data._ingest", "content_digest"),
     "display_url": ("keel.data._sources", "display_url"),
     "duplicates_across": ("keel.data._leakage", "duplicates_across"),

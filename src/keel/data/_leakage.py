@@ -121,9 +121,3 @@ def _category_prediction(x_train, y_train, x_val, task, positive_class) -> np.nd
 
 def _score(y_val, prediction, task, positive_class) -> tuple[str, float]:
     return task.probe_score(y_val, prediction, positive_class)
-
-
-def class_balance(y: pd.Series) -> dict[str, float]:
-    """Share of each class, largest first."""
-    shares = y.astype(str).value_counts(normalize=True)
-    return {str(k): round(float(v), 6) for k, v in shares.items()}

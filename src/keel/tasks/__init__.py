@@ -7,6 +7,7 @@ The only place that knows which kind of model it is. Everything else asks the ta
 from keel.tasks._protocol import (
     TASKS,
     Task,
+    class_balance,
     compute_metrics,
     fast_metrics,
     get_task,
@@ -33,6 +34,7 @@ __all__ = [
     "MulticlassTask",
     "RegressionTask",
     "Task",
+    "class_balance",
     "compute_metrics",
     "fast_metrics",
     "get_task",

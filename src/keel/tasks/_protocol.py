@@ -31,8 +31,6 @@ class Task(ABC):
         The ``task:`` value in keel.yaml.
     metrics : MetricSet
         Exact and fast metrics, their directions, the default primary metric.
-    label : str
-        What the model outputs, in words (``"the class"``, ``"the predicted value"``).
     thresholded : bool
         Decisions are a threshold on one class's probability, chosen on validation.
     labelled_classes : bool
@@ -45,7 +43,6 @@ class Task(ABC):
 
     name: ClassVar[str]
     metrics: ClassVar[MetricSet]
-    label: ClassVar[str]
     thresholded: ClassVar[bool] = False
     labelled_classes: ClassVar[bool] = True
     fairness_headline: ClassVar[str]
@@ -235,8 +232,7 @@ class Task(ABC):
 
     def balance(self, y: pd.Series) -> dict[str, float]:
         """Share of each class, largest first (empty when there are no classes)."""
-        shares = y.astype(str).value_counts(normalize=True)
-        return {str(k): round(float(v), 6) for k, v in shares.items()}
+        return class_balance(y) if self.labelled_classes else {}
 
     @abstractmethod
     def live_performance(
@@ -247,6 +243,12 @@ class Task(ABC):
     def logged_truth(self, values: pd.Series) -> pd.Series:
         """Labels sent to ``/feedback``, as the target's values."""
         return values
+
+
+def class_balance(y: pd.Series) -> dict[str, float]:
+    """Share of each class, largest first."""
+    shares = y.astype(str).value_counts(normalize=True)
+    return {str(k): round(float(v), 6) for k, v in shares.items()}
 
 
 TASKS: dict[str, Task] = {}
@@ -270,7 +272,7 @@ def get_task(name: str | Task) -> Task:
         from keel.errors import ConfigError, did_you_mean
 
         raise ConfigError(
-            f"key 'task': {name!r} is not a task Keel knows; choose one of"
+            f"{name!r} is not a task Keel knows (the model or report names it); Keel knows"
             f" {', '.join(TASKS)}{did_you_mean(str(name), TASKS)}"
         ) from None
 

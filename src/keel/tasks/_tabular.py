@@ -7,7 +7,7 @@ classification tasks share their label handling, folds and leakage probes.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -301,7 +301,6 @@ class BinaryTask(_Classification):
 
     name = "binary"
     metrics = MetricSet(binary_metrics, fast_binary, BINARY_DIRECTIONS, "roc_auc")
-    label = "P(positive class)"
     thresholded = True
     fairness_headline = "selection_rate"
     slice_metric = "accuracy"
@@ -458,7 +457,6 @@ class MulticlassTask(_Classification):
 
     name = "multiclass"
     metrics = MetricSet(multiclass_metrics, fast_multiclass, MULTICLASS_DIRECTIONS, "f1_macro")
-    label = "the class"
     slice_metric = "accuracy"
 
     def prepare_target(self, y, target, positive_class):
@@ -477,7 +475,6 @@ class RegressionTask(Task):
 
     name = "regression"
     metrics = MetricSet(regression_metrics, fast_regression, REGRESSION_DIRECTIONS, "rmse")
-    label = "the predicted value"
     labelled_classes = False
     fairness_headline = "rmse"
     slice_metric = "mae"
@@ -612,10 +609,6 @@ class RegressionTask(Task):
             return "r2", 0.0
         return "r2", float(skm.r2_score(y_val.astype(float), prediction))
 
-    def balance(self, y: pd.Series) -> dict[str, float]:
-        """No classes."""
-        return {}
-
     def logged_truth(self, values: pd.Series) -> pd.Series:
         """Numbers."""
         return pd.to_numeric(values, errors="coerce")
@@ -624,8 +617,3 @@ class RegressionTask(Task):
 BINARY = register(BinaryTask())
 MULTICLASS = register(MulticlassTask())
 REGRESSION = register(RegressionTask())
-
-
-def names_of(tasks: Sequence[Task]) -> list[str]:
-    """The names of ``tasks``."""
-    return [t.name for t in tasks]
