@@ -521,13 +521,13 @@ def test_request_ids_grow_with_time_and_keep_a_random_end() -> None:
     import re
     import time
 
-    from keel.serving._http import _share, new_request_id
+    from keel.serving._http import canary_share, new_request_id
 
     first = new_request_id()
     time.sleep(0.003)
     second = new_request_id()
     assert re.fullmatch(r"[0-9a-f]{32}", first) and first < second  # later ms sorts later
-    shares = [_share(new_request_id()) for _ in range(20_000)]
+    shares = [canary_share(new_request_id()) for _ in range(20_000)]
     assert 0.04 < sum(s < 5 for s in shares) / len(shares) < 0.06  # canary 5 %: uniform
 
 

@@ -60,7 +60,7 @@ def serve(
     """
     from keel.config import load_config, resolve_settings
     from keel.registry import load_package, parse_model_uri
-    from keel.serving import ServingSpec, create_app_from_spec, log_url
+    from keel.serving import POLL_SECONDS, ServingSpec, create_app_from_spec, log_url
 
     with exit_codes(debug):
         project = load_config(config)
@@ -94,7 +94,7 @@ def serve(
             model=f"{package.name}/{package.version}",
             tracking_uri=settings.tracking_uri,
             follow_alias=alias,
-            poll_seconds=poll_seconds if poll_seconds > 0 else 5.0,
+            poll_seconds=poll_seconds if poll_seconds > 0 else POLL_SECONDS,  # unused then
             serving=serving,
             monitoring=project.monitoring,
             log_url=url,

@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from keel.config import MonitoringConfig, ServingConfig
 from keel.errors import ModelNotFoundError
 from keel.registry import LoadedPackage, load_package
-from keel.serving._http import ERROR_RESPONSES, _error, logger
+from keel.serving._http import ERROR_RESPONSES, error_answer, logger
 from keel.serving._log import PredictionLog
 from keel.serving._middleware import _FastPredict, _RequestContext
 from keel.serving._observe import Metrics, Observed, load_keys
@@ -89,7 +89,7 @@ def create_app(
         app, settings, monitoring or MonitoringConfig(), keys, metrics, log, explain_row
     )
     _models(app, package, follow, poll_seconds, settings, shadow, canary)
-    app.state.keel, app.state.metrics, app.state.log = state, metrics, log
+    app.state.keel, app.state.metrics = state, metrics  # the watcher counts swaps
     metrics.serving(app.state.served.info)
     # innermost first: the fast /predict path sees the request id and the body cap
     app.add_middleware(_FastPredict, answer=state.fast_answer)
@@ -148,11 +148,11 @@ def _error_handlers(app: FastAPI) -> None:
             ).lstrip(".")
             or "body"
         )
-        return _error(422, f"{where}: {first['msg']}", request, detail)
+        return error_answer(422, f"{where}: {first['msg']}", request, detail)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        answer = _error(exc.status_code, str(exc.detail), request)
+        answer = error_answer(exc.status_code, str(exc.detail), request)
         for name, value in (exc.headers or {}).items():
             answer.headers[name] = value
         return answer
@@ -162,7 +162,7 @@ def _error_handlers(app: FastAPI) -> None:
         logger.error(
             "request %s failed: %s", request.state.request_id, type(exc).__name__, exc_info=exc
         )
-        return _error(500, "internal error; quote the request_id to the operator", request)
+        return error_answer(500, "internal error; quote the request_id to the operator", request)
 
 
 def side_models(

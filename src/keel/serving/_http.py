@@ -71,11 +71,11 @@ class PredictRequest(BaseModel):
     instances: list[Any] = Field(min_length=1, max_length=HARD_MAX_INSTANCES)
 
 
-def _error(status: int, message: str, request: Request, detail: Any = None) -> JSONResponse:
-    return _error_response(status, message, request.state.request_id, detail)
+def error_answer(status: int, message: str, request: Request, detail: Any = None) -> JSONResponse:
+    return error_response(status, message, request.state.request_id, detail)
 
 
-def _error_response(status: int, message: str, request_id: str, detail: Any = None) -> JSONResponse:
+def error_response(status: int, message: str, request_id: str, detail: Any = None) -> JSONResponse:
     body: dict[str, Any] = {"error": message, "request_id": request_id}
     if detail is not None:
         body["detail"] = detail
@@ -97,7 +97,7 @@ def parse_body(model: type[BaseModel], raw: bytes) -> Any:
         raise RequestValidationError(errors) from None
 
 
-def _dumps(answer: dict[str, Any]) -> bytes:
+def dumps_answer(answer: dict[str, Any]) -> bytes:
     """JSON bytes of an answer (orjson: NaN and infinities become null, as in JSON)."""
     return orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)
 
@@ -113,12 +113,12 @@ def new_request_id() -> str:
     return f"{time.time_ns() // 1_000_000 & 0xFFFFFFFFFFFF:012x}{os.urandom(10).hex()}"
 
 
-def _share(request_id: str) -> float:
+def canary_share(request_id: str) -> float:
     """A request's place in 0..100 (from the random end of its id): canary by percent."""
     return int(request_id[-8:], 16) % 10_000 / 100
 
 
-def _plain_list(values: Any) -> list[Any]:
+def plain_list(values: Any) -> list[Any]:
     out = []
     for value in values.tolist():
         if isinstance(value, float) and not math.isfinite(value):

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import Request
 
-from keel.serving._http import _error_response, new_request_id
+from keel.serving._http import error_response, new_request_id
 
 
 class _FastPredict:
@@ -76,7 +76,7 @@ class _RequestContext:
         length = dict(scope.get("headers", ())).get(b"content-length")
         if length is not None:
             if not length.isdigit():
-                await _error_response(400, "invalid Content-Length header", request_id)(
+                await error_response(400, "invalid Content-Length header", request_id)(
                     scope, receive, send
                 )
                 return
@@ -115,7 +115,7 @@ class _RequestContext:
     async def _too_large(
         self, size: int, request_id: str, scope: Any, receive: Any, send: Any
     ) -> None:
-        await _error_response(
+        await error_response(
             413,
             f"request body of {size} bytes (or more) is over the limit of"
             f" {self.max_body_bytes}; send fewer instances per request",

@@ -19,7 +19,7 @@ from keel.monitoring import (
     render_dashboard,
     state_path,
 )
-from keel.serving._http import ERROR_RESPONSES, _error
+from keel.serving._http import ERROR_RESPONSES, error_answer
 from keel.serving._log import read_log
 from keel.serving._state import ServingState
 
@@ -94,18 +94,18 @@ def _dashboard(state: ServingState, request: Request, window: str | None) -> Res
     try:
         features, outputs = package_references(served.package.documents["drift_reference.json"])
     except (KeyError, ValueError):
-        return _error(
+        return error_answer(
             409,
             "this model's package has no readable drift reference (registered by an"
             " older Keel); train it again with `keel run`",
             request,
         )
     if log is None:
-        return _error(409, "the prediction log is off (serving.prediction_log)", request)
+        return error_answer(409, "the prediction log is off (serving.prediction_log)", request)
     try:
         spec = check_window(window) if window is not None else monitoring.window
     except ValueError as exc:
-        return _error(422, f"window: {exc}", request)
+        return error_answer(422, f"window: {exc}", request)
     log.flush()
     package = served.package
     rows = read_log(log.url, model_name=package.name, model_version=package.version)

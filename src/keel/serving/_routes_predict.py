@@ -11,8 +11,8 @@ from keel.serving._http import (
     ExplainRequest,
     FeedbackRequest,
     PredictRequest,
-    _dumps,
-    _error,
+    dumps_answer,
+    error_answer,
     logger,
     parse_body,
 )
@@ -49,7 +49,7 @@ def predict_routes(state: ServingState, example_rows: list[Any]) -> APIRouter:
         body = parse_body(PredictRequest, await request.body())
         answer = state.answer_rows(body.instances, request)[0]
         if isinstance(answer, dict):
-            return Response(_dumps(answer), media_type="application/json")
+            return Response(dumps_answer(answer), media_type="application/json")
         return answer
 
     @router.post(
@@ -77,7 +77,7 @@ def predict_routes(state: ServingState, example_rows: list[Any]) -> APIRouter:
 
 def _explain(state: ServingState, body: ExplainRequest, request: Request) -> Any:
     if state.explain_row is None:
-        return _error(501, "explanations are not available on this server", request)
+        return error_answer(501, "explanations are not available on this server", request)
     served, settings = state.app.state.served, state.settings
     try:
         found, errors = served.explain(
@@ -90,25 +90,29 @@ def _explain(state: ServingState, body: ExplainRequest, request: Request) -> Any
             type(exc).__name__,
             exc_info=exc,
         )
-        return _error(501, f"this model cannot be explained here ({type(exc).__name__})", request)
+        return error_answer(
+            501, f"this model cannot be explained here ({type(exc).__name__})", request
+        )
     if errors:
         first = errors[0]
         where = f"instances[{first.row}]" + (f".{first.field}" if first.field else "")
-        return _error(422, f"{where}: {first.message}", request, [e.to_dict() for e in errors])
+        return error_answer(
+            422, f"{where}: {first.message}", request, [e.to_dict() for e in errors]
+        )
     return {"explanations": found, "model": served.info, "request_id": request.state.request_id}
 
 
 def _feedback(state: ServingState, body: FeedbackRequest, request: Request) -> Any:
     log = state.log
     if log is None:
-        return _error(409, "the prediction log is off (serving.prediction_log)", request)
+        return error_answer(409, "the prediction log is off (serving.prediction_log)", request)
     rows = log.has_request(body.request_id)
     if rows == 0:
-        return _error(
+        return error_answer(
             404, f"request_id {body.request_id[:64]!r}: no such prediction in the log", request
         )
     if len(body.labels) != rows:
-        return _error(
+        return error_answer(
             422,
             f"labels: {len(body.labels)} given; request {body.request_id} had {rows} row(s)",
             request,

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from keel.serving._http import _error
+from keel.serving._http import error_answer
 from keel.serving._state import ServingState
 from keel.serving._v2 import (
     V2Request,
@@ -92,7 +92,7 @@ def _served(state: ServingState, name: str, version: str | None = None) -> Any:
 
 def _infer(state: ServingState, name: str, version: str | None, request: Request, raw: bytes):
     if request.headers.get("inference-header-content-length"):
-        return _error(
+        return error_answer(
             400,
             "the binary tensor data extension is not supported: send JSON tensors"
             " (tritonclient: binary_data=False)",
@@ -104,10 +104,10 @@ def _infer(state: ServingState, name: str, version: str | None, request: Request
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ())) or "body"
-        return _error(422, f"{where}: {first.get('msg', 'invalid')}", request)
+        return error_answer(422, f"{where}: {first.get('msg', 'invalid')}", request)
     records, problem = tensors_to_records(body)
     if problem:
-        return _error(422, problem, request)
+        return error_answer(422, problem, request)
     answer, served = state.answer_rows(records, request, "rows")  # inline, as /predict
     if served is None:
         return answer

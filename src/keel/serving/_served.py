@@ -13,7 +13,7 @@ from keel.estimators import decides_itself
 from keel.evaluation import decide
 from keel.registry import LoadedPackage, alias_version, load_package, tracking
 from keel.serving._fast import FastPath, compile_pipeline, verified
-from keel.serving._http import _plain_list, logger
+from keel.serving._http import logger, plain_list
 from keel.tasks import get_task
 
 
@@ -156,19 +156,19 @@ class Served:
             # otherwise the most probable class, what the model's predict() returns.
             proba = model.predict_proba(frame)
             if self.own_decisions:
-                answer["predictions"] = _plain_list(np.asarray(model.predict(frame)))
+                answer["predictions"] = plain_list(np.asarray(model.predict(frame)))
             elif self.threshold is not None:
                 answer["predictions"] = decide(
                     proba, self.classes, self.positive, self.threshold
                 ).tolist()
                 answer["decision_threshold"] = self.threshold
             else:
-                answer["predictions"] = _plain_list(model.classes_[proba.argmax(axis=1)])
+                answer["predictions"] = plain_list(model.classes_[proba.argmax(axis=1)])
             answer["probabilities"] = [
                 dict(zip(self.classes, row, strict=True)) for row in np.round(proba, 6).tolist()
             ]
         else:
-            answer["predictions"] = _plain_list(model.predict(frame))
+            answer["predictions"] = plain_list(model.predict(frame))
         answer["model"] = self.info
         return answer, []
 

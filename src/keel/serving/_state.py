@@ -21,9 +21,9 @@ from keel.config import MonitoringConfig, ServingConfig
 from keel.serving._http import (
     SHADOW_BACKLOG,
     PredictRequest,
-    _dumps,
-    _error,
-    _share,
+    canary_share,
+    dumps_answer,
+    error_answer,
     logger,
 )
 from keel.serving._log import PredictionLog
@@ -83,7 +83,7 @@ class ServingState:
         """Predict ``instances``: ``(answer, served)`` or ``(error response, None)``."""
         settings, metrics, log = self.settings, self.metrics, self.log
         if len(instances) > settings.max_instances:
-            return _error(
+            return error_answer(
                 422,
                 f"{where_rows}: {len(instances)} rows; at most {settings.max_instances} per"
                 " request (serving.max_instances)",
@@ -94,7 +94,7 @@ class ServingState:
         served = state.served  # taken once: a swap does not touch this request
         route = "champion"
         canary_model = state.canary
-        if canary_model is not None and _share(request.state.request_id) < self.percent:
+        if canary_model is not None and canary_share(request.state.request_id) < self.percent:
             served, route = canary_model, "canary"
         answer, errors = served.answer(instances, settings.extra_fields, settings.unseen_categories)
         if errors:
@@ -135,8 +135,8 @@ class ServingState:
         detail = [e.to_dict() for e in errors]
         anonymous = getattr(request.state, "key", None) is None
         if not self.settings.detailed_errors_for_anonymous and anonymous:
-            return _error(422, "invalid instances (details need an API key)", request)
-        return _error(422, f"{where}: {first.message}", request, detail)
+            return error_answer(422, "invalid instances (details need an API key)", request)
+        return error_answer(422, f"{where}: {first.message}", request, detail)
 
     def shadow_score(
         self, model: Served, instances: list[Any], sent: list[Any], request_id: str
@@ -184,5 +184,5 @@ class ServingState:
             return None
         answer = self.answer_rows(body.instances, request)[0]
         if isinstance(answer, dict):
-            return Response(_dumps(answer), media_type="application/json")
+            return Response(dumps_answer(answer), media_type="application/json")
         return answer
