@@ -10,11 +10,8 @@ store under ``.keel/stages/`` and three hooks — progress, MLflow tracking
 from __future__ import annotations
 
 import json
-import tempfile
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -31,6 +28,7 @@ from keel.pipeline._record import (
 )
 from keel.pipeline._stages import (
     RAN,
+    Hooks,
     Runner,
     RunState,
     Stage,
@@ -70,23 +68,7 @@ class RunResult:
         return asdict(self)
 
 
-class Hook:
-    """A hook that does nothing: subclasses override what they need."""
-
-    def before_stage(self, stage: Stage, key: str) -> None:
-        """A stage is about to run or be reused."""
-
-    def after_stage(self, stage: Stage, record: StageRecord) -> None:
-        """A stage ran or was reused."""
-
-    def on_stage_error(self, stage: Stage, error: BaseException) -> None:
-        """A stage failed for good."""
-
-    def after_run(self, state: RunState) -> None:
-        """Every stage ran or was reused."""
-
-
-class ProgressHook(Hook):
+class ProgressHook(Hooks):
     """Tells an observer which stage starts (and that it was reused)."""
 
     def __init__(self, observer: Observer) -> None:
@@ -100,7 +82,7 @@ class ProgressHook(Hook):
             self.observer(stage.name, "reused")
 
 
-class AlertHook(Hook):
+class AlertHook(Hooks):
     """A failed stage sends one ``pipeline_failure`` alert to the non-log sinks."""
 
     def __init__(self, config: ProjectConfig) -> None:
@@ -118,7 +100,7 @@ class AlertHook(Hook):
         deliver([failure_alert(self.config.name, stage.name, what)], sinks, self.config.root)
 
 
-class TrackingHook(Hook):
+class TrackingHook(Hooks):
     """Stage seconds and ``stages.json`` (lineage) on the run; a failed stage marks it."""
 
     def __init__(self, settings: Settings, context: RunContext) -> None:
@@ -138,18 +120,15 @@ class TrackingHook(Hook):
             self._record_rerun(state)
         if not state.ran:
             return  # nothing ran (an identical re-run): the run is as it was
-        from keel.registry import mlflow_scope
+        from keel.registry import mlflow_scope, tracking
 
         run_id = state.values["run"]["run_id"]
-        with mlflow_scope(self.settings.tracking_uri) as client, warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with mlflow_scope(self.settings.tracking_uri) as client:
             for record in state.records:
                 if record.status == RAN:
                     client.log_metric(run_id, f"stage_seconds.{record.name}", record.seconds)
-            with tempfile.TemporaryDirectory() as folder:
-                path = Path(folder) / "stages.json"
-                path.write_text(json.dumps(records_document(state.records), indent=1))
-                client.log_artifact(run_id, str(path))
+            document = json.dumps(records_document(state.records), indent=1)
+            tracking.log_text(document, "stages.json", run_id)
             client.set_terminated(run_id, "FINISHED")
 
     def _record_rerun(self, state: RunState) -> None:

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 from functools import cache
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from keel._version import __version__
 from keel.errors import ConfigError, KeelError, KeelInputError, did_you_mean
@@ -160,8 +160,11 @@ class StageRecord:
         return {"name": self.name, "status": self.status, "seconds": self.seconds, "key": self.key}
 
 
-class Hooks(Protocol):
-    """What the runner tells its observers (progress, tracking, alerts)."""
+class Hooks:
+    """What the runner tells its observers (progress, tracking, alerts).
+
+    Every method does nothing here: a hook overrides what it needs.
+    """
 
     def before_stage(self, stage: Stage, key: str) -> None:
         """A stage is about to run or be reused."""
