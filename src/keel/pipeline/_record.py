@@ -60,7 +60,7 @@ def register(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
             _log_candidates(experiment_id, inputs)
             _log_run(config, inputs, snapshot_path)
             version = _log_package(client, config, inputs, run_id, ctx.key)
-            _log_gates(config, inputs, client, version, inputs["run_tags"])
+            _log_gates(config, inputs)
             report = _report_document(config, inputs, run_id, version, snapshot_path)
     return {"run": _run_doc(run_id, experiment_id, config.name, version, report)}
 
@@ -276,26 +276,24 @@ def gates_passed(values: Any) -> bool:
     )
 
 
-def _log_gates(
-    config: ProjectConfig, inputs: dict[str, Any], client: Any, version: str, tags: Any
-) -> None:
-    if tags:
-        tracking.set_tags(tags)
+def _log_gates(config: ProjectConfig, inputs: dict[str, Any]) -> None:
+    """The run's tags (given, gates, feature code) and the numbers behind its gates."""
+    if inputs["run_tags"]:
+        tracking.set_tags(inputs["run_tags"])
     # where a failed run of this pipeline is reported (keel check: failure_alerts)
     tracking.set_tag("keel.failure_alerts", ",".join(s.type for s in config.monitoring.sinks))
-    fairness, behaviour, assessment = inputs["fairness"], inputs["behaviour"], inputs["assessment"]
-    if fairness is not None:
-        _log_fairness(fairness)
-    if behaviour:
-        passed = all(b["passed"] for b in behaviour)
-        tracking.set_tag("keel.gate.behaviour", "passed" if passed else "failed")
+    verdicts, assessment = gate_verdicts(inputs), inputs["assessment"]
+    if inputs["fairness"] is not None:
+        _log_fairness(inputs["fairness"])
+    if inputs["behaviour"]:
+        tracking.set_tag("keel.gate.behaviour", verdicts["behaviour"])
     features_ok = all(t["passed"] for t in inputs["feature_tests"])
     tracking.set_tag("keel.gate.feature_code", "passed" if features_ok else "failed")
     # the feature code's version: the digest of keel.features as it ran
     tracking.set_tag("keel.code.features", package_digest("keel.features"))
     gate = assessment.gate
     if gate is not None:
-        tracking.set_tag("keel.gate.baseline", "passed" if gate.passed else "failed")
+        tracking.set_tag("keel.gate.baseline", verdicts["baseline"])
         tracking.log_metric("gate_difference_low", gate.difference.low)
         tracking.log_metric("gate_difference_high", gate.difference.high)
     for name, interval in assessment.intervals.items():
