@@ -15,9 +15,10 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_diabetes, load_wine
 
+from keel.config import CANDIDATES
 from keel.data import infer_schema, prepare_labels
 from keel.errors import ConfigError
-from keel.tasks import CANDIDATE_NAMES, TASKS, Task, get_task
+from keel.tasks import TASKS, Task, get_task
 from keel.training import make_pipeline
 
 
@@ -109,7 +110,7 @@ def test_outputs_watched_worst_and_diagnostics(case) -> None:
 
 def test_every_candidate_builds_for_every_task(case) -> None:
     task, _labels, _schema, *_ = case
-    for name in CANDIDATE_NAMES:
+    for name in CANDIDATES:
         estimator, scale = task.estimator(name, 0)
         assert hasattr(estimator, "fit") and isinstance(scale, bool)
 

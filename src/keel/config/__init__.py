@@ -2,6 +2,7 @@
 
 from keel.config._load import CONFIG_FILENAME, load_config, parse_config
 from keel.config._model import (
+    BASELINE_NAMES,
     CANDIDATES,
     DATA_SUFFIXES,
     DEFAULT_REQUIRED_GATES,
@@ -33,6 +34,7 @@ from keel.config._model import (
 from keel.config._settings import TRACKING_URI_ENV, Settings, resolve_settings, sqlite_uri
 
 __all__ = [
+    "BASELINE_NAMES",
     "CANDIDATES",
     "CONFIG_FILENAME",
     "DATA_SUFFIXES",

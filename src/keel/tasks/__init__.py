@@ -16,7 +16,6 @@ from keel.tasks._protocol import (
 )
 from keel.tasks._tabular import (
     BINARY,
-    CANDIDATE_NAMES,
     MULTICLASS,
     REGRESSION,
     BinaryTask,
@@ -26,7 +25,6 @@ from keel.tasks._tabular import (
 
 __all__ = [
     "BINARY",
-    "CANDIDATE_NAMES",
     "MULTICLASS",
     "REGRESSION",
     "TASKS",

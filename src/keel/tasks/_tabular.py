@@ -125,17 +125,6 @@ def _candidates() -> dict[str, tuple[Callable[[int], Any], Callable[[int], Any],
     }
 
 
-CANDIDATE_NAMES = (
-    "dummy",
-    "linear",
-    "shallow_tree",
-    "lightgbm",
-    "xgboost",
-    "hist_gradient_boosting",
-    "random_forest",
-)
-
-
 def _pick(name: str, column: int, seed: int) -> tuple[Any, bool]:
     table = _candidates()
     if name not in table:

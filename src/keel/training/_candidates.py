@@ -12,14 +12,15 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
+from keel.config import BASELINE_NAMES, CANDIDATES
 from keel.data import LabelInfo, Schema, Splits
 from keel.evaluation import MetricSpec, is_better
 from keel.features import build_preprocessor
-from keel.tasks import CANDIDATE_NAMES, get_task
+from keel.tasks import get_task
 
 # every baseline and candidate a task plug-in can build (keel.tasks)
-CANDIDATE_FACTORIES: tuple[str, ...] = CANDIDATE_NAMES
-BASELINES: tuple[str, ...] = ("dummy", "linear", "shallow_tree")
+CANDIDATE_FACTORIES: tuple[str, ...] = CANDIDATES  # keel.yaml's candidates: names
+BASELINES: tuple[str, ...] = BASELINE_NAMES
 
 
 def make_pipeline(name: str, task: str, schema: Schema, seed: int) -> Pipeline:
