@@ -241,3 +241,10 @@ def test_the_lifecycle_graph() -> None:
     for stage in LIFECYCLE.stages:
         assert stage.func.__doc__, f"stage {stage.name} has no docstring"
         assert stage.outputs, stage.name
+
+
+def test_run_help_names_every_stage_in_order() -> None:
+    """`keel run --help` lists the stages by hand (importing the graph would slow --help)."""
+    from keel.cli._train import STAGE_NAMES
+
+    assert ", ".join(STAGES) == STAGE_NAMES

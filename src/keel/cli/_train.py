@@ -25,6 +25,12 @@ from keel.cli._common import (
 from keel.cli._errors import exit_codes
 from keel.errors import KeelInputError
 
+# written out: importing the stage graph for a help text would slow `keel --help`
+STAGE_NAMES = (
+    "ingest, pii, validate, split, leakage, profile, tune, train, evaluate, fairness,"
+    " explain, register, compare, report, card, alias"
+)
+
 
 @app.command()
 def run(
@@ -35,9 +41,7 @@ def run(
         str | None,
         typer.Option(
             "--from",
-            help="Re-run this stage and every later one, whatever is stored"
-            " (ingest, pii, validate, split, leakage, profile, tune, train, evaluate,"
-            " fairness, explain, register, compare, report, card, alias).",
+            help=f"Re-run this stage and every later one, whatever is stored ({STAGE_NAMES}).",
         ),
     ] = None,
     no_cache: Annotated[
