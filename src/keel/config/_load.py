@@ -55,6 +55,14 @@ def load_config(path: str | Path | None = None) -> ProjectConfig:
             f"{file}: key 'data': file {config.data!r} not found (looked at {config.data_path});"
             " fix the path, relative to the folder of keel.yaml"
         )
+    for key in ("users", "items"):
+        spec = getattr(config, key)
+        path = config.table_path(spec)
+        if path is not None and not path.is_file():
+            raise ConfigError(
+                f"{file}: key {key!r}: file {spec!r} not found (looked at {path}); fix the"
+                " path, relative to the folder of keel.yaml"
+            )
     if config.schema_path is not None and not config.schema_path.is_file():
         raise ConfigError(
             f"{file}: key 'schema': file {config.schema_file!r} not found (looked at"
@@ -125,6 +133,9 @@ def _describe(exc: ValidationError) -> str:
             messages.append(f"key '{key}' must be one of {expected}, got {received!r}{hint}")
         else:
             msg = error.get("msg", "invalid value").removeprefix("Value error, ")
+            if not loc:  # a rule across keys: the message names them
+                messages.append(msg)
+                continue
             shown = "" if "got" in msg else f", got {_short(received)}"
             messages.append(f"key '{key}': {msg}{shown}")
     first = messages[0]

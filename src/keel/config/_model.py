@@ -18,7 +18,10 @@ from pydantic import (
     model_validator,
 )
 
-TaskType = Literal["binary", "multiclass", "regression"]
+TaskType = Literal["binary", "multiclass", "regression", "recommendation"]
+# the recommenders a recommendation project may tune (``candidates:``)
+RecommenderName = Literal["item_knn", "ease", "als", "bpr"]
+SplitStrategy = Literal["global_time", "user_time", "leave_last_out"]
 CandidateName = Literal[
     "dummy",
     "linear",
@@ -32,6 +35,12 @@ CandidateName = Literal[
 TASKS: tuple[str, ...] = get_args(TaskType)
 CANDIDATES: tuple[str, ...] = get_args(CandidateName)
 BASELINE_NAMES: tuple[str, ...] = ("dummy", "linear", "shallow_tree")
+RECOMMENDATION = "recommendation"
+RECOMMENDERS: tuple[str, ...] = get_args(RecommenderName)
+RECOMMENDER_BASELINES: tuple[str, ...] = ("random", "popularity", "recent_popularity")
+DEFAULT_RECOMMENDERS: tuple[str, ...] = ("item_knn", "ease", "als")
+DEFAULT_K: tuple[int, ...] = (5, 10, 20)
+ModelName = Literal[CANDIDATES + RECOMMENDERS]  # any task's candidates, for validation
 DATA_SUFFIXES: tuple[str, ...] = (".csv", ".parquet", ".pq", ".jsonl", ".ndjson")
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -42,10 +51,17 @@ class _Strict(BaseModel):
 
 
 class SplitConfig(_Strict):
-    """Fractions of the rows held out for validation and for the final test."""
+    """Fractions of the rows held out for validation and for the final test.
+
+    ``strategy`` is for recommendation only: ``global_time`` (default: one cut-off in
+    time for every user, so nothing is learnt from the future), ``user_time`` (each
+    user's last ``test`` share of interactions) or ``leave_last_out`` (each user's last
+    interaction). Validation is cut from what is left, the same way.
+    """
 
     validation: float = Field(0.2, gt=0.0, lt=1.0)
     test: float = Field(0.2, gt=0.0, lt=1.0)
+    strategy: SplitStrategy | None = None
 
     @model_validator(mode="after")
     def _leave_rows_to_train(self) -> SplitConfig:
@@ -440,7 +456,7 @@ class ProjectConfig(_Strict):
 
     name: str
     data: DataSpec
-    target: str
+    target: str | None = None
     task: TaskType | None = None
     sensitive_features: list[str] = Field(default_factory=list)
     ignore_columns: list[str] = Field(default_factory=list)
@@ -450,7 +466,7 @@ class ProjectConfig(_Strict):
     final_fit: Literal["train_and_validation", "all_rows"] = "train_and_validation"
     seed: int = Field(42, ge=0, le=2**32 - 1)
     split: SplitConfig = Field(default_factory=SplitConfig)
-    candidates: list[CandidateName] = Field(default_factory=lambda: ["lightgbm"])
+    candidates: list[ModelName] = Field(default_factory=lambda: ["lightgbm"])
     budget: float = Field(60.0, ge=0.0, le=86_400.0)
     trials: int | None = Field(None, ge=0, le=10_000)
     cv_folds: int = Field(5, ge=2, le=20)
@@ -467,6 +483,16 @@ class ProjectConfig(_Strict):
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     tracking_uri: str | None = None
     schema_file: str | None = Field(None, alias="schema")
+    # recommendation: interactions of users with items (task: recommendation)
+    user_column: str | None = None
+    item_column: str | None = None
+    rating_column: str | None = None
+    relevant_from: float | None = None  # a rating of this or more is relevant
+    users: DataSpec | None = None  # one row per user: sensitive features such as age
+    items: DataSpec | None = None  # one row per item: attributes such as genre
+    item_attribute: str | None = None  # an items column: diversity and exposure groups
+    attribute_separator: str = Field("|", min_length=1, max_length=5)
+    k: list[int] = Field(default_factory=lambda: list(DEFAULT_K))
 
     _root: Path = PrivateAttr(default_factory=Path.cwd)
     _source: Path | None = PrivateAttr(default=None)
@@ -481,10 +507,28 @@ class ProjectConfig(_Strict):
             )
         return value
 
-    @field_validator("data")
+    @field_validator("data", "users", "items")
     @classmethod
     def _data_has_known_suffix(cls, value: Any) -> Any:
         return _check_suffix(value) if isinstance(value, str) else value
+
+    @field_validator("k")
+    @classmethod
+    def _cut_offs(cls, value: list[int]) -> list[int]:
+        if not value or any(k < 1 or k > 1000 for k in value):
+            raise ValueError(f"must list cut-offs between 1 and 1000, got {value}")
+        return sorted(set(value))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _recommendation_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("task") == RECOMMENDATION:
+            data = dict(data)
+            data.setdefault("candidates", list(DEFAULT_RECOMMENDERS))
+            split = data.get("split")
+            if split is None or isinstance(split, dict):
+                data["split"] = {"strategy": "global_time", **(split or {})}
+        return data
 
     @field_validator("candidates")
     @classmethod
@@ -495,6 +539,35 @@ class ProjectConfig(_Strict):
 
     @model_validator(mode="after")
     def _roles_do_not_clash(self) -> ProjectConfig:
+        if self.recommends:
+            return self._check_recommendation()
+        return self._check_tabular()
+
+    def _check_tabular(self) -> ProjectConfig:
+        misplaced = [
+            key
+            for key in ("user_column", "item_column", "rating_column", "relevant_from", "users")
+            + ("items", "item_attribute")
+            if getattr(self, key) is not None
+        ]
+        if self.split.strategy is not None:
+            misplaced.append("split.strategy")
+        if misplaced:
+            raise ValueError(
+                f"{', '.join(misplaced)} {'is' if len(misplaced) == 1 else 'are'} for"
+                " task: recommendation; set task: recommendation or remove them"
+            )
+        if self.target is None:
+            raise ValueError(
+                "target is required: name the column to predict (or set task: recommendation"
+                " with user_column, item_column and time_column)"
+            )
+        wrong = [c for c in self.candidates if c not in CANDIDATES]
+        if wrong:
+            raise ValueError(
+                f"candidates {wrong} are recommenders; a {self.task or 'tabular'} model takes"
+                f" {', '.join(CANDIDATES)}"
+            )
         if self.target in self.ignore_columns:
             raise ValueError(f"target {self.target!r} cannot also be in ignore_columns")
         if self.time_column and self.group_column:
@@ -503,10 +576,52 @@ class ProjectConfig(_Strict):
             raise ValueError(f"target {self.target!r} cannot be the time or group column")
         return self
 
+    def _check_recommendation(self) -> ProjectConfig:
+        missing = [k for k in ("user_column", "item_column", "time_column") if not getattr(self, k)]
+        if missing:
+            raise ValueError(
+                f"task: recommendation needs {', '.join(missing)}: name the interaction"
+                " table's columns (user_column: user_id, item_column: item_id, time_column:"
+                " timestamp)"
+            )
+        roles = [self.user_column, self.item_column, self.time_column, self.rating_column]
+        named = [r for r in roles if r]
+        if len(set(named)) < len(named):
+            raise ValueError(f"user, item, time and rating columns must differ, got {named}")
+        if self.target is not None:
+            raise ValueError(
+                "a recommendation model has no target: remove target (relevance comes from"
+                " rating_column and relevant_from)"
+            )
+        if self.relevant_from is not None and self.rating_column is None:
+            raise ValueError("relevant_from needs rating_column: the column it is compared to")
+        if self.sensitive_features and self.users is None:
+            raise ValueError(
+                "sensitive_features of a recommender are user attributes: add users: FILE"
+                " (one row per user with those columns)"
+            )
+        if self.item_attribute and self.items is None:
+            raise ValueError("item_attribute needs items: FILE (one row per item)")
+        wrong = [c for c in self.candidates if c not in RECOMMENDERS]
+        if wrong:
+            raise ValueError(
+                f"candidates {wrong} are not recommenders; task: recommendation takes"
+                f" {', '.join(RECOMMENDERS)}"
+            )
+        if self.group_column:
+            raise ValueError("group_column does not apply to recommendation; remove it")
+        return self
+
+    @property
+    def recommends(self) -> bool:
+        """This project builds a recommender (``task: recommendation``)."""
+        return self.task == RECOMMENDATION
+
     @property
     def models(self) -> list[str]:
         """Every model a run trains: the baselines, always, then the candidates."""
-        return list(dict.fromkeys([*BASELINE_NAMES, *self.candidates]))
+        baselines = RECOMMENDER_BASELINES if self.recommends else BASELINE_NAMES
+        return list(dict.fromkeys([*baselines, *self.candidates]))
 
     @property
     def excluded_columns(self) -> list[str]:
@@ -542,6 +657,13 @@ class ProjectConfig(_Strict):
         if isinstance(self.data, DvcSource):
             return f"{self.data.dvc}@{self.data.rev or 'workspace'}"
         return self.data
+
+    def table_path(self, spec: Any) -> Path | None:
+        """Absolute path of a file source (``users:``, ``items:``); None for SQL/DVC."""
+        if not isinstance(spec, str):
+            return None
+        path = Path(spec).expanduser()
+        return path if path.is_absolute() else (self.root / path).resolve()
 
     @property
     def schema_path(self) -> Path | None:
