@@ -32,16 +32,16 @@ def _case(seed: int, users: int = 60, items: int = 80):
 
 def _keel(scores, allowed, relevant):
     top = top_k(scores, max(KS), allowed)
-    hits = np.array([np.isin(row, rel) & (row >= 0) for row, rel in zip(top, relevant)])
+    hits = np.array(
+        [np.isin(row, rel) & (row >= 0) for row, rel in zip(top, relevant, strict=True)]
+    )
     n_rel = np.array([len(r) for r in relevant])
     first = first_relevant_rank(scores, relevant, allowed)
     return rank_metrics(hits, n_rel, first, KS)
 
 
 def _reference(scores, allowed, relevant):
-    qrels = [
-        ir_measures.Qrel(str(u), str(i), 1) for u, rel in enumerate(relevant) for i in rel
-    ]
+    qrels = [ir_measures.Qrel(str(u), str(i), 1) for u, rel in enumerate(relevant) for i in rel]
     run = [
         ir_measures.ScoredDoc(str(u), str(i), float(scores[u, i]))
         for u in range(len(scores))

@@ -42,7 +42,10 @@ DATASETS = {
 }
 
 
-@pytest.fixture(scope="module", params=sorted(TASKS))
+TABULAR = sorted(name for name, task in TASKS.items() if task.family == "tabular")
+
+
+@pytest.fixture(scope="module", params=TABULAR)
 def case(request, adult_frame: pd.DataFrame):
     task = TASKS[request.param]
     load, target = DATASETS[task.name]
@@ -60,12 +63,15 @@ def case(request, adult_frame: pd.DataFrame):
 
 
 def test_every_task_has_a_dataset_here() -> None:
-    assert set(TASKS) == set(DATASETS), "a new task needs a small real dataset in DATASETS"
+    assert set(TABULAR) == set(DATASETS), "a new task needs a small real dataset in DATASETS"
+    # a ranking task has its own contract tests (tests/unit/test_recommendation.py)
+    assert {t.family for t in TASKS.values()} == {"tabular", "ranking"}
 
 
 def test_registry_lookup_and_unknown_names() -> None:
     for name, task in TASKS.items():
-        assert get_task(name) is task and isinstance(task, Task) and task.name == name
+        assert get_task(name) is task and task.name == name
+        assert isinstance(task, Task) == (task.family == "tabular")
         assert get_task(task) is task
     with pytest.raises(ConfigError, match=r"'regresion' is not a task.*did you mean 'regression'"):
         get_task("regresion")

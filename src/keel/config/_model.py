@@ -40,6 +40,15 @@ RECOMMENDERS: tuple[str, ...] = get_args(RecommenderName)
 RECOMMENDER_BASELINES: tuple[str, ...] = ("random", "popularity", "recent_popularity")
 DEFAULT_RECOMMENDERS: tuple[str, ...] = ("item_knn", "ease", "als")
 DEFAULT_K: tuple[int, ...] = (5, 10, 20)
+RECOMMENDATION_KEYS = (
+    "user_column",
+    "item_column",
+    "rating_column",
+    "relevant_from",
+    "users",
+    "items",
+    "item_attribute",
+)
 ModelName = Literal[CANDIDATES + RECOMMENDERS]  # any task's candidates, for validation
 DATA_SUFFIXES: tuple[str, ...] = (".csv", ".parquet", ".pq", ".jsonl", ".ndjson")
 
@@ -544,12 +553,7 @@ class ProjectConfig(_Strict):
         return self._check_tabular()
 
     def _check_tabular(self) -> ProjectConfig:
-        misplaced = [
-            key
-            for key in ("user_column", "item_column", "rating_column", "relevant_from", "users")
-            + ("items", "item_attribute")
-            if getattr(self, key) is not None
-        ]
+        misplaced = [key for key in RECOMMENDATION_KEYS if getattr(self, key) is not None]
         if self.split.strategy is not None:
             misplaced.append("split.strategy")
         if misplaced:
@@ -614,7 +618,7 @@ class ProjectConfig(_Strict):
 
     @property
     def recommends(self) -> bool:
-        """This project builds a recommender (``task: recommendation``)."""
+        """Whether the project builds a recommender (``task: recommendation``)."""
         return self.task == RECOMMENDATION
 
     @property

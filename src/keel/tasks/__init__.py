@@ -6,6 +6,7 @@ The only place that knows which kind of model it is. Everything else asks the ta
 
 from keel.tasks._protocol import (
     TASKS,
+    BaseTask,
     Task,
     class_balance,
     compute_metrics,
@@ -13,6 +14,20 @@ from keel.tasks._protocol import (
     get_task,
     greater_is_better,
     register,
+)
+from keel.tasks._recommendation import (
+    RECOMMENDATION,
+    RankingResult,
+    RecommendationTask,
+    RecommenderModel,
+    evaluate_ranking,
+)
+from keel.tasks._recommenders import (
+    DEFAULT_RECOMMENDER_PARAMS,
+    RECOMMENDER_SPACES,
+    FitData,
+    Recommender,
+    make_recommender,
 )
 from keel.tasks._tabular import (
     BINARY,
@@ -25,17 +40,28 @@ from keel.tasks._tabular import (
 
 __all__ = [
     "BINARY",
+    "DEFAULT_RECOMMENDER_PARAMS",
     "MULTICLASS",
+    "RECOMMENDATION",
+    "RECOMMENDER_SPACES",
     "REGRESSION",
     "TASKS",
+    "BaseTask",
     "BinaryTask",
+    "FitData",
     "MulticlassTask",
+    "RankingResult",
+    "RecommendationTask",
+    "Recommender",
+    "RecommenderModel",
     "RegressionTask",
     "Task",
     "class_balance",
     "compute_metrics",
+    "evaluate_ranking",
     "fast_metrics",
     "get_task",
     "greater_is_better",
+    "make_recommender",
     "register",
 ]

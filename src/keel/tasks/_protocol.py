@@ -22,8 +22,23 @@ import pandas as pd
 from keel.evaluation import MetricSet, MetricSpec
 
 
-class Task(ABC):
-    """What a kind of model needs from Keel, and what it tells Keel.
+class BaseTask:
+    """What every kind of model has: a name, a family, its metrics.
+
+    ``family`` picks the lifecycle a project runs: ``tabular`` (one row in, one
+    prediction out: :class:`Task`) or ``ranking`` (users in, ranked items out: the
+    recommendation task, with its own stages for splits by time, full-ranking metrics
+    and exposure).
+    """
+
+    name: ClassVar[str]
+    family: ClassVar[str] = "tabular"
+    metrics: ClassVar[MetricSet]
+    fairness_headline: ClassVar[str]
+
+
+class Task(BaseTask, ABC):
+    """What a tabular kind of model needs from Keel, and what it tells Keel.
 
     Attributes
     ----------
@@ -251,10 +266,10 @@ def class_balance(y: pd.Series) -> dict[str, float]:
     return {str(k): round(float(v), 6) for k, v in shares.items()}
 
 
-TASKS: dict[str, Task] = {}
+TASKS: dict[str, BaseTask] = {}
 
 
-def register(task: Task) -> Task:
+def register(task: BaseTask) -> BaseTask:
     """Add a task plug-in to :data:`TASKS` (its ``name`` must be new)."""
     if task.name in TASKS:
         raise ValueError(f"task {task.name!r} is registered twice")
@@ -262,9 +277,9 @@ def register(task: Task) -> Task:
     return task
 
 
-def get_task(name: str | Task) -> Task:
-    """The plug-in of task ``name`` (a Task is returned as it is)."""
-    if isinstance(name, Task):
+def get_task(name: str | BaseTask) -> Any:
+    """The plug-in of task ``name`` (a task is returned as it is)."""
+    if isinstance(name, BaseTask):
         return name
     try:
         return TASKS[name]
