@@ -84,6 +84,7 @@ users: data/users.csv
 items: data/items.csv
 item_attribute: genre     # diversity of the lists, exposure of each genre
 sensitive_features: [age, gender]
+pii: {columns: {zip_code: drop}}  # where a user lives is not needed to recommend
 fairness:
   bins: {age: [0, 25, 35, 50, 120]}
 k: [5, 10, 20]

@@ -184,6 +184,10 @@ class FairnessConfig(_Strict):
     max_equal_opportunity_difference: float | None = Field(None, ge=0.0, le=1.0)
     min_disparate_impact_ratio: float | None = Field(None, ge=0.0, le=1.0)
     max_accuracy_difference: float | None = Field(None, ge=0.0, le=1.0)
+    # recommendation: per-user NDCG and recall across user groups
+    max_ndcg_difference: float | None = Field(None, ge=0.0, le=1.0)
+    min_ndcg_ratio: float | None = Field(None, ge=0.0, le=1.0)
+    max_recall_difference: float | None = Field(None, ge=0.0, le=1.0)
     intersections: bool = True
     resamples: int = Field(200, ge=0, le=5000)
     mitigation: Literal["none", "reweighing", "exponentiated_gradient", "threshold_optimizer"] = (

@@ -36,6 +36,7 @@ from keel.pipeline._stages import (
     StageStore,
     records_document,
 )
+from keel.tasks import get_task
 
 RERUN_TAG = "keel.rerun"
 """Model-version tag: the last re-run that reused this version's registration."""
@@ -188,7 +189,14 @@ def run_project(
     settings = settings or resolve_settings(config)
     notify = observer or (lambda stage, detail: None)
     context = RunContext(config, settings, notify, extra_label)
-    graph = LIFECYCLE if record else LIFECYCLE.until(READ_ONLY_UNTIL)
+    ranking = config.task is not None and get_task(config.task).family == "ranking"
+    if ranking:
+        from keel.pipeline import _recommend
+
+        whole, until = _recommend.RECOMMENDATION_LIFECYCLE, _recommend.READ_ONLY_UNTIL
+    else:
+        whole, until = LIFECYCLE, READ_ONLY_UNTIL
+    graph = whole if record else whole.until(until)
     cached = use_cache and record and settings.stage_store is not None
     runner = Runner(
         store=StageStore(settings.stage_store) if cached else None,
@@ -202,7 +210,46 @@ def run_project(
         sources={"extra_rows": extra, "fixed_params": fixed_params, "run_tags": dict(tags or {})},
         start_from=start_from,
     )
+    if ranking:
+        return _ranking_result(state, settings, record)
     return _result(state, settings, record)
+
+
+def _ranking_result(state: RunState, settings: Settings, record: bool) -> RunResult:
+    from keel.pipeline._recommend import result_document
+
+    values = state.values
+    seconds = {r.name: r.seconds for r in state.records}
+    summary = [r.summary() for r in state.records]
+    if not record:
+        best = values["best"]
+        tests = values["assessment"]["tests"]
+        return RunResult(
+            run_id="",
+            experiment_id="",
+            tracking_uri=settings.tracking_uri,
+            model={"name": "", "version": None, "alias": None, "candidate": best},
+            task="recommendation",
+            primary_metric=values["primary"],
+            metrics=tests[best]["test"],
+            candidates=[
+                {"name": c["name"], "validation": c["validation"], **tests[c["name"]]}
+                for c in values["trained"]
+            ],
+            data={"protocol": values["splits"].report},
+            assessment={"gate": values["assessment"]["gate"]},
+            tuning={},
+            reports={},
+            stage_seconds=seconds,
+            stages=summary,
+        )
+    doc = result_document(values)
+    alias = doc["model"]["alias"]
+    name, version = doc["model"]["name"], doc["model"]["version"]
+    doc["model"]["uri"] = f"models:/{name}@{alias}" if alias else f"models:/{name}/{version}"
+    return RunResult(
+        tracking_uri=settings.tracking_uri, stage_seconds=seconds, stages=summary, **doc
+    )
 
 
 def _result(state: RunState, settings: Settings, record: bool) -> RunResult:

@@ -29,6 +29,11 @@ from keel.registry._mlflow import (
     parse_model_uri,
     version_documents,
 )
+from keel.registry._recommender import (
+    LoadedRecommender,
+    load_recommender,
+    log_recommender_package,
+)
 
 __all__ = [
     "ALIASES",
@@ -37,6 +42,7 @@ __all__ = [
     "TRUSTED_TYPES",
     "AliasEvent",
     "LoadedPackage",
+    "LoadedRecommender",
     "ModelRef",
     "alias_version",
     "assign_alias",
@@ -45,7 +51,9 @@ __all__ = [
     "gate_failures",
     "history",
     "load_package",
+    "load_recommender",
     "log_model_package",
+    "log_recommender_package",
     "mlflow_scope",
     "model_version",
     "move_alias",

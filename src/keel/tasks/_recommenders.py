@@ -239,7 +239,24 @@ class _Factors(Recommender):
         b = (y * confidence[:, None]).sum(0)
         return np.linalg.solve(a, b)
 
-    def _implicit_fit(self, model: Any, data: FitData) -> dict[str, np.ndarray]:
+    def contributions(self, history: np.ndarray, item: int) -> np.ndarray | None:
+        """Each history item's share of ``item``'s folded-in score (implicit's explain).
+
+        The fold-in solves ``W u = sum_j c_j y_j``, so the score ``y_item . u`` splits
+        into ``c_j * y_item . W^-1 y_j`` per history item ``j`` (Hu et al. 2008, sec. 5).
+        """
+        history = np.asarray(history, dtype=np.int64)
+        if not len(history):
+            return np.array([])
+        factors = self.state["item_factors"].astype(np.float64)
+        k = factors.shape[1]
+        reg = float(self.params.get("regularization", 0.01))
+        confidence = np.full(len(history), float(self.params.get("alpha", 1.0)))
+        y = factors[history]
+        w = factors.T @ factors + reg * np.eye(k) + (y.T * (confidence - 1.0)) @ y
+        return confidence * (y @ np.linalg.solve(w, factors[item]))
+
+    def _implicit_fit(self, make: Callable[[], Any], data: FitData) -> dict[str, np.ndarray]:
         import warnings
 
         from threadpoolctl import threadpool_limits
@@ -247,6 +264,7 @@ class _Factors(Recommender):
         with threadpool_limits(1, "blas"), warnings.catch_warnings():
             # implicit warns about OpenBLAS threads; they are limited to one just here
             warnings.filterwarnings("ignore", message="OpenBLAS is configured")
+            model = make()
             model.fit(data.matrix.astype(np.float32), show_progress=False)
         return {
             "user_factors": np.asarray(model.user_factors, dtype=np.float32),
@@ -263,16 +281,18 @@ class AlsRecommender(_Factors):
     def _fit(self, data: FitData) -> dict[str, np.ndarray]:
         from implicit.cpu.als import AlternatingLeastSquares
 
-        model = AlternatingLeastSquares(
-            factors=int(self.params.get("factors", 64)),
-            regularization=float(self.params.get("regularization", 0.01)),
-            alpha=float(self.params.get("alpha", 1.0)),
-            iterations=int(self.params.get("iterations", 15)),
-            random_state=self.seed,
-            num_threads=1,
-            calculate_training_loss=False,
+        return self._implicit_fit(
+            lambda: AlternatingLeastSquares(
+                factors=int(self.params.get("factors", 64)),
+                regularization=float(self.params.get("regularization", 0.01)),
+                alpha=float(self.params.get("alpha", 1.0)),
+                iterations=int(self.params.get("iterations", 15)),
+                random_state=self.seed,
+                num_threads=1,
+                calculate_training_loss=False,
+            ),
+            data,
         )
-        return self._implicit_fit(model, data)
 
 
 class BprRecommender(_Factors):
@@ -283,15 +303,17 @@ class BprRecommender(_Factors):
     def _fit(self, data: FitData) -> dict[str, np.ndarray]:
         from implicit.cpu.bpr import BayesianPersonalizedRanking
 
-        model = BayesianPersonalizedRanking(
-            factors=int(self.params.get("factors", 64)),
-            learning_rate=float(self.params.get("learning_rate", 0.05)),
-            regularization=float(self.params.get("regularization", 0.01)),
-            iterations=int(self.params.get("iterations", 100)),
-            random_state=self.seed,
-            num_threads=1,
+        return self._implicit_fit(
+            lambda: BayesianPersonalizedRanking(
+                factors=int(self.params.get("factors", 64)),
+                learning_rate=float(self.params.get("learning_rate", 0.05)),
+                regularization=float(self.params.get("regularization", 0.01)),
+                iterations=int(self.params.get("iterations", 100)),
+                random_state=self.seed,
+                num_threads=1,
+            ),
+            data,
         )
-        return self._implicit_fit(model, data)
 
 
 RECOMMENDER_TYPES: dict[str, type[Recommender]] = {

@@ -1,0 +1,645 @@
+"""The stages of ``keel run`` for a recommender (``task: recommendation``).
+
+The same runner, store, hooks and evidence as a tabular run, with the stages a
+recommender needs: ingest (interactions, users, items) → pii → validate → split (by
+time, cold-start users marked, leakage checked) → profile → tune (Optuna on validation
+NDCG) → train (baselines and candidates; the best on validation is chosen, every model
+refitted on train + validation) → evaluate (full ranking on test, intervals over users,
+warm and cold apart, the popularity gate) → fairness (user groups, item exposure) →
+explain → register → report → alias.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Any
+
+import numpy as np
+
+from keel.config import RECOMMENDER_BASELINES
+from keel.errors import KeelError
+from keel.pipeline._lifecycle import RunContext, now
+from keel.pipeline._stages import Graph, Stage
+
+DATA = ("keel.data", "keel.config")
+LEARN = (*DATA, "keel.tasks", "keel.training", "keel.evaluation")
+JUDGE = (*LEARN, "keel.responsible")
+RECORD = (*JUDGE, "keel.registry", "keel.reports")
+GATE_BASELINE = "popularity"
+EXPLAINED_USERS = 4
+
+
+def _tables(ctx: RunContext) -> dict[str, Any]:
+    config = ctx.config
+    return {"data": config.data, "users": config.users, "items": config.items}
+
+
+def ingest(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
+    """Read the interactions and the users and items tables."""
+    from keel.data import load_data
+
+    config = ctx.config
+    out = {}
+    for key, spec in _tables(ctx).items():
+        if spec is None:
+            out[key] = None
+            continue
+        ctx.say(f"{key}: {spec if isinstance(spec, str) else 'query'}")
+        out[key] = load_data(spec, config.root)
+    return {"raw": out}
+
+
+def tables_fingerprint(ctx: RunContext) -> str | None:
+    """SHA-256 of every configured table file (``None`` for SQL or DVC: run)."""
+    digest = hashlib.sha256()
+    for key, spec in _tables(ctx).items():
+        if spec is None:
+            continue
+        path = ctx.config.table_path(spec)
+        if path is None or not path.is_file():
+            return None
+        digest.update(key.encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def pii(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
+    """Rewrite personal data in every table as configured (presidio)."""
+    from keel.data import Dataset, content_digest, protect
+
+    config = ctx.config
+    tables, reports = {}, {}
+    for key, dataset in inputs["raw"].items():
+        if dataset is None:
+            tables[key] = None
+            continue
+        ctx.say(f"scanning {key}")
+        protected, report = protect(
+            dataset.frame,
+            {c: a for c, a in config.pii.columns.items() if c in dataset.frame.columns},
+            scan=config.pii.scan,
+            threshold=config.pii.threshold,
+        )
+        if protected is not dataset.frame:
+            dataset = Dataset(
+                frame=protected,
+                source=dataset.source,
+                digest=content_digest(protected),
+                lineage={**dataset.lineage, "raw_digest": dataset.digest},
+            )
+        tables[key], reports[key] = dataset, report
+    return {"tables": tables, "pii_report": reports}
+
+
+def validate(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
+    """Check the interactions and attribute tables; decide relevance and the metric."""
+    from keel.data._interactions import prepare_interactions
+    from keel.tasks import RECOMMENDATION
+
+    config, tables = ctx.config, inputs["tables"]
+    primary = RECOMMENDATION.primary_name(config.metric, config.k)
+    interactions = prepare_interactions(
+        tables["data"].frame,
+        config,
+        tables["users"].frame if tables["users"] is not None else None,
+        tables["items"].frame if tables["items"] is not None else None,
+        label=config.data_label,
+    )
+    ctx.say(f"{interactions.n_rows} interactions")
+    return {"interactions": interactions, "primary": primary}
+
+
+def split(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
+    """Cut train / validation / test by ``split.strategy``; prove nothing leaked."""
+    from keel.data._interactions import leaked, split_interactions
+
+    s = ctx.config.split
+    splits = split_interactions(inputs["interactions"], s.strategy, s.validation, s.test)
+    problems = leaked(splits)
+    if problems:  # a bug in the split, never the user's data
+        raise KeelError(f"the {s.strategy} split leaked: {'; '.join(problems)}")
+    ctx.say(
+        f"{splits.report['warm_test_users']} warm, {splits.report['cold_start_test_users']}"
+        " cold-start test users"
+    )
+    return {"splits": splits}
+
+
+def profile(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
+    """Interactions per user and item, the long tail, the time span."""
+    from keel.data._interactions import profile_interactions
+
+    return {"profile": profile_interactions(inputs["interactions"])}
+
+
+def tune(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
+    """Tune every candidate on validation ``primary`` (train → validation)."""
+    from keel.training._recommend import tune_recommender
+
+    config, splits, primary = ctx.config, inputs["splits"], inputs["primary"]
+    fixed = inputs["fixed_params"] or {}
+    share = config.budget / max(1, len(config.candidates))
+    tuned = {}
+    for name in config.candidates:
+        if name in fixed:
+            continue
+        ctx.say(f"{name}")
+
+        def on_trial(trial: Any, best: float | None, name: str = name) -> None:
+            ctx.say(f"{name} trial {trial.number}: {primary} {trial.score:.4f} (best {best:.4f})")
+
+        tuned[name] = tune_recommender(
+            name,
+            splits.train,
+            splits.validation,
+            config.k,
+            primary,
+            config.seed,
+            share,
+            config.trials,
+            on_trial,
+        )
+    return {"tuned": tuned}
+
+
+def train(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
+    """Every baseline and candidate: validated on train → validation, shipped on both."""
+    from keel.training._recommend import fit_model, validation_metrics
+
+    config, splits, primary = ctx.config, inputs["splits"], inputs["primary"]
+    fixed = inputs["fixed_params"] or {}
+    trained, models = [], {}
+    for name in config.models:
+        result = inputs["tuned"].get(name)
+        params = fixed.get(name) or (result.best_params if result else {}) or {}
+        if name not in RECOMMENDER_BASELINES and not params:
+            from keel.tasks import DEFAULT_RECOMMENDER_PARAMS
+
+            params = dict(DEFAULT_RECOMMENDER_PARAMS[name])
+        ctx.say(name)
+        on_train = fit_model(name, params, splits.train, config.seed)
+        validation = validation_metrics(on_train, splits.validation, config.k)
+        started = time.perf_counter()
+        models[name] = fit_model(name, params, splits.fit, config.seed)
+        trained.append(
+            {
+                "name": name,
+                "kind": "baseline" if name in RECOMMENDER_BASELINES else "candidate",
+                "params": params,
+                "validation": validation,
+                "fit_seconds": time.perf_counter() - started,
+            }
+        )
+    contenders = [t for t in trained if t["kind"] == "candidate"]
+    best = max(contenders, key=lambda t: t["validation"][primary])["name"]
+    ctx.say(f"chosen: {best}")
+    return {"trained": trained, "models": models, "best": best}
+
+
+def _item_context(inputs: dict[str, Any], ctx: RunContext, model: Any) -> tuple:
+    from keel.responsible._recommend import attribute_matrix, item_groups
+
+    config, data = ctx.config, inputs["interactions"]
+    groups = item_groups(model, data.items, config.item_attribute, config.attribute_separator)
+    attributes = (
+        attribute_matrix(groups[config.item_attribute]) if config.item_attribute in groups else None
+    )
+    return groups, attributes
+
+
+def evaluate(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
+    """Every model on the test period over the full catalogue; the popularity gate."""
+    from keel.evaluation import baseline_gate, paired_difference
+    from keel.evaluation._ranking import mean_intervals
+    from keel.tasks import evaluate_ranking
+
+    config, splits, primary = ctx.config, inputs["splits"], inputs["primary"]
+    models, best = inputs["models"], inputs["best"]
+    results, tests = {}, {}
+    for name, model in models.items():
+        ctx.say(name)
+        _, attributes = _item_context(inputs, ctx, model)
+        result = evaluate_ranking(model, splits.test, config.k, attributes)
+        results[name] = result
+        warm, cold = np.flatnonzero(~result.cold), np.flatnonzero(result.cold)
+        tests[name] = {
+            "test": result.means(),
+            "test_warm": result.means(warm),
+            "test_cold": result.means(cold),
+            "beyond": result.beyond,
+        }
+    chosen, baseline = results[best], results[GATE_BASELINE]
+    resamples = config.fairness.resamples or 200
+    difference = paired_difference(
+        lambda rows: float(np.mean(chosen.per_user[primary][rows])),
+        lambda rows: float(np.mean(baseline.per_user[primary][rows])),
+        len(chosen.user_ids),
+        resamples=resamples,
+        seed=config.seed,
+    )
+    gate = baseline_gate(primary, True, best, GATE_BASELINE, difference, config.gate_margin)
+    assessment = {
+        "intervals": {
+            k: v.to_dict()
+            for k, v in mean_intervals(chosen.per_user, resamples, config.seed).items()
+        },
+        "gate": {
+            **gate.to_dict(),
+            "describe": gate.describe().replace("best baseline", "baseline"),
+        },
+        "tests": tests,
+    }
+    return {"assessment": assessment, "result": chosen}
+
+
+def fairness(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
+    """Quality across user groups (and cold vs warm); item exposure."""
+    from keel.responsible._recommend import exposure, ranking_fairness, user_groups
+
+    config, result = ctx.config, inputs["result"]
+    model = inputs["models"][inputs["best"]]
+    data = inputs["interactions"]
+    k = 10 if 10 in config.k else max(config.k)
+    groups = user_groups(result, data.users, config.sensitive_features, config.fairness.bins)
+    metrics = [f"ndcg_at_{k}", f"recall_at_{k}"]
+    ctx.say(", ".join(groups.columns))
+    report = ranking_fairness(result, groups, metrics, config.fairness, config.seed)
+    item_groups, _ = _item_context(inputs, ctx, model)
+    return {"fairness": report, "exposure": exposure(result.lists[:, :k], model, item_groups)}
+
+
+def explain(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
+    """A few test users' lists with the history items behind each; the global mix."""
+    from keel.responsible._recommend import explain_lists, recommended_mix
+
+    config, result = ctx.config, inputs["result"]
+    model = inputs["models"][inputs["best"]]
+    rng = np.random.default_rng(config.seed)
+    warm = result.user_ids[~result.cold]
+    cold = result.user_ids[result.cold]
+    picked = list(rng.choice(warm, min(EXPLAINED_USERS - 1, len(warm)), replace=False))
+    picked += list(cold[:1])
+    data = inputs["interactions"]
+    title = next(
+        (
+            c
+            for c in ("title", "name", "movie_title")
+            if data.items is not None and c in data.items.columns
+        ),
+        None,
+    )
+    k = 10 if 10 in config.k else max(config.k)
+    return {
+        "explanations": {
+            "users": explain_lists(model, picked, 5, 3, data.items, title),
+            "mix": recommended_mix(result.lists[:, :k], model, inputs["splits"].test),
+        }
+    }
+
+
+def _gates(inputs: dict[str, Any]) -> dict[str, str]:
+    gate, fair = inputs["assessment"]["gate"], inputs["fairness"]
+    return {
+        "baseline": "passed" if gate["passed"] else "failed",
+        "fairness": ("passed" if fair["passed"] else "failed") if fair["judged"] else "not judged",
+    }
+
+
+def document(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
+    """The run's one JSON document: the report, the card and ``keel run --json`` read it."""
+    config = ctx.config
+    assessment, best = inputs["assessment"], inputs["best"]
+    tests, tuned = assessment["tests"], inputs["tuned"]
+    chosen = tests[best]
+    relevance = (
+        f"{config.rating_column} >= {config.relevant_from:g}"
+        if config.relevant_from is not None
+        else "every interaction"
+    )
+    return {
+        "name": config.name,
+        "task": "recommendation",
+        "created": now(),
+        "primary_metric": inputs["primary"],
+        "ks": list(config.k),
+        "relevance": relevance,
+        "protocol": inputs["splits"].report,
+        "data": {
+            "digest": inputs["tables"]["data"].digest,
+            "source": config.data_label,
+            "checks": inputs["interactions"].report,
+            "profile": inputs["profile"],
+            "pii": {
+                k: v.to_dict() if hasattr(v, "to_dict") else str(v)
+                for k, v in inputs["pii_report"].items()
+            },
+        },
+        "chosen": best,
+        "chosen_params": inputs["models"][best].recommender.params,
+        "chosen_description": (type(inputs["models"][best].recommender).__doc__ or "")
+        .strip()
+        .splitlines()[0],
+        "candidates": [{**t, **tests[t["name"]]} for t in inputs["trained"]],
+        "metrics": chosen["test"],
+        "warm": chosen["test_warm"],
+        "cold": chosen["test_cold"],
+        "beyond": chosen["beyond"],
+        "intervals": assessment["intervals"],
+        "gate": assessment["gate"],
+        "gates": _gates(inputs),
+        "fairness": inputs["fairness"],
+        "fairness_verdict": _gates(inputs)["fairness"],
+        "exposure": inputs["exposure"],
+        "explanations": inputs["explanations"],
+        "tuning": {
+            name: {
+                "trials": len(r.trials),
+                "best_score": r.best_score,
+                "best_params": r.best_params,
+                "seconds": r.seconds,
+            }
+            for name, r in tuned.items()
+        },
+        "card": config.card.model_dump(),
+        "ab_test": None,
+        "serving_latency": None,
+    }
+
+
+STAGE_TAG = "keel.stage.register"
+
+
+def register(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
+    """Snapshot the interactions, log the MLflow run, register the package (once per key)."""
+    from keel.data import snapshot
+    from keel.pipeline._record import config_digest, git_commit, log_config, registered_by_key
+    from keel.registry import ensure_experiment, log_recommender_package, mlflow_scope, tracking
+
+    config, settings = ctx.config, ctx.settings
+    dataset = inputs["tables"]["data"]
+    snapshot(dataset, settings.data_store)
+    doc = document(inputs, ctx)
+    best = inputs["best"]
+    with mlflow_scope(settings.tracking_uri) as client:
+        experiment_id = ensure_experiment(client, config.name, settings.artifact_location)
+        done = registered_by_key(client, config.name, ctx.key)
+        if done is not None:
+            ctx.run_id = done.run_id
+            doc |= {"run_id": done.run_id, "version": str(done.version)}
+            return {"run": _run(done.run_id, experiment_id, config.name, done.version, doc)}
+        with tracking.start_run(experiment_id, f"keel-{best}") as run_id:
+            ctx.run_id = run_id
+            for c in doc["candidates"]:
+                with tracking.start_run(experiment_id, c["name"], nested=True):
+                    tracking.log_params({f"model.{k}": v for k, v in c["params"].items()})
+                    tracking.log_metrics({f"val_{k}": v for k, v in c["validation"].items()})
+                    tracking.log_metrics({f"test_{k}": v for k, v in c["test"].items()})
+                    tracking.set_tag("keel.candidate", c["name"])
+            tracking.log_params(
+                {
+                    "seed": config.seed,
+                    "task": "recommendation",
+                    "candidate": best,
+                    "split.strategy": config.split.strategy,
+                    "split.validation": config.split.validation,
+                    "split.test": config.split.test,
+                    "k": ",".join(map(str, config.k)),
+                    **{
+                        f"model.{k}": v
+                        for k, v in inputs["models"][best].recommender.params.items()
+                    },
+                }
+            )
+            tracking.log_metrics({f"test_{k}": v for k, v in doc["metrics"].items()})
+            tracking.log_metrics({f"test_warm_{k}": v for k, v in doc["warm"].items()})
+            tracking.log_metrics({f"test_cold_{k}": v for k, v in doc["cold"].items()})
+            tracking.log_metrics({f"test_{k}": v for k, v in doc["beyond"].items()})
+            for name, interval in doc["intervals"].items():
+                tracking.log_metric(f"test_{name}_ci_low", interval["low"])
+                tracking.log_metric(f"test_{name}_ci_high", interval["high"])
+            tags = {
+                "keel.task": "recommendation",
+                "keel.dataset.digest": dataset.digest,
+                "keel.config.digest": config_digest(config),
+                "keel.gate.baseline": doc["gates"]["baseline"],
+                "keel.gate.fairness": doc["gates"]["fairness"],
+            }
+            commit = git_commit(config.root)
+            if commit:
+                tags["mlflow.source.git.commit"] = commit
+            tracking.set_tags(tags)
+            log_config(config)
+            ref = log_recommender_package(
+                inputs["models"][best],
+                registered_name=config.name,
+                metadata={
+                    "task": "recommendation",
+                    "candidate": best,
+                    "ks": list(config.k),
+                    "primary_metric": inputs["primary"],
+                    "dataset_digest": dataset.digest,
+                    "run_id": run_id,
+                    "seed": config.seed,
+                    "user_column": config.user_column,
+                    "item_column": config.item_column,
+                    "sensitive_features": list(config.sensitive_features),
+                },
+                files={"profile.json": inputs["profile"], "protocol.json": doc["protocol"]},
+                version_tags={STAGE_TAG: ctx.key},
+            )
+            for tag, value in {
+                "keel.dataset.digest": dataset.digest,
+                "keel.gates": ", ".join(f"{k} {v}" for k, v in doc["gates"].items()),
+            }.items():
+                client.set_model_version_tag(ref.name, ref.version, tag, value)
+            doc |= {"run_id": run_id, "version": ref.version}
+    return {"run": _run(run_id, experiment_id, config.name, ref.version, doc)}
+
+
+def _run(run_id: str, experiment_id: str, name: str, version: Any, doc: dict) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "experiment_id": experiment_id,
+        "name": name,
+        "version": str(version),
+        "report": doc,
+    }
+
+
+def report(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
+    """Report, validation page and model card (HTML and Markdown), logged on the run."""
+    from keel.registry import mlflow_scope, tracking
+    from keel.reports._recommend import write_recommendation_reports
+
+    run = inputs["run"]
+    written = write_recommendation_reports(run["report"], ctx.settings.reports_dir / run["run_id"])
+    with mlflow_scope(ctx.settings.tracking_uri) as client:
+        for path in written.values():
+            tracking.log_artifact(client, run["run_id"], path, "reports")
+    return {"reports": written}
+
+
+def alias(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
+    """``champion`` for the first version that passes its gates, else ``challenger``."""
+    from keel.registry import ModelRef, assign_alias, mlflow_scope
+
+    run = inputs["run"]
+    gates = run["report"]["gates"]
+    if gates["baseline"] != "passed" or gates["fairness"] == "failed":
+        ctx.say("gates failed: no alias")
+        return {"alias": None}
+    with mlflow_scope(ctx.settings.tracking_uri) as client:
+        ref = assign_alias(
+            client, ModelRef(run["name"], run["version"]), ctx.settings.tracking_uri, None
+        )
+    return {"alias": ref.alias}
+
+
+def still_registered(outputs: dict[str, Any], ctx: RunContext) -> bool:
+    """The stored registration still exists."""
+    from keel.pipeline._record import still_registered as check
+
+    return check(outputs, ctx)
+
+
+def _graph() -> Graph:
+    any_ = object
+    cut_keys = ("user_column", "item_column", "time_column", "rating_column", "relevant_from")
+    return Graph(
+        [
+            Stage(
+                "ingest",
+                ingest,
+                outputs={"raw": dict},
+                reads=("data", "users", "items"),
+                code=DATA,
+                fingerprint=tables_fingerprint,
+                persist=False,
+            ),
+            Stage("pii", pii, ("raw",), {"tables": dict, "pii_report": dict}, ("pii",), DATA),
+            Stage(
+                "validate",
+                validate,
+                ("tables",),
+                {"interactions": any_, "primary": str},
+                (*cut_keys, "sensitive_features", "item_attribute", "metric", "k"),
+                (*DATA, "keel.tasks"),
+            ),
+            Stage("split", split, ("interactions",), {"splits": any_}, ("split",), DATA),
+            Stage("profile", profile, ("interactions",), {"profile": dict}, (), DATA),
+            Stage(
+                "tune",
+                tune,
+                ("splits", "primary", "fixed_params"),
+                {"tuned": dict},
+                ("candidates", "budget", "trials", "seed", "k"),
+                LEARN,
+            ),
+            Stage(
+                "train",
+                train,
+                ("splits", "primary", "tuned", "fixed_params"),
+                {"trained": list, "models": dict, "best": str},
+                ("candidates", "seed", "k"),
+                LEARN,
+            ),
+            Stage(
+                "evaluate",
+                evaluate,
+                ("splits", "primary", "models", "best", "interactions"),
+                {"assessment": dict, "result": any_},
+                ("k", "seed", "gate_margin", "fairness.resamples", "item_attribute"),
+                JUDGE,
+            ),
+            Stage(
+                "fairness",
+                fairness,
+                ("result", "models", "best", "interactions"),
+                {"fairness": dict, "exposure": dict},
+                ("sensitive_features", "fairness", "k", "seed", "item_attribute"),
+                JUDGE,
+            ),
+            Stage(
+                "explain",
+                explain,
+                ("result", "models", "best", "interactions", "splits"),
+                {"explanations": dict},
+                ("seed", "k"),
+                JUDGE,
+            ),
+            Stage(
+                "register",
+                register,
+                (
+                    "tables",
+                    "pii_report",
+                    "interactions",
+                    "primary",
+                    "splits",
+                    "profile",
+                    "tuned",
+                    "trained",
+                    "models",
+                    "best",
+                    "assessment",
+                    "fairness",
+                    "exposure",
+                    "explanations",
+                ),
+                {"run": dict},
+                ("name", "card", "seed", "split", "k"),
+                RECORD,
+                still_valid=still_registered,
+            ),
+            Stage("report", report, ("run",), {"reports": dict}, (), RECORD),
+            Stage("alias", alias, ("run", "reports"), {"alias": (str, type(None))}, (), RECORD),
+        ],
+        sources=("extra_rows", "fixed_params", "run_tags"),
+    )
+
+
+RECOMMENDATION_LIFECYCLE = _graph()
+"""The stage graph of ``keel run`` for ``task: recommendation``."""
+
+READ_ONLY_UNTIL = "explain"
+
+
+def result_document(values: dict[str, Any]) -> dict[str, Any]:
+    """What ``keel run --json`` prints for a recommender run."""
+    run = values["run"]
+    doc = run["report"]
+    return {
+        "run_id": run["run_id"],
+        "experiment_id": run["experiment_id"],
+        "model": {
+            "name": run["name"],
+            "version": run["version"],
+            "alias": values["alias"],
+            "candidate": doc["chosen"],
+        },
+        "task": "recommendation",
+        "primary_metric": doc["primary_metric"],
+        "metrics": doc["metrics"],
+        "candidates": [
+            {
+                "name": c["name"],
+                "kind": c["kind"],
+                "validation": c["validation"],
+                "test": c["test"],
+                "test_warm": c["test_warm"],
+                "test_cold": c["test_cold"],
+            }
+            for c in doc["candidates"]
+        ],
+        "data": {"digest": doc["data"]["digest"], "protocol": doc["protocol"]},
+        "assessment": {"gate": doc["gate"], "gates": doc["gates"], "intervals": doc["intervals"]},
+        "tuning": doc["tuning"],
+        "reports": values["reports"],
+    }
+
+
+def dumps(doc: dict[str, Any]) -> str:
+    """JSON text of a document with NumPy numbers."""
+    return json.dumps(doc, default=lambda v: v.item() if hasattr(v, "item") else str(v))

@@ -1,0 +1,125 @@
+"""Recommender packages in MLflow: logged as a pyfunc from code, loaded as arrays.
+
+A recommender version holds ``model/`` (an MLflow pyfunc: ``recommender_pyfunc.py``
+and the ``recommender`` artifacts folder with ``recommender.npz`` +
+``recommender.json``) and Keel's JSON documents under ``model/keel/``, like a tabular
+package. Serving and ``keel recommend`` read the arrays directly
+(:func:`load_recommender`): no pickle, no training code.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from importlib.metadata import version as installed_version
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.models import infer_signature
+
+from keel.errors import ModelNotFoundError
+from keel.registry._mlflow import (
+    METADATA_KEY,
+    PACKAGE_DIR,
+    ModelRef,
+    _require_store,
+    _version_of,
+    mlflow_scope,
+    parse_model_uri,
+)
+from keel.tasks import RecommenderModel
+
+CODE = Path(__file__).with_name("recommender_pyfunc.py")
+_REQUIREMENTS = ("mlflow", "pandas", "numpy", "scipy")
+
+
+@dataclass
+class LoadedRecommender:
+    """A recommender loaded from the registry with its metadata and documents."""
+
+    name: str
+    version: str
+    alias: str | None
+    model: RecommenderModel = field(repr=False)
+    metadata: dict[str, Any] = field(repr=False)
+    documents: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def task(self) -> str:
+        """Always ``recommendation``."""
+        return str(self.metadata.get("task", "recommendation"))
+
+
+def log_recommender_package(
+    model: RecommenderModel,
+    *,
+    registered_name: str,
+    metadata: dict[str, Any],
+    files: dict[str, Any] | None = None,
+    version_tags: dict[str, str] | None = None,
+) -> ModelRef:
+    """Log ``model`` as a pyfunc (from code) in the active run, then register it."""
+    example = pd.DataFrame({"user_id": [str(u) for u in model.user_ids[:3]]})
+    lists, scores, cold = model.rank(model.user_index(example["user_id"]), 3)
+    output = pd.DataFrame(
+        {
+            "user_id": example["user_id"].repeat(lists.shape[1]).to_numpy(),
+            "rank": list(range(1, lists.shape[1] + 1)) * len(example),
+            "item_id": [str(model.item_ids[max(j, 0)]) for j in lists.ravel()],
+            "score": scores.ravel(),
+            "cold_start": cold.repeat(lists.shape[1]),
+        }
+    )
+    requirements = [f"{p}=={installed_version(p)}" for p in _REQUIREMENTS]
+    with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        arrays = Path(folder) / "recommender"
+        model.save(arrays)
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(CODE),
+            artifacts={"recommender": str(arrays)},
+            signature=infer_signature(example, output),
+            input_example=example,
+            pip_requirements=requirements,
+            metadata={METADATA_KEY: metadata},
+        )
+        documents = Path(folder) / "documents"
+        documents.mkdir()
+        for name, document in (files or {}).items():
+            (documents / name).write_text(json.dumps(document, sort_keys=True, default=str))
+        MlflowClient().log_model_artifacts(info.model_id, str(documents), PACKAGE_DIR)
+        version = mlflow.register_model(info.model_uri, registered_name, tags=version_tags)
+    return ModelRef(registered_name, str(version.version))
+
+
+def load_recommender(uri: str, tracking_uri: str) -> LoadedRecommender:
+    """Load a registered recommender (``NAME[@ALIAS|/VERSION]``) from the registry only."""
+    name, _, alias = parse_model_uri(uri)
+    _require_store(tracking_uri, name)
+    with mlflow_scope(tracking_uri) as client:
+        mv = _version_of(client, uri, tracking_uri)
+        model_uri = f"models:/{name}/{mv.version}"
+        with warnings.catch_warnings(), tempfile.TemporaryDirectory() as folder:
+            warnings.simplefilter("ignore")
+            local = Path(
+                mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=folder)
+            )
+            info = mlflow.models.Model.load(str(local))
+            meta = (info.metadata or {}).get(METADATA_KEY)
+            if not meta or meta.get("task") != "recommendation":
+                raise ModelNotFoundError(f"{model_uri} is not a Keel recommender")
+            arrays = next(local.glob("artifacts/recommender"), None)
+            if arrays is None:
+                raise ModelNotFoundError(f"{model_uri} has no recommender arrays")
+            model = RecommenderModel.load(arrays)
+            documents = {
+                path.name: json.loads(path.read_text())
+                for path in (local / PACKAGE_DIR).glob("*.json")
+            }
+    return LoadedRecommender(name, str(mv.version), alias, model, meta, documents)
