@@ -323,3 +323,31 @@ def browser(tmp_path_factory: pytest.TempPathFactory):
         return RenderedPage(done.stdout, shot, console, requests)
 
     return render
+
+
+@pytest.fixture(scope="session")
+def movielens() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """MovieLens 100k ``(ratings, users, items)``, read from the installed recbole files."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "examples" / "movielens"))
+    from movielens import load_movielens
+
+    return load_movielens()
+
+
+def movielens_project(root: Path, users: int = 300, **overrides: Any) -> Path:
+    """A recommendation project on the first ``users`` MovieLens users; keel.yaml's path."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "examples" / "movielens"))
+    from movielens import write_project
+
+    config = write_project(root, users=users)
+    loaded = yaml.safe_load(config.read_text())
+    loaded.update(
+        {"trials": 2, "fairness": {"bins": {"age": [0, 25, 35, 50, 120]}, "resamples": 50}}
+    )
+    loaded.update(overrides)
+    config.write_text(yaml.safe_dump(loaded, sort_keys=False))
+    return config

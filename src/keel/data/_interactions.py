@@ -274,6 +274,8 @@ class InteractionSplits:
 
 def _global_cut(frame: pd.DataFrame, share: float) -> tuple[pd.DataFrame, pd.DataFrame, int]:
     times = frame[TIME].to_numpy()
+    if not len(times):
+        return frame, frame, 0
     cutoff = int(np.quantile(times, 1.0 - share, method="higher"))
     later = times >= cutoff
     if later.all():  # every interaction at one time: nothing before the cut-off

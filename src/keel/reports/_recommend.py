@@ -21,6 +21,27 @@ from keel.reports._pages import atomic_write
 NOT_RUN = "not run yet: `keel experiment` fills this section once an A/B test has run"
 
 
+NAMES = {
+    "ndcg": "NDCG",
+    "map": "MAP",
+    "mrr": "MRR",
+    "precision": "Precision",
+    "recall": "Recall",
+    "hit_rate": "Hit rate",
+    "coverage": "Catalogue coverage",
+    "novelty": "Novelty (bits)",
+    "popularity": "Mean popularity",
+    "diversity": "Intra-list diversity",
+}
+
+
+def label(metric: str) -> str:
+    """``ndcg_at_10`` → ``NDCG@10 (ndcg_at_10)``: what people read, and the JSON name."""
+    base, _, k = metric.partition("_at_")
+    words = NAMES.get(base, base.replace("_", " "))
+    return f"{words}@{k} ({metric})" if k else f"{words} ({metric})"
+
+
 def _n(value: Any, digits: int = 4) -> str:
     if isinstance(value, float):
         return "n/a" if not math.isfinite(value) else f"{value:.{digits}f}"
@@ -222,10 +243,13 @@ def report_sections(doc: dict[str, Any]) -> list[Section]:
                     "table",
                     (
                         ["metric", "value (95% CI over users)"],
-                        [[m, _ci(v)] for m, v in sorted(doc["intervals"].items())],
+                        [[label(m), _ci(v)] for m, v in sorted(doc["intervals"].items())],
                     ),
                 ),
-                ("table", (["measure", "value"], [[m, _n(doc["beyond"][m])] for m in beyond])),
+                (
+                    "table",
+                    (["measure", "value"], [[label(m), _n(doc["beyond"][m])] for m in beyond]),
+                ),
             ],
         ),
         ("Fairness across user groups", _fairness_blocks(doc.get("fairness"))),
@@ -391,7 +415,7 @@ def card_sections(doc: dict[str, Any]) -> list[Section]:
                         ["metric", "all test users", "warm users", "cold-start users"],
                         [
                             [
-                                m,
+                                label(m),
                                 _ci(intervals.get(m)),
                                 _n(warm.get(m, float("nan"))),
                                 _n(cold.get(m, float("nan"))),

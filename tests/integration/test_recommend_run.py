@@ -1,0 +1,112 @@
+"""`keel run` on a recommender: MovieLens users end to end, against a real MLflow store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.conftest import keel_in, movielens_project
+
+CANDIDATES = ["item_knn", "ease", "als", "bpr"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, dict]:
+    root = tmp_path_factory.mktemp("movielens")
+    movielens_project(root, users=300)
+    done = keel_in(root, "run", "--json")
+    assert done.exit_code == 0, done.output
+    return root, json.loads(done.stdout)
+
+
+def test_every_model_is_evaluated_on_the_full_ranking(trained):
+    _, out = trained
+    assert out["task"] == "recommendation" and out["primary_metric"] == "ndcg_at_10"
+    names = [c["name"] for c in out["candidates"]]
+    assert names == ["random", "popularity", "recent_popularity", *CANDIDATES]
+    for c in out["candidates"]:
+        for key in ("test", "test_warm", "test_cold", "validation"):
+            assert {"ndcg_at_10", "map_at_10", "mrr", "recall_at_10", "hit_rate_at_20"} <= set(
+                c[key]
+            )
+    chosen = out["model"]["candidate"]
+    assert chosen in CANDIDATES
+    assert out["metrics"] == next(c["test"] for c in out["candidates"] if c["name"] == chosen)
+    gate = out["assessment"]["gate"]
+    assert gate["baseline"] == "popularity" and gate["model"] == chosen
+    interval = out["assessment"]["intervals"]["ndcg_at_10"]
+    assert interval["low"] <= out["metrics"]["ndcg_at_10"] <= interval["high"]
+    protocol = out["data"]["protocol"]
+    assert protocol["strategy"] == "global_time" and protocol["cold_start_test_users"] > 0
+
+
+def test_the_package_loads_with_plain_mlflow(trained):
+    import mlflow
+
+    root, out = trained
+    mlflow.set_tracking_uri(out["tracking_uri"])
+    model = mlflow.pyfunc.load_model(f"models:/movielens/{out['model']['version']}")
+    users = pd.DataFrame({"user_id": ["1", "2", "no-such-user"]})
+    lists = model.predict(users)
+    assert list(lists.columns) == ["user_id", "rank", "item_id", "score", "cold_start"]
+    assert lists.groupby("user_id").size().to_dict() == {"1": 10, "2": 10, "no-such-user": 10}
+    assert lists[lists["user_id"] == "no-such-user"]["cold_start"].all()
+    assert not lists[lists["user_id"] == "1"]["cold_start"].any()
+    ratings = pd.read_csv(root / "data" / "ratings.csv")
+    seen = set(ratings.loc[ratings["user_id"] == 1, "item_id"].astype(str))
+    assert not seen & set(lists.loc[lists["user_id"] == "1", "item_id"])
+
+
+def test_reports_and_card_hold_the_evidence(trained):
+    _, out = trained
+    reports = out["reports"]
+    card = Path(reports["card_md"]).read_text()
+    for words in (
+        "NDCG",
+        "ndcg_at_10",
+        "map_at_10",
+        "cold-start",
+        "A/B test results",
+        "not run yet",
+        "By gender",
+        "Exposure by popularity",
+        "Exposure by genre",
+    ):
+        assert words in card, words
+    page = Path(reports["html"]).read_text()
+    assert "<svg" in page and "Warm users" in page and "because of" in page
+    validation = Path(reports["validation"]).read_text()
+    assert "duplicates dropped" in validation and "long tail" in validation
+    document = json.loads(Path(reports["json"]).read_text())
+    assert document["fairness"]["features"]["history"]["groups"]
+
+
+def test_an_identical_rerun_reuses_every_stage(trained):
+    root, out = trained
+    again = keel_in(root, "run", "--json")
+    assert again.exit_code == 0, again.output
+    second = json.loads(again.stdout)
+    assert second["model"]["version"] == out["model"]["version"]
+    assert {s["status"] for s in second["stages"]} == {"reused"}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"user_column": "customer"}, "no column 'customer'"),
+        ({"users": "data/items.csv"}, "users table: no column 'user_id' to join on"),
+        ({"split": {"strategy": "global_time", "test": 0.0001}}, "no test user"),
+    ],
+)
+def test_bad_input_is_exit_2_and_writes_nothing(tmp_path, change, message):
+    config = movielens_project(tmp_path, users=60)
+    loaded = yaml.safe_load(config.read_text())
+    config.write_text(yaml.safe_dump({**loaded, **change}))
+    done = keel_in(tmp_path, "run", "--json")
+    assert done.exit_code == 2, done.output
+    assert message in done.output and "Traceback" not in done.output
+    assert not (tmp_path / ".keel" / "mlflow.db").exists()
