@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -59,22 +60,24 @@ def serve(
     requests in flight finish on the old model, none fails. NAME/VERSION is pinned.
     """
     from keel.config import load_config, resolve_settings
-    from keel.registry import load_package, parse_model_uri
+    from keel.registry import is_recommender, load_package, load_recommender, parse_model_uri
     from keel.serving import POLL_SECONDS, ServingSpec, create_app_from_spec, log_url
 
     with exit_codes(debug):
         project = load_config(config)
         settings = resolve_settings(project)
         uri = model or f"{project.name}@champion"
-        package = load_package(uri, settings.tracking_uri)
+        recommender = is_recommender(uri, settings.tracking_uri)
+        package = (load_recommender if recommender else load_package)(uri, settings.tracking_uri)
         console = Console(stderr=True)
         if not is_loopback(host):
             console.print(
                 f"[yellow]warning:[/yellow] binding {host} exposes the model beyond this machine"
             )
+        route = "POST /recommend" if recommender else "POST /predict"
         console.print(
             f"serving {package.name} version {package.version} ({package.task})"
-            f" on http://{host}:{port}  (POST /predict, GET /health, /docs)"
+            f" on http://{host}:{port}  ({route}, GET /health, /docs)"
         )
         import uvicorn
 
@@ -215,3 +218,58 @@ def serving_app() -> Any:
     from keel.serving import create_app_from_env
 
     return create_app_from_env(explain_row=explain_row)
+
+
+@app.command()
+def recommend(
+    model: Annotated[str, typer.Argument(help="NAME, NAME@ALIAS or NAME/VERSION.")],
+    users: Annotated[Path, typer.Argument(help="CSV / Parquet / JSON Lines with the users.")],
+    out: Annotated[Path, typer.Argument(help="Where to write (.parquet or .csv).")],
+    k: Annotated[int, typer.Option("--k", help="Items per user (1..1000).")] = 10,
+    force: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Write the top-K items of every user in USERS to OUT, as `POST /recommend` would.
+
+    MODEL is NAME, NAME@ALIAS or NAME/VERSION in the registry. Users are
+    ranked in chunks with a progress bar, so memory stays flat however many users
+    there are; a user the model never saw gets the popularity list with cold_start
+    true. OUT (user_id, rank, item_id, score, cold_start) appears whole or not at all.
+    Exit codes: 0 written, 2 bad input (unknown model, missing column, OUT exists).
+    """
+    from keel.config import load_config, resolve_settings
+    from keel.registry import load_recommender
+    from keel.serving._batch import recommend_file
+
+    with exit_codes(debug):
+        project = load_config(config)
+        tracking = resolve_settings(project).tracking_uri
+        loaded = load_recommender(model, tracking)
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("recommend"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} users"),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            disable=not _interactive(json_out),
+            transient=True,
+        ) as bar:
+            task = bar.add_task("recommend", total=None)
+            summary = recommend_file(
+                loaded,
+                users,
+                out,
+                k,
+                force,
+                progress=lambda n, total: bar.update(task, completed=n, total=total),
+            )
+        if json_out:
+            print(json.dumps(summary))
+        else:
+            Console(stderr=True).print(
+                f"wrote {summary['rows']} recommendations for {summary['users']} users"
+                f" ({summary['cold_start_users']} cold start) to {summary['out']}"
+            )

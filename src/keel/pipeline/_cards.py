@@ -27,18 +27,49 @@ def write_model_card(uri: str, tracking_uri: str, out: Path | None, root: Path) 
             f"{info['name']} version {info['version']} has no reports/report.json on its run"
             f" {info['run_id']}; it was not registered by `keel run` (or its artifacts are gone)"
         )
+    loadtest = _loadtest(info)
+    if document.get("task") == "recommendation":  # the document's own label
+        return _recommender_card(document, info, loadtest, out, root)
     report = RunReport.from_dict(
         document, origin=f"reports/report.json of {info['name']} version {info['version']}"
     )
     config = documents.get("keel.yaml") or {}
     folder = out or root / ".keel" / "cards" / f"{info['name']}-v{info['version']}"
-    loadtest = None
-    raw = (info.get("tags") or {}).get("keel.loadtest")
-    if raw:
-        try:
-            loadtest = json.loads(raw)
-        except ValueError:
-            loadtest = None
     return write_card(
         report, config.get("card") or {}, info, documents.get("profile.json"), folder, loadtest
     )
+
+
+def _loadtest(info: dict) -> dict | None:
+    raw = (info.get("tags") or {}).get("keel.loadtest")
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+def _recommender_card(
+    document: dict, info: dict, loadtest: dict | None, out: Path | None, root: Path
+) -> dict[str, str]:
+    """A recommender's card, with the latency ``keel loadtest`` recorded on the version."""
+    from keel.reports._card import render_html, render_markdown
+    from keel.reports._pages import atomic_write
+    from keel.reports._recommend import card_sections
+
+    doc = dict(document)
+    if loadtest:
+        doc["serving_latency"] = {
+            "p95_ms": loadtest["p95_ms"],
+            "concurrency": loadtest["concurrency"],
+            "requests": loadtest["requests"],
+        }
+    doc["aliases"] = info.get("aliases", [])
+    folder = out or root / ".keel" / "cards" / f"{info['name']}-v{info['version']}"
+    title = f"Model card: {info['name']} version {info['version']}"
+    sections = card_sections(doc)
+    paths = {"markdown": folder / "card.md", "html": folder / "card.html"}
+    atomic_write(paths["markdown"], render_markdown(title, sections))
+    atomic_write(paths["html"], render_html(title, sections))
+    return {k: str(v) for k, v in paths.items()}

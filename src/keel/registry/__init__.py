@@ -31,6 +31,7 @@ from keel.registry._mlflow import (
 )
 from keel.registry._recommender import (
     LoadedRecommender,
+    is_recommender,
     load_recommender,
     log_recommender_package,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "ensure_experiment",
     "gate_failures",
     "history",
+    "is_recommender",
     "load_package",
     "load_recommender",
     "log_model_package",

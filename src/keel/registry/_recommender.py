@@ -123,3 +123,12 @@ def load_recommender(uri: str, tracking_uri: str) -> LoadedRecommender:
                 for path in (local / PACKAGE_DIR).glob("*.json")
             }
     return LoadedRecommender(name, str(mv.version), alias, model, meta, documents)
+
+
+def is_recommender(uri: str, tracking_uri: str) -> bool:
+    """Whether ``NAME[@ALIAS|/VERSION]`` is a recommender (reads ``MLmodel`` only)."""
+    from keel.registry._mlflow import package_documents
+    from keel.tasks import get_task
+
+    meta, _ = package_documents(uri, tracking_uri, ())
+    return get_task(str(meta.get("task"))).family == "ranking"

@@ -182,9 +182,16 @@ def side_models(
 
 
 def create_app_from_spec(
-    spec: ServingSpec, explain_row: Any = None, package: LoadedPackage | None = None
+    spec: ServingSpec, explain_row: Any = None, package: Any = None
 ) -> FastAPI:
-    """The app a :class:`ServingSpec` describes (``package``: already loaded from it)."""
+    """The app a :class:`ServingSpec` describes (``package``: already loaded from it).
+
+    A recommender gets :func:`create_recommender_app` (``POST /recommend``).
+    """
+    from keel.registry import LoadedRecommender, is_recommender, load_recommender
+
+    if package is None and is_recommender(spec.model, spec.tracking_uri):
+        package = load_recommender(spec.model, spec.tracking_uri)
     package = package or load_package(spec.model, spec.tracking_uri)
     settings = spec.serving
     log = (
@@ -192,6 +199,17 @@ def create_app_from_spec(
         if spec.log_url
         else None
     )
+    if isinstance(package, LoadedRecommender):
+        from keel.serving._recommend_app import create_recommender_app
+
+        return create_recommender_app(
+            package,
+            settings,
+            log,
+            monitoring=spec.monitoring,
+            follow=(spec.follow_alias, spec.tracking_uri) if spec.follow_alias else None,
+            poll_seconds=spec.poll_seconds,
+        )
     shadow, canary = side_models(package.name, settings, spec.tracking_uri)
     return create_app(
         package,

@@ -121,18 +121,7 @@ def run_loadtest(
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
     model = _get_json(host, port, "/model", headers)
-    package = load_package(f"{model['name']}/{model['version']}", tracking_uri)
-    examples = package.documents.get("background.json") or []
-    if not examples:
-        raise KeelInputError(
-            f"{model['name']} version {model['version']} has no example rows in its package"
-        )
-    payloads = [
-        json.dumps(
-            {"instances": [examples[(i * rows + j) % len(examples)] for j in range(rows)]}
-        ).encode()
-        for i in range(min(len(examples), 64))
-    ]
+    path, payloads = _payloads(model, tracking_uri, rows)
     latencies: list[list[float]] = [[] for _ in range(concurrency)]
     statuses: list[dict[str, int]] = [{} for _ in range(concurrency)]
     issued = 0
@@ -154,7 +143,7 @@ def run_loadtest(
                 body = payloads[n % len(payloads)]
                 started = time.perf_counter()
                 try:
-                    conn.request("POST", "/predict", body=body, headers=headers)
+                    conn.request("POST", path, body=body, headers=headers)
                     answer = conn.getresponse()
                     answer.read()
                     status = str(answer.status)
@@ -200,6 +189,29 @@ def run_loadtest(
         statuses=counted,
         when=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
+
+
+def _payloads(model: dict[str, Any], tracking_uri: str, rows: int) -> tuple[str, list[bytes]]:
+    """The route and request bodies: the package's example rows, or users to recommend for."""
+    if model.get("task") == "recommendation":  # the served answer's own label
+        users = model.get("example_users") or []
+        if not users:
+            raise KeelInputError(f"{model['name']} version {model['version']} lists no users")
+        # the known users, and one new user among them (the cold-start path)
+        ids = [*users, "keel-loadtest-new-user"] if len(users) >= 7 else users
+        return "/recommend", [json.dumps({"user_id": u, "k": 10}).encode() for u in ids]
+    package = load_package(f"{model['name']}/{model['version']}", tracking_uri)
+    examples = package.documents.get("background.json") or []
+    if not examples:
+        raise KeelInputError(
+            f"{model['name']} version {model['version']} has no example rows in its package"
+        )
+    return "/predict", [
+        json.dumps(
+            {"instances": [examples[(i * rows + j) % len(examples)] for j in range(rows)]}
+        ).encode()
+        for i in range(min(len(examples), 64))
+    ]
 
 
 def record_loadtest(result: LoadResult, tracking_uri: str) -> None:
