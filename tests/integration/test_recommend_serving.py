@@ -16,7 +16,16 @@ from tests.conftest import keel_in, movielens_project, start_server
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> tuple[Path, dict]:
     root = tmp_path_factory.mktemp("served-movielens")
-    movielens_project(root, users=200, candidates=["ease"], trials=1)
+    movielens_project(
+        root,
+        users=200,
+        candidates=["ease"],
+        trials=1,
+        monitoring={
+            "min_rows": 10,
+            "alerts": [{"metric": "cold_start_share", "threshold": 0.3, "severity": "critical"}],
+        },
+    )
     done = keel_in(root, "run", "--json")
     assert done.exit_code == 0, done.output
     return root, json.loads(done.stdout)
@@ -169,3 +178,31 @@ def test_batch_equals_the_endpoint_row_by_row(server, project, tmp_path):
     )
     assert missing.exit_code == 2 and "no column 'user_id'" in missing.output
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_monitoring_windows_alerts_and_dashboard(server, project, tmp_path):
+    root, _ = project
+    ids = []
+    for i in range(40):  # every other request from a user the model never saw
+        user = f"stranger-{i}" if i % 2 else str(i % 30 + 1)
+        answer = _post(server, {"user_id": user, "k": 5}).json()
+        ids.append((answer["request_id"], answer["items"][0]["item_id"]))
+    for request_id, item in ids[:20]:
+        httpx.post(
+            f"{server}/feedback", json={"request_id": request_id, "items": [item]}, timeout=10
+        )
+    done = keel_in(
+        root, "monitor", "--window", "20", "--json", "--html", str(tmp_path / "dash.html")
+    )
+    assert done.exit_code == 1, done.output  # the cold-start rule fires
+    report = json.loads(done.stdout)
+    judged = [w for w in report["windows"] if w["complete"]]
+    assert judged and all(0 <= w["metrics"]["coverage"] <= 1 for w in judged)
+    assert any(w["metrics"]["cold_start_share"] >= 0.45 for w in judged)
+    assert any(w["metrics"].get("hit_rate") == 1.0 for w in judged)
+    assert report["alerts"][0]["rule"]["metric"] == "cold_start_share"
+    assert "Popularity drift" in (tmp_path / "dash.html").read_text()
+    page = httpx.get(f"{server}/dashboard?window=20", timeout=30)
+    assert page.status_code == 200 and "hit rate" in page.text
+    bad = httpx.get(f"{server}/dashboard?window=fortnight", timeout=30)
+    assert bad.status_code == 422

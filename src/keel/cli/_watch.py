@@ -209,7 +209,10 @@ def monitor(
         if retrain_on_alert:
             found["retrain"] = retrain(project, report, log)
         if html_out is not None:
-            atomic_write(html_out, render_dashboard(found, recent_alerts(project, log)))
+            render = render_dashboard
+            if found["model"].get("task") == "recommendation":  # the report's own label
+                from keel.monitoring._recommend import render_recommendation_dashboard as render
+            atomic_write(html_out, render(found, recent_alerts(project, log)))
             found["html"] = str(html_out)
         if json_out:
             print(json.dumps(found, default=str))
@@ -232,11 +235,28 @@ def _print_monitor(found: dict[str, Any]) -> None:
         title=f"Monitoring {model['name']} v{model['version']}: {found['rows']} rows,"
         f" windows of {found['window']}"
     )
+    ranking = model.get("task") == "recommendation"  # the report's own label
     heads = ("#", "from (UTC)", "rows", "drift", "drifted", "pred.", "acc/MAE", "DP", "p95 ms")
+    if ranking:
+        heads = ("#", "from (UTC)", "requests", "cold", "coverage", "pop. PSI", "hit rate")
+        heads += ("CTR", "p95 ms")
     for head in heads:
         table.add_column(head)
     for w in found["windows"][-20:]:
         m = w["metrics"]
+        if ranking:
+            table.add_row(
+                str(w["index"]),
+                _short_time(w["start"]) + ("" if w["complete"] else " (open)"),
+                str(w["rows"]),
+                *(
+                    _num(m.get(k))
+                    for k in ("cold_start_share", "coverage", "popularity_psi", "hit_rate")
+                ),
+                _num(m.get("ctr")),
+                _num(m.get("latency_p95_ms")),
+            )
+            continue
         table.add_row(
             str(w["index"]),
             _short_time(w["start"]) + ("" if w["complete"] else " (open)"),

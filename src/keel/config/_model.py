@@ -344,9 +344,19 @@ MonitorMetric = Literal[
     "accuracy_difference",
     "latency_p95_ms",
     "unseen_share",  # share of rows with a category never seen in training
+    # recommenders
+    "cold_start_share",  # share of requests answered with the popularity fallback
+    "coverage",  # distinct items recommended / catalogue
+    "popularity_psi",  # popularity bands of recommended items vs the test-period lists
+    "consumed_popularity_psi",  # of consumed items (feedback) vs training interactions
+    "hit_rate",  # requests whose list held a consumed item (feedback)
+    "ctr",  # consumed recommended items / items shown (requests with feedback)
+    "hit_rate_difference",  # largest hit-rate gap between user groups of 20+ requests
 ]
 # metrics that are bad when low; every other is bad when high
-LOWER_IS_WORSE = frozenset({"accuracy", "balanced_accuracy", "roc_auc"})
+LOWER_IS_WORSE = frozenset(
+    {"accuracy", "balanced_accuracy", "roc_auc", "coverage", "hit_rate", "ctr"}
+)
 
 
 class AlertRule(_Strict):

@@ -36,6 +36,9 @@ MONITOR_TAG = "keel.monitor"
 RECENT_ALERTS = 50
 
 
+RECOMMENDER_REFERENCE = "monitoring_reference.json"
+
+
 def package_reference(uri: str, tracking_uri: str) -> tuple[dict[str, Any], Any, Any]:
     """``(metadata, features reference, outputs reference)`` of a registered version."""
     meta, documents = package_documents(uri, tracking_uri, ("drift_reference.json",))
@@ -70,7 +73,12 @@ def run_monitor(
     settings = project.monitoring
     uri = model or f"{project.name}@champion"
     tracking = resolve_settings(project).tracking_uri
-    meta, features, outputs = package_reference(uri, tracking)
+    meta, documents = package_documents(uri, tracking, (RECOMMENDER_REFERENCE,))
+    ranking = get_task(str(meta.get("task"))).family == "ranking"
+    if not ranking:
+        meta, features, outputs = package_reference(uri, tracking)
+    elif RECOMMENDER_REFERENCE not in documents:
+        raise KeelInputError(f"{uri} (version {meta['version']}) has no monitoring reference")
     target = log or project.serving.prediction_log
     if target is None:
         raise KeelInputError(
@@ -93,19 +101,30 @@ def run_monitor(
     main = window if window is not None else settings.window
     specs = {str(main): main} | {str(r.window): r.window for r in settings.alerts if r.window}
     now = time.time() if now is None else now
-    reports = {
-        key: monitor(
-            frame,
-            features,
-            outputs,
-            meta,
-            window=spec,
-            min_rows=settings.min_rows,
-            thresholds=thresholds,
-            now=now,
-        )
-        for key, spec in specs.items()
-    }
+    if ranking:
+        from keel.monitoring._recommend import monitor_recommendations
+
+        reference = documents[RECOMMENDER_REFERENCE]
+        reports = {
+            key: monitor_recommendations(
+                frame, reference, meta, window=spec, min_rows=settings.min_rows, now=now
+            )
+            for key, spec in specs.items()
+        }
+    else:
+        reports = {
+            key: monitor(
+                frame,
+                features,
+                outputs,
+                meta,
+                window=spec,
+                min_rows=settings.min_rows,
+                thresholds=thresholds,
+                now=now,
+            )
+            for key, spec in specs.items()
+        }
     report = reports[str(main)]
     deliveries: list[dict[str, Any]] = []
     state_file = state_path(url, project.root)

@@ -446,7 +446,11 @@ def register(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
                     "item_column": config.item_column,
                     "sensitive_features": list(config.sensitive_features),
                 },
-                files={"profile.json": inputs["profile"], "protocol.json": doc["protocol"]},
+                files={
+                    "profile.json": inputs["profile"],
+                    "protocol.json": doc["protocol"],
+                    "monitoring_reference.json": monitoring_reference(inputs, ctx),
+                },
                 version_tags={STAGE_TAG: ctx.key},
             )
             for tag, value in {
@@ -456,6 +460,28 @@ def register(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
                 client.set_model_version_tag(ref.name, ref.version, tag, value)
             doc |= {"run_id": run_id, "version": ref.version}
     return {"run": _run(run_id, experiment_id, config.name, ref.version, doc)}
+
+
+def monitoring_reference(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
+    """What ``keel monitor`` compares served windows with (stored in the package)."""
+    from keel.monitoring._recommend import popularity_bands, shares
+    from keel.responsible._recommend import group_labels
+
+    config = ctx.config
+    model = inputs["models"][inputs["best"]]
+    popularity = model.recommender.popularity
+    bands = popularity_bands(popularity)
+    k = 10 if 10 in config.k else max(config.k)
+    lists = inputs["result"].lists[:, :k]
+    data = inputs["interactions"]
+    labels = group_labels(data.users, config.sensitive_features, config.fairness.bins)
+    return {
+        "n_items": model.n_items,
+        "item_band": {str(i): int(b) for i, b in zip(model.item_ids, bands, strict=True)},
+        "recommended_shares": shares(bands[lists[lists >= 0]]),
+        "interaction_shares": shares(bands, popularity),
+        "user_groups": {f: {str(u): g for u, g in s.items()} for f, s in labels.items()},
+    }
 
 
 def _run(run_id: str, experiment_id: str, name: str, version: Any, doc: dict) -> dict[str, Any]:
@@ -584,6 +610,7 @@ def _graph() -> Graph:
                     "models",
                     "best",
                     "assessment",
+                    "result",
                     "fairness",
                     "exposure",
                     "explanations",

@@ -40,6 +40,24 @@ def _band(values: pd.Series, edges: list[float]) -> pd.Series:
     return banded.where(banded.notna(), "(out of bins)")
 
 
+def group_labels(
+    users: pd.DataFrame | None, sensitive: Sequence[str], bins: dict[str, list[float]]
+) -> dict[str, pd.Series]:
+    """Each sensitive feature's group label per user id (numbers banded)."""
+    out: dict[str, pd.Series] = {}
+    if users is None:
+        return out
+    for column in sensitive:
+        values = users[column]
+        if column in bins:
+            values = _band(values, bins[column])
+        elif pd.api.types.is_numeric_dtype(values) and values.nunique() > 10:
+            edges = list(np.unique(np.quantile(values.dropna(), [0, 0.25, 0.5, 0.75, 1.0])))
+            values = _band(values, [*edges[:-1], edges[-1] + 1])
+        out[column] = values.astype(object).where(values.notna(), UNKNOWN).astype(str)
+    return out
+
+
 def user_groups(
     result: RankingResult,
     users: pd.DataFrame | None,
@@ -48,15 +66,8 @@ def user_groups(
 ) -> pd.DataFrame:
     """One row per evaluated user: a group label per sensitive feature and history."""
     out = pd.DataFrame(index=pd.Index(result.user_ids, name="user"))
-    for column in sensitive:
-        if users is None:
-            continue
-        values = users[column].reindex(out.index)
-        if column in bins:
-            values = _band(values, bins[column])
-        elif pd.api.types.is_numeric_dtype(values) and values.nunique() > 10:
-            values = _band(values, list(np.quantile(values.dropna(), [0, 0.25, 0.5, 0.75, 1.0])))
-        out[column] = values.astype(object).where(values.notna(), UNKNOWN).astype(str)
+    for column, labels in group_labels(users, sensitive, bins).items():
+        out[column] = labels.reindex(out.index).fillna(UNKNOWN).astype(str)
     out[HISTORY] = np.where(result.cold, "cold start", "warm")
     return out
 

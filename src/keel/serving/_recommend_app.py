@@ -20,8 +20,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import pandas as pd
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -209,6 +210,39 @@ def _routes(state: ServingState) -> APIRouter:
     def prometheus() -> Response:
         """Prometheus metrics: requests, latency, errors, the model."""
         return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @router.get("/dashboard", dependencies=state.need("admin"), response_class=HTMLResponse)
+    def dashboard(request: Request, window: str | None = None) -> Response:
+        """Monitoring of the served version: cold start, coverage, popularity, feedback."""
+        from keel.config import check_window
+        from keel.monitoring._recommend import (
+            monitor_recommendations,
+            render_recommendation_dashboard,
+        )
+        from keel.serving._log import read_log
+
+        if state.log is None:
+            return error_answer(409, "the prediction log is off (serving.prediction_log)", request)
+        try:
+            spec = check_window(window) if window else state.monitoring.window
+        except ValueError as exc:
+            return error_answer(422, f"window: {exc}", request)
+        loaded = app.state.served.loaded
+        reference = loaded.documents.get("monitoring_reference.json")
+        if reference is None:
+            return error_answer(409, "this version's package has no monitoring reference", request)
+        state.log.flush()
+        rows = read_log(state.log.url, model_name=loaded.name, model_version=loaded.version)
+        frame = (
+            pd.DataFrame.from_records(rows)
+            if rows
+            else pd.DataFrame(columns=["time", "inputs", "prediction", "label", "latency_ms"])
+        )
+        meta = {"name": loaded.name, "version": loaded.version}
+        report = monitor_recommendations(
+            frame, reference, meta, window=spec, min_rows=state.monitoring.min_rows
+        )
+        return HTMLResponse(render_recommendation_dashboard(report.to_dict()))
 
     @router.post("/recommend", dependencies=state.need("predict"))
     async def recommend(body: RecommendRequest, request: Request) -> Response:
