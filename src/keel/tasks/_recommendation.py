@@ -279,28 +279,34 @@ def evaluate_ranking(
     popularity fallback, as when served.
     """
     relevant = held_out[held_out["relevant"]]
-    grouped = relevant.groupby("user", sort=True)["item"].agg(list)
-    user_ids = grouped.index.to_numpy().astype(str)
+    user_ids = np.sort(relevant["user"].unique()).astype(str)
     users = model.user_index(user_ids)
+    owner = pd.Index(user_ids).get_indexer(relevant["user"].astype(str))
+    column = model._items.get_indexer(relevant["item"].astype(str))
+    n_relevant = np.bincount(owner, minlength=len(user_ids))  # R counts unknown items too
+    inside = column >= 0
     k_max = max(ks)
     per_user: dict[str, list[np.ndarray]] = {}
     lists = np.full((len(users), k_max), -1, dtype=np.int64)
+    order = np.argsort(owner[inside], kind="stable")
+    owners, columns = owner[inside][order], column[inside][order]
+    bounds = np.searchsorted(owners, np.arange(len(user_ids) + 1))
     for start in range(0, len(users), chunk):
-        rows = slice(start, start + chunk)
-        scores, allowed, _ = model.score_block(users[rows])
+        stop = min(start + chunk, len(users))
+        scores, allowed, _ = model.score_block(users[start:stop])
         top = top_k(scores, k_max, allowed)
-        wanted = [model.item_index(items) for items in grouped.iloc[rows]]
-        columns = [w[0] for w in wanted]
-        n_relevant = np.array([len(w[0]) + len(w[1]) for w in wanted])
-        hits = np.array(
-            [np.isin(t, c) & (t >= 0) for t, c in zip(top, columns, strict=True)]
-        ).reshape(len(top), k_max)
-        first = first_relevant_rank(scores, columns, allowed)
-        for name, values in rank_metrics(hits, n_relevant, first, ks).items():
-            per_user.setdefault(name, []).append(values)
-        lists[rows] = top
+        wanted = np.zeros(scores.shape, dtype=bool)
+        rows = owners[bounds[start] : bounds[stop]] - start
+        wanted[rows, columns[bounds[start] : bounds[stop]]] = True
+        hits = np.take_along_axis(wanted, np.maximum(top, 0), 1) & (top >= 0)
+        each = [columns[bounds[u] : bounds[u + 1]] for u in range(start, stop)]
+        first = first_relevant_rank(scores, each, allowed)
+        values = rank_metrics(hits, n_relevant[start:stop], first, ks)
+        for name, value in values.items():
+            per_user.setdefault(name, []).append(value)
+        lists[start:stop] = top
         if progress is not None:
-            progress(min(start + chunk, len(users)), len(users))
+            progress(stop, len(users))
     metrics = {k: np.concatenate(v) for k, v in per_user.items()} if per_user else {}
     popularity = model.recommender.popularity
     n_users = len(model.user_ids)
