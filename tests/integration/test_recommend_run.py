@@ -92,6 +92,21 @@ def test_an_identical_rerun_reuses_every_stage(trained):
     second = json.loads(again.stdout)
     assert second["model"]["version"] == out["model"]["version"]
     assert {s["status"] for s in second["stages"]} == {"reused"}
+    table = keel_in(root, "run")  # people get tables
+    assert table.exit_code == 0, table.output
+    assert "Every model on the full ranking" in table.output and "cold" in table.output
+
+
+def test_a_fairness_limit_withholds_the_alias(tmp_path):
+    config = movielens_project(tmp_path, users=120, candidates=["ease"], trials=1)
+    loaded = yaml.safe_load(config.read_text())
+    loaded["fairness"] |= {"max_ndcg_difference": 0.0001, "min_group_size": 5}
+    config.write_text(yaml.safe_dump(loaded))
+    done = keel_in(tmp_path, "run", "--json")
+    assert done.exit_code == 1, done.output
+    out = json.loads(done.stdout)
+    assert out["model"]["alias"] is None and out["assessment"]["gates"]["fairness"] == "failed"
+    assert "fairness gate failed" in done.output
 
 
 @pytest.mark.parametrize(

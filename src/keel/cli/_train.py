@@ -74,6 +74,7 @@ def run(
     from keel.config import load_config, resolve_settings
     from keel.errors import KeelFinding
     from keel.pipeline import STAGES, run_project
+    from keel.tasks import get_task
 
     with exit_codes(debug):
         project = load_config(config)
@@ -110,6 +111,8 @@ def run(
         payload = result.to_dict()
         if json_out:
             print(json.dumps(payload, default=str))
+        elif get_task(payload["task"]).family == "ranking":
+            _render_ranking_run(payload)
         else:
             _render_run(payload)
         failed_behaviour = [
@@ -150,6 +153,54 @@ def run(
                 f" {d['value']:+.4f}, CI {d['low']:+.4f} to {d['high']:+.4f}); version"
                 f" {payload['model']['version']} is registered without an alias"
             )
+
+
+def _render_ranking_run(result: dict[str, Any]) -> None:
+    """A recommender's run: every model on all, warm and cold test users; the gate."""
+    console = Console(highlight=False)
+    primary = result["primary_metric"]
+    table = Table(title=f"Every model on the full ranking ({primary}; test users warm / cold)")
+    for column in ("model", "kind", "validation", "test", "warm", "cold"):
+        table.add_column(column, justify="left" if column in ("model", "kind") else "right")
+    for c in result["candidates"]:
+        chosen = " ✔" if c["name"] == result["model"]["candidate"] else ""
+        table.add_row(
+            c["name"] + chosen,
+            c["kind"],
+            *(_num(c[key].get(primary)) for key in ("validation", "test", "test_warm")),
+            _num(c["test_cold"].get(primary)),
+        )
+    console.print(table)
+    intervals = result["assessment"]["intervals"]
+    metrics = Table(title="Test metrics of the chosen model (95% bootstrap CI over users)")
+    for column in ("metric", "test", "95% CI"):
+        metrics.add_column(column, justify="left" if column == "metric" else "right")
+    for name, value in sorted(result["metrics"].items()):
+        ci = intervals.get(name, {})
+        metrics.add_row(name, _num(value), f"{_num(ci.get('low'))} – {_num(ci.get('high'))}")
+    console.print(metrics)
+    gate = result["assessment"]["gate"]
+    console.print(
+        ("[green]" if gate["passed"] else "[red]") + gate["describe"] + "[/]"
+        if "describe" in gate
+        else f"baseline gate {'passed' if gate['passed'] else 'FAILED'}"
+    )
+    protocol = result["data"]["protocol"]
+    console.print(
+        f"Split {protocol['strategy']}: {protocol['warm_test_users']} warm and"
+        f" {protocol['cold_start_test_users']} cold-start test users;"
+        f" fairness {result['assessment']['gates']['fairness']}"
+    )
+    model = result["model"]
+    console.print(
+        f"Registered [bold]{model['uri']}[/bold] (version {model['version']},"
+        f" {model['candidate']}); MLflow run {result['run_id']}"
+    )
+    reused = [s["name"] for s in result.get("stages", []) if s["status"] == "reused"]
+    if reused:
+        console.print(f"Stages reused from .keel/stages: {len(reused)} of {len(result['stages'])}")
+    console.print(f"Report: {result['reports']['html']}  Card: {result['reports']['card_md']}")
+    console.print(f"MLflow UI: mlflow ui --backend-store-uri {result['tracking_uri']}")
 
 
 def _render_run(result: dict[str, Any]) -> None:

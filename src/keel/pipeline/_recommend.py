@@ -661,7 +661,12 @@ def result_document(values: dict[str, Any]) -> dict[str, Any]:
             for c in doc["candidates"]
         ],
         "data": {"digest": doc["data"]["digest"], "protocol": doc["protocol"]},
-        "assessment": {"gate": doc["gate"], "gates": doc["gates"], "intervals": doc["intervals"]},
+        "assessment": {
+            "gate": doc["gate"],
+            "gates": doc["gates"],
+            "intervals": doc["intervals"],
+            "fairness": {"breaches": [c for c in doc["fairness"]["checks"] if not c["passed"]]},
+        },
         "tuning": doc["tuning"],
         "reports": values["reports"],
     }
