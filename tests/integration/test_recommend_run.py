@@ -47,9 +47,11 @@ def test_every_model_is_evaluated_on_the_full_ranking(trained):
 def test_the_package_loads_with_plain_mlflow(trained):
     import mlflow
 
+    from keel.registry import mlflow_scope  # sets MLflow's URIs, then restores them
+
     root, out = trained
-    mlflow.set_tracking_uri(out["tracking_uri"])
-    model = mlflow.pyfunc.load_model(f"models:/movielens/{out['model']['version']}")
+    with mlflow_scope(out["tracking_uri"]):
+        model = mlflow.pyfunc.load_model(f"models:/movielens/{out['model']['version']}")
     users = pd.DataFrame({"user_id": ["1", "2", "no-such-user"]})
     lists = model.predict(users)
     assert list(lists.columns) == ["user_id", "rank", "item_id", "score", "cold_start"]
