@@ -80,7 +80,7 @@ def main() -> None:
     ]
     print(pd.DataFrame(rows).to_string(index=False, float_format="%.4f"))
     print(out["assessment"]["gate"]["describe"])
-    print(f"report: {out['reports']['html']}\ncard:   {out['reports']['card_md']}")
+    print(f"report: {out['reports']['html']}\ncard:   {out['reports']['model_card_md']}")
 
     say("keel serve")
     port = free_port()

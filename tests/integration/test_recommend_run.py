@@ -66,7 +66,7 @@ def test_the_package_loads_with_plain_mlflow(trained):
 def test_reports_and_card_hold_the_evidence(trained):
     _, out = trained
     reports = out["reports"]
-    card = Path(reports["card_md"]).read_text()
+    card = Path(reports["model_card_md"]).read_text()
     for words in (
         "NDCG",
         "ndcg_at_10",

@@ -142,7 +142,7 @@ def test_loadtest_and_card_show_the_latency(server, project):
     assert result["requests"] == 300 and result["statuses"] == {"200": 300}
     card = keel_in(root, "card", "--json")
     assert card.exit_code == 0, card.output
-    text = Path(json.loads(card.stdout)["paths"]["markdown"]).read_text()
+    text = Path(json.loads(card.stdout)["paths"]["model_card_md"]).read_text()
     assert f"p95 latency {result['p95_ms']:.1f} ms at concurrency 8" in text
 
 
@@ -206,3 +206,32 @@ def test_monitoring_windows_alerts_and_dashboard(server, project, tmp_path):
     assert page.status_code == 200 and "hit rate" in page.text
     bad = httpx.get(f"{server}/dashboard?window=fortnight", timeout=30)
     assert bad.status_code == 422
+
+
+def test_the_definition_of_done_holds_for_a_served_recommender(server, project):
+    root, _ = project
+    again = keel_in(root, "run", "--json")  # the re-run evidence of the idempotent gate
+    assert again.exit_code == 0, again.output
+    done = keel_in(root, "check", "--json")
+    assert done.exit_code == 0, done.output
+    report = json.loads(done.stdout)
+    status = {g["gate"]: g["status"] for g in report["gates"]}
+    assert report["passed"] and report["blocking"] == []
+    for gate in (
+        "schema",
+        "tracked",
+        "evaluated",
+        "fairness",
+        "registered",
+        "load_tested",
+        "drift",
+        "dashboard",
+        "rollback",
+        "stage_io",
+        "boundary_validation",
+        "idempotent",
+        "failure_alerts",
+        "lineage",
+        "end_to_end",
+    ):
+        assert status[gate] == "pass", (gate, report["gates"])

@@ -199,7 +199,9 @@ def _render_ranking_run(result: dict[str, Any]) -> None:
     reused = [s["name"] for s in result.get("stages", []) if s["status"] == "reused"]
     if reused:
         console.print(f"Stages reused from .keel/stages: {len(reused)} of {len(result['stages'])}")
-    console.print(f"Report: {result['reports']['html']}  Card: {result['reports']['card_md']}")
+    console.print(
+        f"Report: {result['reports']['html']}  Card: {result['reports']['model_card_md']}"
+    )
     console.print(f"MLflow UI: mlflow ui --backend-store-uri {result['tracking_uri']}")
 
 

@@ -69,7 +69,10 @@ def _recommender_card(
     folder = out or root / ".keel" / "cards" / f"{info['name']}-v{info['version']}"
     title = f"Model card: {info['name']} version {info['version']}"
     sections = card_sections(doc)
-    paths = {"markdown": folder / "card.md", "html": folder / "card.html"}
-    atomic_write(paths["markdown"], render_markdown(title, sections))
-    atomic_write(paths["html"], render_html(title, sections))
+    paths = {
+        "model_card_md": folder / "model_card.md",
+        "model_card_html": folder / "model_card.html",
+    }
+    atomic_write(paths["model_card_md"], render_markdown(title, sections))
+    atomic_write(paths["model_card_html"], render_html(title, sections))
     return {k: str(v) for k, v in paths.items()}

@@ -21,6 +21,7 @@ from typing import Any
 from keel.config import MODEL_GATES, GatesConfig
 from keel.pipeline._lifecycle import STAGES
 from keel.registry import current_user, mlflow_scope, model_version, tracking
+from keel.tasks import get_task
 
 PASS, FAIL, UNAVAILABLE, WAIVED = "pass", "fail", "not available yet", "waived"
 
@@ -232,6 +233,12 @@ def _feature_code(f: Facts) -> Verdict:
             "the project is not a git checkout: its code and keel.yaml are not versioned"
             " (`git init`, commit, run again)"
         )
+    if "package_checks.json" in f.artifacts:  # a recommender: its package was checked
+        return PASS, (
+            f"recommender package (keel.tasks {code}) passed its checks before registration:"
+            " the same lists twice, no seen item, the same lists after save and load, cold"
+            f" start flagged (run {f.run_id}, package_checks.json); commit {commit}"
+        )
     return PASS, (
         f"feature pipeline (keel.features {code}) passed determinism, column order, missing"
         f" values and unseen categories on the test rows of run {f.run_id}; commit {commit}"
@@ -318,6 +325,14 @@ def _monitored(f: Facts) -> dict[str, Any] | None:
 
 
 def _drift(f: Facts) -> Verdict:
+    if "monitoring_reference.json" in f.package_files:  # a recommender's reference
+        seen = _monitored(f)
+        reference = (
+            "popularity bands, coverage and user groups in the package"
+            " (keel/monitoring_reference.json); rules: monitoring.alerts"
+        )
+        when = f"last `keel monitor` {seen.get('when')}" if seen else "not monitored yet"
+        return PASS, f"{reference}; {when}"
     if "drift_reference.json" not in f.package_files:
         return FAIL, (
             "no drift reference in the package (registered by an older Keel): train it again"
@@ -369,9 +384,19 @@ def _validated(f: Facts) -> bool:
     )
 
 
+def _expected_stages(f: Facts) -> tuple[str, ...]:
+    """The stages of the graph that trained this version (its task's family)."""
+    task = f.metadata.get("task")
+    if task and get_task(str(task)).family == "ranking":
+        from keel.pipeline._recommend import RECOMMENDATION_LIFECYCLE
+
+        return tuple(RECOMMENDATION_LIFECYCLE.names)
+    return STAGES
+
+
 def _missing_stages(f: Facts) -> list[str]:
     recorded = {s.get("name") for s in f.stages}
-    return [s for s in STAGES if s not in recorded]
+    return [s for s in _expected_stages(f) if s not in recorded]
 
 
 def _stage_io(f: Facts) -> Verdict:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,7 @@ import numpy as np
 from keel.config import RECOMMENDER_BASELINES
 from keel.errors import KeelError
 from keel.pipeline._lifecycle import RunContext, now
-from keel.pipeline._stages import Graph, Stage
+from keel.pipeline._stages import Graph, Stage, package_digest
 
 DATA = ("keel.data", "keel.config")
 LEARN = (*DATA, "keel.tasks", "keel.training", "keel.evaluation")
@@ -374,12 +375,12 @@ STAGE_TAG = "keel.stage.register"
 def register(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     """Snapshot the interactions, log the MLflow run, register the package (once per key)."""
     from keel.data import snapshot
-    from keel.pipeline._record import config_digest, git_commit, log_config, registered_by_key
+    from keel.pipeline._record import git_commit, registered_by_key
     from keel.registry import ensure_experiment, log_recommender_package, mlflow_scope, tracking
 
     config, settings = ctx.config, ctx.settings
     dataset = inputs["tables"]["data"]
-    snapshot(dataset, settings.data_store)
+    snapshot_path = snapshot(dataset, settings.data_store)
     doc = document(inputs, ctx)
     best = inputs["best"]
     with mlflow_scope(settings.tracking_uri) as client:
@@ -391,51 +392,13 @@ def register(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
             return {"run": _run(done.run_id, experiment_id, config.name, done.version, doc)}
         with tracking.start_run(experiment_id, f"keel-{best}") as run_id:
             ctx.run_id = run_id
-            for c in doc["candidates"]:
-                with tracking.start_run(experiment_id, c["name"], nested=True):
-                    tracking.log_params({f"model.{k}": v for k, v in c["params"].items()})
-                    tracking.log_metrics({f"val_{k}": v for k, v in c["validation"].items()})
-                    tracking.log_metrics({f"test_{k}": v for k, v in c["test"].items()})
-                    tracking.set_tag("keel.candidate", c["name"])
-            tracking.log_params(
-                {
-                    "seed": config.seed,
-                    "task": "recommendation",
-                    "candidate": best,
-                    "split.strategy": config.split.strategy,
-                    "split.validation": config.split.validation,
-                    "split.test": config.split.test,
-                    "k": ",".join(map(str, config.k)),
-                    **{
-                        f"model.{k}": v
-                        for k, v in inputs["models"][best].recommender.params.items()
-                    },
-                }
-            )
-            tracking.log_metrics({f"test_{k}": v for k, v in doc["metrics"].items()})
-            tracking.log_metrics({f"test_warm_{k}": v for k, v in doc["warm"].items()})
-            tracking.log_metrics({f"test_cold_{k}": v for k, v in doc["cold"].items()})
-            tracking.log_metrics({f"test_{k}": v for k, v in doc["beyond"].items()})
-            for name, interval in doc["intervals"].items():
-                tracking.log_metric(f"test_{name}_ci_low", interval["low"])
-                tracking.log_metric(f"test_{name}_ci_high", interval["high"])
-            tags = {
-                "keel.task": "recommendation",
-                "keel.dataset.digest": dataset.digest,
-                "keel.config.digest": config_digest(config),
-                "keel.gate.baseline": doc["gates"]["baseline"],
-                "keel.gate.fairness": doc["gates"]["fairness"],
-            }
-            commit = git_commit(config.root)
-            if commit:
-                tags["mlflow.source.git.commit"] = commit
-            tracking.set_tags(tags)
-            log_config(config)
+            schema = _log_evidence(config, inputs, doc, snapshot_path, experiment_id)
             ref = log_recommender_package(
                 inputs["models"][best],
                 registered_name=config.name,
                 metadata={
                     "task": "recommendation",
+                    "schema": schema,
                     "candidate": best,
                     "ks": list(config.k),
                     "primary_metric": inputs["primary"],
@@ -458,6 +421,10 @@ def register(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
                 "keel.gates": ", ".join(f"{k} {v}" for k, v in doc["gates"].items()),
             }.items():
                 client.set_model_version_tag(ref.name, ref.version, tag, value)
+            commit = git_commit(config.root)
+            client.set_model_version_tag(
+                ref.name, ref.version, "keel.commit", commit or "unknown (not a git checkout)"
+            )
             doc |= {"run_id": run_id, "version": ref.version}
     return {"run": _run(run_id, experiment_id, config.name, ref.version, doc)}
 
@@ -484,6 +451,167 @@ def monitoring_reference(inputs: dict[str, Any], ctx: RunContext) -> dict[str, A
     }
 
 
+def _log_evidence(
+    config: Any,
+    inputs: dict[str, Any],
+    doc: dict[str, Any],
+    snapshot_path: Path,
+    experiment_id: str,
+) -> dict[str, Any]:
+    """Log the run's evidence; return the interaction schema.
+
+    Every model's nested run; parameters, metrics, tags, gate numbers, package checks,
+    the dataset input and the documents of the run.
+    """
+    from keel.pipeline._record import config_digest, git_commit, log_config
+    from keel.registry import tracking
+
+    dataset, best = inputs["tables"]["data"], inputs["best"]
+    for c in doc["candidates"]:
+        with tracking.start_run(experiment_id, c["name"], nested=True):
+            tracking.log_params({f"model.{k}": v for k, v in c["params"].items()})
+            tracking.log_metrics({f"val_{k}": v for k, v in c["validation"].items()})
+            tracking.log_metrics({f"test_{k}": v for k, v in c["test"].items()})
+            tracking.set_tag("keel.candidate", c["name"])
+    tracking.log_params(
+        {
+            "seed": config.seed,
+            "task": "recommendation",
+            "candidate": best,
+            "split.strategy": config.split.strategy,
+            "split.validation": config.split.validation,
+            "split.test": config.split.test,
+            "k": ",".join(map(str, config.k)),
+            **{f"model.{k}": v for k, v in inputs["models"][best].recommender.params.items()},
+        }
+    )
+    tracking.log_metrics({f"test_{k}": v for k, v in doc["metrics"].items()})
+    tracking.log_metrics({f"test_warm_{k}": v for k, v in doc["warm"].items()})
+    tracking.log_metrics({f"test_cold_{k}": v for k, v in doc["cold"].items()})
+    tracking.log_metrics({f"test_{k}": v for k, v in doc["beyond"].items()})
+    for name, interval in doc["intervals"].items():
+        tracking.log_metric(f"test_{name}_ci_low", interval["low"])
+        tracking.log_metric(f"test_{name}_ci_high", interval["high"])
+    schema = interaction_schema(config)
+    tags = {
+        "keel.task": "recommendation",
+        "keel.dataset.digest": dataset.digest,
+        "keel.split.digest": split_digest(inputs["splits"]),
+        "keel.schema.digest": _digest(schema),
+        "keel.config.digest": config_digest(config),
+        "keel.gate.baseline": doc["gates"]["baseline"],
+        "keel.gate.fairness": doc["gates"]["fairness"],
+        # where a failed run of this pipeline is reported (keel check)
+        "keel.failure_alerts": ",".join(s.type for s in config.monitoring.sinks),
+    }
+    breaches = [c for c in doc["fairness"]["checks"] if not c["passed"]]
+    if breaches:
+        tags["keel.fairness.breaches"] = "; ".join(
+            f"{c['feature']} {c['measure']} {c['value']:.4f} (limit {c['kind']} {c['limit']:g})"
+            for c in breaches
+        )[:5000]
+    for feature, detail in doc["fairness"]["features"].items():
+        for measure, value in detail["measures"].items():
+            tracking.log_metric(f"fairness_{feature}_{measure}", value)
+    gate = doc["gate"]["difference"]
+    tracking.log_metric("gate_difference_low", gate["low"])
+    tracking.log_metric("gate_difference_high", gate["high"])
+    commit = git_commit(config.root)
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    checks = package_checks(inputs["models"][best])
+    tags["keel.gate.feature_code"] = "passed" if all(checks.values()) else "failed"
+    tags["keel.code.features"] = package_digest("keel.tasks")
+    tracking.set_tags(tags)
+    tracking.log_dict(checks, "package_checks.json")
+    origin = dataset.lineage.get("kind") == "file"
+    tracking.log_dataset(
+        inputs["interactions"].frame,
+        Path(dataset.source if origin else snapshot_path).resolve().as_uri(),
+        Path(dataset.source).name if origin else f"{config.name}-interactions",
+        "relevant",
+        dataset.digest,
+        {f"keel.source.{k}": str(v)[:5000] for k, v in dataset.lineage.items()},
+    )
+    log_config(config)
+    tracking.log_dict(schema, "schema.json")
+    tracking.log_dict(inputs["profile"], "profile.json")
+    return schema
+
+
+def package_checks(model: Any) -> dict[str, bool]:
+    """What the shipped package must do, checked on it before it is registered.
+
+    The recommender's analogue of the feature-code tests: the same lists twice, never a
+    seen item, the same lists after a save and load (NumPy only), and a user with
+    nothing at all gets the popularity list flagged cold.
+    """
+    import tempfile
+
+    from keel.tasks import RecommenderModel
+
+    users = model.user_index(model.user_ids[: min(50, len(model.user_ids))])
+    first, _, cold = model.rank(users, 10)
+    again, _, _ = model.rank(users, 10)
+    seen = model.histories(users).toarray() > 0
+    with tempfile.TemporaryDirectory() as folder:
+        model.save(folder)
+        loaded = RecommenderModel.load(folder).rank(users, 10)[0]
+    nobody = model.recommend("\x00keel-package-check", k=5)
+    top = np.argsort(-model.recommender.popularity, kind="stable")[:5]
+    return {
+        "deterministic": bool(np.array_equal(first, again)),
+        "never_recommends_seen_items": not bool(
+            np.take_along_axis(seen, np.maximum(first, 0), 1)[first >= 0].any()
+        ),
+        "same_after_save_and_load": bool(np.array_equal(first, loaded)),
+        "known_users_not_cold": not bool(cold.any()),
+        "cold_start_flagged_with_popularity": bool(nobody["cold_start"])
+        and [i["item_id"] for i in nobody["items"]] == list(model.item_ids[top]),
+    }
+
+
+def interaction_schema(config: Any) -> dict[str, Any]:
+    """The interaction table's columns and roles: what ingest checks and serving needs."""
+    roles = [
+        ("user", config.user_column, "id"),
+        ("item", config.item_column, "id"),
+        ("time", config.time_column, "epoch seconds or date"),
+        ("rating", config.rating_column, "number"),
+    ]
+    return {
+        "kind": "interactions",
+        "columns": [
+            {"name": column, "role": role, "type": kind} for role, column, kind in roles if column
+        ],
+        "relevant_from": config.relevant_from,
+        "users": {"table": bool(config.users), "sensitive_features": config.sensitive_features},
+        "items": {"table": bool(config.items), "attribute": config.item_attribute},
+        "request": "POST /recommend: user_id, k 1..1000, exclude and history of known item ids",
+    }
+
+
+def split_digest(splits: Any) -> str:
+    """Digest of which interactions went to train, validation and test."""
+    from keel.data import content_digest
+
+    parts = [
+        frame.assign(part=name)
+        for name, frame in (
+            ("train", splits.train),
+            ("validation", splits.validation),
+            ("test", splits.test),
+        )
+    ]
+    import pandas as pd
+
+    return content_digest(pd.concat(parts, ignore_index=True))
+
+
+def _digest(document: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def _run(run_id: str, experiment_id: str, name: str, version: Any, doc: dict) -> dict[str, Any]:
     return {
         "run_id": run_id,
@@ -502,8 +630,9 @@ def report(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     run = inputs["run"]
     written = write_recommendation_reports(run["report"], ctx.settings.reports_dir / run["run_id"])
     with mlflow_scope(ctx.settings.tracking_uri) as client:
-        for path in written.values():
-            tracking.log_artifact(client, run["run_id"], path, "reports")
+        for key, path in written.items():
+            folder = "card" if key.startswith("model_card") else "reports"
+            tracking.log_artifact(client, run["run_id"], path, folder)
     return {"reports": written}
 
 

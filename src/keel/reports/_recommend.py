@@ -451,6 +451,21 @@ def card_sections(doc: dict[str, Any]) -> list[Section]:
             ],
         ),
         ("A/B test results", [("p", doc.get("ab_test") or NOT_RUN)]),
+        (
+            "Rollback",
+            [
+                (
+                    "ul",
+                    [
+                        f"`keel rollback {doc['name']}` moves champion back to the previous"
+                        " version; a running `keel serve` follows the alias and swaps models"
+                        " once the other version answers its self-test.",
+                        f"`keel history {doc['name']}` lists every alias move (who, when, why).",
+                        f"`keel serve --model {doc['name']}/VERSION` serves one version pinned.",
+                    ],
+                )
+            ],
+        ),
         ("Limitations", [("ul", limitations or ["None detected or given."])]),
         (
             "Ethical considerations",
@@ -477,8 +492,8 @@ def write_recommendation_reports(doc: dict[str, Any], folder: Path) -> dict[str,
         "json": folder / "report.json",
         "html": folder / "report.html",
         "validation": folder / "validation.html",
-        "card_md": folder / "card.md",
-        "card_html": folder / "card.html",
+        "model_card_md": folder / "model_card.md",
+        "model_card_html": folder / "model_card.html",
     }
     atomic_write(paths["json"], json.dumps(doc, indent=2, sort_keys=True, default=str))
     atomic_write(paths["html"], render_html(f"Recommender report: {name}", report_sections(doc)))
@@ -486,6 +501,6 @@ def write_recommendation_reports(doc: dict[str, Any], folder: Path) -> dict[str,
         paths["validation"], render_html(f"Interactions: {doc['name']}", validation_sections(doc))
     )
     card = card_sections(doc)
-    atomic_write(paths["card_md"], render_markdown(f"Model card: {name}", card))
-    atomic_write(paths["card_html"], render_html(f"Model card: {name}", card))
+    atomic_write(paths["model_card_md"], render_markdown(f"Model card: {name}", card))
+    atomic_write(paths["model_card_html"], render_html(f"Model card: {name}", card))
     return {k: str(v) for k, v in paths.items()}
