@@ -1,0 +1,133 @@
+"""The recommender app in process: keys and scopes, the self-test, the log, bad input."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from keel.config import ServingConfig
+from keel.data._interactions import prepare_interactions
+from keel.monitoring._recommend import popularity_bands, shares
+from keel.registry import LoadedRecommender
+from keel.serving._log import PredictionLog
+from keel.serving._observe import hash_key
+from keel.serving._recommend_app import create_recommender_app
+from keel.training._recommend import fit_model
+from tests.unit.test_recommendation import config
+
+
+@pytest.fixture(scope="module")
+def loaded(movielens) -> LoadedRecommender:
+    ratings, users, items = movielens
+    data = prepare_interactions(ratings[ratings["user_id"] <= 80], config(), users, items)
+    model = fit_model("item_knn", {"neighbours": 30}, data.frame, 0)
+    bands = popularity_bands(model.recommender.popularity)
+    reference = {
+        "n_items": model.n_items,
+        "item_band": {str(i): int(b) for i, b in zip(model.item_ids, bands, strict=True)},
+        "recommended_shares": shares(bands),
+        "interaction_shares": shares(bands, model.recommender.popularity),
+        "user_groups": {},
+    }
+    meta = {"task": "recommendation", "candidate": "item_knn"}
+    return LoadedRecommender(
+        "ml", "4", "champion", model, meta, {"monitoring_reference.json": reference}
+    )
+
+
+def test_keys_are_needed_and_scoped(loaded):
+    settings = ServingConfig(
+        api_keys=[
+            {"name": "web", "sha256": hash_key("k-predict"), "scopes": ["predict"]},
+            {"name": "ops", "sha256": hash_key("k-admin"), "scopes": ["admin"]},
+        ]
+    )
+    with TestClient(create_recommender_app(loaded, settings)) as client:
+        assert client.get("/health").status_code == 200
+        assert client.get("/ready").json()["ready"] is True
+        body = {"user_id": "1", "k": 3}
+        assert client.post("/recommend", json=body).status_code == 401
+        wrong = client.post("/recommend", json=body, headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401 and "nope" not in wrong.text
+        ok = client.post("/recommend", json=body, headers={"Authorization": "Bearer k-predict"})
+        assert ok.status_code == 200 and len(ok.json()["items"]) == 3
+        assert client.get("/metrics", headers={"X-API-Key": "k-predict"}).status_code == 403
+        metrics = client.get("/metrics", headers={"X-API-Key": "k-admin"})
+        assert metrics.status_code == 200 and "keel_" in metrics.text
+        model = client.get("/model", headers={"X-API-Key": "k-admin"}).json()
+        assert model["items"] == loaded.model.n_items and model["task"] == "recommendation"
+
+
+def test_without_a_log_feedback_and_dashboard_say_so(loaded):
+    with TestClient(create_recommender_app(loaded)) as client:
+        answer = client.post("/recommend", json={"user_id": 2, "k": 2}).json()
+        feedback = client.post("/feedback", json={"request_id": answer["request_id"], "items": []})
+        assert feedback.status_code == 409
+        assert client.get("/dashboard").status_code == 409
+
+
+def test_the_log_records_answers_and_the_dashboard_reads_them(loaded, tmp_path):
+    log = PredictionLog(f"sqlite:///{tmp_path / 'log.db'}", 0.05)
+    app = create_recommender_app(loaded, log=log)
+    with TestClient(app) as client:
+        ids = [
+            client.post("/recommend", json={"user_id": u, "k": 4}).json() for u in ["1", "2", "new"]
+        ]
+        assert ids[2]["cold_start"] and not ids[0]["cold_start"]
+        clicked = ids[0]["items"][0]["item_id"]
+        ok = client.post("/feedback", json={"request_id": ids[0]["request_id"], "items": [clicked]})
+        assert ok.status_code == 200 and ok.json()["recorded"] == 1
+        page = client.get("/dashboard?window=2")
+        assert page.status_code == 200 and "Popularity drift" in page.text
+    rows = pd.read_sql("SELECT * FROM predictions", f"sqlite:///{tmp_path / 'log.db'}")
+    assert len(rows) == 3 and set(rows["model_version"]) == {"4"}
+
+
+def test_a_model_that_cannot_answer_is_not_ready(loaded):
+    broken = LoadedRecommender("ml", "5", None, loaded.model, {})
+    broken.model = type(loaded.model)(
+        loaded.model.recommender,
+        loaded.model.user_ids[:0],
+        loaded.model.item_ids,
+        loaded.model.history[:0],
+    )
+    with TestClient(create_recommender_app(broken)) as client:
+        ready = client.get("/ready")
+        assert ready.status_code == 503 and ready.json()["ready"] is False
+
+
+def test_batch_file_checks_and_csv_output(loaded, tmp_path):
+    from keel.errors import DataError, KeelInputError
+    from keel.serving._batch import recommend_file
+
+    users = tmp_path / "users.csv"
+    pd.DataFrame({"user_id": ["1", "2", "3", "new"]}).to_csv(users, index=False)
+    with pytest.raises(KeelInputError, match=r"write \.parquet or \.csv"):
+        recommend_file(loaded, users, tmp_path / "out.txt")
+    with pytest.raises(KeelInputError, match=r"--k must be 1\.\.1000"):
+        recommend_file(loaded, users, tmp_path / "out.csv", k=0)
+    empty = tmp_path / "empty.csv"
+    pd.DataFrame({"user_id": []}).to_csv(empty, index=False)
+    with pytest.raises(DataError, match="no data rows"):
+        recommend_file(loaded, empty, tmp_path / "none.parquet")
+    assert not (tmp_path / "none.parquet").exists()
+    blank = tmp_path / "blank.csv"
+    pd.DataFrame({"user_id": ["1", None]}).to_csv(blank, index=False)
+    with pytest.raises(DataError, match="row 2"):
+        recommend_file(loaded, blank, tmp_path / "b.csv")
+    seen = []
+    summary = recommend_file(
+        loaded,
+        users,
+        tmp_path / "out.csv",
+        k=3,
+        chunk=2,
+        progress=lambda n, total: seen.append((n, total)),
+    )
+    assert summary["rows"] == 12 and summary["cold_start_users"] == 1
+    assert seen == [(2, 4), (4, 4)]
+    written = pd.read_csv(tmp_path / "out.csv", dtype={"user_id": str, "item_id": str})
+    expected = loaded.model.recommend("2", k=3)["items"]
+    got = written[written["user_id"] == "2"]["item_id"].tolist()
+    assert got == [i["item_id"] for i in expected]
