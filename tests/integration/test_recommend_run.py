@@ -115,7 +115,11 @@ def test_a_fairness_limit_withholds_the_alias(tmp_path):
     ("change", "message"),
     [
         ({"user_column": "customer"}, "no column 'customer'"),
-        ({"users": "data/items.csv"}, "users table: no column 'user_id' to join on"),
+        (
+            {"users": "data/items.csv", "pii": {"columns": {}}},
+            "users table: no column 'user_id' to join on",
+        ),
+        ({"pii": {"columns": {"zipcode": "drop"}}}, "'zipcode' is not a column"),
         ({"split": {"strategy": "global_time", "test": 0.0001}}, "no test user"),
     ],
 )

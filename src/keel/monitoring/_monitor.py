@@ -110,6 +110,28 @@ def cut_windows(times: np.ndarray, window: str | int, now: float) -> list[tuple[
     ]
 
 
+def empty_windows(
+    log: pd.DataFrame, window: str | int, min_rows: int, now: float
+) -> list[tuple[Window, slice]]:
+    """Each window of ``log`` (sorted by time) without numbers yet, and its rows."""
+    times = log["time"].to_numpy(float) if len(log) else np.array([])
+    out = []
+    for index, (first, stop, complete) in enumerate(cut_windows(times, window, now)):
+        found = Window(
+            index=index,
+            start=float(times[first]),
+            end=float(times[stop - 1]),
+            rows=stop - first,
+            complete=complete,
+            judged=stop - first >= min_rows,
+            mark=float(index)
+            if isinstance(window, int)
+            else float(times[first] // SECONDS[window] * SECONDS[window]),
+        )
+        out.append((found, slice(first, stop)))
+    return out
+
+
 def monitor(
     log: pd.DataFrame,
     features: DriftReference,
@@ -140,22 +162,9 @@ def monitor(
     checked = DriftReference(
         {k: v for k, v in features.columns.items() if k in inputs.columns}, features.rows
     )
-    times = log["time"].to_numpy(float) if len(log) else np.array([])
     windows = []
-    for index, (first, stop, complete) in enumerate(cut_windows(times, window, now)):
-        part = log.iloc[first:stop]
-        found = Window(
-            index=index,
-            start=float(times[first]),
-            end=float(times[stop - 1]),
-            rows=stop - first,
-            complete=complete,
-            judged=stop - first >= min_rows,
-            mark=float(index)
-            if isinstance(window, int)
-            else float(times[first] // SECONDS[window] * SECONDS[window]),
-        )
-        _fill(found, part, inputs.iloc[first:stop], checked, outputs, meta, thresholds)
+    for found, rows in empty_windows(log, window, min_rows, now):
+        _fill(found, log.iloc[rows], inputs.iloc[rows], checked, outputs, meta, thresholds)
         windows.append(found)
     skew: dict[str, Any] = {}
     if len(log) and checked.columns:

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from keel.monitoring._dashboard import CSS, line_chart
-from keel.monitoring._monitor import SECONDS, MonitorReport, Window, cut_windows
+from keel.monitoring._monitor import MonitorReport, Window, empty_windows
 
 BANDS = 10
 EPSILON = 1e-4
@@ -64,22 +64,9 @@ def monitor_recommendations(
     model = {"name": meta.get("name"), "version": meta.get("version"), "task": "recommendation"}
     band_of = {str(k): int(v) for k, v in reference["item_band"].items()}
     groups = reference.get("user_groups", {})
-    times = log["time"].to_numpy(float) if len(log) else np.array([])
     windows = []
-    for index, (first, stop, complete) in enumerate(cut_windows(times, window, now)):
-        part = log.iloc[first:stop]
-        found = Window(
-            index=index,
-            start=float(times[first]),
-            end=float(times[stop - 1]),
-            rows=stop - first,
-            complete=complete,
-            judged=stop - first >= min_rows,
-            mark=float(index)
-            if isinstance(window, int)
-            else float(times[first] // SECONDS[window] * SECONDS[window]),
-        )
-        _fill(found, part, reference, band_of, groups)
+    for found, rows in empty_windows(log, window, min_rows, now):
+        _fill(found, log.iloc[rows], reference, band_of, groups)
         windows.append(found)
     notes = [] if len(log) else ["no requests logged for this version yet"]
     return MonitorReport(model, window, len(log), windows, {}, notes=notes)

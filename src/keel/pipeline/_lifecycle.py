@@ -102,27 +102,35 @@ def _file_digest(path: Any) -> str | None:
 
 def pii(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     """Rewrite personal data as configured (presidio), or stop the run."""
-    from keel.data import Dataset, content_digest, protect
-
     config = ctx.config
     dataset = inputs["raw"]
     ctx.say("scanning text columns")
-    protected, report = protect(
-        dataset.frame,
-        dict(config.pii.columns),
-        scan=config.pii.scan,
-        threshold=config.pii.threshold,
-    )
+    dataset, report = protect_dataset(dataset, config.pii)
+    return {"dataset": dataset, "pii_report": report}
+
+
+def protect_dataset(dataset: Any, pii: Any, present_only: bool = False) -> tuple[Any, Any]:
+    """``dataset`` with its personal data rewritten as ``pii:`` says, and the report.
+
+    From here on only the protected rows exist: they are what is snapshotted, profiled,
+    logged and learned from. The raw digest stays in the lineage. ``present_only``: the
+    configured columns this table lacks are left to another table (a column in none is
+    the caller's error).
+    """
+    from keel.data import Dataset, content_digest, protect
+
+    columns = dict(pii.columns)
+    if present_only:
+        columns = {c: a for c, a in columns.items() if c in dataset.frame.columns}
+    protected, report = protect(dataset.frame, columns, scan=pii.scan, threshold=pii.threshold)
     if protected is not dataset.frame:
-        # From here on only the protected rows exist: they are what is snapshotted,
-        # profiled, logged and learned from. The raw digest stays in the lineage.
         dataset = Dataset(
             frame=protected,
             source=dataset.source,
             digest=content_digest(protected),
             lineage={**dataset.lineage, "raw_digest": dataset.digest},
         )
-    return {"dataset": dataset, "pii_report": report}
+    return dataset, report
 
 
 def validate(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:

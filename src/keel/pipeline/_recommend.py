@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from keel.config import RECOMMENDER_BASELINES
-from keel.errors import KeelError
-from keel.pipeline._lifecycle import RunContext, now
+from keel.errors import DataError, KeelError
+from keel.pipeline._lifecycle import RunContext, now, protect_dataset
 from keel.pipeline._stages import Graph, Stage, package_digest
 
 DATA = ("keel.data", "keel.config")
@@ -68,28 +68,21 @@ def tables_fingerprint(ctx: RunContext) -> str | None:
 
 def pii(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     """Rewrite personal data in every table as configured (presidio)."""
-    from keel.data import Dataset, content_digest, protect
-
     config = ctx.config
     tables, reports = {}, {}
+    present = {str(c) for d in inputs["raw"].values() if d is not None for c in d.frame.columns}
+    unknown = [c for c in config.pii.columns if c not in present]
+    if unknown:
+        raise DataError(
+            f"key 'pii.columns': {unknown[0]!r} is not a column of the interactions, users or"
+            " items table"
+        )
     for key, dataset in inputs["raw"].items():
         if dataset is None:
             tables[key] = None
             continue
         ctx.say(f"scanning {key}")
-        protected, report = protect(
-            dataset.frame,
-            {c: a for c, a in config.pii.columns.items() if c in dataset.frame.columns},
-            scan=config.pii.scan,
-            threshold=config.pii.threshold,
-        )
-        if protected is not dataset.frame:
-            dataset = Dataset(
-                frame=protected,
-                source=dataset.source,
-                digest=content_digest(protected),
-                lineage={**dataset.lineage, "raw_digest": dataset.digest},
-            )
+        dataset, report = protect_dataset(dataset, config.pii, present_only=True)
         tables[key], reports[key] = dataset, report
     return {"tables": tables, "pii_report": reports}
 
