@@ -99,6 +99,16 @@ def test_an_identical_rerun_reuses_every_stage(trained):
     assert "Every model on the full ranking" in table.output and "cold" in table.output
 
 
+def test_keel_reproduce_gives_every_metric_again(trained):
+    root, out = trained
+    done = keel_in(root, "reproduce", out["run_id"], "--json")
+    assert done.exit_code == 0, done.output
+    again = json.loads(done.stdout)
+    assert again["identical"], again["differences"]
+    assert again["compared"] >= 48  # all, warm, cold users at 3 cut-offs, and beyond
+    assert again["candidate"]["recorded"] == again["candidate"]["reproduced"]
+
+
 def test_a_fairness_limit_withholds_the_alias(tmp_path):
     config = movielens_project(tmp_path, users=120, candidates=["ease"], trials=1)
     loaded = yaml.safe_load(config.read_text())

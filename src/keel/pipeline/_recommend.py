@@ -374,6 +374,9 @@ def register(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     config, settings = ctx.config, ctx.settings
     dataset = inputs["tables"]["data"]
     snapshot_path = snapshot(dataset, settings.data_store)
+    for table in ("users", "items"):  # `keel reproduce` needs them as they were
+        if inputs["tables"][table] is not None:
+            snapshot(inputs["tables"][table], settings.data_store)
     doc = document(inputs, ctx)
     best = inputs["best"]
     with mlflow_scope(settings.tracking_uri) as client:

@@ -67,33 +67,45 @@ def reproduce(run_id: str, project: ProjectConfig, settings: Settings) -> Reprod
             f"run {run_id!r} was recorded by an older or different `keel run`"
             " (its keel.yaml is not a mapping)"
         )
-    report = RunReport.from_dict(document, origin=f"reports/report.json of run {run_id}")
+    ranking = document.get("task") == "recommendation"  # the document's own label
+    if ranking:
+        candidate, tuning = document["chosen"], document.get("tuning", {})
+    else:
+        report = RunReport.from_dict(document, origin=f"reports/report.json of run {run_id}")
+        candidate, tuning = report.model.candidate, report.tuning
     digest = run.data.tags.get("keel.dataset.digest", "")
-    snapshot = settings.data_store / digest / "data.parquet"
-    if not snapshot.is_file():
-        raise KeelInputError(
-            f"the data snapshot of run {run_id} is not in {settings.data_store}"
-            f" (digest {digest}); it is needed to reproduce the run"
-        )
-    logged["data"] = str(snapshot)
+    tables = {"data": digest}
+    if ranking:  # the attribute tables were snapshotted too
+        tables |= {k: run.data.tags.get(f"keel.{k}.digest") for k in ("users", "items")}
+    for key, table_digest in tables.items():
+        if not table_digest:
+            continue
+        snapshot = settings.data_store / table_digest / "data.parquet"
+        if not snapshot.is_file():
+            raise KeelInputError(
+                f"the {key} snapshot of run {run_id} is not in {settings.data_store}"
+                f" (digest {table_digest}); it is needed to reproduce the run"
+            )
+        logged[key] = str(snapshot)
     logged.pop("tracking_uri", None)
     config = parse_config(logged, origin=f"keel.yaml of run {run_id}").with_root(project.root)
-    fixed = {name: t.get("best_params") or {} for name, t in report.tuning.items()}
+    fixed = {name: t.get("best_params") or {} for name, t in tuning.items()}
     again = run_project(config, settings, fixed_params=fixed, record=False)
     recorded = {
         k.removeprefix("test_"): v
         for k, v in run.data.metrics.items()
         if k.startswith("test_") and not k.endswith(("_ci_low", "_ci_high"))
     }
+    reproduced = _ranking_metrics(again) if ranking else again.metrics
     differences = []
     for name, value in sorted(recorded.items()):
-        new = again.metrics.get(name)
+        new = reproduced.get(name)
         if new is None or not math.isclose(new, value, rel_tol=0, abs_tol=TOLERANCE):
             differences.append({"metric": f"test_{name}", "recorded": value, "reproduced": new})
-    chosen = {"recorded": report.model.candidate, "reproduced": again.model["candidate"]}
+    chosen = {"recorded": candidate, "reproduced": again.model["candidate"]}
     if chosen["recorded"] != chosen["reproduced"]:
         differences.append({"metric": "chosen model", **chosen})
-    if again.data["digest"] != digest:
+    if again.data.get("digest") != digest:
         differences.append(
             {"metric": "data digest", "recorded": digest, "reproduced": again.data["digest"]}
         )
@@ -113,3 +125,14 @@ def reproduce(run_id: str, project: ProjectConfig, settings: Settings) -> Reprod
         differences=differences,
         compared=len(recorded),
     )
+
+
+def _ranking_metrics(again: Any) -> dict[str, float]:
+    """A recommender's test metrics as its run logged them (all, warm_, cold_, beyond)."""
+    chosen = next(c for c in again.candidates if c["name"] == again.model["candidate"])
+    return {
+        **chosen["test"],
+        **{f"warm_{k}": v for k, v in chosen["test_warm"].items()},
+        **{f"cold_{k}": v for k, v in chosen["test_cold"].items()},
+        **chosen["beyond"],
+    }

@@ -236,7 +236,7 @@ def _ranking_result(state: RunState, settings: Settings, record: bool) -> RunRes
                 {"name": c["name"], "validation": c["validation"], **tests[c["name"]]}
                 for c in values["trained"]
             ],
-            data={"protocol": values["splits"].report},
+            data={"digest": values["tables"]["data"].digest, "protocol": values["splits"].report},
             assessment={"gate": values["assessment"]["gate"]},
             tuning={},
             reports={},
