@@ -245,6 +245,8 @@ def test_the_lifecycle_graph() -> None:
 
 def test_run_help_names_every_stage_in_order() -> None:
     """`keel run --help` lists the stages by hand (importing the graph would slow --help)."""
-    from keel.cli._train import STAGE_NAMES
+    from keel.cli._train import RANKING_STAGE_NAMES, STAGE_NAMES
+    from keel.pipeline._recommend import RECOMMENDATION_LIFECYCLE
 
     assert ", ".join(STAGES) == STAGE_NAMES
+    assert ", ".join(RECOMMENDATION_LIFECYCLE.names) == RANKING_STAGE_NAMES

@@ -30,6 +30,10 @@ STAGE_NAMES = (
     "ingest, pii, validate, split, leakage, profile, tune, train, evaluate, fairness,"
     " explain, register, compare, report, card, alias"
 )
+RANKING_STAGE_NAMES = (
+    "ingest, pii, validate, split, profile, tune, train, evaluate, fairness, explain,"
+    " register, report, alias"
+)
 
 
 @app.command()
@@ -41,7 +45,8 @@ def run(
         str | None,
         typer.Option(
             "--from",
-            help=f"Re-run this stage and every later one, whatever is stored ({STAGE_NAMES}).",
+            help="Re-run this stage and every later one, whatever is stored"
+            f" ({STAGE_NAMES}; a recommender: {RANKING_STAGE_NAMES}).",
         ),
     ] = None,
     no_cache: Annotated[
@@ -63,6 +68,11 @@ def run(
     champion on the primary metric beyond noise, on test rows the champion never
     trained on, and is not worse on fairness: then it is auto-promoted (recorded in
     `keel history`). The alias moves last, after the report and the card exist.
+
+    `task: recommendation` runs the recommender's stages: a split by time with
+    cold-start users, random/popularity baselines and tuned item_knn, ease, als, bpr,
+    full-ranking metrics (NDCG@K, MAP@K, MRR, ...) over users, the popularity gate,
+    fairness across user groups and item exposure (docs/recommendation.md).
 
     Every stage's outputs are stored under .keel/stages by a key of its code, the
     keel.yaml keys it reads and its inputs: a stage whose key is stored is reused, so
@@ -91,11 +101,13 @@ def run(
             disable=not show,
             transient=True,
         ) as progress:
-            bar = progress.add_task("keel run", total=len(STAGES), detail="")
+            ranking = project.task is not None and get_task(project.task).family == "ranking"
+            names = tuple(RANKING_STAGE_NAMES.split(", ")) if ranking else STAGES
+            bar = progress.add_task("keel run", total=len(names), detail="")
 
             def observe(stage: str, detail: str) -> None:
-                if stage in STAGES:
-                    progress.update(bar, completed=STAGES.index(stage))
+                if stage in names:
+                    progress.update(bar, completed=names.index(stage))
                 progress.update(bar, description=stage, detail=detail)
 
             with redirect_stdout(sys.stderr):
@@ -107,7 +119,7 @@ def run(
                     start_from=from_stage,
                     use_cache=not no_cache,
                 )
-            progress.update(bar, completed=len(STAGES))
+            progress.update(bar, completed=len(names))
         payload = result.to_dict()
         if json_out:
             print(json.dumps(payload, default=str))
