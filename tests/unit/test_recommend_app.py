@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 
 from keel.config import ServingConfig
 from keel.data._interactions import prepare_interactions
-from keel.monitoring._recommend import popularity_bands, shares
+from keel.monitoring._recommend import monitor_recommendations, popularity_bands, shares
 from keel.registry import LoadedRecommender
 from keel.serving._log import PredictionLog
 from keel.serving._observe import hash_key
@@ -71,17 +71,28 @@ def test_the_log_records_answers_and_the_dashboard_reads_them(loaded, tmp_path):
     log = PredictionLog(f"sqlite:///{tmp_path / 'log.db'}", 0.05)
     app = create_recommender_app(loaded, log=log)
     with TestClient(app) as client:
-        ids = [
-            client.post("/recommend", json={"user_id": u, "k": 4}).json() for u in ["1", "2", "new"]
-        ]
-        assert ids[2]["cold_start"] and not ids[0]["cold_start"]
+        ids = [client.post("/recommend", json={"user_id": u, "k": 4}).json() for u in ["1", "2"]]
+        sent = {"user_id": "new", "k": 4, "history": [str(loaded.model.item_ids[0])]}
+        ids.append(client.post("/recommend", json=sent).json())
+        ids.append(client.post("/recommend", json={"user_id": "new", "k": 4}).json())
+        assert ids[3]["cold_start"] and not ids[0]["cold_start"] and not ids[2]["cold_start"]
         clicked = ids[0]["items"][0]["item_id"]
         ok = client.post("/feedback", json={"request_id": ids[0]["request_id"], "items": [clicked]})
         assert ok.status_code == 200 and ok.json()["recorded"] == 1
         page = client.get("/dashboard?window=2")
         assert page.status_code == 200 and "Popularity drift" in page.text
     rows = pd.read_sql("SELECT * FROM predictions", f"sqlite:///{tmp_path / 'log.db'}")
-    assert len(rows) == 3 and set(rows["model_version"]) == {"4"}
+    assert len(rows) == 4 and set(rows["model_version"]) == {"4"}
+    report = monitor_recommendations(
+        read_frame(tmp_path / "log.db"),
+        loaded.documents["monitoring_reference.json"],
+        {"name": "ml", "version": "4"},
+        window=2,
+        min_rows=1,
+    )
+    first, second = (w.metrics for w in report.windows)
+    assert first["hit_rate"] == 1.0 and "requested_popularity_psi" not in first
+    assert second["requested_popularity_psi"] > 0 and second["cold_start_share"] == 0.5
 
 
 def test_a_model_that_cannot_answer_is_not_ready(loaded):
@@ -131,3 +142,9 @@ def test_batch_file_checks_and_csv_output(loaded, tmp_path):
     expected = loaded.model.recommend("2", k=3)["items"]
     got = written[written["user_id"] == "2"]["item_id"].tolist()
     assert got == [i["item_id"] for i in expected]
+
+
+def read_frame(path):
+    from keel.serving._log import read_log
+
+    return pd.DataFrame.from_records(read_log(f"sqlite:///{path}"))

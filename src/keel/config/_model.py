@@ -348,6 +348,7 @@ MonitorMetric = Literal[
     "cold_start_share",  # share of requests answered with the popularity fallback
     "coverage",  # distinct items recommended / catalogue
     "popularity_psi",  # popularity bands of recommended items vs the test-period lists
+    "requested_popularity_psi",  # of the histories sent with requests vs training
     "consumed_popularity_psi",  # of consumed items (feedback) vs training interactions
     "hit_rate",  # requests whose list held a consumed item (feedback)
     "ctr",  # consumed recommended items / items shown (requests with feedback)

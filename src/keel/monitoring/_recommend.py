@@ -1,13 +1,13 @@
 """Monitoring a served recommender, window by window, from the prediction log.
 
 Per window: requests, the share of cold-start requests, catalogue coverage (distinct
-items recommended / catalogue), popularity drift of what is recommended and of what
-users consumed (PSI over ten popularity bands of the catalogue, against the test-period
-lists and the training interactions of the package), hit rate and click-through from
-``/feedback`` (a request hit when a consumed item was in its list), hit rate per user
-group (the package's banded sensitive features, and cold vs warm) and latency. The
-metrics are keyed like alert rules (``monitoring.alerts``), so the same rules, incident
-state and sinks apply as for tabular models.
+items recommended / catalogue), popularity drift (PSI over ten popularity bands of the
+catalogue) of what is recommended (against the test-period lists), of the histories
+requests brought and of what users consumed (against the training interactions), hit
+rate and click-through from ``/feedback`` (a request hit when a consumed item was in
+its list), hit rate per user group (the package's banded sensitive features, and cold
+vs warm) and latency. The metrics are keyed like alert rules (``monitoring.alerts``),
+so the same rules, incident state and sinks apply as for tabular models.
 """
 
 from __future__ import annotations
@@ -95,6 +95,10 @@ def _fill(
     metrics["popularity_psi"] = (
         psi(recommended, reference["recommended_shares"]) if shown else math.nan
     )
+    requested = [str(i) for r in inputs for i in (r.get("history") or [])]
+    if requested:
+        bands = np.array([band_of[i] for i in requested if i in band_of], dtype=np.int64)
+        metrics["requested_popularity_psi"] = psi(shares(bands), reference["interaction_shares"])
     labelled = [
         (r, items, lab)
         for r, items, lab in zip(inputs, lists, part["label"], strict=True)
@@ -224,6 +228,7 @@ def render_recommendation_dashboard(
             line_chart(
                 {
                     "recommended": series("popularity_psi"),
+                    "requested": series("requested_popularity_psi"),
                     "consumed": series("consumed_popularity_psi"),
                 },
                 "popularity drift",

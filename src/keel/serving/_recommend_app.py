@@ -36,6 +36,7 @@ from keel.serving._state import ServingState
 
 MAX_K = 1000
 MAX_ITEMS_IN_REQUEST = 10_000
+MAX_LOGGED_HISTORY = 100
 Id = str | int
 
 
@@ -279,6 +280,8 @@ def _routes(state: ServingState) -> APIRouter:
                         "user_id": str(body.user_id),
                         "k": body.k,
                         "history_size": len(body.history),
+                        # what the request brought (popularity drift of requested items)
+                        "history": [str(i) for i in body.history[:MAX_LOGGED_HISTORY]],
                         "exclude_size": len(body.exclude),
                         "cold_start": answer["cold_start"],
                     }
