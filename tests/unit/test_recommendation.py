@@ -318,3 +318,14 @@ def test_evaluation_of_a_fitted_model_equals_trec_eval(fitted):
         mine = result.per_user[metric][warm][clear]
         other = np.array([theirs[(u, metric)] for u in result.user_ids[warm]])[clear]
         np.testing.assert_allclose(mine, other, rtol=0, atol=1e-9, err_msg=metric)
+
+
+def test_item_knn_in_blocks_equals_one_block(fitted, monkeypatch):
+    import keel.tasks._recommenders as recommenders
+
+    splits, models = fitted
+    whole = models["item_knn"].recommender._weights().toarray()
+    monkeypatch.setattr(recommenders, "KNN_BLOCK_CELLS", 5_000)  # a few items per block
+    blocked = fit_model("item_knn", SMALL["item_knn"], splits.fit, 0)
+    assert np.array_equal(blocked.recommender._weights().toarray(), whole)
+    assert (np.count_nonzero(whole, axis=0) <= SMALL["item_knn"]["neighbours"]).all()

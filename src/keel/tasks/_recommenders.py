@@ -29,6 +29,8 @@ import scipy.sparse as sp
 RECENT_SHARE = 0.1
 """``recent_popularity`` counts the last tenth of the training period."""
 EASE_MAX_ITEMS = 20_000
+KNN_BLOCK_CELLS = 20_000_000
+"""item_knn computes similarities for blocks of items × at most this many cells (160 MB)."""
 """EASE inverts an items × items matrix: beyond this catalogue size use item_knn or als."""
 
 
@@ -160,15 +162,28 @@ class ItemKnnRecommender(_ItemBased):
         neighbours = int(self.params.get("neighbours", 100))
         shrink = float(self.params.get("shrink", 10.0))
         x = data.matrix.tocsc().astype(np.float64)
+        n = x.shape[1]
         norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=0)).ravel())
-        sim = (x.T @ x).toarray()
-        sim /= np.outer(norms, norms) + shrink + 1e-12
-        np.fill_diagonal(sim, 0.0)
-        n = sim.shape[0]
-        if neighbours < n:  # keep each target item's strongest neighbours (per column)
-            cut = np.argpartition(-sim, neighbours - 1, axis=0)[neighbours:, :]
-            np.put_along_axis(sim, cut, 0.0, axis=0)
-        weights = sp.csc_matrix(sim)
+        xt = x.T.tocsr()
+        # one block of target items at a time: memory is items x block, never items^2
+        block = max(1, min(n, KNN_BLOCK_CELLS // max(1, n)))
+        values, rows, columns = [], [], []
+        for start in range(0, n, block):
+            stop = min(start + block, n)
+            sim = (xt @ x[:, start:stop]).toarray()
+            sim /= np.outer(norms, norms[start:stop]) + shrink + 1e-12
+            sim[np.arange(start, stop), np.arange(stop - start)] = 0.0
+            if neighbours < n:  # keep each target item's strongest neighbours
+                cut = np.argpartition(-sim, neighbours - 1, axis=0)[neighbours:, :]
+                np.put_along_axis(sim, cut, 0.0, axis=0)
+            r, c = np.nonzero(sim)
+            values.append(sim[r, c])
+            rows.append(r)
+            columns.append(c + start)
+        weights = sp.csc_matrix(
+            (np.concatenate(values), (np.concatenate(rows), np.concatenate(columns))),
+            shape=(n, n),
+        )
         return {"data": weights.data, "indices": weights.indices, "indptr": weights.indptr}
 
     def _weights(self) -> Any:
