@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from keel.errors import DataError, KeelInputError, did_you_mean
 from keel.registry import LoadedRecommender
+from keel.tasks._recommendation import chunk_users
 
 CHUNK = 1024
 OUTPUTS = (".parquet", ".pq", ".csv")
@@ -70,6 +71,7 @@ def recommend_file(
         raise KeelInputError(f"--k must be 1..1000, got {k}")
     users = _users(users_file, loaded.metadata.get("user_column"))
     model = loaded.model
+    chunk = chunk_users(model.n_items, chunk)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=out.suffix + ".tmp")
     os.close(fd)

@@ -41,6 +41,15 @@ from keel.tasks._recommenders import Recommender, restore
 
 CHUNK_USERS = 512
 """Users scored at once: memory is ``CHUNK_USERS × items`` floats, whatever the users."""
+CHUNK_CELLS = 10_000_000
+"""…and at most this many user × item cells (a large catalogue scores fewer users)."""
+
+
+def chunk_users(n_items: int, chunk: int = CHUNK_USERS) -> int:
+    """How many users to score at once for a catalogue of ``n_items``."""
+    return max(1, min(chunk, CHUNK_CELLS // max(1, n_items)))
+
+
 PACKAGE_ARRAYS = "recommender.npz"
 PACKAGE_META = "recommender.json"
 
@@ -286,6 +295,7 @@ def evaluate_ranking(
     n_relevant = np.bincount(owner, minlength=len(user_ids))  # R counts unknown items too
     inside = column >= 0
     k_max = max(ks)
+    chunk = chunk_users(model.n_items, chunk)
     per_user: dict[str, list[np.ndarray]] = {}
     lists = np.full((len(users), k_max), -1, dtype=np.int64)
     order = np.argsort(owner[inside], kind="stable")
