@@ -141,3 +141,25 @@ def test_bad_input_is_exit_2_and_writes_nothing(tmp_path, change, message):
     assert done.exit_code == 2, done.output
     assert message in done.output and "Traceback" not in done.output
     assert not (tmp_path / ".keel" / "mlflow.db").exists()
+
+
+def test_a_new_version_meets_the_champion_on_the_same_test_users(trained):
+    root, out = trained
+    config = root / "keel.yaml"
+    loaded = yaml.safe_load(config.read_text())
+    loaded["card"]["intended_use"] = "The same model, registered again with other words."
+    config.write_text(yaml.safe_dump(loaded))
+    again = keel_in(root, "run", "--json")  # only the card changed: the same model
+    assert again.exit_code == 0, again.output
+    second = json.loads(again.stdout)
+    assert second["model"]["version"] != out["model"]["version"]
+    versus = second["assessment"]["versus_champion"]
+    assert versus["champion"] == out["model"]["version"] and not versus["promote"]
+    assert versus["difference"]["value"] == 0.0 and second["model"]["alias"] == "challenger"
+    # a champion that learnt from this test period cannot be compared fairly
+    loaded["split"] = {**loaded["split"], "strategy": "user_time"}
+    config.write_text(yaml.safe_dump(loaded))
+    third = json.loads(keel_in(root, "run", "--json").stdout)
+    versus = third["assessment"]["versus_champion"]
+    assert third["assessment"]["gates"]["baseline"] == "passed", third["assessment"]["gate"]
+    assert not versus["promote"] and "no fair comparison" in versus["reason"]

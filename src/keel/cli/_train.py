@@ -32,7 +32,7 @@ STAGE_NAMES = (
 )
 RANKING_STAGE_NAMES = (
     "ingest, pii, validate, split, profile, tune, train, evaluate, fairness, explain,"
-    " register, report, alias"
+    " register, compare, report, alias"
 )
 
 
@@ -197,6 +197,10 @@ def _render_ranking_run(result: dict[str, Any]) -> None:
         if "describe" in gate
         else f"baseline gate {'passed' if gate['passed'] else 'FAILED'}"
     )
+    versus = result["assessment"].get("versus_champion")
+    if versus:
+        verdict = "[green]promoted[/green]" if versus["promote"] else "stays challenger"
+        console.print(f"Against the champion: {verdict} — {versus['reason']}")
     protocol = result["data"]["protocol"]
     console.print(
         f"Split {protocol['strategy']}: {protocol['warm_test_users']} warm and"

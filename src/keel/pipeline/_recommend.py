@@ -618,13 +618,89 @@ def _run(run_id: str, experiment_id: str, name: str, version: Any, doc: dict) ->
     }
 
 
+def _gates_pass(run: dict[str, Any]) -> bool:
+    gates = run["report"]["gates"]
+    return gates["baseline"] == "passed" and gates["fairness"] != "failed"
+
+
+def compare(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
+    """Which alias the version takes: against the champion on the same test users.
+
+    The champion's package ranks the same test users over the full catalogue; the new
+    version becomes champion when the whole 95 % interval (users resampled) of the
+    difference in the primary metric is above zero and no fairness limit fails.
+    A champion that trained on this test period cannot be compared fairly: then the
+    new version stays challenger, and the report says why.
+    """
+    from keel.evaluation import paired_difference
+    from keel.registry import CHALLENGER, CHAMPION, alias_version, load_recommender
+    from keel.registry import mlflow_scope as scope
+    from keel.tasks import evaluate_ranking
+
+    config, settings, run = ctx.config, ctx.settings, inputs["run"]
+    if not _gates_pass(run):
+        return {"versus": None, "planned_alias": None}
+    with scope(settings.tracking_uri) as client:
+        champion = alias_version(client, config.name, CHAMPION)
+        held = [
+            a
+            for a in (CHAMPION, CHALLENGER)
+            if alias_version(client, config.name, a) == run["version"]
+        ]
+    if held:  # a resumed run: the version keeps its alias
+        return {"versus": None, "planned_alias": held[0]}
+    if champion is None:
+        return {"versus": None, "planned_alias": CHAMPION}
+    ctx.say(f"against the champion (version {champion}), on the same test users")
+    other = load_recommender(f"{config.name}/{champion}", settings.tracking_uri).model
+    test = inputs["splits"].test
+    rows = other.user_index(test["user"])
+    cols = other._items.get_indexer(test["item"])
+    known = (rows >= 0) & (cols >= 0)
+    seen = np.asarray(other.history[rows[known], cols[known]]).ravel() > 0
+    primary = inputs["primary"]
+    if seen.any():
+        reason = (
+            f"version {champion} trained on {int(seen.sum())} interactions of this test"
+            " period: no fair comparison, stays challenger (compare with `keel promote`)"
+        )
+        return {
+            "versus": {"champion": champion, "promote": False, "reason": reason},
+            "planned_alias": CHALLENGER,
+        }
+    mine = inputs["result"].per_user[primary]
+    theirs = evaluate_ranking(other, test, config.k).per_user[primary]
+    difference = paired_difference(
+        lambda r: float(np.mean(mine[r])),
+        lambda r: float(np.mean(theirs[r])),
+        len(mine),
+        resamples=config.fairness.resamples or 200,
+        seed=config.seed,
+    )
+    promote = difference.low > 0
+    reason = (
+        f"{primary} {float(np.mean(mine)):.4f} vs champion version {champion}"
+        f" {float(np.mean(theirs)):.4f} on the same {len(mine)} test users: difference"
+        f" {difference.value:+.4f} (95% CI {difference.low:+.4f} to {difference.high:+.4f})"
+        + (", promoted" if promote else ", not better beyond noise: stays challenger")
+    )
+    versus = {
+        "champion": champion,
+        "promote": bool(promote),
+        "reason": reason,
+        "difference": difference.to_dict(),
+    }
+    return {"versus": versus, "planned_alias": CHAMPION if promote else CHALLENGER}
+
+
 def report(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     """Report, validation page and model card (HTML and Markdown), logged on the run."""
     from keel.registry import mlflow_scope, tracking
     from keel.reports._recommend import write_recommendation_reports
 
     run = inputs["run"]
-    written = write_recommendation_reports(run["report"], ctx.settings.reports_dir / run["run_id"])
+    doc = {**run["report"], "versus_champion": inputs["versus"], "alias": inputs["planned_alias"]}
+    written = write_recommendation_reports(doc, ctx.settings.reports_dir / run["run_id"])
     with mlflow_scope(ctx.settings.tracking_uri) as client:
         for key, path in written.items():
             folder = "card" if key.startswith("model_card") else "reports"
@@ -633,17 +709,19 @@ def report(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
 
 
 def alias(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
-    """``champion`` for the first version that passes its gates, else ``challenger``."""
+    """Move the alias last, once the evidence exists: none when a gate failed."""
     from keel.registry import ModelRef, assign_alias, mlflow_scope
 
     run = inputs["run"]
-    gates = run["report"]["gates"]
-    if gates["baseline"] != "passed" or gates["fairness"] == "failed":
+    if inputs["planned_alias"] is None:
         ctx.say("gates failed: no alias")
         return {"alias": None}
     with mlflow_scope(ctx.settings.tracking_uri) as client:
         ref = assign_alias(
-            client, ModelRef(run["name"], run["version"]), ctx.settings.tracking_uri, None
+            client,
+            ModelRef(run["name"], run["version"]),
+            ctx.settings.tracking_uri,
+            inputs["versus"],
         )
     return {"alias": ref.alias}
 
@@ -745,8 +823,30 @@ def _graph() -> Graph:
                 RECORD,
                 still_valid=still_registered,
             ),
-            Stage("report", report, ("run",), {"reports": dict}, (), RECORD),
-            Stage("alias", alias, ("run", "reports"), {"alias": (str, type(None))}, (), RECORD),
+            Stage(
+                "compare",
+                compare,
+                ("run", "splits", "primary", "result"),
+                {"versus": (dict, type(None)), "planned_alias": (str, type(None))},
+                ("k", "seed", "fairness.resamples"),
+                RECORD,
+            ),
+            Stage(
+                "report",
+                report,
+                ("run", "versus", "planned_alias"),
+                {"reports": dict},
+                (),
+                RECORD,
+            ),
+            Stage(
+                "alias",
+                alias,
+                ("run", "reports", "versus", "planned_alias"),
+                {"alias": (str, type(None))},
+                (),
+                RECORD,
+            ),
         ],
         sources=("extra_rows", "fixed_params", "run_tags"),
     )
@@ -791,6 +891,7 @@ def result_document(values: dict[str, Any]) -> dict[str, Any]:
             "gates": doc["gates"],
             "intervals": doc["intervals"],
             "fairness": {"breaches": [c for c in doc["fairness"]["checks"] if not c["passed"]]},
+            "versus_champion": values["versus"],
         },
         "tuning": doc["tuning"],
         "reports": values["reports"],

@@ -198,6 +198,9 @@ def report_sections(doc: dict[str, Any]) -> list[Section]:
                         f"{primary} on test: {_ci(doc['intervals'].get(primary))}",
                         gate.get("describe", "baseline gate: not run"),
                         f"fairness: {doc.get('fairness_verdict', 'not assessed')}",
+                        "against the champion: "
+                        + ((doc.get("versus_champion") or {}).get("reason") or "no champion yet"),
+                        f"alias: {doc.get('alias') or 'none'}",
                     ],
                 )
             ],
