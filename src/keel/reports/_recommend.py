@@ -343,19 +343,19 @@ def validation_sections(doc: dict[str, Any]) -> list[Section]:
     ]
 
 
-def card_sections(doc: dict[str, Any]) -> list[Section]:
-    """The model card, in the organisation's recommender layout."""
-    card = doc.get("card", {})
-    k = 10 if 10 in doc["ks"] else max(doc["ks"])
-    intervals = doc["intervals"]
+def _card_limitations(doc: dict[str, Any], k: int) -> list[str]:
+    """What people wrote, and what the run measured: cold start, gaps, baselines, gates."""
+    limitations = list(doc.get("card", {}).get("limitations", []))
     warm, cold = doc.get("warm", {}), doc.get("cold", {})
-    ndcg, map_ = f"ndcg_at_{k}", f"map_at_{k}"
-    limitations = list(card.get("limitations", []))
-    if cold and warm and cold.get(ndcg, 0) < warm.get(ndcg, 0):
+    ndcg, recall = f"ndcg_at_{k}", f"recall_at_{k}"
+    users = doc["protocol"].get("cold_start_test_users", 0)
+    if users and cold and warm:
+        lower = "lower" if cold.get(ndcg, 0) < warm.get(ndcg, 0) else "not lower"
         limitations.append(
-            f"Underserves new users (cold start): {ndcg} {_n(cold.get(ndcg))} for"
-            f" {doc['protocol']['cold_start_test_users']} cold-start test users vs"
-            f" {_n(warm.get(ndcg))} for warm users; they get the popularity list."
+            f"New users (cold start) get the popularity list, not a personal one: {ndcg}"
+            f" {_n(cold.get(ndcg))} and {recall} {_n(cold.get(recall))} for {users}"
+            f" cold-start test users vs {_n(warm.get(ndcg))} and {_n(warm.get(recall))} for"
+            f" warm users ({ndcg} {lower} for them)."
         )
     fairness = doc.get("fairness") or {}
     for feature, detail in fairness.get("features", {}).items():
@@ -372,6 +372,18 @@ def card_sections(doc: dict[str, Any]) -> list[Section]:
     gate = doc.get("gate") or {}
     if gate and not gate.get("passed"):
         limitations.append("The model does not beat the popularity baseline on the interval.")
+    return limitations
+
+
+def card_sections(doc: dict[str, Any]) -> list[Section]:
+    """The model card, in the organisation's recommender layout."""
+    card = doc.get("card", {})
+    k = 10 if 10 in doc["ks"] else max(doc["ks"])
+    intervals = doc["intervals"]
+    warm, cold = doc.get("warm", {}), doc.get("cold", {})
+    ndcg, map_ = f"ndcg_at_{k}", f"map_at_{k}"
+    limitations = _card_limitations(doc, k)
+    gate = doc.get("gate") or {}
     latency = doc.get("serving_latency")
     data = doc["data"]["profile"]
     return [
