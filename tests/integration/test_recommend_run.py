@@ -77,6 +77,8 @@ def test_reports_and_card_hold_the_evidence(trained):
         "By gender",
         "Exposure by popularity",
         "Exposure by genre",
+        "New users (cold start) get the popularity list",
+        "keel rollback movielens",
     ):
         assert words in card, words
     page = Path(reports["html"]).read_text()
