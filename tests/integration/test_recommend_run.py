@@ -165,3 +165,16 @@ def test_a_new_version_meets_the_champion_on_the_same_test_users(trained):
     versus = third["assessment"]["versus_champion"]
     assert third["assessment"]["gates"]["baseline"] == "passed", third["assessment"]["gate"]
     assert not versus["promote"] and "no fair comparison" in versus["reason"]
+
+
+def test_report_card_and_validation_page_render_in_a_real_browser(trained, browser):
+    _, out = trained
+    for key, words in (
+        ("html", "Every model on test"),
+        ("model_card_html", "A/B test results"),
+        ("validation", "long tail"),
+    ):
+        page = browser(Path(out["reports"][key]))
+        assert page.console == [] and page.requests == [], key
+        assert words in page.dom and "<svg" in page.dom, key
+        assert page.screenshot.stat().st_size > 10_000, key  # a picture, not a blank page

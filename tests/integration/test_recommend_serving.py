@@ -180,7 +180,7 @@ def test_batch_equals_the_endpoint_row_by_row(server, project, tmp_path):
     assert not (tmp_path / "x.csv").exists()
 
 
-def test_monitoring_windows_alerts_and_dashboard(server, project, tmp_path):
+def test_monitoring_windows_alerts_and_dashboard(server, project, tmp_path, browser):
     root, _ = project
     ids = []
     for i in range(40):  # every other request from a user the model never saw
@@ -202,6 +202,9 @@ def test_monitoring_windows_alerts_and_dashboard(server, project, tmp_path):
     assert any(w["metrics"].get("hit_rate") == 1.0 for w in judged)
     assert report["alerts"][0]["rule"]["metric"] == "cold_start_share"
     assert "Popularity drift" in (tmp_path / "dash.html").read_text()
+    rendered = browser(tmp_path / "dash.html")
+    assert rendered.console == [] and rendered.requests == []
+    assert "<svg" in rendered.dom and rendered.screenshot.stat().st_size > 10_000
     page = httpx.get(f"{server}/dashboard?window=20", timeout=30)
     assert page.status_code == 200 and "hit rate" in page.text
     bad = httpx.get(f"{server}/dashboard?window=fortnight", timeout=30)
