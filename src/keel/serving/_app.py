@@ -192,6 +192,7 @@ def create_app_from_spec(
 
     if package is None and is_recommender(spec.model, spec.tracking_uri):
         package = load_recommender(spec.model, spec.tracking_uri)
+        package.alias = spec.follow_alias  # workers load NAME/VERSION of the alias
     package = package or load_package(spec.model, spec.tracking_uri)
     settings = spec.serving
     log = (
