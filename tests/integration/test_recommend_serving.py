@@ -238,3 +238,20 @@ def test_the_definition_of_done_holds_for_a_served_recommender(server, project):
         "end_to_end",
     ):
         assert status[gate] == "pass", (gate, report["gates"])
+
+
+def test_two_workers_serve_the_same_lists(project, server):
+    root, _ = project
+    process, url = start_server(root, "--workers", "2")
+    try:
+        ready = httpx.get(f"{url}/ready", timeout=10).json()
+        assert ready["model"]["alias"] == "champion"
+        answers = {
+            tuple(i["item_id"] for i in _post(url, {"user_id": 4, "k": 5}).json()["items"])
+            for _ in range(6)
+        }
+        single = tuple(i["item_id"] for i in _post(server, {"user_id": 4, "k": 5}).json()["items"])
+        assert answers == {single}
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
