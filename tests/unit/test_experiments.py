@@ -1,0 +1,110 @@
+"""A/B test design: sample sizes equal statsmodels', durations, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from statsmodels.stats.power import NormalIndPower, TTestIndPower
+from statsmodels.stats.proportion import (
+    proportion_effectsize,
+    samplesize_proportions_2indep_onetail,
+)
+from typer.testing import CliRunner
+
+from keel.cli import app
+from keel.evaluation._experiments import design
+
+
+@pytest.mark.parametrize(
+    ("baseline", "mde", "share", "alpha", "power"),
+    [(0.10, 0.01, 0.5, 0.05, 0.8), (0.03, 0.005, 0.2, 0.01, 0.9), (0.5, -0.02, 0.7, 0.1, 0.8)],
+)
+def test_pooled_equals_statsmodels(baseline, mde, share, alpha, power):
+    found = design("proportion", baseline, mde, treatment_share=share, alpha=alpha, power=power)
+    ratio = share / (1 - share)
+    treated = samplesize_proportions_2indep_onetail(
+        diff=mde, prop2=baseline, power=power, ratio=1 / ratio, alpha=alpha
+    )
+    assert found.treatment == math.ceil(treated - 1e-9)
+    assert found.control == math.ceil(treated / ratio - 1e-9)
+    assert found.total == found.control + found.treatment
+
+
+def test_the_textbook_number():
+    # 10 % -> 11 %, alpha 0.05, power 0.8, equal arms: 14,751 a arm (Fleiss, no correction)
+    found = design("proportion", 0.10, 0.01, daily_units=1000)
+    assert (found.per_arm, found.total) == (14_751, 29_502)
+    assert (found.duration_days, found.duration_weeks) == (30, 5)
+    relative = design("proportion", 0.10, 0.10, relative=True)
+    assert relative.per_arm == found.per_arm and relative.target == pytest.approx(0.11)
+
+
+def test_arcsine_and_continuous_equal_statsmodels():
+    arcsine = design("proportion", 0.10, 0.01, method="arcsine", treatment_share=0.25)
+    expected = NormalIndPower().solve_power(
+        effect_size=abs(proportion_effectsize(0.11, 0.10)), alpha=0.05, power=0.8, ratio=1 / 3
+    )
+    assert arcsine.control == math.ceil(expected - 1e-9)
+    continuous = design("continuous", 50.0, 2.0, std=20.0, daily_units=300)
+    t = TTestIndPower().solve_power(effect_size=0.1, alpha=0.05, power=0.8, ratio=1.0)
+    assert continuous.per_arm == math.ceil(t - 1e-9)
+    assert continuous.duration_days == math.ceil(continuous.total / 300)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"baseline": 1.2, "mde": 0.1}, "baseline must be between 0 and 1"),
+        ({"baseline": 0.95, "mde": 0.1}, "baseline + mde"),
+        ({"baseline": 0.1, "mde": 0.0}, "mde must not be 0"),
+        ({"baseline": 0.1, "mde": 0.01, "alpha": 0.7}, "alpha"),
+        ({"baseline": 0.1, "mde": 0.01, "treatment_share": 1.0}, "split"),
+        ({"baseline": 0.1, "mde": 0.01, "method": "exact"}, "pooled or arcsine"),
+        ({"baseline": 0.1, "mde": 0.01, "daily_units": 0}, "daily units"),
+    ],
+)
+def test_bad_designs_name_the_value(kwargs, words):
+    with pytest.raises(ValueError, match=words.replace("+", r"\+")):
+        design("proportion", **kwargs)
+    with pytest.raises(ValueError, match="--std"):
+        design("continuous", 10.0, 1.0)
+
+
+def test_the_command_contract(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no keel.yaml: no log to read the daily units from
+    runner = CliRunner()
+    done = runner.invoke(
+        app,
+        [
+            "experiment",
+            "design",
+            "--metric-type",
+            "proportion",
+            "--baseline",
+            "0.10",
+            "--mde",
+            "0.01",
+            "--alpha",
+            "0.05",
+            "--power",
+            "0.8",
+            "--daily-units",
+            "1000",
+            "--json",
+        ],
+    )
+    assert done.exit_code == 0, done.output
+    found = json.loads(done.stdout)
+    assert (found["per_arm"], found["total"], found["duration_days"]) == (14_751, 29_502, 30)
+    for args, words in (
+        (["--baseline", "0.1", "--mde", "0.01", "--split", "0"], "--split"),
+        (["--baseline", "0.1"], "--baseline and --mde are required"),
+        (["--metric-type", "continuous", "--baseline", "5", "--mde", "1"], "--std"),
+        (["--metric-type", "ratio", "--baseline", "5", "--mde", "1"], "proportion or continuous"),
+    ):
+        bad = runner.invoke(app, ["experiment", "design", *args])
+        assert bad.exit_code == 2 and words in bad.output and "Traceback" not in bad.output
+    table = runner.invoke(app, ["experiment", "design", "--baseline", "0.1", "--mde", "0.01"])
+    assert table.exit_code == 0 and "14,751" in table.output
