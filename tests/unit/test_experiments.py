@@ -108,3 +108,83 @@ def test_the_command_contract(tmp_path, monkeypatch):
         assert bad.exit_code == 2 and words in bad.output and "Traceback" not in bad.output
     table = runner.invoke(app, ["experiment", "design", "--baseline", "0.1", "--mde", "0.01"])
     assert table.exit_code == 0 and "14,751" in table.output
+
+
+def test_two_proportions_equal_statsmodels():
+    from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
+
+    from keel.evaluation._experiments import two_proportions
+
+    found = two_proportions("conversion", 1_000, 10_000, 1_090, 10_000)
+    _, p = proportions_ztest([1_090, 1_000], [10_000, 10_000])
+    low, high = confint_proportions_2indep(1_090, 10_000, 1_000, 10_000, method="wald")
+    assert found.p_value == pytest.approx(p, rel=1e-12) and 0.01 < found.p_value < 0.05
+    assert (found.low, found.high) == pytest.approx((low, high), rel=1e-12)
+    assert found.absolute == pytest.approx(0.009) and found.relative == pytest.approx(0.09)
+    with pytest.raises(ValueError, match="no units"):
+        two_proportions("conversion", 0, 0, 1, 10)
+
+
+def test_welch_equals_scipy_and_cuped_shrinks_the_variance():
+    import numpy as np
+    from scipy import stats
+
+    from keel.evaluation._experiments import cuped, welch
+
+    rng = np.random.default_rng(3)
+    before = rng.normal(100, 20, size=4_000)
+    arm = np.repeat([0, 1], 2_000)
+    after = before + rng.normal(0, 5, size=4_000) + 1.0 * arm
+    found = welch("revenue", after[arm == 0], after[arm == 1])
+    reference = stats.ttest_ind(after[arm == 1], after[arm == 0], equal_var=False)
+    assert found.p_value == pytest.approx(reference.pvalue, rel=1e-12)
+    adjusted, theta = cuped(after, before)
+    assert theta == pytest.approx(1.0, abs=0.05)
+    assert adjusted.var() < after.var() / 10 and adjusted.mean() == pytest.approx(after.mean())
+    sharper = welch("revenue", adjusted[arm == 0], adjusted[arm == 1])
+    assert sharper.p_value < found.p_value and sharper.high - sharper.low < found.high - found.low
+
+
+def test_sample_ratio_mismatch_and_holm():
+    from scipy import stats
+    from statsmodels.stats.multitest import multipletests
+
+    from keel.evaluation._experiments import holm, sample_ratio_mismatch
+
+    fine = sample_ratio_mismatch([5_020, 4_980], [50, 50])
+    assert not fine["flagged"] and fine["p_value"] > 0.5
+    skewed = sample_ratio_mismatch([5_300, 4_700], [50, 50])
+    assert skewed["flagged"]
+    assert skewed["p_value"] == pytest.approx(stats.chisquare([5_300, 4_700]).pvalue)
+    assert not sample_ratio_mismatch([8_000, 2_000], [80, 20])["flagged"]
+    corrected = holm([0.01, 0.04, 0.03])
+    _, adjusted, _, _ = multipletests([0.01, 0.04, 0.03], method="holm")
+    assert [p for _, p in corrected] == pytest.approx(list(adjusted))
+    assert [r for r, _ in corrected] == [True, False, False]
+
+
+def test_delta_method_variance_matches_a_bootstrap():
+    import numpy as np
+
+    from keel.evaluation._experiments import ratio_variance
+
+    rng = np.random.default_rng(0)
+    sessions = rng.poisson(5, size=3_000) + 1
+    clicks = rng.binomial(sessions, 0.2)
+    ratio, variance = ratio_variance(clicks, sessions)
+    assert ratio == pytest.approx(clicks.sum() / sessions.sum())
+    draws = rng.integers(0, 3_000, size=(2_000, 3_000))
+    boot = clicks[draws].sum(1) / sessions[draws].sum(1)
+    assert variance == pytest.approx(boot.var(), rel=0.1)
+
+
+def test_msprt_worked_number_and_limits():
+    from keel.evaluation._experiments import msprt_p_value
+
+    # V = 0.01, tau^2 = 0.01, difference 0.3:
+    # Lambda = sqrt(0.5) * exp(0.01 * 0.09 / (2 * 0.01 * 0.02)) = 0.70711 * e^2.25 = 6.7087
+    assert msprt_p_value(0.3, 0.01, 0.01) == pytest.approx(1 / 6.70872, rel=1e-4)
+    assert msprt_p_value(0.0, 0.01, 0.01) == 1.0  # no effect: no evidence
+    assert msprt_p_value(1.0, 0.01, 0.01) < 1e-10
+    with pytest.raises(ValueError, match="positive"):
+        msprt_p_value(0.1, 0.0, 0.01)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Any, Literal
 
 MetricType = Literal["proportion", "continuous"]
 Method = Literal["pooled", "arcsine", "ttest"]
@@ -159,4 +159,167 @@ def design(
     )
 
 
-__all__ = ["Design", "design"]
+# --- analysis -------------------------------------------------------------------------
+
+SRM_ALPHA = 0.001
+"""A sample-ratio mismatch is flagged (and blocks a decision) below this p-value."""
+
+
+@dataclass(frozen=True)
+class Effect:
+    """Challenger minus champion on one metric, with its interval and p-value."""
+
+    metric: str
+    control: float
+    treatment: float
+    absolute: float
+    relative: float
+    low: float
+    high: float
+    p_value: float
+    test: str
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON form."""
+        return asdict(self)
+
+
+def two_proportions(
+    metric: str,
+    x_control: int,
+    n_control: int,
+    x_treatment: int,
+    n_treatment: int,
+    alpha: float = 0.05,
+) -> Effect:
+    """The pooled two-proportion z-test (statsmodels) and the Wald interval of the difference."""
+    from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
+
+    if min(n_control, n_treatment) <= 0:
+        raise ValueError(f"{metric}: an arm has no units")
+    p_c, p_t = x_control / n_control, x_treatment / n_treatment
+    _, p_value = proportions_ztest([x_treatment, x_control], [n_treatment, n_control])
+    low, high = confint_proportions_2indep(
+        x_treatment, n_treatment, x_control, n_control, method="wald", alpha=alpha
+    )
+    return Effect(
+        metric,
+        p_c,
+        p_t,
+        p_t - p_c,
+        (p_t - p_c) / p_c if p_c else math.nan,
+        float(low),
+        float(high),
+        float(p_value),
+        "two-proportion z (pooled)",
+    )
+
+
+def welch(metric: str, control: Any, treatment: Any, alpha: float = 0.05) -> Effect:
+    """Welch's t-test of two means (scipy) and its interval of the difference."""
+    import numpy as np
+    from scipy import stats
+
+    c, t = np.asarray(control, dtype=float), np.asarray(treatment, dtype=float)
+    if min(len(c), len(t)) < 2:
+        raise ValueError(f"{metric}: an arm has fewer than 2 values")
+    result = stats.ttest_ind(t, c, equal_var=False)
+    interval = result.confidence_interval(1 - alpha)
+    diff = float(t.mean() - c.mean())
+    return Effect(
+        metric,
+        float(c.mean()),
+        float(t.mean()),
+        diff,
+        diff / float(c.mean()) if c.mean() else math.nan,
+        float(interval.low),
+        float(interval.high),
+        float(result.pvalue),
+        "Welch t",
+    )
+
+
+def sample_ratio_mismatch(counts: list[int], shares: list[float]) -> dict[str, float | bool]:
+    """Chi-square test of the arms' counts against the planned split (scipy)."""
+    from scipy import stats
+
+    total = sum(counts)
+    expected = [total * s / sum(shares) for s in shares]
+    statistic, p_value = stats.chisquare(counts, expected)
+    return {
+        "statistic": float(statistic),
+        "p_value": float(p_value),
+        "flagged": bool(p_value < SRM_ALPHA),
+    }
+
+
+def cuped(y: Any, x: Any) -> tuple[Any, float]:
+    """CUPED (Deng et al. 2013): ``y - theta (x - mean x)``, theta = cov(x, y) / var(x).
+
+    ``x`` is a pre-period covariate of each unit (its metric before the experiment),
+    pooled over both arms; the adjusted metric has the same mean and less variance.
+    """
+    import numpy as np
+
+    y, x = np.asarray(y, dtype=float), np.asarray(x, dtype=float)
+    variance = x.var(ddof=1)
+    theta = float(np.cov(x, y, ddof=1)[0, 1] / variance) if variance > 0 else 0.0
+    return y - theta * (x - x.mean()), theta
+
+
+def ratio_variance(numerator: Any, denominator: Any) -> tuple[float, float]:
+    """A ratio metric's value sum(num)/sum(den) and its variance by the delta method.
+
+    For units i with (num_i, den_i): R = mean(num)/mean(den) and
+    Var(R) ≈ (Var(num) - 2 R Cov(num, den) + R² Var(den)) / (n mean(den)²).
+    """
+    import numpy as np
+
+    a, b = np.asarray(numerator, dtype=float), np.asarray(denominator, dtype=float)
+    n = len(a)
+    ratio = float(a.mean() / b.mean())
+    cov = np.cov(a, b, ddof=1)
+    variance = (cov[0, 0] - 2 * ratio * cov[0, 1] + ratio**2 * cov[1, 1]) / (n * b.mean() ** 2)
+    return ratio, float(variance)
+
+
+def msprt_p_value(difference: float, variance: float, tau2: float) -> float:
+    """Always-valid p-value of the mixture SPRT (Johari, Pekelis, Walsh 2017, eq. 11).
+
+    For an estimate ``difference`` of the effect with variance ``variance`` (V) and a
+    normal mixing distribution of variance ``tau2`` (τ²) on the effect under H1::
+
+        Λ = sqrt(V / (V + τ²)) · exp(τ² · difference² / (2 V (V + τ²))),   p = min(1, 1/Λ)
+
+    The running p-value of an experiment is the minimum over its looks, so looking every
+    day does not inflate the false-positive rate.
+    """
+    if variance <= 0 or tau2 <= 0:
+        raise ValueError("variance and tau2 must be positive")
+    log_lambda = 0.5 * math.log(variance / (variance + tau2)) + tau2 * difference**2 / (
+        2 * variance * (variance + tau2)
+    )
+    return float(min(1.0, math.exp(-log_lambda)))
+
+
+def holm(p_values: list[float], alpha: float = 0.05) -> list[tuple[bool, float]]:
+    """Holm's step-down correction (statsmodels): ``(rejected, adjusted p)`` per metric."""
+    from statsmodels.stats.multitest import multipletests
+
+    rejected, adjusted, _, _ = multipletests(p_values, alpha=alpha, method="holm")
+    return [(bool(r), float(p)) for r, p in zip(rejected, adjusted, strict=True)]
+
+
+__all__ = [
+    "SRM_ALPHA",
+    "Design",
+    "Effect",
+    "cuped",
+    "design",
+    "holm",
+    "msprt_p_value",
+    "ratio_variance",
+    "sample_ratio_mismatch",
+    "two_proportions",
+    "welch",
+]
