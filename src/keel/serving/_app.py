@@ -31,6 +31,18 @@ from keel.serving._spec import POLL_SECONDS, ServingSpec
 from keel.serving._state import ServingState
 
 
+@asynccontextmanager
+async def serving_lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Self-test before traffic, follow the alias while serving, drain the log on stop."""
+    app.state.served.check_ready()  # the model answered its own examples
+    if app.state.watcher is not None:
+        app.state.watcher.start()
+    yield
+    if app.state.watcher is not None:
+        app.state.watcher.stop()
+    app.state.keel.close()
+
+
 def create_app(
     package: LoadedPackage,
     max_body_bytes: int | None = None,
@@ -62,22 +74,12 @@ def create_app(
     settings = settings or ServingConfig()
     keys = load_keys(settings.api_keys)
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.served.check_ready()  # the example rows answered before traffic arrives
-        if app.state.watcher is not None:
-            app.state.watcher.start()
-        yield
-        if app.state.watcher is not None:
-            app.state.watcher.stop()
-        app.state.keel.close()
-
     app = FastAPI(
         title=f"Keel — {package.name}",
         version=package.version,
         description=f"Model {package.name} version {package.version} ({package.task})."
         + (" Every route but /health and /ready needs an API key." if keys else ""),
-        lifespan=lifespan,
+        lifespan=serving_lifespan,
         responses=ERROR_RESPONSES,
         # FastAPI checks per request whether OpenTelemetry providers are set up (~10 µs)
         telemetry=None

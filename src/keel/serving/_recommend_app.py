@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import pandas as pd
@@ -136,27 +134,17 @@ def create_recommender_app(
     ``follow=(alias, tracking_uri)``: when ``keel promote`` or ``keel rollback`` moves the
     alias, the new version is loaded, must answer its self-test, and replaces the old.
     """
-    from keel.serving._app import _error_handlers
+    from keel.serving._app import _error_handlers, serving_lifespan
 
     settings = settings or ServingConfig()
     keys = load_keys(settings.api_keys)
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.served.check_ready()
-        if app.state.watcher is not None:
-            app.state.watcher.start()
-        yield
-        if app.state.watcher is not None:
-            app.state.watcher.stop()
-        app.state.keel.close()
 
     app = FastAPI(
         title=f"Keel — {loaded.name}",
         version=loaded.version,
         description=f"Recommender {loaded.name} version {loaded.version}."
         + (" Every route but /health and /ready needs an API key." if keys else ""),
-        lifespan=lifespan,
+        lifespan=serving_lifespan,
         responses=ERROR_RESPONSES,
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
