@@ -30,6 +30,8 @@ def _stages(result: dict) -> dict[str, str]:
 def _stored(root: Path) -> set[str]:
     found = set()
     for manifest in (root / ".keel" / "stages").glob("*/manifest.json"):
+        if manifest.parent.name.startswith(".tmp-"):
+            continue  # an entry being written (renamed into place when complete)
         found.add(json.loads(manifest.read_text())["stage"])
     return found
 
