@@ -188,3 +188,97 @@ def test_msprt_worked_number_and_limits():
     assert msprt_p_value(1.0, 0.01, 0.01) < 1e-10
     with pytest.raises(ValueError, match="positive"):
         msprt_p_value(0.1, 0.0, 0.01)
+
+
+def test_assignment_is_sticky_balanced_and_reshuffled_by_a_new_salt():
+    import numpy as np
+
+    from keel.evaluation._experiments import CHALLENGER_ARM, assign
+
+    units = [f"user-{i}" for i in range(20_000)]
+    first = [assign(u, "exp-1", 0.3) for u in units]
+    assert first == [assign(u, "exp-1", 0.3) for u in units]  # every worker, every day
+    share = np.mean([a == CHALLENGER_ARM for a in first])
+    assert abs(share - 0.3) < 4 * np.sqrt(0.3 * 0.7 / 20_000)
+    other = np.array([assign(u, "exp-2", 0.3) == CHALLENGER_ARM for u in units])
+    again = np.array([a == CHALLENGER_ARM for a in first])
+    assert abs(np.corrcoef(other, again)[0, 1]) < 0.03
+
+
+def _simulated(seed: int, n: int, rate_c: float, rate_t: float, share: float = 0.5):
+    import numpy as np
+    import pandas as pd
+
+    from keel.evaluation._experiments import assign
+
+    rng = np.random.default_rng(seed)
+    arms = [assign(f"u{seed}-{i}", f"salt-{seed}", share) for i in range(n)]
+    treated = np.array([a == "challenger" for a in arms])
+    converted = rng.random(n) < np.where(treated, rate_t, rate_c)
+    latency = rng.normal(20, 3, size=n)
+    return pd.DataFrame(
+        {
+            "unit": [f"u{i}" for i in range(n)],
+            "arm": arms,
+            "converted": converted.astype(int),
+            "latency": latency,
+        }
+    )
+
+
+def test_a_known_effect_is_shipped_and_srm_blocks():
+    import pandas as pd
+
+    from keel.evaluation._experiments import decide
+
+    units = _simulated(1, 20_000, 0.10, 0.12)
+    found = decide(
+        units,
+        ["converted"],
+        guardrails={"latency": 1.0},
+        lower_is_better=("latency",),
+        planned_per_arm=3_842,
+    )
+    assert found.decision == "ship", found.reason
+    effect = next(e for e in found.effects if e["metric"] == "converted")
+    assert effect["low"] < 0.02 < effect["high"] and effect["sequential_p_value"] < 0.05
+    skewed = units[~((units["arm"] == "champion") & (units.index % 9 == 0))]
+    blocked = decide(skewed, ["converted"])
+    assert blocked.decision == "keep running" and "sample-ratio mismatch" in blocked.reason
+    flipped = {"champion": "challenger", "challenger": "champion"}
+    both = units.head(3).assign(arm=units.head(3)["arm"].map(flipped))
+    assert decide(pd.concat([units, both]), ["converted"]).excluded_units == 3
+    worse = units.assign(latency=units["latency"] + 2.0 * (units["arm"] == "challenger"))
+    guarded = decide(
+        worse, ["converted"], guardrails={"latency": 1.0}, lower_is_better=("latency",)
+    )
+    assert guarded.decision == "keep the champion" and "guardrail latency" in guarded.reason
+    with pytest.raises(ValueError, match="no data"):
+        decide(units.assign(converted=float("nan")), ["converted"])
+
+
+def test_a_a_runs_are_rarely_significant_and_sequential_looks_stay_valid():
+    import numpy as np
+
+    from keel.evaluation._experiments import msprt_p_value, two_proportions
+
+    rng = np.random.default_rng(7)
+    fixed, peeking, sequential = 0, 0, 0
+    seeds, looks, per_look = 400, 10, 400
+    for _ in range(seeds):
+        c = rng.random((looks, per_look)) < 0.1
+        t = rng.random((looks, per_look)) < 0.1
+        xc, xt = np.cumsum(c.sum(1)), np.cumsum(t.sum(1))
+        n = per_look * np.arange(1, looks + 1)
+        ps, seq = [], 1.0
+        for k in range(looks):
+            effect = two_proportions("a", int(xc[k]), int(n[k]), int(xt[k]), int(n[k]))
+            ps.append(effect.p_value)
+            variance = 2 * 0.1 * 0.9 / n[k]
+            seq = min(seq, msprt_p_value(effect.absolute, variance, 0.01**2))
+        fixed += ps[-1] < 0.05
+        peeking += min(ps) < 0.05
+        sequential += seq < 0.05
+    assert fixed / seeds < 0.08  # the fixed-horizon test at its planned end
+    assert peeking / seeds > fixed / seeds  # peeking at a fixed test inflates errors
+    assert sequential / seeds <= 0.05  # the always-valid p-value does not

@@ -24,6 +24,7 @@ Sample size (``keel experiment design``):
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
@@ -310,11 +311,184 @@ def holm(p_values: list[float], alpha: float = 0.05) -> list[tuple[bool, float]]
     return [(bool(r), float(p)) for r, p in zip(rejected, adjusted, strict=True)]
 
 
+# --- assignment and the decision -------------------------------------------------------
+
+CHAMPION_ARM, CHALLENGER_ARM = "champion", "challenger"
+
+
+def assign(unit: str, salt: str, treatment_share: float) -> str:
+    """The arm of ``unit``: a salted SHA-256 of its id, the same on every worker and day.
+
+    The first 8 bytes of ``sha256(salt + ":" + unit)`` are a uniform number in [0, 1);
+    below ``treatment_share`` is the challenger. A new salt (a new experiment)
+    reshuffles every unit independently of the last experiment.
+    """
+    digest = hashlib.sha256(f"{salt}:{unit}".encode()).digest()
+    place = int.from_bytes(digest[:8], "big") / 2**64
+    return CHALLENGER_ARM if place < treatment_share else CHAMPION_ARM
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What to do with an experiment, and why."""
+
+    decision: str  # ship | keep the champion | keep running
+    reason: str
+    srm: dict[str, float | bool]
+    effects: list[dict[str, object]]
+    excluded_units: int
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON form."""
+        return asdict(self)
+
+
+def decide(
+    units: Any,
+    success: list[str],
+    *,
+    treatment_share: float = 0.5,
+    planned_per_arm: int | None = None,
+    alpha: float = 0.05,
+    guardrails: dict[str, float] | None = None,
+    lower_is_better: tuple[str, ...] = (),
+    covariate: str | None = None,
+    tau2: float | None = None,
+) -> Verdict:
+    """Analyse one unit per row (``unit``, ``arm``, metric columns) and decide.
+
+    - Units seen in both arms are counted and left out.
+    - A sample-ratio mismatch blocks any decision.
+    - Success metrics: 0/1 columns get the two-proportion z-test, others Welch's t,
+      with CUPED on ``covariate`` when given. Holm's correction is applied across them,
+      and each has the mSPRT always-valid p-value (``tau2``, default the squared
+      control mean / 100: a 10 % effect scale).
+    - Guardrails (``{metric: non-inferiority margin}``) may not get worse by more than
+      the margin: the interval's lower bound must stay above ``-margin`` (its upper
+      bound below ``+margin`` for metrics in ``lower_is_better``, such as latency).
+    """
+    import numpy as np
+    import pandas as pd
+
+    frame = pd.DataFrame(units)
+    arms = frame.groupby("unit")["arm"].nunique()
+    both = set(arms[arms > 1].index)
+    frame = frame[~frame["unit"].isin(both)]
+    counts = frame["arm"].value_counts()
+    n_c, n_t = int(counts.get(CHAMPION_ARM, 0)), int(counts.get(CHALLENGER_ARM, 0))
+    srm = sample_ratio_mismatch([n_c, n_t], [1 - treatment_share, treatment_share])
+    control, treated = frame[frame["arm"] == CHAMPION_ARM], frame[frame["arm"] == CHALLENGER_ARM]
+    effects, found = [], {}
+    for metric in [*success, *(guardrails or {})]:
+        values = frame[metric].dropna()
+        if values.empty:
+            raise ValueError(f"metric {metric!r} has no data in either arm")
+        binary = bool(values.isin([0, 1]).all())
+        y = frame[metric].astype(float)
+        if covariate and not binary:
+            y = pd.Series(cuped(y, frame[covariate].astype(float))[0], index=frame.index)
+        if binary:
+            effect = two_proportions(
+                metric,
+                int(y[control.index].sum()),
+                len(control),
+                int(y[treated.index].sum()),
+                len(treated),
+                alpha,
+            )
+            variance = effect.control * (1 - effect.control) / max(
+                1, len(control)
+            ) + effect.treatment * (1 - effect.treatment) / max(1, len(treated))
+        else:
+            effect = welch(metric, y[control.index], y[treated.index], alpha)
+            variance = float(np.var(y[control.index], ddof=1)) / len(control) + float(
+                np.var(y[treated.index], ddof=1)
+            ) / len(treated)
+        scale = tau2 if tau2 is not None else (effect.control / 10) ** 2 or 1e-6
+        row = effect.to_dict() | {
+            "sequential_p_value": msprt_p_value(effect.absolute, max(variance, 1e-18), scale),
+            "role": "success" if metric in success else "guardrail",
+        }
+        found[metric] = row
+        effects.append(row)
+    for (rejected, adjusted), metric in zip(
+        holm([found[m]["p_value"] for m in success], alpha), success, strict=True
+    ):
+        found[metric] |= {"holm_p_value": adjusted, "significant": rejected}
+    if srm["flagged"]:
+        return Verdict(
+            "keep running",
+            (
+                f"sample-ratio mismatch: {n_c} vs {n_t} units for a planned"
+                f" {1 - treatment_share:.0%}/{treatment_share:.0%} split (p {srm['p_value']:.2g}):"
+                " fix the assignment before reading any effect"
+            ),
+            srm,
+            effects,
+            len(both),
+        )
+    for metric, margin in (guardrails or {}).items():
+        worse = (
+            found[metric]["high"] > margin
+            if metric in lower_is_better
+            else found[metric]["low"] < -margin
+        )
+        if worse:
+            return Verdict(
+                "keep the champion",
+                (
+                    f"guardrail {metric} may be worse by more than {margin:g}"
+                    f" (interval {found[metric]['low']:+.4g} to {found[metric]['high']:+.4g})"
+                ),
+                srm,
+                effects,
+                len(both),
+            )
+    wins = [m for m in success if found[m]["significant"] and found[m]["absolute"] > 0]
+    losses = [m for m in success if found[m]["significant"] and found[m]["absolute"] < 0]
+    if losses:
+        return Verdict(
+            "keep the champion",
+            f"the challenger is worse on {', '.join(losses)}",
+            srm,
+            effects,
+            len(both),
+        )
+    if wins and len(wins) == len(success):
+        return Verdict(
+            "ship",
+            f"the challenger is better on {', '.join(wins)} (Holm-corrected)",
+            srm,
+            effects,
+            len(both),
+        )
+    if planned_per_arm is not None and min(n_c, n_t) >= planned_per_arm:
+        return Verdict(
+            "keep the champion",
+            "no significant effect at the planned sample",
+            srm,
+            effects,
+            len(both),
+        )
+    return Verdict(
+        "keep running",
+        "no significant effect yet; the planned sample is not reached",
+        srm,
+        effects,
+        len(both),
+    )
+
+
 __all__ = [
+    "CHALLENGER_ARM",
+    "CHAMPION_ARM",
     "SRM_ALPHA",
     "Design",
     "Effect",
+    "Verdict",
+    "assign",
     "cuped",
+    "decide",
     "design",
     "holm",
     "msprt_p_value",
