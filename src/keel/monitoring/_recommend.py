@@ -21,10 +21,10 @@ import numpy as np
 import pandas as pd
 
 from keel.monitoring._dashboard import CSS, line_chart
+from keel.monitoring._drift import _psi
 from keel.monitoring._monitor import MonitorReport, Window, empty_windows
 
 BANDS = 10
-EPSILON = 1e-4
 MIN_GROUP_REQUESTS = 20
 
 
@@ -44,10 +44,8 @@ def shares(bands: np.ndarray, weights: np.ndarray | None = None) -> list[float]:
 
 
 def psi(current: list[float], reference: list[float]) -> float:
-    """Population stability index of two band distributions (ε keeps empty bands finite)."""
-    a = np.clip(np.asarray(current, float), EPSILON, None)
-    b = np.clip(np.asarray(reference, float), EPSILON, None)
-    return float(np.sum((a - b) * np.log(a / b)))
+    """Population stability index of two band distributions (drift's own PSI)."""
+    return _psi(np.asarray(reference, dtype=float), np.asarray(current, dtype=float))
 
 
 def monitor_recommendations(

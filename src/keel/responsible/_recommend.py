@@ -17,7 +17,6 @@ item attribute.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -33,40 +32,33 @@ HISTORY = "history"
 UNKNOWN = "(not in users table)"
 
 
-def _band(values: pd.Series, edges: list[float]) -> pd.Series:
-    numbers = pd.to_numeric(values, errors="coerce")
-    labels = [f"{a:g}-{b:g}" for a, b in itertools.pairwise(edges)]
-    banded = pd.cut(numbers, edges, labels=labels, right=False).astype(object)
-    return banded.where(banded.notna(), "(out of bins)")
-
-
 def group_labels(
-    users: pd.DataFrame | None, sensitive: Sequence[str], bins: dict[str, list[float]]
+    users: pd.DataFrame | None, sensitive: Sequence[str], fairness: Any
 ) -> dict[str, pd.Series]:
-    """Each sensitive feature's group label per user id (numbers banded)."""
-    out: dict[str, pd.Series] = {}
-    if users is None:
-        return out
-    for column in sensitive:
-        values = users[column]
-        if column in bins:
-            values = _band(values, bins[column])
-        elif pd.api.types.is_numeric_dtype(values) and values.nunique() > 10:
-            edges = list(np.unique(np.quantile(values.dropna(), [0, 0.25, 0.5, 0.75, 1.0])))
-            values = _band(values, [*edges[:-1], edges[-1] + 1])
-        out[column] = values.astype(object).where(values.notna(), UNKNOWN).astype(str)
-    return out
+    """Each sensitive feature's group label per user id, binned as tabular fairness bins.
+
+    The same rule as for tabular models (``keel._groups``): configured ``fairness.bins``,
+    else the quartiles of a numeric column with more than 10 values.
+    """
+    from keel._groups import group_labels as labels_of
+    from keel.responsible._fairness import sensitive_edges
+
+    if users is None or not sensitive:
+        return {}
+    table = users[list(sensitive)]
+    labelled = labels_of(table, sensitive, sensitive_edges(table, sensitive, fairness))
+    return {column: labelled[column] for column in sensitive}
 
 
 def user_groups(
     result: RankingResult,
     users: pd.DataFrame | None,
     sensitive: Sequence[str],
-    bins: dict[str, list[float]],
+    fairness: Any,
 ) -> pd.DataFrame:
     """One row per evaluated user: a group label per sensitive feature and history."""
     out = pd.DataFrame(index=pd.Index(result.user_ids, name="user"))
-    for column, labels in group_labels(users, sensitive, bins).items():
+    for column, labels in group_labels(users, sensitive, fairness).items():
         out[column] = labels.reindex(out.index).fillna(UNKNOWN).astype(str)
     out[HISTORY] = np.where(result.cold, "cold start", "warm")
     return out
