@@ -49,7 +49,12 @@ def test_the_package_loads_with_plain_mlflow(trained):
 
     from keel.registry import mlflow_scope  # sets MLflow's URIs, then restores them
 
+    from keel.errors import ModelNotFoundError
+    from keel.registry import load_package
+
     root, out = trained
+    with pytest.raises(ModelNotFoundError, match="is a recommendation model"):
+        load_package(f"movielens/{out['model']['version']}", out["tracking_uri"])
     with mlflow_scope(out["tracking_uri"]):
         model = mlflow.pyfunc.load_model(f"models:/movielens/{out['model']['version']}")
     users = pd.DataFrame({"user_id": ["1", "2", "no-such-user"]})

@@ -356,6 +356,41 @@ def package_documents(
     return {**meta, "name": name, "version": str(mv.version)}, documents
 
 
+@dataclass
+class DownloadedPackage:
+    """A registered version's files in a temporary folder, its Keel metadata and documents."""
+
+    name: str
+    alias: str | None
+    version: Any
+    model_uri: str
+    local: Path
+    meta: dict[str, Any]
+    documents: dict[str, Any]
+
+
+@contextmanager
+def downloaded_package(uri: str, tracking_uri: str) -> Iterator[DownloadedPackage]:
+    """Download ``NAME[@ALIAS|/VERSION]`` from the registry only; the files last the scope."""
+    name, _, alias = parse_model_uri(uri)
+    _require_store(tracking_uri, name)
+    with mlflow_scope(tracking_uri) as client:
+        mv = _version_of(client, uri, tracking_uri)
+        model_uri = f"models:/{name}/{mv.version}"
+        with warnings.catch_warnings(), tempfile.TemporaryDirectory() as folder:
+            warnings.simplefilter("ignore")
+            local = Path(
+                mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=folder)
+            )
+            info = mlflow.models.Model.load(str(local))
+            documents = {
+                path.name: json.loads(path.read_text())
+                for path in (local / PACKAGE_DIR).glob("*.json")
+            }
+            meta = (info.metadata or {}).get(METADATA_KEY) or {}
+            yield DownloadedPackage(name, alias, mv, model_uri, local, meta, documents)
+
+
 def load_package(uri: str, tracking_uri: str) -> LoadedPackage:
     """Load a registered model (``NAME[@ALIAS|/VERSION]``) from the registry only.
 
@@ -364,25 +399,22 @@ def load_package(uri: str, tracking_uri: str) -> LoadedPackage:
     ModelNotFoundError
         When the name, alias or version does not exist in the registry.
     """
-    name, _, alias = parse_model_uri(uri)
-    _require_store(tracking_uri, name)
-    with mlflow_scope(tracking_uri) as client:
-        mv = _version_of(client, uri, tracking_uri)
-        model_uri = f"models:/{name}/{mv.version}"
-        with warnings.catch_warnings(), tempfile.TemporaryDirectory() as folder:
-            warnings.simplefilter("ignore")
-            local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=folder)
-            model = mlflow.sklearn.load_model(local)
-            info = mlflow.models.Model.load(local)
-            documents = {
-                path.name: json.loads(path.read_text())
-                for path in (Path(local) / PACKAGE_DIR).glob("*.json")
-            }
-    meta = (info.metadata or {}).get(METADATA_KEY)
-    if not meta or "schema" not in meta:
-        raise ModelNotFoundError(
-            f"{model_uri} was not made by Keel (no '{METADATA_KEY}' metadata with a schema)"
-        )
+    from keel.tasks import TASKS
+
+    with downloaded_package(uri, tracking_uri) as found:
+        name, alias, meta, documents = found.name, found.alias, found.meta, found.documents
+        model_uri, mv = found.model_uri, found.version
+        if not meta or "schema" not in meta:
+            raise ModelNotFoundError(
+                f"{model_uri} was not made by Keel (no '{METADATA_KEY}' metadata with a schema)"
+            )
+        task = TASKS.get(str(meta.get("task")))
+        if task is not None and task.family != "tabular":
+            raise ModelNotFoundError(
+                f"{model_uri} is a {meta['task']} model: this command takes tabular models"
+                " (a recommender: keel serve, keel recommend, keel monitor, keel card)"
+            )
+        model = mlflow.sklearn.load_model(str(found.local))
     return LoadedPackage(
         name=name,
         version=str(mv.version),

@@ -27,10 +27,7 @@ from keel.registry._mlflow import (
     METADATA_KEY,
     PACKAGE_DIR,
     ModelRef,
-    _require_store,
-    _version_of,
-    mlflow_scope,
-    parse_model_uri,
+    downloaded_package,
 )
 from keel.tasks import RecommenderModel
 
@@ -100,29 +97,16 @@ def log_recommender_package(
 
 def load_recommender(uri: str, tracking_uri: str) -> LoadedRecommender:
     """Load a registered recommender (``NAME[@ALIAS|/VERSION]``) from the registry only."""
-    name, _, alias = parse_model_uri(uri)
-    _require_store(tracking_uri, name)
-    with mlflow_scope(tracking_uri) as client:
-        mv = _version_of(client, uri, tracking_uri)
-        model_uri = f"models:/{name}/{mv.version}"
-        with warnings.catch_warnings(), tempfile.TemporaryDirectory() as folder:
-            warnings.simplefilter("ignore")
-            local = Path(
-                mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=folder)
-            )
-            info = mlflow.models.Model.load(str(local))
-            meta = (info.metadata or {}).get(METADATA_KEY)
-            if not meta or meta.get("task") != "recommendation":
-                raise ModelNotFoundError(f"{model_uri} is not a Keel recommender")
-            arrays = next(local.glob("artifacts/recommender"), None)
-            if arrays is None:
-                raise ModelNotFoundError(f"{model_uri} has no recommender arrays")
-            model = RecommenderModel.load(arrays)
-            documents = {
-                path.name: json.loads(path.read_text())
-                for path in (local / PACKAGE_DIR).glob("*.json")
-            }
-    return LoadedRecommender(name, str(mv.version), alias, model, meta, documents)
+    with downloaded_package(uri, tracking_uri) as found:
+        if found.meta.get("task") != "recommendation":
+            raise ModelNotFoundError(f"{found.model_uri} is not a Keel recommender")
+        arrays = found.local / "artifacts" / "recommender"
+        if not arrays.is_dir():
+            raise ModelNotFoundError(f"{found.model_uri} has no recommender arrays")
+        model = RecommenderModel.load(arrays)
+    return LoadedRecommender(
+        found.name, str(found.version.version), found.alias, model, found.meta, found.documents
+    )
 
 
 def is_recommender(uri: str, tracking_uri: str) -> bool:
