@@ -70,6 +70,8 @@ def test_bad_designs_name_the_value(kwargs, words):
         design("proportion", **kwargs)
     with pytest.raises(ValueError, match="--std"):
         design("continuous", 10.0, 1.0)
+    with pytest.raises(ValueError, match="t-test, not 'arcsine'"):
+        design("continuous", 10.0, 1.0, std=3.0, method="arcsine")
 
 
 def test_the_command_contract(tmp_path, monkeypatch):

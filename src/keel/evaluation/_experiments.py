@@ -124,6 +124,8 @@ def design(
     elif metric_type == "continuous":
         if std is None or not std > 0:
             raise ValueError("a continuous metric needs --std, its standard deviation (> 0)")
+        if method not in (None, "ttest"):
+            raise ValueError(f"a continuous metric is planned with a t-test, not {method!r}")
         method = "ttest"
         effect = delta / std
         control = TTestIndPower().solve_power(

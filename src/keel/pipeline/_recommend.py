@@ -54,15 +54,16 @@ def ingest(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
 
 def tables_fingerprint(ctx: RunContext) -> str | None:
     """SHA-256 of every configured table file (``None`` for SQL or DVC: run)."""
+    from keel.pipeline._lifecycle import _file_digest
+
     digest = hashlib.sha256()
     for key, spec in _tables(ctx).items():
         if spec is None:
             continue
-        path = ctx.config.table_path(spec)
-        if path is None or not path.is_file():
+        one = _file_digest(ctx.config.table_path(spec))
+        if one is None:
             return None
-        digest.update(key.encode())
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
+        digest.update(f"{key}:{one}".encode())
     return digest.hexdigest()
 
 
@@ -256,7 +257,7 @@ def fairness(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     model = inputs["models"][inputs["best"]]
     data = inputs["interactions"]
     k = 10 if 10 in config.k else max(config.k)
-    groups = user_groups(result, data.users, config.sensitive_features, config.fairness.bins)
+    groups = user_groups(result, data.users, config.sensitive_features, config.fairness)
     metrics = [f"ndcg_at_{k}", f"recall_at_{k}"]
     ctx.say(", ".join(groups.columns))
     report = ranking_fairness(result, groups, metrics, config.fairness, config.seed)
@@ -437,7 +438,7 @@ def monitoring_reference(inputs: dict[str, Any], ctx: RunContext) -> dict[str, A
     k = 10 if 10 in config.k else max(config.k)
     lists = inputs["result"].lists[:, :k]
     data = inputs["interactions"]
-    labels = group_labels(data.users, config.sensitive_features, config.fairness.bins)
+    labels = group_labels(data.users, config.sensitive_features, config.fairness)
     return {
         "n_items": model.n_items,
         "item_band": {str(i): int(b) for i, b in zip(model.item_ids, bands, strict=True)},
@@ -589,6 +590,8 @@ def interaction_schema(config: Any) -> dict[str, Any]:
 
 def split_digest(splits: Any) -> str:
     """Digest of which interactions went to train, validation and test."""
+    import pandas as pd
+
     from keel.data import content_digest
 
     parts = [
@@ -599,8 +602,6 @@ def split_digest(splits: Any) -> str:
             ("test", splits.test),
         )
     ]
-    import pandas as pd
-
     return content_digest(pd.concat(parts, ignore_index=True))
 
 
@@ -655,7 +656,7 @@ def compare(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     other = load_recommender(f"{config.name}/{champion}", settings.tracking_uri).model
     test = inputs["splits"].test
     rows = other.user_index(test["user"])
-    cols = other._items.get_indexer(test["item"])
+    cols = other.item_columns(test["item"])
     known = (rows >= 0) & (cols >= 0)
     seen = np.asarray(other.history[rows[known], cols[known]]).ravel() > 0
     primary = inputs["primary"]

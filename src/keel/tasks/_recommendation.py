@@ -122,10 +122,16 @@ class RecommenderModel:
         """Row of each user id in the model (-1: unknown in training)."""
         return self._users.get_indexer(pd.Index([str(u) for u in users]))
 
+    def item_columns(self, items: Iterable[Any]) -> np.ndarray:
+        """Column of each item id (-1: not in the catalogue)."""
+        return self._items.get_indexer(pd.Index([str(i) for i in items]))
+
     def item_index(self, items: Iterable[Any]) -> tuple[np.ndarray, list[str]]:
         """Column of each item id, and the ids the catalogue does not hold."""
         ids = [str(i) for i in items]
-        index = self._items.get_indexer(pd.Index(ids))
+        if not ids:  # the usual request: nothing to look up
+            return np.zeros(0, dtype=np.int64), []
+        index = self.item_columns(ids)
         return index[index >= 0], [i for i, j in zip(ids, index, strict=True) if j < 0]
 
     def histories(self, users: np.ndarray, extra: Sequence[np.ndarray] | None = None):
@@ -291,7 +297,7 @@ def evaluate_ranking(
     user_ids = np.sort(relevant["user"].unique()).astype(str)
     users = model.user_index(user_ids)
     owner = pd.Index(user_ids).get_indexer(relevant["user"].astype(str))
-    column = model._items.get_indexer(relevant["item"].astype(str))
+    column = model.item_columns(relevant["item"])
     n_relevant = np.bincount(owner, minlength=len(user_ids))  # R counts unknown items too
     inside = column >= 0
     k_max = max(ks)
