@@ -47,10 +47,11 @@ def test_every_model_is_evaluated_on_the_full_ranking(trained):
 def test_the_package_loads_with_plain_mlflow(trained):
     import mlflow
 
-    from keel.registry import mlflow_scope  # sets MLflow's URIs, then restores them
-
     from keel.errors import ModelNotFoundError
-    from keel.registry import load_package
+    from keel.registry import (
+        load_package,
+        mlflow_scope,  # sets MLflow's URIs, then restores them
+    )
 
     root, out = trained
     with pytest.raises(ModelNotFoundError, match="is a recommendation model"):
