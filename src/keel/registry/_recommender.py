@@ -15,7 +15,7 @@ import warnings
 from dataclasses import dataclass, field
 from importlib.metadata import version as installed_version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 import pandas as pd
@@ -29,7 +29,9 @@ from keel.registry._mlflow import (
     ModelRef,
     downloaded_package,
 )
-from keel.tasks import RecommenderModel
+
+if TYPE_CHECKING:  # keel.tasks pulls scikit-learn: imported when a recommender is used
+    from keel.tasks import RecommenderModel
 
 CODE = Path(__file__).with_name("recommender_pyfunc.py")
 _REQUIREMENTS = ("mlflow", "pandas", "numpy", "scipy")
@@ -103,6 +105,8 @@ def load_recommender(uri: str, tracking_uri: str) -> LoadedRecommender:
         arrays = found.local / "artifacts" / "recommender"
         if not arrays.is_dir():
             raise ModelNotFoundError(f"{found.model_uri} has no recommender arrays")
+        from keel.tasks import RecommenderModel
+
         model = RecommenderModel.load(arrays)
     return LoadedRecommender(
         found.name, str(found.version.version), found.alias, model, found.meta, found.documents
