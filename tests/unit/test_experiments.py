@@ -284,3 +284,20 @@ def test_a_a_runs_are_rarely_significant_and_sequential_looks_stay_valid():
     assert fixed / seeds < 0.08  # the fixed-horizon test at its planned end
     assert peeking / seeds > fixed / seeds  # peeking at a fixed test inflates errors
     assert sequential / seeds <= 0.05  # the always-valid p-value does not
+
+
+def test_a_log_that_is_not_a_prediction_log_gives_no_duration(tmp_path, monkeypatch):
+    import sqlite3
+
+    (tmp_path / "d.csv").write_text("x,y\n1,0\n2,1\n")
+    (tmp_path / "keel.yaml").write_text(
+        "name: m\ndata: d.csv\ntarget: y\nserving: {prediction_log: other.db}\n"
+    )
+    with sqlite3.connect(tmp_path / "other.db") as db:
+        db.execute("CREATE TABLE something (a INTEGER)")
+    monkeypatch.chdir(tmp_path)
+    done = CliRunner().invoke(
+        app, ["experiment", "design", "--baseline", "0.1", "--mde", "0.01", "--json"]
+    )
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["duration_days"] is None

@@ -116,6 +116,9 @@ def test_batch_file_checks_and_csv_output(loaded, tmp_path):
     pd.DataFrame({"user_id": ["1", "2", "3", "new"]}).to_csv(users, index=False)
     with pytest.raises(KeelInputError, match=r"write \.parquet or \.csv"):
         recommend_file(loaded, users, tmp_path / "out.txt")
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(KeelInputError, match="cannot write there"):
+        recommend_file(loaded, users, tmp_path / "a-file" / "out.csv")
     with pytest.raises(KeelInputError, match=r"--k must be 1\.\.1000"):
         recommend_file(loaded, users, tmp_path / "out.csv", k=0)
     empty = tmp_path / "empty.csv"

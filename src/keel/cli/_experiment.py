@@ -142,7 +142,10 @@ def _daily_units_from_log(config: object, unit: str) -> float | None:
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
         return None
     today = time.time() // DAY * DAY
-    rows = read_log(url, since=today - 14 * DAY)
+    try:
+        rows = read_log(url, since=today - 14 * DAY)
+    except Exception:  # not a prediction log (or unreachable): no duration, said so
+        return None
     days: dict[int, set[str]] = {}
     for row in rows:
         if row["time"] >= today:

@@ -72,8 +72,13 @@ def recommend_file(
     users = _users(users_file, loaded.metadata.get("user_column"))
     model = loaded.model
     chunk = chunk_users(model.n_items, chunk)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=out.suffix + ".tmp")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=out.suffix + ".tmp")
+    except OSError as exc:
+        raise KeelInputError(
+            f"{out}: cannot write there ({exc.strerror or type(exc).__name__}); choose another path"
+        ) from None
     os.close(fd)
     writer = None
     cold_users = rows = 0
