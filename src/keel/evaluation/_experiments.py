@@ -345,6 +345,49 @@ class Verdict:
         return asdict(self)
 
 
+def ratio_test(
+    metric: str,
+    control: tuple[Any, Any],
+    treatment: tuple[Any, Any],
+    alpha: float = 0.05,
+) -> tuple[Effect, float]:
+    """A ratio metric (sum num / sum den per arm) compared by the delta method.
+
+    ``control`` and ``treatment`` are ``(numerators, denominators)`` per unit (units
+    with a zero denominator are left out). The difference is normal with variance the
+    sum of the arms' delta-method variances (:func:`ratio_variance`); z-test and Wald
+    interval with scipy's normal. Returns the effect and that variance.
+    """
+    import numpy as np
+    from scipy import stats
+
+    arms = []
+    for numerator, denominator in (control, treatment):
+        a, b = np.asarray(numerator, dtype=float), np.asarray(denominator, dtype=float)
+        keep = b > 0
+        if keep.sum() < 2:
+            raise ValueError(f"{metric}: an arm has fewer than 2 units with data")
+        arms.append(ratio_variance(a[keep], b[keep]))
+    (r_c, v_c), (r_t, v_t) = arms
+    variance = v_c + v_t
+    diff = r_t - r_c
+    se = math.sqrt(variance) if variance > 0 else math.nan
+    z = stats.norm.ppf(1 - alpha / 2)
+    p_value = float(2 * stats.norm.sf(abs(diff) / se)) if se and se == se else 1.0
+    effect = Effect(
+        metric,
+        r_c,
+        r_t,
+        diff,
+        diff / r_c if r_c else math.nan,
+        diff - z * se,
+        diff + z * se,
+        p_value,
+        "ratio z (delta method)",
+    )
+    return effect, variance
+
+
 def decide(
     units: Any,
     success: list[str],
@@ -353,18 +396,23 @@ def decide(
     planned_per_arm: int | None = None,
     alpha: float = 0.05,
     guardrails: dict[str, float] | None = None,
-    lower_is_better: tuple[str, ...] = (),
-    covariate: str | None = None,
+    lower_is_better: tuple[str, ...] | list[str] = (),
+    covariates: dict[str, str] | None = None,
+    ratios: dict[str, tuple[str, str]] | None = None,
     tau2: float | None = None,
 ) -> Verdict:
     """Analyse one unit per row (``unit``, ``arm``, metric columns) and decide.
 
     - Units seen in both arms are counted and left out.
     - A sample-ratio mismatch blocks any decision.
-    - Success metrics: 0/1 columns get the two-proportion z-test, others Welch's t,
-      with CUPED on ``covariate`` when given. Holm's correction is applied across them,
-      and each has the mSPRT always-valid p-value (``tau2``, default the squared
-      control mean / 100: a 10 % effect scale).
+    - Metrics: 0/1 columns get the two-proportion z-test, other columns Welch's t
+      (with CUPED on ``covariates[metric]``, a pre-period column, when given), and
+      ``ratios`` (``{metric: (numerator column, denominator column)}``) the delta method.
+    - Every metric also gets the mSPRT always-valid p-value (``tau2``, default the
+      squared control value / 100: a 10 % effect scale).
+    - Success metrics: Holm's correction across them. Before ``planned_per_arm`` is
+      reached, only the sequential p-values may decide (looking early is then safe);
+      at the planned sample (or without a plan), the fixed-horizon test decides.
     - Guardrails (``{metric: non-inferiority margin}``) may not get worse by more than
       the margin: the interval's lower bound must stay above ``-margin`` (its upper
       bound below ``+margin`` for metrics in ``lower_is_better``, such as latency).
@@ -372,6 +420,8 @@ def decide(
     import numpy as np
     import pandas as pd
 
+    ratios = ratios or {}
+    covariates = covariates or {}
     frame = pd.DataFrame(units)
     arms = frame.groupby("unit")["arm"].nunique()
     both = set(arms[arms > 1].index)
@@ -382,52 +432,68 @@ def decide(
     control, treated = frame[frame["arm"] == CHAMPION_ARM], frame[frame["arm"] == CHALLENGER_ARM]
     effects, found = [], {}
     for metric in [*success, *(guardrails or {})]:
-        values = frame[metric].dropna()
-        if values.empty:
-            raise ValueError(f"metric {metric!r} has no data in either arm")
-        binary = bool(values.isin([0, 1]).all())
-        y = frame[metric].astype(float)
-        if covariate and not binary:
-            y = pd.Series(cuped(y, frame[covariate].astype(float))[0], index=frame.index)
-        if binary:
-            effect = two_proportions(
+        if metric in ratios:
+            num, den = ratios[metric]
+            if not (frame[den].fillna(0) > 0).any():
+                raise ValueError(f"metric {metric!r} has no data in either arm")
+            effect, variance = ratio_test(
                 metric,
-                int(y[control.index].sum()),
-                len(control),
-                int(y[treated.index].sum()),
-                len(treated),
+                (control[num].fillna(0), control[den].fillna(0)),
+                (treated[num].fillna(0), treated[den].fillna(0)),
                 alpha,
             )
-            variance = effect.control * (1 - effect.control) / max(
-                1, len(control)
-            ) + effect.treatment * (1 - effect.treatment) / max(1, len(treated))
+            row = effect.to_dict() | {"units": [n_c, n_t]}
         else:
-            effect = welch(metric, y[control.index], y[treated.index], alpha)
-            variance = float(np.var(y[control.index], ddof=1)) / len(control) + float(
-                np.var(y[treated.index], ddof=1)
-            ) / len(treated)
+            values = frame[metric].dropna()
+            if values.empty:
+                raise ValueError(f"metric {metric!r} has no data in either arm")
+            binary = bool(values.isin([0, 1]).all())
+            y = frame[metric].astype(float)
+            cuped_theta = None
+            if metric in covariates and not binary:
+                adjusted, cuped_theta = cuped(y, frame[covariates[metric]].astype(float))
+                y = pd.Series(adjusted, index=frame.index)
+            if binary:
+                effect = two_proportions(
+                    metric,
+                    int(y[control.index].sum()),
+                    len(control),
+                    int(y[treated.index].sum()),
+                    len(treated),
+                    alpha,
+                )
+                variance = effect.control * (1 - effect.control) / max(
+                    1, len(control)
+                ) + effect.treatment * (1 - effect.treatment) / max(1, len(treated))
+            else:
+                effect = welch(metric, y[control.index], y[treated.index], alpha)
+                variance = float(np.var(y[control.index], ddof=1)) / len(control) + float(
+                    np.var(y[treated.index], ddof=1)
+                ) / len(treated)
+            row = effect.to_dict() | {"units": [n_c, n_t], "cuped_theta": cuped_theta}
         scale = tau2 if tau2 is not None else (effect.control / 10) ** 2 or 1e-6
-        row = effect.to_dict() | {
+        row |= {
             "sequential_p_value": msprt_p_value(effect.absolute, max(variance, 1e-18), scale),
             "role": "success" if metric in success else "guardrail",
         }
         found[metric] = row
         effects.append(row)
+    reached = planned_per_arm is None or min(n_c, n_t) >= planned_per_arm
+    judged_on = "p_value" if reached else "sequential_p_value"
     for (rejected, adjusted), metric in zip(
-        holm([found[m]["p_value"] for m in success], alpha), success, strict=True
+        holm([found[m][judged_on] for m in success], alpha), success, strict=True
     ):
-        found[metric] |= {"holm_p_value": adjusted, "significant": rejected}
+        found[metric] |= {"holm_p_value": adjusted, "significant": rejected, "judged_on": judged_on}
+
+    def verdict(decision: str, reason: str) -> Verdict:
+        return Verdict(decision, reason, srm, effects, len(both))
+
     if srm["flagged"]:
-        return Verdict(
+        return verdict(
             "keep running",
-            (
-                f"sample-ratio mismatch: {n_c} vs {n_t} units for a planned"
-                f" {1 - treatment_share:.0%}/{treatment_share:.0%} split (p {srm['p_value']:.2g}):"
-                " fix the assignment before reading any effect"
-            ),
-            srm,
-            effects,
-            len(both),
+            f"sample-ratio mismatch: {n_c} vs {n_t} units for a planned"
+            f" {1 - treatment_share:.0%}/{treatment_share:.0%} split (p {srm['p_value']:.2g}):"
+            " fix the assignment before reading any effect",
         )
     for metric, margin in (guardrails or {}).items():
         worse = (
@@ -436,48 +502,32 @@ def decide(
             else found[metric]["low"] < -margin
         )
         if worse:
-            return Verdict(
+            return verdict(
                 "keep the champion",
-                (
-                    f"guardrail {metric} may be worse by more than {margin:g}"
-                    f" (interval {found[metric]['low']:+.4g} to {found[metric]['high']:+.4g})"
-                ),
-                srm,
-                effects,
-                len(both),
+                f"guardrail {metric} may be worse by more than {margin:g}"
+                f" (interval {found[metric]['low']:+.4g} to {found[metric]['high']:+.4g})",
             )
-    wins = [m for m in success if found[m]["significant"] and found[m]["absolute"] > 0]
-    losses = [m for m in success if found[m]["significant"] and found[m]["absolute"] < 0]
+    how = "fixed-horizon, Holm-corrected" if reached else "always-valid sequential test"
+
+    def better(metric: str) -> bool:
+        sign = -1 if metric in lower_is_better else 1
+        return sign * float(found[metric]["absolute"]) > 0
+
+    wins = [m for m in success if found[m]["significant"] and better(m)]
+    losses = [m for m in success if found[m]["significant"] and not better(m)]
     if losses:
-        return Verdict(
-            "keep the champion",
-            f"the challenger is worse on {', '.join(losses)}",
-            srm,
-            effects,
-            len(both),
+        return verdict(
+            "keep the champion", f"the challenger is worse on {', '.join(losses)} ({how})"
         )
     if wins and len(wins) == len(success):
-        return Verdict(
-            "ship",
-            f"the challenger is better on {', '.join(wins)} (Holm-corrected)",
-            srm,
-            effects,
-            len(both),
-        )
-    if planned_per_arm is not None and min(n_c, n_t) >= planned_per_arm:
-        return Verdict(
-            "keep the champion",
-            "no significant effect at the planned sample",
-            srm,
-            effects,
-            len(both),
-        )
-    return Verdict(
+        return verdict("ship", f"the challenger is better on {', '.join(wins)} ({how})")
+    if planned_per_arm is not None and reached:
+        return verdict("keep the champion", "no significant effect at the planned sample")
+    if planned_per_arm is None:
+        return verdict("keep running", "no significant effect yet and no planned sample")
+    return verdict(
         "keep running",
-        "no significant effect yet; the planned sample is not reached",
-        srm,
-        effects,
-        len(both),
+        f"no significant effect yet; {min(n_c, n_t):,} of {planned_per_arm:,} units per arm",
     )
 
 
@@ -494,6 +544,7 @@ __all__ = [
     "design",
     "holm",
     "msprt_p_value",
+    "ratio_test",
     "ratio_variance",
     "sample_ratio_mismatch",
     "two_proportions",

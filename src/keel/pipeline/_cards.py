@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from keel.errors import DataError
-from keel.registry import version_documents
+from keel.registry import experiment_summaries, version_documents
 from keel.reports import RunReport, write_card
 
 _DOCUMENTS = ("reports/report.json", "keel.yaml", "profile.json")
@@ -28,6 +28,7 @@ def write_model_card(uri: str, tracking_uri: str, out: Path | None, root: Path) 
             f" {info['run_id']}; it was not registered by `keel run` (or its artifacts are gone)"
         )
     loadtest = _loadtest(info)
+    info["ab_tests"] = experiment_summaries(info.get("tags") or {})
     if document.get("task") == "recommendation":  # the document's own label
         return _recommender_card(document, info, loadtest, out, root)
     report = RunReport.from_dict(
@@ -66,6 +67,7 @@ def _recommender_card(
             "requests": loadtest["requests"],
         }
     doc["aliases"] = info.get("aliases", [])
+    doc["ab_tests"] = info.get("ab_tests")
     folder = out or root / ".keel" / "cards" / f"{info['name']}-v{info['version']}"
     title = f"Model card: {info['name']} version {info['version']}"
     sections = card_sections(doc)

@@ -116,6 +116,60 @@ def move_alias(
         return event
 
 
+EXPERIMENT_TAG = "keel.experiment."
+
+
+def record_experiment(
+    client: MlflowClient,
+    name: str,
+    experiment: str,
+    summaries: dict[str, dict[str, Any]],
+    documents: dict[str, str],
+    why: str,
+) -> AliasEvent:
+    """Record a concluded A/B test on each compared version and in the model's history.
+
+    ``summaries`` maps each version to its compact summary (a ``keel.experiment.NAME``
+    tag on the version: what ``keel card`` shows); ``documents`` (file name → text: the
+    full analysis, its HTML page) are logged under ``experiments/NAME/`` on each
+    version's run. The history gets an ``experiment`` event (``keel history``).
+    """
+    for version, summary in summaries.items():
+        mv = _version(client, name, version)
+        client.set_model_version_tag(
+            name, str(version), f"{EXPERIMENT_TAG}{experiment}", json.dumps(summary)
+        )
+        if mv.run_id:
+            for file, text in documents.items():
+                client.log_text(mv.run_id, text, f"experiments/{experiment}/{file}")
+    versions = list(summaries)
+    event = AliasEvent(
+        model=name,
+        alias="champion",
+        from_version=str(versions[0]),
+        to_version=str(versions[-1]),
+        action="experiment",
+        who=current_user(),
+        when=datetime.now(UTC).isoformat(timespec="milliseconds"),
+        why=why,
+    )
+    key = f"{HISTORY_PREFIX}{time.time_ns():020d}-{uuid.uuid4().hex[:6]}"
+    client.set_registered_model_tag(name, key, json.dumps(event.to_dict()))
+    return event
+
+
+def experiment_summaries(tags: dict[str, str]) -> list[dict[str, Any]]:
+    """The A/B tests recorded on a version (its tags), oldest first."""
+    found = []
+    for key, value in tags.items():
+        if key.startswith(EXPERIMENT_TAG):
+            try:
+                found.append(json.loads(value))
+            except ValueError:
+                continue
+    return sorted(found, key=lambda s: str(s.get("concluded", "")))
+
+
 def gate_failures(client: MlflowClient, name: str, version: str) -> list[str]:
     """The gates recorded as failed on the run that produced ``version``."""
     model_version = _version(client, name, version)

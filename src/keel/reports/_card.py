@@ -415,6 +415,72 @@ def _quantitative(
     return sections
 
 
+AB_NOT_RUN = "Not run yet: `keel experiment` fills this section once an A/B test has run."
+
+
+def ab_test_blocks(tests: list[dict[str, Any]] | None) -> list[Block]:
+    """The "A/B test results" blocks: each concluded test on this version, its effects."""
+    if not tests:
+        return [("p", AB_NOT_RUN)]
+    blocks: list[Block] = []
+    for t in tests:
+        units = t.get("units") or {}
+        blocks.append(
+            (
+                "p",
+                f"{t['name']} ({t.get('concluded', '')[:10]}): this version was the"
+                f" {t.get('role', '?')}; version {t['challenger_version']} (challenger,"
+                f" {t.get('split', 50):g} % of units) against version {t['champion_version']}"
+                f" (champion) for {float(t.get('days') or 0):.1f} days,"
+                f" {units.get('champion', 0):,} / {units.get('challenger', 0):,} units."
+                f" Decision: {t['decision']} — {t['reason']}"
+                + (f" (forced: {t['forced']})" if t.get("forced") else "")
+                + (" The challenger was promoted." if t.get("promoted") else "")
+                + f" Sample-ratio check p = {float(t.get('srm_p_value', math.nan)):.3g}.",
+            )
+        )
+        rows = [
+            [
+                x["metric"],
+                x.get("role", ""),
+                _num(x.get("control")),
+                _num(x.get("treatment")),
+                f"{x['absolute']:+.4g} [{x['low']:+.4g}, {x['high']:+.4g}]",
+                _num(x.get("p_value"), 3),
+                _num(x.get("sequential_p_value"), 3),
+            ]
+            for x in t.get("effects") or []
+        ]
+        blocks.append(
+            (
+                "table",
+                (
+                    [
+                        "metric",
+                        "role",
+                        "champion",
+                        "challenger",
+                        "effect [95% CI]",
+                        "p",
+                        "sequential p",
+                    ],
+                    rows,
+                ),
+            )
+        )
+    return blocks
+
+
+def _ab_tests(
+    report: RunReport,
+    card_config: dict[str, Any],
+    registry: dict[str, Any],
+    loadtest: dict[str, Any] | None,
+) -> list[Section]:
+    """Card section: the A/B tests this version took part in."""
+    return [("A/B test results", ab_test_blocks(registry.get("ab_tests")))]
+
+
 def _rollback(
     report: RunReport,
     card_config: dict[str, Any],
@@ -452,6 +518,7 @@ _SECTIONS = (
     _top_features,
     _limitations,
     _quantitative,
+    _ab_tests,
     _rollback,
 )
 

@@ -15,10 +15,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-from keel.reports._card import Section, render_html, render_markdown
+from keel.reports._card import Section, ab_test_blocks, render_html, render_markdown
 from keel.reports._pages import atomic_write
 
-NOT_RUN = "not run yet: `keel experiment` fills this section once an A/B test has run"
 
 
 NAMES = {
@@ -465,7 +464,7 @@ def card_sections(doc: dict[str, Any]) -> list[Section]:
                 )
             ],
         ),
-        ("A/B test results", [("p", doc.get("ab_test") or NOT_RUN)]),
+        ("A/B test results", ab_test_blocks(doc.get("ab_tests"))),
         (
             "Rollback",
             [

@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from keel.config import MonitoringConfig, ServingConfig
 from keel.errors import ModelNotFoundError
 from keel.registry import LoadedPackage, load_package
+from keel.serving._experiment import ExperimentRouting
 from keel.serving._http import ERROR_RESPONSES, error_answer, logger
 from keel.serving._log import PredictionLog
 from keel.serving._middleware import _FastPredict, _RequestContext
@@ -37,9 +38,14 @@ async def serving_lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.served.check_ready()  # the model answered its own examples
     if app.state.watcher is not None:
         app.state.watcher.start()
+    routing = getattr(app.state, "experiments", None)
+    if routing is not None:
+        routing.start()  # reads the running experiment before the first request
     yield
     if app.state.watcher is not None:
         app.state.watcher.stop()
+    if routing is not None:
+        routing.stop()
     app.state.keel.close()
 
 
@@ -55,6 +61,7 @@ def create_app(
     shadow: LoadedPackage | None = None,
     canary: LoadedPackage | None = None,
     monitoring: MonitoringConfig | None = None,
+    experiments: ExperimentRouting | None = None,
 ) -> FastAPI:
     """Build the app serving ``package``.
 
@@ -64,7 +71,7 @@ def create_app(
     log, never to the client). ``settings`` is keel.yaml's ``serving:`` (caps, extra
     fields, API keys); ``follow=(alias, tracking_uri)`` makes the app follow
     ``package.name@alias`` in the registry and swap models when it moves
-    (:class:`AliasWatcher`).
+    (:class:`AliasWatcher`); ``experiments`` routes A/B-test units (``keel experiment``).
 
     Raises
     ------
@@ -92,6 +99,7 @@ def create_app(
     )
     _models(app, package, follow, poll_seconds, settings, shadow, canary)
     app.state.keel, app.state.metrics = state, metrics  # the watcher counts swaps
+    app.state.experiments = experiments
     metrics.serving(app.state.served.info)
     # innermost first: the fast /predict path sees the request id and the body cap
     app.add_middleware(_FastPredict, answer=state.fast_answer)
@@ -203,7 +211,7 @@ def create_app_from_spec(
         else None
     )
     if isinstance(package, LoadedRecommender):
-        from keel.serving._recommend_app import create_recommender_app
+        from keel.serving._recommend_app import create_recommender_app, recommender_loader
 
         return create_recommender_app(
             package,
@@ -212,6 +220,7 @@ def create_app_from_spec(
             monitoring=spec.monitoring,
             follow=(spec.follow_alias, spec.tracking_uri) if spec.follow_alias else None,
             poll_seconds=spec.poll_seconds,
+            experiments=_routing(spec, package.name, recommender_loader(package.name, spec)),
         )
     shadow, canary = side_models(package.name, settings, spec.tracking_uri)
     return create_app(
@@ -224,7 +233,24 @@ def create_app_from_spec(
         shadow=shadow,
         canary=canary,
         monitoring=spec.monitoring,
+        experiments=_routing(spec, package.name, _tabular_loader(package.name, spec)),
     )
+
+
+def _tabular_loader(name: str, spec: ServingSpec) -> Any:
+    def load(version: str) -> Served:
+        served = Served(load_package(f"{name}/{version}", spec.tracking_uri), "challenger")
+        served.self_test()  # a challenger that cannot answer its own rows never serves
+        return served
+
+    return load
+
+
+def _routing(spec: ServingSpec, name: str, load: Any) -> ExperimentRouting | None:
+    """A/B routing from the prediction log's experiments (none without a log)."""
+    if not spec.log_url:
+        return None
+    return ExperimentRouting(spec.log_url, name, load, spec.poll_seconds)
 
 
 def create_app_from_env(explain_row: Any = None) -> FastAPI:

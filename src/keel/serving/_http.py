@@ -12,7 +12,14 @@ import orjson
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 MAX_INSTANCES = 10_000  # the default of serving.max_instances
 HARD_MAX_INSTANCES = 1_000_000
@@ -47,14 +54,71 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-class FeedbackRequest(BaseModel):
-    """``{"request_id": "...", "labels": [label per row of that request]}``."""
+REQUEST_ID = r"^[0-9a-f]{1,64}$"
+MAX_OUTCOMES = 10_000
+# computed by Keel from the log: an outcome may not take these names
+RESERVED_METRICS = frozenset(
+    {"requests", "latency_ms", "error_rate", "errors", "accuracy", "abs_error", "hit_rate"}
+)
+
+
+class Outcome(BaseModel):
+    """What happened after an answer: ``{"metric": "conversion", "value": 1, "unit": ...}``.
+
+    Name the unit (the user) or the request the outcome follows (``request_id``; the
+    body's own when omitted).
+    """
 
     model_config = ConfigDict(extra="forbid")
-    request_id: str = Field(min_length=1, max_length=64, pattern=r"^[0-9a-f]{1,64}$")
-    labels: list[str | int | float | bool | None] = Field(
-        min_length=1, max_length=HARD_MAX_INSTANCES
+    metric: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+    value: float = Field(1.0, allow_inf_nan=False)
+    unit: str | int | None = None
+    request_id: str | None = Field(None, min_length=1, max_length=64, pattern=REQUEST_ID)
+
+    @field_validator("metric")
+    @classmethod
+    def _not_reserved(cls, name: str) -> str:
+        if name in RESERVED_METRICS:
+            raise ValueError(f"{name!r} is computed by Keel from the log; name the outcome else")
+        return name
+
+    @field_validator("unit")
+    @classmethod
+    def _short_unit(cls, unit: str | int | None) -> str | int | None:
+        if isinstance(unit, str) and not 0 < len(unit) <= 200:
+            raise ValueError("a unit id has 1 to 200 characters")
+        return unit
+
+
+class FeedbackRequest(BaseModel):
+    """Labels of an answered request, and/or outcomes of A/B-test units.
+
+    ``{"request_id": "...", "labels": [label per row of that request]}``;
+    ``{"outcomes": [{"unit": "u1", "metric": "conversion", "value": 1}, ...]}``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    request_id: str | None = Field(None, min_length=1, max_length=64, pattern=REQUEST_ID)
+    labels: list[str | int | float | bool | None] | None = Field(
+        None, min_length=1, max_length=HARD_MAX_INSTANCES
     )
+    outcomes: list[Outcome] = Field(default_factory=list, max_length=MAX_OUTCOMES)
+
+    @model_validator(mode="after")
+    def _complete(self) -> FeedbackRequest:
+        check_outcomes(self.request_id, self.outcomes)
+        if self.labels is None and not self.outcomes:
+            raise ValueError("send labels (with request_id) or outcomes")
+        if self.labels is not None and self.request_id is None:
+            raise ValueError("labels need the request_id of the answer they label")
+        return self
+
+
+def check_outcomes(request_id: str | None, outcomes: list[Outcome]) -> None:
+    """Every outcome names a unit or a request (its own or the body's)."""
+    for i, outcome in enumerate(outcomes):
+        if outcome.unit is None and outcome.request_id is None and request_id is None:
+            raise ValueError(f"outcomes[{i}]: name the unit or the request_id it follows")
 
 
 class ExplainRequest(BaseModel):
@@ -65,10 +129,14 @@ class ExplainRequest(BaseModel):
 
 
 class PredictRequest(BaseModel):
-    """``{"instances": [{feature: value, ...}, ...]}``."""
+    """``{"instances": [{feature: value, ...}, ...], "unit": "user-42"}``."""
 
     model_config = ConfigDict(extra="forbid")
     instances: list[Any] = Field(min_length=1, max_length=HARD_MAX_INSTANCES)
+    unit: str | int | None = Field(
+        None,
+        description="The A/B-test unit (a user id): its arm answers during an experiment.",
+    )
 
 
 def error_answer(status: int, message: str, request: Request, detail: Any = None) -> JSONResponse:

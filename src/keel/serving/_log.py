@@ -22,44 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import (
-    Column,
-    Float,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    create_engine,
-    event,
-    select,
-)
+from sqlalchemy import create_engine, inspect, select
+
+from keel.monitoring._logdb import FEEDBACK, OUTCOMES, PREDICTIONS, open_log
 
 logger = logging.getLogger("keel.serving")
 
-metadata = MetaData()
-PREDICTIONS = Table(
-    "predictions",
-    metadata,
-    Column("request_id", String(64), primary_key=True),
-    Column("row", Integer, primary_key=True),
-    Column("time", Float, nullable=False, index=True),
-    Column("model_name", String(200), nullable=False),
-    Column("model_version", String(20), nullable=False),
-    Column("inputs", Text, nullable=False),  # JSON, PII redacted per config
-    Column("prediction", Text, nullable=False),  # JSON
-    Column("score", Float),  # P(positive) or the predicted value
-    Column("latency_ms", Float, nullable=False),
-    Column("route", String(20), primary_key=True),  # champion, shadow, canary
-)
-FEEDBACK = Table(
-    "feedback",
-    metadata,
-    Column("request_id", String(64), primary_key=True),
-    Column("row", Integer, primary_key=True),
-    Column("label", Text, nullable=False),  # JSON
-    Column("time", Float, nullable=False),
-)
 BATCH_ROWS = 2_000
 # the order of the values in a row handed to the driver (see PredictionLog._rows)
 _ROW = (
@@ -73,6 +41,9 @@ _ROW = (
     "score",
     "latency_ms",
     "route",
+    "experiment",
+    "arm",
+    "unit",
 )
 
 
@@ -98,10 +69,7 @@ class PredictionLog:
         self.url = url
         self.flush_seconds = flush_seconds
         self.redact = dict(redact or {})
-        self.engine = create_engine(url, future=True)
-        if url.startswith("sqlite"):
-            event.listen(self.engine, "connect", _sqlite_pragmas)
-        metadata.create_all(self.engine)
+        self.engine = open_log(url)
         mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
         names = list(_ROW)
         quoted = ", ".join(f'"{n}"' for n in names)
@@ -128,8 +96,11 @@ class PredictionLog:
         scores: list[float] | None,
         latency_ms: float,
         route: str = "champion",
+        arm: tuple[str, str, str] | None = None,
     ) -> None:
         """Queue one answer (the writer thread splits it into rows, redacts, commits).
+
+        ``arm`` is ``(experiment, arm, unit)`` when the request was part of an A/B test.
 
         One ``deque.append`` per request (atomic under the GIL, no lock): everything
         per row happens on the writer thread, off the request's path.
@@ -147,6 +118,7 @@ class PredictionLog:
                     scores,
                     latency_ms,
                     route,
+                    arm,
                 ),
             )
         )
@@ -154,6 +126,31 @@ class PredictionLog:
     def feedback(self, request_id: str, labels: list[Any]) -> None:
         """Queue ground-truth labels for the rows of ``request_id``, in order."""
         self._pending.append(("feedback", (request_id, time.time(), labels)))
+
+    def outcomes(self, rows: list[dict[str, Any]]) -> None:
+        """Queue outcomes (dicts: ``metric``, ``value``, ``unit`` and/or ``request_id``).
+
+        The server's own outcomes also carry ``source``, ``experiment`` and ``arm``.
+        """
+        now = time.time()
+        self._pending.append(
+            (
+                "outcomes",
+                tuple(
+                    {
+                        "time": now,
+                        "unit": None if r.get("unit") is None else str(r["unit"]),
+                        "request_id": r.get("request_id"),
+                        "metric": r["metric"],
+                        "value": float(r.get("value", 1.0)),
+                        "source": r.get("source", "client"),
+                        "experiment": r.get("experiment"),
+                        "arm": r.get("arm"),
+                    }
+                    for r in rows
+                ),
+            )
+        )
 
     # --- the writer ----------------------------------------------------------------
 
@@ -173,7 +170,7 @@ class PredictionLog:
                     while rows < BATCH_ROWS:
                         item = self._pending.popleft()
                         batch.append(item)
-                        rows += len(item[1][4] if item[0] == "prediction" else item[1][2])
+                        rows += _size(item)
                 except IndexError:
                     pass
                 if not batch:
@@ -191,6 +188,7 @@ class PredictionLog:
                     for i, label in enumerate(labels)
                 }
                 feedback = list(latest.values())
+                outcomes = [o for k, r in batch if k == "outcomes" for o in r]
                 try:
                     with self.engine.begin() as conn:
                         if predictions:  # the driver's executemany: no per-row ORM work
@@ -204,20 +202,20 @@ class PredictionLog:
                             )
                         if feedback:
                             conn.execute(FEEDBACK.insert(), feedback)
+                        if outcomes:
+                            conn.execute(OUTCOMES.insert(), outcomes)
                 except Exception as exc:  # never take the server down for the log
-                    self.dropped += len(predictions) + len(feedback)
-                    logger.error(
-                        "prediction log: %d rows not written: %s",
-                        len(predictions) + len(feedback),
-                        exc,
-                    )
+                    lost = len(predictions) + len(feedback) + len(outcomes)
+                    self.dropped += lost
+                    logger.error("prediction log: %d rows not written: %s", lost, exc)
                     continue
                 self.written += len(predictions)
-                total += len(predictions) + len(feedback)
+                total += len(predictions) + len(feedback) + len(outcomes)
 
     def _rows(self, answer: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         """One queued answer as table rows, in the order of ``_ROW``."""
-        request_id, now, name, version, instances, predictions, scores, latency, route = answer
+        request_id, now, name, version, instances, predictions, scores, latency, route, arm = answer
+        experiment, arm_name, unit = arm if arm is not None else (None, None, None)
         rows = []
         for i, (inputs, prediction) in enumerate(zip(instances, predictions, strict=False)):
             score = scores[i] if scores and i < len(scores) else None
@@ -235,6 +233,9 @@ class PredictionLog:
                     score,
                     latency,
                     route,
+                    experiment,
+                    arm_name,
+                    unit,
                 )
             )
         return rows
@@ -271,6 +272,19 @@ class PredictionLog:
             ).all()
         return len(rows)
 
+    def known_requests(self, request_ids: set[str]) -> set[str]:
+        """Which of ``request_ids`` are in the log (after committing what queued)."""
+        self.flush()
+        found: set[str] = set()
+        ids = sorted(request_ids)
+        with self.engine.connect() as conn:
+            for at in range(0, len(ids), 500):
+                query = select(PREDICTIONS.c.request_id).where(
+                    PREDICTIONS.c.request_id.in_(ids[at : at + 500])
+                )
+                found.update(r[0] for r in conn.execute(query))
+        return found
+
     def close(self) -> None:
         """Drain the queue, commit, stop the writer: a graceful stop loses nothing."""
         self._stop.set()
@@ -284,12 +298,12 @@ def _json(value: Any) -> str:
     return orjson.dumps(value, default=str, option=orjson.OPT_SERIALIZE_NUMPY).decode()
 
 
-def _sqlite_pragmas(connection: Any, _record: Any) -> None:
-    cursor = connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.close()
+def _size(item: tuple[str, tuple[Any, ...]]) -> int:
+    """Rows a queued item writes."""
+    kind, payload = item
+    if kind == "prediction":
+        return len(payload[4])
+    return len(payload[2]) if kind == "feedback" else len(payload)
 
 
 def read_log(
@@ -304,8 +318,10 @@ def read_log(
     ``model_name`` / ``model_version`` keep only that model's (version's) rows.
     """
     engine = create_engine(url, future=True)
+    # a log written by an older Keel lacks the experiment columns until a server opens it
+    have = {c["name"] for c in inspect(engine).get_columns("predictions")}
     query = (
-        select(PREDICTIONS, FEEDBACK.c.label)
+        select(*(c for c in PREDICTIONS.c if c.name in have), FEEDBACK.c.label)
         .join(
             FEEDBACK,
             (FEEDBACK.c.request_id == PREDICTIONS.c.request_id)
@@ -332,4 +348,4 @@ def read_log(
     return rows
 
 
-__all__ = ["FEEDBACK", "PREDICTIONS", "PredictionLog", "log_url", "read_log"]
+__all__ = ["FEEDBACK", "OUTCOMES", "PREDICTIONS", "PredictionLog", "log_url", "read_log"]

@@ -22,11 +22,21 @@ import pandas as pd
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from keel.config import MonitoringConfig, ServingConfig
 from keel.registry import LoadedRecommender
-from keel.serving._http import ERROR_RESPONSES, dumps_answer, error_answer, logger
+from keel.serving._experiment import record_outcomes
+from keel.serving._http import (
+    ERROR_RESPONSES,
+    MAX_OUTCOMES,
+    REQUEST_ID,
+    Outcome,
+    check_outcomes,
+    dumps_answer,
+    error_answer,
+    logger,
+)
 from keel.serving._log import PredictionLog
 from keel.serving._middleware import _RequestContext
 from keel.serving._observe import Metrics, Observed, load_keys
@@ -50,14 +60,30 @@ class RecommendRequest(BaseModel):
         max_length=MAX_ITEMS_IN_REQUEST,
         description="Items the user had that the model has not seen (folded in).",
     )
+    unit: Id | None = Field(
+        None, description="The A/B-test unit when it is not the user (default: user_id)."
+    )
 
 
 class RecommendFeedback(BaseModel):
-    """``{"request_id": ..., "items": [...]}``: what the user clicked or consumed."""
+    """``{"request_id": ..., "items": [...]}``: what the user clicked or consumed.
+
+    ``outcomes`` (as on ``/predict``'s ``/feedback``) carry A/B-test outcomes.
+    """
 
     model_config = ConfigDict(extra="forbid")
-    request_id: str = Field(min_length=1, max_length=64, pattern=r"^[0-9a-f]{1,64}$")
-    items: list[Id] = Field(max_length=MAX_ITEMS_IN_REQUEST)
+    request_id: str | None = Field(None, min_length=1, max_length=64, pattern=REQUEST_ID)
+    items: list[Id] | None = Field(None, max_length=MAX_ITEMS_IN_REQUEST)
+    outcomes: list[Outcome] = Field(default_factory=list, max_length=MAX_OUTCOMES)
+
+    @model_validator(mode="after")
+    def _complete(self) -> RecommendFeedback:
+        check_outcomes(self.request_id, self.outcomes)
+        if self.items is None and not self.outcomes:
+            raise ValueError("send items (with request_id) or outcomes")
+        if self.items is not None and self.request_id is None:
+            raise ValueError("items need the request_id of the answer they follow")
+        return self
 
 
 class _Served:
@@ -120,6 +146,23 @@ class _Follower:
                 logger.warning("alias check failed: %s", type(exc).__name__)
 
 
+def recommender_loader(name: str, spec: Any) -> Any:
+    """Load and self-test version ``v`` of recommender ``name`` (an A/B challenger)."""
+
+    def load(version: str) -> _Served:
+        from keel.registry import load_recommender
+
+        loaded = load_recommender(f"{name}/{version}", spec.tracking_uri)
+        loaded.alias = "challenger"
+        served = _Served(loaded)
+        ok, why = served.check_ready()
+        if not ok:
+            raise RuntimeError(why)
+        return served
+
+    return load
+
+
 def create_recommender_app(
     loaded: LoadedRecommender,
     settings: ServingConfig | None = None,
@@ -128,6 +171,7 @@ def create_recommender_app(
     monitoring: MonitoringConfig | None = None,
     follow: tuple[str, str] | None = None,
     poll_seconds: float = 5.0,
+    experiments: Any = None,
 ) -> FastAPI:
     """Build the app serving the recommender ``loaded``.
 
@@ -152,6 +196,7 @@ def create_recommender_app(
     state = ServingState(app, settings, monitoring or MonitoringConfig(), keys, metrics, log, None)
     app.state.served, app.state.keel, app.state.metrics = _Served(loaded), state, metrics
     app.state.watcher = _Follower(app, *follow, poll_seconds) if follow else None
+    app.state.experiments = experiments
     metrics.serving(app.state.served.info)
     cap = max_body_bytes if max_body_bytes is not None else settings.max_body_bytes
     app.add_middleware(_RequestContext, max_body_bytes=cap)
@@ -238,11 +283,19 @@ def _routes(state: ServingState) -> APIRouter:
         """Top-K items the user has not had, best first, and whether this is cold start."""
         # async: well under a millisecond of NumPy, cheaper than a hop to a worker thread
         started = time.perf_counter()
-        loaded = app.state.served.loaded  # taken once: a swap does not touch this request
+        served = app.state.served  # taken once: a swap does not touch this request
+        assigned = None
+        if state.app.state.experiments is not None:
+            unit = body.unit if body.unit is not None else body.user_id
+            assigned = state.app.state.experiments.assign(unit, served.version)
+            if assigned is not None and assigned.model is not None:
+                served = assigned.model
+        loaded = served.loaded
         model = loaded.model
         try:
             answer = model.recommend(body.user_id, body.k, body.history, body.exclude)
         except KeyError as exc:
+            state.server_error(assigned)
             unknown = list(exc.args[0]) if exc.args else []
             shown = ", ".join(map(repr, unknown[:10])) + (" …" if len(unknown) > 10 else "")
             return error_answer(
@@ -257,6 +310,8 @@ def _routes(state: ServingState) -> APIRouter:
             "model": {"name": loaded.name, "version": loaded.version},
             "request_id": request_id,
         }
+        if assigned is not None:
+            answer["experiment"] = assigned.to_dict()
         latency = (time.perf_counter() - started) * 1000
         if state.log is not None:
             items = [i["item_id"] for i in answer["items"]]
@@ -277,6 +332,8 @@ def _routes(state: ServingState) -> APIRouter:
                 [items],
                 [answer["items"][0]["score"] if answer["items"] else None],
                 latency,
+                "challenger" if assigned is not None and assigned.model is not None else "champion",
+                assigned.logged if assigned is not None else None,
             )
         return Response(dumps_answer(answer), media_type="application/json")
 
@@ -285,16 +342,27 @@ def _routes(state: ServingState) -> APIRouter:
         """Items the user clicked or consumed after the answer ``request_id``."""
         if state.log is None:
             return error_answer(409, "the prediction log is off (serving.prediction_log)", request)
-        if not state.log.has_request(body.request_id):
-            return error_answer(
-                404, f"request_id {body.request_id!r}: no such answer in the log", request
-            )
-        _, unknown = app.state.served.loaded.model.item_index(body.items)
-        if unknown:
-            return error_answer(
-                422, f"items: not in the catalogue: {', '.join(map(repr, unknown[:10]))}", request
-            )
-        state.log.feedback(body.request_id, [[str(i) for i in body.items]])
-        return JSONResponse({"recorded": len(body.items), "request_id": body.request_id})
+        found: dict[str, Any] = {}
+        if body.items is not None and body.request_id is not None:
+            if not state.log.has_request(body.request_id):
+                return error_answer(
+                    404, f"request_id {body.request_id!r}: no such answer in the log", request
+                )
+            _, unknown = app.state.served.loaded.model.item_index(body.items)
+            if unknown:
+                return error_answer(
+                    422,
+                    f"items: not in the catalogue: {', '.join(map(repr, unknown[:10]))}",
+                    request,
+                )
+            found |= {"recorded": len(body.items), "request_id": body.request_id}
+        if body.outcomes:
+            refused = record_outcomes(state.log, body.outcomes, body.request_id, request)
+            if refused is not None:
+                return refused
+            found["outcomes"] = len(body.outcomes)
+        if body.items is not None and body.request_id is not None:
+            state.log.feedback(body.request_id, [[str(i) for i in body.items]])
+        return JSONResponse(found)
 
     return router

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from keel.serving._experiment import record_outcomes
 from keel.serving._http import (
     ExplainRequest,
     FeedbackRequest,
@@ -47,7 +48,7 @@ def predict_routes(state: ServingState, example_rows: list[Any]) -> APIRouter:
         # than the thread hop FastAPI would add for a sync endpoint; the GIL would
         # serialise the work in threads anyway.
         body = parse_body(PredictRequest, await request.body())
-        answer = state.answer_rows(body.instances, request)[0]
+        answer = state.answer_rows(body.instances, request, unit=body.unit)[0]
         if isinstance(answer, dict):
             return Response(dumps_answer(answer), media_type="application/json")
         return answer
@@ -106,16 +107,25 @@ def _feedback(state: ServingState, body: FeedbackRequest, request: Request) -> A
     log = state.log
     if log is None:
         return error_answer(409, "the prediction log is off (serving.prediction_log)", request)
-    rows = log.has_request(body.request_id)
-    if rows == 0:
-        return error_answer(
-            404, f"request_id {body.request_id[:64]!r}: no such prediction in the log", request
-        )
-    if len(body.labels) != rows:
-        return error_answer(
-            422,
-            f"labels: {len(body.labels)} given; request {body.request_id} had {rows} row(s)",
-            request,
-        )
-    log.feedback(body.request_id, body.labels)
-    return {"request_id": body.request_id, "rows": rows, "status": "recorded"}
+    found: dict[str, Any] = {"status": "recorded"}
+    if body.labels is not None and body.request_id is not None:
+        rows = log.has_request(body.request_id)
+        if rows == 0:
+            return error_answer(
+                404, f"request_id {body.request_id[:64]!r}: no such prediction in the log", request
+            )
+        if len(body.labels) != rows:
+            return error_answer(
+                422,
+                f"labels: {len(body.labels)} given; request {body.request_id} had {rows} row(s)",
+                request,
+            )
+        found |= {"request_id": body.request_id, "rows": rows}
+    if body.outcomes:
+        refused = record_outcomes(log, body.outcomes, body.request_id, request)
+        if refused is not None:
+            return refused
+        found["outcomes"] = len(body.outcomes)
+    if body.labels is not None and body.request_id is not None:
+        log.feedback(body.request_id, body.labels)  # after every check: all or nothing
+    return found

@@ -29,6 +29,7 @@ class Served:
         self.package = package
         self.model = package.model
         self.schema = package.schema
+        self.feature_names = frozenset(c.name for c in package.schema.features)
         self.info = {
             "name": package.name,
             "version": package.version,

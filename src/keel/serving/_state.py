@@ -47,6 +47,7 @@ class ServingState:
         self.app, self.settings, self.monitoring = app, settings, monitoring
         self.keys, self.metrics, self.log, self.explain_row = keys, metrics, log, explain_row
         self.percent = settings.canary.percent if settings.canary else 0.0
+        app.state.experiments = None  # an ExperimentRouting when the log is on
         self.shadows = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keel-shadow")
         self.backlog = threading.BoundedSemaphore(SHADOW_BACKLOG)
 
@@ -78,9 +79,17 @@ class ServingState:
         return [Depends(check)] if keys else []
 
     def answer_rows(
-        self, instances: list[Any], request: Request, where_rows: str = "instances"
+        self,
+        instances: list[Any],
+        request: Request,
+        where_rows: str = "instances",
+        unit: Any = None,
     ) -> tuple[Any, Any]:
-        """Predict ``instances``: ``(answer, served)`` or ``(error response, None)``."""
+        """Predict ``instances``: ``(answer, served)`` or ``(error response, None)``.
+
+        ``unit`` (or, during an experiment, its unit field in the first row) puts the
+        request in the running A/B test: the unit's arm answers.
+        """
         settings, metrics, log = self.settings, self.metrics, self.log
         if len(instances) > settings.max_instances:
             return error_answer(
@@ -93,17 +102,33 @@ class ServingState:
         state = self.app.state
         served = state.served  # taken once: a swap does not touch this request
         route = "champion"
-        canary_model = state.canary
-        if canary_model is not None and canary_share(request.state.request_id) < self.percent:
-            served, route = canary_model, "canary"
-        answer, errors = served.answer(instances, settings.extra_fields, settings.unseen_categories)
+        assigned = None
+        routing = state.experiments
+        if routing is not None and routing.active is not None:
+            unit, instances = _unit_of(unit, instances, routing.active.experiment, served)
+            assigned = routing.assign(unit, served.version)
+        if assigned is not None:
+            if assigned.model is not None:
+                served, route = assigned.model, "challenger"
+        elif state.canary is not None and canary_share(request.state.request_id) < self.percent:
+            served, route = state.canary, "canary"
+        try:
+            answer, errors = served.answer(
+                instances, settings.extra_fields, settings.unseen_categories
+            )
+        except Exception:
+            self.server_error(assigned)
+            raise
         if errors:
+            self.server_error(assigned)
             return self._refused(errors, request, where_rows), None
         scores = served.scores(answer)
         metrics.answered(
             served.version, answer["predictions"], scores, served.kind.labelled_classes
         )
         answer["request_id"] = request.state.request_id
+        if assigned is not None:
+            answer["experiment"] = assigned.to_dict()
         if log is not None:
             log.record(
                 answer["request_id"],
@@ -113,6 +138,7 @@ class ServingState:
                 scores,
                 (time.perf_counter() - started) * 1000,
                 route,
+                assigned.logged if assigned is not None else None,
             )
         metrics.child(metrics.routed, route).inc()
         shadow_model = state.shadow
@@ -128,6 +154,22 @@ class ServingState:
             else:  # never slow the answer down for the shadow
                 metrics.shadow_dropped.inc()
         return answer, served
+
+    def server_error(self, assigned: Any) -> None:
+        """Count a refused or failed request of an experiment's unit (``error_rate``)."""
+        if assigned is not None and self.log is not None:
+            self.log.outcomes(
+                [
+                    {
+                        "unit": assigned.unit,
+                        "metric": "errors",
+                        "value": 1.0,
+                        "source": "server",
+                        "experiment": assigned.name,
+                        "arm": assigned.arm,
+                    }
+                ]
+            )
 
     def _refused(self, errors: list[Any], request: Request, where_rows: str) -> Any:
         first = errors[0]
@@ -182,7 +224,27 @@ class ServingState:
             body = PredictRequest.model_validate_json(raw)
         except ValidationError:
             return None
-        answer = self.answer_rows(body.instances, request)[0]
+        answer = self.answer_rows(body.instances, request, unit=body.unit)[0]
         if isinstance(answer, dict):
             return Response(dumps_answer(answer), media_type="application/json")
         return answer
+
+
+def _unit_of(unit: Any, instances: list[Any], experiment: Any, served: Any) -> tuple[Any, list]:
+    """The request's unit: the body's ``unit``, else the experiment's field in the first row.
+
+    A unit field that is not one of the model's features is taken out of the rows (the
+    model would refuse an unknown field).
+    """
+    field = experiment.unit_field
+    first = instances[0] if instances else None
+    if not isinstance(first, dict) or field not in first:
+        return unit, instances
+    if unit is None:
+        unit = first[field]
+    if field in served.feature_names:
+        return unit, instances
+    return unit, [
+        {k: v for k, v in row.items() if k != field} if isinstance(row, dict) else row
+        for row in instances
+    ]
