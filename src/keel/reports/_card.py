@@ -415,7 +415,9 @@ def _quantitative(
     return sections
 
 
-AB_NOT_RUN = "Not run yet: `keel experiment` fills this section once an A/B test has run."
+AB_NOT_RUN = (
+    "No A/B test has concluded on this version: not run yet (`keel experiment` fills this section)."
+)
 
 
 def ab_test_blocks(tests: list[dict[str, Any]] | None) -> list[Block]:

@@ -18,8 +18,6 @@ from typing import Any
 from keel.reports._card import Section, ab_test_blocks, render_html, render_markdown
 from keel.reports._pages import atomic_write
 
-
-
 NAMES = {
     "ndcg": "NDCG",
     "map": "MAP",

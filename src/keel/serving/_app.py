@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from keel.config import MonitoringConfig, ServingConfig
 from keel.errors import ModelNotFoundError
 from keel.registry import LoadedPackage, load_package
-from keel.serving._experiment import ExperimentRouting
+from keel.serving._experiment import ExperimentRouting, experiment_routes
 from keel.serving._http import ERROR_RESPONSES, error_answer, logger
 from keel.serving._log import PredictionLog
 from keel.serving._middleware import _FastPredict, _RequestContext
@@ -111,6 +111,7 @@ def create_app(
     example_rows = (package.documents.get("background.json") or [])[:2]
     app.include_router(predict_routes(state, example_rows))
     app.include_router(v2_routes(state))
+    app.include_router(experiment_routes(state))
     return app
 
 

@@ -19,6 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+
 from keel.evaluation._experiments import CHALLENGER_ARM
 from keel.monitoring._experiments import Experiment, running_experiment
 from keel.monitoring._logdb import open_log
@@ -198,4 +201,61 @@ def record_outcomes(
     return None
 
 
-__all__ = ["Active", "Assignment", "ExperimentRouting", "record_outcomes"]
+def experiment_routes(state: Any) -> APIRouter:
+    """``GET /experiment`` (what this server routes) and ``GET /experiments/NAME`` (the page)."""
+    from keel.errors import KeelInputError
+    from keel.serving._http import error_answer
+
+    router = APIRouter()
+
+    @router.get("/experiment", dependencies=state.need("predict"))
+    def running(request: Request) -> Any:
+        """The A/B test this server routes now: versions, split, unit field, its page."""
+        routing = state.app.state.experiments
+        found = routing.describe() if routing is not None else None
+        if found is None:
+            return error_answer(404, "no experiment is running on this server", request)
+        return found
+
+    @router.get(
+        "/experiments/{name}", dependencies=state.need("admin"), response_class=HTMLResponse
+    )
+    def page(name: str, request: Request) -> Response:
+        """The page of experiment ``name``: decision, arms, SRM, effects over time."""
+        from keel.monitoring._experiment_page import render_experiment_page
+        from keel.monitoring._experiments import analyze, read_experiment, timeline
+
+        if state.log is None:
+            return error_answer(409, "the prediction log is off (serving.prediction_log)", request)
+        state.log.flush()
+        try:
+            logged = read_experiment(state.log.url, name[:100])
+            found = analyze(logged)
+        except KeelInputError as exc:
+            status = 404 if str(exc).startswith("no experiment") else 409
+            return error_answer(status, str(exc), request)
+        return HTMLResponse(render_experiment_page(found, timeline(logged)))
+
+    return router
+
+
+def with_experiment_link(page: str, routing: Any) -> str:
+    """A dashboard page with a link to the running experiment's page, when there is one."""
+    found = routing.describe() if routing is not None else None
+    if found is None:
+        return page
+    link = (
+        f"<p id='experiment'>A/B test running: <a href='{found['page']}'>{found['name']}</a>"
+        f" — version {found['challenger_version']} gets {found['split']:g} % of units.</p>"
+    )
+    return page.replace("<body>", "<body>" + link, 1)
+
+
+__all__ = [
+    "Active",
+    "Assignment",
+    "ExperimentRouting",
+    "experiment_routes",
+    "record_outcomes",
+    "with_experiment_link",
+]

@@ -26,7 +26,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from keel.config import MonitoringConfig, ServingConfig
 from keel.registry import LoadedRecommender
-from keel.serving._experiment import record_outcomes
+from keel.serving._experiment import (
+    experiment_routes,
+    record_outcomes,
+    with_experiment_link,
+)
 from keel.serving._http import (
     ERROR_RESPONSES,
     MAX_OUTCOMES,
@@ -203,6 +207,7 @@ def create_recommender_app(
     app.add_middleware(Observed, metrics=metrics, version_of=lambda: app.state.served.version)
     _error_handlers(app)
     app.include_router(_routes(state))
+    app.include_router(experiment_routes(state))
     return app
 
 
@@ -276,7 +281,8 @@ def _routes(state: ServingState) -> APIRouter:
         report = monitor_recommendations(
             frame, reference, meta, window=spec, min_rows=state.monitoring.min_rows
         )
-        return HTMLResponse(render_recommendation_dashboard(report.to_dict()))
+        page = render_recommendation_dashboard(report.to_dict())
+        return HTMLResponse(with_experiment_link(page, app.state.experiments))
 
     @router.post("/recommend", dependencies=state.need("predict"))
     async def recommend(body: RecommendRequest, request: Request) -> Response:

@@ -19,6 +19,7 @@ from keel.monitoring import (
     render_dashboard,
     state_path,
 )
+from keel.serving._experiment import with_experiment_link
 from keel.serving._http import ERROR_RESPONSES, error_answer
 from keel.serving._log import read_log
 from keel.serving._state import ServingState
@@ -119,4 +120,5 @@ def _dashboard(state: ServingState, request: Request, window: str | None) -> Res
         thresholds=DriftThresholds.of(monitoring),
     )
     recent = load_state(state_path(log.url, Path.cwd())).get("recent", [])
-    return HTMLResponse(render_dashboard(report.to_dict(), recent))
+    page = render_dashboard(report.to_dict(), recent)
+    return HTMLResponse(with_experiment_link(page, state.app.state.experiments))
