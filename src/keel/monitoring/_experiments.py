@@ -145,8 +145,12 @@ def start_experiment(
     split: float,
     unit_field: str,
     settings: dict[str, Any],
+    salt: str | None = None,
 ) -> Experiment:
     """Record a running experiment; the servers route by it from their next poll.
+
+    ``salt`` (default: the name and 64 random bits) seeds the assignment; give one only
+    to reproduce an assignment (a simulation, a test).
 
     Refused (KeelInputError, nothing written) for a bad name or split, a name already
     used (a new experiment needs a new name: its salt reshuffles units), or another
@@ -188,7 +192,7 @@ def start_experiment(
                 challenger_version=str(challenger_version),
                 split=float(split),
                 unit_field=unit_field,
-                salt=f"{name}:{secrets.token_hex(8)}",
+                salt=salt or f"{name}:{secrets.token_hex(8)}",
                 status="running",
                 started=time.time(),
                 settings=settings,
@@ -373,7 +377,13 @@ def unit_table(logged: Logged, until: float | None = None) -> Any:
         else:
             numeric = pd.to_numeric(prediction, errors="coerce")
             truth = pd.to_numeric(label, errors="coerce")
-            if numeric.notna().all() and truth.notna().all() and not _labels(prediction):
+            family = experiment.settings.get("task_family")
+            regression = (
+                family == "regression"
+                if family
+                else numeric.notna().all() and truth.notna().all() and not _labels(prediction)
+            )
+            if regression:
                 per_row["error_sum"] = (numeric - truth).abs().to_numpy()
             else:
                 per_row["correct"] = (prediction.map(str) == label.map(str)).astype(float)
@@ -514,6 +524,8 @@ def timeline(logged: Logged, points: int = 14) -> list[dict[str, Any]]:
     if not len(exposures):
         return []
     start, end = experiment.started, float(exposures["time"].max())
+    if len(logged.outcomes):
+        end = max(end, float(logged.outcomes["time"].max()))
     span = end - start
     step = DAY if span >= 2 * DAY else max(span / points, 1e-6)
     cuts = [start + step * (i + 1) for i in range(int(span // step))] + [end]
