@@ -476,6 +476,10 @@ def _write_page(found: dict[str, Any], logged: Any, target: str) -> str:
     return str(path)
 
 
+def _g(value: Any, spec: str = ".4g") -> str:
+    return "—" if value is None else format(value, spec)
+
+
 def _print_analysis(found: dict[str, Any]) -> None:
     _print_counts(found)
     table = Table(title="challenger − champion")
@@ -485,12 +489,12 @@ def _print_analysis(found: dict[str, Any]) -> None:
         table.add_row(
             x["metric"],
             x["role"],
-            f"{x['control']:.4g}",
-            f"{x['treatment']:.4g}",
-            f"{x['absolute']:+.4g}",
-            f"{x['low']:+.4g} to {x['high']:+.4g}",
-            f"{x.get('holm_p_value', x['p_value']):.3g}",
-            f"{x['sequential_p_value']:.3g}",
+            _g(x["control"]),
+            _g(x["treatment"]),
+            _g(x["absolute"], "+.4g"),
+            f"{_g(x['low'], '+.4g')} to {_g(x['high'], '+.4g')}",
+            _g(x.get("holm_p_value") or x["p_value"], ".3g"),
+            _g(x["sequential_p_value"], ".3g"),
         )
     Console().print(table)
     srm = found["srm"]

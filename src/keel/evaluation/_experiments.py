@@ -371,9 +371,11 @@ def ratio_test(
     (r_c, v_c), (r_t, v_t) = arms
     variance = v_c + v_t
     diff = r_t - r_c
-    se = math.sqrt(variance) if variance > 0 else math.nan
-    z = stats.norm.ppf(1 - alpha / 2)
-    p_value = float(2 * stats.norm.sf(abs(diff) / se)) if se and se == se else 1.0
+    se = math.sqrt(variance) if variance > 0 else 0.0
+    z = float(stats.norm.ppf(1 - alpha / 2))
+    # no variation in either arm (no errors at all): the difference is exact
+    exact = 1.0 if diff == 0 else 0.0
+    p_value = float(2 * stats.norm.sf(abs(diff) / se)) if se > 0 else exact
     effect = Effect(
         metric,
         r_c,

@@ -8,6 +8,7 @@ the server's ``GET /experiments/NAME`` answers it.
 from __future__ import annotations
 
 import html
+import math
 import time
 from typing import Any
 
@@ -28,6 +29,15 @@ def _n(value: Any, digits: int = 4) -> str:
             return "—"
         return f"{value:.{digits}g}"
     return _e(value)
+
+
+def _finite(value: Any) -> float | None:
+    """A number a chart can draw, or None (a gap)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _when(seconds: float | None) -> str:
@@ -130,7 +140,7 @@ def render_experiment_page(result: dict[str, Any], points: list[dict[str, Any]])
                     _n(x["control"]),
                     _n(x["treatment"]),
                     _n(x["absolute"]),
-                    f"{x['relative']:+.2%}" if x["relative"] == x["relative"] else "—",
+                    f"{x['relative']:+.2%}" if _finite(x["relative"]) is not None else "—",
                     f"{_n(x['low'])} to {_n(x['high'])}",
                     _n(x["p_value"]),
                     _n(x.get("holm_p_value")),
@@ -148,9 +158,9 @@ def render_experiment_page(result: dict[str, Any], points: list[dict[str, Any]])
         if len(known) < 2:
             continue
         series = {
-            "effect": [p["effects"][metric]["absolute"] for p in known],
-            "low": [p["effects"][metric]["low"] for p in known],
-            "high": [p["effects"][metric]["high"] for p in known],
+            "effect": [_finite(p["effects"][metric]["absolute"]) for p in known],
+            "low": [_finite(p["effects"][metric]["low"]) for p in known],
+            "high": [_finite(p["effects"][metric]["high"]) for p in known],
             "no effect": [0.0] * len(known),
         }
         parts += [

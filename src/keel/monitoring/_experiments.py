@@ -480,12 +480,27 @@ def analyze(logged: Logged, until: float | None = None) -> dict[str, Any]:
         )
     except ValueError as exc:
         raise KeelInputError(f"experiment {experiment.name!r}: {exc}") from None
-    return {
-        "experiment": experiment.to_dict(),
-        "at": until if until is not None else time.time(),
-        "counts": counts,
-        **verdict.to_dict(),
-    }
+    return _plain(
+        {
+            "experiment": experiment.to_dict(),
+            "at": until if until is not None else time.time(),
+            "counts": counts,
+            **verdict.to_dict(),
+        }
+    )
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe: NumPy numbers as Python ones, NaN and infinities as None."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, str):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _counts(table: Any, logged: Logged, until: float | None) -> dict[str, Any]:

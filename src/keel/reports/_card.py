@@ -420,6 +420,10 @@ AB_NOT_RUN = (
 )
 
 
+def _signed(value: Any) -> str:
+    return "—" if value is None else f"{value:+.4g}"
+
+
 def ab_test_blocks(tests: list[dict[str, Any]] | None) -> list[Block]:
     """The "A/B test results" blocks: each concluded test on this version, its effects."""
     if not tests:
@@ -447,7 +451,7 @@ def ab_test_blocks(tests: list[dict[str, Any]] | None) -> list[Block]:
                 x.get("role", ""),
                 _num(x.get("control")),
                 _num(x.get("treatment")),
-                f"{x['absolute']:+.4g} [{x['low']:+.4g}, {x['high']:+.4g}]",
+                f"{_signed(x.get('absolute'))} [{_signed(x.get('low'))}, {_signed(x.get('high'))}]",
                 _num(x.get("p_value"), 3),
                 _num(x.get("sequential_p_value"), 3),
             ]
