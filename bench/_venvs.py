@@ -18,6 +18,7 @@ TOOL_REQUIREMENTS = {
     "autogluon": ["autogluon.tabular[lightgbm,xgboost]==1.6.3"],
     "evidently": ["evidently==0.7.23", "pandas==2.3.3", "pyarrow==26.0.1"],
     "nannyml": ["nannyml==0.13.1", "statsmodels==0.15.0", "pyarrow==26.0.1"],
+    "gbstats": ["gbstats==0.8.0", "pandas==1.5.3", "numpy==1.26.4", "scipy==1.17.1"],
 }
 
 

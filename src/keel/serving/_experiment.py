@@ -25,7 +25,7 @@ from fastapi.responses import HTMLResponse, Response
 from keel.evaluation._experiments import CHALLENGER_ARM
 from keel.monitoring._experiments import Experiment, running_experiment
 from keel.monitoring._logdb import open_log
-from keel.serving._http import logger
+from keel.serving._http import ERROR_RESPONSES, logger
 
 MAX_UNIT_CHARS = 200
 
@@ -208,7 +208,11 @@ def experiment_routes(state: Any) -> APIRouter:
 
     router = APIRouter()
 
-    @router.get("/experiment", dependencies=state.need("predict"))
+    @router.get(
+        "/experiment",
+        dependencies=state.need("predict"),
+        responses={404: {"description": "No experiment is running on this server."}},
+    )
     def running(request: Request) -> Any:
         """The A/B test this server routes now: versions, split, unit field, its page."""
         routing = state.app.state.experiments
@@ -218,7 +222,17 @@ def experiment_routes(state: Any) -> APIRouter:
         return found
 
     @router.get(
-        "/experiments/{name}", dependencies=state.need("admin"), response_class=HTMLResponse
+        "/experiments/{name}",
+        dependencies=state.need("admin"),
+        response_class=HTMLResponse,
+        responses={
+            200: {"content": {"text/html": {"schema": {"type": "string"}}}},
+            # errors stay JSON: say so, or they would be documented as text/html
+            **{
+                code: {**ERROR_RESPONSES[code], "content": {"application/json": {}}}
+                for code in (401, 403, 404, 409, 422, 500)
+            },
+        },
     )
     def page(name: str, request: Request) -> Response:
         """The page of experiment ``name``: decision, arms, SRM, effects over time."""
