@@ -227,6 +227,29 @@ def calibration(simulations: int, decision_runs: int) -> dict:
     return result
 
 
+def post(port: int, body: bytes) -> bytes:
+    """One POST /predict on loopback."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("POST", "/predict", body=body, headers={"Content-Type": "application/json"})
+    answer = conn.getresponse().read()
+    conn.close()
+    return answer
+
+
+def assign_cost() -> float:
+    """Microseconds for one unit's arm (the work routing adds to a request)."""
+    from keel.monitoring._experiments import Experiment
+
+    e = Experiment("x", "m", "1", "2", 50.0, "user_id", "x:0123456789abcdef", "running", 0.0)
+    units = [f"user-{i}" for i in range(100_000)]
+    started = time.perf_counter()
+    for unit in units:
+        e.arm_of(unit)
+    return round((time.perf_counter() - started) / len(units) * 1e6, 3)
+
+
 def overhead(seconds: float) -> dict:
     """Requests/s of `keel serve` with and without a running experiment, interleaved."""
     from adult import load_adult
@@ -296,6 +319,9 @@ def overhead(seconds: float) -> dict:
                         capture_output=True,
                     )
                     time.sleep(2.0)  # the server's poll picks it up
+                    probe = json.loads(post(port, bodies[0]))
+                    if "experiment" not in probe:
+                        raise SystemExit("the server did not pick up the experiment")
                 cells[arm].append(drive(port, "/predict", bodies, 8, seconds))
                 if command:
                     subprocess.run(
@@ -319,6 +345,7 @@ def overhead(seconds: float) -> dict:
         }
         for arm, cs in cells.items()
     }
+    summary["assign_microseconds"] = assign_cost()
     summary["ratio_with_over_without"] = round(
         summary["with"]["requests_per_second"] / summary["without"]["requests_per_second"], 3
     )

@@ -172,22 +172,45 @@ def test_a_known_effect_is_detected_shipped_and_recorded(
     assert again.exit_code == 2 and "already concluded" in again.output
 
 
-def test_logging_lost_in_one_arm_is_a_sample_ratio_mismatch(
+def test_a_a_metrics_stay_quiet_and_lost_logging_is_a_sample_ratio_mismatch(
     project: Path, adult_frame: pd.DataFrame
 ) -> None:
     champion, challenger = _versions(project)
+    # 20 A/A metrics: outcomes drawn independently of the arm (fixed salt and seed: the
+    # run is reproducible; with random ones a single A/A is "significant" 5 % of the time)
+    metrics = [f"aa{k}" for k in range(20)]
+    flags = [x for m in metrics for x in ("--metric", m)]
     started = keel_in(
-        project, "experiment", "start", "srm", "--challenger", challenger, "--metric", "clicked"
+        project,
+        "experiment",
+        "start",
+        "srm",
+        "--challenger",
+        challenger,
+        "--salt",
+        "aa-1",
+        *flags,
     )
     assert started.exit_code == 0, started.output
     process, url = start_server(project, "--poll-seconds", "0.5")
+    units = [f"srm-{i}" for i in range(3000)]
     try:
-        units = [f"srm-{i}" for i in range(3000)]
         arms = _ask(url, _rows(adult_frame), units)
-        clicks = [{"unit": u, "metric": "clicked"} for u in units[::5]]
-        assert httpx.post(f"{url}/feedback", json={"outcomes": clicks}).status_code == 200
+        rng = np.random.default_rng(5)
+        outcomes = [{"unit": u, "metric": m} for m in metrics for u in units if rng.random() < 0.10]
+        with httpx.Client(timeout=60) as client:
+            for at in range(0, len(outcomes), 5000):
+                sent = client.post(f"{url}/feedback", json={"outcomes": outcomes[at : at + 5000]})
+                assert sent.status_code == 200, sent.text
     finally:
         _stop(process)
+    quiet = json.loads(keel_in(project, "experiment", "analyze", "srm", "--json").stdout)
+    assert not quiet["srm"]["flagged"]
+    effects = [e for e in quiet["effects"] if e["role"] == "success"]
+    assert sum(e["p_value"] < 0.05 for e in effects) <= 1  # at most 1 of 20 (5 %)
+    assert not any(e["sequential_p_value"] < 0.05 for e in effects)
+    assert quiet["decision"] != "ship"
+    # a logging pipeline that loses a quarter of the challenger's rows
     lost = [u for u, (arm, _) in arms.items() if arm == "challenger"][::4]
     with sqlite3.connect(project / ".keel" / "predictions.db") as conn:
         conn.executemany("DELETE FROM predictions WHERE unit = ?", [(u,) for u in lost])

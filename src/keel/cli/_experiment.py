@@ -258,6 +258,13 @@ def start(
         str | None, typer.Option(help="The registered model (default: keel.yaml's name).")
     ] = None,
     champion: Annotated[str, typer.Option(help="The alias the servers follow.")] = "champion",
+    salt: Annotated[
+        str | None,
+        typer.Option(
+            help="Seed of the assignment (default: random). Reuse one only to reproduce an"
+            " assignment; a new salt reshuffles every unit."
+        ),
+    ] = None,
     log: LogOpt = None,
     config: ConfigOpt = None,
     json_out: JsonOpt = False,
@@ -311,8 +318,10 @@ def start(
             "champion_alias": champion,
         }
         check_settings(settings, family)
+        if salt is not None and not 1 <= len(salt) <= 64:
+            raise KeelInputError("--salt has 1 to 64 characters")
         found = start_experiment(
-            url, name, name_of_model, current, challenger, split, unit, settings
+            url, name, name_of_model, current, challenger, split, unit, settings, salt=salt
         )
         if json_out:
             print(json.dumps(found.to_dict()))
