@@ -175,26 +175,42 @@ def _daily_units_from_log(config: object, unit: str) -> float | None:
 
 
 def _log_and_registry(config: object, log: str | None, must_exist: bool = True) -> tuple[Any, str]:
-    """``(project, log URL)``: the project's prediction log unless --log names one."""
+    """``(project, log URL)``: the project's prediction log unless --log names one.
+
+    With --log the project is only read when there is one to read (None otherwise):
+    `status`, `list`, `analyze` and `stop` need nothing else.
+    """
     from pathlib import Path
 
     from keel.config import load_config
-    from keel.errors import KeelInputError
+    from keel.errors import ConfigError, KeelInputError
     from keel.serving import log_url
 
-    project = load_config(config)  # type: ignore[arg-type]
-    target = log or project.serving.prediction_log
-    if target is None:
+    project = None
+    try:
+        project = load_config(config)  # type: ignore[arg-type]
+    except ConfigError:
+        if log is None:
+            raise
+    if log is None and project is not None and project.serving.prediction_log is None:
         raise KeelInputError(
             "the prediction log is off (serving.prediction_log: null): experiments are kept"
             " in it; turn it on or pass --log"
         )
-    url = log_url(target, project.root)
+    target = log or project.serving.prediction_log  # type: ignore[union-attr]
+    url = log_url(target, project.root if project is not None else Path.cwd())
     if must_exist and url.startswith("sqlite:///"):
         path = Path(url.removeprefix("sqlite:///"))
         if not path.exists():
             raise KeelInputError(f"no prediction log at {path}: start an experiment first")
     return project, url
+
+
+def _project_of(project: Any, config: object) -> Any:
+    """The project (start and conclude need its registry): read it again for its error."""
+    from keel.config import load_config
+
+    return project if project is not None else load_config(config)  # type: ignore[arg-type]
 
 
 def _family(name: str, version: str, tracking_uri: str) -> str:
@@ -293,6 +309,7 @@ def start(
         if planned_per_arm is not None and planned_per_arm < 2:
             raise KeelInputError("--planned-per-arm must be at least 2")
         project, url = _log_and_registry(config, log, must_exist=False)
+        project = _project_of(project, config)
         uri = resolve_settings(project).tracking_uri
         name_of_model = model or project.name
         with mlflow_scope(uri) as client:
@@ -412,7 +429,10 @@ def list_(
     json_out: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Every experiment in the prediction log, oldest first. Exit codes: 0, 2 no log."""
+    """Every experiment in the prediction log, oldest first.
+
+    Exit codes: 0 listed, 2 no prediction log.
+    """
     from keel.monitoring._experiments import list_experiments
 
     with exit_codes(debug):
@@ -546,6 +566,7 @@ def conclude(
         if force and not (reason and reason.strip()):
             raise KeelInputError("--force needs --reason: say why the decision is overridden")
         project, url = _log_and_registry(config, log)
+        project = _project_of(project, config)
         logged = read_experiment(url, name)
         e = logged.experiment
         if e.status == "concluded":
