@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 
@@ -204,3 +205,23 @@ def test_a_log_written_before_experiments_is_upgraded_in_place(tmp_path):
     rows = read_log(url)
     assert [r["request_id"] for r in rows] == ["aa", "bb"]
     assert rows[0]["arm"] is None and rows[1]["arm"] == "champion" and rows[1]["unit"] == "u"
+
+
+def test_the_commands_read_a_log_given_by_path_without_a_project(tmp_path):
+    from tests.conftest import keel_in
+
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    start_experiment(url, "e1", "m", "1", "2", 50, "user_id", SETTINGS)
+    log = str(tmp_path / "log.db")
+    shown = keel_in(tmp_path, "experiment", "status", "e1", "--log", log, "--json")
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout)["counts"]["units"] == {"champion": 0, "challenger": 0}
+    listed = keel_in(tmp_path, "experiment", "list", "--log", log, "--json")
+    assert [e["name"] for e in json.loads(listed.stdout)["experiments"]] == ["e1"]
+    empty = keel_in(tmp_path, "experiment", "analyze", "e1", "--log", log)
+    assert empty.exit_code == 2 and "at least 2 in each arm" in empty.output
+    missing = keel_in(tmp_path, "experiment", "status", "e1", "--log", str(tmp_path / "no.db"))
+    assert missing.exit_code == 2 and "no prediction log" in missing.output
+    assert keel_in(tmp_path, "experiment", "stop", "e1", "--log", log).exit_code == 0
+    no_project = keel_in(tmp_path, "experiment", "conclude", "e1", "--log", log)
+    assert no_project.exit_code == 2 and "keel.yaml" in no_project.output
