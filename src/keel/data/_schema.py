@@ -596,6 +596,157 @@ def records_to_frame(
     return frame, []
 
 
+# -- column-wise validation (batch inference) ---------------------------------------------
+
+
+def check_frame(
+    frame: pd.DataFrame,
+    schema: Schema,
+    required: Sequence[str] = (),
+    unseen: str = "accept",
+    origin: str = "input",
+) -> tuple[pd.DataFrame, dict[int, list[str]]]:
+    """The rules of :func:`records_to_frame`, a column at a time, for a chunk of a file.
+
+    Returns ``(model_frame, problems)``: the valid rows as the model's input (the dtypes
+    serving builds) and, per position of a failing row, its problems ("age: expected a
+    number (integer), got a string"). A feature column missing from ``frame`` is a
+    DataError naming it (every row would fail). Text that parses as a number is a
+    number here (a CSV holds only text).
+    """
+    n = len(frame)
+    bad = np.zeros(n, dtype=bool)
+    problems: dict[int, list[str]] = {}
+    needed = set(required)
+
+    def flag(mask: np.ndarray, name: str, message: Any) -> None:
+        for i in np.flatnonzero(mask):
+            bad[i] = True
+            text = message(int(i)) if callable(message) else message
+            problems.setdefault(int(i), []).append(f"{name}: {text}")
+
+    missing = [c.name for c in schema.features if c.name not in frame.columns]
+    if missing:
+        hint = did_you_mean(missing[0], [str(c) for c in frame.columns])
+        raise DataError(
+            f"{origin}: no column {missing[0]!r}{hint} ({len(missing)} feature(s) of the"
+            f" model missing: {', '.join(missing[:8])}); every row needs the model's features"
+        )
+    built: dict[str, Any] = {}
+    for column in schema.features:
+        series = frame[column.name]
+        nulls = series.isna().to_numpy()
+        if nulls.any() and (not column.nullable or column.name in needed):
+            message = (
+                "required: the model decides per group of this sensitive feature"
+                " (fairness mitigation), so every row must give it"
+                if column.name in needed
+                else f"is required ({column.kind}, not nullable)"
+            )
+            flag(nulls, column.name, message)
+        if column.kind in ("integer", "float"):
+            built[column.name] = _numeric_column(series, nulls, column, flag)
+        elif column.kind == "boolean":
+            built[column.name] = _boolean_column(series, nulls, column, flag)
+        else:
+            built[column.name] = _string_column(series, nulls, column, unseen, flag)
+    good = ~bad
+    model_frame = pd.DataFrame({name: values[good] for name, values in built.items()}, copy=False)
+    return model_frame, problems
+
+
+def _numeric_column(series: pd.Series, nulls: np.ndarray, column: ColumnSchema, flag: Any) -> Any:
+    name = column.name
+    if pd.api.types.is_bool_dtype(series):
+        flag(~nulls, name, f"expected a number ({column.kind}), got a boolean")
+        values = np.zeros(len(series))
+    elif pd.api.types.is_numeric_dtype(series):
+        values = series.to_numpy(dtype=float, na_value=np.nan)
+    else:
+        values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        text = np.isnan(values) & ~nulls
+        flag(
+            text,
+            name,
+            lambda i: f"expected a number ({column.kind}), got {_json_type(series.iloc[i])}",
+        )
+    infinite = np.isinf(values)
+    flag(infinite, name, "expected a finite number")
+    finite = np.isfinite(values)
+    if column.kind == "integer":
+        fraction = finite & (values != np.floor(np.where(finite, values, 0.0)))
+        flag(fraction, name, lambda i: f"expected a whole number, got {values[i]}")
+        huge = finite & (np.abs(values) > 2**63 - 1)
+        flag(huge, name, "number out of range")
+    allowed = column.allowed_range()
+    if allowed is not None:
+        outside = finite & ((values < allowed[0]) | (values > allowed[1]))
+        shown = (lambda v: int(v)) if column.kind == "integer" else (lambda v: v)
+        flag(
+            outside,
+            name,
+            lambda i: (
+                f"{shown(values[i])} is outside the allowed range [{allowed[0]:g}, {allowed[1]:g}]"
+            ),
+        )
+    if column.kind == "float":
+        return values
+    whole = np.where(finite & (np.abs(values) <= 2**63 - 1), values, 0.0).astype(np.int64)
+    if column.nullable:
+        array = pd.array(whole, dtype="Int64")
+        array[nulls] = pd.NA
+        return array
+    return whole
+
+
+def _boolean_column(series: pd.Series, nulls: np.ndarray, column: ColumnSchema, flag: Any) -> Any:
+    if pd.api.types.is_bool_dtype(series):
+        values = series.to_numpy(dtype=bool, na_value=False)
+    else:
+        words = series.map(lambda v: v if isinstance(v, bool) else str(v).strip().lower())
+        known = words.isin([True, False, "true", "false"]).to_numpy()
+        flag(
+            ~known & ~nulls,
+            column.name,
+            lambda i: f"expected true or false, got {_json_type(series.iloc[i])}",
+        )
+        values = words.isin([True, "true"]).to_numpy()
+    if column.nullable:
+        return np.array(
+            [None if n else bool(v) for v, n in zip(values, nulls, strict=True)], dtype=object
+        )
+    return values
+
+
+def _string_column(
+    series: pd.Series, nulls: np.ndarray, column: ColumnSchema, unseen: str, flag: Any
+) -> Any:
+    name = column.name
+    values = series.to_numpy(dtype=object)
+    strings = np.fromiter((isinstance(v, str) for v in values), dtype=bool, count=len(values))
+    flag(~strings & ~nulls, name, lambda i: f"expected a string, got {_json_type(values[i])}")
+    text = pd.Series(np.where(strings, values, ""), dtype=object)
+    lengths = text.str.len().to_numpy(dtype=float, na_value=0)
+    flag(lengths > MAX_STRING_LENGTH, name, f"string longer than {MAX_STRING_LENGTH} characters")
+    if column.categories is not None and unseen != "accept":
+        unknown = strings & ~text.isin(column.categories).to_numpy()
+        shown = ", ".join(column.categories[:8]) + (", ..." if len(column.categories) > 8 else "")
+        flag(
+            unknown,
+            name,
+            lambda i: (
+                f"{values[i][:50]!r} is not a known category"
+                f"{did_you_mean(values[i], column.categories)}; allowed: {shown}"
+            ),
+        )
+    if column.pattern:
+        matches = text.str.fullmatch(column.pattern).to_numpy(dtype=bool, na_value=False)
+        flag(strings & ~matches, name, f"does not match the expected format {column.pattern}")
+    out = values.copy()
+    out[nulls] = np.nan
+    return out
+
+
 def _column_array(values: list[Any], column: ColumnSchema) -> Any:
     """Build one column of the model's input with the dtype training saw (fast path)."""
     if column.kind == "integer":

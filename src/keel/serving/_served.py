@@ -149,29 +149,36 @@ class Served:
             return None, errors
         # the compiled path (checked columns straight to the model's matrix) when it
         # was verified on the package's rows; the pipeline otherwise
-        model = self.fast if self.fast is not None else self.model
-        answer: dict[str, Any] = {}
-        if self.kind.labelled_classes and hasattr(model, "predict_proba"):
-            # One pass through the pipeline. Binary models decide at the threshold
-            # chosen on validation (the one the test metrics were computed at);
-            # otherwise the most probable class, what the model's predict() returns.
-            proba = model.predict_proba(frame)
-            if self.own_decisions:
-                answer["predictions"] = plain_list(np.asarray(model.predict(frame)))
-            elif self.threshold is not None:
-                answer["predictions"] = decide(
-                    proba, self.classes, self.positive, self.threshold
-                ).tolist()
+        predictions, proba = self.outputs(frame, self.fast if self.fast is not None else None)
+        answer: dict[str, Any] = {"predictions": predictions}
+        if proba is not None:
+            if self.threshold is not None and not self.own_decisions:
                 answer["decision_threshold"] = self.threshold
-            else:
-                answer["predictions"] = plain_list(model.classes_[proba.argmax(axis=1)])
             answer["probabilities"] = [
                 dict(zip(self.classes, row, strict=True)) for row in np.round(proba, 6).tolist()
             ]
-        else:
-            answer["predictions"] = plain_list(model.predict(frame))
         answer["model"] = self.info
         return answer, []
+
+    def outputs(self, frame: Any, model: Any = None) -> tuple[list[Any], np.ndarray | None]:
+        """Predictions (and class probabilities) of checked rows: ``/predict``'s rule.
+
+        One pass through the pipeline (``model``: the compiled path, default the
+        package's pipeline). Binary models decide at the threshold chosen on validation
+        (the one the test metrics were computed at); otherwise the most probable class,
+        what the model's predict() returns. Batch inference uses the same method.
+        """
+        model = model if model is not None else self.model
+        if self.kind.labelled_classes and hasattr(model, "predict_proba"):
+            proba = model.predict_proba(frame)
+            if self.own_decisions:
+                predictions = plain_list(np.asarray(model.predict(frame)))
+            elif self.threshold is not None:
+                predictions = decide(proba, self.classes, self.positive, self.threshold).tolist()
+            else:
+                predictions = plain_list(model.classes_[proba.argmax(axis=1)])
+            return predictions, proba
+        return plain_list(model.predict(frame)), None
 
     def self_test(self) -> None:
         """Answer the package's own example rows; raises if the model cannot serve."""
