@@ -178,6 +178,21 @@ def test_batch_equals_the_endpoint_row_by_row(server, project, tmp_path):
     )
     assert missing.exit_code == 2 and "no column 'user_id'" in missing.output
     assert not (tmp_path / "x.csv").exists()
+    # `keel predict` on a recommender: the same lists, and the lineage on the version
+    via_predict = tmp_path / "predict.parquet"
+    done = keel_in(
+        root,
+        "predict",
+        "movielens@champion",
+        str(tmp_path / "users.csv"),
+        str(via_predict),
+        "--k",
+        "6",
+        "--json",
+    )
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["lineage_tag"].startswith("keel.batch.")
+    pd.testing.assert_frame_equal(pd.read_parquet(via_predict), written)
 
 
 def test_monitoring_windows_alerts_and_dashboard(server, project, tmp_path, browser):

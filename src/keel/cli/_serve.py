@@ -273,3 +273,124 @@ def recommend(
                 f"wrote {summary['rows']} recommendations for {summary['users']} users"
                 f" ({summary['cold_start_users']} cold start) to {summary['out']}"
             )
+
+
+@app.command()
+def predict(
+    model: Annotated[str, typer.Argument(help="NAME, NAME@ALIAS or NAME/VERSION.")],
+    source: Annotated[
+        str,
+        typer.Argument(
+            metavar="INPUT", help="CSV / Parquet / JSON Lines, or a database URL with --query."
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Argument(metavar="OUTPUT", help="Where to write (.parquet or .csv).")
+    ],
+    query: Annotated[
+        str | None, typer.Option(help="The SQL query when INPUT is a database URL.")
+    ] = None,
+    rejects: Annotated[
+        Path | None,
+        typer.Option(help="Where rows that fail the checks go (default OUTPUT.rejects.csv)."),
+    ] = None,
+    chunk: Annotated[
+        int, typer.Option(help="Rows per chunk: memory holds one chunk at a time.")
+    ] = 50_000,
+    k: Annotated[int, typer.Option("--k", help="Items per user (recommenders).")] = 10,
+    force: Annotated[bool, typer.Option(help="Replace OUTPUT (and the reject file).")] = False,
+    record: Annotated[
+        bool,
+        typer.Option("--record/--no-record", help="Record the lineage on the model version."),
+    ] = True,
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Score every row of INPUT with a registered model, as `POST /predict` would.
+
+    The rows go through serving's checks a chunk at a time; those that pass get the
+    same answer as `/predict` (the same decision threshold), those that fail go to the
+    reject file with their row number and every rule they broke. OUTPUT has `row`, the
+    id columns INPUT has, `prediction` and one `probability_<class>` per class; it and
+    the reject file appear whole or not at all. The run's lineage (model version, input
+    and its SHA-256, rows scored and rejected, output) is recorded on the version
+    (`keel.batch.*` tags). A recommender writes the top --k items of every user in
+    INPUT, as `keel recommend` does. Example: keel predict income@champion
+    people.parquet scores.parquet; keel predict income sqlite:///crm.db out.csv
+    --query 'SELECT * FROM customers'. Exit codes: 0 written (rejects are reported,
+    not failures), 2 unknown model, unreadable INPUT, a missing feature column, or
+    OUTPUT exists.
+    """
+    from keel.config import load_config, resolve_settings
+    from keel.registry import (
+        is_recommender,
+        load_package,
+        load_recommender,
+        mlflow_scope,
+        record_batch,
+    )
+
+    with exit_codes(debug):
+        project = load_config(config)
+        tracking = resolve_settings(project).tracking_uri
+        console = Console(stderr=True)
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("predict"),
+            BarColumn(),
+            TextColumn("{task.completed:,} rows"),
+            TimeElapsedColumn(),
+            console=console,
+            disable=not _interactive(json_out),
+            transient=True,
+        ) as bar:
+            task = bar.add_task("predict", total=None)
+
+            def progress(done: int, total: int | None) -> None:
+                bar.update(task, completed=done, total=total)
+
+            if is_recommender(model, tracking):
+                from keel.serving._batch import recommend_file
+
+                loaded = load_recommender(model, tracking)
+                summary = recommend_file(loaded, Path(source), out, k, force, progress=progress)
+                name, version = loaded.name, loaded.version
+            else:
+                from keel.serving._predict_file import Source, predict_file
+
+                package = load_package(model, tracking)
+                summary = predict_file(
+                    package,
+                    Source(source, query, project.root),
+                    out,
+                    rejects,
+                    force=force,
+                    chunk=chunk,
+                    unseen=project.serving.unseen_categories,
+                    progress=progress,
+                )
+                name, version = package.name, package.version
+        if record:
+            with mlflow_scope(tracking) as client:
+                summary["lineage_tag"] = record_batch(client, name, version, summary)
+        if json_out:
+            print(json.dumps(summary, default=str))
+            return
+        if "scored" in summary:
+            console.print(
+                f"scored {summary['scored']:,} of {summary['rows']:,} rows with {name} version"
+                f" {version} into {summary['out']}"
+                + (
+                    f"; {summary['rejected']:,} rejected into {summary['rejects']}"
+                    if summary["rejected"]
+                    else "; none rejected"
+                )
+            )
+            for problem in summary["problems"][:5]:
+                console.print(f"  {problem['rows']:,} × {problem['rule']}")
+        else:
+            console.print(
+                f"wrote {summary['rows']} recommendations for {summary['users']} users to"
+                f" {summary['out']}"
+            )

@@ -158,6 +158,40 @@ def record_experiment(
     return event
 
 
+BATCH_TAG = "keel.batch."
+
+
+def record_batch(client: MlflowClient, name: str, version: str, summary: dict[str, Any]) -> str:
+    """Record a batch inference run (its lineage) on the version; the tag's key.
+
+    One ``keel.batch.<time>`` tag per run: input and its digest, rows scored and
+    rejected, the output, who and when. Listed by :func:`batch_runs`.
+    """
+    _version(client, name, version)
+    key = f"{BATCH_TAG}{time.time_ns():020d}"
+    record = {
+        **summary,
+        "who": current_user(),
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    text = json.dumps(record, default=str)
+    if len(text) > 4_000:  # a tag holds a few kB: keep the lineage, drop the detail
+        text = json.dumps({k: v for k, v in record.items() if k != "problems"}, default=str)
+    client.set_model_version_tag(name, str(version), key, text)
+    return key
+
+
+def batch_runs(tags: dict[str, str]) -> list[dict[str, Any]]:
+    """The batch inference runs recorded on a version (its tags), oldest first."""
+    runs = []
+    for key in sorted(k for k in tags if k.startswith(BATCH_TAG)):
+        try:
+            runs.append(json.loads(tags[key]))
+        except ValueError:
+            continue
+    return runs
+
+
 def experiment_summaries(tags: dict[str, str]) -> list[dict[str, Any]]:
     """The A/B tests recorded on a version (its tags), oldest first."""
     found = []
