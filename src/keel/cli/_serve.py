@@ -298,6 +298,10 @@ def predict(
         int, typer.Option(help="Rows per chunk: memory holds one chunk at a time.")
     ] = 50_000,
     k: Annotated[int, typer.Option("--k", help="Items per user (recommenders).")] = 10,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="Score the chunks as tasks on this Ray cluster (HOST:PORT)."),
+    ] = None,
     force: Annotated[bool, typer.Option(help="Replace OUTPUT (and the reject file).")] = False,
     record: Annotated[
         bool,
@@ -315,14 +319,16 @@ def predict(
     id columns INPUT has, `prediction` and one `probability_<class>` per class; it and
     the reject file appear whole or not at all. The run's lineage (model version, input
     and its SHA-256, rows scored and rejected, output) is recorded on the version
-    (`keel.batch.*` tags). A recommender writes the top --k items of every user in
-    INPUT, as `keel recommend` does. Example: keel predict income@champion
-    people.parquet scores.parquet; keel predict income sqlite:///crm.db out.csv
+    (`keel.batch.*` tags). --ray-address checks and scores the chunks as tasks on a Ray
+    cluster; the driver reads INPUT and writes OUTPUT. A recommender writes the top
+    --k items of every user in INPUT, as `keel recommend` does. Example: keel predict
+    income@champion people.parquet scores.parquet; keel predict income sqlite:///crm.db out.csv
     --query 'SELECT * FROM customers'. Exit codes: 0 written (rejects are reported,
     not failures), 2 unknown model, unreadable INPUT, a missing feature column, or
     OUTPUT exists.
     """
     from keel.config import load_config, resolve_settings
+    from keel.errors import KeelInputError
     from keel.registry import (
         is_recommender,
         load_package,
@@ -353,6 +359,8 @@ def predict(
             if is_recommender(model, tracking):
                 from keel.serving._batch import recommend_file
 
+                if ray_address:
+                    raise KeelInputError("--ray-address scores tabular models; not recommenders")
                 loaded = load_recommender(model, tracking)
                 summary = recommend_file(loaded, Path(source), out, k, force, progress=progress)
                 name, version = loaded.name, loaded.version
@@ -369,6 +377,7 @@ def predict(
                     chunk=chunk,
                     unseen=project.serving.unseen_categories,
                     progress=progress,
+                    ray_address=ray_address,
                 )
                 name, version = package.name, package.version
         if record:

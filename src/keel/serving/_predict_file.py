@@ -229,8 +229,12 @@ def predict_file(
     chunk: int = CHUNK,
     unseen: str = "accept",
     progress: Callable[[int, int | None], None] | None = None,
+    ray_address: str | None = None,
 ) -> dict[str, Any]:
     """Score every row of ``source`` into ``out``; failing rows into ``rejects``.
+
+    With ``ray_address`` the chunks are checked and scored by Ray tasks on that cluster
+    (the same function, :func:`score_chunk`); the output is the same file.
 
     Returns the summary (rows, scored, rejected, the problems found most often, digests,
     paths). Raises KeelInputError/DataError before writing anything for a bad path, an
@@ -238,7 +242,8 @@ def predict_file(
     """
     if out.suffix.lower() not in OUTPUTS:
         raise KeelInputError(f"{out}: write .parquet or .csv, not {out.suffix or 'no suffix'!r}")
-    rejects = rejects or out.with_name(out.stem + ".rejects.csv")
+    out = out.absolute()  # the summary and the lineage name files wherever they are read
+    rejects = (rejects or out.with_name(out.stem + ".rejects.csv")).absolute()
     if rejects.suffix.lower() != ".csv":
         raise KeelInputError(f"--rejects {rejects}: the reject file is a .csv")
     if rejects.resolve() == out.resolve():
@@ -257,33 +262,24 @@ def predict_file(
     bad: _Writer | None = None
     rows = scored = rejected = 0
     rules: dict[str, int] = {}
+    scorer = _Local(served) if ray_address is None else _OnRay(package, ray_address)
     try:
-        for frame in chunks:
+        for frame, (answers, refused, problems) in scorer.map(
+            _numbered(chunks), source.shown(), unseen
+        ):
             if writer is None:  # the first chunk says which id columns the input has
                 ids = [name for name in ids if name in frame.columns]
                 writer = _Writer(out, output_schema(served, ids))
-            checked, problems = check_frame(
-                frame, package.schema, served.required, unseen, origin=source.shown()
-            )
-            numbers = np.arange(rows + 1, rows + len(frame) + 1)
-            if problems:
-                failing = np.array(sorted(problems))
-                block = frame.iloc[failing].astype(str).copy()
-                block.insert(0, "problems", ["; ".join(problems[i]) for i in failing])
-                block.insert(0, "row", numbers[failing])
+            if refused is not None:
                 bad = bad or _Writer(rejects, pa.schema([]))
-                bad.write(block)
-                rejected += len(failing)
-                for found in problems.values():
+                bad.write(refused)
+                rejected += len(refused)
+                for found in problems:
                     for text in found:
                         rules[_rule(text)] = rules.get(_rule(text), 0) + 1
-                keep = np.ones(len(frame), dtype=bool)
-                keep[failing] = False
-            else:
-                keep = np.ones(len(frame), dtype=bool)
-            if len(checked):
-                writer.write(_answers(served, checked, frame[keep], numbers[keep], ids))
-                scored += len(checked)
+            if len(answers):
+                writer.write(answers[writer.schema.names])
+                scored += len(answers)
             rows += len(frame)
             if progress is not None:
                 progress(rows, total)
@@ -296,6 +292,7 @@ def predict_file(
             rejects.unlink()  # a reject file of an earlier run would describe other rows
     finally:
         chunks.close()  # type: ignore[attr-defined] (a generator: closes its reader)
+        scorer.close()
         for pending in (writer, bad):
             if pending is not None:
                 pending.discard()
@@ -312,7 +309,128 @@ def predict_file(
         "out": str(out),
         "rejects": str(rejects) if rejected else None,
         "decision_threshold": served.threshold,
+        "ray_address": ray_address,
     }
+
+
+def score_chunk(
+    served: Served, frame: pd.DataFrame, first_row: int, origin: str, unseen: str
+) -> tuple[pd.DataFrame, pd.DataFrame | None, list[list[str]]]:
+    """One chunk: ``(answers, rejected rows or None, problems per rejected row)``.
+
+    Rows are numbered from ``first_row`` (1-based, across the whole input).
+    """
+    ids = [c.name for c in served.schema.columns if c.role == "id" and c.name in frame.columns]
+    checked, problems = check_frame(frame, served.schema, served.required, unseen, origin)
+    numbers = np.arange(first_row, first_row + len(frame))
+    keep = np.ones(len(frame), dtype=bool)
+    refused = None
+    if problems:
+        failing = np.array(sorted(problems))
+        keep[failing] = False
+        refused = frame.iloc[failing].astype(str).copy()
+        refused.insert(0, "problems", ["; ".join(problems[i]) for i in failing])
+        refused.insert(0, "row", numbers[failing])
+    if len(checked):
+        answers = _answers(served, checked, frame[keep], numbers[keep], ids)
+    else:
+        answers = pd.DataFrame(columns=output_schema(served, ids).names)
+    return answers, refused, list(problems.values())
+
+
+def _numbered(chunks: Iterator[pd.DataFrame]) -> Iterator[tuple[pd.DataFrame, int]]:
+    """Each chunk with the 1-based number of its first row."""
+    first = 1
+    for frame in chunks:
+        yield frame, first
+        first += len(frame)
+
+
+class _Local:
+    """Scores chunks in this process."""
+
+    def __init__(self, served: Served) -> None:
+        self.served = served
+
+    def map(
+        self, numbered: Iterator[tuple[pd.DataFrame, int]], origin: str, unseen: str
+    ) -> Iterator[tuple[pd.DataFrame, Any]]:
+        for frame, first in numbered:
+            yield frame, score_chunk(self.served, frame, first, origin, unseen)
+
+    def close(self) -> None:
+        return None
+
+
+_SERVED: dict[tuple[str, str], Served] = {}
+
+
+def _score_remote(
+    package: LoadedPackage, frame: pd.DataFrame, first: int, origin: str, unseen: str
+) -> tuple[pd.DataFrame, pd.DataFrame | None, list[list[str]]]:
+    """A Ray task: the worker keeps one Served per version (built on its first chunk)."""
+    import threadpoolctl
+
+    key = (package.name, package.version)
+    if key not in _SERVED:
+        _SERVED[key] = Served(package)
+    with threadpoolctl.threadpool_limits(1):  # the cluster's CPUs are its parallelism
+        return score_chunk(_SERVED[key], frame, first, origin, unseen)
+
+
+class _OnRay:
+    """Scores chunks as Ray tasks on a cluster; results come back in input order.
+
+    The driver reads the input (it knows the row numbers) and writes the output (one
+    file, in order, renamed into place); the tasks check and score. At most two tasks
+    per cluster CPU are in flight, so the driver's memory stays a few chunks deep.
+    """
+
+    def __init__(self, package: LoadedPackage, address: str) -> None:
+        try:
+            import ray
+        except ImportError as exc:  # pragma: no cover - the [ray] extra
+            raise KeelInputError("--ray-address needs Ray: pip install 'keel[ray]'") from exc
+        from keel.monitoring._chunks import _reachable
+
+        self.ray = ray
+        self.started_here = not ray.is_initialized()
+        if self.started_here:
+            try:
+                _reachable(address)
+                ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise KeelInputError(str(exc).splitlines()[0]) from None
+        self.schema = package.schema
+        self.package = ray.put(package)
+        self.task = ray.remote(_score_remote)
+        self.window = 2 * max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+    def map(
+        self, numbered: Iterator[tuple[pd.DataFrame, int]], origin: str, unseen: str
+    ) -> Iterator[tuple[pd.DataFrame, Any]]:
+        from collections import deque
+
+        pending: deque[tuple[pd.DataFrame, Any]] = deque()
+        for frame, first in numbered:
+            if first == 1:
+                check_frame(frame.head(0), self.schema, (), unseen, origin)  # columns first
+            pending.append((frame, self.task.remote(self.package, frame, first, origin, unseen)))
+            if len(pending) >= self.window:
+                yield self._next(pending)
+        while pending:
+            yield self._next(pending)
+
+    def _next(self, pending: Any) -> tuple[pd.DataFrame, Any]:
+        frame, ref = pending.popleft()
+        try:
+            return frame, self.ray.get(ref)
+        except self.ray.exceptions.RayTaskError as exc:
+            raise exc.as_instanceof_cause() from None
+
+    def close(self) -> None:
+        if self.started_here:
+            self.ray.shutdown()
 
 
 def _rule(message: str) -> str:
