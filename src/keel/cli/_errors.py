@@ -40,6 +40,13 @@ def exit_codes(debug: bool = False) -> Iterator[None]:
     except Exception as exc:
         if debug:
             raise
+        lost = _unreachable(exc)
+        if lost:
+            _say(
+                f"error: the tracking server stopped answering ({lost}); what the stages"
+                " finished is kept in .keel/ and reused: start the server and run again"
+            )
+            raise typer.Exit(EXIT_INPUT) from None
         stage = getattr(exc, "keel_stage", None)
         where = f" in stage {stage}" if stage else ""
         _say(
@@ -48,6 +55,17 @@ def exit_codes(debug: bool = False) -> Iterator[None]:
             " — this is a bug in Keel; rerun with --debug for the traceback and report it"
         )
         raise typer.Exit(EXIT_INTERNAL) from None
+
+
+def _unreachable(exc: BaseException) -> str | None:
+    """Why, when ``exc`` (or its cause) is a tracking server that cannot be reached."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        text = str(seen)
+        if isinstance(seen, ConnectionError) or "Max retries exceeded" in text:
+            return "connection refused" if "refused" in text.lower() else type(seen).__name__
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _say(message: str) -> None:

@@ -218,7 +218,7 @@ def _render_ranking_run(result: dict[str, Any]) -> None:
     console.print(
         f"Report: {result['reports']['html']}  Card: {result['reports']['model_card_md']}"
     )
-    console.print(f"MLflow UI: mlflow ui --backend-store-uri {result['tracking_uri']}")
+    console.print(_ui_hint(result["tracking_uri"]))
 
 
 def _render_run(result: dict[str, Any]) -> None:
@@ -301,7 +301,7 @@ def _render_run(result: dict[str, Any]) -> None:
             + (f" (ran: {', '.join(ran)})" if ran else " (nothing changed: no new version)")
         )
     console.print(f"Report: {result['reports']['html']}")
-    console.print(f"MLflow UI: mlflow ui --backend-store-uri {result['tracking_uri']}")
+    console.print(_ui_hint(result["tracking_uri"]))
 
 
 @app.command()
@@ -465,3 +465,10 @@ def reproduce(
                 f"run {run_id} does not reproduce: {len(result.differences)} difference(s),"
                 f" first {result.differences[0]['metric']}"
             )
+
+
+def _ui_hint(tracking_uri: str) -> str:
+    """How to look at the runs: the server's own UI, or `mlflow ui` on the local store."""
+    if tracking_uri.startswith(("http://", "https://")):
+        return f"MLflow UI: {tracking_uri}"
+    return f"MLflow UI: mlflow ui --backend-store-uri {tracking_uri}"

@@ -31,7 +31,7 @@ class Settings:
     """
 
     tracking_uri: str
-    artifact_location: str
+    artifact_location: str | None  # None: the tracking server's own (a shared store)
     data_store: Path
     reports_dir: Path
     stage_store: Path | None = None
@@ -44,13 +44,21 @@ def resolve_settings(config: ProjectConfig, environ: Mapping[str, str] | None = 
     tracking_uri = (
         config.tracking_uri or env.get(TRACKING_URI_ENV) or sqlite_uri(keel_dir / "mlflow.db")
     )
+    # a tracking server keeps the artifacts where every client can read them (its
+    # --artifacts-destination, proxied); only a local store keeps them in .keel/
+    shared = is_server(tracking_uri)
     return Settings(
         tracking_uri=tracking_uri,
-        artifact_location=(keel_dir / "artifacts").resolve().as_uri(),
+        artifact_location=None if shared else (keel_dir / "artifacts").resolve().as_uri(),
         data_store=keel_dir / "data",
         reports_dir=keel_dir / "reports",
         stage_store=keel_dir / "stages",
     )
+
+
+def is_server(tracking_uri: str) -> bool:
+    """Whether the tracking URI is a tracking server (shared), not a local store."""
+    return tracking_uri.startswith(("http://", "https://", "databricks"))
 
 
 def sqlite_uri(path: Path) -> str:

@@ -15,6 +15,8 @@ import fcntl
 import getpass
 import json
 import os
+import random
+import socket
 import threading
 import time
 import uuid
@@ -304,36 +306,93 @@ def rollback(
     )
 
 
-_LOCKS: dict[Path, tuple[threading.RLock, list[Any]]] = {}
+_LOCKS: dict[str, tuple[threading.RLock, list[Any]]] = {}
 _LOCKS_GUARD = threading.Lock()
+LOCK_MODEL = "keel.registry-lock"
+LOCK_STALE_SECONDS = 60.0
+LOCK_WAIT_SECONDS = 120.0
 
 
 @contextlib.contextmanager
 def registry_lock(tracking_uri: str) -> Iterator[None]:
-    """An exclusive lock for a local SQLite registry (a no-op for a server).
+    """An exclusive lock on the registry for alias moves, between processes and machines.
 
-    Between processes a ``flock`` on a file next to the store; re-entrant within one
+    A local SQLite store: a ``flock`` on a file next to it. A tracking server: a
+    registered model named ``keel.registry-lock`` that exists while the lock is held —
+    the server's database refuses a second one with the same name, so creating it is an
+    atomic test-and-set for every client of the server, wherever it runs. A holder that
+    died leaves it behind: a lock older than 60 s is broken. Re-entrant within one
     process (a promotion that registers, then moves, takes it once).
     """
-    if not tracking_uri.startswith("sqlite:///"):
+    remote = tracking_uri.startswith(("http://", "https://"))
+    if not tracking_uri.startswith("sqlite:///") and not remote:
         yield
         return
-    store = Path(tracking_uri.removeprefix("sqlite:///")).resolve()
+    key = tracking_uri if remote else str(Path(tracking_uri.removeprefix("sqlite:///")).resolve())
     with _LOCKS_GUARD:
-        local, holder = _LOCKS.setdefault(store, (threading.RLock(), []))
+        local, holder = _LOCKS.setdefault(key, (threading.RLock(), []))
     with local:
         outermost = not holder
         if outermost:
-            handle = open(store.with_name(store.name + ".keel-lock"), "a")  # noqa: SIM115
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            holder.append(handle)
+            holder.append(_server_lock(tracking_uri) if remote else _file_lock(key))
         try:
             yield
         finally:
             if outermost:
-                handle = holder.pop()
-                fcntl.flock(handle, fcntl.LOCK_UN)
-                handle.close()
+                holder.pop()()
+
+
+def _file_lock(store: str) -> Any:
+    handle = open(store + ".keel-lock", "a")  # noqa: SIM115
+    fcntl.flock(handle, fcntl.LOCK_EX)
+
+    def release() -> None:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+    return release
+
+
+def _server_lock(tracking_uri: str) -> Any:
+    """Hold ``keel.registry-lock`` on the server; the function that releases it."""
+    client = MlflowClient(tracking_uri)
+    me = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    while True:
+        try:
+            client.create_registered_model(
+                LOCK_MODEL,
+                tags={"keel.holder": me, "keel.since": f"{time.time():.3f}"},
+                description="Held by Keel while it moves an alias; deleted right after.",
+            )
+            break
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        try:
+            held = client.get_registered_model(LOCK_MODEL)
+            since = float(held.tags.get("keel.since", "0"))
+            if time.time() - since > LOCK_STALE_SECONDS:
+                client.delete_registered_model(LOCK_MODEL)  # its holder died
+                continue
+        except MlflowException:
+            continue  # released meanwhile: try again at once
+        if time.monotonic() > deadline:
+            raise KeelFinding(
+                f"the registry at {tracking_uri} stayed locked by another alias move for"
+                f" {LOCK_WAIT_SECONDS:.0f} s; try again"
+            )
+        time.sleep(0.05 + random.random() * 0.2)  # noqa: S311 (jitter, not a secret)
+
+    def release() -> None:
+        try:
+            held = client.get_registered_model(LOCK_MODEL)
+            if held.tags.get("keel.holder") == me:
+                client.delete_registered_model(LOCK_MODEL)
+        except MlflowException:
+            pass  # broken as stale by another client: nothing to release
+
+    return release
 
 
 def _registered(client: MlflowClient, name: str) -> Any:

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import tempfile
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -58,6 +59,49 @@ _REQUIREMENTS = (
 )
 
 
+# MLflow's HTTP client retries a refused request 7 times with a doubling backoff (minutes
+# of silence when the server is down); Keel's commands retry a few times, then say so
+HTTP_RETRIES = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
+}
+_REACHED: dict[str, float] = {}
+CHECK_EVERY_SECONDS = 30.0
+
+
+def reachable(tracking_uri: str, tries: int = 3) -> None:
+    """A tracking server answers ``GET /health`` (retried ``tries`` times), or one error.
+
+    Local stores pass at once. A server that answered within the last 30 s is not asked
+    again. Raises ModelNotFoundError (exit 2) naming the server and the fix.
+    """
+    if not tracking_uri.startswith(("http://", "https://")):
+        return
+    for name, value in HTTP_RETRIES.items():
+        os.environ.setdefault(name, value)
+    if time.monotonic() - _REACHED.get(tracking_uri, -1e9) < CHECK_EVERY_SECONDS:
+        return
+    import requests
+
+    problem = ""
+    for attempt in range(tries):
+        try:
+            answer = requests.get(tracking_uri.rstrip("/") + "/health", timeout=5)
+            if answer.status_code == 200:
+                _REACHED[tracking_uri] = time.monotonic()
+                return
+            problem = f"HTTP {answer.status_code}"
+        except requests.RequestException as exc:
+            problem = type(exc).__name__
+        if attempt + 1 < tries:
+            time.sleep(2**attempt)  # 1 s, 2 s, ...
+    raise ModelNotFoundError(
+        f"cannot reach the MLflow tracking server at {tracking_uri} ({problem}, {tries}"
+        " tries): start it, or point tracking_uri / MLFLOW_TRACKING_URI at a running one"
+    )
+
+
 @contextmanager
 def mlflow_scope(tracking_uri: str) -> Iterator[MlflowClient]:
     """Point MLflow's process-wide tracking and registry URIs at ``tracking_uri``.
@@ -79,6 +123,7 @@ def mlflow_scope(tracking_uri: str) -> Iterator[MlflowClient]:
     levels = [lg.level for lg in quiet]
     for lg in quiet:
         lg.setLevel(logging.WARNING)
+    reachable(tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     try:
@@ -95,8 +140,11 @@ def mlflow_scope(tracking_uri: str) -> Iterator[MlflowClient]:
             lg.setLevel(level)
 
 
-def ensure_experiment(client: MlflowClient, name: str, artifact_location: str) -> str:
-    """Return the id of experiment ``name``, creating it with ``artifact_location``."""
+def ensure_experiment(client: MlflowClient, name: str, artifact_location: str | None) -> str:
+    """Return the id of experiment ``name``, creating it with ``artifact_location``.
+
+    ``None`` leaves the location to the tracking server (its proxied artifact store).
+    """
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         if experiment.lifecycle_stage == "deleted":
@@ -182,15 +230,25 @@ def assign_alias(
     champion on the same test rows) says to promote it; else ``challenger``.
     """
     with registry_lock(tracking_uri):
-        first = alias_version(client, ref.name, CHAMPION) is None
+        current = alias_version(client, ref.name, CHAMPION)
+        first = current is None
         promote = first or bool(versus and versus.get("promote"))
-        alias = CHAMPION if promote else CHALLENGER
         if first:
             why = "first version to pass its gates"
         elif versus:
             why = versus.get("reason", "")
         else:
             why = "new version"
+        compared = (versus or {}).get("champion_version")
+        if promote and not first and compared is not None and str(compared) != current:
+            # another run moved the champion while this one was compared with the old one
+            promote = False
+            why = (
+                f"compared with version {compared}, but the champion moved to version"
+                f" {current} meanwhile: registered as challenger (`keel promote` compares"
+                " again)"
+            )
+        alias = CHAMPION if promote else CHALLENGER
         move_alias(
             client,
             tracking_uri,
