@@ -235,6 +235,47 @@ def postgres_cluster(user: str) -> Iterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@contextmanager
+def ray_head(cpus: int) -> Iterator[str]:
+    """A Ray head with ``cpus`` worker CPUs on loopback (`ray start`); its HOST:PORT."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    ray = Path(sys.executable).parent / "ray"
+    if not ray.exists():
+        pytest.fail("ray is not installed: it is in keel[dev] (make install-dev)")
+    # a short folder: Ray's unix sockets live under it and their paths are capped
+    folder = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+    port = free_port()
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    started = subprocess.run(
+        [
+            str(ray),
+            "start",
+            "--head",
+            "--node-ip-address=127.0.0.1",
+            f"--port={port}",
+            f"--num-cpus={cpus}",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+            f"--temp-dir={folder}",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+    )
+    assert started.returncode == 0, started.stderr[-2000:]
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([str(ray), "stop", "--force"], capture_output=True, env=env, timeout=120)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def free_port() -> int:
     """A free TCP port on the loopback interface."""
     with socket.socket() as sock:

@@ -13,7 +13,6 @@ import pytest
 
 from keel.registry import batch_runs, mlflow_scope
 from tests.conftest import keel_in, start_server, train_project
-from tests.integration.test_ray_drift import ray_cluster  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.integration
 ROWS = 600
@@ -88,40 +87,3 @@ def test_batch_answers_equal_the_server_row_by_row(project: Path, adult_frame: p
     assert not (project / "x.parquet").exists()
     unknown = keel_in(project, "predict", "nope@champion", "people.parquet", "y.csv")
     assert unknown.exit_code == 2 and "nope" in unknown.output
-
-
-def test_on_a_ray_cluster_the_output_is_the_same(
-    project: Path,
-    adult_frame: pd.DataFrame,
-    ray_cluster: str,  # noqa: F811
-) -> None:
-    people = adult_frame.drop(columns=["income"]).head(900).reset_index(drop=True)
-    people.loc[[3, 500], "hours-per-week"] = -1  # rejected, in two different chunks
-    people.to_csv(project / "many.csv", index=False)
-    local = keel_in(
-        project, "predict", "income", "many.csv", "local.parquet", "--chunk", "200", "--json"
-    )
-    remote = keel_in(
-        project,
-        "predict",
-        "income",
-        "many.csv",
-        "ray.parquet",
-        "--chunk",
-        "200",
-        "--ray-address",
-        ray_cluster,
-        "--json",
-    )
-    assert local.exit_code == remote.exit_code == 0, remote.output
-    a, b = json.loads(local.stdout), json.loads(remote.stdout)
-    assert b["ray_address"] == ray_cluster and a["rejected"] == b["rejected"] == 2
-    pd.testing.assert_frame_equal(
-        pd.read_parquet(project / "local.parquet"), pd.read_parquet(project / "ray.parquet")
-    )
-    assert pd.read_csv(b["rejects"])["row"].tolist() == [4, 501]
-    nowhere = keel_in(
-        project, "predict", "income", "many.csv", "x.parquet", "--ray-address", "127.0.0.1:1"
-    )
-    assert nowhere.exit_code == 2 and "cannot reach the Ray cluster" in nowhere.output
-    assert not (project / "x.parquet").exists()

@@ -53,6 +53,13 @@ def run(
         bool,
         typer.Option("--no-cache", help="Run every stage; reuse and store nothing."),
     ] = False,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            help="Fit each tuning trial's folds on this Ray cluster (HOST:PORT); beats"
+            " keel.yaml's tuning.ray_address. The same result as in process."
+        ),
+    ] = None,
 ) -> None:
     """Ingest, validate, split, tune, train baselines and candidates, evaluate, register.
 
@@ -82,12 +89,22 @@ def run(
     Exit codes: 0 done, 1 a gate failed, 2 bad config or data (nothing written).
     """
     from keel.config import load_config, resolve_settings
-    from keel.errors import KeelFinding
+    from keel.errors import KeelFinding, KeelInputError
     from keel.pipeline import STAGES, run_project
     from keel.tasks import get_task
 
     with exit_codes(debug):
         project = load_config(config)
+        if ray_address is not None:
+            from keel.config import TuningConfig
+
+            try:
+                tuning = TuningConfig(ray_address=ray_address)
+            except ValueError:
+                raise KeelInputError(
+                    f"--ray-address must be HOST:PORT of a Ray cluster, not {ray_address!r}"
+                ) from None
+            project = project.model_copy(update={"tuning": tuning})
         settings = resolve_settings(project)
         console = Console(stderr=True)
         show = _interactive(json_out)

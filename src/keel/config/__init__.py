@@ -31,6 +31,7 @@ from keel.config._model import (
     SplitConfig,
     SqlSource,
     TaskType,
+    TuningConfig,
     Waiver,
     check_window,
 )
@@ -69,6 +70,7 @@ __all__ = [
     "SplitConfig",
     "SqlSource",
     "TaskType",
+    "TuningConfig",
     "Waiver",
     "check_window",
     "load_config",

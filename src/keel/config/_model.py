@@ -471,6 +471,27 @@ class PiiConfig(_Strict):
     threshold: float = Field(0.4, gt=0.0, le=1.0)
 
 
+class TuningConfig(_Strict):
+    """Where tuning runs: ``tuning:`` in keel.yaml (in process unless a Ray cluster is named).
+
+    With ``ray_address`` (``HOST:PORT`` of a running cluster) each trial's folds are
+    fitted as Ray tasks; Optuna still asks for one trial at a time, so a fixed
+    ``trials:`` and ``seed:`` give the same result as in process.
+    """
+
+    ray_address: str | None = None
+
+    @field_validator("ray_address")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        host, _, port = value.removeprefix("ray://").rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"must be HOST:PORT of a Ray cluster, not {value!r}")
+        return value
+
+
 class ProjectConfig(_Strict):
     """A Keel project, as written in ``keel.yaml``.
 
@@ -505,6 +526,7 @@ class ProjectConfig(_Strict):
     gates: GatesConfig = Field(default_factory=GatesConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+    tuning: TuningConfig = Field(default_factory=TuningConfig)
     tracking_uri: str | None = None
     schema_file: str | None = Field(None, alias="schema")
     # recommendation: interactions of users with items (task: recommendation)

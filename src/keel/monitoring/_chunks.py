@@ -143,51 +143,33 @@ def _on_ray(
     absorb: Callable[[dict[str, Any]], None],
 ) -> None:
     """Build every chunk's reference as a Ray task; merge results as they finish."""
-    try:
-        import ray
-    except ImportError as exc:  # pragma: no cover - the [ray] extra
-        raise ValueError("--ray-address needs Ray: pip install 'keel[ray]'") from exc
-    started_here = not ray.is_initialized()
-    if started_here:
-        _reachable(address)  # ray.init itself retries an unreachable address for minutes
-        try:
-            ray.init(address=address, log_to_driver=False, logging_level="ERROR")
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise ValueError(f"cannot reach the Ray cluster at {address}: {exc}") from exc
-    try:
-        build = ray.remote(chunk_reference)
-        window = 2 * max(1, int(ray.cluster_resources().get("CPU", 1)))
-        pending: list[Any] = []
-        for chunk in chunks:
-            pending.append(build.remote(chunk, kinds, max_distinct))
-            if len(pending) >= window:
-                done, pending = ray.wait(pending, num_returns=1)
-                for ref in done:
-                    absorb(ray.get(ref))
-        while pending:
+    from keel._ray import connected
+
+    with connected(address) as ray:
+        _reference_tasks(ray, chunks, kinds, max_distinct, absorb)
+
+
+def _reference_tasks(
+    ray: Any,
+    chunks: Iterator[pd.DataFrame],
+    kinds: dict[str, str],
+    max_distinct: int,
+    absorb: Callable[[dict[str, Any]], None],
+) -> None:
+    """At most two tasks per cluster CPU in flight; merged as they finish."""
+    build = ray.remote(chunk_reference)
+    window = 2 * max(1, int(ray.cluster_resources().get("CPU", 1)))
+    pending: list[Any] = []
+    for chunk in chunks:
+        pending.append(build.remote(chunk, kinds, max_distinct))
+        if len(pending) >= window:
             done, pending = ray.wait(pending, num_returns=1)
             for ref in done:
                 absorb(ray.get(ref))
-    finally:
-        if started_here:
-            ray.shutdown()
-
-
-def _reachable(address: str, seconds: float = 5.0) -> None:
-    """Fail fast (ValueError) when nothing listens at ``host:port``."""
-    import socket
-
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"--ray-address must be HOST:PORT, not {address!r}")
-    try:
-        with socket.create_connection((host, int(port)), timeout=seconds):
-            pass
-    except OSError as exc:
-        raise ValueError(
-            f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}"
-            " (start one with `ray start --head`, or check the address)"
-        ) from exc
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        for ref in done:
+            absorb(ray.get(ref))
 
 
 __all__ = [

@@ -26,10 +26,10 @@ DATA = ("keel.data", "keel.config")
 LEARN = (*DATA, "keel.features", "keel.training", "keel.evaluation", "keel.estimators")
 JUDGE = (*LEARN, "keel.responsible", "keel._groups")
 RECORD = (*JUDGE, "keel.registry", "keel.monitoring")
-# what the run logs and registers: every key but the card (documentation, its own stage)
-# and the release-side keys read by other commands
+# what the run logs and registers: every key but the card (documentation, its own stage),
+# the release-side keys read by other commands, and where tuning runs (the same result)
 RECORDED_KEYS = tuple(
-    k for k in ProjectConfig.model_fields if k not in ("card", "gates", "serving")
+    k for k in ProjectConfig.model_fields if k not in ("card", "gates", "serving", "tuning")
 )
 
 
@@ -207,7 +207,6 @@ def profile(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
 def tune(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     """Optuna on CV folds of the train rows, for ``budget:`` seconds or ``trials:``."""
     from keel.training import SEARCH_SPACES
-    from keel.training import tune as tune_one
 
     config = ctx.config
     tunable = (
@@ -215,7 +214,30 @@ def tune(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
         if (config.budget or config.trials) and inputs["fixed_params"] is None
         else []
     )
-    tuned = {}
+    tuned: dict[str, Any] = {}
+    address = config.tuning.ray_address
+    if address and tunable:
+        from keel._ray import connected
+        from keel.training import RayFolds
+
+        ctx.say(f"folds on the Ray cluster at {address}")
+        with connected(address) as ray:
+            _tune_each(tunable, inputs, ctx, tuned, RayFolds(ray))
+    else:
+        _tune_each(tunable, inputs, ctx, tuned, None)
+    return {"tuned": tuned}
+
+
+def _tune_each(
+    tunable: list[str],
+    inputs: dict[str, Any],
+    ctx: RunContext,
+    tuned: dict[str, Any],
+    folds_on: Any,
+) -> None:
+    from keel.training import tune as tune_one
+
+    config = ctx.config
     for name in tunable:
         ctx.say(f"{name}: starting")
 
@@ -235,8 +257,8 @@ def tune(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
             time_column=config.time_column,
             group_column=config.group_column,
             trials=config.trials,
+            folds_on=folds_on,
         )
-    return {"tuned": tuned}
 
 
 def train(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:

@@ -387,20 +387,10 @@ class _OnRay:
     """
 
     def __init__(self, package: LoadedPackage, address: str) -> None:
-        try:
-            import ray
-        except ImportError as exc:  # pragma: no cover - the [ray] extra
-            raise KeelInputError("--ray-address needs Ray: pip install 'keel[ray]'") from exc
-        from keel.monitoring._chunks import _reachable
+        from keel._ray import connected
 
-        self.ray = ray
-        self.started_here = not ray.is_initialized()
-        if self.started_here:
-            try:
-                _reachable(address)
-                ray.init(address=address, log_to_driver=False, logging_level="ERROR")
-            except (ConnectionError, RuntimeError, ValueError) as exc:
-                raise KeelInputError(str(exc).splitlines()[0]) from None
+        self._scope = connected(address)
+        ray = self.ray = self._scope.__enter__()
         self.schema = package.schema
         self.package = ray.put(package)
         self.task = ray.remote(_score_remote)
@@ -429,8 +419,7 @@ class _OnRay:
             raise exc.as_instanceof_cause() from None
 
     def close(self) -> None:
-        if self.started_here:
-            self.ray.shutdown()
+        self._scope.__exit__(None, None, None)
 
 
 def _rule(message: str) -> str:

@@ -24,6 +24,7 @@ from keel.training._slices import slice_report, worst_rows
 from keel.training._tuning import (
     DEFAULT_TRIALS,
     SEARCH_SPACES,
+    RayFolds,
     Trial,
     TuningResult,
     cross_validate,
@@ -39,6 +40,7 @@ __all__ = [
     "DEFAULT_TRIALS",
     "SEARCH_SPACES",
     "Assessment",
+    "RayFolds",
     "TrainedCandidate",
     "Trial",
     "TuningResult",

@@ -175,6 +175,27 @@ def fold_indices(
     return list(folds_for(task, n_splits, seed).split(frame, y))
 
 
+def fold_metrics(
+    pipeline: Any,
+    x: pd.DataFrame,
+    y: np.ndarray,
+    fit_rows: np.ndarray,
+    held_rows: np.ndarray,
+    task: str,
+    positive_class: Any,
+) -> dict[str, float]:
+    """Fit a clone of ``pipeline`` on ``fit_rows``; every metric on ``held_rows``.
+
+    One fold of :func:`cross_validate`, the same in process and as a Ray task.
+    """
+    model = clone(pipeline)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(x.iloc[fit_rows], y[fit_rows])
+    predictions, proba, classes = predict_with(model, x.iloc[held_rows], task)
+    return compute_metrics(task, y[held_rows], predictions, proba, classes, positive_class)
+
+
 def cross_validate(
     pipeline: Any,
     frame: pd.DataFrame,
@@ -185,25 +206,105 @@ def cross_validate(
     on_fold: Callable[[int, dict[str, float]], None] | None = None,
     time_column: str | None = None,
     group_column: str | None = None,
+    folds_on: Any = None,
 ) -> list[dict[str, float]]:
-    """Every metric on each held-out fold of ``frame`` (fit on the others)."""
+    """Every metric on each held-out fold of ``frame`` (fit on the others).
+
+    ``folds_on`` (a :class:`keel.training.RayFolds`) fits the folds at once as tasks on
+    a Ray cluster; their results are still handed to ``on_fold`` in fold order, so a
+    pruning decision is the same as in process (the folds after it are cancelled).
+    """
     x = frame[schema.feature_names]
     y = labels.kind.truth(frame[schema.target])
     results = []
     folds = fold_indices(frame, y, labels.task, n_splits, seed, time_column, group_column)
-    for k, (fit_rows, held_rows) in enumerate(folds):
-        model = clone(pipeline)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model.fit(x.iloc[fit_rows], y[fit_rows])
-        predictions, proba, classes = predict_with(model, x.iloc[held_rows], labels.task)
-        metrics = compute_metrics(
-            labels.task, y[held_rows], predictions, proba, classes, labels.positive_class
+    if folds_on is not None:
+        found = folds_on.run(
+            pipeline, x, y, folds, labels.task, labels.positive_class, source=frame
         )
-        results.append(metrics)
-        if on_fold is not None:
-            on_fold(k, metrics)
+    else:
+        found = (
+            fold_metrics(pipeline, x, y, fit, held, labels.task, labels.positive_class)
+            for fit, held in folds
+        )
+    try:
+        for k, metrics in enumerate(found):
+            results.append(metrics)
+            if on_fold is not None:
+                on_fold(k, metrics)
+    finally:
+        close = getattr(found, "close", None)
+        if close is not None:
+            close()  # cancels the folds still running when a trial is pruned
     return results
+
+
+class RayFolds:
+    """Cross-validation folds as Ray tasks on a connected cluster (see keel._ray).
+
+    Optuna stays in the driver and asks for one trial at a time, as in process: TPE's
+    next suggestion depends on every finished trial, so trials run side by side would
+    search differently (and depend on timing). What is spread is the work of a trial:
+    its folds, fitted at once, one thread each. The rows go to the object store once
+    per frame.
+    """
+
+    def __init__(self, ray: Any) -> None:
+        self.ray = ray
+        self.task = ray.remote(_fold_task)
+        self._stored: dict[int, tuple[Any, Any, Any]] = {}
+
+    def run(
+        self,
+        pipeline: Any,
+        x: pd.DataFrame,
+        y: np.ndarray,
+        folds: list[tuple[np.ndarray, np.ndarray]],
+        task: str,
+        positive_class: Any,
+        source: Any = None,
+    ) -> Any:
+        """Each fold's metrics, in fold order (a generator: closing it cancels the rest).
+
+        ``source`` (the frame ``x`` and ``y`` come from) keeps one copy of the rows in
+        the object store for every trial on it.
+        """
+        held = self._stored.get(id(source))
+        if source is None or held is None or held[0] is not source:
+            held = (source, self.ray.put(x), self.ray.put(y))
+            self._stored = {id(source): held}
+        _, x_ref, y_ref = held
+        refs = [
+            self.task.remote(pipeline, x_ref, y_ref, fit, held, task, positive_class)
+            for fit, held in folds
+        ]
+        return self._in_order(refs)
+
+    def _in_order(self, refs: list[Any]) -> Any:
+        done = 0
+        try:
+            for ref in refs:
+                yield self.ray.get(ref)
+                done += 1
+        finally:
+            for ref in refs[done + 1 :]:
+                self.ray.cancel(ref)
+
+
+def _fold_task(
+    pipeline: Any,
+    x: pd.DataFrame,
+    y: np.ndarray,
+    fit_rows: np.ndarray,
+    held_rows: np.ndarray,
+    task: str,
+    positive_class: Any,
+) -> dict[str, float]:
+    """One fold on a Ray worker, on one thread (the cluster's CPUs are the parallelism)."""
+    import threadpoolctl
+
+    with threadpoolctl.threadpool_limits(1):
+        return fold_metrics(pipeline, x, y, fit_rows, held_rows, task, positive_class)
 
 
 def summarize_folds(folds: list[dict[str, float]]) -> dict[str, dict[str, float]]:
@@ -232,6 +333,7 @@ def tune(
     time_column: str | None = None,
     group_column: str | None = None,
     trials: int | None = None,
+    folds_on: Any = None,
 ) -> TuningResult:
     """Tune candidate ``name`` with Optuna (TPE, median pruning) on CV folds of ``frame``.
 
@@ -240,6 +342,8 @@ def tune(
     run instead and the clock is ignored: the result is then the same on any machine
     under any load (a wall-clock budget fits more or fewer trials). Each trial reports
     its running mean after every fold so that a clearly worse trial is pruned early.
+    ``folds_on`` fits each trial's folds as tasks on a Ray cluster: the same trials in
+    the same order, so the same result for a fixed ``trials`` and seed.
     """
     import optuna
 
@@ -288,6 +392,7 @@ def tune(
                 on_fold=report,
                 time_column=time_column,
                 group_column=group_column,
+                folds_on=folds_on,
             )
         except optuna.TrialPruned:
             trials.append(
