@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import httpx
@@ -77,6 +78,13 @@ def served(
             page = client.get(f"{url}/dashboard")
             assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
             (root / "served-dashboard.html").write_text(page.text)
+            assert page.headers["x-keel-cache"] == "miss"
+            again = client.get(f"{url}/dashboard")  # nothing written since: the same page
+            assert again.headers["x-keel-cache"] == "hit" and again.text == page.text
+            relabel = {"request_id": answer.json()["request_id"], "labels": rows["income"].tolist()}
+            assert client.post(f"{url}/feedback", json=relabel).status_code == 200
+            time.sleep(0.05)
+            assert client.get(f"{url}/dashboard").headers["x-keel-cache"] == "miss"  # a write
             assert client.get(f"{url}/dashboard?window=week").status_code == 422
     finally:
         process.terminate()

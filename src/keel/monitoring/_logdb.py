@@ -57,7 +57,7 @@ FEEDBACK = Table(
     Column("request_id", String(64), primary_key=True),
     Column("row", Integer, primary_key=True),
     Column("label", Text, nullable=False),  # JSON
-    Column("time", Float, nullable=False),
+    Column("time", Float, nullable=False, index=True),
 )
 OUTCOMES = Table(
     "outcomes",
@@ -122,7 +122,34 @@ def open_log(url: str, create: bool = True) -> Engine:
                 have = {c["name"] for c in inspect(engine).get_columns("predictions")}
                 if name not in have:
                     raise
+        with engine.begin() as conn:  # logs from before these indexes lack them
+            conn.execute(text("CREATE INDEX IF NOT EXISTS ix_feedback_time ON feedback (time)"))
+            conn.execute(
+                text(
+                    "CREATE INDEX IF NOT EXISTS ix_predictions_experiment"
+                    " ON predictions (experiment)"
+                )
+            )
     return engine
+
+
+def last_write(engine: Engine, model_name: str, model_version: str) -> tuple[Any, Any]:
+    """When the model's rows and any label were last written (two indexed lookups).
+
+    What a cache of pages computed from the log is keyed by: a new prediction or a new
+    label changes it.
+    """
+    from sqlalchemy import func, select
+
+    with engine.connect() as conn:
+        predicted = conn.execute(
+            select(func.max(PREDICTIONS.c.time)).where(
+                (PREDICTIONS.c.model_name == model_name)
+                & (PREDICTIONS.c.model_version == str(model_version))
+            )
+        ).scalar()
+        labelled = conn.execute(select(func.max(FEEDBACK.c.time))).scalar()
+    return predicted, labelled
 
 
 __all__ = [
@@ -130,6 +157,7 @@ __all__ = [
     "FEEDBACK",
     "OUTCOMES",
     "PREDICTIONS",
+    "last_write",
     "metadata",
     "open_log",
     "sqlite_pragmas",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +20,13 @@ from keel.monitoring import (
     render_dashboard,
     state_path,
 )
+from keel.monitoring._logdb import last_write
 from keel.serving._experiment import with_experiment_link
 from keel.serving._http import ERROR_RESPONSES, error_answer
 from keel.serving._log import read_log
 from keel.serving._state import ServingState
+
+PAGE_SECONDS = 60.0
 
 
 def ops_routes(state: ServingState) -> APIRouter:
@@ -109,6 +113,13 @@ def _dashboard(state: ServingState, request: Request, window: str | None) -> Res
         return error_answer(422, f"window: {exc}", request)
     log.flush()
     package = served.package
+    # the page is cached per log write: a GET that finds no new prediction or label (and
+    # is within a minute of the last page: time windows close as time passes) reuses it
+    stamp = (package.version, str(spec), *last_write(log.engine, package.name, package.version))
+    cached = state.pages.get("dashboard")
+    if cached is not None and cached[0] == stamp and time.time() - cached[1] < PAGE_SECONDS:
+        page = with_experiment_link(cached[2], state.app.state.experiments)
+        return HTMLResponse(page, headers={"X-Keel-Cache": "hit"})
     rows = read_log(log.url, model_name=package.name, model_version=package.version)
     report = monitor(
         log_frame(rows),
@@ -121,4 +132,6 @@ def _dashboard(state: ServingState, request: Request, window: str | None) -> Res
     )
     recent = load_state(state_path(log.url, Path.cwd())).get("recent", [])
     page = render_dashboard(report.to_dict(), recent)
-    return HTMLResponse(with_experiment_link(page, state.app.state.experiments))
+    state.pages["dashboard"] = (stamp, time.time(), page)
+    page = with_experiment_link(page, state.app.state.experiments)
+    return HTMLResponse(page, headers={"X-Keel-Cache": "miss"})

@@ -48,6 +48,7 @@ class ServingState:
         self.keys, self.metrics, self.log, self.explain_row = keys, metrics, log, explain_row
         self.percent = settings.canary.percent if settings.canary else 0.0
         app.state.experiments = None  # an ExperimentRouting when the log is on
+        self.pages: dict[str, tuple[Any, float, str]] = {}  # cached pages, by log write
         self.shadows = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keel-shadow")
         self.backlog = threading.BoundedSemaphore(SHADOW_BACKLOG)
 
