@@ -147,36 +147,247 @@ def monitor(
 
     ``meta`` is the package's Keel metadata (task, positive_class, sensitive_features);
     ``features`` and ``outputs`` are its drift reference (``drift_reference.json``).
+    The same computation as :func:`monitor_chunks` with the whole log as one chunk.
+    """
+    return monitor_chunks(
+        [log],
+        features,
+        outputs,
+        meta,
+        window=window,
+        min_rows=min_rows,
+        thresholds=thresholds,
+        now=now,
+    )
+
+
+class _Window:
+    """What one window needs, gathered chunk by chunk: mergeable counts, labelled rows.
+
+    Memory: the distinct values of each feature (bounded), the counts per group, and
+    the labelled rows' prediction, label and score — never the window's inputs.
+    """
+
+    def __init__(self, index: int, key: int, mark: float, start: float) -> None:
+        self.index, self.key, self.mark, self.start, self.end = index, key, mark, start, start
+        self.rows = self.unseen = 0
+        self.inputs: DriftReference | None = None
+        self.outputs: DriftReference | None = None
+        self.latency: list[np.ndarray] = []
+        self.predicted: dict[str, int] = {}
+        self.labelled: list[pd.DataFrame] = []
+        self.groups: dict[tuple[str, str], list[int]] = {}
+
+    def add(
+        self,
+        part: pd.DataFrame,
+        inputs: pd.DataFrame,
+        checked: DriftReference,
+        output_kinds: dict[str, str],
+        meta: dict[str, Any],
+    ) -> None:
+        from keel.monitoring._chunks import chunk_reference
+
+        self.rows += len(part)
+        self.end = float(part["time"].iloc[-1])
+        self.latency.append(part["latency_ms"].to_numpy(float))
+        self.unseen += round(_unseen_share(inputs, checked) * len(inputs))
+        kinds = {
+            n: "numeric" if isinstance(r, NumericReference) else "categorical"
+            for n, r in checked.columns.items()
+        }
+        if kinds:
+            piece = DriftReference.from_dict(chunk_reference(inputs, kinds))
+            self.inputs = piece if self.inputs is None else self.inputs.merge(piece)
+        served = pd.DataFrame(
+            {
+                "prediction": part["prediction"].astype(str),
+                "score": pd.to_numeric(part["score"], errors="coerce"),
+            }
+        )
+        if output_kinds:
+            piece = DriftReference.from_dict(chunk_reference(served, output_kinds))
+            self.outputs = piece if self.outputs is None else self.outputs.merge(piece)
+        for key, n in served["prediction"].value_counts().items():
+            self.predicted[str(key)] = self.predicted.get(str(key), 0) + int(n)
+        has_label = part["label"].notna() if "label" in part else pd.Series(False, index=part.index)
+        if has_label.any():
+            self.labelled.append(part.loc[has_label, ["prediction", "label", "score"]])
+        positive = meta.get("positive_class")
+        if not get_task(meta.get("task")).thresholded:
+            return
+        selected = (part["prediction"].astype(str) == str(positive)).to_numpy()
+        correct = (
+            (part["prediction"].astype(str) == part["label"].astype(str)).to_numpy()
+            if "label" in part
+            else np.zeros(len(part), bool)
+        )
+        marked = has_label.to_numpy()
+        for name in meta.get("sensitive_features") or []:
+            if name not in inputs.columns:
+                continue
+            groups = _groups(inputs[name], checked.columns.get(name))
+            table = pd.DataFrame(
+                {
+                    "group": groups,
+                    "selected": selected,
+                    "labelled": marked,
+                    "correct": correct & marked,
+                }
+            )
+            for group, rows in table.groupby("group", sort=True):
+                entry = self.groups.setdefault((name, str(group)), [0, 0, 0, 0])
+                entry[0] += len(rows)
+                entry[1] += int(rows["selected"].sum())
+                entry[2] += int(rows["labelled"].sum())
+                entry[3] += int(rows["correct"].sum())
+
+
+def monitor_chunks(
+    chunks: Any,
+    features: DriftReference,
+    outputs: DriftReference,
+    meta: dict[str, Any],
+    *,
+    window: str | int = "day",
+    min_rows: int = 30,
+    thresholds: DriftThresholds | None = None,
+    now: float | None = None,
+) -> MonitorReport:
+    """:func:`monitor` over a log read in chunks (time order): memory stays flat.
+
+    Each window keeps mergeable references of its inputs and outputs (distinct values
+    and counts, as the drift reference does), its latencies, counts per sensitive group
+    and its labelled rows; the skew merges every window's reference. Drift, prediction
+    drift, latency, unseen share, performance and fairness are those of the whole-log
+    computation (tested equal).
     """
     thresholds = thresholds or DriftThresholds(correction="holm")  # as monitoring's default
     now = time.time() if now is None else now
-    inputs = _inputs(log, features)
     model = {"name": meta.get("name"), "version": meta.get("version"), "task": meta.get("task")}
-    notes = []
-    missing = [c for c in features.columns if c not in inputs.columns]
-    if missing and len(log):
-        notes.append(
-            f"{len(missing)} feature(s) not in the logged inputs (dropped or redacted by"
-            f" serving.redact): {', '.join(missing[:8])}; they are not monitored"
-        )
-    checked = DriftReference(
-        {k: v for k, v in features.columns.items() if k in inputs.columns}, features.rows
-    )
-    windows = []
-    for found, rows in empty_windows(log, window, min_rows, now):
-        _fill(found, log.iloc[rows], inputs.iloc[rows], checked, outputs, meta, thresholds)
-        windows.append(found)
+    notes: list[str] = []
+    output_kinds = {
+        n: "numeric" if isinstance(r, NumericReference) else "categorical"
+        for n, r in outputs.columns.items()
+    }
+    states: list[_Window] = []
+    checked: DriftReference | None = None
+    total = 0
+    for chunk in chunks:
+        if not len(chunk):
+            continue
+        chunk = chunk.sort_values("time", kind="stable").reset_index(drop=True)
+        inputs = _inputs(chunk, features)
+        if checked is None:
+            missing = [c for c in features.columns if c not in inputs.columns]
+            if missing:
+                notes.append(
+                    f"{len(missing)} feature(s) not in the logged inputs (dropped or redacted"
+                    f" by serving.redact): {', '.join(missing[:8])}; they are not monitored"
+                )
+            checked = DriftReference(
+                {k: v for k, v in features.columns.items() if k in inputs.columns},
+                features.rows,
+            )
+        for name in checked.columns:
+            if name not in inputs.columns:
+                inputs[name] = None
+        times = chunk["time"].to_numpy(float)
+        if isinstance(window, int):
+            keys = (np.arange(total, total + len(chunk)) // window).astype(np.int64)
+        else:
+            keys = np.floor(times / SECONDS[window]).astype(np.int64)
+        edges = np.flatnonzero(np.diff(keys)) + 1
+        for a, b in zip(
+            np.concatenate(([0], edges)), np.concatenate((edges, [len(chunk)])), strict=True
+        ):
+            key = int(keys[a])
+            if not states or states[-1].key != key:
+                mark = float(key) if isinstance(window, int) else float(key * SECONDS[window])
+                states.append(_Window(len(states), key, mark, float(times[a])))
+            states[-1].add(chunk.iloc[a:b], inputs.iloc[a:b], checked, output_kinds, meta)
+        total += len(chunk)
+    windows = [
+        _finish(state, window, min_rows, now, checked, outputs, meta, thresholds)
+        for state in states
+    ]
     skew: dict[str, Any] = {}
-    if len(log) and checked.columns:
-        whole = drift_report(checked, inputs, thresholds=thresholds).to_dict()
+    merged = None
+    for state in states:
+        if state.inputs is not None:
+            merged = state.inputs if merged is None else merged.merge(state.inputs)
+    if total and checked is not None and checked.columns and merged is not None:
+        whole = drift_report(checked, merged, thresholds=thresholds).to_dict()
         skew = {
-            "rows": len(log),
+            "rows": total,
             "drifted": whole["drifted"],
             "drifted_columns": whole["drifted_columns"],
             "columns": _brief(whole["columns"]),
-            "unseen_share": _unseen_share(inputs, checked),
+            "unseen_share": sum(s.unseen for s in states) / total,
         }
-    return MonitorReport(model, window, len(log), windows, skew, notes=notes)
+    return MonitorReport(model, window, total, windows, skew, notes=notes)
+
+
+def _finish(
+    state: _Window,
+    window: str | int,
+    min_rows: int,
+    now: float,
+    features: DriftReference | None,
+    outputs: DriftReference,
+    meta: dict[str, Any],
+    thresholds: DriftThresholds,
+) -> Window:
+    """One window's sections and ``metrics`` from what was gathered."""
+    if isinstance(window, int):
+        complete = state.rows >= window
+    else:
+        complete = state.mark + SECONDS[window] <= now
+    found = Window(
+        index=state.index,
+        start=state.start,
+        end=state.end,
+        rows=state.rows,
+        complete=complete,
+        judged=state.rows >= min_rows,
+        mark=state.mark,
+    )
+    m = found.metrics
+    m["rows"] = float(found.rows)
+    latency = np.concatenate(state.latency) if state.latency else np.array([])
+    if len(latency):
+        m["latency_p50_ms"] = float(np.percentile(latency, 50))
+        m["latency_p95_ms"] = float(np.percentile(latency, 95))
+    m["unseen_share"] = state.unseen / state.rows if state.rows else 0.0
+    if get_task(meta.get("task")).labelled_classes:
+        shares = pd.Series(state.predicted, dtype=float)
+        shares = (shares / shares.sum()).sort_values(ascending=False, kind="stable")
+        found.prediction_share = {str(k): round(float(v), 6) for k, v in shares.head(15).items()}
+    if not found.judged:
+        return found
+    if features is not None and features.columns and state.inputs is not None:
+        report = drift_report(features, state.inputs, thresholds=thresholds).to_dict()
+        found.drift = {
+            "drifted": report["drifted"],
+            "drifted_columns": report["drifted_columns"],
+            "share": report["share"],
+            "columns": _brief(report["columns"]),
+        }
+        m["dataset_drift"] = float(report["drifted"])
+        m["drift_share"] = float(report["share"])
+        m["max_psi"] = max(float(c["psi"]) for c in report["columns"])
+    if state.outputs is not None:
+        shared = [c for c, ref in state.outputs.columns.items() if ref.rows]
+        if shared:
+            report = drift_report(outputs, state.outputs, shared, thresholds=thresholds).to_dict()
+            found.prediction_drift = {
+                "drifted": bool(report["drifted_columns"]),
+                "columns": _brief(report["columns"]),
+            }
+            m["prediction_drift"] = float(bool(report["drifted_columns"]))
+            m["prediction_psi"] = max(float(c["psi"]) for c in report["columns"])
+    _performance(found, state, meta)
+    return found
 
 
 def _inputs(log: pd.DataFrame, features: DriftReference) -> pd.DataFrame:
@@ -271,55 +482,40 @@ def _unseen_share(inputs: pd.DataFrame, features: DriftReference) -> float:
     return float(unseen.mean())
 
 
-def _performance(
-    found: Window,
-    part: pd.DataFrame,
-    inputs: pd.DataFrame,
-    meta: dict[str, Any],
-    features: DriftReference,
-) -> None:
+def _performance(found: Window, state: _Window, meta: dict[str, Any]) -> None:
     """Metrics on the labelled rows, and fairness per sensitive feature's groups."""
     task = meta.get("task")
     positive = meta.get("positive_class")
-    labelled = part["label"].notna() if "label" in part else pd.Series(False, index=part.index)
+    labelled = (
+        pd.concat(state.labelled, ignore_index=True)
+        if state.labelled
+        else pd.DataFrame(columns=["prediction", "label", "score"])
+    )
     m = found.metrics
-    m["labelled_rows"] = float(labelled.sum())
-    y = part.loc[labelled, "label"]
-    predicted = part.loc[labelled, "prediction"]
+    m["labelled_rows"] = float(len(labelled))
     kind = get_task(task)
-    if labelled.sum() >= max(1, min(found.rows, 10)):
-        scores = pd.to_numeric(part.loc[labelled, "score"], errors="coerce")
-        m.update(kind.live_performance(y, predicted, scores, positive))
+    if len(labelled) >= max(1, min(found.rows, 10)):
+        scores = pd.to_numeric(labelled["score"], errors="coerce")
+        m.update(kind.live_performance(labelled["label"], labelled["prediction"], scores, positive))
         found.performance = {
             k: m[k] for k in ("accuracy", "balanced_accuracy", "roc_auc", "mae", "rmse") if k in m
         }
-        found.performance["labelled_rows"] = int(labelled.sum())
+        found.performance["labelled_rows"] = len(labelled)
     if not kind.thresholded:  # selection rates need decisions on a positive class
         return
     dp, acc = [], []
     for name in meta.get("sensitive_features") or []:
-        if name not in inputs.columns:
+        keys = sorted(g for n, g in state.groups if n == name)
+        if not keys:
             continue
-        groups = _groups(inputs[name], features.columns.get(name))
-        table = pd.DataFrame(
-            {
-                "group": groups,
-                "selected": (part["prediction"].astype(str) == str(positive)).to_numpy(),
-                "labelled": labelled.to_numpy(),
-                "correct": (part["prediction"].astype(str) == part["label"].astype(str)).to_numpy(),
-            }
-        )
         per_group = {}
-        for group, rows in table.groupby("group", sort=True):
-            entry: dict[str, Any] = {
-                "rows": len(rows),
-                "selection_rate": float(rows["selected"].mean()),
-            }
-            marked = rows[rows["labelled"]]
-            if len(marked):
-                entry["accuracy"] = float(marked["correct"].mean())
-                entry["labelled_rows"] = len(marked)
-            per_group[str(group)] = entry
+        for group in keys:
+            rows, selected, marked, correct = state.groups[(name, group)]
+            entry: dict[str, Any] = {"rows": rows, "selection_rate": selected / rows}
+            if marked:
+                entry["accuracy"] = correct / marked
+                entry["labelled_rows"] = marked
+            per_group[group] = entry
         found.fairness[name] = per_group
         big = [g for g in per_group.values() if g["rows"] >= MIN_GROUP_ROWS]
         if len(big) >= 2:
@@ -353,4 +549,4 @@ def _groups(values: pd.Series, ref: Any) -> np.ndarray:
     return values.astype("string").fillna("(missing)").to_numpy(dtype=object)
 
 
-__all__ = ["MonitorReport", "Window", "cut_windows", "log_frame", "monitor"]
+__all__ = ["MonitorReport", "Window", "cut_windows", "log_frame", "monitor", "monitor_chunks"]
