@@ -170,7 +170,13 @@ def watched(adult_frame: pd.DataFrame) -> dict:
         "sensitive_features": ["sex"],
     }
     report = monitor(log, reference, outputs, meta, window=200, min_rows=50, now=10_000)
-    return {"report": report, "log": log, "truth": truth, "predicted": predicted}
+    return {
+        "report": report,
+        "log": log,
+        "truth": truth,
+        "predicted": predicted,
+        "inputs": (reference, outputs, meta),
+    }
 
 
 def test_drift_is_found_in_the_windows_it_was_injected_in_only(watched: dict) -> None:
@@ -195,6 +201,21 @@ def test_window_performance_and_fairness_match_sklearn_and_fairlearn(watched: di
     )
     assert window.metrics["demographic_parity_difference"] == pytest.approx(expected)
     assert set(window.fairness["sex"]) == {"Female", "Male"}
+
+
+@pytest.mark.parametrize(("window", "size"), [(200, 77), (150, 1000), ("hour", 33)])
+def test_a_log_read_in_chunks_gives_the_same_report(watched: dict, window, size) -> None:
+    from keel.monitoring import monitor_chunks
+
+    log = watched["log"]
+    reference, outputs, meta = watched["inputs"]
+    whole = monitor(log, reference, outputs, meta, window=window, min_rows=50, now=10_000)
+    parts = (log.iloc[i : i + size] for i in range(0, len(log), size))
+    chunked = monitor_chunks(
+        parts, reference, outputs, meta, window=window, min_rows=50, now=10_000
+    )
+    a, b = whole.to_dict(), chunked.to_dict()
+    assert json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
 
 
 def test_dashboard_shows_every_section(watched: dict) -> None:

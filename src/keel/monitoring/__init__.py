@@ -41,7 +41,14 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load on first
         ks_and_wasserstein,
         numeric_drift,
     )
-    from keel.monitoring._monitor import MonitorReport, Window, cut_windows, log_frame, monitor
+    from keel.monitoring._monitor import (
+        MonitorReport,
+        Window,
+        cut_windows,
+        log_frame,
+        monitor,
+        monitor_chunks,
+    )
     from keel.monitoring._reference import (
         CategoricalReference,
         DriftReference,
@@ -75,6 +82,7 @@ _WHERE = {
     "load_state": ("keel.monitoring._alerts", "load_state"),
     "log_frame": ("keel.monitoring._monitor", "log_frame"),
     "monitor": ("keel.monitoring._monitor", "monitor"),
+    "monitor_chunks": ("keel.monitoring._monitor", "monitor_chunks"),
     "numeric_drift": ("keel.monitoring._drift", "numeric_drift"),
     "package_references": ("keel.monitoring._reference", "package_references"),
     "post_json": ("keel.monitoring._alerts", "post_json"),
@@ -115,6 +123,7 @@ __all__ = [
     "load_state",
     "log_frame",
     "monitor",
+    "monitor_chunks",
     "numeric_drift",
     "package_references",
     "post_json",

@@ -23,13 +23,14 @@ from keel.monitoring import (
     evaluate,
     load_state,
     log_frame,
-    monitor,
+    monitor_chunks,
     package_references,
     save_state,
     state_path,
 )
 from keel.registry import mlflow_scope, package_documents
 from keel.serving import log_url, read_log
+from keel.serving._log import iter_log
 from keel.tasks import get_task
 
 MONITOR_TAG = "keel.monitor"
@@ -90,13 +91,6 @@ def run_monitor(
             f"no prediction log at {url.removeprefix('sqlite:///')}; serve the model"
             " (`keel serve`) and send it requests first, or give --log"
         )
-    try:
-        rows = read_log(url, model_name=meta["name"], model_version=meta["version"])
-    except Exception as exc:  # a database that is not a prediction log
-        raise KeelInputError(
-            f"cannot read the prediction log at {target}: {type(exc).__name__}"
-        ) from exc
-    frame = log_frame(rows)
     thresholds = DriftThresholds.of(settings)
     main = window if window is not None else settings.window
     specs = {str(main): main} | {str(r.window): r.window for r in settings.alerts if r.window}
@@ -104,6 +98,7 @@ def run_monitor(
     if ranking:
         from keel.monitoring._recommend import monitor_recommendations
 
+        frame = log_frame(_read(url, target, meta))
         reference = documents[RECOMMENDER_REFERENCE]
         reports = {
             key: monitor_recommendations(
@@ -112,9 +107,10 @@ def run_monitor(
             for key, spec in specs.items()
         }
     else:
+        # the log is read in chunks, once per window kind: memory stays flat
         reports = {
-            key: monitor(
-                frame,
+            key: monitor_chunks(
+                _chunks(url, target, meta),
                 features,
                 outputs,
                 meta,
@@ -143,6 +139,28 @@ def run_monitor(
     report.notes.append(f"recent alerts: {len(state.get('recent', []))} (state {state_file})")
     _record(tracking, meta, report, state, now)
     return report, deliveries
+
+
+LOG_CHUNK = 100_000
+
+
+def _read(url: str, target: str, meta: dict[str, Any]) -> list[dict[str, Any]]:
+    try:
+        return read_log(url, model_name=meta["name"], model_version=meta["version"])
+    except Exception as exc:  # a database that is not a prediction log
+        raise KeelInputError(
+            f"cannot read the prediction log at {target}: {type(exc).__name__}"
+        ) from exc
+
+
+def _chunks(url: str, target: str, meta: dict[str, Any]) -> Any:
+    """The model version's rows, ``LOG_CHUNK`` at a time; one clear error if unreadable."""
+    try:
+        yield from iter_log(url, meta["name"], meta["version"], LOG_CHUNK)
+    except Exception as exc:  # a database that is not a prediction log
+        raise KeelInputError(
+            f"cannot read the prediction log at {target}: {type(exc).__name__}"
+        ) from exc
 
 
 def production_rows(url: str, name: str, target: str, task: str) -> Any:

@@ -18,6 +18,7 @@ import math
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -348,4 +349,83 @@ def read_log(
     return rows
 
 
-__all__ = ["FEEDBACK", "OUTCOMES", "PREDICTIONS", "PredictionLog", "log_url", "read_log"]
+def iter_log(
+    url: str,
+    model_name: str | None = None,
+    model_version: str | None = None,
+    chunk: int = 100_000,
+) -> Iterator[Any]:
+    """The log's rows as tables of at most ``chunk`` rows, oldest first (flat memory).
+
+    Keyset pagination on (time, request id, row, route): each page is one indexed range
+    query, so reading page 100 costs what page 1 does. The tables have the columns of
+    :func:`keel.monitoring.log_frame` (inputs, prediction and label parsed).
+    """
+    import pandas as pd
+    from sqlalchemy import and_, or_
+
+    engine = create_engine(url, future=True)
+    try:
+        have = {c["name"] for c in inspect(engine).get_columns("predictions")}
+        columns = [c for c in PREDICTIONS.c if c.name in have and c.name != "inputs"]
+        base = (
+            select(*columns, PREDICTIONS.c.inputs, FEEDBACK.c.label)
+            .join(
+                FEEDBACK,
+                (FEEDBACK.c.request_id == PREDICTIONS.c.request_id)
+                & (FEEDBACK.c.row == PREDICTIONS.c.row),
+                isouter=True,
+            )
+            .order_by(
+                PREDICTIONS.c.time, PREDICTIONS.c.request_id, PREDICTIONS.c.row, PREDICTIONS.c.route
+            )
+            .limit(chunk)
+        )
+        if model_name is not None:
+            base = base.where(PREDICTIONS.c.model_name == model_name)
+        if model_version is not None:
+            base = base.where(PREDICTIONS.c.model_version == str(model_version))
+        last: tuple[Any, ...] | None = None
+        while True:
+            query = base
+            if last is not None:
+                t, rid, row, route = last
+                p = PREDICTIONS.c
+                query = query.where(
+                    or_(
+                        p.time > t,
+                        and_(p.time == t, p.request_id > rid),
+                        and_(p.time == t, p.request_id == rid, p.row > row),
+                        and_(p.time == t, p.request_id == rid, p.row == row, p.route > route),
+                    )
+                )
+            with engine.connect() as conn:
+                rows = conn.execute(query).all()
+            if not rows:
+                return
+            frame = pd.DataFrame(rows, columns=list(rows[0]._fields))
+            last = (
+                frame["time"].iat[-1],
+                frame["request_id"].iat[-1],
+                int(frame["row"].iat[-1]),
+                frame["route"].iat[-1],
+            )
+            frame["inputs"] = [orjson.loads(v) for v in frame["inputs"]]
+            frame["prediction"] = [orjson.loads(v) for v in frame["prediction"]]
+            frame["label"] = [orjson.loads(v) if v is not None else None for v in frame["label"]]
+            yield frame
+            if len(rows) < chunk:
+                return
+    finally:
+        engine.dispose()
+
+
+__all__ = [
+    "FEEDBACK",
+    "OUTCOMES",
+    "PREDICTIONS",
+    "PredictionLog",
+    "iter_log",
+    "log_url",
+    "read_log",
+]
