@@ -403,16 +403,13 @@ def iter_log(
                 rows = conn.execute(query).all()
             if not rows:
                 return
-            frame = pd.DataFrame(rows, columns=list(rows[0]._fields))
-            last = (
-                frame["time"].iat[-1],
-                frame["request_id"].iat[-1],
-                int(frame["row"].iat[-1]),
-                frame["route"].iat[-1],
-            )
-            frame["inputs"] = [orjson.loads(v) for v in frame["inputs"]]
-            frame["prediction"] = [orjson.loads(v) for v in frame["prediction"]]
-            frame["label"] = [orjson.loads(v) if v is not None else None for v in frame["label"]]
+            names = list(rows[0]._fields)
+            raw = {name: [r[k] for r in rows] for k, name in enumerate(names)}
+            for name in ("inputs", "prediction", "label"):  # JSON text, parsed once here
+                raw[name] = [orjson.loads(v) if isinstance(v, str) else None for v in raw[name]]
+            frame = pd.DataFrame(raw)
+            end = rows[-1]
+            last = (end.time, end.request_id, int(end.row), end.route)
             yield frame
             if len(rows) < chunk:
                 return
