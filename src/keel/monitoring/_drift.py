@@ -16,6 +16,7 @@ columns); the table drifts when the share of drifted columns reaches
 from __future__ import annotations
 
 import itertools
+import math
 import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -131,6 +132,7 @@ def _js(ref_share: np.ndarray, cur_share: np.ndarray) -> float:
 
 
 MAX_EXACT_N = 10_000  # scipy's ks_2samp(method="auto") is exact up to this sample size
+TINY_P = 1e-10  # below this bound, the bound stands for the p-value (|error| < 1e-9)
 
 
 def _right_ranks(x: np.ndarray) -> np.ndarray:
@@ -148,7 +150,9 @@ def ks_and_wasserstein(ref: np.ndarray, cur: np.ndarray) -> tuple[float, float, 
     The arithmetic is scipy's (``ks_2samp`` two-sided with ``method="auto"``, and
     ``wasserstein_distance``): the same empirical CDFs at the same points of the merged
     sample, subtracted, maximised and summed in the same order, so the values and
-    p-values are scipy's to the last bit (tested). What differs is how they are found:
+    p-values are scipy's (statistic to ~1e-15; p-value to 1e-9 absolute: below 1e-10
+    the Dvoretzky–Kiefer–Wolfowitz bound stands for scipy's O(n) tail sum; tested).
+    What differs is how they are found:
     instead of searching every merged point in both samples (2 × (n1 + n2) binary
     searches), each sample is searched in the other once, a sample's own CDF comes
     from its runs of ties, and the merged order from where the other sample's points
@@ -181,10 +185,19 @@ def ks_and_wasserstein(ref: np.ndarray, cur: np.ndarray) -> tuple[float, float, 
             exact = ks_2samp(ref, cur)  # its exact path also puts d on the 1/lcm lattice
         d, p_value = exact.statistic, float(exact.pvalue)
     else:
-        from scipy.stats import kstwo
-
         m, n = sorted([float(n1), float(n2)], reverse=True)
-        p_value = float(np.clip(kstwo.sf(d, np.round(m * n / (m + n))), 0, 1))
+        en = float(np.round(m * n / (m + n)))
+        # Massart's Dvoretzky–Kiefer–Wolfowitz bound: P(D_en >= d) <= 2 exp(-2 en d²).
+        # When it is below TINY_P, scipy's exact tail (an O(en) sum: 0.4 s at en = 500,000)
+        # is within TINY_P of it: the p-value agrees to 1e-9 absolute, the verdict is the
+        # same, and a shifted column costs microseconds instead.
+        bound = 2.0 * math.exp(-2.0 * en * float(d) ** 2)
+        if bound <= TINY_P:
+            p_value = bound
+        else:
+            from scipy.stats import kstwo
+
+            p_value = float(np.clip(kstwo.sf(d, en), 0, 1))
     deltas = np.diff(merged)
     distance = float(np.sum(np.multiply(np.abs(differences[:-1]), deltas)))
     return float(d), p_value, distance
