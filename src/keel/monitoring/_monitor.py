@@ -270,9 +270,20 @@ def monitor_chunks(
         n: "numeric" if isinstance(r, NumericReference) else "categorical"
         for n, r in outputs.columns.items()
     }
-    states: list[_Window] = []
+    windows: list[Window] = []
+    current: _Window | None = None
     checked: DriftReference | None = None
-    total = 0
+    merged: DriftReference | None = None  # every window's inputs, for the skew
+    total = unseen = 0
+
+    def close(state: _Window) -> None:
+        """Finish a window as soon as the next begins: only one is held at a time."""
+        nonlocal merged, unseen
+        windows.append(_finish(state, window, min_rows, now, checked, outputs, meta, thresholds))
+        if state.inputs is not None:
+            merged = state.inputs if merged is None else merged.merge(state.inputs)
+        unseen += state.unseen
+
     for chunk in chunks:
         if not len(chunk):
             continue
@@ -302,20 +313,16 @@ def monitor_chunks(
             np.concatenate(([0], edges)), np.concatenate((edges, [len(chunk)])), strict=True
         ):
             key = int(keys[a])
-            if not states or states[-1].key != key:
+            if current is None or current.key != key:
+                if current is not None:
+                    close(current)
                 mark = float(key) if isinstance(window, int) else float(key * SECONDS[window])
-                states.append(_Window(len(states), key, mark, float(times[a])))
-            states[-1].add(chunk.iloc[a:b], inputs.iloc[a:b], checked, output_kinds, meta)
+                current = _Window(len(windows), key, mark, float(times[a]))
+            current.add(chunk.iloc[a:b], inputs.iloc[a:b], checked, output_kinds, meta)
         total += len(chunk)
-    windows = [
-        _finish(state, window, min_rows, now, checked, outputs, meta, thresholds)
-        for state in states
-    ]
+    if current is not None:
+        close(current)
     skew: dict[str, Any] = {}
-    merged = None
-    for state in states:
-        if state.inputs is not None:
-            merged = state.inputs if merged is None else merged.merge(state.inputs)
     if total and checked is not None and checked.columns and merged is not None:
         whole = drift_report(checked, merged, thresholds=thresholds).to_dict()
         skew = {
@@ -323,7 +330,7 @@ def monitor_chunks(
             "drifted": whole["drifted"],
             "drifted_columns": whole["drifted_columns"],
             "columns": _brief(whole["columns"]),
-            "unseen_share": sum(s.unseen for s in states) / total,
+            "unseen_share": unseen / total,
         }
     return MonitorReport(model, window, total, windows, skew, notes=notes)
 
