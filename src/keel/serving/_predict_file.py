@@ -87,26 +87,60 @@ def open_source(
         raise DataError(f"{path}: the file is empty; it needs a header row and data rows")
     digest = _file_digest(path)
     strings = {c.name: str for c in package.schema.features if c.kind == "string"}
-    try:
-        if suffix == ".csv":
-            from keel.data._ingest import _csv_header
+    if suffix == ".csv":
+        from keel.data._ingest import _csv_header
 
+        try:
             separator, _ = _csv_header(path)
-            reader = pd.read_csv(path, sep=separator, dtype=strings, chunksize=chunk)
-            return _guarded(reader, path), None, digest
-        if suffix in (".jsonl", ".ndjson"):
-            reader = pd.read_json(path, lines=True, chunksize=chunk, dtype=False)
-            return _guarded(reader, path), None, digest
-        parquet = pq.ParquetFile(path)
-        batches = (b.to_pandas() for b in parquet.iter_batches(batch_size=chunk))
-        return _guarded(batches, path), parquet.metadata.num_rows, digest
-    except (pd.errors.ParserError, pa.ArrowException, OSError, ValueError) as exc:
+        except (OSError, ValueError, DataError) as exc:
+            raise DataError(f"{path}: cannot be read: {str(exc).splitlines()[0]}") from None
+        return (
+            _guarded(
+                lambda: pd.read_csv(path, sep=separator, dtype=strings, chunksize=chunk), path
+            ),
+            None,
+            digest,
+        )
+    if suffix in (".jsonl", ".ndjson"):
+        return (
+            _guarded(lambda: pd.read_json(path, lines=True, chunksize=chunk, dtype=False), path),
+            None,
+            digest,
+        )
+    try:
+        rows = pq.ParquetFile(path).metadata.num_rows
+    except (pa.ArrowException, OSError) as exc:
         raise DataError(f"{path}: cannot be read: {str(exc).splitlines()[0]}") from None
 
+    def batches() -> Any:
+        parquet = pq.ParquetFile(path)
+        return _Closing((b.to_pandas() for b in parquet.iter_batches(batch_size=chunk)), parquet)
 
-def _guarded(chunks: Any, path: Path) -> Iterator[pd.DataFrame]:
-    """Chunks of a file, with a reading error as one DataError naming the file."""
+    return _guarded(batches, path), rows, digest
+
+
+class _Closing:
+    """Iterate ``items``; ``close()`` closes ``owner`` (a reader holding a file)."""
+
+    def __init__(self, items: Any, owner: Any) -> None:
+        self.items, self.owner = items, owner
+
+    def __iter__(self) -> Any:
+        return iter(self.items)
+
+    def close(self) -> None:
+        self.owner.close()
+
+
+def _guarded(open_chunks: Callable[[], Any], path: Path) -> Iterator[pd.DataFrame]:
+    """Chunks of a file, opened on the first one; a reading error names the file.
+
+    Opening lazily means a run stopped before reading (a refused option) leaves no file
+    open.
+    """
+    chunks = None
     try:
+        chunks = open_chunks()
         for frame in chunks:
             frame.columns = [str(c) for c in frame.columns]
             yield frame
