@@ -391,12 +391,17 @@ def iter_log(
             if last is not None:
                 t, rid, row, route = last
                 p = PREDICTIONS.c
+                # a range on the time index first (no sort of the whole log per page),
+                # then the tie-breakers among rows of the same time
                 query = query.where(
-                    or_(
-                        p.time > t,
-                        and_(p.time == t, p.request_id > rid),
-                        and_(p.time == t, p.request_id == rid, p.row > row),
-                        and_(p.time == t, p.request_id == rid, p.row == row, p.route > route),
+                    and_(
+                        p.time >= t,
+                        or_(
+                            p.time > t,
+                            p.request_id > rid,
+                            and_(p.request_id == rid, p.row > row),
+                            and_(p.request_id == rid, p.row == row, p.route > route),
+                        ),
                     )
                 )
             with engine.connect() as conn:
