@@ -212,7 +212,10 @@ class _Window:
             self.predicted[str(key)] = self.predicted.get(str(key), 0) + int(n)
         has_label = part["label"].notna() if "label" in part else pd.Series(False, index=part.index)
         if has_label.any():
-            self.labelled.append(part.loc[has_label, ["prediction", "label", "score"]])
+            kept = part.loc[has_label, ["prediction", "label", "score"]]
+            # packed arrays, not one Python object per value: objects kept across pages
+            # would pin the allocator's arenas and grow memory with the window
+            self.labelled.append(pd.DataFrame({c: _packed(kept[c]) for c in kept.columns}))
         positive = meta.get("positive_class")
         if not get_task(meta.get("task")).thresholded:
             return
@@ -487,6 +490,15 @@ def _unseen_share(inputs: pd.DataFrame, features: DriftReference) -> float:
             values = inputs[name].astype("string").fillna("(missing)")
             unseen |= ~values.isin(list(ref.counts)).to_numpy()
     return float(unseen.mean())
+
+
+def _packed(values: pd.Series) -> Any:
+    """A column as one contiguous array: float64, fixed-width text, or objects if mixed."""
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        return values.to_numpy(dtype=float, na_value=np.nan)
+    if all(isinstance(v, str) for v in values):
+        return np.array(values.tolist(), dtype=str)
+    return values.to_numpy(dtype=object)
 
 
 def _performance(found: Window, state: _Window, meta: dict[str, Any]) -> None:
