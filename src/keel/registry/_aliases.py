@@ -367,11 +367,17 @@ def _server_lock(tracking_uri: str) -> Any:
             )
             break
         except MlflowException as exc:
-            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            # RESOURCE_DOES_NOT_EXIST: our lock was deleted while its tags were being
+            # written (broken as stale by a client that saw it half-made): try again
+            if exc.error_code not in ("RESOURCE_ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST"):
                 raise
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                continue
         try:
             held = client.get_registered_model(LOCK_MODEL)
-            since = float(held.tags.get("keel.since", "0"))
+            # the age from the server's own creation time, written with the row itself
+            # (a tag may not be there yet while the holder is still creating the lock)
+            since = (held.creation_timestamp or time.time() * 1000) / 1000
             if time.time() - since > LOCK_STALE_SECONDS:
                 client.delete_registered_model(LOCK_MODEL)  # its holder died
                 continue
