@@ -24,6 +24,20 @@ from keel.cli._common import (
 from keel.cli._errors import exit_codes
 
 
+def _bar(label: str, count: str, console: Console, json_out: bool) -> Progress:
+    """The progress bar of a long command: spinner, label, bar, count, time (not in --json)."""
+    return Progress(
+        SpinnerColumn(),
+        TextColumn(label),
+        BarColumn(),
+        TextColumn(count),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not _interactive(json_out),
+        transient=True,
+    )
+
+
 @app.command()
 def serve(
     config: ConfigOpt = None,
@@ -152,16 +166,7 @@ def loadtest(
         project = load_config(config)
         tracking = resolve_settings(project).tracking_uri
         console = Console(stderr=True)
-        with Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
-            TimeElapsedColumn(),
-            console=console,
-            disable=not _interactive(json_out),
-            transient=True,
-        ) as bar:
+        with _bar("{task.description}", "{task.completed}/{task.total}", console, json_out) as bar:
             task = bar.add_task("loadtest", total=requests)
             result = run_loadtest(
                 url,
@@ -247,15 +252,8 @@ def recommend(
         project = load_config(config)
         tracking = resolve_settings(project).tracking_uri
         loaded = load_recommender(model, tracking)
-        with Progress(
-            SpinnerColumn(),
-            TextColumn("recommend"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total} users"),
-            TimeElapsedColumn(),
-            console=Console(stderr=True),
-            disable=not _interactive(json_out),
-            transient=True,
+        with _bar(
+            "recommend", "{task.completed}/{task.total} users", Console(stderr=True), json_out
         ) as bar:
             task = bar.add_task("recommend", total=None)
             summary = recommend_file(
@@ -341,16 +339,7 @@ def predict(
         project = load_config(config)
         tracking = resolve_settings(project).tracking_uri
         console = Console(stderr=True)
-        with Progress(
-            SpinnerColumn(),
-            TextColumn("predict"),
-            BarColumn(),
-            TextColumn("{task.completed:,} rows"),
-            TimeElapsedColumn(),
-            console=console,
-            disable=not _interactive(json_out),
-            transient=True,
-        ) as bar:
+        with _bar("predict", "{task.completed:,} rows", console, json_out) as bar:
             task = bar.add_task("predict", total=None)
 
             def progress(done: int, total: int | None) -> None:
