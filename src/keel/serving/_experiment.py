@@ -182,7 +182,8 @@ def record_outcomes(
             "metric": o.metric,
             "value": o.value,
             "unit": o.unit,
-            "request_id": o.request_id or (request_id if o.unit is None else o.request_id),
+            # an outcome without unit or request id follows the body's request
+            "request_id": o.request_id or (request_id if o.unit is None else None),
         }
         for o in outcomes
     ]
