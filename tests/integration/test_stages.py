@@ -71,6 +71,42 @@ def test_every_stage_is_recorded_with_its_lineage_on_the_run(project: Path) -> N
     assert version.tags["keel.stage.register"] == by_name["register"]["key"]
 
 
+def test_each_stage_records_its_cpu_seconds_and_peak_memory(project: Path) -> None:
+    first = json.loads((project / "first.json").read_text())
+    client = MlflowClient(first["tracking_uri"])
+    stages = json.loads(
+        Path(client.download_artifacts(first["run_id"], "stages.json", str(project))).read_text()
+    )
+    for stage in stages:
+        used = stage["resources"]
+        assert used["cpu_seconds"] >= 0.0 and used["peak_mb"] > 10.0, stage
+    tune = next(s for s in stages if s["name"] == "tune")["resources"]
+    assert tune["cpu_seconds"] > 0.1  # two trials of cross-validation are real work
+    manifest = json.loads(
+        (
+            project
+            / ".keel"
+            / "stages"
+            / next(s["key"] for s in stages if s["name"] == "tune")
+            / "manifest.json"
+        ).read_text()
+    )
+    assert manifest["resources"] == tune
+    metrics = client.get_run(first["run_id"]).data.metrics
+    assert metrics["stage_cpu_seconds.tune"] == pytest.approx(tune["cpu_seconds"])
+    assert "stage_peak_mb.evaluate" in metrics
+    report = json.loads(
+        Path(
+            client.download_artifacts(first["run_id"], "reports/report.json", str(project))
+        ).read_text()
+    )
+    rows = {r["stage"]: r for r in report["assessment"]["resources"]}
+    assert list(rows)[:3] == ["ingest", "pii", "validate"] and "card" not in rows
+    assert rows["tune"]["cpu_seconds"] == pytest.approx(tune["cpu_seconds"])
+    page = Path(first["reports"]["html"]).read_text()
+    assert "Resources per stage" in page and "peak memory MB" in page
+
+
 def test_identical_run_reuses_everything_and_registers_nothing(project: Path) -> None:
     first = json.loads((project / "first.json").read_text())
     again = keel_in(project, "run", "--json")

@@ -250,3 +250,21 @@ def test_run_help_names_every_stage_in_order() -> None:
 
     assert ", ".join(STAGES) == STAGE_NAMES
     assert ", ".join(RECOMMENDATION_LIFECYCLE.names) == RANKING_STAGE_NAMES
+
+
+def test_measure_sees_the_cpu_and_the_peak_memory_of_its_block() -> None:
+    from keel.pipeline._resources import measure
+
+    with measure() as usage:
+        block = bytearray(150 * 1024 * 1024)
+        block[::4096] = b"x" * len(block[::4096])  # touch every page: it is resident
+        total = sum(i * i for i in range(300_000))
+    del block
+    assert total > 0
+    assert usage.cpu_seconds > 0.0
+    assert usage.peak_mb >= 150
+    with measure() as small:
+        sum(range(1000))
+    if small.peak_scope == "stage":  # Linux: the high-water mark was reset
+        assert small.peak_mb < usage.peak_mb - 100
+    assert set(small.to_dict()) == {"cpu_seconds", "peak_mb", "peak_scope"}

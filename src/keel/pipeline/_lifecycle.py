@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
@@ -44,6 +44,7 @@ class RunContext:
     stage: str = ""
     key: str = ""
     run_id: str | None = None  # the MLflow run register opened (a later failure marks it)
+    usage: dict[str, Any] = field(default_factory=dict)  # stage → its StageRecord so far
 
     def begin(self, stage: str, key: str) -> None:
         """The runner enters ``stage`` (its cache key ``key``)."""
@@ -52,6 +53,23 @@ class RunContext:
     def say(self, detail: str) -> None:
         """Progress detail for the current stage."""
         self.observer(self.stage, detail)
+
+    def resources(self) -> list[dict[str, Any]]:
+        """Wall time, CPU seconds and peak memory of the stages finished so far.
+
+        A reused stage cost little now; what it cost when it ran comes from its
+        manifest (``ran_with``).
+        """
+        return [
+            {
+                "stage": r.name,
+                "status": r.status,
+                "seconds": r.seconds,
+                **r.resources,
+                **({"ran_with": r.ran_with} if r.ran_with else {}),
+            }
+            for r in self.usage.values()
+        ]
 
 
 # --- reading and checking: nothing is written by these --------------------------------

@@ -700,7 +700,12 @@ def report(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     from keel.reports._recommend import write_recommendation_reports
 
     run = inputs["run"]
-    doc = {**run["report"], "versus_champion": inputs["versus"], "alias": inputs["planned_alias"]}
+    doc = {
+        **run["report"],
+        "versus_champion": inputs["versus"],
+        "alias": inputs["planned_alias"],
+        "resources": ctx.resources(),
+    }
     written = write_recommendation_reports(doc, ctx.settings.reports_dir / run["run_id"])
     with mlflow_scope(ctx.settings.tracking_uri) as client:
         for key, path in written.items():

@@ -9,6 +9,7 @@ moves the alias only once, after every piece of evidence exists.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -443,6 +444,9 @@ def report(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     run = inputs["run"]
     ctx.say(f"run {run['run_id']}")
     document = full_report(run, inputs["versus"], inputs["planned_alias"])
+    document = dataclasses.replace(
+        document, assessment={**document.assessment, "resources": ctx.resources()}
+    )
     written = write_reports(document, ctx.settings.reports_dir / run["run_id"])
     worst_path = Path(written["json"]).with_name("worst_rows.csv")
     inputs["assessment"].worst.to_csv(worst_path, index=False)

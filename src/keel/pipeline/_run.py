@@ -128,6 +128,10 @@ class TrackingHook(Hooks):
             for record in state.records:
                 if record.status == RAN:
                     client.log_metric(run_id, f"stage_seconds.{record.name}", record.seconds)
+                    for what in ("cpu_seconds", "peak_mb"):
+                        value = record.resources.get(what)
+                        if value is not None:
+                            client.log_metric(run_id, f"stage_{what}.{record.name}", value)
             document = json.dumps(records_document(state.records), indent=1)
             tracking.log_text(document, "stages.json", run_id)
             client.set_terminated(run_id, "FINISHED")

@@ -36,6 +36,7 @@ from typing import Any
 
 from keel._version import __version__
 from keel.errors import ConfigError, KeelError, KeelInputError, did_you_mean
+from keel.pipeline._resources import measure
 
 RAN, REUSED = "ran", "reused"
 MANIFEST = "manifest.json"
@@ -154,10 +155,21 @@ class StageRecord:
     inputs: dict[str, str]  # input name → digest
     outputs: dict[str, str]  # output name → digest
     attempts: int = 1
+    # CPU seconds and peak memory of this run's call (loading, for a reused stage);
+    # ``ran_with`` is what a reused stage cost when it ran (from its manifest)
+    resources: dict[str, Any] = field(default_factory=dict)
+    ran_with: dict[str, Any] | None = None
 
     def summary(self) -> dict[str, Any]:
         """The short form ``keel run --json`` prints."""
-        return {"name": self.name, "status": self.status, "seconds": self.seconds, "key": self.key}
+        return {
+            "name": self.name,
+            "status": self.status,
+            "seconds": self.seconds,
+            "key": self.key,
+            "cpu_seconds": self.resources.get("cpu_seconds"),
+            "peak_mb": self.resources.get("peak_mb"),
+        }
 
 
 class Hooks:
@@ -354,10 +366,15 @@ class Runner:
                 started = time.perf_counter()
                 record = None
                 if index < forced and stage.cache:
-                    record = self._reuse(stage, key, inputs, values, context)
+                    with measure() as usage:
+                        record = self._reuse(stage, key, inputs, values, context)
+                    if record is not None:
+                        record.resources = usage.to_dict()
                 if record is None:
                     record = self._run(stage, key, inputs, reads, values, context, graph.producer)
                 record.seconds = round(time.perf_counter() - started, 3)
+                if hasattr(context, "usage"):
+                    context.usage[stage.name] = record
                 digests.update(record.outputs)
                 records.append(record)
                 for hook in self.hooks:
@@ -397,7 +414,10 @@ class Runner:
                 return None
             if not stage.still_valid(held, context):
                 return None
-        return StageRecord(stage.name, REUSED, 0.0, key, inputs, dict(outputs))
+        ran_with = manifest.get("resources")
+        return StageRecord(
+            stage.name, REUSED, 0.0, key, inputs, dict(outputs), ran_with=ran_with or None
+        )
 
     def _run(
         self,
@@ -421,19 +441,20 @@ class Runner:
                     f" {producer!r}: {exc}); run again with --from {producer}"
                 ) from exc
         attempts = 0
-        while True:
-            attempts += 1
-            try:
-                made = stage.func(given, context)
-                break
-            except Exception as exc:
-                if attempts <= self.retries and is_transient(exc):
-                    time.sleep(self.backoff * 2 ** (attempts - 1))
-                    continue
-                mark_stage(exc, stage.name)
-                for hook in self.hooks:
-                    hook.on_stage_error(stage, exc)
-                raise
+        with measure() as usage:
+            while True:
+                attempts += 1
+                try:
+                    made = stage.func(given, context)
+                    break
+                except Exception as exc:
+                    if attempts <= self.retries and is_transient(exc):
+                        time.sleep(self.backoff * 2 ** (attempts - 1))
+                        continue
+                    mark_stage(exc, stage.name)
+                    for hook in self.hooks:
+                        hook.on_stage_error(stage, exc)
+                    raise
         _check_outputs(stage, made)
         blobs = {name: pickle.dumps(made[name], protocol=5) for name in stage.outputs}
         outputs = {name: hashlib.sha256(blob).hexdigest() for name, blob in blobs.items()}
@@ -450,9 +471,12 @@ class Runner:
                 "inputs": inputs,
                 "outputs": outputs,
                 "config": reads,
+                "resources": usage.to_dict(),
             }
             self.store.save(key, manifest, blobs if stage.persist else {})
-        return StageRecord(stage.name, RAN, 0.0, key, inputs, outputs, attempts)
+        return StageRecord(
+            stage.name, RAN, 0.0, key, inputs, outputs, attempts, resources=usage.to_dict()
+        )
 
 
 def _check_outputs(stage: Stage, made: Any) -> None:

@@ -50,6 +50,29 @@ def words(name: str) -> str:
     return WORDS.get(name) or name.replace("_", " ").capitalize()
 
 
+def resource_table(resources: list[dict[str, Any]] | None) -> tuple[list[str], list[list[Any]]]:
+    """Wall time, CPU seconds and peak memory per stage, as a table's head and rows.
+
+    A reused stage shows what it cost when it ran (its manifest) in brackets.
+    """
+    head = ["stage", "status", "wall s", "CPU s", "peak memory MB"]
+    rows = []
+    for r in resources or []:
+        then = r.get("ran_with") or {}
+        cpu, peak = r.get("cpu_seconds"), r.get("peak_mb")
+        if r.get("status") == "reused" and then:
+            cpu_text = f"{_num(cpu, 2)} (ran: {_num(then.get('cpu_seconds'), 2)})"
+            peak_text = f"{_num(peak, 0)} (ran: {_num(then.get('peak_mb'), 0)})"
+        else:
+            cpu_text, peak_text = _num(cpu, 2), _num(peak, 0)
+        if r.get("peak_scope") == "process":
+            peak_text += " (process peak)"
+        rows.append(
+            [r.get("stage"), r.get("status"), _num(r.get("seconds"), 2), cpu_text, peak_text]
+        )
+    return head, rows
+
+
 def _first_metric(fairness: dict[str, Any]) -> str:
     """The headline of a report written before reports named it: its first group metric."""
     for result in fairness.get("features", {}).values():

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from keel.errors import KeelInputError
-from keel.reports._card import build_card, build_datasheet, render_markdown
+from keel.reports._card import build_card, build_datasheet, render_markdown, resource_table
 from keel.reports._card import render_html as render_card_html
 from keel.reports._document import RunReport
 
@@ -589,9 +589,19 @@ def render_html(report: RunReport) -> str:
         ),
         "<h2>Schema</h2>",
         _table(["column", "kind", "role", "nullable", "note"], schema_rows),
+        *_resources_html(report.assessment.get("resources")),
         "</body></html>",
     ]
     return "\n".join(parts)
+
+
+def _resources_html(resources: list[dict[str, Any]] | None) -> list[str]:
+    if not resources:
+        return []
+    return [
+        "<h2>Resources per stage (this run, up to the report)</h2>",
+        _table(*resource_table(resources)),
+    ]
 
 
 # -- keel validate ------------------------------------------------------------------------

@@ -15,7 +15,13 @@ import math
 from pathlib import Path
 from typing import Any
 
-from keel.reports._card import Section, ab_test_blocks, render_html, render_markdown
+from keel.reports._card import (
+    Section,
+    ab_test_blocks,
+    render_html,
+    render_markdown,
+    resource_table,
+)
 from keel.reports._pages import atomic_write
 
 NAMES = {
@@ -276,6 +282,13 @@ def report_sections(doc: dict[str, Any]) -> list[Section]:
             ],
         ),
     ]
+    if doc.get("resources"):
+        sections.append(
+            (
+                "Resources per stage (this run, up to the report)",
+                [("table", resource_table(doc["resources"]))],
+            )
+        )
     return sections
 
 
