@@ -27,3 +27,24 @@ def commit_of(folder: Path, rev: str | None = None, mark_dirty: bool = False) ->
         return commit
     status = _git(folder, "status", "--porcelain", "--untracked-files=no")
     return commit + ("+dirty" if status else "")
+
+
+def tag_release(folder: Path, tag: str, commit: str, message: str) -> tuple[bool, str]:
+    """Create the annotated tag ``tag`` on ``commit`` in the work tree holding ``folder``.
+
+    Returns ``(made, what happened)``. A tag that already names ``commit`` is kept
+    (promoting again changes nothing); one that names another commit is not moved.
+    """
+    if _git(folder, "rev-parse", "--is-inside-work-tree") != "true":
+        return False, f"{folder} is not in a git work tree: no tag"
+    existing = _git(folder, "rev-parse", f"refs/tags/{tag}^{{commit}}")
+    if existing is not None:
+        if existing == commit:
+            return False, f"git tag {tag} already names {commit[:12]}"
+        return False, f"git tag {tag} exists on another commit ({existing[:12]}): not moved"
+    if _git(folder, "cat-file", "-e", f"{commit}^{{commit}}") is None:
+        return False, f"commit {commit[:12]} is not in this repository: no tag"
+    made = _git(folder, "tag", "-a", tag, commit, "-m", message)
+    if made is None:
+        return False, f"git could not create tag {tag}"
+    return True, f"tagged {commit[:12]} as {tag}"

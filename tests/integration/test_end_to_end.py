@@ -215,7 +215,12 @@ def test_served_predictions_equal_the_registry_model(server: str, first_run, adu
     assert body["predictions"] == np.where(p_high >= threshold, ">50K", "<=50K").tolist()
     between = (p_high >= min(threshold, 0.5)) & (p_high < max(threshold, 0.5))
     assert (np.asarray(body["predictions"]) == plain)[~between].all()
-    assert body["model"] == {"name": "income", "version": "1", "alias": "champion"}
+    assert body["model"] == {
+        "name": "income",
+        "version": "1",
+        "alias": "champion",
+        "semver": "1.0.0",
+    }
     assert all(abs(sum(p.values()) - 1) < 1e-5 for p in body["probabilities"])
 
 

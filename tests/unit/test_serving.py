@@ -48,7 +48,12 @@ def rows(adult_frame: pd.DataFrame) -> list[dict]:
 def test_health(client: TestClient) -> None:
     answer = client.get("/health")
     assert answer.status_code == 200
-    assert answer.json()["model"] == {"name": "income", "version": "7", "alias": "champion"}
+    assert answer.json()["model"] == {
+        "name": "income",
+        "version": "7",
+        "alias": "champion",
+        "semver": None,
+    }
 
 
 def test_predict_matches_the_model(client: TestClient, package, rows) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Any
 
 import typer
@@ -20,6 +21,7 @@ from keel.cli._common import (
     app,
 )
 from keel.cli._errors import exit_codes
+from keel.errors import KeelInputError
 
 
 @app.command()
@@ -82,14 +84,17 @@ def _print_checklist(checklist: Any) -> None:
     Console().print(table)
 
 
-def _print_event(event: Any, json_out: bool) -> None:
+def _print_event(event: Any, json_out: bool, released: str | None = None) -> None:
     if json_out:
-        print(json.dumps(event.to_dict()))
+        print(json.dumps({**event.to_dict(), **({"git_tag": released} if released else {})}))
         return
-    Console(stderr=True).print(
+    console = Console(stderr=True)
+    console.print(
         f"{event.model}@{event.alias}: version {event.from_version or '-'} →"
         f" {event.to_version} ({event.action} by {event.who}: {event.why})"
     )
+    if released:
+        console.print(released)
 
 
 @app.command()
@@ -149,7 +154,33 @@ def promote(
                 )
             Console(stderr=True).print(message)
             return
-        _print_event(event, json_out)
+        released = _release_tag(project, uri, name, str(version), to)
+        _print_event(event, json_out, released)
+
+
+def _release_tag(project: Any, uri: str, name: str, version: str, to: str) -> str | None:
+    """``release.git_tag``: tag the version's commit ``NAME-vX.Y.Z`` when it goes live."""
+    if not project.release.git_tag or to not in ("champion", "production"):
+        return None
+    from keel._git import tag_release
+    from keel.registry import mlflow_scope, semver_of
+
+    with mlflow_scope(uri) as client:
+        tags = client.get_model_version(name, version).tags or {}
+    semver, commit = semver_of(tags), tags.get("keel.commit", "")
+    if semver is None:
+        return f"no git tag: version {version} has no semantic version (an older Keel made it)"
+    if not re.fullmatch(r"[0-9a-f]{40}", commit):
+        why = "uncommitted changes" if commit.endswith("+dirty") else "no git commit"
+        return f"no git tag: version {version} was trained from {why} ({commit or 'unknown'})"
+    tag = f"{name}-v{semver}"
+    message = (
+        f"{name} {semver}: registry version {version} ({to})\n"
+        f"data digest {tags.get('keel.dataset.digest', 'unknown')}\n"
+        f"config digest {tags.get('keel.config.digest', 'unknown')}"
+    )
+    _, what = tag_release(project.root, tag, commit, message)
+    return what
 
 
 @app.command()
@@ -177,17 +208,92 @@ def rollback(
 
 
 @app.command()
+def retire(
+    name: NameArg,
+    version: Annotated[str, typer.Argument(help="The version to retire.")],
+    reason: ReasonOpt = None,
+    successor: Annotated[
+        str | None,
+        typer.Option(
+            "--successor",
+            help="The version that takes over as champion (promoted through the gates first).",
+        ),
+    ] = None,
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Retire a version: its aliases go, it is marked retired, its evidence stays.
+
+    A retired version takes no alias again and no `keel serve` loads it (a server
+    following the alias keeps the version it has). Its run, report, card, runbook
+    and every tag stay in the registry, so `keel card NAME/VERSION` and audits still
+    work. The serving champion is refused unless `--successor VERSION` takes over:
+    that version is promoted to champion first, through the same gates as `keel
+    promote`; if that is refused, nothing is retired. The retirement (who, when, why,
+    the aliases it held) is in `keel history`. Exit codes: 0 retired, 1 refused (the
+    champion without a successor, or the successor failed a gate), 2 unknown model or
+    version, already retired, or no --reason.
+    """
+    from keel.config import load_config, resolve_settings
+    from keel.pipeline import check_version
+    from keel.registry import mlflow_scope
+    from keel.registry import promote as promote_version
+    from keel.registry import retire as retire_version
+
+    with exit_codes(debug):
+        if not (reason or "").strip():
+            raise KeelInputError("--reason is required: say why the version is retired")
+        project = load_config(config)
+        uri = resolve_settings(project).tracking_uri
+        took_over = None
+        if successor is not None:
+            if str(successor) == str(version):
+                raise KeelInputError("--successor must be another version than the one retired")
+            checklist = check_version(f"{name}/{successor}", uri, project.gates)
+            with mlflow_scope(uri) as client:
+                took_over = promote_version(
+                    client,
+                    uri,
+                    name,
+                    successor,
+                    to="champion",
+                    reason=f"takes over from version {version}: {reason}",
+                    failed=checklist.promotion_blockers,
+                )
+            if took_over is not None:
+                released = _release_tag(project, uri, name, str(successor), "champion")
+                if not json_out:
+                    _print_event(took_over, False, released)
+        with mlflow_scope(uri) as client:
+            record = retire_version(
+                client, uri, name, version, reason=str(reason), successor=successor
+            )
+        if json_out:
+            print(json.dumps({**record, "successor_event": took_over and took_over.to_dict()}))
+            return
+        removed = ", ".join(record["aliases_removed"]) or "none"
+        Console(stderr=True).print(
+            f"{name} version {version} retired by {record['who']} ({reason}); aliases removed:"
+            f" {removed}. Its evidence stays: keel card {name}/{version}"
+        )
+
+
+@app.command()
 def history(
     name: NameArg,
     config: ConfigOpt = None,
     json_out: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """List every alias move of a model, oldest first: when, who, alias, from, to, why.
+    """List a model's versions and every alias move, oldest first.
+
+    Versions: semantic version, aliases, live or retired (who, when, why). Moves: when,
+    who, alias, from, to, why.
 
     Exit codes: 0 listed, 2 unknown model.
     """
-    from keel.registry import ALIASES, alias_version, mlflow_scope
+    from keel.registry import ALIASES, alias_version, mlflow_scope, version_table
     from keel.registry import history as alias_history
 
     with exit_codes(debug):
@@ -195,11 +301,35 @@ def history(
         with mlflow_scope(uri) as client:
             events = alias_history(client, name)
             now = {a: alias_version(client, name, a) for a in ALIASES}
+            versions = version_table(client, name)
         if json_out:
             print(
-                json.dumps({"model": name, "aliases": now, "events": [e.to_dict() for e in events]})
+                json.dumps(
+                    {
+                        "model": name,
+                        "aliases": now,
+                        "versions": versions,
+                        "events": [e.to_dict() for e in events],
+                    }
+                )
             )
             return
+        listing = Table(title=f"{name}: versions")
+        for column in ("version", "semantic", "registered (UTC)", "aliases", "status", "why"):
+            listing.add_column(column)
+        for v in versions:
+            retired = v["retired"] or {}
+            listing.add_row(
+                v["version"],
+                v["semver"] or "-",
+                v["created"].replace("T", " ")[:19],
+                ", ".join(v["aliases"]) or "-",
+                f"retired by {retired.get('who')} {str(retired.get('when', ''))[:10]}"
+                if v["retired"]
+                else "live",
+                retired.get("why") or v["semver_why"] or "",
+            )
+        Console().print(listing)
         table = Table(title=f"{name}: alias history")
         for column in ("when (UTC)", "who", "action", "alias", "from", "to", "why"):
             table.add_column(column)

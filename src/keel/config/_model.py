@@ -220,14 +220,90 @@ class FairnessConfig(_Strict):
 
 
 class CardConfig(_Strict):
-    """What people must say about the model: ``card:`` in keel.yaml (model card, datasheet)."""
+    """What people must say about the model: ``card:`` in keel.yaml.
+
+    The words of the model card, the datasheet, the runbook (``contacts``,
+    ``retirement``) and the impact assessment (``business_objective``,
+    ``success_metrics``, ``misuses``, ``mitigations``). What a run measured is added
+    by Keel; only people can say these.
+    """
 
     owners: list[str] = Field(default_factory=list)
+    contacts: list[str] = Field(default_factory=list)  # who to call, in the runbook
     intended_use: str | None = None
     out_of_scope: list[str] = Field(default_factory=list)
     limitations: list[str] = Field(default_factory=list)
     ethical_considerations: list[str] = Field(default_factory=list)
     data_collection: str | None = None
+    business_objective: str | None = None
+    success_metrics: list[str] = Field(default_factory=list)
+    misuses: list[str] = Field(default_factory=list)
+    mitigations: list[str] = Field(default_factory=list)
+    # when and how a version is retired (the runbook states it; a default is written)
+    retirement: str | None = None
+
+
+class PrivacyConfig(_Strict):
+    """Consent, erasure and retention: ``privacy:`` in keel.yaml.
+
+    A request with ``opt_out_field: true`` in its body (or the ``opt_out_header``
+    header set to ``1``/``true``/``yes``) is answered but not logged: only counted. Its
+    rows never reach monitoring or retraining. ``keel forget --subject ID`` erases a
+    data subject's logged rows by ``subject_column`` (a request field such as
+    ``user_id``; for a recommender its user column by default). Rows older than
+    ``retention_days`` are purged by ``keel forget --expired`` and by ``keel serve``
+    (at start and every hour). ``purpose`` and ``collected`` are the datasheet's
+    data-use statement.
+    """
+
+    opt_out_field: str = Field("opt_out", min_length=1, max_length=100)
+    opt_out_header: str = Field("X-Keel-Opt-Out", min_length=1, max_length=100)
+    subject_column: str | None = None
+    retention_days: int | None = Field(None, ge=1, le=36_500)
+    purpose: str | None = None
+    collected: str | None = None
+
+
+class RobustnessConfig(_Strict):
+    """Adversarial robustness tests and their limits: ``robustness:`` in keel.yaml.
+
+    Tabular models: Gaussian noise of ``noise`` × each numeric feature's standard
+    deviation, category swaps and missing values on ``rows`` test rows, and a
+    black-box search for the smallest change of one or two features that flips a
+    decision (``search_rows`` rows, steps up to ``budget`` standard deviations).
+    Recommenders: ``shilling_share`` × users of fake profiles pushing one item.
+    A limit left unset is reported, not judged; a set limit that is crossed fails the
+    ``robustness`` gate (and the alias, like a behaviour test).
+    """
+
+    enabled: bool = True
+    rows: int = Field(500, ge=10, le=100_000)
+    noise: list[float] = Field(default_factory=lambda: [0.05, 0.1, 0.25, 0.5, 1.0])
+    search_rows: int = Field(100, ge=0, le=10_000)
+    budget: float = Field(0.5, gt=0.0, le=10.0)
+    max_flip_rate: float | None = Field(None, ge=0.0, le=1.0)  # at noise 0.1
+    max_missing_flip_rate: float | None = Field(None, ge=0.0, le=1.0)
+    max_flipped_within_budget: float | None = Field(None, ge=0.0, le=1.0)
+    shilling_share: float = Field(0.01, gt=0.0, le=0.5)
+    max_shilling_gain: float | None = Field(None, ge=0.0)  # exposure share gained
+
+    @field_validator("noise")
+    @classmethod
+    def _levels(cls, value: list[float]) -> list[float]:
+        if not value or any(v <= 0 or v > 10 for v in value):
+            raise ValueError(f"noise levels must be in (0, 10] standard deviations, got {value}")
+        return sorted(set(value))
+
+
+class ReleaseConfig(_Strict):
+    """What a promotion to production also does: ``release: {git_tag: true}``.
+
+    With ``git_tag`` the commit the version was trained from is tagged
+    ``NAME-vX.Y.Z`` (its semantic version), the message naming the registry version
+    and the data digest, when ``champion`` or ``production`` moves to it.
+    """
+
+    git_tag: bool = False
 
 
 # The Definition of Done, one gate per checklist item (see ``keel check``).
@@ -243,6 +319,9 @@ MODEL_GATES = (
     "dashboard",
     "rollback",
     "tests",
+    "runbook",
+    "robustness",
+    "impact_assessment",
 )
 PIPELINE_GATES = (
     "stage_io",
@@ -523,6 +602,10 @@ class ProjectConfig(_Strict):
     behaviour: list[BehaviourTest] = Field(default_factory=list)
     fairness: FairnessConfig = Field(default_factory=FairnessConfig)
     card: CardConfig = Field(default_factory=CardConfig)
+    features: dict[str, str] = Field(default_factory=dict)  # name → what it means
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    robustness: RobustnessConfig = Field(default_factory=RobustnessConfig)
+    release: ReleaseConfig = Field(default_factory=ReleaseConfig)
     gates: GatesConfig = Field(default_factory=GatesConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)

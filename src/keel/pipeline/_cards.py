@@ -67,6 +67,7 @@ def _recommender_card(
             "requests": loadtest["requests"],
         }
     doc["aliases"] = info.get("aliases", [])
+    doc["semver"] = info.get("semver") or doc.get("semver")
     doc["ab_tests"] = info.get("ab_tests")
     folder = out or root / ".keel" / "cards" / f"{info['name']}-v{info['version']}"
     title = f"Model card: {info['name']} version {info['version']}"

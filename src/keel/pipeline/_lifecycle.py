@@ -29,7 +29,9 @@ RECORD = (*JUDGE, "keel.registry", "keel.monitoring")
 # what the run logs and registers: every key but the card (documentation, its own stage),
 # the release-side keys read by other commands, and where tuning runs (the same result)
 RECORDED_KEYS = tuple(
-    k for k in ProjectConfig.model_fields if k not in ("card", "gates", "serving", "tuning")
+    k
+    for k in ProjectConfig.model_fields
+    if k not in ("card", "gates", "serving", "tuning", "features", "privacy", "release")
 )
 
 

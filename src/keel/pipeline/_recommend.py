@@ -370,7 +370,14 @@ def register(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     """Snapshot the interactions, log the MLflow run, register the package (once per key)."""
     from keel.data import snapshot
     from keel.pipeline._record import git_commit, registered_by_key
-    from keel.registry import ensure_experiment, log_recommender_package, mlflow_scope, tracking
+    from keel.registry import (
+        assign_semver,
+        ensure_experiment,
+        log_recommender_package,
+        mlflow_scope,
+        recommender_interface,
+        tracking,
+    )
 
     config, settings = ctx.config, ctx.settings
     dataset = inputs["tables"]["data"]
@@ -382,10 +389,16 @@ def register(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     best = inputs["best"]
     with mlflow_scope(settings.tracking_uri) as client:
         experiment_id = ensure_experiment(client, config.name, settings.artifact_location)
+        interface = recommender_interface(
+            {"user_column": config.user_column, "item_column": config.item_column}
+        )
         done = registered_by_key(client, config.name, ctx.key)
         if done is not None:
             ctx.run_id = done.run_id
-            doc |= {"run_id": done.run_id, "version": str(done.version)}
+            semver, _ = assign_semver(
+                client, settings.tracking_uri, config.name, str(done.version), interface
+            )
+            doc |= {"run_id": done.run_id, "version": str(done.version), "semver": semver}
             return {"run": _run(done.run_id, experiment_id, config.name, done.version, doc)}
         with tracking.start_run(experiment_id, f"keel-{best}") as run_id:
             ctx.run_id = run_id
@@ -422,7 +435,10 @@ def register(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
             client.set_model_version_tag(
                 ref.name, ref.version, "keel.commit", commit or "unknown (not a git checkout)"
             )
-            doc |= {"run_id": run_id, "version": ref.version}
+            semver, _ = assign_semver(
+                client, settings.tracking_uri, ref.name, str(ref.version), interface
+            )
+            doc |= {"run_id": run_id, "version": ref.version, "semver": semver}
     return {"run": _run(run_id, experiment_id, config.name, ref.version, doc)}
 
 

@@ -52,6 +52,7 @@ def register(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
         if done is not None:  # a retry: this key's version exists, its run holds the rest
             ctx.say(f"{config.name} version {done.version} (already registered)")
             ctx.run_id = done.run_id
+            _semver(client, settings.tracking_uri, config, inputs, str(done.version))
             report = _report_document(config, inputs, done.run_id, done.version, snapshot_path)
             return {"run": _run_doc(done.run_id, experiment_id, config.name, done.version, report)}
         ctx.say(config.name)
@@ -61,9 +62,34 @@ def register(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
             _log_candidates(experiment_id, inputs)
             _log_run(config, inputs, snapshot_path)
             version = _log_package(client, config, inputs, run_id, ctx.key)
+            semver = _semver(client, settings.tracking_uri, config, inputs, str(version))
+            ctx.say(f"{config.name} version {version} = {semver}")
             _log_gates(config, inputs)
             report = _report_document(config, inputs, run_id, version, snapshot_path)
     return {"run": _run_doc(run_id, experiment_id, config.name, version, report)}
+
+
+def _semver(
+    client: Any, tracking_uri: str, config: ProjectConfig, inputs: dict[str, Any], version: str
+) -> str:
+    """Tag the version's semantic version, from its interface and the previous version's."""
+    from keel.registry import assign_semver, tabular_interface
+    from keel.responsible import NEEDS_SENSITIVE_AT_PREDICTION
+
+    labels = inputs["labels"]
+    interface = tabular_interface(
+        inputs["schema"].to_dict(),
+        {
+            "task": labels.task,
+            "target": config.target,
+            "classes": list(labels.classes),
+            "requires_sensitive_features": list(config.sensitive_features)
+            if config.fairness.mitigation in NEEDS_SENSITIVE_AT_PREDICTION
+            else [],
+        },
+    )
+    semver, _ = assign_semver(client, tracking_uri, config.name, version, interface)
+    return semver
 
 
 def _run_doc(
@@ -458,19 +484,34 @@ def report(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
 
 
 def card(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
-    """Model card and datasheet of the version, logged on its run (``card/``)."""
-    from keel.registry import mlflow_scope
+    """Model card and datasheet of the version, logged on its run (``card/``).
+
+    Re-run on the same version when only the card's words changed: a PATCH release
+    (the semantic version's last number goes up).
+    """
+    from keel.registry import bump_patch, mlflow_scope, semver_of
     from keel.reports import write_card
 
     config, settings, run = ctx.config, ctx.settings, inputs["run"]
     ctx.say(f"{run['name']} version {run['version']}")
     alias = inputs["planned_alias"]
+    digest = _card_digest(config)
+    with mlflow_scope(settings.tracking_uri) as client:
+        tags = client.get_model_version(run["name"], run["version"]).tags or {}
+        semver = semver_of(tags)
+        if tags.get("keel.card") and tags.get("keel.card.digest") != digest:
+            # the same model, new words on its card: a PATCH release
+            semver = bump_patch(
+                client, settings.tracking_uri, run["name"], run["version"], "card words changed"
+            )
+            ctx.say(f"documents only: {semver}")
     cards = write_card(
         full_report(run, inputs["versus"], alias),
         config.card.model_dump(),
         {
             "name": run["name"],
             "version": run["version"],
+            "semver": semver,
             "aliases": [alias] if alias else [],
             "created": now(),
             "tracking_uri": settings.tracking_uri,
@@ -484,7 +525,14 @@ def card(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
         # the card's words are in keel.yaml: the logged copy follows them
         log_config(config, run["run_id"])
         client.set_model_version_tag(run["name"], run["version"], "keel.card", "card/")
+        client.set_model_version_tag(run["name"], run["version"], "keel.card.digest", digest)
     return {"cards": cards}
+
+
+def _card_digest(config: ProjectConfig) -> str:
+    """16 hex digits of the words people wrote for the documents (``card:``)."""
+    text = json.dumps(config.card.model_dump(mode="json"), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def alias(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:

@@ -241,7 +241,7 @@ def promote(
         raise KeelInputError(f"--to must be champion, staging or production, not {to!r}")
     if force and not (reason and reason.strip()):
         raise KeelInputError("--force needs --reason: say why the gates are overridden")
-    _version(client, name, version)
+    _live(client, name, version)
     if alias_version(client, name, to) == str(version):
         return None  # already there: a re-run of a deployment script changes nothing
     if to == "production":
@@ -293,7 +293,7 @@ def rollback(
             f"{name}@{alias} has no previous version to roll back to"
             f" (history: {len(moves)} move(s)); see `keel history {name}`"
         )
-    _version(client, name, previous)
+    _live(client, name, previous)
     return move_alias(
         client,
         tracking_uri,
@@ -409,6 +409,18 @@ def _registered(client: MlflowClient, name: str) -> Any:
         raise ModelNotFoundError(
             f"no registered model {name!r}; known: {', '.join(known) or 'none'}"
         ) from None
+
+
+def _live(client: MlflowClient, name: str, version: str) -> Any:
+    """The version, refused (exit 2) when it is retired: no alias points at it again."""
+    found = _version(client, name, version)
+    retired = (found.tags or {}).get("keel.retired")
+    if retired:
+        raise KeelInputError(
+            f"{name} version {version} is retired and takes no alias; its evidence is kept"
+            f" (`keel card {name}/{version}`). Retrain, or promote a live version"
+        )
+    return found
 
 
 def _version(client: MlflowClient, name: str, version: str) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -274,6 +275,7 @@ class LoadedPackage:
     classes: tuple[str, ...]
     metadata: dict[str, Any] = field(repr=False)
     documents: dict[str, Any] = field(default_factory=dict, repr=False)
+    semver: str | None = None
 
     @property
     def profile(self) -> dict[str, Any] | None:
@@ -370,6 +372,7 @@ def version_documents(
         "run_id": mv.run_id,
         "tracking_uri": tracking_uri,
         "tags": dict(mv.tags or {}),
+        "semver": (mv.tags or {}).get("keel.semver"),
     }
     return info, documents
 
@@ -435,6 +438,15 @@ def downloaded_package(uri: str, tracking_uri: str) -> Iterator[DownloadedPackag
     with mlflow_scope(tracking_uri) as client:
         mv = _version_of(client, uri, tracking_uri)
         model_uri = f"models:/{name}/{mv.version}"
+        retired = (mv.tags or {}).get("keel.retired")
+        if retired:
+            why = ""
+            with contextlib.suppress(ValueError, TypeError, AttributeError):
+                why = f" ({json.loads(retired).get('why')})"
+            raise ModelNotFoundError(
+                f"{name} version {mv.version} is retired{why}; it is not loaded any more."
+                f" Serve another version (see `keel history {name}`)"
+            )
         with warnings.catch_warnings(), tempfile.TemporaryDirectory() as folder:
             warnings.simplefilter("ignore")
             local = Path(
@@ -483,4 +495,5 @@ def load_package(uri: str, tracking_uri: str) -> LoadedPackage:
         classes=tuple(meta.get("classes", ())),
         metadata=meta,
         documents=documents,
+        semver=(mv.tags or {}).get("keel.semver"),
     )

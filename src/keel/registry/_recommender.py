@@ -47,6 +47,7 @@ class LoadedRecommender:
     model: RecommenderModel = field(repr=False)
     metadata: dict[str, Any] = field(repr=False)
     documents: dict[str, Any] = field(default_factory=dict, repr=False)
+    semver: str | None = None
 
     @property
     def task(self) -> str:
@@ -109,7 +110,13 @@ def load_recommender(uri: str, tracking_uri: str) -> LoadedRecommender:
 
         model = RecommenderModel.load(arrays)
     return LoadedRecommender(
-        found.name, str(found.version.version), found.alias, model, found.meta, found.documents
+        found.name,
+        str(found.version.version),
+        found.alias,
+        model,
+        found.meta,
+        found.documents,
+        semver=(found.version.tags or {}).get("keel.semver"),
     )
 
 

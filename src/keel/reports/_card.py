@@ -161,6 +161,10 @@ def _details(
                         [
                             ["Name", registry["name"]],
                             ["Version", registry["version"]],
+                            [
+                                "Semantic version",
+                                registry.get("semver") or "none (registered by an older Keel)",
+                            ],
                             ["Aliases", ", ".join(registry.get("aliases") or []) or "none"],
                             ["Type", f"{model.candidate} ({report.task})"],
                             ["Registered", registry.get("created", "")],

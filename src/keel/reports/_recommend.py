@@ -403,7 +403,8 @@ def card_sections(doc: dict[str, Any]) -> list[Section]:
                 (
                     "ul",
                     [
-                        f"{doc['name']} version {doc.get('version', '-')}: {doc['chosen']}"
+                        f"{doc['name']} version {doc.get('version', '-')}"
+                        f" (semantic version {doc.get('semver') or 'none'}): {doc['chosen']}"
                         f" recommender ({doc.get('chosen_description', '')})",
                         f"owners: {', '.join(card.get('owners', [])) or 'not given (card.owners)'}",
                         f"created {doc.get('created', '')}; run {doc.get('run_id', '')}",

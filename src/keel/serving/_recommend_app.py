@@ -96,7 +96,12 @@ class _Served:
     def __init__(self, loaded: LoadedRecommender) -> None:
         self.loaded = loaded
         self.version = loaded.version
-        self.info = {"name": loaded.name, "version": loaded.version, "alias": loaded.alias}
+        self.info = {
+            "name": loaded.name,
+            "version": loaded.version,
+            "alias": loaded.alias,
+            "semver": loaded.semver,
+        }
         self.ready: tuple[bool, str] | None = None
 
     def check_ready(self) -> tuple[bool, str]:

@@ -34,6 +34,7 @@ class Served:
             "name": package.name,
             "version": package.version,
             "alias": alias or package.alias,
+            "semver": package.semver,
         }
         self.kind = get_task(package.task)  # what this kind of model answers
         self.classes = [str(c) for c in getattr(package.model, "classes_", [])]

@@ -1,0 +1,154 @@
+"""Governance for real: semantic versions, release tags in git, retirement."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from keel.registry import mlflow_scope
+from tests.conftest import SMALL_PROJECT, keel_in
+
+pytestmark = pytest.mark.integration
+
+
+def _git(root: Path, *args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+def _run(root: Path, config: dict, *options: str) -> dict:
+    (root / "keel.yaml").write_text(yaml.safe_dump(config))
+    _git(root, "add", "keel.yaml")
+    _git(root, "commit", "-qm", "config", "--allow-empty")
+    done = keel_in(root, "run", "--json", *options, env={"KEEL_USER": "ada"})
+    assert done.exit_code == 0, done.output
+    return json.loads(done.stdout)
+
+
+def _keel(root: Path, *args: str):
+    return keel_in(root, *args, env={"KEEL_USER": "ada"})
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory, adult_frame: pd.DataFrame) -> Path:
+    root = tmp_path_factory.mktemp("governance")
+    adult_frame.to_csv(root / "adult.csv", index=False)
+    _git(root, "init", "-q")
+    _git(root, "config", "user.email", "ada@example.org")
+    _git(root, "config", "user.name", "Ada")
+    (root / ".gitignore").write_text(".keel/\nmlruns/\n")
+    _git(root, "add", ".gitignore", "adult.csv")
+    _git(root, "commit", "-qm", "data")
+    return root
+
+
+def _versions(root: Path) -> dict[str, dict]:
+    done = _keel(root, "history", "income", "--json")
+    assert done.exit_code == 0, done.output
+    return {v["version"]: v for v in json.loads(done.stdout)["versions"]}
+
+
+def test_semantic_versions_follow_the_interface_and_tag_the_release(project: Path) -> None:
+    base = {**SMALL_PROJECT, "release": {"git_tag": True}}
+    first = _run(project, base)
+    assert first["model"]["version"] == "1"
+    assert _versions(project)["1"]["semver"] == "1.0.0"
+
+    # only the card's words change: the same version, a PATCH release
+    again = _run(project, {**base, "card": {"intended_use": "Governance tests only."}})
+    assert again["model"]["version"] == "1"
+    assert _versions(project)["1"]["semver"] == "1.0.1"
+    card = Path(again["reports"]["model_card_md"]).read_text()
+    assert "1.0.1" in card
+
+    # an input removed: a request that worked with version 1 may be refused: MAJOR
+    narrower = {**base, "ignore_columns": ["fnlwgt", "education-num"]}
+    second = _run(project, narrower)
+    versions = _versions(project)
+    assert versions[second["model"]["version"]]["semver"] == "2.0.0"
+    assert "input 'education-num' removed" in versions["2"]["semver_why"]
+
+    # the same inputs, another model (a new seed, every stage again): MINOR
+    third = _run(project, {**narrower, "seed": 7}, "--no-cache")
+    assert _versions(project)[third["model"]["version"]]["semver"] == "2.1.0"
+
+    # going live tags the commit it was trained from, with the data digest
+    done = _keel(project, "promote", "income", "3", "--force", "--reason", "release test")
+    assert done.exit_code == 0, done.output
+    assert "income-v2.1.0" in _git(project, "tag", "--list")
+    message = _git(project, "tag", "-n9", "income-v2.1.0")
+    assert "registry version 3" in message and third["data"]["digest"] in message
+    with mlflow_scope(third["tracking_uri"]) as client:
+        commit = client.get_model_version("income", "3").tags["keel.commit"]
+    assert _git(project, "rev-list", "-n1", "income-v2.1.0") == commit
+    # promoting again changes nothing, and the tag is not moved
+    done = _keel(project, "promote", "income", "3")
+    assert done.exit_code == 0 and "nothing changed" in done.output
+
+
+def test_retire_keeps_the_evidence_and_nothing_loads_it_again(project: Path) -> None:
+    if "3" not in _versions(project):
+        pytest.skip("needs the versions of the test above")  # run alone with -k
+    # the champion is refused without a successor, and nothing changes
+    done = _keel(project, "retire", "income", "3", "--reason", "superseded")
+    assert done.exit_code == 1 and "--successor" in done.output
+    assert _versions(project)["3"]["status"] == "live"
+
+    done = _keel(project, "retire", "income", "1", "--reason", "trained on the 2024 sample")
+    assert done.exit_code == 0, done.output
+    versions = _versions(project)
+    assert versions["1"]["status"] == "retired" and versions["1"]["aliases"] == []
+    assert versions["1"]["retired"]["who"] == "ada"
+    events = json.loads(_keel(project, "history", "income", "--json").stdout)["events"]
+    assert events[-1]["action"] == "retire" and events[-1]["from_version"] == "1"
+
+    # no alias, no server, no batch scoring takes it; its card is still there
+    done = _keel(project, "promote", "income", "1", "--force", "--reason", "x")
+    assert done.exit_code == 2 and "retired" in done.output
+    done = _keel(project, "serve", "--model", "income/1", "--port", "1")
+    assert done.exit_code == 2 and "is retired" in done.output
+    assert "Traceback" not in done.output
+    done = _keel(project, "card", "income/1")
+    assert done.exit_code == 0, done.output
+
+    # a successor takes over through the gates, then the champion retires; a successor
+    # that fails a gate is refused and nothing is retired
+    retire_3 = ["retire", "income", "3", "--successor", "2", "--reason", "v2 suffices", "--json"]
+    done = _keel(project, *retire_3)
+    assert done.exit_code == 1 and "failed the gate(s) fairness" in done.output
+    assert _versions(project)["3"]["status"] == "live"
+    config = yaml.safe_load((project / "keel.yaml").read_text())
+    config["gates"] = {"waivers": {"fairness": {"reason": "no sensitive data", "author": "ada"}}}
+    (project / "keel.yaml").write_text(yaml.safe_dump(config))
+    done = _keel(project, *retire_3)
+    assert done.exit_code == 0, done.output
+    record = json.loads(done.stdout)
+    assert record["successor"] == "2" and "champion" not in record["aliases_removed"]
+    versions = _versions(project)
+    assert "champion" in versions["2"]["aliases"] and versions["3"]["status"] == "retired"
+    table = _keel(project, "history", "income").output
+    assert "retired by ada" in table and "2.0.0" in table
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["retire", "income", "2"], "--reason is required"),
+        (["retire", "income", "99", "--reason", "x"], "no version 99"),
+        (["retire", "nobody", "1", "--reason", "x"], "no registered model"),
+        (["retire", "income", "2", "--successor", "2", "--reason", "x"], "another version"),
+    ],
+)
+def test_bad_retire_input_is_one_line_and_exit_2(project: Path, args: list[str], says: str) -> None:
+    if not _versions(project):
+        pytest.skip("needs a registered version")
+    before = _versions(project)
+    done = _keel(project, *args)
+    assert done.exit_code == 2, done.output
+    assert says in done.output and "Traceback" not in done.output
+    assert _versions(project) == before
