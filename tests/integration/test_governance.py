@@ -135,6 +135,69 @@ def test_retire_keeps_the_evidence_and_nothing_loads_it_again(project: Path) -> 
     assert "retired by ada" in table and "2.0.0" in table
 
 
+def test_runbook_impact_assessment_and_feature_dictionary(
+    tmp_path: Path, adult_frame: pd.DataFrame
+) -> None:
+    adult_frame.to_csv(tmp_path / "adult.csv", index=False)
+    config = {
+        **SMALL_PROJECT,
+        "card": {
+            "contacts": ["ml-oncall@example.org", "+44 20 7946 0000"],
+            "misuses": ["Deciding credit from census attributes"],
+            "intended_use": "Teaching.",
+        },
+        "features": {"age": "Age in years at the census", "hours-per-week": "Usual hours"},
+        "privacy": {"retention_days": 30, "purpose": "Monitoring the model's quality"},
+        "serving": {"api_keys": [{"name": "ops", "sha256": "a" * 64, "scopes": ["admin"]}]},
+        "monitoring": {
+            "alerts": [{"metric": "latency_p95_ms", "threshold": 50, "severity": "critical"}]
+        },
+    }
+    (tmp_path / "keel.yaml").write_text(yaml.safe_dump(config))
+    done = _keel(tmp_path, "run", "--json")
+    assert done.exit_code == 0, done.output
+    out = json.loads(done.stdout)
+    folder = Path(out["reports"]["model_card_md"]).parent
+    runbook = (folder / "runbook.md").read_text()
+    for words in (
+        "ml-oncall@example.org",
+        "keel serve --model income@champion",
+        "keel serve --model income/1",
+        "keel rollback income",
+        "POST | /predict | predict",
+        "GET | /metrics | admin",
+        "ops | admin",
+        "latency_p95_ms above 50",  # the configured rule, with what to do
+        "scale out",
+        "pipeline failure",
+        "Retention: 30 days",
+        "keel retire income 1",
+    ):
+        assert words in runbook, words
+    assert "a" * 64 not in runbook  # the key's hash stays in keel.yaml
+    impact = (folder / "impact_assessment.md").read_text()
+    assert "Deciding credit from census attributes" in impact
+    assert "Not stated: set card.mitigations" in impact
+    assert "Not stated: set card.business_objective" in impact
+    sheet = (folder / "datasheet.md").read_text()
+    assert "| age | integer | feature | Age in years at the census |" in sheet
+    assert "not described (features.education in keel.yaml)" in sheet
+    assert "Monitoring the model's quality" in sheet and "30 days" in sheet
+    card = (folder / "model_card.md").read_text()
+    assert "runbook.md" in card and "impact_assessment.md" in card
+    # logged on the run, beside the card, and rebuilt by `keel card`
+    from mlflow import MlflowClient
+
+    logged = {
+        f.path for f in MlflowClient(out["tracking_uri"]).list_artifacts(out["run_id"], "card")
+    }
+    assert {"card/runbook.md", "card/impact_assessment.md", "card/runbook.html"} <= logged
+    done = _keel(tmp_path, "card", "income/1", "--json")
+    assert done.exit_code == 0, done.output
+    written = json.loads(done.stdout)["paths"]
+    assert "ml-oncall@example.org" in Path(written["runbook_md"]).read_text()
+
+
 @pytest.mark.parametrize(
     ("args", "says"),
     [

@@ -93,6 +93,32 @@ def test_reports_and_card_hold_the_evidence(trained):
     assert "duplicates dropped" in validation and "long tail" in validation
     document = json.loads(Path(reports["json"]).read_text())
     assert document["fairness"]["features"]["history"]["groups"]
+    assert document["semver"] == "1.0.0"
+    assert {r["stage"] for r in document["resources"]} >= {"tune", "train", "evaluate"}
+
+
+def test_runbook_and_impact_assessment_beside_the_card(trained):
+    root, out = trained
+    runbook = Path(out["reports"]["runbook_md"]).read_text()
+    for words in (
+        "keel serve --model movielens@champion",
+        "keel rollback movielens",
+        "POST | /recommend | predict",
+        "dataset_drift",
+        "pipeline failure",
+        "Not stated: set card.contacts",
+        "keel forget --subject ID",
+        "Retirement policy",
+    ):
+        assert words in runbook, words
+    impact = Path(out["reports"]["impact_assessment_md"]).read_text()
+    assert "New users (cold start) get the popularity list" in impact
+    assert "Not stated: set card.misuses" in impact
+    # `keel card` rebuilds them from the registry, beside the card
+    done = keel_in(root, "card", f"movielens/{out['model']['version']}", "--json")
+    assert done.exit_code == 0, done.output
+    written = json.loads(done.stdout)["paths"]
+    assert Path(written["runbook_html"]).read_text().count("<table") >= 2
 
 
 def test_an_identical_rerun_reuses_every_stage(trained):

@@ -332,12 +332,15 @@ def card(
     json_out: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Write the model card (Markdown + HTML) and the datasheet of a registered version.
+    """Write the model card, datasheet, runbook and impact assessment of a version.
 
     Numbers come from the version's run (its report, config and training profile);
-    owners, intended and out-of-scope uses, limitations and data collection come from
-    `card:` in keel.yaml as it was at training time. `keel run` writes the same files
-    for every version it registers. Exit codes: 0 written, 2 unknown model or bad input.
+    owners, contacts, intended and out-of-scope uses, misuses, mitigations,
+    limitations and data collection come from `card:` in keel.yaml as it was at
+    training time; the runbook's commands, endpoints, key scopes and alert rules from
+    its serving and monitoring settings; the datasheet's feature dictionary from
+    `features:`. `keel run` writes the same files for every version it registers.
+    Exit codes: 0 written, 2 unknown model or bad input.
     """
     from keel.config import load_config, resolve_settings
     from keel.pipeline import write_model_card

@@ -29,15 +29,21 @@ def write_model_card(uri: str, tracking_uri: str, out: Path | None, root: Path) 
         )
     loadtest = _loadtest(info)
     info["ab_tests"] = experiment_summaries(info.get("tags") or {})
+    config = documents.get("keel.yaml") or {}
     if document.get("task") == "recommendation":  # the document's own label
-        return _recommender_card(document, info, loadtest, out, root)
+        return _recommender_card(document, info, loadtest, out, root, config)
     report = RunReport.from_dict(
         document, origin=f"reports/report.json of {info['name']} version {info['version']}"
     )
-    config = documents.get("keel.yaml") or {}
     folder = out or root / ".keel" / "cards" / f"{info['name']}-v{info['version']}"
     return write_card(
-        report, config.get("card") or {}, info, documents.get("profile.json"), folder, loadtest
+        report,
+        config.get("card") or {},
+        info,
+        documents.get("profile.json"),
+        folder,
+        loadtest,
+        config=config,
     )
 
 
@@ -52,12 +58,12 @@ def _loadtest(info: dict) -> dict | None:
 
 
 def _recommender_card(
-    document: dict, info: dict, loadtest: dict | None, out: Path | None, root: Path
+    document: dict, info: dict, loadtest: dict | None, out: Path | None, root: Path, config: dict
 ) -> dict[str, str]:
     """A recommender's card, with the latency ``keel loadtest`` recorded on the version."""
     from keel.reports._card import render_html, render_markdown
     from keel.reports._pages import atomic_write
-    from keel.reports._recommend import card_sections
+    from keel.reports._recommend import card_sections, write_recommender_governance
 
     doc = dict(document)
     if loadtest:
@@ -78,4 +84,15 @@ def _recommender_card(
     }
     atomic_write(paths["model_card_md"], render_markdown(title, sections))
     atomic_write(paths["model_card_html"], render_html(title, sections))
-    return {k: str(v) for k, v in paths.items()}
+    governance = write_recommender_governance(
+        doc,
+        {**config, "card": doc.get("card") or config.get("card") or {}},
+        folder,
+        {
+            "aliases": info.get("aliases", []),
+            "created": info.get("created"),
+            "tracking_uri": info.get("tracking_uri"),
+            "semver": info.get("semver") or doc.get("semver"),
+        },
+    )
+    return {**{k: str(v) for k, v in paths.items()}, **governance}

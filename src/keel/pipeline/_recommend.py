@@ -713,7 +713,10 @@ def compare(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
 def report(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     """Report, validation page and model card (HTML and Markdown), logged on the run."""
     from keel.registry import mlflow_scope, tracking
-    from keel.reports._recommend import write_recommendation_reports
+    from keel.reports._recommend import (
+        write_recommendation_reports,
+        write_recommender_governance,
+    )
 
     run = inputs["run"]
     doc = {
@@ -722,10 +725,22 @@ def report(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
         "alias": inputs["planned_alias"],
         "resources": ctx.resources(),
     }
-    written = write_recommendation_reports(doc, ctx.settings.reports_dir / run["run_id"])
+    folder = ctx.settings.reports_dir / run["run_id"]
+    written = write_recommendation_reports(doc, folder)
+    written |= write_recommender_governance(
+        doc,
+        ctx.config.model_dump(mode="json"),
+        folder,
+        {
+            "aliases": [inputs["planned_alias"]] if inputs["planned_alias"] else [],
+            "created": now(),
+            "tracking_uri": ctx.settings.tracking_uri,
+        },
+    )
+    card_files = ("model_card", "runbook", "impact_assessment")
     with mlflow_scope(ctx.settings.tracking_uri) as client:
         for key, path in written.items():
-            folder = "card" if key.startswith("model_card") else "reports"
+            folder = "card" if key.startswith(card_files) else "reports"
             tracking.log_artifact(client, run["run_id"], path, folder)
     return {"reports": written}
 

@@ -518,6 +518,7 @@ def card(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
         },
         inputs["profile"],
         Path(inputs["reports"]["json"]).parent,
+        config=config.model_dump(mode="json"),
     )
     with mlflow_scope(settings.tracking_uri) as client:
         for path in cards.values():
@@ -530,8 +531,14 @@ def card(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
 
 
 def _card_digest(config: ProjectConfig) -> str:
-    """16 hex digits of the words people wrote for the documents (``card:``)."""
-    text = json.dumps(config.card.model_dump(mode="json"), sort_keys=True)
+    """16 hex digits of what the documents are written from, beyond the run's evidence.
+
+    The card's words, the feature descriptions, and the operations the runbook and the
+    datasheet describe (serving, monitoring, privacy).
+    """
+    dumped = config.model_dump(mode="json")
+    keys = ("card", "features", "privacy", "serving", "monitoring")
+    text = json.dumps({k: dumped.get(k) for k in keys}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -658,7 +665,7 @@ STAGES = (
         card,
         inputs=("run", "versus", "planned_alias", "profile", "reports"),
         outputs={"cards": dict},
-        reads=("card",),
+        reads=("card", "features", "privacy", "serving", "monitoring"),
         code=("keel.reports",),
     ),
     Stage(

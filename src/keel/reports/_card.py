@@ -140,6 +140,28 @@ def detected_limitations(report: RunReport) -> list[str]:
     return found
 
 
+def measured_risks(report: RunReport) -> dict[str, Any]:
+    """What the impact assessment weighs, from the run: gaps, weak slices, robustness."""
+    found = detected_limitations(report)
+    gaps = [t for t in found if "Fairness" in t or "group(s)" in t or "difference is" in t]
+    slices = [t for t in found if t.startswith("Weak slice")]
+    robustness = robustness_lines(report.assessment.get("robustness"))
+    rest = [t for t in found if t not in gaps and t not in slices]
+    return {
+        "fairness_gaps": gaps,
+        "weak_slices": slices,
+        "robustness": robustness,
+        "limitations": rest,
+    }
+
+
+def robustness_lines(robustness: dict[str, Any] | None) -> list[str]:
+    """The robustness results in sentences (empty when not measured)."""
+    if not robustness:
+        return []
+    return list(robustness.get("summary") or [])
+
+
 def _details(
     report: RunReport,
     card_config: dict[str, Any],
@@ -542,6 +564,67 @@ def _rollback(
     return sections
 
 
+def _robustness(
+    report: RunReport,
+    card_config: dict[str, Any],
+    registry: dict[str, Any],
+    loadtest: dict[str, Any] | None,
+) -> list[Section]:
+    """Card section(s): adversarial robustness, and the rules that mimic the model."""
+    sections: list[Section] = []
+    robustness = report.assessment.get("robustness")
+    if robustness:
+        blocks: list[Block] = [("ul", robustness_lines(robustness))]
+        verdict = robustness.get("verdict")
+        if verdict:
+            blocks.append(("p", f"Robustness gate: {verdict}."))
+        sections.append(("Robustness", blocks))
+    rules = (report.assessment.get("explanations") or {}).get("rules") or report.assessment.get(
+        "rules"
+    )
+    if rules:
+        sections.append(
+            (
+                "Rules that mimic the model",
+                [
+                    (
+                        "p",
+                        f"A depth-{rules['depth']} decision tree fitted to the model's"
+                        f" decisions agrees with it on {rules['fidelity']:.1%} of the test"
+                        " rows (its fidelity). Read it as a summary, not as the model.",
+                    ),
+                    ("code", rules["text"]),
+                ],
+            )
+        )
+    return sections
+
+
+def _documents(
+    report: RunReport,
+    card_config: dict[str, Any],
+    registry: dict[str, Any],
+    loadtest: dict[str, Any] | None,
+) -> list[Section]:
+    """Card section(s): the documents that travel with the card."""
+    return [
+        (
+            "Companion documents",
+            [
+                (
+                    "ul",
+                    [
+                        "Datasheet of the training data: datasheet.md",
+                        "Runbook (serve, scale, roll back, alerts, contacts): runbook.md",
+                        "Impact assessment (uses, misuses, risks, mitigations):"
+                        " impact_assessment.md",
+                    ],
+                )
+            ],
+        )
+    ]
+
+
 _SECTIONS = (
     _details,
     _intended_use,
@@ -551,8 +634,10 @@ _SECTIONS = (
     _top_features,
     _limitations,
     _quantitative,
+    _robustness,
     _ab_tests,
     _rollback,
+    _documents,
 )
 
 
@@ -579,13 +664,73 @@ def _triple(metric: dict[str, float] | None) -> tuple[float, float | None, float
     return (metric["value"], metric.get("low"), metric.get("high"))
 
 
-def build_datasheet(
-    report: RunReport, card_config: dict[str, Any], profile: dict[str, Any] | None = None
-) -> list[Section]:
-    """The datasheet of the training data: source, collection, columns, missingness, PII.
+def feature_dictionary(
+    columns: list[dict[str, Any]], described: dict[str, str] | None
+) -> tuple[list[str], list[list[Any]]]:
+    """Every column with what it means (``features:`` in keel.yaml) or that it is not said."""
+    described = described or {}
+    rows = [
+        [
+            c["name"],
+            c.get("kind", ""),
+            c.get("role", "feature"),
+            described.get(c["name"]) or f"not described (features.{c['name']} in keel.yaml)",
+        ]
+        for c in columns
+    ]
+    return ["column", "kind", "role", "description"], rows
 
-    ``profile`` is the training rows' profile (the package's drift reference).
+
+def data_use(privacy: dict[str, Any] | None, serving: dict[str, Any] | None) -> list[Block]:
+    """The data-use statement: what is collected, why, how long it is kept, the rights."""
+    privacy, serving = privacy or {}, serving or {}
+    retention = privacy.get("retention_days")
+    log = serving.get("prediction_log")
+    collected = privacy.get("collected") or (
+        "Every answered request's inputs (personal data redacted, masked, hashed or dropped"
+        " as configured), the model's outputs, the time and the request id, in the"
+        " prediction log; later labels and outcomes sent to /feedback."
+        if log
+        else "Nothing: the prediction log is off (serving.prediction_log: null)."
+    )
+    return [
+        (
+            "ul",
+            [
+                f"What is collected: {collected}",
+                "Why: "
+                + (
+                    privacy.get("purpose")
+                    or "not stated (privacy.purpose in keel.yaml); Keel uses the log for"
+                    " monitoring (drift, performance, fairness) and retraining"
+                ),
+                f"How long: {retention} days, then purged"
+                if retention
+                else "How long: not limited (set privacy.retention_days)",
+                f"Opting out: a request with `{privacy.get('opt_out_field', 'opt_out')}: true`"
+                f" or the header `{privacy.get('opt_out_header', 'X-Keel-Opt-Out')}: 1` is"
+                " answered and counted but not stored, and never enters retraining.",
+                "Erasure: `keel forget --subject ID` removes a person's logged rows and"
+                " feedback (by "
+                + (privacy.get("subject_column") or "privacy.subject_column, not set")
+                + ") and lists the model versions trained on their data.",
+            ],
+        )
+    ]
+
+
+def build_datasheet(
+    report: RunReport,
+    card_config: dict[str, Any],
+    profile: dict[str, Any] | None = None,
+    config: dict[str, Any] | None = None,
+) -> list[Section]:
+    """The datasheet of the training data: source, collection, use, columns, PII.
+
+    ``profile`` is the training rows' profile (the package's drift reference);
+    ``config`` the keel.yaml the run used (feature descriptions, privacy).
     """
+    config = config or {}
     data = report.data
     schema = report.schema
     profile = profile or {}
@@ -617,6 +762,13 @@ def build_datasheet(
         " when, and with what consent)."
     )
     sections.append(("Collection", [("p", collection)]))
+    sections.append(("Data use", data_use(config.get("privacy"), config.get("serving"))))
+    sections.append(
+        (
+            "Feature dictionary",
+            [("table", feature_dictionary(schema.get("columns", []), config.get("features")))],
+        )
+    )
     columns = profile.get("columns", {})
     rows = []
     for column in schema.get("columns", []):

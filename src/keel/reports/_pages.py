@@ -11,7 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from keel.errors import KeelInputError
-from keel.reports._card import build_card, build_datasheet, render_markdown, resource_table
+from keel.reports._card import (
+    build_card,
+    build_datasheet,
+    measured_risks,
+    render_markdown,
+    resource_table,
+)
 from keel.reports._card import render_html as render_card_html
 from keel.reports._document import RunReport
 
@@ -744,14 +750,21 @@ def write_card(
     profile: dict[str, Any] | None,
     folder: Path,
     loadtest: dict[str, Any] | None = None,
+    config: dict[str, Any] | None = None,
 ) -> dict[str, str]:
-    """Write ``model_card.md``, ``model_card.html`` and ``datasheet.md`` into ``folder``.
+    """Write the card, datasheet, runbook and impact assessment into ``folder``.
 
-    ``loadtest``: the version's latest `keel loadtest` result, for the latency section.
+    ``model_card.{md,html}``, ``datasheet.md``, ``runbook.{md,html}`` and
+    ``impact_assessment.{md,html}``. ``loadtest``: the version's latest `keel loadtest`
+    result, for the latency section; ``config``: the keel.yaml the version ran with
+    (serving, monitoring, privacy and feature descriptions), as a dict.
     """
+    from keel.reports._governance import write_governance
+
+    config = {**(config or {}), "card": card_config}
     title = f"Model card: {registry['name']} version {registry['version']}"
     sections = build_card(report, card_config, registry, loadtest)
-    sheet = build_datasheet(report, card_config, profile)
+    sheet = build_datasheet(report, card_config, profile, config)
     sheet_title = f"Datasheet: training data of {registry['name']} version {registry['version']}"
     paths = {
         "model_card_md": folder / "model_card.md",
@@ -761,7 +774,9 @@ def write_card(
     atomic_write(paths["model_card_md"], render_markdown(title, sections))
     atomic_write(paths["model_card_html"], render_card_html(title, sections))
     atomic_write(paths["datasheet_md"], render_markdown(sheet_title, sheet))
-    return {k: str(v) for k, v in paths.items()}
+    facts = {**registry, "task": report.task, "run_id": report.run_id}
+    governance = write_governance(folder, facts, config, measured_risks(report))
+    return {**{k: str(v) for k, v in paths.items()}, **governance}
 
 
 def _shares_svg(column: dict[str, Any]) -> str:

@@ -509,6 +509,39 @@ def card_sections(doc: dict[str, Any]) -> list[Section]:
     ]
 
 
+def recommender_measured(doc: dict[str, Any]) -> dict[str, Any]:
+    """What a recommender's impact assessment weighs, from its run document."""
+    k = 10 if 10 in doc.get("ks", []) else max(doc.get("ks") or [10])
+    found = _card_limitations({**doc, "card": {}}, k)
+    cold = [t for t in found if t.startswith("New users")]
+    gaps = [t for t in found if "differs by" in t]
+    robustness = doc.get("robustness") or {}
+    return {
+        "fairness_gaps": gaps,
+        "weak_slices": [],
+        "robustness": list(robustness.get("summary") or []),
+        "cold_start": cold[0] if cold else None,
+        "limitations": [t for t in found if t not in cold and t not in gaps],
+    }
+
+
+def write_recommender_governance(
+    doc: dict[str, Any], config: dict[str, Any], folder: Path, registry: dict[str, Any]
+) -> dict[str, str]:
+    """A recommender's runbook and impact assessment (``registry``: aliases, created)."""
+    from keel.reports._governance import write_governance
+
+    facts = {
+        "name": doc["name"],
+        "version": doc.get("version", "-"),
+        "semver": doc.get("semver"),
+        "task": "recommendation",
+        "run_id": doc.get("run_id"),
+        **registry,
+    }
+    return write_governance(folder, facts, config, recommender_measured(doc))
+
+
 def write_recommendation_reports(doc: dict[str, Any], folder: Path) -> dict[str, str]:
     """``report.{json,html}``, ``validation.html``, ``card.{md,html}`` in ``folder``."""
     import json
