@@ -159,15 +159,18 @@ def build_runbook(facts: dict[str, Any], config: dict[str, Any]) -> list[Section
         ),
         (
             "Contacts",
-            [("ul", people)]
-            if people
-            else [
-                (
-                    "p",
-                    "Not stated: set card.contacts in keel.yaml (who is on call, how to"
-                    " reach them) and card.owners.",
-                )
-            ],
+            [("ul", people)] * bool(people)
+            + (
+                []
+                if contacts
+                else [
+                    (
+                        "p",
+                        "Not stated: set card.contacts in keel.yaml (who is on call, how to"
+                        " reach them)" + ("." if owners else " and card.owners."),
+                    )
+                ]
+            ),
         ),
     ]
     workers = "--workers 4"
