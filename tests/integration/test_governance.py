@@ -215,3 +215,48 @@ def test_bad_retire_input_is_one_line_and_exit_2(project: Path, args: list[str],
     assert done.exit_code == 2, done.output
     assert says in done.output and "Traceback" not in done.output
     assert _versions(project) == before
+
+
+def test_a_robustness_limit_withholds_the_alias_and_check_judges_the_new_gates(
+    tmp_path: Path, adult_frame: pd.DataFrame
+) -> None:
+    adult_frame.to_csv(tmp_path / "adult.csv", index=False)
+    config = {**SMALL_PROJECT, "robustness": {"max_flipped_within_budget": 0.0, "search_rows": 30}}
+    (tmp_path / "keel.yaml").write_text(yaml.safe_dump(config))
+    done = _keel(tmp_path, "run", "--json")
+    assert done.exit_code == 0, done.output
+    out = json.loads(done.stdout)
+    found = out["assessment"]["robustness"]
+    assert found["verdict"] == "failed" and found["minimal_change"]["flipped_within_budget"] > 0
+    assert out["model"]["alias"] is None  # like a failed behaviour test: no alias
+    page = Path(out["reports"]["html"]).read_text()
+    assert "Robustness" in page and "Rules that mimic the model" in page
+    card = Path(out["reports"]["model_card_md"]).read_text()
+    assert "## Robustness" in card and "fidelity" in card
+
+    check = json.loads(_keel(tmp_path, "check", "income/1", "--json").stdout)
+    gates = {g["gate"]: g for g in check["gates"]}
+    assert gates["robustness"]["status"] == "fail"
+    assert "rows flipped within 0.5 sd" in gates["robustness"]["evidence"]
+    assert gates["runbook"]["status"] == "fail" and "card.contacts" in gates["runbook"]["evidence"]
+    assert gates["impact_assessment"]["status"] == "fail"
+    assert "card.misuses" in gates["impact_assessment"]["evidence"]
+    done = _keel(tmp_path, "promote", "income", "1")
+    assert done.exit_code == 1 and "robustness" in done.output
+
+    # people say what only they can say: the documents follow on the same version
+    config["card"] = {
+        "contacts": ["oncall@example.org"],
+        "intended_use": "Teaching.",
+        "misuses": ["Credit decisions"],
+        "mitigations": ["Human review of every decision"],
+        "business_objective": "Show the lifecycle",
+    }
+    config["gates"] = {"required": ["runbook", "impact_assessment"]}
+    (tmp_path / "keel.yaml").write_text(yaml.safe_dump(config))
+    done = _keel(tmp_path, "run", "--json")
+    assert done.exit_code == 0, done.output
+    check = json.loads(_keel(tmp_path, "check", "income/1", "--json").stdout)
+    gates = {g["gate"]: g for g in check["gates"]}
+    assert gates["runbook"]["status"] == "pass" and gates["impact_assessment"]["status"] == "pass"
+    assert check["passed"]

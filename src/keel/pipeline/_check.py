@@ -43,12 +43,16 @@ ITEMS = {
     "failure_alerts": "failure alerts configured",
     "lineage": "lineage logged",
     "end_to_end": "end-to-end tested",
+    "runbook": "runbook with operational procedures and contacts",
+    "robustness": "adversarial robustness tested",
+    "impact_assessment": "impact assessment: uses, misuses, risks, mitigations",
 }
 # a run's own gate tags and the Definition-of-Done gate each one belongs to
 RUN_GATES = {
     "keel.gate.baseline": "evaluated",
     "keel.gate.behaviour": "tests",
     "keel.gate.fairness": "fairness",
+    "keel.gate.robustness": "robustness",
 }
 RUN_ARTIFACTS = ("keel.yaml", "schema.json", "profile.json")
 
@@ -70,6 +74,8 @@ class Facts:
     signature: bool = False
     metadata: dict[str, Any] = field(default_factory=dict)
     card: str | None = None
+    runbook: str | None = None
+    impact: str | None = None
     dataset_inputs: int = 0
     reruns: list[dict[str, Any]] = field(default_factory=list)
     package_files: set[str] = field(default_factory=set)  # the package's keel/ documents
@@ -168,9 +174,14 @@ def gather(uri: str, tracking_uri: str) -> Facts:
             if item.is_dir:
                 facts.artifacts.update(a.path for a in client.list_artifacts(mv.run_id, item.path))
         with tempfile.TemporaryDirectory() as folder:
-            if "card/model_card.md" in facts.artifacts:
-                local = client.download_artifacts(mv.run_id, "card/model_card.md", folder)
-                facts.card = Path(local).read_text()
+            for attribute, path in (
+                ("card", "card/model_card.md"),
+                ("runbook", "card/runbook.md"),
+                ("impact", "card/impact_assessment.md"),
+            ):
+                if path in facts.artifacts:
+                    local = client.download_artifacts(mv.run_id, path, folder)
+                    setattr(facts, attribute, Path(local).read_text())
             if "stages.json" in facts.artifacts:
                 local = client.download_artifacts(mv.run_id, "stages.json", folder)
                 try:
@@ -282,6 +293,52 @@ def _fairness(f: Facts) -> Verdict:
     if gate == "passed":
         return PASS, f"limits hold for {where}"
     return PASS, f"assessed, not judged (no limits under fairness:) for {where}"
+
+
+def _runbook(f: Facts) -> Verdict:
+    if f.runbook is None:
+        return FAIL, f"run {f.run_id} has no card/runbook.md (registered by an older Keel?)"
+    if "Not stated: set card.contacts" in f.runbook:
+        return FAIL, "the runbook names no on-call contact: set card.contacts in keel.yaml"
+    return PASS, f"{f.artifact('card/runbook.md')}: serve, scale, roll back, alerts, contacts"
+
+
+def _robustness(f: Facts) -> Verdict:
+    gate = f.run_tags.get("keel.gate.robustness")
+    flipped = f.metrics.get("robustness_flipped_within_budget")
+    noise = f.metrics.get("robustness_flip_rate_noise_0.1")
+    numbers = ", ".join(
+        text
+        for text in (
+            f"{noise:.1%} flipped by noise of 0.1 sd" if noise is not None else "",
+            f"{flipped:.1%} flipped within the change budget" if flipped is not None else "",
+            f.run_tags.get("keel.robustness.shilling", ""),
+        )
+        if text
+    )
+    if gate is None:
+        return FAIL, "not assessed (robustness.enabled: false, or an older Keel)"
+    if gate == "failed":
+        return FAIL, f.run_tags.get("keel.robustness.breaches", "a robustness limit") + (
+            f" ({numbers})" if numbers else ""
+        )
+    judged = "within the limits of robustness:" if gate == "passed" else "measured, no limits"
+    return PASS, f"{judged} ({numbers or 'see the report'})"
+
+
+def _impact_assessment(f: Facts) -> Verdict:
+    if f.impact is None:
+        return FAIL, f"run {f.run_id} has no card/impact_assessment.md"
+    missing = [
+        key
+        for key in ("intended_use", "misuses", "mitigations", "business_objective")
+        if f"Not stated: set card.{key}" in f.impact
+    ]
+    if missing:
+        return FAIL, "only people can say these: set " + ", ".join(
+            f"card.{k}" for k in missing
+        ) + " in keel.yaml"
+    return PASS, f"{f.artifact('card/impact_assessment.md')} with measured risks"
 
 
 def _registered(f: Facts) -> Verdict:
@@ -503,6 +560,9 @@ GATES: dict[str, Callable[[Facts], Verdict]] = {
     "failure_alerts": _failure_alerts,
     "lineage": _lineage,
     "end_to_end": _end_to_end,
+    "runbook": _runbook,
+    "robustness": _robustness,
+    "impact_assessment": _impact_assessment,
 }
 
 

@@ -449,21 +449,45 @@ def fairness(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
 
 
 def explain(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
-    """SHAP in original features, permutation importance, partial dependence."""
-    from keel.responsible import explain_model
+    """SHAP in original features, permutation importance, partial dependence, rules."""
+    from keel.responsible import explain_model, surrogate_rules
 
     assessment = inputs["assessment"]
     ctx.say("SHAP, permutation importance, partial dependence")
-    explanations, background = explain_model(
+    args = (
         assessment.final_pipeline,
         inputs["splits"].test,
         inputs["splits"].train,
         inputs["schema"],
         inputs["labels"],
         assessment.threshold.get("value"),
+    )
+    explanations, background = explain_model(*args, ctx.config.seed)
+    ctx.say("rules that mimic the model (a depth-3 tree)")
+    explanations["rules"] = surrogate_rules(*args, seed=ctx.config.seed)
+    return {"explanations": explanations, "background": background}
+
+
+def robustness(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
+    """Noise curves, category swaps, missing values, minimal decision-flipping changes."""
+    from keel.responsible import assess_robustness
+
+    settings = ctx.config.robustness
+    if not settings.enabled:
+        return {"robustness": None}
+    assessment = inputs["assessment"]
+    ctx.say(f"noise, swaps, missing values on {settings.rows} rows; minimal changes")
+    found = assess_robustness(
+        assessment.final_pipeline,
+        inputs["splits"].test,
+        inputs["splits"].train,
+        inputs["schema"],
+        inputs["labels"],
+        assessment.threshold.get("value"),
+        settings,
         ctx.config.seed,
     )
-    return {"explanations": explanations, "background": background}
+    return {"robustness": found}
 
 
 # --- helpers of the read-only stages ------------------------------------------------------
@@ -622,6 +646,8 @@ def assessment_document(values: Any) -> dict[str, Any]:
     if values["mitigation"] is not None:
         doc["mitigation"] = values["mitigation"]
     doc["explanations"] = values["explanations"]
+    if values["robustness"] is not None:
+        doc["robustness"] = values["robustness"]
     return doc
 
 
@@ -773,6 +799,14 @@ def _graph() -> Graph:
                 reads=("seed",),
                 code=JUDGE,
             ),
+            Stage(
+                "robustness",
+                robustness,
+                inputs=("assessment", "splits", "schema", "labels"),
+                outputs={"robustness": (dict, type(None))},
+                reads=("seed", "robustness"),
+                code=JUDGE,
+            ),
             *record.STAGES,
         ],
         sources=("extra_rows", "fixed_params", "run_tags"),
@@ -783,4 +817,4 @@ LIFECYCLE = _graph()
 """The stage graph of ``keel run``: checked when this module is imported."""
 
 STAGES = tuple(LIFECYCLE.names)
-READ_ONLY_UNTIL = "explain"
+READ_ONLY_UNTIL = "robustness"

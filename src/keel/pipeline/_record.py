@@ -290,7 +290,14 @@ def gate_verdicts(values: Any) -> dict[str, str]:
         "fairness": "not assessed"
         if fairness is None
         else (_verdict(fairness.passed) if fairness.judged else "not judged"),
+        "robustness": _robustness_verdict(values["robustness"]),
     }
+
+
+def _robustness_verdict(found: dict[str, Any] | None) -> str:
+    if found is None:
+        return "not assessed"
+    return _verdict(found["passed"]) if found["judged"] else "not judged"
 
 
 def gates_passed(values: Any) -> bool:
@@ -300,6 +307,7 @@ def gates_passed(values: Any) -> bool:
         (gate is None or gate.passed)
         and all(b["passed"] for b in values["behaviour"])
         and (fairness is None or fairness.passed)
+        and (values["robustness"] is None or values["robustness"]["passed"])
     )
 
 
@@ -314,6 +322,22 @@ def _log_gates(config: ProjectConfig, inputs: dict[str, Any]) -> None:
         _log_fairness(inputs["fairness"])
     if inputs["behaviour"]:
         tracking.set_tag("keel.gate.behaviour", verdicts["behaviour"])
+    found = inputs["robustness"]
+    if found is not None:
+        tracking.set_tag("keel.gate.robustness", verdicts["robustness"])
+        breaches = [c for c in found["checks"] if not c["passed"]]
+        if breaches:
+            tracking.set_tag(
+                "keel.robustness.breaches",
+                "; ".join(f"{c['what']} {c['value']:.3f} > {c['limit']:g}" for c in breaches),
+            )
+        for point in found["noise_curve"]:
+            tracking.log_metric(
+                f"robustness_flip_rate_noise_{point['level']:g}", point["flip_rate"]
+            )
+        tracking.log_metric(
+            "robustness_flipped_within_budget", found["minimal_change"]["flipped_within_budget"]
+        )
     features_ok = all(t["passed"] for t in inputs["feature_tests"])
     tracking.set_tag("keel.gate.feature_code", "passed" if features_ok else "failed")
     # the feature code's version: the digest of keel.features as it ran
@@ -632,6 +656,7 @@ _MODEL_INPUTS = (
     "mitigation",
     "explanations",
     "background",
+    "robustness",
     "run_tags",
 )
 
@@ -648,7 +673,16 @@ STAGES = (
     Stage(
         "compare",
         compare,
-        inputs=("run", "assessment", "behaviour", "fairness", "splits", "schema", "labels"),
+        inputs=(
+            "run",
+            "assessment",
+            "behaviour",
+            "fairness",
+            "robustness",
+            "splits",
+            "schema",
+            "labels",
+        ),
         outputs={"versus": (dict, type(None)), "planned_alias": (str, type(None))},
         reads=("name", "seed", "target", "sensitive_features", "fairness"),
         code=JUDGE,

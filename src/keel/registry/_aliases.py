@@ -33,7 +33,12 @@ from keel.errors import KeelFinding, KeelInputError, ModelNotFoundError
 
 HISTORY_PREFIX = "keel.history."
 ALIASES = ("champion", "challenger", "staging", "production")
-GATE_TAGS = ("keel.gate.baseline", "keel.gate.fairness", "keel.gate.behaviour")
+GATE_TAGS = (
+    "keel.gate.baseline",
+    "keel.gate.fairness",
+    "keel.gate.behaviour",
+    "keel.gate.robustness",
+)
 
 
 @dataclass(frozen=True)

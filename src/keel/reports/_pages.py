@@ -595,10 +595,55 @@ def render_html(report: RunReport) -> str:
         ),
         "<h2>Schema</h2>",
         _table(["column", "kind", "role", "nullable", "note"], schema_rows),
+        *_robustness_html(
+            report.assessment.get("robustness"),
+            (report.assessment.get("explanations") or {}).get("rules"),
+        ),
         *_resources_html(report.assessment.get("resources")),
         "</body></html>",
     ]
     return "\n".join(parts)
+
+
+def _robustness_html(found: dict[str, Any] | None, rules: dict[str, Any] | None) -> list[str]:
+    parts: list[str] = []
+    if found:
+        curve = found["noise_curve"]
+        budget = found["minimal_change"]["curve"]
+        parts += [
+            "<h2>Robustness</h2>",
+            "<ul>" + "".join(f"<li>{html.escape(t)}</li>" for t in found["summary"]) + "</ul>",
+            f"<p>Gate: <b>{html.escape(found['verdict'])}</b>.</p>",
+            "<p>Share of "
+            + html.escape(found["unit"])
+            + " flipped by Gaussian noise (x: noise in standard deviations of each numeric"
+            " feature):</p>",
+            _xy_svg([(p["level"], p["flip_rate"]) for p in curve], "flip rate against noise level"),
+            "<p>Share of rows whose decision flips with one feature changed by at most x"
+            " standard deviations (a category swap counts 1):</p>",
+            _xy_svg([(p["budget"], p["share"]) for p in budget], "rows flipped within budget"),
+            _table(
+                ["check", "value", "limit", "passed"],
+                [[c["what"], c["value"], c["limit"], c["passed"]] for c in found["checks"]],
+            )
+            if found["checks"]
+            else "<p>No limit set under <code>robustness:</code>: measured, not judged.</p>",
+            _table(
+                ["feature", "flip rate when missing", "flip rate when its category is swapped"],
+                [
+                    [name, rate, found["category_swaps"].get(name, "—")]
+                    for name, rate in list(found["missing"].items())[:10]
+                ],
+            ),
+        ]
+    if rules:
+        parts += [
+            "<h2>Rules that mimic the model</h2>",
+            f"<p>A depth-{rules['depth']} tree fitted to the model's decisions; fidelity"
+            f" {rules['fidelity']:.3f} ({html.escape(rules['fidelity_measure'])}).</p>",
+            f"<pre>{html.escape(rules['text'])}</pre>",
+        ]
+    return parts
 
 
 def _resources_html(resources: list[dict[str, Any]] | None) -> list[str]:

@@ -28,14 +28,17 @@ from keel.responsible._mitigate import (
     NEEDS_SENSITIVE_AT_PREDICTION,
     mitigation_fitter,
 )
+from keel.responsible._robustness import Decider, assess_robustness, surrogate_rules
 
 __all__ = [
     "BINARY_ONLY",
     "NEEDS_SENSITIVE_AT_PREDICTION",
+    "Decider",
     "Explanation",
     "FairnessReport",
     "assess_fairness",
     "assess_model_fairness",
+    "assess_robustness",
     "bin_edges",
     "counterfactual_hint",
     "explain",
@@ -48,4 +51,5 @@ __all__ = [
     "permutation_ranking",
     "reweighing_weights",
     "sensitive_edges",
+    "surrogate_rules",
 ]

@@ -1,0 +1,360 @@
+"""Adversarial robustness of a tabular model, and rules that mimic it.
+
+Robustness asks how easily the model's **decisions** change when its inputs are
+disturbed a little — the way noisy sensors, typos, missing fields or a person gaming
+the system would disturb them:
+
+- *noise curves*: Gaussian noise of ``level`` × each numeric feature's standard
+  deviation (training rows), clipped to the range seen in training;
+- *category swaps*: one categorical feature at a time set to another value seen in
+  training (drawn by its training frequency);
+- *missing values*: one feature at a time made missing;
+- *minimal change*: for each of some test rows, the smallest change of one feature
+  (numbers in steps of 0.05 standard deviation up to 2; a category swap counts as 1)
+  that flips its decision, searched black-box through ``predict``/``predict_proba``.
+
+A decision "flips" when the predicted class changes (binary: the side of the
+decision threshold); for regression when the prediction moves by more than a
+quarter of the predictions' standard deviation. Everything is seeded.
+
+Rules: a shallow decision tree fitted to the model's decisions on training rows,
+with its fidelity (agreement with the model) on test rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+MAX_STEPS = 2.0  # standard deviations searched by the minimal-change search
+STEP = 0.05
+CATEGORY_COST = 1.0  # a category swap costs as much as one standard deviation
+REGRESSION_FLIP = 0.25  # × std of the predictions
+
+
+class Decider:
+    """The model's decisions on rows, as ``keel serve`` would make them."""
+
+    def __init__(
+        self, pipeline: Any, task: str, positive_class: Any, threshold: float | None
+    ) -> None:
+        self.pipeline = pipeline
+        self.task = task
+        self.threshold = threshold
+        self.column = None
+        from keel.estimators import decides_itself
+
+        if task == "binary" and not decides_itself(pipeline) and hasattr(pipeline, "predict_proba"):
+            classes = [str(c) for c in pipeline.classes_]
+            self.column = classes.index(str(positive_class))
+        self.tolerance = 0.0
+
+    def __call__(self, rows: pd.DataFrame) -> np.ndarray:
+        if self.column is not None:
+            score = self.pipeline.predict_proba(rows)[:, self.column]
+            return score >= (0.5 if self.threshold is None else self.threshold)
+        return np.asarray(self.pipeline.predict(rows))
+
+    def flipped(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:
+        """Which decisions changed."""
+        if self.task == "regression":
+            return np.abs(after.astype(float) - before.astype(float)) > self.tolerance
+        return before != after
+
+
+def _spreads(train: pd.DataFrame, numeric: list[str]) -> dict[str, tuple[float, float, float]]:
+    out = {}
+    for name in numeric:
+        values = pd.to_numeric(train[name], errors="coerce").dropna()
+        if values.empty:
+            continue
+        std = float(values.std()) or float(values.abs().mean()) or 1.0
+        out[name] = (std, float(values.min()), float(values.max()))
+    return out
+
+
+def _with(rows: pd.DataFrame, name: str, values: Any) -> pd.DataFrame:
+    changed = rows.copy()
+    dtype = rows[name].dtype
+    if pd.api.types.is_integer_dtype(dtype):
+        values = np.round(np.asarray(values, dtype=float))
+        if not np.isnan(values).any():
+            values = values.astype(np.int64)
+        else:
+            dtype = "Float64" if isinstance(dtype, pd.api.extensions.ExtensionDtype) else float
+    changed[name] = pd.Series(values, index=rows.index).astype(dtype, errors="ignore")
+    return changed
+
+
+def noise_curve(
+    decide: Decider,
+    rows: pd.DataFrame,
+    spreads: dict[str, tuple[float, float, float]],
+    levels: list[float],
+    seed: int,
+) -> list[dict[str, float]]:
+    """Share of decisions flipped by noise of each level (all numeric features at once)."""
+    base = decide(rows)
+    rng = np.random.default_rng(seed)
+    curve = []
+    for level in levels:
+        noisy = rows.copy()
+        for name, (std, low, high) in spreads.items():
+            values = pd.to_numeric(rows[name], errors="coerce").to_numpy(dtype=float)
+            moved = np.clip(values + rng.normal(0.0, level * std, len(values)), low, high)
+            noisy = _with(noisy, name, moved)
+        flips = decide.flipped(base, decide(noisy))
+        curve.append({"level": level, "flip_rate": float(flips.mean())})
+    return curve
+
+
+def per_feature(
+    decide: Decider,
+    rows: pd.DataFrame,
+    train: pd.DataFrame,
+    features: list[str],
+    categorical: set[str],
+    seed: int,
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Flip rates of a category swap and of a missing value, feature by feature."""
+    base = decide(rows)
+    rng = np.random.default_rng(seed)
+    swaps, missing = {}, {}
+    for name in features:
+        if name in categorical:
+            shares = train[name].dropna().astype(str).value_counts(normalize=True)
+            if len(shares) > 1:
+                current = rows[name].astype(str).to_numpy()
+                drawn = rng.choice(shares.index.to_numpy(), size=len(rows), p=shares.to_numpy())
+                same = drawn == current
+                while same.any():  # another value than the row's own
+                    drawn[same] = rng.choice(
+                        shares.index.to_numpy(), size=int(same.sum()), p=shares.to_numpy()
+                    )
+                    same = drawn == current
+                swapped = rows.copy()
+                swapped[name] = pd.Series(drawn, index=rows.index).astype(rows[name].dtype)
+                swaps[name] = float(decide.flipped(base, decide(swapped)).mean())
+        blank = rows.copy()
+        if pd.api.types.is_integer_dtype(blank[name].dtype):
+            blank[name] = blank[name].astype(float)
+        blank[name] = None if blank[name].dtype == object else np.nan
+        try:
+            missing[name] = float(decide.flipped(base, decide(blank)).mean())
+        except (ValueError, TypeError):
+            missing[name] = 1.0  # the model cannot take a missing value: every row breaks
+    return swaps, missing
+
+
+def minimal_changes(
+    decide: Decider,
+    rows: pd.DataFrame,
+    train: pd.DataFrame,
+    spreads: dict[str, tuple[float, float, float]],
+    categorical: set[str],
+) -> list[dict[str, Any]]:
+    """For each row, the cheapest single-feature change that flips its decision."""
+    steps = np.arange(STEP, MAX_STEPS + STEP / 2, STEP)
+    categories = {
+        name: train[name].dropna().astype(str).value_counts().index[:20].to_numpy()
+        for name in categorical
+        if name in rows
+    }
+    found = []
+    for index in range(len(rows)):
+        row = rows.iloc[[index]]
+        trials, costs, what = [], [], []
+        for name, (std, low, high) in spreads.items():
+            value = pd.to_numeric(row[name], errors="coerce").iloc[0]
+            if pd.isna(value):
+                continue
+            for sign in (1.0, -1.0):
+                moved = np.clip(value + sign * steps * std, low, high)
+                keep = moved != value
+                for cost, target in zip(steps[keep], moved[keep], strict=True):
+                    trials.append((name, target))
+                    costs.append(float(cost))
+                    what.append(f"{name} {'+' if sign > 0 else '-'}{cost:.2f} sd")
+        for name, values in categories.items():
+            current = str(row[name].iloc[0])
+            for value in values:
+                if value != current:
+                    trials.append((name, value))
+                    costs.append(CATEGORY_COST)
+                    what.append(f"{name} = {value}")
+        if not trials:
+            found.append({"cost": None})
+            continue
+        batch = pd.concat([row] * len(trials), ignore_index=True)
+        for name in {t[0] for t in trials}:
+            picks = [i for i, t in enumerate(trials) if t[0] == name]
+            column = batch[name].copy()
+            if name in categorical:
+                column = column.astype(object)
+            elif pd.api.types.is_integer_dtype(column.dtype):
+                column = column.astype(float)
+            column.iloc[picks] = [trials[i][1] for i in picks]
+            if name in categorical:
+                column = column.astype(rows[name].dtype)
+            elif pd.api.types.is_integer_dtype(rows[name].dtype):
+                column = np.round(column.astype(float)).astype(rows[name].dtype)
+            batch[name] = column
+        base = decide(row)
+        flips = decide.flipped(np.repeat(base, len(trials)), decide(batch))
+        if not flips.any():
+            found.append({"cost": None})
+            continue
+        order = np.where(flips, np.asarray(costs), np.inf)
+        best = int(np.argmin(order))
+        found.append({"cost": costs[best], "change": what[best], "feature": trials[best][0]})
+    return found
+
+
+def assess_robustness(
+    pipeline: Any,
+    test: pd.DataFrame,
+    train: pd.DataFrame,
+    schema: Any,
+    labels: Any,
+    threshold: float | None,
+    config: Any,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The robustness document of a tabular model (JSON-ready), with its verdict."""
+    features = schema.feature_names
+    categorical = {c.name for c in schema.features if c.kind in ("string", "boolean")}
+    numeric = [c.name for c in schema.features if c.kind in ("integer", "float")]
+    rows = test[features].sample(min(config.rows, len(test)), random_state=seed)
+    decide = Decider(pipeline, labels.task, labels.positive_class, threshold)
+    if labels.task == "regression":
+        decide.tolerance = REGRESSION_FLIP * float(np.std(decide(rows))) or 1e-9
+    spreads = _spreads(train, numeric)
+    curve = noise_curve(decide, rows, spreads, list(config.noise), seed)
+    swaps, missing = per_feature(decide, rows, train, features, categorical, seed)
+    searched = minimal_changes(decide, rows.head(config.search_rows), train, spreads, categorical)
+    costs = [f["cost"] for f in searched]
+    budgets = sorted({0.1, 0.25, 0.5, 1.0, 2.0, config.budget})
+    within = [
+        {
+            "budget": b,
+            "share": float(np.mean([c is not None and c <= b for c in costs])) if costs else 0.0,
+        }
+        for b in budgets
+    ]
+    flipped = next(w["share"] for w in within if w["budget"] == config.budget)
+    by_feature = pd.Series([f.get("feature") for f in searched if f.get("feature")])
+    at = min(curve, key=lambda p: abs(p["level"] - 0.1))
+    worst_missing = max(missing.items(), key=lambda kv: kv[1], default=(None, 0.0))
+    worst_swap = max(swaps.items(), key=lambda kv: kv[1], default=(None, 0.0))
+    checks = []
+    for limit, value, what in (
+        (config.max_flip_rate, at["flip_rate"], f"flip rate at noise {at['level']:g} sd"),
+        (config.max_missing_flip_rate, worst_missing[1], f"missing {worst_missing[0]}"),
+        (config.max_flipped_within_budget, flipped, f"rows flipped within {config.budget:g} sd"),
+    ):
+        if limit is not None:
+            checks.append({"what": what, "value": value, "limit": limit, "passed": value <= limit})
+    unit = "decisions" if labels.task != "regression" else "predictions (moved > 0.25 sd)"
+    summary = [
+        f"Noise of {at['level']:g} sd on every numeric feature flips {at['flip_rate']:.1%} of"
+        f" {unit} ({len(rows)} test rows).",
+        f"{flipped:.1%} of {len(searched)} test rows flip with one feature changed by at most"
+        f" {config.budget:g} sd (or one category swap)"
+        + (f"; most often {by_feature.mode().iloc[0]}" if not by_feature.empty else "")
+        + ".",
+    ]
+    if worst_missing[0] is not None:
+        summary.append(
+            f"A missing {worst_missing[0]} flips {worst_missing[1]:.1%}"
+            " (the worst single missing feature)."
+        )
+    if worst_swap[0] is not None:
+        summary.append(f"Swapping {worst_swap[0]} flips {worst_swap[1]:.1%} (the worst swap).")
+    judged = bool(checks)
+    passed = all(c["passed"] for c in checks)
+    return {
+        "rows": len(rows),
+        "unit": unit,
+        "noise_curve": curve,
+        "category_swaps": dict(sorted(swaps.items(), key=lambda kv: -kv[1])),
+        "missing": dict(sorted(missing.items(), key=lambda kv: -kv[1])),
+        "minimal_change": {
+            "rows": len(searched),
+            "budget": config.budget,
+            "flipped_within_budget": flipped,
+            "curve": within,
+            "examples": [f for f in searched if f.get("cost") is not None][:5],
+        },
+        "checks": checks,
+        "judged": judged,
+        "passed": passed,
+        "verdict": ("passed" if passed else "failed") if judged else "not judged (no limit set)",
+        "summary": summary,
+    }
+
+
+def surrogate_rules(
+    pipeline: Any,
+    test: pd.DataFrame,
+    train: pd.DataFrame,
+    schema: Any,
+    labels: Any,
+    threshold: float | None,
+    depth: int = 3,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """A depth-``depth`` tree fitted to the model's decisions; its rules and fidelity."""
+    from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor, export_text
+
+    features = schema.feature_names
+    categorical = [c.name for c in schema.features if c.kind in ("string", "boolean")]
+    decide = Decider(pipeline, labels.task, labels.positive_class, threshold)
+    fit_rows = train[features].sample(min(5000, len(train)), random_state=seed)
+    eval_rows = test[features].sample(min(5000, len(test)), random_state=seed)
+
+    def encode(rows: pd.DataFrame) -> pd.DataFrame:
+        frame = pd.get_dummies(
+            rows.astype({c: "object" for c in categorical}), columns=categorical, prefix_sep="="
+        )
+        return frame.astype(float).fillna(-1e9)  # missing goes left of every split
+
+    x_fit = encode(fit_rows)
+    x_eval = encode(eval_rows).reindex(columns=x_fit.columns, fill_value=0.0)
+    y_fit, y_eval = decide(fit_rows), decide(eval_rows)
+    if labels.task == "regression":
+        tree = DecisionTreeRegressor(max_depth=depth, random_state=seed)
+    else:
+        tree = DecisionTreeClassifier(max_depth=depth, random_state=seed)
+        y_fit, y_eval = y_fit.astype(str), y_eval.astype(str)
+    tree.fit(x_fit, y_fit)
+    guess = tree.predict(x_eval)
+    if labels.task == "regression":
+        spread = float(np.var(y_eval)) or 1.0
+        fidelity = 1.0 - float(np.mean((guess - y_eval.astype(float)) ** 2)) / spread
+        measure = "R² against the model's predictions"
+    else:
+        fidelity = float(np.mean(guess == y_eval))
+        measure = "share of test rows where it decides as the model does"
+    text = export_text(tree, feature_names=list(x_fit.columns), decimals=2)
+    if labels.task == "binary" and decide.column is not None:
+        text = text.replace("class: True", f"class: {labels.positive_class}").replace(
+            "class: False", "class: not " + str(labels.positive_class)
+        )
+    lines = []
+    for line in text.splitlines():
+        # one-hot splits read as "feature is / is not value"
+        if "=" in line and ("<= 0.50" in line or ">  0.50" in line):
+            line = line.replace(" <= 0.50", " : no").replace(" >  0.50", " : yes")
+        lines.append(line)
+    return {
+        "depth": depth,
+        "fidelity": fidelity,
+        "fidelity_measure": measure,
+        "leaves": int(tree.get_n_leaves()),
+        "text": "\n".join(lines),
+    }
+
+
+__all__ = ["Decider", "assess_robustness", "surrogate_rules"]
