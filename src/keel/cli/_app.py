@@ -11,7 +11,7 @@ from importlib import import_module
 from keel.cli._common import app, is_loopback
 
 # each module registers its commands; this order is the order of `keel --help`
-for _group in ("_train", "_serve", "_release", "_watch", "_experiment", "_project"):
+for _group in ("_train", "_serve", "_release", "_watch", "_privacy", "_experiment", "_project"):
     import_module(f"keel.cli.{_group}")
 serving_app = import_module("keel.cli._serve").serving_app  # `uvicorn --factory` target
 

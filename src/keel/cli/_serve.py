@@ -114,6 +114,7 @@ def serve(
             poll_seconds=poll_seconds if poll_seconds > 0 else POLL_SECONDS,  # unused then
             serving=serving,
             monitoring=project.monitoring,
+            privacy=project.privacy,
             log_url=url,
         )
         if workers == 1:

@@ -28,7 +28,7 @@ from keel.errors import KeelInputError
 # written out: importing the stage graph for a help text would slow `keel --help`
 STAGE_NAMES = (
     "ingest, pii, validate, split, leakage, profile, tune, train, evaluate, fairness,"
-    " explain, register, compare, report, card, alias"
+    " explain, robustness, register, compare, report, card, alias"
 )
 RANKING_STAGE_NAMES = (
     "ingest, pii, validate, split, profile, tune, train, evaluate, fairness, explain,"

@@ -246,17 +246,17 @@ class CardConfig(_Strict):
 class PrivacyConfig(_Strict):
     """Consent, erasure and retention: ``privacy:`` in keel.yaml.
 
-    A request with ``opt_out_field: true`` in its body (or the ``opt_out_header``
-    header set to ``1``/``true``/``yes``) is answered but not logged: only counted. Its
-    rows never reach monitoring or retraining. ``keel forget --subject ID`` erases a
-    data subject's logged rows by ``subject_column`` (a request field such as
-    ``user_id``; for a recommender its user column by default). Rows older than
-    ``retention_days`` are purged by ``keel forget --expired`` and by ``keel serve``
-    (at start and every hour). ``purpose`` and ``collected`` are the datasheet's
-    data-use statement.
+    A request with ``"opt_out": true`` in its body (``/predict``, ``/recommend``,
+    ``/feedback``, ``/v2/.../infer``), or the ``opt_out_header`` header set to
+    ``1``/``true``/``yes``, is answered but not logged: only counted (per hour, and in
+    ``/metrics``). Its rows never reach monitoring or retraining. ``keel forget
+    --subject ID`` erases a data subject's logged rows by ``subject_column`` (a request
+    field such as ``user_id``, stored as its SHA-256 beside each logged row; for a
+    recommender its user column by default). Rows older than ``retention_days`` are
+    purged by ``keel forget --expired`` and by ``keel serve`` (at start and every hour).
+    ``purpose`` and ``collected`` are the datasheet's data-use statement.
     """
 
-    opt_out_field: str = Field("opt_out", min_length=1, max_length=100)
     opt_out_header: str = Field("X-Keel-Opt-Out", min_length=1, max_length=100)
     subject_column: str | None = None
     retention_days: int | None = Field(None, ge=1, le=36_500)

@@ -10,6 +10,8 @@ Tables:
 - ``feedback``: the ground-truth label of a prediction row (the last one sent wins).
 - ``outcomes``: what happened after an answer, per unit or per request (a click, a
   conversion, a value) and the server's own errors during an experiment.
+- ``opt_outs``: how many requests asked not to be stored (counted, never stored).
+- ``erasures``: each ``keel forget`` (who, when, how many rows per table; not the data).
 - ``experiments``: the A/B tests, their settings and state; every worker of every
   server reads the running one from here, so assignment survives restarts.
 """
@@ -50,6 +52,8 @@ PREDICTIONS = Table(
     Column("experiment", String(100), index=True),  # the A/B test the request was in
     Column("arm", String(20)),  # champion | challenger
     Column("unit", String(200)),  # the unit (a user id) the arm was assigned to
+    # SHA-256 of the data subject's id (privacy.subject_column): what `keel forget` finds
+    Column("subject", String(64), index=True),
 )
 FEEDBACK = Table(
     "feedback",
@@ -88,8 +92,31 @@ EXPERIMENTS = Table(
     Column("settings", Text, nullable=False),  # JSON: metrics, guardrails, plan, alpha
     Column("result", Text),  # JSON: the analysis it was concluded on
 )
+OPT_OUTS = Table(
+    "opt_outs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("time", Float, nullable=False, index=True),
+    Column("model_name", String(200), nullable=False),
+    Column("requests", Integer, nullable=False),  # answered and not stored: counted only
+)
+ERASURES = Table(
+    "erasures",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("time", Float, nullable=False),
+    Column("who", String(200), nullable=False),
+    Column("kind", String(20), nullable=False),  # subject | retention
+    Column("counts", Text, nullable=False),  # JSON: rows removed per table, never the data
+    Column("note", Text),  # JSON: e.g. the model versions trained on the subject
+)
 # columns added to ``predictions`` after the first release: old logs get them on open
-_ADDED = {"experiment": "VARCHAR(100)", "arm": "VARCHAR(20)", "unit": "VARCHAR(200)"}
+_ADDED = {
+    "experiment": "VARCHAR(100)",
+    "arm": "VARCHAR(20)",
+    "unit": "VARCHAR(200)",
+    "subject": "VARCHAR(64)",
+}
 
 
 def sqlite_pragmas(connection: Any, _record: Any) -> None:
@@ -130,6 +157,9 @@ def open_log(url: str, create: bool = True) -> Engine:
                     " ON predictions (experiment)"
                 )
             )
+            conn.execute(
+                text("CREATE INDEX IF NOT EXISTS ix_predictions_subject ON predictions (subject)")
+            )
     return engine
 
 
@@ -152,13 +182,23 @@ def last_write(engine: Engine, model_name: str, model_version: str) -> tuple[Any
     return predicted, labelled
 
 
+def subject_hash(value: Any) -> str:
+    """How a data subject's id is kept beside a logged row: SHA-256 of its text."""
+    import hashlib
+
+    return hashlib.sha256(str(value).encode()).hexdigest()
+
+
 __all__ = [
+    "ERASURES",
     "EXPERIMENTS",
     "FEEDBACK",
+    "OPT_OUTS",
     "OUTCOMES",
     "PREDICTIONS",
     "last_write",
     "metadata",
     "open_log",
     "sqlite_pragmas",
+    "subject_hash",
 ]

@@ -707,7 +707,7 @@ def data_use(privacy: dict[str, Any] | None, serving: dict[str, Any] | None) -> 
                 f"How long: {retention} days, then purged"
                 if retention
                 else "How long: not limited (set privacy.retention_days)",
-                f"Opting out: a request with `{privacy.get('opt_out_field', 'opt_out')}: true`"
+                'Opting out: a request with `"opt_out": true`'
                 f" or the header `{privacy.get('opt_out_header', 'X-Keel-Opt-Out')}: 1` is"
                 " answered and counted but not stored, and never enters retraining.",
                 "Erasure: `keel forget --subject ID` removes a person's logged rows and"

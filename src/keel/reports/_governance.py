@@ -334,9 +334,9 @@ def build_runbook(facts: dict[str, Any], config: dict[str, Any]) -> list[Section
                 (
                     "ul",
                     [
-                        f"Opt-out: a request with `{privacy.get('opt_out_field', 'opt_out')}:"
-                        f" true` or the header `{privacy.get('opt_out_header', 'X-Keel-Opt-Out')}:"
-                        " 1` is answered, counted, and not logged.",
+                        'Opt-out: a request with `"opt_out": true` or the header'
+                        f" `{privacy.get('opt_out_header', 'X-Keel-Opt-Out')}: 1` is answered,"
+                        " counted, and not logged.",
                         "Erasure: `keel forget --subject ID` (by"
                         f" {privacy.get('subject_column') or 'privacy.subject_column: not set'})"
                         " removes the subject's logged rows and feedback, records the"

@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from keel.config import MonitoringConfig, ServingConfig
+from keel.config import MonitoringConfig, PrivacyConfig, ServingConfig
 from keel.errors import ModelNotFoundError
 from keel.registry import LoadedPackage, load_package
 from keel.serving._experiment import ExperimentRouting, experiment_routes
@@ -62,6 +62,7 @@ def create_app(
     canary: LoadedPackage | None = None,
     monitoring: MonitoringConfig | None = None,
     experiments: ExperimentRouting | None = None,
+    privacy: PrivacyConfig | None = None,
 ) -> FastAPI:
     """Build the app serving ``package``.
 
@@ -95,7 +96,7 @@ def create_app(
     )
     metrics = Metrics()
     state = ServingState(
-        app, settings, monitoring or MonitoringConfig(), keys, metrics, log, explain_row
+        app, settings, monitoring or MonitoringConfig(), keys, metrics, log, explain_row, privacy
     )
     _models(app, package, follow, poll_seconds, settings, shadow, canary)
     app.state.keel, app.state.metrics = state, metrics  # the watcher counts swaps
@@ -205,9 +206,19 @@ def create_app_from_spec(
         package = load_recommender(spec.model, spec.tracking_uri)
         package.alias = spec.follow_alias  # workers load NAME/VERSION of the alias
     package = package or load_package(spec.model, spec.tracking_uri)
-    settings = spec.serving
+    settings, privacy = spec.serving, spec.privacy
+    recommender = isinstance(package, LoadedRecommender)
+    subject = privacy.subject_column or (
+        str(package.metadata.get("user_column") or "user_id") if recommender else None
+    )
     log = (
-        PredictionLog(spec.log_url, settings.log_flush_seconds, settings.redact)
+        PredictionLog(
+            spec.log_url,
+            settings.log_flush_seconds,
+            settings.redact,
+            subject_column=subject,
+            retention_days=privacy.retention_days,
+        )
         if spec.log_url
         else None
     )
@@ -222,6 +233,7 @@ def create_app_from_spec(
             follow=(spec.follow_alias, spec.tracking_uri) if spec.follow_alias else None,
             poll_seconds=spec.poll_seconds,
             experiments=_routing(spec, package.name, recommender_loader(package.name, spec)),
+            privacy=privacy,
         )
     shadow, canary = side_models(package.name, settings, spec.tracking_uri)
     return create_app(
@@ -235,6 +247,7 @@ def create_app_from_spec(
         canary=canary,
         monitoring=spec.monitoring,
         experiments=_routing(spec, package.name, _tabular_loader(package.name, spec)),
+        privacy=privacy,
     )
 
 

@@ -103,6 +103,7 @@ class FeedbackRequest(BaseModel):
         None, min_length=1, max_length=HARD_MAX_INSTANCES
     )
     outcomes: list[Outcome] = Field(default_factory=list, max_length=MAX_OUTCOMES)
+    opt_out: bool = Field(False, description="Do not store this feedback (counted only).")
 
     @model_validator(mode="after")
     def _complete(self) -> FeedbackRequest:
@@ -136,6 +137,9 @@ class PredictRequest(BaseModel):
     unit: str | int | None = Field(
         None,
         description="The A/B-test unit (a user id): its arm answers during an experiment.",
+    )
+    opt_out: bool = Field(
+        False, description="Answer, but do not store this request (counted only)."
     )
 
 

@@ -25,7 +25,14 @@ from typing import Any
 import orjson
 from sqlalchemy import create_engine, inspect, select
 
-from keel.monitoring._logdb import FEEDBACK, OUTCOMES, PREDICTIONS, open_log
+from keel.monitoring._logdb import (
+    FEEDBACK,
+    OPT_OUTS,
+    OUTCOMES,
+    PREDICTIONS,
+    open_log,
+    subject_hash,
+)
 
 logger = logging.getLogger("keel.serving")
 
@@ -45,7 +52,9 @@ _ROW = (
     "experiment",
     "arm",
     "unit",
+    "subject",
 )
+PURGE_SECONDS = 3600.0  # how often a server applies privacy.retention_days
 
 
 def log_url(target: str, root: Path) -> str:
@@ -66,10 +75,15 @@ class PredictionLog:
         url: str,
         flush_seconds: float = 0.5,
         redact: dict[str, str] | None = None,
+        subject_column: str | None = None,
+        retention_days: int | None = None,
     ) -> None:
         self.url = url
         self.flush_seconds = flush_seconds
         self.redact = dict(redact or {})
+        self.subject_column = subject_column
+        self.retention_days = retention_days
+        self._purged = 0.0  # when retention was last applied (0: at the first flush)
         self.engine = open_log(url)
         mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
         names = list(_ROW)
@@ -124,6 +138,10 @@ class PredictionLog:
             )
         )
 
+    def opted_out(self, model_name: str) -> None:
+        """Count one request that asked not to be stored (nothing of it is kept)."""
+        self._pending.append(("opt_out", (model_name,)))
+
     def feedback(self, request_id: str, labels: list[Any]) -> None:
         """Queue ground-truth labels for the rows of ``request_id``, in order."""
         self._pending.append(("feedback", (request_id, time.time(), labels)))
@@ -158,7 +176,23 @@ class PredictionLog:
     def _run(self) -> None:
         while not self._stop.wait(self.flush_seconds):
             self.flush()
+            self._retain()
         self.flush()
+
+    def _retain(self) -> None:
+        """Apply ``retention_days`` at the first flush and every ``PURGE_SECONDS``."""
+        if self.retention_days is None or time.monotonic() - self._purged < PURGE_SECONDS:
+            return
+        self._purged = time.monotonic()
+        from keel.monitoring._privacy import purge_expired
+
+        try:
+            found = purge_expired(self.url, self.retention_days, "keel serve", record_empty=False)
+        except Exception as exc:  # never take the server down for the log
+            logger.error("prediction log: retention purge failed: %s", type(exc).__name__)
+            return
+        if found.get("recorded", True):
+            logger.info("prediction log: purged rows older than %d days", self.retention_days)
 
     def flush(self) -> int:
         """Commit everything queued now (one transaction per batch); rows written."""
@@ -190,6 +224,13 @@ class PredictionLog:
                 }
                 feedback = list(latest.values())
                 outcomes = [o for k, r in batch if k == "outcomes" for o in r]
+                skipped: dict[str, int] = {}
+                for model_name in (r[0] for k, r in batch if k == "opt_out"):
+                    skipped[model_name] = skipped.get(model_name, 0) + 1
+                opt_outs = [
+                    {"time": time.time(), "model_name": m, "requests": n}
+                    for m, n in skipped.items()
+                ]
                 try:
                     with self.engine.begin() as conn:
                         if predictions:  # the driver's executemany: no per-row ORM work
@@ -205,6 +246,8 @@ class PredictionLog:
                             conn.execute(FEEDBACK.insert(), feedback)
                         if outcomes:
                             conn.execute(OUTCOMES.insert(), outcomes)
+                        if opt_outs:
+                            conn.execute(OPT_OUTS.insert(), opt_outs)
                 except Exception as exc:  # never take the server down for the log
                     lost = len(predictions) + len(feedback) + len(outcomes)
                     self.dropped += lost
@@ -217,8 +260,12 @@ class PredictionLog:
         """One queued answer as table rows, in the order of ``_ROW``."""
         request_id, now, name, version, instances, predictions, scores, latency, route, arm = answer
         experiment, arm_name, unit = arm if arm is not None else (None, None, None)
+        column = self.subject_column
         rows = []
         for i, (inputs, prediction) in enumerate(zip(instances, predictions, strict=False)):
+            subject = None
+            if column is not None and isinstance(inputs, dict) and inputs.get(column) is not None:
+                subject = subject_hash(inputs[column])
             score = scores[i] if scores and i < len(scores) else None
             if score is not None and not math.isfinite(score):
                 score = None
@@ -237,6 +284,7 @@ class PredictionLog:
                     experiment,
                     arm_name,
                     unit,
+                    subject,
                 )
             )
         return rows
@@ -304,6 +352,8 @@ def _size(item: tuple[str, tuple[Any, ...]]) -> int:
     kind, payload = item
     if kind == "prediction":
         return len(payload[4])
+    if kind == "opt_out":
+        return 1
     return len(payload[2]) if kind == "feedback" else len(payload)
 
 
@@ -322,7 +372,9 @@ def read_log(
     # a log written by an older Keel lacks the experiment columns until a server opens it
     have = {c["name"] for c in inspect(engine).get_columns("predictions")}
     query = (
-        select(*(c for c in PREDICTIONS.c if c.name in have), FEEDBACK.c.label)
+        select(
+            *(c for c in PREDICTIONS.c if c.name in have and c.name != "subject"), FEEDBACK.c.label
+        )
         .join(
             FEEDBACK,
             (FEEDBACK.c.request_id == PREDICTIONS.c.request_id)
@@ -367,7 +419,9 @@ def iter_log(
     engine = create_engine(url, future=True)
     try:
         have = {c["name"] for c in inspect(engine).get_columns("predictions")}
-        columns = [c for c in PREDICTIONS.c if c.name in have and c.name != "inputs"]
+        columns = [
+            c for c in PREDICTIONS.c if c.name in have and c.name not in ("inputs", "subject")
+        ]
         base = (
             select(*columns, PREDICTIONS.c.inputs, FEEDBACK.c.label)
             .join(

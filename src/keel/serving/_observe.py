@@ -85,6 +85,9 @@ class Metrics:
             registry=r,
         )
         self.swaps = Counter("keel_model_swaps", "Hot swaps to a new model version", registry=r)
+        self.opted_out = Counter(
+            "keel_opted_out", "Requests answered and not stored (opt-out)", registry=r
+        )
         self.routed = Counter(
             "keel_routed", "Predict requests by the model that answered", ["route"], registry=r
         )

@@ -67,6 +67,7 @@ class RecommendRequest(BaseModel):
     unit: Id | None = Field(
         None, description="The A/B-test unit when it is not the user (default: user_id)."
     )
+    opt_out: bool = Field(False, description="Answer, but do not store this request.")
 
 
 class RecommendFeedback(BaseModel):
@@ -79,6 +80,7 @@ class RecommendFeedback(BaseModel):
     request_id: str | None = Field(None, min_length=1, max_length=64, pattern=REQUEST_ID)
     items: list[Id] | None = Field(None, max_length=MAX_ITEMS_IN_REQUEST)
     outcomes: list[Outcome] = Field(default_factory=list, max_length=MAX_OUTCOMES)
+    opt_out: bool = Field(False, description="Do not store this feedback (counted only).")
 
     @model_validator(mode="after")
     def _complete(self) -> RecommendFeedback:
@@ -181,6 +183,7 @@ def create_recommender_app(
     follow: tuple[str, str] | None = None,
     poll_seconds: float = 5.0,
     experiments: Any = None,
+    privacy: Any = None,
 ) -> FastAPI:
     """Build the app serving the recommender ``loaded``.
 
@@ -202,7 +205,9 @@ def create_recommender_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     metrics = Metrics()
-    state = ServingState(app, settings, monitoring or MonitoringConfig(), keys, metrics, log, None)
+    state = ServingState(
+        app, settings, monitoring or MonitoringConfig(), keys, metrics, log, None, privacy
+    )
     app.state.served, app.state.keel, app.state.metrics = _Served(loaded), state, metrics
     app.state.watcher = _Follower(app, *follow, poll_seconds) if follow else None
     app.state.experiments = experiments
@@ -324,7 +329,9 @@ def _routes(state: ServingState) -> APIRouter:
         if assigned is not None:
             answer["experiment"] = assigned.to_dict()
         latency = (time.perf_counter() - started) * 1000
-        if state.log is not None:
+        if state.opted_out(request, body.opt_out):
+            state.count_opt_out(loaded.name)
+        elif state.log is not None:
             items = [i["item_id"] for i in answer["items"]]
             state.log.record(
                 request_id,
@@ -353,6 +360,9 @@ def _routes(state: ServingState) -> APIRouter:
         """Items the user clicked or consumed after the answer ``request_id``."""
         if state.log is None:
             return error_answer(409, "the prediction log is off (serving.prediction_log)", request)
+        if state.opted_out(request, body.opt_out):  # consent withheld: nothing is stored
+            state.count_opt_out(app.state.served.loaded.name)
+            return JSONResponse({"status": "not stored (opt-out)"})
         found: dict[str, Any] = {}
         if body.items is not None and body.request_id is not None:
             if not state.log.has_request(body.request_id):

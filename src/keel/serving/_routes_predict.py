@@ -48,7 +48,7 @@ def predict_routes(state: ServingState, example_rows: list[Any]) -> APIRouter:
         # than the thread hop FastAPI would add for a sync endpoint; the GIL would
         # serialise the work in threads anyway.
         body = parse_body(PredictRequest, await request.body())
-        answer = state.answer_rows(body.instances, request, unit=body.unit)[0]
+        answer = state.answer_rows(body.instances, request, unit=body.unit, opt_out=body.opt_out)[0]
         if isinstance(answer, dict):
             return Response(dumps_answer(answer), media_type="application/json")
         return answer
@@ -107,6 +107,9 @@ def _feedback(state: ServingState, body: FeedbackRequest, request: Request) -> A
     log = state.log
     if log is None:
         return error_answer(409, "the prediction log is off (serving.prediction_log)", request)
+    if state.opted_out(request, body.opt_out):  # consent withheld: nothing is stored
+        state.count_opt_out(state.app.state.served.info["name"])
+        return {"status": "not stored (opt-out)"}
     found: dict[str, Any] = {"status": "recorded"}
     if body.labels is not None and body.request_id is not None:
         rows = log.has_request(body.request_id)

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from keel.config import MonitoringConfig, ServingConfig
+from keel.config import MonitoringConfig, PrivacyConfig, ServingConfig
 
 SPEC_ENV = "KEEL_SERVE_SPEC"
 POLL_SECONDS = 5.0
@@ -30,8 +30,8 @@ class ServingSpec(BaseModel):
         Follow ``NAME@ALIAS`` and swap models when it moves.
     poll_seconds : float
         How often the alias is checked.
-    serving, monitoring
-        keel.yaml's ``serving:`` and ``monitoring:``.
+    serving, monitoring, privacy
+        keel.yaml's ``serving:``, ``monitoring:`` and ``privacy:``.
     log_url : str, optional
         Where the prediction log is written (``None``: off).
     """
@@ -44,6 +44,7 @@ class ServingSpec(BaseModel):
     poll_seconds: float = Field(POLL_SECONDS, gt=0.0)
     serving: ServingConfig = Field(default_factory=ServingConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     log_url: str | None = None
 
     def to_env(self) -> dict[str, str]:

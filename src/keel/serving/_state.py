@@ -17,7 +17,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from keel.config import MonitoringConfig, ServingConfig
+from keel.config import MonitoringConfig, PrivacyConfig, ServingConfig
 from keel.serving._http import (
     SHADOW_BACKLOG,
     PredictRequest,
@@ -43,8 +43,10 @@ class ServingState:
         metrics: Metrics,
         log: PredictionLog | None,
         explain_row: Any,
+        privacy: PrivacyConfig | None = None,
     ) -> None:
         self.app, self.settings, self.monitoring = app, settings, monitoring
+        self.privacy = privacy or PrivacyConfig()
         self.keys, self.metrics, self.log, self.explain_row = keys, metrics, log, explain_row
         self.percent = settings.canary.percent if settings.canary else 0.0
         app.state.experiments = None  # an ExperimentRouting when the log is on
@@ -57,6 +59,19 @@ class ServingState:
         self.shadows.shutdown(wait=True)  # shadow rows queued before the stop are logged too
         if self.log is not None:
             self.log.close()  # drain and commit: a graceful stop loses no prediction
+
+    def opted_out(self, request: Request, asked: bool = False) -> bool:
+        """Whether the request asked not to be stored (its body, or the opt-out header)."""
+        if asked:
+            return True
+        value = request.headers.get(self.privacy.opt_out_header)
+        return value is not None and value.strip().lower() in ("1", "true", "yes", "on")
+
+    def count_opt_out(self, model_name: str) -> None:
+        """Count a request that is answered and not stored."""
+        self.metrics.opted_out.inc()
+        if self.log is not None:
+            self.log.opted_out(model_name)
 
     def need(self, scope: str) -> list[Any]:
         """The route's dependencies: a key with ``scope`` (admin has every scope).
@@ -85,11 +100,14 @@ class ServingState:
         request: Request,
         where_rows: str = "instances",
         unit: Any = None,
+        opt_out: bool = False,
     ) -> tuple[Any, Any]:
         """Predict ``instances``: ``(answer, served)`` or ``(error response, None)``.
 
         ``unit`` (or, during an experiment, its unit field in the first row) puts the
-        request in the running A/B test: the unit's arm answers.
+        request in the running A/B test: the unit's arm answers. A request that opted
+        out (``opt_out`` or the header) is answered and counted, not logged, and not
+        sent to the shadow model (whose rows are logged).
         """
         settings, metrics, log = self.settings, self.metrics, self.log
         if len(instances) > settings.max_instances:
@@ -130,7 +148,10 @@ class ServingState:
         answer["request_id"] = request.state.request_id
         if assigned is not None:
             answer["experiment"] = assigned.to_dict()
-        if log is not None:
+        private = self.opted_out(request, opt_out)
+        if private:
+            self.count_opt_out(served.info["name"])
+        elif log is not None:
             log.record(
                 answer["request_id"],
                 served.info,
@@ -143,7 +164,7 @@ class ServingState:
             )
         metrics.child(metrics.routed, route).inc()
         shadow_model = state.shadow
-        if shadow_model is not None and route == "champion":
+        if shadow_model is not None and route == "champion" and not private:
             if self.backlog.acquire(blocking=False):
                 self.shadows.submit(
                     self.shadow_score,
@@ -225,7 +246,7 @@ class ServingState:
             body = PredictRequest.model_validate_json(raw)
         except ValidationError:
             return None
-        answer = self.answer_rows(body.instances, request, unit=body.unit)[0]
+        answer = self.answer_rows(body.instances, request, unit=body.unit, opt_out=body.opt_out)[0]
         if isinstance(answer, dict):
             return Response(dumps_answer(answer), media_type="application/json")
         return answer

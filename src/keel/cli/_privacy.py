@@ -1,0 +1,157 @@
+"""`keel forget`: a data subject's erasure, and the retention purge."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from keel.cli._common import ConfigOpt, DebugOpt, JsonOpt, app
+from keel.cli._errors import exit_codes
+from keel.errors import KeelInputError
+
+
+@app.command()
+def forget(
+    subject: Annotated[
+        str | None,
+        typer.Option(
+            "--subject", help="The person's id, as in privacy.subject_column (e.g. a user id)."
+        ),
+    ] = None,
+    expired: Annotated[
+        bool,
+        typer.Option("--expired", help="Purge every row older than privacy.retention_days."),
+    ] = False,
+    show: Annotated[
+        bool, typer.Option("--list", help="List the recorded erasures and purges.")
+    ] = False,
+    log: Annotated[
+        str | None,
+        typer.Option(help="Prediction log: SQLite file or database URL (default: keel.yaml's)."),
+    ] = None,
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Erase a data subject from the prediction log, or purge rows past retention.
+
+    `--subject ID` removes every logged row of that person (found by the SHA-256 of
+    their id, which the server keeps beside each row from `privacy.subject_column`;
+    in rows logged before that, by the id in the stored inputs), the feedback of
+    those rows, and their A/B-test outcomes. The erasure is recorded in the log (who,
+    when, how many rows per table — never the id or the data), and every version of
+    the model whose training snapshot holds the subject (or, for a recommender, whose
+    package keeps them in its user-group map) is listed: packages are immutable
+    evidence, so removing them there means retraining without them and `keel retire`.
+
+    `--expired` removes rows older than `privacy.retention_days` (a server does this
+    itself every hour). `--list` shows past erasures. Exit codes: 0 done, 2 bad
+    options, no subject column or retention set, or an unreachable log.
+    """
+    from keel.config import load_config
+    from keel.monitoring._privacy import erasures, forget_subject, purge_expired
+    from keel.pipeline._privacy import subject_column, versions_holding
+    from keel.registry import current_user
+    from keel.serving import log_url
+
+    with exit_codes(debug):
+        chosen = [
+            name
+            for name, on in (
+                ("--subject", subject is not None),
+                ("--expired", expired),
+                ("--list", show),
+            )
+            if on
+        ]
+        if len(chosen) != 1:
+            raise KeelInputError(
+                "say what to do: --subject ID (erase a person), --expired (apply"
+                " privacy.retention_days) or --list (past erasures)"
+                + (f"; not {' and '.join(chosen)} together" if chosen else "")
+            )
+        project = load_config(config)
+        target = log or project.serving.prediction_log
+        if target is None:
+            raise KeelInputError(
+                "the prediction log is off (serving.prediction_log: null) and no --log given"
+            )
+        url = log_url(target, project.root)
+        if show:
+            found = erasures(url)
+            if json_out:
+                print(json.dumps({"erasures": found}))
+                return
+            table = Table(title="Erasures and purges")
+            for column in ("when (UTC)", "who", "kind", "rows removed", "note"):
+                table.add_column(column)
+            for e in found:
+                table.add_row(
+                    time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(e["time"])),
+                    e["who"],
+                    e["kind"],
+                    ", ".join(f"{k} {v}" for k, v in e["counts"].items()),
+                    json.dumps(e["note"]) if e["note"] else "",
+                )
+            Console().print(table)
+            return
+        if expired:
+            days = project.privacy.retention_days
+            if days is None:
+                raise KeelInputError(
+                    "privacy.retention_days is not set: say how long rows are kept"
+                    " (privacy: {retention_days: 90}) in keel.yaml"
+                )
+            record = purge_expired(url, days, current_user())
+            if json_out:
+                print(json.dumps(record))
+                return
+            Console(stderr=True).print(
+                f"purged rows older than {days} days: "
+                + ", ".join(f"{k} {v}" for k, v in record["counts"].items())
+            )
+            return
+        subject = (subject or "").strip()
+        if not subject or len(subject) > 200:
+            raise KeelInputError("--subject must be a non-empty id of at most 200 characters")
+        column = subject_column(project)
+        versions = versions_holding(project, subject)
+        note = {
+            "subject_column": column,
+            "versions_holding": [
+                {"version": v["version"], "held_in": v["held_in"]} for v in versions
+            ],
+        }
+        record = forget_subject(url, subject, current_user(), column, note)
+        result = {**record, "versions_holding": versions}
+        if json_out:
+            print(json.dumps(result))
+            return
+        console = Console(stderr=True)
+        console.print(
+            f"erased from {Path(target).name if '://' not in target else 'the log'}: "
+            + ", ".join(f"{k} {v}" for k, v in record["counts"].items())
+            + f" (recorded as erasure {record['id'][:12]} by {record['who']})"
+        )
+        if versions:
+            table = Table(title=f"versions of {project.name} trained on this subject")
+            for column_name in ("version", "semantic", "status", "held in"):
+                table.add_column(column_name)
+            for v in versions:
+                table.add_row(
+                    v["version"], v["semver"] or "-", v["status"], "; ".join(v["held_in"])
+                )
+            Console().print(table)
+            console.print(
+                "Packages are immutable evidence: retrain without this subject (remove them"
+                f" from the data source), then `keel retire {project.name} VERSION --reason"
+                " 'erasure request'`."
+            )
+        else:
+            console.print("No registered version was trained on this subject.")
