@@ -260,3 +260,104 @@ def test_a_robustness_limit_withholds_the_alias_and_check_judges_the_new_gates(
     gates = {g["gate"]: g for g in check["gates"]}
     assert gates["runbook"]["status"] == "pass" and gates["impact_assessment"]["status"] == "pass"
     assert check["passed"]
+
+
+def test_opt_out_is_answered_not_stored_and_forget_erases_a_subject(
+    tmp_path: Path, adult_frame: pd.DataFrame
+) -> None:
+    import sqlite3
+    import time
+
+    import httpx
+
+    from tests.conftest import start_server
+
+    frame = adult_frame.copy()
+    frame.insert(0, "customer_id", [f"c{i}" for i in range(len(frame))])
+    frame.to_csv(tmp_path / "adult.csv", index=False)
+    config = {
+        **SMALL_PROJECT,
+        "ignore_columns": ["fnlwgt", "customer_id"],
+        "privacy": {"subject_column": "customer_id", "retention_days": 30},
+        "serving": {"log_flush_seconds": 0.1},
+    }
+    (tmp_path / "keel.yaml").write_text(yaml.safe_dump(config))
+    done = _keel(tmp_path, "run", "--json")
+    assert done.exit_code == 0, done.output
+    rows = json.loads(frame.drop(columns=["income"]).head(4).to_json(orient="records"))
+    process, url = start_server(tmp_path)
+    try:
+        with httpx.Client(base_url=url, timeout=30) as http:
+            kept = [http.post("/predict", json={"instances": [r]}).json() for r in rows[:2]]
+            answered = http.post("/predict", json={"instances": [rows[2]], "opt_out": True})
+            headed = http.post(
+                "/predict", json={"instances": [rows[3]]}, headers={"X-Keel-Opt-Out": "yes"}
+            )
+            assert answered.status_code == 200 and headed.status_code == 200
+            assert "predictions" in answered.json()  # answered all the same
+            label = http.post(
+                "/feedback", json={"request_id": kept[0]["request_id"], "labels": [">50K"]}
+            )
+            assert label.status_code == 200, label.text
+            private = http.post(
+                "/feedback",
+                json={"request_id": kept[1]["request_id"], "labels": [">50K"], "opt_out": True},
+            )
+            assert private.json() == {"status": "not stored (opt-out)"}
+            time.sleep(0.5)
+            metrics = http.get("/metrics").text
+            assert "keel_opted_out_total 3.0" in metrics
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+    db = tmp_path / ".keel" / "predictions.db"
+    with sqlite3.connect(db) as conn:
+        logged = conn.execute("SELECT inputs FROM predictions").fetchall()
+        assert len(logged) == 2
+        assert not any("c2" in r[0] or "c3" in r[0] for r in logged)  # opted out: not kept
+        assert conn.execute("SELECT SUM(requests) FROM opt_outs").fetchone()[0] == 3
+        assert conn.execute("SELECT COUNT(*) FROM feedback").fetchone()[0] == 1
+
+    done = _keel(tmp_path, "forget", "--subject", "c0", "--json")
+    assert done.exit_code == 0, done.output
+    erased = json.loads(done.stdout)
+    assert erased["counts"] == {"predictions": 1, "feedback": 1, "outcomes": 0}
+    assert erased["versions_holding"][0]["version"] == "1"
+    assert "training snapshot" in erased["versions_holding"][0]["held_in"][0]
+    with sqlite3.connect(db) as conn:
+        left = [r[0] for r in conn.execute("SELECT inputs FROM predictions")]
+        assert len(left) == 1 and "c1" in left[0]
+        record = conn.execute("SELECT who, kind, counts, note FROM erasures").fetchall()
+        assert len(record) == 1 and record[0][1] == "subject"
+        assert "c0" not in json.dumps(record)  # who, when, how many: never the id
+        # the other row ages past the retention period
+        conn.execute("UPDATE predictions SET time = time - 40 * 86400")
+    done = _keel(tmp_path, "forget", "--expired", "--json")
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["counts"]["predictions"] == 1
+    listed = json.loads(_keel(tmp_path, "forget", "--list", "--json").stdout)["erasures"]
+    assert [e["kind"] for e in listed] == ["subject", "retention"]
+    # a subject nobody has seen: nothing erased, still recorded, no version listed
+    done = _keel(tmp_path, "forget", "--subject", "nobody-at-all", "--json")
+    assert json.loads(done.stdout)["versions_holding"] == []
+
+
+@pytest.mark.parametrize(
+    ("args", "privacy", "says"),
+    [
+        ([], {"subject_column": "x"}, "say what to do"),
+        (["--subject", "a", "--expired"], {"subject_column": "x"}, "not --subject and --expired"),
+        (["--expired"], {}, "privacy.retention_days is not set"),
+        (["--subject", "a"], {}, "privacy.subject_column is not set"),
+        (["--subject", " "], {"subject_column": "x"}, "non-empty id"),
+    ],
+)
+def test_bad_forget_input_is_one_line_and_exit_2(
+    tmp_path: Path, args: list[str], privacy: dict, says: str
+) -> None:
+    (tmp_path / "adult.csv").write_text("age,income\n30,>50K\n")
+    (tmp_path / "keel.yaml").write_text(yaml.safe_dump({**SMALL_PROJECT, "privacy": privacy}))
+    done = _keel(tmp_path, "forget", *args)
+    assert done.exit_code == 2, done.output
+    assert says in done.output and "Traceback" not in done.output
+    assert not (tmp_path / ".keel" / "predictions.db").exists()  # nothing written

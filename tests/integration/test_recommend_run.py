@@ -210,3 +210,16 @@ def test_report_card_and_validation_page_render_in_a_real_browser(trained, brows
         assert page.console == [] and page.requests == [], key
         assert words in page.dom and "<svg" in page.dom, key
         assert page.screenshot.stat().st_size > 10_000, key  # a picture, not a blank page
+
+
+def test_forget_finds_a_user_in_the_snapshot_and_the_packages_user_group_map(trained):
+    root, out = trained
+    done = keel_in(root, "forget", "--subject", "1", "--json")
+    assert done.exit_code == 0, done.output
+    found = json.loads(done.stdout)
+    holding = {v["version"]: v["held_in"] for v in found["versions_holding"]}
+    where = " ".join(holding[out["model"]["version"]])
+    assert "training snapshot" in where and "package user-group map" in where
+    assert found["note"]["subject_column"] == "user_id"
+    done = keel_in(root, "forget", "--subject", "no-such-user", "--json")
+    assert json.loads(done.stdout)["versions_holding"] == []
