@@ -94,6 +94,12 @@ def test_reports_and_card_hold_the_evidence(trained):
     document = json.loads(Path(reports["json"]).read_text())
     assert document["fairness"]["features"]["history"]["groups"]
     assert document["semver"] == "1.0.0"
+    attack = document["robustness"]["shilling"]
+    assert attack["fake_users"] == 3  # 1% of 300 users
+    assert 0.0 <= attack["exposure_before"] <= 1.0 and 0.0 <= attack["exposure_after"] <= 1.0
+    assert attack["gain"] == pytest.approx(attack["exposure_after"] - attack["exposure_before"])
+    assert document["gates"]["robustness"] == "not judged"
+    assert "fake users" in card and "## Robustness" in card
     assert {r["stage"] for r in document["resources"]} >= {"tune", "train", "evaluate"}
 
 
@@ -223,3 +229,22 @@ def test_forget_finds_a_user_in_the_snapshot_and_the_packages_user_group_map(tra
     assert found["note"]["subject_column"] == "user_id"
     done = keel_in(root, "forget", "--subject", "no-such-user", "--json")
     assert json.loads(done.stdout)["versions_holding"] == []
+
+
+def test_a_shilling_limit_withholds_the_alias(tmp_path):
+    movielens_project(
+        tmp_path,
+        users=300,
+        candidates=["item_knn"],
+        robustness={"shilling_share": 0.3, "max_shilling_gain": 0.0},
+    )
+    done = keel_in(tmp_path, "run", "--json")
+    assert done.exit_code == 0, done.output
+    out = json.loads(done.stdout)
+    document = json.loads(Path(out["reports"]["json"]).read_text())
+    attack = document["robustness"]["shilling"]
+    assert attack["gain"] > 0 and document["gates"]["robustness"] == "failed"
+    assert out["model"]["alias"] is None
+    check = json.loads(keel_in(tmp_path, "check", "movielens/1", "--json").stdout)
+    gate = {g["gate"]: g for g in check["gates"]}["robustness"]
+    assert gate["status"] == "fail" and "fake users" in gate["evidence"]

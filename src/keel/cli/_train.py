@@ -32,7 +32,7 @@ STAGE_NAMES = (
 )
 RANKING_STAGE_NAMES = (
     "ingest, pii, validate, split, profile, tune, train, evaluate, fairness, explain,"
-    " register, compare, report, alias"
+    " robustness, register, compare, report, alias"
 )
 
 

@@ -294,11 +294,69 @@ def explain(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     }
 
 
+def robustness(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
+    """Shilling: fake users pushing one item, and how much that item's exposure gains."""
+    from keel.training._recommend import shilling_attack
+
+    config = ctx.config
+    settings = config.robustness
+    if not settings.enabled:
+        return {"robustness": None}
+    best = inputs["best"]
+    params = next(t["params"] for t in inputs["trained"] if t["name"] == best)
+    k = 10 if 10 in config.k else max(config.k)
+    ctx.say(f"{settings.shilling_share:.1%} fake users pushing one item; {best} refitted")
+    attack = shilling_attack(
+        best,
+        params,
+        inputs["splits"].fit,
+        inputs["models"][best],
+        settings.shilling_share,
+        k,
+        config.seed,
+    )
+    limit = settings.max_shilling_gain
+    checks = []
+    if limit is not None:
+        checks.append(
+            {
+                "what": f"exposure gained by the pushed item at k={k}",
+                "value": attack["gain"],
+                "limit": limit,
+                "passed": attack["gain"] <= limit,
+            }
+        )
+    passed = all(c["passed"] for c in checks)
+    summary = [
+        f"{attack['fake_users']} fake users ({settings.shilling_share:.1%} of users, each"
+        f" with {attack['profile_size']} items) pushing item {attack['target_item']} (median"
+        f" popularity) move its exposure in top-{k} lists from {attack['exposure_before']:.1%}"
+        f" to {attack['exposure_after']:.1%} of {attack['users_measured']} users"
+        f" ({attack['gain']:+.1%})."
+    ]
+    return {
+        "robustness": {
+            "shilling": attack,
+            "checks": checks,
+            "judged": bool(checks),
+            "passed": passed,
+            "verdict": ("passed" if passed else "failed")
+            if checks
+            else "not judged (no limit set)",
+            "summary": summary,
+        }
+    }
+
+
 def _gates(inputs: dict[str, Any]) -> dict[str, str]:
     gate, fair = inputs["assessment"]["gate"], inputs["fairness"]
+    found = inputs["robustness"]
     return {
         "baseline": "passed" if gate["passed"] else "failed",
         "fairness": ("passed" if fair["passed"] else "failed") if fair["judged"] else "not judged",
+        "robustness": "not assessed"
+        if found is None
+        else (("passed" if found["passed"] else "failed") if found["judged"] else "not judged"),
     }
 
 
@@ -357,6 +415,7 @@ def document(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
             }
             for name, r in tuned.items()
         },
+        "robustness": inputs["robustness"],
         "card": config.card.model_dump(),
         "ab_test": None,
         "serving_latency": None,
@@ -514,6 +573,14 @@ def _log_evidence(
         "keel.config.digest": config_digest(config),
         "keel.gate.baseline": doc["gates"]["baseline"],
         "keel.gate.fairness": doc["gates"]["fairness"],
+        **(
+            {
+                "keel.gate.robustness": doc["gates"]["robustness"],
+                "keel.robustness.shilling": doc["robustness"]["summary"][0][:500],
+            }
+            if doc.get("robustness")
+            else {}
+        ),
         # where a failed run of this pipeline is reported (keel check)
         "keel.failure_alerts": ",".join(s.type for s in config.monitoring.sinks),
     }
@@ -637,7 +704,11 @@ def _run(run_id: str, experiment_id: str, name: str, version: Any, doc: dict) ->
 
 def _gates_pass(run: dict[str, Any]) -> bool:
     gates = run["report"]["gates"]
-    return gates["baseline"] == "passed" and gates["fairness"] != "failed"
+    return (
+        gates["baseline"] == "passed"
+        and gates["fairness"] != "failed"
+        and gates.get("robustness") != "failed"
+    )
 
 
 def compare(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
@@ -836,6 +907,14 @@ def _graph() -> Graph:
                 JUDGE,
             ),
             Stage(
+                "robustness",
+                robustness,
+                ("splits", "models", "best", "trained"),
+                {"robustness": (dict, type(None))},
+                ("seed", "k", "robustness"),
+                JUDGE,
+            ),
+            Stage(
                 "register",
                 register,
                 (
@@ -854,6 +933,7 @@ def _graph() -> Graph:
                     "fairness",
                     "exposure",
                     "explanations",
+                    "robustness",
                 ),
                 {"run": dict},
                 ("name", "card", "seed", "split", "k"),
@@ -892,7 +972,7 @@ def _graph() -> Graph:
 RECOMMENDATION_LIFECYCLE = _graph()
 """The stage graph of ``keel run`` for ``task: recommendation``."""
 
-READ_ONLY_UNTIL = "explain"
+READ_ONLY_UNTIL = "robustness"
 
 
 def result_document(values: dict[str, Any]) -> dict[str, Any]:

@@ -282,6 +282,8 @@ def report_sections(doc: dict[str, Any]) -> list[Section]:
             ],
         ),
     ]
+    if doc.get("robustness"):
+        sections.append(("Robustness", robustness_blocks(doc["robustness"])))
     if doc.get("resources"):
         sections.append(
             (
@@ -290,6 +292,30 @@ def report_sections(doc: dict[str, Any]) -> list[Section]:
             )
         )
     return sections
+
+
+def robustness_blocks(found: dict[str, Any]) -> list[Any]:
+    """The shilling test: its sentence, its numbers, its verdict."""
+    attack = found.get("shilling") or {}
+    blocks: list[Any] = [("ul", list(found.get("summary") or []))]
+    if attack:
+        blocks.append(
+            (
+                "table",
+                (
+                    ["measure", "value"],
+                    [
+                        ["pushed item", attack["target_item"]],
+                        ["fake users", attack["fake_users"]],
+                        ["exposure before", _n(attack["exposure_before"])],
+                        ["exposure after", _n(attack["exposure_after"])],
+                        ["gain", _n(attack["gain"])],
+                    ],
+                ),
+            )
+        )
+    blocks.append(("p", f"Robustness gate: {found.get('verdict', 'not judged')}."))
+    return blocks
 
 
 def validation_sections(doc: dict[str, Any]) -> list[Section]:
@@ -476,6 +502,12 @@ def card_sections(doc: dict[str, Any]) -> list[Section]:
                 )
             ],
         ),
+        (
+            "Robustness",
+            robustness_blocks(doc["robustness"])
+            if doc.get("robustness")
+            else [("p", "Not measured (robustness.enabled: false).")],
+        ),
         ("A/B test results", ab_test_blocks(doc.get("ab_tests"))),
         (
             "Rollback",
@@ -502,6 +534,19 @@ def card_sections(doc: dict[str, Any]) -> list[Section]:
                     or [
                         "Recommendations shape what users see: the exposure above shows which"
                         " items gain or lose attention."
+                    ],
+                )
+            ],
+        ),
+        (
+            "Companion documents",
+            [
+                (
+                    "ul",
+                    [
+                        "Runbook (serve, scale, roll back, alerts, contacts): runbook.md",
+                        "Impact assessment (uses, misuses, risks, mitigations):"
+                        " impact_assessment.md",
                     ],
                 )
             ],

@@ -121,3 +121,75 @@ def tune_recommender(
         records,
         time.perf_counter() - started,
     )
+
+
+def _exposure(model: RecommenderModel, users: np.ndarray, target: str, k: int) -> float:
+    """Share of ``users`` (ids) whose top-``k`` holds item ``target``."""
+    column = int(model.item_columns([target])[0])
+    if column < 0:
+        return 0.0
+    rows = model.user_index(users)
+    hits = 0
+    for at in range(0, len(rows), 500):
+        lists, _, _ = model.rank(rows[at : at + 500], k)
+        hits += int((lists == column).any(axis=1).sum())
+    return hits / max(len(rows), 1)
+
+
+FILLER = 50  # at most this many popular items per fake profile (a real user's median)
+
+
+def shilling_attack(
+    name: str,
+    params: dict[str, Any],
+    frame: pd.DataFrame,
+    model: RecommenderModel,
+    share: float,
+    k: int,
+    seed: int,
+    max_users: int = 1000,
+) -> dict[str, Any]:
+    """The effect of fake users pushing one item on that item's exposure.
+
+    ``share`` × users fake profiles (a bandwagon attack: the target item plus a real
+    user's typical number of the most popular items) are added to the training
+    interactions; the same recommender with the same parameters is fitted again, and
+    the target's exposure — the share of real users whose top-``k`` holds it — is
+    compared before and after. The target is an item of median popularity (a pushed
+    item is rarely a hit already). Seeded.
+    """
+    rng = np.random.default_rng(seed)
+    counts = frame.drop_duplicates([USER, ITEM])[ITEM].astype(str).value_counts()
+    target = str(counts.index[len(counts) // 2])
+    users = frame[USER].astype(str).unique()
+    fakes = max(1, int(np.ceil(share * len(users))))
+    per_user = frame.drop_duplicates([USER, ITEM]).groupby(USER).size()
+    filler = int(min(max(per_user.median(), 1), FILLER))
+    popular = [i for i in counts.index[: max(filler * 2, 20)] if i != target]
+    last = frame[TIME].max()
+    rows = []
+    for f in range(fakes):
+        picked = rng.choice(popular, size=min(filler, len(popular)), replace=False)
+        for item in [target, *picked]:
+            rows.append({USER: f"keel-shill-{f}", ITEM: item, TIME: last})
+    attacked = pd.concat(
+        [frame[[USER, ITEM, TIME]].astype({USER: str, ITEM: str}), pd.DataFrame(rows)],
+        ignore_index=True,
+    )
+    after_model = fit_model(name, params, attacked, seed)
+    audience = rng.choice(users, size=min(max_users, len(users)), replace=False)
+    before = _exposure(model, audience, target, k)
+    after = _exposure(after_model, audience, target, k)
+    return {
+        "target_item": target,
+        "target_popularity_rank": int(len(counts) // 2 + 1),
+        "items": len(counts),
+        "fake_users": fakes,
+        "fake_share": share,
+        "profile_size": filler + 1,
+        "users_measured": len(audience),
+        "k": k,
+        "exposure_before": before,
+        "exposure_after": after,
+        "gain": after - before,
+    }
