@@ -48,9 +48,39 @@ CONFIG = {
     "fairness": {"bins": {"age": [25, 45, 65]}},
     "card": {
         "owners": ["Keel demo"],
+        "contacts": ["ml-oncall@example.org (the on-call data scientist)"],
         "intended_use": "Demonstration of Keel on a public census dataset.",
         "out_of_scope": ["Any decision about a real person"],
         "data_collection": "UCI Adult: extracted from the 1994 US Census database.",
+        "business_objective": "Show a model's whole life with its evidence.",
+        "success_metrics": ["ROC AUC above the baselines", "no fairness gap above 0.1"],
+        "misuses": ["Deciding credit, hiring or pay from census attributes"],
+        "mitigations": ["Out of scope on the card; fairness reported per group"],
+    },
+    "features": {
+        "age": "Age in years at the census",
+        "education-num": "Years of education",
+        "hours-per-week": "Usual hours worked per week",
+        "capital-gain": "Capital gains in the census year (USD)",
+    },
+    "privacy": {"purpose": "Monitoring the demo model's quality", "retention_days": 90},
+    # the Definition of Done's defaults plus the governance documents and robustness
+    "gates": {
+        "required": [
+            "schema",
+            "tracked",
+            "evaluated",
+            "fairness",
+            "registered",
+            "rollback",
+            "stage_io",
+            "boundary_validation",
+            "lineage",
+            "end_to_end",
+            "runbook",
+            "robustness",
+            "impact_assessment",
+        ]
     },
 }
 
@@ -151,9 +181,14 @@ def main() -> int:
     top = list((result["assessment"].get("explanations") or {}).get("shap_importance", {}))[:3]
     if top:
         print(f"most important features (mean |SHAP|): {', '.join(top)}")
+    robustness = result["assessment"].get("robustness") or {}
+    for line in robustness.get("summary", [])[:2]:
+        print(f"robustness: {line}")
     m = result["model"]
     print(f"registered {m['uri']} (version {m['version']}); report: {result['reports']['html']}")
     print(f"model card: {result['reports'].get('model_card_html')}")
+    print(f"runbook: {result['reports'].get('runbook_md')}")
+    print(f"impact assessment: {result['reports'].get('impact_assessment_md')}")
     if not rerun_reuses(env, result, first_seconds):
         return 1
 

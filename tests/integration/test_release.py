@@ -127,7 +127,7 @@ def test_check_fails_a_fairness_breach_until_waived_and_promote_follows(
     assert report["run_id"] in gates["tracked"]["evidence"]
     for key in ("stage_io", "end_to_end"):
         assert gates[key]["status"] == "pass", gates[key]
-    assert "16 stages" in gates["stage_io"]["evidence"]
+    assert "17 stages" in gates["stage_io"]["evidence"]
     # evidence, not proxies: no re-run yet, and this folder is no git checkout
     assert gates["idempotent"]["status"] == "fail"
     assert "no re-run recorded yet" in gates["idempotent"]["evidence"]

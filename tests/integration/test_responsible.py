@@ -107,7 +107,15 @@ def test_card_numbers_match_the_mlflow_run(fair_run) -> None:
         a.path
         for a in MlflowClient(payload["tracking_uri"]).list_artifacts(payload["run_id"], "card")
     }
-    assert logged == {"card/model_card.md", "card/model_card.html", "card/datasheet.md"}
+    assert logged == {
+        "card/model_card.md",
+        "card/model_card.html",
+        "card/datasheet.md",
+        "card/runbook.md",
+        "card/runbook.html",
+        "card/impact_assessment.md",
+        "card/impact_assessment.html",
+    }
 
 
 def test_card_of_an_unknown_model_is_bad_input(fair_run) -> None:

@@ -151,3 +151,45 @@ def read_frame(path):
     from keel.serving._log import read_log
 
     return pd.DataFrame.from_records(read_log(f"sqlite:///{path}"))
+
+
+def _route_table(app) -> set[tuple[str, str]]:
+    found = set()
+    for route in app.routes:
+        path = getattr(route, "path", "")
+        if path.startswith(("/docs", "/openapi", "/redoc")) or "{" in path.split("/")[-1][:1]:
+            continue
+        for method in getattr(route, "methods", None) or ():
+            if method not in ("HEAD", "OPTIONS"):
+                found.add((method, path))
+    return found
+
+
+def _scope_of(client, method: str, path: str) -> str | None:
+    """The scope a route really needs: none, predict or admin (asked with real keys)."""
+
+    def status(key: str | None) -> int:
+        headers = {"X-API-Key": key} if key else {}
+        return client.request(method, path, headers=headers, json={}).status_code
+
+    if status(None) != 401:
+        return None
+    return "admin" if status("k-predict") == 403 else "predict"
+
+
+def test_the_runbooks_endpoint_table_is_the_apps(loaded):
+    from keel.reports._governance import RECOMMENDER_ENDPOINTS
+
+    settings = ServingConfig(
+        api_keys=[
+            {"name": "web", "sha256": hash_key("k-predict"), "scopes": ["predict"]},
+            {"name": "ops", "sha256": hash_key("k-admin"), "scopes": ["admin"]},
+        ]
+    )
+    app = create_recommender_app(loaded, settings)
+    documented = {(m, p): s for m, p, s, _ in RECOMMENDER_ENDPOINTS}
+    served = {r for r in _route_table(app) if not r[1].startswith("/experiments/")}
+    assert served <= set(documented), served - set(documented)
+    with TestClient(app) as client:
+        for (method, path), scope in documented.items():
+            assert _scope_of(client, method, path) == scope, (method, path)

@@ -556,3 +556,25 @@ def test_ready_is_false_until_the_model_answers_its_own_rows(package, rows) -> N
     healthy = TestClient(create_app(package))
     found = healthy.get("/ready").json()
     assert found["ready"] is True and found["self_test"] == "answered its 20 example row(s)"
+
+
+def test_the_runbooks_endpoint_table_is_the_apps(package) -> None:
+    from keel.config import ServingConfig
+    from keel.reports._governance import TABULAR_ENDPOINTS
+    from keel.serving import hash_key
+    from tests.unit.test_recommend_app import _route_table, _scope_of
+
+    settings = ServingConfig(
+        api_keys=[
+            {"name": "web", "sha256": hash_key("k-predict"), "scopes": ["predict"]},
+            {"name": "ops", "sha256": hash_key("k-admin"), "scopes": ["admin"]},
+        ]
+    )
+    app = create_app(package, settings=settings)
+    documented = {(m, p): s for m, p, s, _ in TABULAR_ENDPOINTS}
+    served = {r for r in _route_table(app) if not r[1].startswith(("/experiments/", "/v2"))}
+    assert served <= set(documented), served - set(documented)
+    with TestClient(app) as client:
+        for (method, path), scope in documented.items():
+            if "{" not in path:
+                assert _scope_of(client, method, path) == scope, (method, path)
