@@ -62,6 +62,16 @@ def test_load_resolves_paths_against_the_config_folder(make_project) -> None:
         ({**MINIMAL, "ignore_columns": ["income"]}, "cannot also be in ignore_columns"),
         (None, "the file is empty"),
         (["a", "b"], "the top level must be a mapping"),
+        # governance keys
+        ({**MINIMAL, "robustness": {"noise": [0, 0.1]}}, "noise levels must be in (0, 10]"),
+        ({**MINIMAL, "robustness": {"max_flip_rate": 2}}, "key 'robustness.max_flip_rate'"),
+        ({**MINIMAL, "robustness": {"shilling_share": 0.9}}, "key 'robustness.shilling_share'"),
+        ({**MINIMAL, "privacy": {"retention_days": 0}}, "key 'privacy.retention_days'"),
+        ({**MINIMAL, "privacy": {"opt_out_field": "x"}}, "unknown key 'privacy.opt_out_field'"),
+        ({**MINIMAL, "release": {"git_tag": "maybe"}}, "key 'release.git_tag'"),
+        ({**MINIMAL, "features": ["age"]}, "key 'features'"),
+        ({**MINIMAL, "card": {"contacts": "ops"}}, "key 'card.contacts'"),
+        ({**MINIMAL, "gates": {"required": ["runbok"]}}, "(did you mean 'runbook'?)"),
     ],
 )
 def test_bad_configs_name_the_key(raw, expected: str) -> None:
