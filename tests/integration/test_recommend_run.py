@@ -117,6 +117,9 @@ def test_runbook_and_impact_assessment_beside_the_card(trained):
         "Retirement policy",
     ):
         assert words in runbook, words
+    sheet = Path(out["reports"]["datasheet_md"]).read_text()
+    assert "| user_id |  | user id |" in sheet and "## Data use" in sheet
+    assert "not described (features.user_id in keel.yaml)" in sheet
     impact = Path(out["reports"]["impact_assessment_md"]).read_text()
     assert "New users (cold start) get the popularity list" in impact
     assert "Not stated: set card.misuses" in impact

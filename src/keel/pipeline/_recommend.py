@@ -808,7 +808,7 @@ def report(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
             "tracking_uri": ctx.settings.tracking_uri,
         },
     )
-    card_files = ("model_card", "runbook", "impact_assessment")
+    card_files = ("model_card", "runbook", "impact_assessment", "datasheet")
     with mlflow_scope(ctx.settings.tracking_uri) as client:
         for key, path in written.items():
             folder = "card" if key.startswith(card_files) else "reports"

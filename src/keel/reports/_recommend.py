@@ -11,6 +11,7 @@ latency, A/B test results, limitations.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -570,10 +571,65 @@ def recommender_measured(doc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def datasheet_sections(doc: dict[str, Any], config: dict[str, Any]) -> list[Section]:
+    """A recommender's datasheet: source, collection, data use, columns, personal data."""
+    from keel.reports._card import data_use, feature_dictionary
+
+    card = config.get("card") or {}
+    roles = [
+        (config.get("user_column"), "user id"),
+        (config.get("item_column"), "item id"),
+        (config.get("time_column"), "time"),
+        (config.get("rating_column"), "rating"),
+        *[(c, "user attribute (sensitive)") for c in config.get("sensitive_features") or []],
+        (config.get("item_attribute"), "item attribute"),
+    ]
+    columns = [{"name": c, "kind": "", "role": role} for c, role in roles if c]
+    pii = doc["data"].get("pii") or {}
+    return [
+        (
+            "Source",
+            [
+                (
+                    "ul",
+                    [
+                        f"source: {doc['data'].get('source', '')}",
+                        f"content digest: {doc['data'].get('digest', '')}",
+                        f"relevance: {doc.get('relevance', '')}",
+                    ],
+                )
+            ],
+        ),
+        (
+            "Collection",
+            [
+                (
+                    "p",
+                    card.get("data_collection")
+                    or "Not stated (set card.data_collection in keel.yaml: who collected the"
+                    " data, how, when, and with what consent).",
+                )
+            ],
+        ),
+        ("Data use", data_use(config.get("privacy"), config.get("serving"))),
+        ("Feature dictionary", [("table", feature_dictionary(columns, config.get("features")))]),
+        (
+            "Personal data",
+            [
+                (
+                    "ul",
+                    [f"{table}: {json.dumps(found)[:300]}" for table, found in sorted(pii.items())]
+                    or ["no table needed handling"],
+                )
+            ],
+        ),
+    ]
+
+
 def write_recommender_governance(
     doc: dict[str, Any], config: dict[str, Any], folder: Path, registry: dict[str, Any]
 ) -> dict[str, str]:
-    """A recommender's runbook and impact assessment (``registry``: aliases, created)."""
+    """A recommender's datasheet, runbook and impact assessment (``registry``: aliases)."""
     from keel.reports._governance import write_governance
 
     facts = {
@@ -584,13 +640,20 @@ def write_recommender_governance(
         "run_id": doc.get("run_id"),
         **registry,
     }
-    return write_governance(folder, facts, config, recommender_measured(doc))
+    sheet = folder / "datasheet.md"
+    atomic_write(
+        sheet,
+        render_markdown(
+            f"Datasheet: interactions of {facts['name']} version {facts['version']}",
+            datasheet_sections(doc, config),
+        ),
+    )
+    written = write_governance(folder, facts, config, recommender_measured(doc))
+    return {"datasheet_md": str(sheet), **written}
 
 
 def write_recommendation_reports(doc: dict[str, Any], folder: Path) -> dict[str, str]:
     """``report.{json,html}``, ``validation.html``, ``card.{md,html}`` in ``folder``."""
-    import json
-
     name = f"{doc['name']} version {doc.get('version', '-')}"
     paths = {
         "json": folder / "report.json",
