@@ -293,9 +293,10 @@ def build_runbook(facts: dict[str, Any], config: dict[str, Any]) -> list[Section
                     [
                         "Dashboard: `GET /dashboard` on the server (admin key), or"
                         f" `keel monitor {name}@champion --html dashboard.html` for a file.",
-                        f"Prediction log: {log_text} (inputs PII-redacted;"
-                        " `keel monitor` reads it).",
-                        "Server log: stderr of `keel serve` (JSON lines; no request bodies).",
+                        f"Prediction log: {log_text} (inputs as redacted by serving.redact;"
+                        " `keel monitor` reads it; erasures and opt-out counts are in it too).",
+                        "Server log: stderr of `keel serve` (errors carry the request id; no"
+                        " request bodies).",
                         "Metrics: `GET /metrics` (Prometheus; admin key).",
                         f"Experiments and runs: `mlflow ui --backend-store-uri"
                         f" {facts.get('tracking_uri') or '<tracking uri>'}`.",
