@@ -293,8 +293,9 @@ def build_runbook(facts: dict[str, Any], config: dict[str, Any]) -> list[Section
                     [
                         "Dashboard: `GET /dashboard` on the server (admin key), or"
                         f" `keel monitor {name}@champion --html dashboard.html` for a file.",
-                        f"Prediction log: {log_text} (inputs redacted per pii.columns and serving.redact;"
-                        " `keel monitor` reads it; erasures and opt-out counts are in it too).",
+                        f"Prediction log: {log_text} (inputs redacted per pii.columns and"
+                        " serving.redact; `keel monitor` reads it; erasures and opt-out counts"
+                        " are in it too).",
                         "Server log: stderr of `keel serve` (errors carry the request id; no"
                         " request bodies).",
                         "Metrics: `GET /metrics` (Prometheus; admin key).",
