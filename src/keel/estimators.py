@@ -12,12 +12,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
 from xgboost import XGBClassifier
 
 from keel._groups import group_keys
 
 __all__ = [
+    "EnsembleClassifier",
+    "EnsembleRegressor",
     "GroupThresholdClassifier",
     "LabelledXGBClassifier",
     "MixtureClassifier",
@@ -230,3 +232,65 @@ class GroupThresholdClassifier(_RandomisedBinary):
 
 def _compare(score: np.ndarray, operator: str, threshold: float) -> np.ndarray:
     return (score > threshold) if operator == ">" else (score < threshold)
+
+
+class _Ensemble(BaseEstimator):
+    """A weighted average of members' predictions (greedy ensemble selection's result).
+
+    ``members`` is a list of ``(name, estimator)``, ``weights`` one number per member
+    (members of weight 0 are not fitted). ``fit`` fits a clone of each member; the
+    fitted ones are ``members_``, in order, with ``weights_`` summing to 1.
+    """
+
+    def __init__(self, members: list[tuple[str, Any]] | None = None, weights: Any = None) -> None:
+        self.members = members
+        self.weights = weights
+
+    def fit(self, X: Any, y: Any) -> _Ensemble:  # noqa: N803
+        """Fit every member that has a weight on ``X``, ``y``."""
+        members = list(self.members or [])
+        weights = np.asarray(
+            self.weights if self.weights is not None else [1.0] * len(members), dtype=float
+        )
+        if not members or len(weights) != len(members) or (weights < 0).any() or not weights.sum():
+            raise ValueError("an ensemble needs members and one non-negative weight each")
+        kept = [(m, w) for m, w in zip(members, weights, strict=True) if w > 0]
+        self.members_ = [(name, clone(estimator).fit(X, y)) for (name, estimator), _ in kept]
+        self.weights_ = np.array([w for _, w in kept]) / sum(w for _, w in kept)
+        return self
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "members_")
+
+
+class EnsembleClassifier(ClassifierMixin, _Ensemble):
+    """A weighted average of classifiers' probabilities; decides the most likely class."""
+
+    @property
+    def classes_(self) -> np.ndarray:
+        """The first member's classes (every member is aligned to them)."""
+        return np.asarray(self.members_[0][1].classes_)
+
+    def predict_proba(self, X: Any) -> np.ndarray:  # noqa: N803
+        """Σ weight × member probability, columns in the order of ``classes_``."""
+        classes = [str(c) for c in self.classes_]
+        total = np.zeros((len(X), len(classes)))
+        for (_, member), weight in zip(self.members_, self.weights_, strict=True):
+            order = [classes.index(str(c)) for c in member.classes_]
+            total[:, order] += weight * member.predict_proba(X)
+        return total
+
+    def predict(self, X: Any) -> np.ndarray:  # noqa: N803
+        """The class of highest averaged probability."""
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+class EnsembleRegressor(RegressorMixin, _Ensemble):
+    """A weighted average of regressors' predictions."""
+
+    def predict(self, X: Any) -> np.ndarray:  # noqa: N803
+        """Σ weight × member prediction."""
+        total = np.zeros(len(X))
+        for (_, member), weight in zip(self.members_, self.weights_, strict=True):
+            total += weight * np.asarray(member.predict(X), dtype=float)
+        return total

@@ -12,6 +12,7 @@ from keel.evaluation._bootstrap import (
     metric_intervals,
     paired_difference,
 )
+from keel.evaluation._ensemble import Selection, ensemble_selection
 from keel.evaluation._fast import fast_binary, fast_multiclass, fast_regression
 from keel.evaluation._metrics import (
     BINARY_DIRECTIONS,
@@ -34,9 +35,11 @@ __all__ = [
     "Interval",
     "MetricSet",
     "MetricSpec",
+    "Selection",
     "baseline_gate",
     "binary_metrics",
     "decide",
+    "ensemble_selection",
     "fast_binary",
     "fast_multiclass",
     "fast_regression",

@@ -41,6 +41,8 @@ TRUSTED_TYPES: tuple[str, ...] = (
     "numpy.dtype",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.tree._tree.Tree",
+    "keel.estimators.EnsembleClassifier",
+    "keel.estimators.EnsembleRegressor",
     "keel.estimators.GroupThresholdClassifier",
     "keel.estimators.LabelledXGBClassifier",
     "keel.estimators.MixtureClassifier",

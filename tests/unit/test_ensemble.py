@@ -1,0 +1,88 @@
+"""Greedy ensemble selection: never worse than the best single model on its rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import mean_squared_error, roc_auc_score
+
+from keel.evaluation import ensemble_selection
+
+
+def test_two_models_with_independent_errors_are_averaged() -> None:
+    rng = np.random.default_rng(0)
+    truth = rng.normal(size=2000)
+    one = truth + rng.normal(scale=1.0, size=2000)
+    two = truth + rng.normal(scale=1.0, size=2000)
+    bad = truth + rng.normal(scale=5.0, size=2000)
+
+    def rmse(values: np.ndarray) -> float:
+        return float(np.sqrt(mean_squared_error(truth, values)))
+
+    found = ensemble_selection({"bad": bad, "one": one, "two": two}, rmse, False, rounds=20)
+    assert found.weights["bad"] == 0.0
+    assert found.weights["one"] == pytest.approx(0.5, abs=0.1)
+    assert found.score < found.best_single_score * 0.8  # averaging halves the variance
+    assert found.members[0] in ("one", "two") and "bad" not in found.members
+    assert sum(found.weights.values()) == pytest.approx(1.0)
+
+
+def test_a_dominant_model_is_kept_alone_and_the_result_never_loses() -> None:
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 1000)
+    good = np.clip(y * 0.8 + rng.normal(0.1, 0.1, 1000), 0, 1)
+    noise = rng.random(1000)
+    found = ensemble_selection(
+        {"noise": noise, "good": good}, lambda p: roc_auc_score(y, p), True, rounds=10
+    )
+    assert found.best_single == "good"
+    assert found.score >= found.best_single_score
+    assert found.weights == {"noise": 0.0, "good": 1.0}
+
+
+def test_bad_input_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        ensemble_selection({}, lambda p: 0.0)
+    with pytest.raises(ValueError, match="same rows"):
+        ensemble_selection({"a": np.zeros(3), "b": np.zeros(4)}, lambda p: 0.0)
+
+
+def test_the_ensemble_estimator_averages_its_members_and_refits_clones() -> None:
+    import pandas as pd
+    from sklearn.base import clone
+    from sklearn.datasets import load_breast_cancer, load_diabetes
+    from sklearn.linear_model import LinearRegression, LogisticRegression
+    from sklearn.pipeline import make_pipeline as sk_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
+
+    from keel.estimators import EnsembleClassifier, EnsembleRegressor
+
+    x, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    y = y.map({0: "malignant", 1: "benign"})
+    linear = sk_pipeline(StandardScaler(), LogisticRegression(max_iter=500))
+    tree = DecisionTreeClassifier(max_depth=3, random_state=0)
+    unused = DecisionTreeClassifier(max_depth=1)
+    ensemble = EnsembleClassifier(
+        [("linear", linear), ("tree", tree), ("unused", unused)], [0.75, 0.25, 0.0]
+    ).fit(x, y)
+    assert [n for n, _ in ensemble.members_] == ["linear", "tree"]
+    expected = 0.75 * clone(linear).fit(x, y).predict_proba(x) + 0.25 * clone(tree).fit(
+        x, y
+    ).predict_proba(x)
+    assert np.allclose(ensemble.predict_proba(x), expected)
+    assert set(ensemble.predict(x)) == {"malignant", "benign"}
+    assert ensemble.score(x, y) > 0.9
+    assert not hasattr(clone(ensemble), "members_")  # clone: unfitted, same settings
+
+    xr, yr = load_diabetes(return_X_y=True, as_frame=True)
+    regressor = EnsembleRegressor(
+        [("linear", LinearRegression()), ("tree", DecisionTreeRegressor(max_depth=3))],
+        [1, 1],
+    ).fit(xr, yr)
+    halves = 0.5 * LinearRegression().fit(xr, yr).predict(xr) + 0.5 * DecisionTreeRegressor(
+        max_depth=3
+    ).fit(xr, yr).predict(xr)
+    assert np.allclose(regressor.predict(pd.DataFrame(xr)), halves)
+    with pytest.raises(ValueError, match="non-negative weight"):
+        EnsembleRegressor([("linear", LinearRegression())], [-1]).fit(xr, yr)
