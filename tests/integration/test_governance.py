@@ -234,6 +234,8 @@ def test_a_robustness_limit_withholds_the_alias_and_check_judges_the_new_gates(
     card = Path(out["reports"]["model_card_md"]).read_text()
     assert "## Robustness" in card and "fidelity" in card
 
+    shown = _keel(tmp_path, "run")  # the terminal summary of the same (reused) run
+    assert "Robustness failed" in shown.output and "Runbook:" in shown.output
     check = json.loads(_keel(tmp_path, "check", "income/1", "--json").stdout)
     gates = {g["gate"]: g for g in check["gates"]}
     assert gates["robustness"]["status"] == "fail"

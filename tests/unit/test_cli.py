@@ -319,3 +319,23 @@ def test_a_failed_run_alerts_the_sinks(make_project) -> None:
     assert alert["kind"] == "pipeline_failure" and alert["severity"] == "critical"
     assert alert["stage"] == "ingest" and "'nope'" in alert["message"]
     assert only_the_failure_alert(path.parent)  # nothing else written
+
+
+def test_the_run_summary_names_the_costliest_stages() -> None:
+    from rich.console import Console
+
+    from keel.cli._train import _print_costs
+
+    console = Console(record=True, width=200)
+    stages = [
+        {"name": "tune", "status": "ran", "cpu_seconds": 41.2, "peak_mb": 512.4},
+        {"name": "ingest", "status": "ran", "cpu_seconds": 0.1, "peak_mb": 100.0},
+        {"name": "explain", "status": "ran", "cpu_seconds": 3.0, "peak_mb": 700.0},
+        {"name": "train", "status": "reused", "cpu_seconds": 99.0, "peak_mb": 1.0},
+        {"name": "evaluate", "status": "ran", "cpu_seconds": 5.5, "peak_mb": None},
+    ]
+    _print_costs(console, stages)
+    text = console.export_text()
+    assert text.strip() == (
+        "Most CPU: tune 41.2 s (peak 512 MB), evaluate 5.5 s, explain 3.0 s (peak 700 MB)"
+    )

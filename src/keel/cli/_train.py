@@ -299,11 +299,18 @@ def _render_run(result: dict[str, Any]) -> None:
                 if k in ("demographic_parity_difference", "equalized_odds_difference")
             )
             console.print(f"Fairness {feature}: {shown or 'one judged group only'}")
+    robustness = result["assessment"].get("robustness")
+    if robustness:
+        verdict = robustness["verdict"]
+        colour = "red" if verdict == "failed" else "green" if verdict == "passed" else "default"
+        console.print(f"Robustness [{colour}]{verdict}[/{colour}]: {robustness['summary'][0]}")
+        console.print(f"  {robustness['summary'][1]}")
     for name, tuning in result.get("tuning", {}).items():
         console.print(
             f"Tuned {name}: {tuning['trials']} trials ({tuning['pruned']} pruned) in"
             f" {tuning['seconds']:.0f}s, best CV {tuning['metric']} {_num(tuning['best_cv_score'])}"
         )
+    _print_costs(console, result.get("stages", []))
     model = result["model"]
     console.print(
         f"Registered [bold]{model['uri']}[/bold] (version {model['version']},"
@@ -318,7 +325,25 @@ def _render_run(result: dict[str, Any]) -> None:
             + (f" (ran: {', '.join(ran)})" if ran else " (nothing changed: no new version)")
         )
     console.print(f"Report: {result['reports']['html']}")
+    if result["reports"].get("runbook_md"):
+        console.print(f"Runbook: {result['reports']['runbook_md']}")
     console.print(_ui_hint(result["tracking_uri"]))
+
+
+def _print_costs(console: Console, stages: list[dict[str, Any]]) -> None:
+    """The three stages that cost the most CPU in this run, with their peak memory."""
+    ran = [s for s in stages if s.get("status") == "ran" and s.get("cpu_seconds") is not None]
+    if not ran:
+        return
+    costly = sorted(ran, key=lambda s: -s["cpu_seconds"])[:3]
+    console.print(
+        "Most CPU: "
+        + ", ".join(
+            f"{s['name']} {s['cpu_seconds']:.1f} s"
+            + (f" (peak {s['peak_mb']:.0f} MB)" if s.get("peak_mb") is not None else "")
+            for s in costly
+        )
+    )
 
 
 @app.command()
