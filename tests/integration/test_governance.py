@@ -113,6 +113,11 @@ def test_retire_keeps_the_evidence_and_nothing_loads_it_again(project: Path) -> 
     done = _keel(project, "serve", "--model", "income/1", "--port", "1")
     assert done.exit_code == 2 and "is retired" in done.output
     assert "Traceback" not in done.output
+    rows = pd.read_csv(project / "adult.csv").drop(columns=["income"]).head(5)
+    rows.to_parquet(project / "rows.parquet")
+    done = _keel(project, "predict", "income/1", "rows.parquet", "scored.parquet")
+    assert done.exit_code == 2 and "is retired" in done.output
+    assert not (project / "scored.parquet").exists()
     done = _keel(project, "card", "income/1")
     assert done.exit_code == 0, done.output
 
