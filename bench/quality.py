@@ -11,7 +11,8 @@ installed or run is reported as skipped, with the reason. Every score is compute
 same code in this process. Wall time of each tool is reported beside its score.
 
 Run: `.venv/bin/python bench/quality.py [--budget 60] [--datasets adult,diamonds,hpc]
-[--tools keel,lightgbm,flaml,autogluon] [--final-fit all_rows]`. Writes
+[--tools keel,lightgbm,flaml,autogluon] [--final-fit all_rows] [--candidates
+lightgbm,xgboost] [--output NAME.json]`. Writes
 bench/results/quality.json (quality-all_rows.json with --final-fit all_rows).
 """
 
@@ -32,8 +33,8 @@ import yaml
 from lightgbm import LGBMClassifier, LGBMRegressor
 from sklearn.model_selection import train_test_split
 
-from keel.evaluation import compute_metrics
 from keel.registry import load_package
+from keel.tasks import compute_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -121,7 +122,18 @@ def run_automl(tool, train, test, target, task, metric, budget, y_test, positive
 
 
 def run_keel(
-    name, train, test, target, task, metric, budget, y_test, positive, ignore, final_fit
+    name,
+    train,
+    test,
+    target,
+    task,
+    metric,
+    budget,
+    y_test,
+    positive,
+    ignore,
+    final_fit,
+    candidates=None,
 ) -> dict:
     folder = Path(tempfile.mkdtemp(prefix=f"keel-quality-{name}-"))
     train.to_csv(folder / "data.csv", index=False)
@@ -133,6 +145,7 @@ def run_keel(
         "budget": budget,
         "ignore_columns": ignore,
         "final_fit": final_fit,
+        **({"candidates": candidates} if candidates else {}),
     }
     (folder / "keel.yaml").write_text(yaml.safe_dump(config))
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {"CI": "1"}
@@ -148,6 +161,7 @@ def run_keel(
     if done.returncode not in (0, 1):
         return {"error": done.stderr.strip().splitlines()[-1]}
     payload = json.loads(done.stdout)
+    stages = {s["name"]: s["seconds"] for s in payload.get("stages", [])}
     package = load_package(f"q-{name}/{payload['model']['version']}", payload["tracking_uri"])
     x = test[package.schema.feature_names]
     proba = package.model.predict_proba(x) if task != "regression" else None
@@ -159,6 +173,8 @@ def run_keel(
         "model": payload["model"]["candidate"],
         "gate_passed": payload["assessment"]["gate"]["passed"],
         "keel_test_score": payload["metrics"].get(metric),
+        "candidates": candidates or ["lightgbm"],
+        "stage_seconds": stages,
     }
 
 
@@ -167,6 +183,9 @@ def main() -> int:
     parser.add_argument("--budget", type=float, default=60.0)
     parser.add_argument("--datasets", default="adult,diamonds,hpc")
     parser.add_argument("--tools", default="keel,lightgbm,flaml,autogluon")
+    parser.add_argument(
+        "--candidates", help="Keel's candidates, comma-separated (default: keel.yaml's default)"
+    )
     parser.add_argument(
         "--output", help="file name under bench/results/ (default quality[-FINAL_FIT].json)"
     )
@@ -209,6 +228,7 @@ def main() -> int:
                 positive,
                 ignore,
                 args.final_fit,
+                args.candidates.split(",") if args.candidates else None,
             )
         kept = [c for c in train.columns if c not in ignore]
         for tool in ("flaml", "autogluon"):
