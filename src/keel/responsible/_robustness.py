@@ -154,61 +154,93 @@ def minimal_changes(
     train: pd.DataFrame,
     spreads: dict[str, tuple[float, float, float]],
     categorical: set[str],
+    chunk: int = 100_000,
 ) -> list[dict[str, Any]]:
-    """For each row, the cheapest single-feature change that flips its decision."""
-    steps = np.arange(STEP, MAX_STEPS + STEP / 2, STEP)
-    categories = {
+    """For each row, the cheapest single-feature change that flips its decision.
+
+    Every trial (each numeric feature moved up and down in steps of ``STEP`` sd, each
+    category swapped for one of the 20 most frequent others) is built column-wise and
+    scored in large model calls: rows are searched in groups of at most ``chunk``
+    trials, so memory stays bounded on wide tables.
+    """
+    options = {
         name: train[name].dropna().astype(str).value_counts().index[:20].to_numpy()
-        for name in categorical
+        for name in sorted(categorical)
         if name in rows
     }
-    found = []
-    for index in range(len(rows)):
-        row = rows.iloc[[index]]
-        trials, costs, what = [], [], []
-        for name, (std, low, high) in spreads.items():
-            value = pd.to_numeric(row[name], errors="coerce").iloc[0]
-            if pd.isna(value):
-                continue
-            for sign in (1.0, -1.0):
-                moved = np.clip(value + sign * steps * std, low, high)
-                keep = moved != value
-                for cost, target in zip(steps[keep], moved[keep], strict=True):
-                    trials.append((name, target))
-                    costs.append(float(cost))
-                    what.append(f"{name} {'+' if sign > 0 else '-'}{cost:.2f} sd")
-        for name, values in categories.items():
-            current = str(row[name].iloc[0])
-            for value in values:
-                if value != current:
-                    trials.append((name, value))
-                    costs.append(CATEGORY_COST)
-                    what.append(f"{name} = {value}")
-        if not trials:
+    per_row = 2 * len(np.arange(STEP, MAX_STEPS + STEP / 2, STEP)) * len(spreads) + sum(
+        len(v) for v in options.values()
+    )
+    group = max(1, chunk // max(per_row, 1))
+    found: list[dict[str, Any]] = []
+    for at in range(0, len(rows), group):
+        found += _search(decide, rows.iloc[at : at + group], spreads, options)
+    return found
+
+
+def _search(
+    decide: Decider,
+    rows: pd.DataFrame,
+    spreads: dict[str, tuple[float, float, float]],
+    options: dict[str, np.ndarray],
+) -> list[dict[str, Any]]:
+    steps = np.arange(STEP, MAX_STEPS + STEP / 2, STEP)
+    moves = np.concatenate([steps, -steps])  # signed multiples of the std
+    n = len(rows)
+    parts: list[pd.DataFrame] = []
+    owner, costs, features, labels = [], [], [], []
+    for name, (std, low, high) in spreads.items():
+        values = pd.to_numeric(rows[name], errors="coerce").to_numpy(dtype=float)
+        who = np.repeat(np.arange(n), len(moves))
+        signed = np.tile(moves, n)
+        moved = np.clip(np.repeat(values, len(moves)) + signed * std, low, high)
+        keep = ~np.isnan(moved) & (moved != np.repeat(values, len(moves)))
+        if not keep.any():
+            continue
+        parts.append(_with(rows.iloc[who[keep]].reset_index(drop=True), name, moved[keep]))
+        owner.append(who[keep])
+        costs.append(np.abs(signed[keep]))
+        features.append(np.full(int(keep.sum()), name, dtype=object))
+        labels.append(
+            np.array(
+                [f"{name} {'+' if m > 0 else '-'}{abs(m):.2f} sd" for m in signed[keep]],
+                dtype=object,
+            )
+        )
+    for name, values in options.items():
+        current = rows[name].astype(str).to_numpy()
+        who = np.repeat(np.arange(n), len(values))
+        value = np.tile(values, n)
+        keep = value != np.repeat(current, len(values))
+        if not keep.any():
+            continue
+        trial = rows.iloc[who[keep]].reset_index(drop=True)
+        trial[name] = pd.Series(value[keep], dtype=object).astype(rows[name].dtype)
+        parts.append(trial)
+        owner.append(who[keep])
+        costs.append(np.full(int(keep.sum()), CATEGORY_COST))
+        features.append(np.full(int(keep.sum()), name, dtype=object))
+        labels.append(np.array([f"{name} = {v}" for v in value[keep]], dtype=object))
+    if not parts:
+        return [{"cost": None} for _ in range(n)]
+    who, cost = np.concatenate(owner), np.concatenate(costs)
+    said, changed = np.concatenate(labels), np.concatenate(features)
+    answers = np.asarray(decide(pd.concat(parts, ignore_index=True)))
+    flips = decide.flipped(np.asarray(decide(rows))[who], answers)
+    found: list[dict[str, Any]] = []
+    for index in range(n):
+        mine = np.flatnonzero((who == index) & flips)
+        if not len(mine):
             found.append({"cost": None})
             continue
-        batch = pd.concat([row] * len(trials), ignore_index=True)
-        for name in {t[0] for t in trials}:
-            picks = [i for i, t in enumerate(trials) if t[0] == name]
-            column = batch[name].copy()
-            if name in categorical:
-                column = column.astype(object)
-            elif pd.api.types.is_integer_dtype(column.dtype):
-                column = column.astype(float)
-            column.iloc[picks] = [trials[i][1] for i in picks]
-            if name in categorical:
-                column = column.astype(rows[name].dtype)
-            elif pd.api.types.is_integer_dtype(rows[name].dtype):
-                column = np.round(column.astype(float)).astype(rows[name].dtype)
-            batch[name] = column
-        base = decide(row)
-        flips = decide.flipped(np.repeat(base, len(trials)), decide(batch))
-        if not flips.any():
-            found.append({"cost": None})
-            continue
-        order = np.where(flips, np.asarray(costs), np.inf)
-        best = int(np.argmin(order))
-        found.append({"cost": costs[best], "change": what[best], "feature": trials[best][0]})
+        best = mine[np.argmin(cost[mine])]  # ties: the first trial built
+        found.append(
+            {
+                "cost": float(cost[best]),
+                "change": str(said[best]),
+                "feature": str(changed[best]),
+            }
+        )
     return found
 
 
