@@ -38,7 +38,13 @@ from keel.config._model import (
     Waiver,
     check_window,
 )
-from keel.config._settings import TRACKING_URI_ENV, Settings, resolve_settings, sqlite_uri
+from keel.config._settings import (
+    TRACKING_URI_ENV,
+    Settings,
+    resolve_settings,
+    shown_url,
+    sqlite_uri,
+)
 
 __all__ = [
     "BASELINE_NAMES",
@@ -82,5 +88,6 @@ __all__ = [
     "load_config",
     "parse_config",
     "resolve_settings",
+    "shown_url",
     "sqlite_uri",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,14 @@ def resolve_settings(config: ProjectConfig, environ: Mapping[str, str] | None = 
         reports_dir=keel_dir / "reports",
         stage_store=keel_dir / "stages",
     )
+
+
+def shown_url(url: str) -> str:
+    """``scheme://host[:port]/…``: a URL without its path, query or password (for humans)."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or "?"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}/…"
 
 
 def is_server(tracking_uri: str) -> bool:

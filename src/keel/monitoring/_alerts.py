@@ -21,12 +21,12 @@ import logging
 import math
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
 
+from keel.config import shown_url
 from keel.monitoring._monitor import MonitorReport, Window
 
 logger = logging.getLogger("keel.monitoring")
@@ -177,14 +177,6 @@ def post_json(url: str, payload: dict[str, Any], timeout: float, retries: int) -
         except (urllib.error.URLError, OSError) as exc:
             problem = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
     return problem
-
-
-def shown_url(url: str) -> str:
-    """``scheme://host[:port]/…``: a webhook URL without its path, query or password."""
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or "?"
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}/…"
 
 
 def deliver(alerts: list[dict[str, Any]], sinks: list[Any], root: Path) -> list[dict[str, Any]]:

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
+from keel.config import shown_url
 from keel.config._model import LOWER_IS_WORSE
 from keel.reports._card import Section, render_html, render_markdown
 
@@ -99,14 +99,6 @@ DEFAULT_RETIREMENT = (
 )
 
 
-def _key_host(url: str | None) -> str:
-    """A webhook's scheme and host only: its path or query may hold a secret."""
-    if not url:
-        return "-"
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or ''}/…"
-
-
 def _sinks(monitoring: dict[str, Any]) -> list[str]:
     out = []
     for sink in monitoring.get("sinks") or []:
@@ -114,7 +106,7 @@ def _sinks(monitoring: dict[str, Any]) -> list[str]:
         if kind == "jsonl":
             out.append(f"JSON lines file `{sink.get('path')}`")
         elif kind == "webhook":
-            out.append(f"webhook {_key_host(sink.get('url'))}")
+            out.append(f"webhook {shown_url(sink.get('url') or '')}")
         else:
             out.append("Keel's log (stderr of `keel monitor`)")
     return out or ["none configured (monitoring.sinks)"]
@@ -283,7 +275,7 @@ def build_runbook(facts: dict[str, Any], config: dict[str, Any]) -> list[Section
         )
     )
     log = serving.get("prediction_log")
-    log_text = _key_host(log) if log and "://" in str(log) else (log or "off")
+    log_text = shown_url(log) if log and "://" in str(log) else (log or "off")
     sections.append(
         (
             "Dashboard and logs",
