@@ -357,14 +357,36 @@ def test_opt_out_is_answered_not_stored_and_forget_erases_a_subject(
         (["--expired"], {}, "privacy.retention_days is not set"),
         (["--subject", "a"], {}, "privacy.subject_column is not set"),
         (["--subject", " "], {"subject_column": "x"}, "non-empty id"),
+        (["--list", "--log", "bad.db"], {}, "bad.db cannot be used (file is not a database)"),
+        (
+            ["--expired", "--log", "postgresql+psycopg://ada:secret@127.0.0.1:1/log"],
+            {"retention_days": 3},
+            "ada:***@127.0.0.1:1/log cannot be used",
+        ),
     ],
 )
 def test_bad_forget_input_is_one_line_and_exit_2(
     tmp_path: Path, args: list[str], privacy: dict, says: str
 ) -> None:
     (tmp_path / "adult.csv").write_text("age,income\n30,>50K\n")
+    (tmp_path / "bad.db").write_text("not a database")
     (tmp_path / "keel.yaml").write_text(yaml.safe_dump({**SMALL_PROJECT, "privacy": privacy}))
     done = _keel(tmp_path, "forget", *args)
     assert done.exit_code == 2, done.output
     assert says in done.output and "Traceback" not in done.output
+    assert "secret" not in done.output  # a password in a log URL is not echoed
     assert not (tmp_path / ".keel" / "predictions.db").exists()  # nothing written
+    assert (tmp_path / "bad.db").read_text() == "not a database"
+
+
+def test_forget_without_a_log_creates_none(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "adult.csv").write_text("age,income\n30,>50K\n")
+    config = {**SMALL_PROJECT, "privacy": {"subject_column": "age", "retention_days": 3}}
+    (tmp_path / "keel.yaml").write_text(yaml.safe_dump(config))
+    for args in (["--subject", "30"], ["--expired"], ["--list"]):
+        done = _keel(tmp_path, "forget", *args, "--json")
+        assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout) == {"erasures": []}
+    assert not (tmp_path / ".keel" / "predictions.db").exists()  # no log made for it

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from keel.cli._common import ConfigOpt, DebugOpt, JsonOpt, app
+from keel.cli._common import ConfigOpt, DebugOpt, JsonOpt, _shown_url, app
 from keel.cli._errors import exit_codes
 from keel.errors import KeelInputError
 
@@ -51,8 +51,10 @@ def forget(
     evidence, so removing them there means retraining without them and `keel retire`.
 
     `--expired` removes rows older than `privacy.retention_days` (a server does this
-    itself every hour). `--list` shows past erasures. Exit codes: 0 done, 2 bad
-    options, no subject column or retention set, or an unreachable log.
+    itself every hour). `--list` shows past erasures. A SQLite log that does not exist
+    is not created: nothing was logged, so nothing is erased or recorded there (the
+    versions holding the subject are still listed). Exit codes: 0 done, 2 bad options,
+    no subject column or retention set, or a log that cannot be opened.
     """
     from keel.config import load_config
     from keel.monitoring._privacy import erasures, forget_subject, purge_expired
@@ -82,9 +84,27 @@ def forget(
             raise KeelInputError(
                 "the prediction log is off (serving.prediction_log: null) and no --log given"
             )
-        url = log_url(target, project.root)
+        path = None if "://" in target else Path(target)
+        if path is not None and not path.is_absolute():
+            path = project.root / path
+        # a log that does not exist is not created (log_url would make its folder)
+        url = None if path is not None and not path.exists() else log_url(target, project.root)
+        shown = str(path) if path is not None else _shown_url(target)
+
+        def on_log(action: Any, *args: Any) -> Any:
+            from sqlalchemy.exc import SQLAlchemyError
+
+            try:
+                return action(url, *args)
+            except SQLAlchemyError as exc:
+                why = str(exc.orig if getattr(exc, "orig", None) else exc).splitlines()[0]
+                raise KeelInputError(
+                    f"the prediction log {shown} cannot be used ({why[:200]}); check"
+                    " serving.prediction_log or --log"
+                ) from None
+
         if show:
-            found = erasures(url)
+            found = on_log(erasures) if url else []
             if json_out:
                 print(json.dumps({"erasures": found}))
                 return
@@ -108,13 +128,19 @@ def forget(
                     "privacy.retention_days is not set: say how long rows are kept"
                     " (privacy: {retention_days: 90}) in keel.yaml"
                 )
-            record = purge_expired(url, days, current_user())
+            if url is None:
+                record = {"kind": "retention", "counts": {}, "recorded": False}
+            else:
+                record = on_log(purge_expired, days, current_user())
             if json_out:
                 print(json.dumps(record))
                 return
             Console(stderr=True).print(
                 f"purged rows older than {days} days: "
-                + ", ".join(f"{k} {v}" for k, v in record["counts"].items())
+                + (
+                    ", ".join(f"{k} {v}" for k, v in record["counts"].items())
+                    or f"no log at {shown}"
+                )
             )
             return
         subject = (subject or "").strip()
@@ -128,14 +154,19 @@ def forget(
                 {"version": v["version"], "held_in": v["held_in"]} for v in versions
             ],
         }
-        record = forget_subject(url, subject, current_user(), column, note)
+        if url is None:  # nothing was logged: nothing to erase there, nowhere to record
+            record = {"kind": "subject", "counts": {}, "recorded": False, "note": note}
+        else:
+            record = on_log(forget_subject, subject, current_user(), column, note)
         result = {**record, "versions_holding": versions}
         if json_out:
             print(json.dumps(result))
             return
         console = Console(stderr=True)
         console.print(
-            f"erased from {Path(target).name if '://' not in target else 'the log'}: "
+            f"no prediction log at {shown}: nothing logged to erase"
+            if url is None
+            else f"erased from {shown}: "
             + ", ".join(f"{k} {v}" for k, v in record["counts"].items())
             + f" (recorded as erasure {record['id'][:12]} by {record['who']})"
         )
