@@ -120,16 +120,6 @@ def next_semver(
     return f"{major}.{minor + 1}.0", "compatible: same inputs and outputs, new model"
 
 
-def _earlier(client: MlflowClient, name: str, version: str) -> Any:
-    """The latest version of ``name`` before ``version`` that has a semantic version."""
-    found = [
-        v
-        for v in client.search_model_versions(f"name = '{name}'")
-        if int(v.version) < int(version) and parse_semver((v.tags or {}).get(SEMVER_TAG))
-    ]
-    return max(found, key=lambda v: int(v.version), default=None)
-
-
 def assign_semver(
     client: MlflowClient, tracking_uri: str, name: str, version: str, interface: dict[str, Any]
 ) -> tuple[str, str]:
@@ -141,7 +131,13 @@ def assign_semver(
         tags = client.get_model_version(name, version).tags or {}
         if parse_semver(tags.get(SEMVER_TAG)):
             return tags[SEMVER_TAG], tags.get("keel.semver.why", "")
-        earlier = _earlier(client, name, version)
+        versions = client.search_model_versions(f"name = '{name}'")  # once, for both uses
+        numbered = [(v, parse_semver((v.tags or {}).get(SEMVER_TAG))) for v in versions]
+        earlier = max(
+            (v for v, parsed in numbered if parsed and int(v.version) < int(version)),
+            key=lambda v: int(v.version),
+            default=None,
+        )
         before = None
         if earlier is not None:
             try:
@@ -153,14 +149,13 @@ def assign_semver(
             before,
             interface,
         )
-        # a MINOR or MAJOR number already used by another version (several lines of
-        # development): take the next free one
-        used = {
-            (v.tags or {}).get(SEMVER_TAG) for v in client.search_model_versions(f"name = '{name}'")
-        }
-        while semver in used:
-            major, minor, _ = parse_semver(semver)  # type: ignore[misc]
-            semver = f"{major}.{minor + 1}.0"
+        # a MAJOR.MINOR already taken by another version (several lines of development,
+        # or a patched one): take the next free MINOR
+        used = {parsed[:2] for _, parsed in numbered if parsed}
+        major, minor, _ = parse_semver(semver)  # type: ignore[misc]
+        while (major, minor) in used:
+            minor += 1
+        semver = f"{major}.{minor}.0"
         client.set_model_version_tag(
             name, version, INTERFACE_TAG, json.dumps(interface, sort_keys=True)
         )
