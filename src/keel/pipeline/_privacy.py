@@ -52,6 +52,7 @@ def versions_holding(config: ProjectConfig, subject: str) -> list[dict[str, Any]
     settings = resolve_settings(config)
     column = subject_column(config)
     found = []
+    held_by: dict[str, bool | None] = {}  # versions often share a snapshot: read it once
     with mlflow_scope(settings.tracking_uri) as client:
         versions = client.search_model_versions(f"name = '{config.name}'")
     for v in sorted(versions, key=lambda v: int(v.version)):
@@ -59,7 +60,11 @@ def versions_holding(config: ProjectConfig, subject: str) -> list[dict[str, Any]
         where = []
         digest = tags.get("keel.dataset.digest")
         if digest:
-            held = _snapshot_holds(settings.data_store / digest / "data.parquet", column, subject)
+            if digest not in held_by:
+                held_by[digest] = _snapshot_holds(
+                    settings.data_store / digest / "data.parquet", column, subject
+                )
+            held = held_by[digest]
             if held:
                 where.append(f"training snapshot {digest[:12]} ({column})")
             elif held is None:
