@@ -24,6 +24,8 @@ __all__ = [
     "LabelledXGBClassifier",
     "MixtureClassifier",
     "decides_itself",
+    "margin",
+    "margin_to_proba",
     "row_coins",
 ]
 
@@ -234,20 +236,55 @@ def _compare(score: np.ndarray, operator: str, threshold: float) -> np.ndarray:
     return (score > threshold) if operator == ">" else (score < threshold)
 
 
+def margin(model: Any, X: Any) -> np.ndarray:  # noqa: N803
+    """A classifier's raw score: log-odds of ``classes_[1]`` ``(n,)``, or ``(n, k)`` logits.
+
+    Boosted trees give theirs directly (LightGBM ``raw_score``, XGBoost ``output_margin``,
+    scikit-learn's ``decision_function``); any other classifier the logit of its
+    clipped probabilities. A ``Pipeline`` transforms ``X`` first.
+    """
+    steps = getattr(model, "steps", None)
+    if steps is not None:
+        X = model[:-1].transform(X) if len(steps) > 1 else X  # noqa: N806
+        model = steps[-1][1]
+    kind = type(model).__module__.split(".")[0]
+    if kind == "lightgbm":
+        raw = model.predict(X, raw_score=True)
+    elif kind == "xgboost" or isinstance(model, LabelledXGBClassifier):
+        raw = model.predict(X, output_margin=True)
+    elif hasattr(model, "decision_function") and kind == "sklearn":
+        raw = model.decision_function(X)
+    else:
+        p = np.clip(np.asarray(model.predict_proba(X), dtype=float), 1e-12, 1 - 1e-12)
+        raw = np.log(p[:, 1] / p[:, 0]) if p.shape[1] == 2 else np.log(p)
+    return np.asarray(raw, dtype=float)
+
+
+def margin_to_proba(raw: np.ndarray) -> np.ndarray:
+    """Probabilities from raw scores: the logistic (binary) or softmax (multiclass)."""
+    raw = np.asarray(raw, dtype=float)
+    if raw.ndim == 1:
+        p = 1.0 / (1.0 + np.exp(-raw))
+        return np.column_stack([1.0 - p, p])
+    shifted = np.exp(raw - raw.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
 class _Ensemble(BaseEstimator):
-    """A weighted average of members' predictions (greedy ensemble selection's result).
+    """A weighted sum of members' outputs (greedy ensemble selection's result).
 
     ``members`` is a list of ``(name, estimator)``, ``weights`` one number per member
     (members of weight 0 are not fitted). ``fit`` fits a clone of each member; the
-    fitted ones are ``members_``, in order, with ``weights_`` summing to 1.
+    fitted ones are ``members_``, in order, with ``weights_`` summing to 1. Members see
+    the ensemble's own input (in Keel, the one preprocessed matrix they share).
     """
 
     def __init__(self, members: list[tuple[str, Any]] | None = None, weights: Any = None) -> None:
         self.members = members
         self.weights = weights
 
-    def fit(self, X: Any, y: Any) -> _Ensemble:  # noqa: N803
-        """Fit every member that has a weight on ``X``, ``y``."""
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> _Ensemble:  # noqa: N803
+        """Fit every member that has a weight on ``X``, ``y`` (and ``sample_weight``)."""
         members = list(self.members or [])
         weights = np.asarray(
             self.weights if self.weights is not None else [1.0] * len(members), dtype=float
@@ -255,7 +292,10 @@ class _Ensemble(BaseEstimator):
         if not members or len(weights) != len(members) or (weights < 0).any() or not weights.sum():
             raise ValueError("an ensemble needs members and one non-negative weight each")
         kept = [(m, w) for m, w in zip(members, weights, strict=True) if w > 0]
-        self.members_ = [(name, clone(estimator).fit(X, y)) for (name, estimator), _ in kept]
+        extra = {} if sample_weight is None else {"sample_weight": sample_weight}
+        self.members_ = [
+            (name, clone(estimator).fit(X, y, **extra)) for (name, estimator), _ in kept
+        ]
         self.weights_ = np.array([w for _, w in kept]) / sum(w for _, w in kept)
         return self
 
@@ -264,24 +304,41 @@ class _Ensemble(BaseEstimator):
 
 
 class EnsembleClassifier(ClassifierMixin, _Ensemble):
-    """A weighted average of classifiers' probabilities; decides the most likely class."""
+    """A weighted sum of classifiers' raw scores (log-odds), turned into probabilities.
+
+    Summing log-odds rather than probabilities keeps the ensemble explainable exactly:
+    TreeSHAP explains each boosted member's log-odds, and the SHAP values of a weighted
+    sum are the weighted sum of the members' values (:func:`margin`). All members
+    must be fitted on the same classes.
+    """
+
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> EnsembleClassifier:  # noqa: N803
+        """Fit the members; refuse members that disagree on the classes."""
+        super().fit(X, y, sample_weight)
+        first = [str(c) for c in self.members_[0][1].classes_]
+        if any([str(c) for c in m.classes_] != first for _, m in self.members_):
+            raise ValueError("the ensemble's members disagree on the classes")
+        return self
 
     @property
     def classes_(self) -> np.ndarray:
-        """The first member's classes (every member is aligned to them)."""
+        """The members' classes."""
         return np.asarray(self.members_[0][1].classes_)
 
-    def predict_proba(self, X: Any) -> np.ndarray:  # noqa: N803
-        """Σ weight × member probability, columns in the order of ``classes_``."""
-        classes = [str(c) for c in self.classes_]
-        total = np.zeros((len(X), len(classes)))
+    def decision_function(self, X: Any) -> np.ndarray:  # noqa: N803
+        """Σ weight × member log-odds: ``(n,)`` for two classes, else ``(n, k)``."""
+        total = None
         for (_, member), weight in zip(self.members_, self.weights_, strict=True):
-            order = [classes.index(str(c)) for c in member.classes_]
-            total[:, order] += weight * member.predict_proba(X)
+            part = weight * margin(member, X)
+            total = part if total is None else total + part
         return total
 
+    def predict_proba(self, X: Any) -> np.ndarray:  # noqa: N803
+        """The logistic (softmax) of the summed log-odds, columns in ``classes_`` order."""
+        return margin_to_proba(self.decision_function(X))
+
     def predict(self, X: Any) -> np.ndarray:  # noqa: N803
-        """The class of highest averaged probability."""
+        """The class of highest probability."""
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
 

@@ -56,7 +56,7 @@ def test_the_ensemble_estimator_averages_its_members_and_refits_clones() -> None
     from sklearn.preprocessing import StandardScaler
     from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
-    from keel.estimators import EnsembleClassifier, EnsembleRegressor
+    from keel.estimators import EnsembleClassifier, EnsembleRegressor, margin, margin_to_proba
 
     x, y = load_breast_cancer(return_X_y=True, as_frame=True)
     y = y.map({0: "malignant", 1: "benign"})
@@ -67,10 +67,13 @@ def test_the_ensemble_estimator_averages_its_members_and_refits_clones() -> None
         [("linear", linear), ("tree", tree), ("unused", unused)], [0.75, 0.25, 0.0]
     ).fit(x, y)
     assert [n for n, _ in ensemble.members_] == ["linear", "tree"]
-    expected = 0.75 * clone(linear).fit(x, y).predict_proba(x) + 0.25 * clone(tree).fit(
-        x, y
-    ).predict_proba(x)
-    assert np.allclose(ensemble.predict_proba(x), expected)
+    # log-odds are summed: the linear model's decision function, the tree's clipped logit
+    expected = 0.75 * clone(linear).fit(x, y).decision_function(x) + 0.25 * margin(
+        clone(tree).fit(x, y), x
+    )
+    assert np.allclose(ensemble.decision_function(x), expected)
+    assert np.allclose(ensemble.predict_proba(x), margin_to_proba(expected))
+    assert np.allclose(ensemble.predict_proba(x).sum(axis=1), 1.0)
     assert set(ensemble.predict(x)) == {"malignant", "benign"}
     assert ensemble.score(x, y) > 0.9
     assert not hasattr(clone(ensemble), "members_")  # clone: unfitted, same settings
@@ -86,3 +89,43 @@ def test_the_ensemble_estimator_averages_its_members_and_refits_clones() -> None
     assert np.allclose(regressor.predict(pd.DataFrame(xr)), halves)
     with pytest.raises(ValueError, match="non-negative weight"):
         EnsembleRegressor([("linear", LinearRegression())], [-1]).fit(xr, yr)
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_boosted_members_margins_are_their_log_odds(classes: int) -> None:
+    from lightgbm import LGBMClassifier
+    from sklearn.datasets import make_classification
+
+    from keel.estimators import (
+        EnsembleClassifier,
+        LabelledXGBClassifier,
+        margin,
+        margin_to_proba,
+    )
+
+    x, y = make_classification(600, 8, n_informative=5, n_classes=classes, random_state=0)
+    labels = np.array(["a", "b", "c"])[y]
+    lgb = LGBMClassifier(n_estimators=30, n_jobs=1, verbose=-1).fit(x, labels)
+    xgb = LabelledXGBClassifier(n_estimators=30, n_jobs=1).fit(x, labels)
+    for model in (lgb, xgb):  # the margin reproduces the model's own probabilities
+        assert np.allclose(margin_to_proba(margin(model, x)), model.predict_proba(x), atol=1e-6)
+    ensemble = EnsembleClassifier([("lgb", lgb), ("xgb", xgb)], [0.5, 0.5]).fit(x, labels)
+    expected = 0.5 * margin(ensemble.members_[0][1], x) + 0.5 * margin(ensemble.members_[1][1], x)
+    assert np.allclose(ensemble.decision_function(x), expected)
+    assert list(ensemble.classes_) == sorted(set(labels))
+    assert ensemble.score(x, labels) > 0.8
+
+
+def test_members_fitted_on_different_classes_are_refused() -> None:
+    from sklearn.tree import DecisionTreeClassifier
+
+    from keel.estimators import EnsembleClassifier
+
+    class Renamed(DecisionTreeClassifier):
+        def fit(self, X, y, sample_weight=None):  # noqa: N803
+            return super().fit(X, np.where(y == "a", "z", y), sample_weight)
+
+    x = np.arange(20, dtype=float).reshape(-1, 1)
+    y = np.array(["a", "b"] * 10)
+    with pytest.raises(ValueError, match="disagree"):
+        EnsembleClassifier([("t", DecisionTreeClassifier()), ("r", Renamed())]).fit(x, y)

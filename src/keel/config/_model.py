@@ -30,11 +30,15 @@ CandidateName = Literal[
     "xgboost",
     "hist_gradient_boosting",
     "random_forest",
+    "ensemble",
 ]
 
 TASKS: tuple[str, ...] = get_args(TaskType)
 CANDIDATES: tuple[str, ...] = get_args(CandidateName)
 BASELINE_NAMES: tuple[str, ...] = ("dummy", "linear", "shallow_tree")
+# the candidates tuning searches (keel.training.SEARCH_SPACES); an ensemble combines them
+TUNABLE: tuple[str, ...] = ("lightgbm", "xgboost", "hist_gradient_boosting", "random_forest")
+ENSEMBLE = "ensemble"
 RECOMMENDATION = "recommendation"
 RECOMMENDERS: tuple[str, ...] = get_args(RecommenderName)
 RECOMMENDER_BASELINES: tuple[str, ...] = ("random", "popularity", "recent_popularity")
@@ -571,6 +575,18 @@ class TuningConfig(_Strict):
         return value
 
 
+class EnsembleConfig(_Strict):
+    """How the ``ensemble`` candidate is built: ``ensemble:`` in keel.yaml.
+
+    Greedy ensemble selection with replacement (Caruana et al., 2004) over the
+    out-of-fold predictions of the ``top_trials`` best tuning trials of every tuned
+    candidate, for ``rounds`` rounds; the weights are how often each was picked.
+    """
+
+    top_trials: int = Field(3, ge=1, le=10)
+    rounds: int = Field(25, ge=1, le=500)
+
+
 class ProjectConfig(_Strict):
     """A Keel project, as written in ``keel.yaml``.
 
@@ -610,6 +626,7 @@ class ProjectConfig(_Strict):
     serving: ServingConfig = Field(default_factory=ServingConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     tuning: TuningConfig = Field(default_factory=TuningConfig)
+    ensemble: EnsembleConfig = Field(default_factory=EnsembleConfig)
     tracking_uri: str | None = None
     schema_file: str | None = Field(None, alias="schema")
     # recommendation: interactions of users with items (task: recommendation)
@@ -691,6 +708,11 @@ class ProjectConfig(_Strict):
             raise ValueError(
                 f"candidates {wrong} are recommenders; a {self.task or 'tabular'} model takes"
                 f" {', '.join(CANDIDATES)}"
+            )
+        if "ensemble" in self.candidates and not set(self.candidates) & set(TUNABLE):
+            raise ValueError(
+                "candidates: ensemble combines tuned candidates; list at least one of"
+                f" {', '.join(TUNABLE)} beside it"
             )
         if self.target in self.ignore_columns:
             raise ValueError(f"target {self.target!r} cannot also be in ignore_columns")

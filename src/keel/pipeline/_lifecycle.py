@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from keel.config import ProjectConfig, Settings
+from keel.config import ENSEMBLE, ProjectConfig, Settings
 from keel.errors import DataError
 from keel.pipeline._stages import Graph, Stage
 
@@ -245,6 +245,24 @@ def tune(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
             _tune_each(tunable, inputs, ctx, tuned, RayFolds(ray))
     else:
         _tune_each(tunable, inputs, ctx, tuned, None)
+    if ENSEMBLE in config.candidates and tuned:
+        from keel.training import select_ensemble
+
+        ctx.say("ensemble selection over the best trials' out-of-fold predictions")
+        found = select_ensemble(
+            tuned,
+            inputs["splits"].train,
+            inputs["schema"],
+            inputs["labels"],
+            config.cv_folds,
+            config.seed,
+            top=config.ensemble.top_trials,
+            rounds=config.ensemble.rounds,
+            time_column=config.time_column,
+            group_column=config.group_column,
+        )
+        if found is not None:
+            tuned[ENSEMBLE] = found
     return {"tuned": tuned}
 
 
@@ -278,6 +296,7 @@ def _tune_each(
             group_column=config.group_column,
             trials=config.trials,
             folds_on=folds_on,
+            keep_outputs=config.ensemble.top_trials if ENSEMBLE in config.candidates else 0,
         )
 
 
@@ -741,6 +760,7 @@ def _graph() -> Graph:
                     "candidates",
                     "budget",
                     "trials",
+                    "ensemble",
                     "seed",
                     "cv_folds",
                     "time_column",

@@ -107,7 +107,10 @@ def explain(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         explainer = cache.get(id(model))
-        if kind in _TREE_TYPES:
+        if hasattr(model, "members_"):  # an ensemble: the weighted sum of its members'
+            result = _ensemble_shap(model, matrix, reference, task, cache)
+            explainer = result
+        elif kind in _TREE_TYPES:
             explainer = explainer or shap.TreeExplainer(model)
             result = explainer(matrix, check_additivity=False)
         elif kind in _LINEAR_TYPES:
@@ -140,7 +143,57 @@ def explain(
         names.append(feature)
         folded = np.column_stack([folded, values[:, columns].sum(axis=1)])
     output = plugin.explained_output(probability, label)
-    return Explanation(names, folded, base, output, type(explainer).__name__)
+    shown = getattr(explainer, "name", None) or type(explainer).__name__
+    return Explanation(names, folded, base, output, shown)
+
+
+class _EnsembleShap:
+    """SHAP values of an ensemble: the weighted sum of its members' (see explain)."""
+
+    def __init__(self, values: np.ndarray, base: np.ndarray, kinds: list[str]) -> None:
+        self.values, self.base_values = values, base
+        self.name = f"weighted sum of {len(kinds)} members' SHAP ({', '.join(sorted(set(kinds)))})"
+
+
+def _ensemble_shap(
+    model: Any, matrix: Any, reference: Any, task: str, cache: dict[int, Any]
+) -> _EnsembleShap:
+    """Σ weight × member SHAP, in the ensemble's own output space.
+
+    A classifier ensemble sums its members' log-odds (``EnsembleClassifier``), so each
+    member is explained in log-odds: TreeSHAP for boosted trees, the linear explainer
+    for a logistic regression, else a permutation explainer of its log-odds. Shapley
+    values are linear in the explained function, so the sum is exact (additive).
+    """
+    import shap
+
+    from keel.estimators import margin
+
+    classify = task != "regression"
+    values = base = None
+    kinds = []
+    for (_, member), weight in zip(model.members_, model.weights_, strict=True):
+        kind = type(member).__name__
+        explainer = cache.get(id(member))
+        probability_trees = classify and kind.startswith(("RandomForest", "DecisionTree"))
+        if kind in _TREE_TYPES and not probability_trees:
+            explainer = explainer or shap.TreeExplainer(member)
+            found = explainer(matrix, check_additivity=False)
+        elif kind in _LINEAR_TYPES:
+            explainer = explainer or shap.LinearExplainer(member, reference)
+            found = explainer(matrix)
+        else:
+            explainer = explainer or shap.PermutationExplainer(
+                lambda x, m=member: margin(m, x), reference
+            )
+            found = explainer(matrix, max_evals=2 * matrix.shape[1] + 1, silent=True)
+        cache[id(member)] = explainer
+        kinds.append(type(explainer).__name__)
+        part = weight * np.asarray(found.values, dtype=float)
+        part_base = weight * np.asarray(found.base_values, dtype=float)
+        values = part if values is None else values + part
+        base = part_base if base is None else base + part_base
+    return _EnsembleShap(values, base, kinds)
 
 
 def explain_row(

@@ -19,6 +19,7 @@ from keel.training._candidates import (
     train_candidates,
 )
 from keel.training._curves import learning_curve
+from keel.training._ensemble import make_ensemble, select_ensemble
 from keel.training._feature_tests import run_feature_tests
 from keel.training._slices import slice_report, worst_rows
 from keel.training._tuning import (
@@ -52,6 +53,7 @@ __all__ = [
     "fold_indices",
     "folds_for",
     "learning_curve",
+    "make_ensemble",
     "make_pipeline",
     "predict_with",
     "refit_on_all_rows",
@@ -59,6 +61,7 @@ __all__ = [
     "run_behaviour_tests",
     "run_feature_tests",
     "select_best",
+    "select_ensemble",
     "slice_report",
     "summarize_folds",
     "train_candidates",

@@ -12,14 +12,14 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
-from keel.config import BASELINE_NAMES, CANDIDATES
+from keel.config import BASELINE_NAMES, CANDIDATES, ENSEMBLE
 from keel.data import LabelInfo, Schema, Splits
 from keel.evaluation import MetricSpec, is_better
 from keel.features import build_preprocessor
 from keel.tasks import get_task
 
-# every baseline and candidate a task plug-in can build (keel.tasks)
-CANDIDATE_FACTORIES: tuple[str, ...] = CANDIDATES  # keel.yaml's candidates: names
+# keel.yaml's candidates that build on their own (an ensemble is built from its spec)
+CANDIDATE_FACTORIES: tuple[str, ...] = tuple(c for c in CANDIDATES if c != ENSEMBLE)
 BASELINES: tuple[str, ...] = BASELINE_NAMES
 
 
@@ -99,10 +99,20 @@ def train_candidates(
     y_train = labels.kind.truth(splits.train[schema.target])
     trained = []
     for name in names:
-        if on_candidate is not None:
-            on_candidate(name)
-        pipeline = make_pipeline(name, labels.task, schema, seed)
         overrides = (params or {}).get(name) or {}
+        if name == ENSEMBLE:
+            if not overrides.get("members"):
+                continue  # no ensemble was selected (nothing tuned, or one model won)
+            from keel.training._ensemble import make_ensemble
+
+            if on_candidate is not None:
+                on_candidate(f"{name} of {', '.join(m['name'] for m in overrides['members'])}")
+            pipeline = make_ensemble(overrides, labels.task, schema, seed)
+            overrides = {}
+        else:
+            if on_candidate is not None:
+                on_candidate(name)
+            pipeline = make_pipeline(name, labels.task, schema, seed)
         if overrides:
             pipeline.set_params(**{f"model__{k}": v for k, v in overrides.items()})
         started = time.perf_counter()
@@ -111,11 +121,7 @@ def train_candidates(
             pipeline.fit(x_train, y_train)
         seconds = time.perf_counter() - started
         metrics = evaluate_pipeline(pipeline, splits.validation, schema, labels)
-        fitted_params = {
-            k: v
-            for k, v in pipeline.named_steps["model"].get_params().items()
-            if isinstance(v, str | int | float | bool) or v is None
-        }
+        fitted_params = model_params(pipeline.named_steps["model"])
         candidate = TrainedCandidate(
             name=name,
             pipeline=pipeline,
@@ -126,6 +132,22 @@ def train_candidates(
         )
         trained.append(candidate)
     return trained
+
+
+def model_params(model: Any) -> dict[str, Any]:
+    """A fitted model's plain hyper-parameters; an ensemble's per member, with weights."""
+    members = getattr(model, "members_", None)
+    if members is None:
+        return {
+            k: v
+            for k, v in model.get_params().items()
+            if isinstance(v, str | int | float | bool) or v is None
+        }
+    out: dict[str, Any] = {}
+    for (label, member), weight in zip(members, model.weights_, strict=True):
+        out[f"{label}.weight"] = round(float(weight), 6)
+        out |= {f"{label}.{k}": v for k, v in model_params(member).items()}
+    return out
 
 
 def select_best(

@@ -116,6 +116,22 @@ class Trial:
     fold_scores: list[float]
     seconds: float
     fold_metrics: list[dict[str, float]] = field(default_factory=list, repr=False)
+    # out-of-fold raw scores or values per train row (NaN: never held out); kept for
+    # the best few trials only, when tuning was asked to keep them
+    outputs: np.ndarray | None = field(default=None, repr=False)
+
+
+def assemble_outputs(n: int, parts: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray | None:
+    """One array over ``n`` rows from per-fold ``(rows, values)``; None if shapes differ."""
+    if not parts:
+        return None
+    tail = parts[0][1].shape[1:]
+    if any(values.shape[1:] != tail for _, values in parts):
+        return None  # a fold saw fewer classes: its scores do not line up
+    out = np.full((n, *tail), np.nan)
+    for rows, values in parts:
+        out[rows] = values
+    return out
 
 
 @dataclass
@@ -183,17 +199,28 @@ def fold_metrics(
     held_rows: np.ndarray,
     task: str,
     positive_class: Any,
-) -> dict[str, float]:
+    keep: bool = False,
+) -> Any:
     """Fit a clone of ``pipeline`` on ``fit_rows``; every metric on ``held_rows``.
 
-    One fold of :func:`cross_validate`, the same in process and as a Ray task.
+    One fold of :func:`cross_validate`, the same in process and as a Ray task. With
+    ``keep``, ``(metrics, outputs)``: the held-out rows' raw scores (log-odds, see
+    :func:`keel.estimators.margin`) or predicted values, for ensemble selection.
     """
     model = clone(pipeline)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model.fit(x.iloc[fit_rows], y[fit_rows])
-    predictions, proba, classes = predict_with(model, x.iloc[held_rows], task)
-    return compute_metrics(task, y[held_rows], predictions, proba, classes, positive_class)
+    held = x.iloc[held_rows]
+    predictions, proba, classes = predict_with(model, held, task)
+    metrics = compute_metrics(task, y[held_rows], predictions, proba, classes, positive_class)
+    if not keep:
+        return metrics
+    if proba is None:
+        return metrics, np.asarray(predictions, dtype=float)
+    from keel.estimators import margin
+
+    return metrics, margin(model, held)
 
 
 def cross_validate(
@@ -207,8 +234,12 @@ def cross_validate(
     time_column: str | None = None,
     group_column: str | None = None,
     folds_on: Any = None,
+    outputs: list[tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> list[dict[str, float]]:
     """Every metric on each held-out fold of ``frame`` (fit on the others).
+
+    ``outputs``, a list, receives ``(held-out row positions, their raw scores or
+    values)`` per fold: the out-of-fold predictions ensemble selection works on.
 
     ``folds_on`` (a :class:`keel.training.RayFolds`) fits the folds at once as tasks on
     a Ray cluster; their results are still handed to ``on_fold`` in fold order, so a
@@ -220,15 +251,27 @@ def cross_validate(
     folds = fold_indices(frame, y, labels.task, n_splits, seed, time_column, group_column)
     if folds_on is not None:
         found = folds_on.run(
-            pipeline, x, y, folds, labels.task, labels.positive_class, source=frame
+            pipeline,
+            x,
+            y,
+            folds,
+            labels.task,
+            labels.positive_class,
+            source=frame,
+            keep=outputs is not None,
         )
     else:
         found = (
-            fold_metrics(pipeline, x, y, fit, held, labels.task, labels.positive_class)
+            fold_metrics(
+                pipeline, x, y, fit, held, labels.task, labels.positive_class, outputs is not None
+            )
             for fit, held in folds
         )
     try:
         for k, metrics in enumerate(found):
+            if outputs is not None:
+                metrics, values = metrics
+                outputs.append((folds[k][1], values))
             results.append(metrics)
             if on_fold is not None:
                 on_fold(k, metrics)
@@ -263,6 +306,7 @@ class RayFolds:
         task: str,
         positive_class: Any,
         source: Any = None,
+        keep: bool = False,
     ) -> Any:
         """Each fold's metrics, in fold order (a generator: closing it cancels the rest).
 
@@ -275,7 +319,7 @@ class RayFolds:
             self._stored = {id(source): held}
         _, x_ref, y_ref = held
         refs = [
-            self.task.remote(pipeline, x_ref, y_ref, fit, held, task, positive_class)
+            self.task.remote(pipeline, x_ref, y_ref, fit, held, task, positive_class, keep)
             for fit, held in folds
         ]
         return self._in_order(refs)
@@ -299,12 +343,13 @@ def _fold_task(
     held_rows: np.ndarray,
     task: str,
     positive_class: Any,
-) -> dict[str, float]:
+    keep: bool = False,
+) -> Any:
     """One fold on a Ray worker, on one thread (the cluster's CPUs are the parallelism)."""
     import threadpoolctl
 
     with threadpoolctl.threadpool_limits(1):
-        return fold_metrics(pipeline, x, y, fit_rows, held_rows, task, positive_class)
+        return fold_metrics(pipeline, x, y, fit_rows, held_rows, task, positive_class, keep)
 
 
 def summarize_folds(folds: list[dict[str, float]]) -> dict[str, dict[str, float]]:
@@ -321,6 +366,14 @@ def summarize_folds(folds: list[dict[str, float]]) -> dict[str, dict[str, float]
     return out
 
 
+def _keep_best_outputs(trials: list[Trial], keep: int, sign: float) -> None:
+    """Drop the out-of-fold predictions of all but the ``keep`` best complete trials."""
+    held = [t for t in trials if t.outputs is not None and t.score is not None]
+    held.sort(key=lambda t: -sign * t.score)
+    for trial in held[keep:]:
+        trial.outputs = None
+
+
 def tune(
     name: str,
     frame: pd.DataFrame,
@@ -334,6 +387,7 @@ def tune(
     group_column: str | None = None,
     trials: int | None = None,
     folds_on: Any = None,
+    keep_outputs: int = 0,
 ) -> TuningResult:
     """Tune candidate ``name`` with Optuna (TPE, median pruning) on CV folds of ``frame``.
 
@@ -344,6 +398,8 @@ def tune(
     its running mean after every fold so that a clearly worse trial is pruned early.
     ``folds_on`` fits each trial's folds as tasks on a Ray cluster: the same trials in
     the same order, so the same result for a fixed ``trials`` and seed.
+    ``keep_outputs`` keeps the out-of-fold predictions of that many best trials
+    (``Trial.outputs``), for ensemble selection.
     """
     import optuna
 
@@ -381,6 +437,7 @@ def tune(
                 state[0] = "stopped: budget spent"
                 raise optuna.TrialPruned
 
+        parts: list[tuple[np.ndarray, np.ndarray]] | None = [] if keep_outputs else None
         try:
             cross_validate(
                 pipeline,
@@ -393,6 +450,7 @@ def tune(
                 time_column=time_column,
                 group_column=group_column,
                 folds_on=folds_on,
+                outputs=parts,
             )
         except optuna.TrialPruned:
             trials.append(
@@ -402,6 +460,9 @@ def tune(
         score = float(np.nanmean(scores))
         seconds = time.perf_counter() - started
         trials.append(Trial(trial.number, params, "complete", score, scores, seconds, fold_metrics))
+        if parts:
+            trials[-1].outputs = assemble_outputs(len(frame), parts)
+            _keep_best_outputs(trials, keep_outputs, sign)
         if best[0] is None or sign * score > sign * best[0]:
             best[0] = score
         if on_trial is not None:
