@@ -129,3 +129,90 @@ def test_members_fitted_on_different_classes_are_refused() -> None:
     y = np.array(["a", "b"] * 10)
     with pytest.raises(ValueError, match="disagree"):
         EnsembleClassifier([("t", DecisionTreeClassifier()), ("r", Renamed())]).fit(x, y)
+
+
+def test_tuning_keeps_the_best_trials_out_of_fold_outputs_and_selection_uses_them(
+    adult_frame,
+) -> None:
+    from keel.data import infer_schema, prepare_labels, split_frame
+    from keel.training import cross_validate, make_pipeline, select_ensemble, tune
+
+    frame, labels = prepare_labels(adult_frame, "income", None, None)
+    schema = infer_schema(frame, "income", ["fnlwgt"])
+    train = split_frame(frame, "income", "binary", seed=0).train
+    tuned = {
+        name: tune(name, train, schema, labels, 0, 0, 3, trials=4, keep_outputs=2)
+        for name in ("lightgbm", "xgboost")
+    }
+    for result in tuned.values():
+        kept = [t for t in result.trials if t.outputs is not None]
+        assert len(kept) == 2  # only the two best trials keep theirs
+        best_two = sorted((t.score for t in result.trials if t.score is not None), reverse=True)
+        assert sorted(t.score for t in kept) == sorted(best_two[:2])
+        assert kept[0].outputs.shape == (len(train),) and np.isfinite(kept[0].outputs).all()
+    # the kept outputs are the folds' own predictions: the same fits give the same scores
+    best = max(tuned["lightgbm"].trials, key=lambda t: t.score or 0)
+    pipeline = make_pipeline("lightgbm", "binary", schema, 0)
+    pipeline.set_params(**{f"model__{k}": v for k, v in best.params.items()})
+    parts: list = []
+    cross_validate(pipeline, train, schema, labels, 3, 0, outputs=parts)
+    again = np.empty(len(train))
+    for rows, values in parts:
+        again[rows] = values
+    assert np.allclose(again, best.outputs)
+
+    found = select_ensemble(tuned, train, schema, labels, 3, 0, top=2, rounds=10)
+    assert found is not None  # on this sample two trials do better together
+    members = found.best_params["members"]
+    assert len(members) >= 2 and sum(m["weight"] for m in members) == pytest.approx(1)
+    assert found.best_score >= found.best_params["best_single_score"] - 1e-12
+    assert len(found.best_fold_metrics) == 3
+    lonely = {"lightgbm": tuned["lightgbm"]}
+    lonely["lightgbm"].trials[:] = [t for t in lonely["lightgbm"].trials if t is best]
+    assert select_ensemble(lonely, train, schema, labels, 3, 0) is None  # one model: none
+
+
+@pytest.mark.parametrize("task", ["regression", "multiclass"])
+def test_an_ensemble_is_explained_additively_for_every_task(task: str) -> None:
+    import pandas as pd
+    from sklearn.datasets import load_diabetes, load_wine
+
+    from keel.data import infer_schema, prepare_labels
+    from keel.responsible._explain import explain
+    from keel.training import make_ensemble
+
+    loader = load_diabetes if task == "regression" else load_wine
+    x, y = loader(return_X_y=True, as_frame=True)
+    frame = x.assign(target=y if task == "regression" else y.map(lambda v: f"c{v}"))
+    frame, labels = prepare_labels(frame, "target", None, None)
+    schema = infer_schema(frame, "target", [])
+    spec = {
+        "members": [
+            {
+                "name": "lightgbm",
+                "candidate": "lightgbm",
+                "params": {"n_estimators": 40},
+                "weight": 0.7,
+            },
+            {
+                "name": "xgboost",
+                "candidate": "xgboost",
+                "params": {"n_estimators": 30},
+                "weight": 0.3,
+            },
+        ]
+    }
+    model = make_ensemble(spec, labels.task, schema, 0).fit(
+        frame[schema.feature_names], labels.kind.truth(frame["target"])
+    )
+    rows = frame[schema.feature_names].head(20)
+    found = explain(model, rows, frame[schema.feature_names].head(50), labels.task)
+    matrix = model.named_steps["preprocess"].transform(rows)
+    inner = model.named_steps["model"]
+    if task == "regression":
+        expected = inner.predict(matrix)
+    else:  # each row's predicted class, in log-odds (logits)
+        logits = inner.decision_function(matrix)
+        expected = logits[np.arange(len(rows)), logits.argmax(axis=1)]
+    assert np.allclose(found.base + found.values.sum(axis=1), expected, atol=1e-4)
+    assert isinstance(pd.Series(found.importance()), pd.Series)

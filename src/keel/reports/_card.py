@@ -169,7 +169,6 @@ def _details(
     loadtest: dict[str, Any] | None,
 ) -> list[Section]:
     """Card section(s): details."""
-    model = report.model
     sections: list[Section] = []
     owners = card_config.get("owners") or ["not stated (set card.owners in keel.yaml)"]
     sections.append(
@@ -188,7 +187,7 @@ def _details(
                                 registry.get("semver") or "none (registered by an older Keel)",
                             ],
                             ["Aliases", ", ".join(registry.get("aliases") or []) or "none"],
-                            ["Type", f"{model.candidate} ({report.task})"],
+                            ["Type", f"{_model_type(report)} ({report.task})"],
                             ["Registered", registry.get("created", "")],
                             ["Owners", ", ".join(owners)],
                             ["MLflow run", report.run_id],
@@ -932,3 +931,15 @@ def _bars_svg(label: str, bars: list[tuple[str, float, float | None, float | Non
         + "".join(items)
         + "</svg>"
     )
+
+
+def _model_type(report: Any) -> str:
+    """The candidate's name; for an ensemble, its members and their weights."""
+    candidate = report.model.candidate
+    spec = (report.tuning or {}).get(candidate, {}).get("best_params") or {}
+    members = spec.get("members") if isinstance(spec, dict) else None
+    if not members:
+        return candidate
+    parts = ", ".join(f"{m['name']} × {float(m['weight']):.2f}" for m in members)
+    averaged = "predictions" if report.task == "regression" else "log-odds"
+    return f"{candidate} of {len(members)} models ({averaged} averaged: {parts})"

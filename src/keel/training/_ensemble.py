@@ -67,7 +67,7 @@ def ensemble_members(
         ]
         kept.sort(key=lambda t: -sign * t.score)
         for rank, trial in enumerate(kept[:top]):
-            label = name if rank == 0 else f"{name}#{rank + 1}"
+            label = name if rank == 0 else f"{name}-{rank + 1}"
             found[label] = (name, dict(trial.params), trial.outputs)
     return found
 
