@@ -216,3 +216,33 @@ def test_an_ensemble_is_explained_additively_for_every_task(task: str) -> None:
         expected = logits[np.arange(len(rows)), logits.argmax(axis=1)]
     assert np.allclose(found.base + found.values.sum(axis=1), expected, atol=1e-4)
     assert isinstance(pd.Series(found.importance()), pd.Series)
+
+
+def test_the_whole_run_budget_leaves_the_later_stages_their_time(adult_frame) -> None:
+    import time
+
+    from keel.config import parse_config
+    from keel.data import infer_schema, prepare_labels, split_frame
+    from keel.pipeline._lifecycle import RunContext, after_tuning_seconds, tune
+
+    base = {"name": "b", "data": "x.csv", "target": "income", "cv_folds": 3, "budget": 30}
+    config = parse_config(base)
+    # more rows, slower fits, an ensemble and a refit on all rows all need more time
+    small = after_tuning_seconds(config, 1000, {"lightgbm": 0.5})
+    assert after_tuning_seconds(config, 50_000, {"lightgbm": 0.5}) > small
+    assert after_tuning_seconds(config, 1000, {"lightgbm": 2.0}) > small
+    ensemble = parse_config({**base, "candidates": ["lightgbm", "ensemble"]})
+    assert after_tuning_seconds(ensemble, 1000, {"lightgbm": 0.5}) > small
+    assert after_tuning_seconds(parse_config({**base, "final_fit": "all_rows"}), 1000, {"x": 1}) > (
+        after_tuning_seconds(config, 1000, {"x": 1})
+    )
+
+    frame, labels = prepare_labels(adult_frame, "income", None, None)
+    schema = infer_schema(frame, "income", ["fnlwgt"])
+    splits = split_frame(frame, "income", "binary", seed=0)
+    inputs = {"splits": splits, "schema": schema, "labels": labels, "fixed_params": None}
+    two = parse_config({**base, "candidates": ["lightgbm", "xgboost"]})
+    # the run's budget is already spent: each candidate still gets its first trial
+    spent = RunContext(two, None, started=time.perf_counter() - 30)
+    tuned = tune(inputs, spent)["tuned"]
+    assert {n: len(r.trials) for n, r in tuned.items()} == {"lightgbm": 1, "xgboost": 1}

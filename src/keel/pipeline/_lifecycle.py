@@ -47,6 +47,7 @@ class RunContext:
     key: str = ""
     run_id: str | None = None  # the MLflow run register opened (a later failure marks it)
     usage: dict[str, Any] = field(default_factory=dict)  # stage → its StageRecord so far
+    started: float = field(default_factory=time.perf_counter)  # the run's start (budget:)
 
     def begin(self, stage: str, key: str) -> None:
         """The runner enters ``stage`` (its cache key ``key``)."""
@@ -266,6 +267,37 @@ def tune(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     return {"tuned": tuned}
 
 
+# What the stages after tuning cost, in seconds (measured with bench/quality.py on the
+# benchmark datasets, 2 cores): a fixed part — bootstrap intervals, fairness, reports,
+# registration — growing with the rows, plus fits of the chosen model: trained once
+# more (train), refitted on train + validation, a three-point learning curve, and
+# SHAP, robustness and serialisation, which scale with the model's size.
+AFTER_TUNING_SECONDS = 6.0
+AFTER_TUNING_PER_1000_ROWS = 0.15
+FITS_AFTER_TUNING = 3.5
+
+
+def after_tuning_seconds(config: ProjectConfig, rows: int, fold_fits: dict[str, float]) -> float:
+    """Seconds the stages after tuning will need, from the trials seen so far.
+
+    ``fold_fits`` holds each tuned candidate's best trial's seconds per fold; a model
+    fitted on all train rows takes ``folds / (folds - 1)`` of that. Every tuned
+    candidate is fitted once more in ``train``; the chosen one (an ensemble: all its
+    members) about ``FITS_AFTER_TUNING`` times after it.
+    """
+    scale = config.cv_folds / (config.cv_folds - 1)
+    fits = sum(fold_fits.values())
+    chosen = max(fold_fits.values(), default=0.0)
+    if ENSEMBLE in config.candidates:
+        chosen = max(chosen, config.ensemble.top_trials * fits)
+    extra = 1.5 if config.final_fit == "all_rows" else 0.0  # one more fit, on every row
+    return (
+        AFTER_TUNING_SECONDS
+        + AFTER_TUNING_PER_1000_ROWS * rows / 1000
+        + scale * (fits + (FITS_AFTER_TUNING + extra) * chosen)
+    )
+
+
 def _tune_each(
     tunable: list[str],
     inputs: dict[str, Any],
@@ -273,13 +305,32 @@ def _tune_each(
     tuned: dict[str, Any],
     folds_on: Any,
 ) -> None:
+    """Tune each candidate in turn, sharing what the whole-run budget leaves for tuning.
+
+    ``budget:`` is the wall time of the whole ``keel run``: tuning ends when what is
+    left is what the later stages are estimated to need (:func:`after_tuning_seconds`,
+    re-estimated after every trial); the candidates not yet tuned share the rest
+    equally.
+    """
     from keel.training import tune as tune_one
 
     config = ctx.config
-    for name in tunable:
+    rows = len(inputs["splits"].train) + len(inputs["splits"].validation)
+    run_ends = ctx.started + config.budget
+    fold_fits: dict[str, float] = {}
+    for index, name in enumerate(tunable):
         ctx.say(f"{name}: starting")
+        began = time.perf_counter()
+        share = len(tunable) - index
+
+        def stop_at(began: float = began, share: int = share) -> float:
+            ends = run_ends - after_tuning_seconds(config, rows, fold_fits)
+            return began + (ends - began) / share
 
         def show(trial: Any, best_score: float | None, name: str = name) -> None:
+            if best_score is not None and trial.score == best_score and trial.fold_scores:
+                fold_fits[name] = trial.seconds / len(trial.fold_scores)
+            fold_fits.setdefault(name, trial.seconds / max(1, len(trial.fold_scores)))
             best_text = "—" if best_score is None else f"{best_score:.4f}"
             ctx.say(f"{name}: trial {trial.number}, best {best_text}")
 
@@ -289,7 +340,7 @@ def _tune_each(
             inputs["schema"],
             inputs["labels"],
             config.seed,
-            config.budget / len(tunable),
+            config.budget,
             config.cv_folds,
             on_trial=show,
             time_column=config.time_column,
@@ -297,6 +348,7 @@ def _tune_each(
             trials=config.trials,
             folds_on=folds_on,
             keep_outputs=config.ensemble.top_trials if ENSEMBLE in config.candidates else 0,
+            stop_at=stop_at,
         )
 
 

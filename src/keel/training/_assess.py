@@ -23,7 +23,12 @@ from keel.evaluation import (
 )
 from keel.tasks import compute_metrics, fast_metrics
 from keel.training._candidates import BASELINES, TrainedCandidate, predict_with, select_best
-from keel.training._curves import learning_curve
+from keel.training._curves import (
+    FEW_FRACTIONS,
+    FRACTIONS,
+    LARGE_FIT_SECONDS,
+    learning_curve,
+)
 from keel.training._slices import slice_report, worst_rows
 from keel.training._tuning import cross_validate, summarize_folds
 
@@ -184,8 +189,15 @@ def assess(
     )
     worst = worst_rows(splits.test, predictions, proba, classes, schema, labels)
     diagnostics = diagnose(labels, y_test, predictions, proba, classes)
+    large = best.fit_seconds > LARGE_FIT_SECONDS
     diagnostics["learning_curve"] = learning_curve(
-        clone(best.pipeline), splits, schema, labels, seed, full_model=best.pipeline
+        clone(best.pipeline),
+        splits,
+        schema,
+        labels,
+        seed,
+        full_model=best.pipeline,
+        fractions=FEW_FRACTIONS if large else FRACTIONS,
     )
     return Assessment(
         test_metrics,

@@ -12,6 +12,10 @@ from keel.data import LabelInfo, Schema, Splits
 from keel.training._candidates import predict_with
 
 FRACTIONS = (0.1, 0.25, 0.5, 0.75, 1.0)
+# for a model that takes more than LARGE_FIT_SECONDS to fit: three points, 0.75 of a
+# full fit in all instead of 1.6 (the shape and the diagnosis need only these)
+FEW_FRACTIONS = (0.25, 0.5, 1.0)
+LARGE_FIT_SECONDS = 1.0
 VARIANCE_GAP = 0.05
 STILL_LEARNING = 0.01
 
@@ -30,6 +34,7 @@ def learning_curve(
     labels: LabelInfo,
     seed: int = 0,
     full_model: Any = None,
+    fractions: tuple[float, ...] = FRACTIONS,
 ) -> dict[str, Any]:
     """Fit on growing shares of the training rows; score on them and on validation.
 
@@ -43,7 +48,7 @@ def learning_curve(
     sign = 1.0 if spec.greater_is_better else -1.0
     order = np.random.default_rng(seed).permutation(len(splits.train))
     points = []
-    for fraction in FRACTIONS:
+    for fraction in fractions:
         rows = order[: max(20, round(fraction * len(order)))]
         part = splits.train.iloc[np.sort(rows)]
         if labels.kind.stratified and part[schema.target].nunique() < 2:

@@ -388,6 +388,7 @@ def tune(
     trials: int | None = None,
     folds_on: Any = None,
     keep_outputs: int = 0,
+    stop_at: Callable[[], float] | None = None,
 ) -> TuningResult:
     """Tune candidate ``name`` with Optuna (TPE, median pruning) on CV folds of ``frame``.
 
@@ -399,7 +400,10 @@ def tune(
     ``folds_on`` fits each trial's folds as tasks on a Ray cluster: the same trials in
     the same order, so the same result for a fixed ``trials`` and seed.
     ``keep_outputs`` keeps the out-of-fold predictions of that many best trials
-    (``Trial.outputs``), for ensemble selection.
+    (``Trial.outputs``), for ensemble selection. ``stop_at()``, asked again at every
+    fold, is a ``time.perf_counter()`` instant after which no trial continues (the
+    whole run's deadline, which moves as trials show how large the model grows);
+    the first trial always completes.
     """
     import optuna
 
@@ -416,6 +420,12 @@ def tune(
     best: list[float | None] = [None]
     clock = [time.perf_counter()]
 
+    def spent() -> bool:
+        now = time.perf_counter()
+        if now - clock[0] > budget_seconds:
+            return True
+        return n_trials is None and stop_at is not None and now > stop_at()
+
     def objective(trial: Any) -> float:
         params = space(trial)
         pipeline = make_pipeline(name, labels.task, schema, seed)
@@ -431,7 +441,7 @@ def tune(
             trial.report(sign * float(np.nanmean(scores)), step=k)
             if trial.should_prune():
                 raise optuna.TrialPruned
-            over = time.perf_counter() - clock[0] > budget_seconds
+            over = spent()
             if over and k < n_splits - 1 and any(t.state == "complete" for t in trials):
                 # the budget is wall time: stop a trial between folds once it is spent
                 state[0] = "stopped: budget spent"
@@ -480,7 +490,7 @@ def tune(
     clock[0] = started
 
     def stop_when_spent(study: Any, _trial: Any) -> None:
-        if time.perf_counter() - started > budget_seconds:
+        if spent():
             study.stop()
 
     # One clock for both limits: no trial starts once the budget is spent, and a
