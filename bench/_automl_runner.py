@@ -17,8 +17,18 @@ import time
 
 import pandas as pd
 
-FLAML_METRIC = {"roc_auc": "roc_auc", "rmse": "rmse", "f1_macro": "macro_f1"}
-AUTOGLUON_METRIC = {"roc_auc": "roc_auc", "rmse": "root_mean_squared_error", "f1_macro": "f1_macro"}
+FLAML_METRIC = {
+    "roc_auc": "roc_auc",
+    "rmse": "rmse",
+    "f1_macro": "macro_f1",
+    "average_precision": "ap",
+}
+AUTOGLUON_METRIC = {
+    "roc_auc": "roc_auc",
+    "rmse": "root_mean_squared_error",
+    "f1_macro": "f1_macro",
+    "average_precision": "average_precision",
+}
 
 
 def main() -> int:
