@@ -162,3 +162,26 @@ def test_counterfactual_hint_really_flips_the_decision(adult) -> None:
     before = pipeline.predict_proba(row)[0, 1] >= 0.5
     after = pipeline.predict_proba(changed)[0, 1] >= 0.5
     assert before != after
+
+
+def test_a_slow_model_is_explained_on_fewer_rows_and_says_how_many() -> None:
+    import time as clock
+
+    import pandas as pd
+
+    from keel.responsible._explain import MIN_ROWS, PD_ROWS, explained_rows
+
+    class Slow:
+        def __init__(self, per_row: float) -> None:
+            self.per_row = per_row
+
+        def predict(self, rows: pd.DataFrame) -> list[int]:
+            clock.sleep(self.per_row * len(rows))
+            return [0] * len(rows)
+
+    rows = pd.DataFrame({"a": range(500)})
+    fast = explained_rows(Slow(0.0), rows, 10, 300)
+    assert fast == {"shap": 300, "permutation": 1000, "dependence": PD_ROWS}
+    slow = explained_rows(Slow(0.0002), rows, 10, 300)  # 0.1 s per 500 rows
+    assert MIN_ROWS <= slow["permutation"] < 1000 and slow["shap"] < 300
+    assert slow["dependence"] < PD_ROWS

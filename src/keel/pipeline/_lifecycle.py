@@ -272,9 +272,9 @@ def tune(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
 # registration — growing with the rows, plus fits of the chosen model: trained once
 # more (train), refitted on train + validation, a three-point learning curve, and
 # SHAP, robustness and serialisation, which scale with the model's size.
-AFTER_TUNING_SECONDS = 6.0
+AFTER_TUNING_SECONDS = 8.0
 AFTER_TUNING_PER_1000_ROWS = 0.15
-FITS_AFTER_TUNING = 3.5
+FITS_AFTER_TUNING = 5.0
 
 
 def after_tuning_seconds(config: ProjectConfig, rows: int, fold_fits: dict[str, float]) -> float:

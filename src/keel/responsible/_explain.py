@@ -383,6 +383,44 @@ def counterfactual_hint(
     return best
 
 
+# Seconds each part of explain_model may take before it uses fewer rows: a large model
+# (a big ensemble, thousands of trees) costs per row in all three. TreeSHAP costs about
+# SHAP_PER_PREDICT predictions per explained row (measured on LightGBM ensembles).
+PERMUTATION_SECONDS = 2.0
+DEPENDENCE_SECONDS = 1.5
+SHAP_SECONDS = 3.0
+SHAP_PER_PREDICT = 300
+PERMUTATION_ROWS = 1000
+MIN_ROWS = 100
+
+
+def explained_rows(pipeline: Any, rows: pd.DataFrame, features: int, shap_limit: int) -> dict:
+    """How many rows SHAP, permutation importance and partial dependence use.
+
+    The defaults (``shap_limit``, 1,000, ``PD_ROWS``) for a model that predicts fast; a
+    model whose predictions are slow gets fewer, never below ``MIN_ROWS``, from one
+    timed prediction of up to 500 rows. The document reports the counts used.
+    """
+    import time
+
+    probe = rows.head(500)
+    started = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pipeline.predict(probe)
+    per_row = (time.perf_counter() - started) / max(1, len(probe))
+
+    def within(seconds: float, calls: float, default: int) -> int:
+        fit = int(seconds / max(per_row * calls, 1e-12))
+        return max(min(default, MIN_ROWS), min(default, fit))
+
+    return {
+        "shap": within(SHAP_SECONDS, SHAP_PER_PREDICT, shap_limit),
+        "permutation": within(PERMUTATION_SECONDS, features * 3 + 1, PERMUTATION_ROWS),
+        "dependence": within(DEPENDENCE_SECONDS, 5 * 20, PD_ROWS),
+    }
+
+
 def explain_model(
     pipeline: Any,
     test_rows: pd.DataFrame,
@@ -404,13 +442,14 @@ def explain_model(
     )
     kind = type(pipeline.named_steps["model"]).__name__
     limit = MAX_FOREST_ROWS if kind.startswith(("RandomForest", "Dummy")) else MAX_SHAP_ROWS
-    shown = test_rows.sample(min(limit, len(test_rows)), random_state=seed)
+    rows = explained_rows(pipeline, test_rows[features], len(features), limit)
+    shown = test_rows.sample(min(rows["shap"], len(test_rows)), random_state=seed)
     cache: dict[int, Any] = {}
     found = explain(
         pipeline, shown[features], background, labels.task, labels.positive_class, cache=cache
     )
     importance = found.importance()
-    scored = test_rows.sample(min(1000, len(test_rows)), random_state=seed)
+    scored = test_rows.sample(min(rows["permutation"], len(test_rows)), random_state=seed)
     permutation = permutation_ranking(
         pipeline,
         scored[features],
@@ -425,7 +464,7 @@ def explain_model(
     # averages over a few hundred rows are stable; each grid value costs a full predict
     dependence = partial_dependences(
         pipeline,
-        scored[features].head(PD_ROWS),
+        scored[features].head(rows["dependence"]),
         leaders,
         categorical,
         labels.task,
@@ -452,6 +491,11 @@ def explain_model(
         "explainer": found.explainer,
         "output": found.output,
         "rows_explained": len(shown),
+        "rows_used": {
+            "shap": len(shown),
+            "permutation": len(scored),
+            "partial_dependence": min(len(scored), rows["dependence"]),
+        },
         "shap_importance": importance,
         "permutation_importance": {
             "metric": labels.primary.name,
