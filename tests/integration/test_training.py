@@ -40,14 +40,13 @@ def test_tune_respects_the_budget_and_prunes(adult_frame: pd.DataFrame) -> None:
     assert seen == sorted(seen)  # the best so far never gets worse
     assert tune("linear", splits.train, schema, labels, 0, 5.0, 3).trials == []  # nothing to tune
     # the first trial is the candidate's own defaults: tuning never reports worse
-    from keel.training import DEFAULT_TRIALS, cross_validate, make_pipeline
+    from keel.training import DEFAULT_TRIALS, build_candidate, cross_validate
 
     assert result.trials[0].params == DEFAULT_TRIALS["lightgbm"]
     assert result.trials[0].state == "complete"
     assert result.best_score >= result.trials[0].score
     # the best trial's fold metrics ARE the cross-validation of the best parameters
-    pipeline = make_pipeline("lightgbm", "binary", schema, 0)
-    pipeline.set_params(**{f"model__{k}": v for k, v in result.best_params.items()})
+    pipeline = build_candidate("lightgbm", "binary", schema, 0, result.best_params)
     again = cross_validate(pipeline, splits.train, schema, labels, 3, 0)
     assert again == result.best_fold_metrics
 

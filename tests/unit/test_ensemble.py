@@ -135,7 +135,7 @@ def test_tuning_keeps_the_best_trials_out_of_fold_outputs_and_selection_uses_the
     adult_frame,
 ) -> None:
     from keel.data import infer_schema, prepare_labels, split_frame
-    from keel.training import cross_validate, make_pipeline, select_ensemble, tune
+    from keel.training import build_candidate, cross_validate, select_ensemble, tune
 
     frame, labels = prepare_labels(adult_frame, "income", None, None)
     schema = infer_schema(frame, "income", ["fnlwgt"])
@@ -152,8 +152,7 @@ def test_tuning_keeps_the_best_trials_out_of_fold_outputs_and_selection_uses_the
         assert kept[0].outputs.shape == (len(train),) and np.isfinite(kept[0].outputs).all()
     # the kept outputs are the folds' own predictions: the same fits give the same scores
     best = max(tuned["lightgbm"].trials, key=lambda t: t.score or 0)
-    pipeline = make_pipeline("lightgbm", "binary", schema, 0)
-    pipeline.set_params(**{f"model__{k}": v for k, v in best.params.items()})
+    pipeline = build_candidate("lightgbm", "binary", schema, 0, best.params)
     parts: list = []
     cross_validate(pipeline, train, schema, labels, 3, 0, outputs=parts)
     again = np.empty(len(train))

@@ -57,7 +57,7 @@ class _Numeric:
 
 
 class _OneHot:
-    """One-hot columns, learned from the fitted encoder's own outputs."""
+    """One-hot columns (or a column of codes), learned from the encoder's own outputs."""
 
     def __init__(self, columns: list[str], transformer: Any, missing: Any) -> None:
         steps = getattr(transformer, "named_steps", None)
@@ -67,7 +67,8 @@ class _OneHot:
         self.columns = columns
         self.missing = missing  # what the imputer puts for a missing value (None: kept)
         categories = [list(c) for c in encoder.categories_]
-        widths = list(encoder._n_features_outs)  # output columns per input feature
+        # output columns per input feature (category codes: one)
+        widths = list(getattr(encoder, "_n_features_outs", None) or [1] * len(categories))
         self.width = sum(widths)
         base = [c[0] for c in categories]
         self.maps: list[dict[Any, np.ndarray]] = []

@@ -7,6 +7,7 @@ classification tasks share their label handling, folds and leakage probes.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -126,6 +127,9 @@ def _candidates() -> dict[str, tuple[Callable[[int], Any], Callable[[int], Any],
 
 
 def _pick(name: str, column: int, seed: int) -> tuple[Any, bool]:
+    # LightGBM warns that a categorical_feature given as a parameter "will be ignored"
+    # by fit()'s default; it is not (the booster uses it; keel.training.make_pipeline)
+    warnings.filterwarnings("ignore", message="categorical_feature keyword has been found")
     table = _candidates()
     if name not in table:
         raise DataError(

@@ -15,7 +15,7 @@ from sklearn.pipeline import Pipeline
 from keel.config import BASELINE_NAMES, CANDIDATES, ENSEMBLE
 from keel.data import LabelInfo, Schema, Splits
 from keel.evaluation import MetricSpec, is_better
-from keel.features import build_preprocessor
+from keel.features import build_preprocessor, categorical_positions
 from keel.tasks import get_task
 
 # keel.yaml's candidates that build on their own (an ensemble is built from its spec)
@@ -23,14 +23,62 @@ CANDIDATE_FACTORIES: tuple[str, ...] = tuple(c for c in CANDIDATES if c != ENSEM
 BASELINES: tuple[str, ...] = BASELINE_NAMES
 
 
-def make_pipeline(name: str, task: str, schema: Schema, seed: int) -> Pipeline:
-    """Return the unfitted pipeline (preprocessing + estimator) of candidate ``name``."""
+# candidates that can split on categories themselves: tuning chooses, per run, whether
+# their string features stay one column of codes each (ENCODING: "native") or become
+# one-hot columns ("one_hot", the default: on small samples it overfits less)
+NATIVE_CATEGORICAL: frozenset[str] = frozenset({"lightgbm"})
+ENCODING = "categories"  # the hyper-parameter that is the preprocessing's, not the model's
+ENCODINGS: tuple[str, ...] = ("one_hot", "native")
+
+
+def preprocessing_of(
+    name: str, task: str, schema: Schema, params: dict[str, Any] | None = None
+) -> tuple[bool, bool]:
+    """``(scaled numbers, native categories)``: the preprocessing candidate ``name`` takes."""
+    _, scale = get_task(task).estimator(name, 0)
+    native = (
+        name in NATIVE_CATEGORICAL
+        and (params or {}).get(ENCODING) == "native"
+        and bool(categorical_positions(schema))
+    )
+    return scale, native
+
+
+def build_candidate(
+    name: str, task: str, schema: Schema, seed: int, params: dict[str, Any] | None = None
+) -> Pipeline:
+    """Candidate ``name``'s unfitted pipeline with hyper-parameters ``params`` applied.
+
+    ``params`` are the model's, plus ``categories`` (``one_hot`` or ``native``) for a
+    candidate in ``NATIVE_CATEGORICAL``.
+    """
     if name not in CANDIDATE_FACTORIES:
         raise ValueError(f"unknown candidate {name!r}; known: {', '.join(CANDIDATE_FACTORIES)}")
-    estimator, scale = get_task(task).estimator(name, seed)
+    scale, native = preprocessing_of(name, task, schema, params)
     return Pipeline(
-        [("preprocess", build_preprocessor(schema, scale_numeric=scale)), ("model", estimator)]
+        [
+            ("preprocess", build_preprocessor(schema, scale, native_categories=native)),
+            ("model", configured_estimator(name, task, schema, seed, params)),
+        ]
     )
+
+
+def configured_estimator(
+    name: str, task: str, schema: Schema, seed: int, params: dict[str, Any] | None = None
+) -> Any:
+    """Candidate ``name``'s estimator with ``params`` (told which columns are codes)."""
+    estimator, _ = get_task(task).estimator(name, seed)
+    model_params = {k: v for k, v in (params or {}).items() if k != ENCODING}
+    if model_params:
+        estimator.set_params(**model_params)
+    if preprocessing_of(name, task, schema, params)[1]:
+        estimator.set_params(categorical_feature=categorical_positions(schema))
+    return estimator
+
+
+def make_pipeline(name: str, task: str, schema: Schema, seed: int) -> Pipeline:
+    """Return the unfitted pipeline (preprocessing + estimator) of candidate ``name``."""
+    return build_candidate(name, task, schema, seed)
 
 
 @dataclass
@@ -112,9 +160,7 @@ def train_candidates(
         else:
             if on_candidate is not None:
                 on_candidate(name)
-            pipeline = make_pipeline(name, labels.task, schema, seed)
-        if overrides:
-            pipeline.set_params(**{f"model__{k}": v for k, v in overrides.items()})
+            pipeline = build_candidate(name, labels.task, schema, seed, overrides)
         started = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=UserWarning)
@@ -122,6 +168,10 @@ def train_candidates(
         seconds = time.perf_counter() - started
         metrics = evaluate_pipeline(pipeline, splits.validation, schema, labels)
         fitted_params = model_params(pipeline.named_steps["model"])
+        if name in NATIVE_CATEGORICAL and categorical_positions(schema):
+            fitted_params.pop("categorical_feature", None)
+            native = preprocessing_of(name, labels.task, schema, overrides)[1]
+            fitted_params[ENCODING] = "native" if native else "one_hot"
         candidate = TrainedCandidate(
             name=name,
             pipeline=pipeline,

@@ -20,7 +20,8 @@ from sklearn.pipeline import Pipeline
 from keel.config import ENSEMBLE
 from keel.data import LabelInfo, Schema
 from keel.features import build_preprocessor
-from keel.tasks import fast_metrics, get_task
+from keel.tasks import fast_metrics
+from keel.training._candidates import configured_estimator, preprocessing_of
 from keel.training._tuning import Trial, TuningResult, fold_indices
 
 
@@ -35,20 +36,19 @@ def make_ensemble(spec: dict[str, Any], task: str, schema: Schema, seed: int) ->
     members = spec.get("members") or []
     if len(members) < 1:
         raise ValueError("an ensemble needs at least one member")
-    plugin = get_task(task)
-    estimators, scales = [], set()
+    estimators, kinds = [], set()
     for member in members:
-        estimator, scale = plugin.estimator(member["candidate"], seed)
-        estimator.set_params(**(member.get("params") or {}))
+        params = member.get("params") or {}
+        estimator = configured_estimator(member["candidate"], task, schema, seed, params)
         estimators.append((member["name"], estimator))
-        scales.add(scale)
-    if len(scales) > 1:
+        kinds.add(preprocessing_of(member["candidate"], task, schema, params))
+    if len(kinds) > 1:
         raise ValueError("ensemble members must all take the same preprocessing")
+    scale, native = kinds.pop()
     kind = EnsembleRegressor if task == "regression" else EnsembleClassifier
     model = kind(estimators, [float(m["weight"]) for m in members])
-    return Pipeline(
-        [("preprocess", build_preprocessor(schema, scale_numeric=scales.pop())), ("model", model)]
-    )
+    preprocess = build_preprocessor(schema, scale, native_categories=native)
+    return Pipeline([("preprocess", preprocess), ("model", model)])
 
 
 def ensemble_members(
@@ -113,6 +113,17 @@ def select_ensemble(
     started = time.perf_counter()
     spec_metric = labels.primary
     members = ensemble_members(tuned, top, spec_metric.greater_is_better)
+    # the members share one preprocessor: keep those that take the best candidate's
+    sign = 1.0 if spec_metric.greater_is_better else -1.0
+    scored = [r for n, r in tuned.items() if n != ENSEMBLE and r.best_score is not None]
+    if scored:
+        leader = max(scored, key=lambda r: sign * r.best_score)
+        wanted = preprocessing_of(leader.name, labels.task, schema, leader.best_params)
+        members = {
+            label: found
+            for label, found in members.items()
+            if preprocessing_of(found[0], labels.task, schema, found[1]) == wanted
+        }
     if len(members) < 2:
         return None
     stacked = [outputs for _, _, outputs in members.values()]

@@ -14,8 +14,15 @@ from sklearn.base import clone
 from sklearn.model_selection import GroupKFold, TimeSeriesSplit
 
 from keel.data import LabelInfo, Schema
+from keel.features import categorical_positions
 from keel.tasks import compute_metrics, get_task
-from keel.training._candidates import make_pipeline, predict_with
+from keel.training._candidates import (
+    ENCODING,
+    ENCODINGS,
+    NATIVE_CATEGORICAL,
+    build_candidate,
+    predict_with,
+)
 
 
 def _lightgbm_space(trial: Any) -> dict[str, Any]:
@@ -72,6 +79,7 @@ DEFAULT_TRIALS: dict[str, dict[str, Any]] = {
         "subsample": 0.9,
         "colsample_bytree": 0.9,
         "reg_lambda": 1e-3,
+        "categories": "one_hot",  # only searched when there are string features
     },
     "xgboost": {
         "n_estimators": 300,
@@ -428,8 +436,9 @@ def tune(
 
     def objective(trial: Any) -> float:
         params = space(trial)
-        pipeline = make_pipeline(name, labels.task, schema, seed)
-        pipeline.set_params(**{f"model__{k}": v for k, v in params.items()})
+        if name in NATIVE_CATEGORICAL and categorical_positions(schema):
+            params[ENCODING] = trial.suggest_categorical(ENCODING, list(ENCODINGS))
+        pipeline = build_candidate(name, labels.task, schema, seed, params)
         scores: list[float] = []
         fold_metrics: list[dict[str, float]] = []
         started = time.perf_counter()
