@@ -185,3 +185,21 @@ def test_a_slow_model_is_explained_on_fewer_rows_and_says_how_many() -> None:
     slow = explained_rows(Slow(0.0002), rows, 10, 300)  # 0.1 s per 500 rows
     assert MIN_ROWS <= slow["permutation"] < 1000 and slow["shap"] < 300
     assert slow["dependence"] < PD_ROWS
+
+
+def test_native_category_codes_fold_to_one_feature_each_and_stay_additive(adult_frame) -> None:
+    from keel.data import infer_schema, prepare_labels
+    from keel.responsible._explain import explain
+    from keel.training import build_candidate
+
+    frame, _ = prepare_labels(adult_frame, "income", None, None)
+    schema = infer_schema(frame, "income", ["fnlwgt"])
+    model = build_candidate("lightgbm", "binary", schema, 0, {"categories": "native"})
+    model.fit(frame[schema.feature_names], frame["income"])
+    rows = frame[schema.feature_names].head(30)
+    found = explain(model, rows, rows, "binary", ">50K")
+    assert sorted(found.features) == sorted(schema.feature_names)
+    matrix = model.named_steps["preprocess"].transform(rows)
+    raw = model.named_steps["model"].predict(matrix, raw_score=True)
+    sign = 1 if list(model.classes_).index(">50K") == 1 else -1
+    assert np.allclose(found.base + found.values.sum(axis=1), sign * raw, atol=1e-6)

@@ -28,15 +28,25 @@ def _rows(frame: pd.DataFrame) -> list[dict]:
         ("income", "binary", "linear"),  # standardised numbers
         ("race", "multiclass", "random_forest"),
         ("hours-per-week", "regression", "hist_gradient_boosting"),
+        ("income", "binary", "lightgbm native"),  # string features as category codes
+        ("race", "multiclass", "lightgbm native"),
     ],
 )
 def test_fast_path_equals_the_pipeline(adult_frame, target, task, candidate) -> None:
+    from keel.training import build_candidate
+
     frame, labels = prepare_labels(adult_frame, target, task, None)
     schema = infer_schema(frame, target, ["fnlwgt"])
     train, test = frame.iloc[:1500], frame.iloc[1500:]
-    model = make_pipeline(candidate, task, schema, 0).fit(
+    name, _, native = candidate.partition(" ")
+    params = {"categories": "native"} if native else None
+    model = build_candidate(name, task, schema, 0, params).fit(
         train[schema.feature_names], train[target]
     )
+    if native:  # one column of codes per string feature, and LightGBM told which
+        width = model.named_steps["preprocess"].transform(train[schema.feature_names]).shape[1]
+        assert width == len(schema.feature_names)
+        assert model.named_steps["model"].booster_.params["categorical_feature"]
     rows = _rows(test.drop(columns=[target]))
     # hostile-but-valid rows: unseen categories and every nullable field missing
     odd = dict(rows[0])
