@@ -99,3 +99,24 @@ def test_paired_difference_and_gate() -> None:
     lower = Interval(-2.0, -3.0, -1.0)  # rmse: the model's error is lower: a pass
     result = baseline_gate("rmse", False, "m", "b", lower, 0.5)
     assert result.passed and "passed" in result.describe()
+
+
+def test_string_labels_resample_as_codes_with_the_same_intervals() -> None:
+    from keel.evaluation import encode_labels, metric_intervals
+    from keel.tasks import get_task
+
+    rng = np.random.default_rng(3)
+    truth = rng.choice(["<=50K", ">50K"], 400)
+    guess = np.where(rng.random(400) < 0.8, truth, rng.choice(["<=50K", ">50K"], 400))
+    p = np.clip((guess == ">50K") * 0.7 + rng.random(400) * 0.3, 0, 1)
+    proba = np.column_stack([1 - p, p])
+    metrics = get_task("binary").metrics
+    as_strings = metric_intervals(metrics, truth, guess, proba, ["<=50K", ">50K"], ">50K")
+    codes = encode_labels(truth, guess, ["<=50K", ">50K"], ">50K")
+    assert codes[2] == [0, 1] and codes[3] == 1 and set(codes[0]) == {0, 1}
+    as_codes = metric_intervals(metrics, codes[0], codes[1], proba, codes[2], codes[3])
+    for name, interval in as_strings.items():
+        assert interval.low == pytest.approx(as_codes[name].low, abs=1e-12)
+        assert interval.high == pytest.approx(as_codes[name].high, abs=1e-12)
+    numbers = np.array([1.0, 2.0])
+    assert encode_labels(numbers, numbers, [], None)[0] is numbers  # numbers: unchanged

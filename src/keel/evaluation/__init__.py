@@ -9,6 +9,7 @@ from keel.evaluation._bootstrap import (
     GateResult,
     Interval,
     baseline_gate,
+    encode_labels,
     metric_intervals,
     paired_difference,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "baseline_gate",
     "binary_metrics",
     "decide",
+    "encode_labels",
     "ensemble_selection",
     "fast_binary",
     "fast_multiclass",

@@ -6,6 +6,7 @@ import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -26,6 +27,42 @@ class Interval:
     def to_dict(self) -> dict[str, float]:
         """JSON form."""
         return {"value": self.value, "low": self.low, "high": self.high}
+
+
+def encode_labels(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    classes: Sequence[Any],
+    positive_class: Any,
+) -> tuple[np.ndarray, np.ndarray, list[int], int | None]:
+    """Class labels as integer codes (one vocabulary for all four), for resampling.
+
+    Comparing object arrays of strings is slow: the hundreds of resamples of a
+    bootstrap compare codes instead. Every metric depends on labels only through
+    equality, so the values are the same. Numeric labels are returned unchanged.
+    """
+    if y_true.dtype.kind in "iufb" and y_pred.dtype.kind in "iufb":
+        return y_true, y_pred, list(classes), positive_class
+    vocabulary = {
+        label: code
+        for code, label in enumerate(
+            dict.fromkeys([*map(str, classes), *map(str, np.unique(y_true.astype(str)))])
+        )
+    }
+    for label in np.unique(y_pred.astype(str)):
+        vocabulary.setdefault(str(label), len(vocabulary))
+    if positive_class is not None:
+        vocabulary.setdefault(str(positive_class), len(vocabulary))
+
+    def codes(values: np.ndarray) -> np.ndarray:
+        return np.array([vocabulary[str(v)] for v in values], dtype=np.int64)
+
+    return (
+        codes(y_true),
+        codes(y_pred),
+        [vocabulary[str(c)] for c in classes],
+        None if positive_class is None else vocabulary[str(positive_class)],
+    )
 
 
 def _resample_indices(n: int, resamples: int, seed: int) -> np.ndarray:
@@ -51,15 +88,18 @@ def metric_intervals(
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     point = metrics.exact(y_true, y_pred, proba, classes, positive_class)
     samples: dict[str, list[float]] = {name: [] for name in point}
+    true_codes, pred_codes, class_codes, positive = encode_labels(
+        y_true, y_pred, classes, positive_class
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for rows in _resample_indices(len(y_true), resamples, seed):
             values = metrics.fast(
-                y_true[rows],
-                y_pred[rows],
+                true_codes[rows],
+                pred_codes[rows],
                 None if proba is None else proba[rows],
-                classes,
-                positive_class,
+                class_codes,
+                positive,
             )
             for name, value in values.items():
                 if name in samples:

@@ -18,6 +18,7 @@ from keel.evaluation import (
     GateResult,
     Interval,
     baseline_gate,
+    encode_labels,
     metric_intervals,
     paired_difference,
 )
@@ -64,6 +65,11 @@ class Assessment:
 
 
 def _primary_on_rows(task, metric, y, predictions, proba, classes, positive):
+    # class labels as integer codes: hundreds of resamples compare them
+    y, predictions, classes, positive = encode_labels(
+        np.asarray(y), np.asarray(predictions), classes, positive
+    )
+
     def compute(rows: np.ndarray) -> float:
         values = fast_metrics(
             task,
