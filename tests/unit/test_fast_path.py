@@ -30,6 +30,9 @@ def _rows(frame: pd.DataFrame) -> list[dict]:
         ("hours-per-week", "regression", "hist_gradient_boosting"),
         ("income", "binary", "lightgbm native"),  # string features as category codes
         ("race", "multiclass", "lightgbm native"),
+        ("income", "binary", "ensemble"),  # members' boosters called directly
+        ("race", "multiclass", "ensemble"),
+        ("hours-per-week", "regression", "ensemble"),
     ],
 )
 def test_fast_path_equals_the_pipeline(adult_frame, target, task, candidate) -> None:
@@ -40,9 +43,27 @@ def test_fast_path_equals_the_pipeline(adult_frame, target, task, candidate) -> 
     train, test = frame.iloc[:1500], frame.iloc[1500:]
     name, _, native = candidate.partition(" ")
     params = {"categories": "native"} if native else None
-    model = build_candidate(name, task, schema, 0, params).fit(
-        train[schema.feature_names], train[target]
-    )
+    if name == "ensemble":
+        from keel.training import make_ensemble
+
+        members = [
+            {"name": "lightgbm", "candidate": "lightgbm", "params": {}, "weight": 0.6},
+            {
+                "name": "lightgbm-2",
+                "candidate": "lightgbm",
+                "params": {"num_leaves": 8},
+                "weight": 0.4,
+            },
+        ]
+        model = make_ensemble({"members": members}, task, schema, 0)
+    else:
+        model = build_candidate(name, task, schema, 0, params)
+    model.fit(train[schema.feature_names], train[target])
+    if name == "ensemble":  # the boosters are called directly, not through sklearn
+        from keel.serving._fast import compile_pipeline
+
+        calls = compile_pipeline(model)
+        assert (calls._proba if task != "regression" else calls._predict) is not None
     if native:  # one column of codes per string feature, and LightGBM told which
         width = model.named_steps["preprocess"].transform(train[schema.feature_names]).shape[1]
         assert width == len(schema.feature_names)

@@ -118,10 +118,12 @@ class _SingleRow:
     time: the config holds the output buffer.
     """
 
-    def __init__(self, booster: Any, width: int, outputs: int) -> None:
+    def __init__(self, booster: Any, width: int, outputs: int, raw: bool = False) -> None:
         import ctypes
 
         import lightgbm.basic as lgb
+
+        kind = lgb._C_API_PREDICT_RAW_SCORE if raw else lgb._C_API_PREDICT_NORMAL
 
         self._lib, self._ctypes = lgb._LIB, ctypes
         self._booster = booster  # keeps the handle alive
@@ -129,7 +131,7 @@ class _SingleRow:
         lgb._safe_call(
             lgb._LIB.LGBM_BoosterPredictForMatSingleRowFastInit(
                 booster._handle,
-                ctypes.c_int(lgb._C_API_PREDICT_NORMAL),
+                ctypes.c_int(kind),
                 ctypes.c_int(0),
                 ctypes.c_int(-1),
                 ctypes.c_int(lgb._C_API_DTYPE_FLOAT64),
@@ -177,6 +179,9 @@ def _booster_calls(model: Any, width: int) -> tuple[Any, Any]:
         import lightgbm
     except ImportError:  # pragma: no cover - a dependency of Keel
         return None, None
+    members = getattr(model, "members_", None)
+    if members is not None:
+        return _ensemble_calls(model, members, width, lightgbm)
     if not isinstance(model, lightgbm.LGBMClassifier | lightgbm.LGBMRegressor):
         return None, None
     booster = model.booster_
@@ -200,6 +205,48 @@ def _booster_calls(model: Any, width: int) -> tuple[Any, Any]:
 
         return proba, None
     return None, values
+
+
+def _raw_call(booster: Any, width: int) -> Any:
+    """A booster's raw scores (log-odds, or values for regression), one row or many."""
+    outputs = max(1, booster.num_model_per_iteration())
+    try:
+        single: Any = _SingleRow(booster, width, outputs, raw=True)
+    except Exception as exc:  # an older library: the general call still works
+        logger.info("no single-row fast path: %s", exc)
+        single = None
+
+    def raw(x: np.ndarray) -> np.ndarray:
+        if single is not None and x.shape[0] == 1:
+            return single(x[0])[None, :] if outputs > 1 else single(x[0])
+        return booster.predict(x, raw_score=True, num_threads=1)
+
+    return raw
+
+
+def _ensemble_calls(model: Any, members: list, width: int, lightgbm: Any) -> tuple[Any, Any]:
+    """An ensemble of LightGBM members, each called directly: Σ weight × raw score.
+
+    The same sum as ``keel.estimators.EnsembleClassifier.decision_function`` (and the
+    regressor's average), without the sklearn wrapper's per-call overhead per member.
+    """
+    from keel.estimators import margin_to_proba
+
+    kinds = (lightgbm.LGBMClassifier, lightgbm.LGBMRegressor)
+    if not members or not all(isinstance(m, kinds) for _, m in members):
+        return None, None
+    calls = [_raw_call(m.booster_, width) for _, m in members]
+    weights = list(model.weights_)
+
+    def total(x: np.ndarray) -> np.ndarray:
+        out = weights[0] * calls[0](x)
+        for weight, call in zip(weights[1:], calls[1:], strict=True):
+            out = out + weight * call(x)
+        return out
+
+    if isinstance(members[0][1], lightgbm.LGBMClassifier):
+        return (lambda x: margin_to_proba(total(x))), None
+    return None, total
 
 
 class FastPath:
