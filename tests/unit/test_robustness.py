@@ -119,3 +119,31 @@ def test_rules_mimic_a_model_they_can_express_exactly() -> None:
     assert rules["fidelity"] == 1.0
     assert "x <=" in rules["text"] and "class: yes" in rules["text"]
     assert "colour" not in rules["text"]
+
+
+def test_a_slow_model_is_searched_on_the_rows_that_fit_in_the_time_and_says_so(
+    monkeypatch,
+) -> None:
+    import keel.responsible._robustness as robustness
+
+    rows = pd.DataFrame({"x": np.linspace(0, 1, 40)})
+    train = pd.DataFrame({"x": np.linspace(0, 1, 200)})
+
+    class Slow:
+        positive = "y"
+
+        def __call__(self, frame: pd.DataFrame) -> np.ndarray:
+            import time
+
+            time.sleep(0.02)
+            return np.where(frame["x"].to_numpy() > 0.5, "y", "n")
+
+        def flipped(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:
+            return before != after
+
+    spreads = robustness._spreads(train, ["x"])
+    monkeypatch.setattr(robustness, "SEARCH_SECONDS", 0.1)
+    found = robustness._bounded_search(Slow(), rows, train, spreads, set())
+    assert robustness.PROBE_ROWS <= len(found) < len(rows)  # bounded, never below the probe
+    monkeypatch.setattr(robustness, "SEARCH_SECONDS", 60.0)
+    assert len(robustness._bounded_search(Slow(), rows, train, spreads, set())) == len(rows)

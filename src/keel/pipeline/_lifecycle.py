@@ -267,17 +267,27 @@ def tune(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     return {"tuned": tuned}
 
 
-# What the stages after tuning cost, in seconds (measured with bench/quality.py on the
-# benchmark datasets, 2 cores): a fixed part — bootstrap intervals, fairness, reports,
-# registration — growing with the rows, plus fits of the chosen model: trained once
-# more (train), refitted on train + validation, a three-point learning curve, and
-# SHAP, robustness and serialisation, which scale with the model's size.
-AFTER_TUNING_SECONDS = 8.0
-AFTER_TUNING_PER_1000_ROWS = 0.15
-FITS_AFTER_TUNING = 5.0
+# What the stages after tuning cost, in seconds (fitted to bench/quality.py's five
+# datasets, 2 cores, 2026-12-03): a fixed part — bootstrap intervals, fairness,
+# reports, registration — growing with the rows, the features (explanations and
+# robustness go feature by feature) and the trials (one nested MLflow run each), plus
+# fits of the chosen model: trained once more, refitted on train + validation, a
+# three-point learning curve, and SHAP, robustness and serialisation, which scale
+# with the model's size.
+AFTER_TUNING_SECONDS = 6.0
+AFTER_TUNING_PER_1000_ROWS = 0.1
+AFTER_TUNING_PER_FEATURE = 0.05
+AFTER_TUNING_PER_TRIAL = 0.015
+FITS_AFTER_TUNING = 3.5
 
 
-def after_tuning_seconds(config: ProjectConfig, rows: int, fold_fits: dict[str, float]) -> float:
+def after_tuning_seconds(
+    config: ProjectConfig,
+    rows: int,
+    fold_fits: dict[str, float],
+    features: int = 0,
+    trials: int = 0,
+) -> float:
     """Seconds the stages after tuning will need, from the trials seen so far.
 
     ``fold_fits`` holds each tuned candidate's best trial's seconds per fold; a model
@@ -294,6 +304,8 @@ def after_tuning_seconds(config: ProjectConfig, rows: int, fold_fits: dict[str, 
     return (
         AFTER_TUNING_SECONDS
         + AFTER_TUNING_PER_1000_ROWS * rows / 1000
+        + AFTER_TUNING_PER_FEATURE * features
+        + AFTER_TUNING_PER_TRIAL * trials
         + scale * (fits + (FITS_AFTER_TUNING + extra) * chosen)
     )
 
@@ -317,17 +329,20 @@ def _tune_each(
     config = ctx.config
     rows = len(inputs["splits"].train) + len(inputs["splits"].validation)
     run_ends = ctx.started + config.budget
+    features = len(inputs["schema"].feature_names)
     fold_fits: dict[str, float] = {}
+    seen = [0]  # trials finished, over every candidate
     for index, name in enumerate(tunable):
         ctx.say(f"{name}: starting")
         began = time.perf_counter()
         share = len(tunable) - index
 
         def stop_at(began: float = began, share: int = share) -> float:
-            ends = run_ends - after_tuning_seconds(config, rows, fold_fits)
+            ends = run_ends - after_tuning_seconds(config, rows, fold_fits, features, seen[0])
             return began + (ends - began) / share
 
         def show(trial: Any, best_score: float | None, name: str = name) -> None:
+            seen[0] += 1
             if best_score is not None and trial.score == best_score and trial.fold_scores:
                 fold_fits[name] = trial.seconds / len(trial.fold_scores)
             fold_fits.setdefault(name, trial.seconds / max(1, len(trial.fold_scores)))

@@ -32,6 +32,11 @@ MAX_STEPS = 2.0  # standard deviations searched by the minimal-change search
 STEP = 0.05
 CATEGORY_COST = 1.0  # a category swap costs as much as one standard deviation
 REGRESSION_FLIP = 0.25  # × std of the predictions
+# the minimal-change search takes about this long at most: a wide table (a swap per
+# category, 80 moves per number) and a large model cost ~0.2 s per searched row, so
+# after the first PROBE_ROWS, only the rows that fit are searched (the count is shown)
+SEARCH_SECONDS = 4.0
+PROBE_ROWS = 5
 
 
 class Decider:
@@ -244,6 +249,26 @@ def _search(
     return found
 
 
+def _bounded_search(
+    decide: Decider,
+    rows: pd.DataFrame,
+    train: pd.DataFrame,
+    spreads: dict[str, tuple[float, float, float]],
+    categorical: set[str],
+) -> list[dict[str, Any]]:
+    """:func:`minimal_changes` on ``rows``, or on as many as fit in ``SEARCH_SECONDS``."""
+    import time
+
+    started = time.perf_counter()
+    found = minimal_changes(decide, rows.head(PROBE_ROWS), train, spreads, categorical)
+    per_row = (time.perf_counter() - started) / max(1, min(PROBE_ROWS, len(rows)))
+    more = int(max(0.0, SEARCH_SECONDS - per_row * PROBE_ROWS) / max(per_row, 1e-9))
+    rest = rows.iloc[PROBE_ROWS : PROBE_ROWS + more]
+    if len(rest):
+        found += minimal_changes(decide, rest, train, spreads, categorical)
+    return found
+
+
 def assess_robustness(
     pipeline: Any,
     test: pd.DataFrame,
@@ -265,7 +290,7 @@ def assess_robustness(
     spreads = _spreads(train, numeric)
     curve = noise_curve(decide, rows, spreads, list(config.noise), seed)
     swaps, missing = per_feature(decide, rows, train, features, categorical, seed)
-    searched = minimal_changes(decide, rows.head(config.search_rows), train, spreads, categorical)
+    searched = _bounded_search(decide, rows.head(config.search_rows), train, spreads, categorical)
     costs = [f["cost"] for f in searched]
     budgets = sorted({0.1, 0.25, 0.5, 1.0, 2.0, config.budget})
     within = [
@@ -297,6 +322,12 @@ def assess_robustness(
         + (f"; most often {by_feature.mode().iloc[0]}" if not by_feature.empty else "")
         + ".",
     ]
+    asked = min(config.search_rows, len(rows))
+    if len(searched) < asked:
+        summary.append(
+            f"The search covered {len(searched)} of the {asked} rows asked: it stops after"
+            f" about {SEARCH_SECONDS:g} s on a slow model (robustness.search_rows)."
+        )
     if worst_missing[0] is not None:
         summary.append(
             f"A missing {worst_missing[0]} flips {worst_missing[1]:.1%}"
@@ -314,6 +345,7 @@ def assess_robustness(
         "missing": dict(sorted(missing.items(), key=lambda kv: -kv[1])),
         "minimal_change": {
             "rows": len(searched),
+            "rows_asked": asked,
             "budget": config.budget,
             "flipped_within_budget": flipped,
             "curve": within,

@@ -495,6 +495,9 @@ def tune(
     )
     if name in DEFAULT_TRIALS:
         study.enqueue_trial(DEFAULT_TRIALS[name])
+        if name in NATIVE_CATEGORICAL and categorical_positions(schema):
+            # the same defaults with category codes: the encodings compared fairly
+            study.enqueue_trial({**DEFAULT_TRIALS[name], ENCODING: "native"})
     started = time.perf_counter()
     clock[0] = started
 
