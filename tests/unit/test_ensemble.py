@@ -235,6 +235,13 @@ def test_the_whole_run_budget_leaves_the_later_stages_their_time(adult_frame) ->
     assert after_tuning_seconds(parse_config({**base, "final_fit": "all_rows"}), 1000, {"x": 1}) > (
         after_tuning_seconds(config, 1000, {"x": 1})
     )
+    # a classifier's evidence costs more than a regressor's, more classes more again
+    kinds = [
+        after_tuning_seconds(config, 1000, {"x": 1}, task=task, classes=k)
+        for task, k in (("regression", 0), ("binary", 2), ("multiclass", 4))
+    ]
+    assert kinds == sorted(kinds) and len(set(kinds)) == 3
+    assert after_tuning_seconds(config, 1000, {"x": 1}, features=80, trials=90) > kinds[1]
 
     frame, labels = prepare_labels(adult_frame, "income", None, None)
     schema = infer_schema(frame, "income", ["fnlwgt"])

@@ -278,7 +278,11 @@ AFTER_TUNING_SECONDS = 6.0
 AFTER_TUNING_PER_1000_ROWS = 0.1
 AFTER_TUNING_PER_FEATURE = 0.05
 AFTER_TUNING_PER_TRIAL = 0.015
-FITS_AFTER_TUNING = 3.5
+# fits' worth of work on the chosen model after tuning, per kind of model: a
+# classifier's evidence predicts probabilities many times (SHAP per class, robustness,
+# bootstrap, learning curve), a multiclass one once more per class beyond two
+FITS_AFTER_TUNING = {"regression": 3.0, "binary": 7.0, "multiclass": 7.0}
+PER_EXTRA_CLASS = 0.25
 
 
 def after_tuning_seconds(
@@ -287,6 +291,8 @@ def after_tuning_seconds(
     fold_fits: dict[str, float],
     features: int = 0,
     trials: int = 0,
+    task: str = "binary",
+    classes: int = 2,
 ) -> float:
     """Seconds the stages after tuning will need, from the trials seen so far.
 
@@ -301,12 +307,13 @@ def after_tuning_seconds(
     if ENSEMBLE in config.candidates:
         chosen = max(chosen, config.ensemble.top_trials * fits)
     extra = 1.5 if config.final_fit == "all_rows" else 0.0  # one more fit, on every row
+    fits_after = FITS_AFTER_TUNING.get(task, 7.0) * (1 + PER_EXTRA_CLASS * max(0, classes - 2))
     return (
         AFTER_TUNING_SECONDS
         + AFTER_TUNING_PER_1000_ROWS * rows / 1000
         + AFTER_TUNING_PER_FEATURE * features
         + AFTER_TUNING_PER_TRIAL * trials
-        + scale * (fits + (FITS_AFTER_TUNING + extra) * chosen)
+        + scale * (fits + (fits_after + extra) * chosen)
     )
 
 
@@ -330,6 +337,7 @@ def _tune_each(
     rows = len(inputs["splits"].train) + len(inputs["splits"].validation)
     run_ends = ctx.started + config.budget
     features = len(inputs["schema"].feature_names)
+    labels = inputs["labels"]
     fold_fits: dict[str, float] = {}
     seen = [0]  # trials finished, over every candidate
     for index, name in enumerate(tunable):
@@ -338,7 +346,9 @@ def _tune_each(
         share = len(tunable) - index
 
         def stop_at(began: float = began, share: int = share) -> float:
-            ends = run_ends - after_tuning_seconds(config, rows, fold_fits, features, seen[0])
+            ends = run_ends - after_tuning_seconds(
+                config, rows, fold_fits, features, seen[0], labels.task, len(labels.classes)
+            )
             return began + (ends - began) / share
 
         def show(trial: Any, best_score: float | None, name: str = name) -> None:
