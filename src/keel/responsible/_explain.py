@@ -106,21 +106,11 @@ def explain(
     cache = {} if cache is None else cache
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        explainer = cache.get(id(model))
         if hasattr(model, "members_"):  # an ensemble: the weighted sum of its members'
-            result = _ensemble_shap(model, matrix, reference, task, cache)
-            explainer = result
-        elif kind in _TREE_TYPES:
-            explainer = explainer or shap.TreeExplainer(model)
-            result = explainer(matrix, check_additivity=False)
-        elif kind in _LINEAR_TYPES:
-            explainer = explainer or shap.LinearExplainer(model, reference)
-            result = explainer(matrix)
+            result = explainer = _ensemble_shap(model, matrix, reference, task, cache)
         else:
             function = model.predict_proba if hasattr(model, "predict_proba") else model.predict
-            explainer = explainer or shap.PermutationExplainer(function, reference)
-            result = explainer(matrix, max_evals=2 * matrix.shape[1] + 1, silent=True)
-        cache[id(model)] = explainer
+            explainer, result = _shap_of(model, matrix, reference, cache, function)
     values = np.asarray(result.values, dtype=float)
     base = np.asarray(result.base_values, dtype=float)
     classes = [str(c) for c in getattr(model, "classes_", [])]
@@ -147,6 +137,30 @@ def explain(
     return Explanation(names, folded, base, output, shown)
 
 
+def _shap_of(
+    model: Any, matrix: Any, reference: Any, cache: dict[int, Any], function: Any, trees=True
+) -> tuple[Any, Any]:
+    """``(explainer, result)``: TreeSHAP, linear, or a permutation explainer of ``function``.
+
+    Trees get TreeSHAP unless ``trees`` is false; linear models the linear explainer.
+    """
+    import shap
+
+    kind = type(model).__name__
+    explainer = cache.get(id(model))
+    if trees and kind in _TREE_TYPES:
+        explainer = explainer or shap.TreeExplainer(model)
+        result = explainer(matrix, check_additivity=False)
+    elif kind in _LINEAR_TYPES:
+        explainer = explainer or shap.LinearExplainer(model, reference)
+        result = explainer(matrix)
+    else:
+        explainer = explainer or shap.PermutationExplainer(function, reference)
+        result = explainer(matrix, max_evals=2 * matrix.shape[1] + 1, silent=True)
+    cache[id(model)] = explainer
+    return explainer, result
+
+
 class _EnsembleShap:
     """SHAP values of an ensemble: the weighted sum of its members' (see explain)."""
 
@@ -165,29 +179,23 @@ def _ensemble_shap(
     for a logistic regression, else a permutation explainer of its log-odds. Shapley
     values are linear in the explained function, so the sum is exact (additive).
     """
-    import shap
-
     from keel.estimators import margin
 
     classify = task != "regression"
     values = base = None
     kinds = []
     for (_, member), weight in zip(model.members_, model.weights_, strict=True):
-        kind = type(member).__name__
-        explainer = cache.get(id(member))
-        probability_trees = classify and kind.startswith(("RandomForest", "DecisionTree"))
-        if kind in _TREE_TYPES and not probability_trees:
-            explainer = explainer or shap.TreeExplainer(member)
-            found = explainer(matrix, check_additivity=False)
-        elif kind in _LINEAR_TYPES:
-            explainer = explainer or shap.LinearExplainer(member, reference)
-            found = explainer(matrix)
-        else:
-            explainer = explainer or shap.PermutationExplainer(
-                lambda x, m=member: margin(m, x), reference
-            )
-            found = explainer(matrix, max_evals=2 * matrix.shape[1] + 1, silent=True)
-        cache[id(member)] = explainer
+        probability_trees = classify and type(member).__name__.startswith(
+            ("RandomForest", "DecisionTree")
+        )
+        explainer, found = _shap_of(
+            member,
+            matrix,
+            reference,
+            cache,
+            lambda x, m=member: margin(m, x),
+            trees=not probability_trees,
+        )
         kinds.append(type(explainer).__name__)
         part = weight * np.asarray(found.values, dtype=float)
         part_base = weight * np.asarray(found.base_values, dtype=float)

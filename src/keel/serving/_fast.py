@@ -184,19 +184,7 @@ def _booster_calls(model: Any, width: int) -> tuple[Any, Any]:
         return _ensemble_calls(model, members, width, lightgbm)
     if not isinstance(model, lightgbm.LGBMClassifier | lightgbm.LGBMRegressor):
         return None, None
-    booster = model.booster_
-    outputs = max(1, booster.num_model_per_iteration())
-    try:
-        single: Any = _SingleRow(booster, width, outputs)
-    except Exception as exc:  # an older library: the general call still works
-        logger.info("no single-row fast path: %s", exc)
-        single = None
-
-    def values(x: np.ndarray) -> np.ndarray:
-        if single is not None and x.shape[0] == 1:
-            return single(x[0])[None, :] if outputs > 1 else single(x[0])
-        return booster.predict(x, num_threads=1)
-
+    values = _booster_call(model.booster_, width)
     if isinstance(model, lightgbm.LGBMClassifier):
 
         def proba(x: np.ndarray) -> np.ndarray:
@@ -207,21 +195,21 @@ def _booster_calls(model: Any, width: int) -> tuple[Any, Any]:
     return None, values
 
 
-def _raw_call(booster: Any, width: int) -> Any:
-    """A booster's raw scores (log-odds, or values for regression), one row or many."""
+def _booster_call(booster: Any, width: int, raw: bool = False) -> Any:
+    """A booster's outputs (``raw``: log-odds, or values), one row or many, one thread."""
     outputs = max(1, booster.num_model_per_iteration())
     try:
-        single: Any = _SingleRow(booster, width, outputs, raw=True)
+        single: Any = _SingleRow(booster, width, outputs, raw=raw)
     except Exception as exc:  # an older library: the general call still works
         logger.info("no single-row fast path: %s", exc)
         single = None
 
-    def raw(x: np.ndarray) -> np.ndarray:
+    def call(x: np.ndarray) -> np.ndarray:
         if single is not None and x.shape[0] == 1:
             return single(x[0])[None, :] if outputs > 1 else single(x[0])
-        return booster.predict(x, raw_score=True, num_threads=1)
+        return booster.predict(x, raw_score=raw, num_threads=1)
 
-    return raw
+    return call
 
 
 def _ensemble_calls(model: Any, members: list, width: int, lightgbm: Any) -> tuple[Any, Any]:
@@ -235,7 +223,7 @@ def _ensemble_calls(model: Any, members: list, width: int, lightgbm: Any) -> tup
     kinds = (lightgbm.LGBMClassifier, lightgbm.LGBMRegressor)
     if not members or not all(isinstance(m, kinds) for _, m in members):
         return None, None
-    calls = [_raw_call(m.booster_, width) for _, m in members]
+    calls = [_booster_call(m.booster_, width, raw=True) for _, m in members]
     weights = list(model.weights_)
 
     def total(x: np.ndarray) -> np.ndarray:
