@@ -15,7 +15,7 @@ help:
 	@echo "make demo   - install into $(VENV) and run Keel end to end on UCI Adult"
 	@echo "make test   - install dev extras, run ruff, import contracts and pytest (coverage >= 80%)"
 	@echo "make bench  - run the quick benchmarks in bench/ (serving, data, responsible AI)"
-	@echo "make bench-quality - Keel vs LightGBM defaults, FLAML, AutoGluon (~20 min; own venvs)"
+	@echo "make bench-quality - Keel vs LightGBM defaults, FLAML, AutoGluon (~45 min; own venvs)"
 
 $(VENV)/bin/python:
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; Keel needs Python 3.11 (set PYTHON=...)" >&2; exit 2; }
@@ -56,8 +56,8 @@ bench: install-dev
 	$(PY) bench/responsible.py
 
 bench-quality: install-dev
-	$(PY) bench/quality.py --budget 60
-	$(PY) bench/quality.py --budget 60 --final-fit all_rows --tools keel
+	$(PY) bench/quality.py --budget 60 --candidates "lightgbm;lightgbm,ensemble;lightgbm,xgboost,ensemble"
+	$(PY) bench/quality.py --budget 60 --final-fit all_rows --tools keel --candidates "lightgbm,ensemble"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .coverage .ruff_cache
