@@ -178,13 +178,23 @@ def ensure_experiment(client: MlflowClient, name: str, artifact_location: str | 
     """Return the id of experiment ``name``, creating it with ``artifact_location``.
 
     ``None`` leaves the location to the tracking server (its proxied artifact store).
+    Two runs starting at once may both find no experiment: the one whose creation is
+    refused as a duplicate uses the other's.
     """
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         if experiment.lifecycle_stage == "deleted":
             client.restore_experiment(experiment.experiment_id)
         return experiment.experiment_id
-    return client.create_experiment(name, artifact_location=artifact_location)
+    try:
+        return client.create_experiment(name, artifact_location=artifact_location)
+    except MlflowException as exc:
+        if "ALREADY_EXISTS" not in str(exc.error_code) + str(exc):
+            raise
+        created = client.get_experiment_by_name(name)
+        if created is None:
+            raise
+        return created.experiment_id
 
 
 @dataclass(frozen=True)
