@@ -43,7 +43,7 @@ CONFIG = {
     "positive_class": ">50K",
     "seed": 42,
     "candidates": ["lightgbm"],
-    "budget": 60,  # seconds of Optuna tuning
+    "budget": 60,  # seconds for the whole run: tuning gets what the evidence will not need
     "cv_folds": 3,
     # fairness is assessed for the sensitive features; add limits (e.g.
     # min_disparate_impact_ratio: 0.8) to make it a gate — see docs/responsible.md
