@@ -72,6 +72,12 @@ def test_load_resolves_paths_against_the_config_folder(make_project) -> None:
         ({**MINIMAL, "features": ["age"]}, "key 'features'"),
         ({**MINIMAL, "card": {"contacts": "ops"}}, "key 'card.contacts'"),
         ({**MINIMAL, "gates": {"required": ["runbok"]}}, "(did you mean 'runbook'?)"),
+        # ensembles
+        ({**MINIMAL, "candidates": ["ensemble"]}, "ensemble combines tuned candidates"),
+        ({**MINIMAL, "candidates": ["linear", "ensemble"]}, "list at least one of lightgbm"),
+        ({**MINIMAL, "ensemble": {"top_trials": 0}}, "key 'ensemble.top_trials'"),
+        ({**MINIMAL, "ensemble": {"rounds": "many"}}, "key 'ensemble.rounds'"),
+        ({**MINIMAL, "ensemble": {"size": 3}}, "unknown key 'ensemble.size'"),
     ],
 )
 def test_bad_configs_name_the_key(raw, expected: str) -> None:

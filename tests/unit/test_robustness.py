@@ -121,9 +121,7 @@ def test_rules_mimic_a_model_they_can_express_exactly() -> None:
     assert "colour" not in rules["text"]
 
 
-def test_a_slow_model_is_searched_on_the_rows_that_fit_in_the_time_and_says_so(
-    monkeypatch,
-) -> None:
+def test_a_slow_model_is_searched_on_the_rows_that_fit_in_the_time_and_says_so() -> None:
     import keel.responsible._robustness as robustness
 
     rows = pd.DataFrame({"x": np.linspace(0, 1, 40)})
@@ -142,8 +140,6 @@ def test_a_slow_model_is_searched_on_the_rows_that_fit_in_the_time_and_says_so(
             return before != after
 
     spreads = robustness._spreads(train, ["x"])
-    monkeypatch.setattr(robustness, "SEARCH_SECONDS", 0.1)
-    found = robustness._bounded_search(Slow(), rows, train, spreads, set())
+    found = robustness.minimal_changes(Slow(), rows, train, spreads, set(), seconds=0.1)
     assert robustness.PROBE_ROWS <= len(found) < len(rows)  # bounded, never below the probe
-    monkeypatch.setattr(robustness, "SEARCH_SECONDS", 60.0)
-    assert len(robustness._bounded_search(Slow(), rows, train, spreads, set())) == len(rows)
+    assert len(robustness.minimal_changes(Slow(), rows, train, spreads, set(), seconds=60)) == 40

@@ -193,13 +193,15 @@ def minimal_changes(
     spreads: dict[str, tuple[float, float, float]],
     categorical: set[str],
     chunk: int = 100_000,
+    seconds: float | None = None,
 ) -> list[dict[str, Any]]:
     """For each row, the cheapest single-feature change that flips its decision.
 
     Every trial (each numeric feature moved up and down in steps of ``STEP`` sd, each
     category swapped for one of the 20 most frequent others) is built column-wise and
     scored in large model calls: rows are searched in groups of at most ``chunk``
-    trials, so memory stays bounded on wide tables.
+    trials, so memory stays bounded on wide tables. With ``seconds``, the first
+    ``PROBE_ROWS`` rows are timed and only the rows that fit in ``seconds`` are searched.
     """
     options = {
         name: train[name].dropna().astype(str).value_counts().index[:20].to_numpy()
@@ -210,7 +212,16 @@ def minimal_changes(
         len(v) for v in options.values()
     )
     group = max(1, chunk // max(per_row, 1))
-    found: list[dict[str, Any]] = []
+    if seconds is not None:
+        import time
+
+        started = time.perf_counter()
+        found = _search(decide, rows.head(PROBE_ROWS), spreads, options)
+        each = (time.perf_counter() - started) / max(1, min(PROBE_ROWS, len(rows)))
+        fit = int(max(0.0, seconds - each * PROBE_ROWS) / max(each, 1e-9))
+        rows = rows.iloc[PROBE_ROWS : PROBE_ROWS + fit]
+    else:
+        found = []
     for at in range(0, len(rows), group):
         found += _search(decide, rows.iloc[at : at + group], spreads, options)
     return found
@@ -282,26 +293,6 @@ def _search(
     return found
 
 
-def _bounded_search(
-    decide: Decider,
-    rows: pd.DataFrame,
-    train: pd.DataFrame,
-    spreads: dict[str, tuple[float, float, float]],
-    categorical: set[str],
-) -> list[dict[str, Any]]:
-    """:func:`minimal_changes` on ``rows``, or on as many as fit in ``SEARCH_SECONDS``."""
-    import time
-
-    started = time.perf_counter()
-    found = minimal_changes(decide, rows.head(PROBE_ROWS), train, spreads, categorical)
-    per_row = (time.perf_counter() - started) / max(1, min(PROBE_ROWS, len(rows)))
-    more = int(max(0.0, SEARCH_SECONDS - per_row * PROBE_ROWS) / max(per_row, 1e-9))
-    rest = rows.iloc[PROBE_ROWS : PROBE_ROWS + more]
-    if len(rest):
-        found += minimal_changes(decide, rest, train, spreads, categorical)
-    return found
-
-
 def assess_robustness(
     pipeline: Any,
     test: pd.DataFrame,
@@ -323,7 +314,9 @@ def assess_robustness(
     spreads = _spreads(train, numeric)
     curve = noise_curve(decide, rows, spreads, list(config.noise), seed)
     swaps, missing = per_feature(decide, rows, train, features, categorical, seed)
-    searched = _bounded_search(decide, rows.head(config.search_rows), train, spreads, categorical)
+    searched = minimal_changes(
+        decide, rows.head(config.search_rows), train, spreads, categorical, seconds=SEARCH_SECONDS
+    )
     costs = [f["cost"] for f in searched]
     budgets = sorted({0.1, 0.25, 0.5, 1.0, 2.0, config.budget})
     within = [

@@ -36,12 +36,15 @@ def preprocessing_of(
 ) -> tuple[bool, bool]:
     """``(scaled numbers, native categories)``: the preprocessing candidate ``name`` takes."""
     _, scale = get_task(task).estimator(name, 0)
-    native = (
+    return scale, _native(name, schema, params)
+
+
+def _native(name: str, schema: Schema, params: dict[str, Any] | None) -> bool:
+    return (
         name in NATIVE_CATEGORICAL
         and (params or {}).get(ENCODING) == "native"
         and bool(categorical_positions(schema))
     )
-    return scale, native
 
 
 def build_candidate(
@@ -54,11 +57,12 @@ def build_candidate(
     """
     if name not in CANDIDATE_FACTORIES:
         raise ValueError(f"unknown candidate {name!r}; known: {', '.join(CANDIDATE_FACTORIES)}")
-    scale, native = preprocessing_of(name, task, schema, params)
+    estimator, scale = get_task(task).estimator(name, seed)
+    native = _native(name, schema, params)
     return Pipeline(
         [
             ("preprocess", build_preprocessor(schema, scale, native_categories=native)),
-            ("model", configured_estimator(name, task, schema, seed, params)),
+            ("model", _configured(estimator, schema, params, native)),
         ]
     )
 
@@ -68,10 +72,14 @@ def configured_estimator(
 ) -> Any:
     """Candidate ``name``'s estimator with ``params`` (told which columns are codes)."""
     estimator, _ = get_task(task).estimator(name, seed)
+    return _configured(estimator, schema, params, _native(name, schema, params))
+
+
+def _configured(estimator: Any, schema: Schema, params: dict | None, native: bool) -> Any:
     model_params = {k: v for k, v in (params or {}).items() if k != ENCODING}
     if model_params:
         estimator.set_params(**model_params)
-    if preprocessing_of(name, task, schema, params)[1]:
+    if native:
         estimator.set_params(categorical_feature=categorical_positions(schema))
     return estimator
 
@@ -170,7 +178,7 @@ def train_candidates(
         fitted_params = model_params(pipeline.named_steps["model"])
         if name in NATIVE_CATEGORICAL and categorical_positions(schema):
             fitted_params.pop("categorical_feature", None)
-            native = preprocessing_of(name, labels.task, schema, overrides)[1]
+            native = _native(name, schema, overrides)
             fitted_params[ENCODING] = "native" if native else "one_hot"
         candidate = TrainedCandidate(
             name=name,
