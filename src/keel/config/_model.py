@@ -18,7 +18,7 @@ from pydantic import (
     model_validator,
 )
 
-TaskType = Literal["binary", "multiclass", "regression", "recommendation"]
+TaskType = Literal["binary", "multiclass", "regression", "recommendation", "retrieval"]
 # the recommenders a recommendation project may tune (``candidates:``)
 RecommenderName = Literal["item_knn", "ease", "als", "bpr"]
 SplitStrategy = Literal["global_time", "user_time", "leave_last_out"]
@@ -53,7 +53,12 @@ RECOMMENDATION_KEYS = (
     "items",
     "item_attribute",
 )
-ModelName = Literal[CANDIDATES + RECOMMENDERS]  # any task's candidates, for validation
+RetrieverName = Literal["bm25", "dense", "hybrid"]
+RETRIEVAL = "retrieval"
+RETRIEVER_NAMES: tuple[str, ...] = get_args(RetrieverName)
+RETRIEVER_BASELINES: tuple[str, ...] = ("overlap",)
+RETRIEVAL_KEYS = ("queries", "text_column", "id_column", "title_column")
+ModelName = Literal[CANDIDATES + RECOMMENDERS + RETRIEVER_NAMES]  # any task's candidates
 DATA_SUFFIXES: tuple[str, ...] = (".csv", ".parquet", ".pq", ".jsonl", ".ndjson")
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -554,6 +559,89 @@ class PiiConfig(_Strict):
     threshold: float = Field(0.4, gt=0.0, le=1.0)
 
 
+class GuardrailsConfig(_Strict):
+    """Rules on questions and answers of a retrieval model: ``retrieval.guardrails:``.
+
+    ``block`` stops the request with the rule and the reason in the answer; ``flag``
+    answers and reports the failed rule; ``redact`` rewrites personal data (presidio).
+    """
+
+    max_query_chars: int = Field(1000, ge=10, le=100_000)
+    injection: Literal["block", "flag", "off"] = "block"
+    query_pii: Literal["redact", "block", "off"] = "redact"
+    answer_pii: Literal["redact", "block", "off"] = "redact"
+    citations: Literal["block", "flag", "off"] = "block"
+    grounded: Literal["block", "flag", "off"] = "flag"
+    min_grounding: float = Field(0.6, ge=0.0, le=1.0)
+
+
+class GeneratorConfig(_Strict):
+    """An OpenAI-compatible chat endpoint that writes answers: ``retrieval.generator:``.
+
+    ``url`` is the API base (``http://127.0.0.1:8080/v1`` for llama.cpp's server, vLLM,
+    Ollama's ``/v1``); the key, if any, is read from the environment variable named by
+    ``api_key_env`` (never from keel.yaml). ``judge: true`` also asks it whether each
+    answer is supported by its passages (faithfulness, labelled as judged by the model).
+    """
+
+    url: str = Field(min_length=8, max_length=500)
+    model: str = Field(min_length=1, max_length=200)
+    api_key_env: str | None = Field(None, pattern=r"^[A-Z_][A-Z0-9_]{0,99}$")
+    timeout_seconds: float = Field(30.0, gt=0.0, le=600.0)
+    max_tokens: int = Field(300, ge=16, le=8192)
+    judge: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http(s) URL of an OpenAI-compatible API, got {value!r}")
+        return value.rstrip("/")
+
+
+class RetrievalConfig(_Strict):
+    """How a retrieval model is built: ``retrieval:`` in keel.yaml (``task: retrieval``)."""
+
+    chunk_sizes: list[int] = Field(default_factory=lambda: [64, 128, 256])
+    chunk_overlap: float = Field(0.25, ge=0.0, lt=0.9)  # share of a chunk repeated in the next
+    k: list[int] = Field(default_factory=lambda: [1, 3, 5, 10])
+    test_share: float = Field(0.5, gt=0.0, lt=1.0)  # labelled queries held out for test
+    passages: list[int] = Field(default_factory=lambda: [1, 3, 5])  # tuned: chunks per answer
+    sentences: int = Field(2, ge=1, le=10)
+    min_support: float = Field(0.34, ge=0.0, le=1.0)
+    pii: Literal["redact", "mask", "hash", "none"] = "redact"
+    pii_entities: list[str] | None = None  # default: keel.data CORPUS_ENTITIES
+    max_document_chars: int = Field(2_000_000, ge=100, le=50_000_000)
+    guardrails: GuardrailsConfig = Field(default_factory=GuardrailsConfig)
+    generator: GeneratorConfig | None = None
+    prompt_template: str | None = Field(None, min_length=20, max_length=20_000)
+    cache_size: int = Field(1024, ge=0, le=1_000_000)
+    near_duplicate: float = Field(0.97, gt=0.5, le=1.0)  # cosine of two cached questions
+
+    @field_validator("chunk_sizes", "passages", "k")
+    @classmethod
+    def _positive_list(cls, value: list[int]) -> list[int]:
+        if not value or any(v < 1 or v > 5000 for v in value):
+            raise ValueError(f"must list numbers between 1 and 5000, got {value}")
+        return sorted(set(value))
+
+    @field_validator("chunk_sizes")
+    @classmethod
+    def _chunk_words(cls, value: list[int]) -> list[int]:
+        if min(value) < 8:
+            raise ValueError(f"chunks need at least 8 words, got {min(value)}")
+        return value
+
+    @field_validator("prompt_template")
+    @classmethod
+    def _placeholders(cls, value: str | None) -> str | None:
+        if value is not None:
+            missing = [p for p in ("{passages}", "{question}") if p not in value]
+            if missing:
+                raise ValueError(f"must hold {' and '.join(missing)} (where they go)")
+        return value
+
+
 class TuningConfig(_Strict):
     """Where tuning runs: ``tuning:`` in keel.yaml (in process unless a Ray cluster is named).
 
@@ -639,6 +727,12 @@ class ProjectConfig(_Strict):
     item_attribute: str | None = None  # an items column: diversity and exposure groups
     attribute_separator: str = Field("|", min_length=1, max_length=5)
     k: list[int] = Field(default_factory=lambda: list(DEFAULT_K))
+    # retrieval: a corpus (folder or table) and labelled questions (task: retrieval)
+    queries: str | None = None  # JSONL/CSV: query, relevant (document ids), answer
+    text_column: str | None = None  # a table corpus: the text of each document
+    id_column: str | None = None  # …its document id (default: row-N)
+    title_column: str | None = None
+    retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
 
     _root: Path = PrivateAttr(default_factory=Path.cwd)
     _source: Path | None = PrivateAttr(default=None)
@@ -653,7 +747,7 @@ class ProjectConfig(_Strict):
             )
         return value
 
-    @field_validator("data", "users", "items")
+    @field_validator("users", "items")
     @classmethod
     def _data_has_known_suffix(cls, value: Any) -> Any:
         return _check_suffix(value) if isinstance(value, str) else value
@@ -668,6 +762,9 @@ class ProjectConfig(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _recommendation_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("task") == RETRIEVAL:
+            data = dict(data)
+            data.setdefault("candidates", list(RETRIEVER_NAMES))
         if isinstance(data, dict) and data.get("task") == RECOMMENDATION:
             data = dict(data)
             data.setdefault("candidates", list(DEFAULT_RECOMMENDERS))
@@ -685,9 +782,59 @@ class ProjectConfig(_Strict):
 
     @model_validator(mode="after")
     def _roles_do_not_clash(self) -> ProjectConfig:
+        if self.retrieves:
+            return self._check_retrieval()
+        if isinstance(self.data, str):
+            try:
+                _check_suffix(self.data)
+            except ValueError as exc:
+                raise ValueError(f"data: {exc}") from None
+        misplaced = [key for key in RETRIEVAL_KEYS if getattr(self, key) is not None]
+        if misplaced:
+            raise ValueError(
+                f"{', '.join(misplaced)} {'is' if len(misplaced) == 1 else 'are'} for"
+                " task: retrieval; set task: retrieval or remove them"
+            )
         if self.recommends:
             return self._check_recommendation()
         return self._check_tabular()
+
+    def _check_retrieval(self) -> ProjectConfig:
+        if not isinstance(self.data, str):
+            raise ValueError(
+                "data: a retrieval corpus is a folder of documents or a table file, not SQL or DVC"
+            )
+        if self.queries is None:
+            raise ValueError(
+                "task: retrieval needs queries: a JSONL or CSV file of labelled questions"
+                " (query, relevant document ids, optional answer) to tune and evaluate on"
+            )
+        if Path(self.queries).suffix.lower() not in (".jsonl", ".ndjson", ".csv"):
+            raise ValueError(f"queries: must be a .jsonl or .csv file, got {self.queries!r}")
+        misplaced = [
+            k for k in (*RECOMMENDATION_KEYS, "time_column", "group_column") if getattr(self, k)
+        ]
+        if self.target is not None:
+            misplaced.append("target")
+        if self.sensitive_features:
+            misplaced.append("sensitive_features")
+        if misplaced:
+            raise ValueError(
+                f"{', '.join(misplaced)} do(es) not apply to task: retrieval; remove"
+                f" {'it' if len(misplaced) == 1 else 'them'}"
+            )
+        wrong = [c for c in self.candidates if c not in RETRIEVER_NAMES]
+        if wrong:
+            raise ValueError(
+                f"candidates {wrong} are not retrievers; task: retrieval takes"
+                f" {', '.join(RETRIEVER_NAMES)}"
+            )
+        return self
+
+    @property
+    def retrieves(self) -> bool:
+        """Whether the project builds a retrieval model (``task: retrieval``)."""
+        return self.task == RETRIEVAL
 
     def _check_tabular(self) -> ProjectConfig:
         misplaced = [key for key in RECOMMENDATION_KEYS if getattr(self, key) is not None]
@@ -766,7 +913,13 @@ class ProjectConfig(_Strict):
     @property
     def models(self) -> list[str]:
         """Every model a run trains: the baselines, always, then the candidates."""
-        baselines = RECOMMENDER_BASELINES if self.recommends else BASELINE_NAMES
+        baselines = (
+            RETRIEVER_BASELINES
+            if self.retrieves
+            else RECOMMENDER_BASELINES
+            if self.recommends
+            else BASELINE_NAMES
+        )
         return list(dict.fromkeys([*baselines, *self.candidates]))
 
     @property

@@ -54,7 +54,9 @@ class Corpus:
     def digest(self) -> str:
         """SHA-256 of the documents kept (ids and redacted text), order-independent."""
         digest = hashlib.sha256()
-        for doc_id, text in sorted(zip(self.documents["doc_id"], self.documents["text"])):
+        for doc_id, text in sorted(
+            zip(self.documents["doc_id"], self.documents["text"], strict=True)
+        ):
             digest.update(f"{len(doc_id)}:{doc_id}{len(text)}:{text}".encode())
         return digest.hexdigest()
 
@@ -189,7 +191,7 @@ def _read_table(
     titles = frame[title_column].astype(str) if title_column in frame.columns else ids
     rows: list[dict] = []
     skipped: list[dict] = []
-    for row, (doc_id, title, value) in enumerate(zip(ids, titles, frame[text_column])):
+    for row, (doc_id, title, value) in enumerate(zip(ids, titles, frame[text_column], strict=True)):
         if not isinstance(value, str):
             reason = "empty" if pd.isna(value) else f"not text: {type(value).__name__}"
             skipped.append({"doc_id": doc_id, "reason": f"{reason} (row {row + 1})"})
@@ -212,7 +214,9 @@ def _keep(
     elif len(text) > max_chars:
         skipped.append({"doc_id": doc_id, "reason": f"oversized: {len(text)} characters"})
     else:
-        rows.append({"doc_id": doc_id, "title": title.strip()[:200], "text": text, "source": source})
+        rows.append(
+            {"doc_id": doc_id, "title": title.strip()[:200], "text": text, "source": source}
+        )
 
 
 def _drop_duplicates(rows: list[dict]) -> tuple[list[dict], list[dict]]:
@@ -323,7 +327,7 @@ def redact_corpus(
     counts: Counter[str] = Counter()
     touched = 0
     texts, titles = [], []
-    for title, text in zip(corpus.documents["title"], corpus.documents["text"]):
+    for title, text in zip(corpus.documents["title"], corpus.documents["text"], strict=True):
         if action == "none":
             found = [r.entity_type for r in scanner.find(text)]
             new_title, new_text = title, text
@@ -366,7 +370,9 @@ def chunk_corpus(documents: pd.DataFrame, size: int, overlap: int) -> pd.DataFra
             f" {overlap}"
         )
     out = []
-    for doc_id, title, text in zip(documents["doc_id"], documents["title"], documents["text"]):
+    for doc_id, title, text in zip(
+        documents["doc_id"], documents["title"], documents["text"], strict=True
+    ):
         for n, chunk in enumerate(_chunks(split_sentences(text), size, overlap)):
             out.append((f"{doc_id}#{n}", doc_id, title, n, chunk))
     return pd.DataFrame(out, columns=["chunk_id", "doc_id", "title", "position", "text"])

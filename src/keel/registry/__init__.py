@@ -40,6 +40,13 @@ from keel.registry._recommender import (
     load_recommender,
     log_recommender_package,
 )
+from keel.registry._retrieval import (
+    LoadedRetrieval,
+    is_retrieval,
+    load_retrieval,
+    log_retrieval_package,
+    register_prompt,
+)
 from keel.registry._versions import (
     RETIRED_TAG,
     SEMVER_TAG,
@@ -63,6 +70,7 @@ __all__ = [
     "AliasEvent",
     "LoadedPackage",
     "LoadedRecommender",
+    "LoadedRetrieval",
     "ModelRef",
     "alias_version",
     "assign_alias",
@@ -75,10 +83,13 @@ __all__ = [
     "gate_failures",
     "history",
     "is_recommender",
+    "is_retrieval",
     "load_package",
     "load_recommender",
+    "load_retrieval",
     "log_model_package",
     "log_recommender_package",
+    "log_retrieval_package",
     "mlflow_scope",
     "model_version",
     "move_alias",
@@ -88,6 +99,7 @@ __all__ = [
     "recommender_interface",
     "record_batch",
     "record_experiment",
+    "register_prompt",
     "registry_lock",
     "retire",
     "retired_of",

@@ -32,7 +32,7 @@ import pandas as pd
 
 from keel.evaluation import MetricSet
 from keel.evaluation._ranking import metric_name, rank_metrics, ranking_directions
-from keel.tasks._guardrails import Finder, GuardrailSettings, Verdicts, check_answer, check_query
+from keel.tasks._guardrails import Finder, GuardrailSettings, check_answer, check_query
 from keel.tasks._protocol import BaseTask, register
 from keel.tasks._retrievers import (
     DEPTH,
@@ -139,7 +139,9 @@ class RetrievalModel:
         from keel.tasks._retrievers import build_dense
 
         texts = chunks["text"].tolist()
-        dense = build_dense(vectors) if vectors is not None and kind in ("dense", "hybrid") else None
+        dense = (
+            build_dense(vectors) if vectors is not None and kind in ("dense", "hybrid") else None
+        )
         retriever = Retriever(kind, params, texts, dense=dense)
         if retriever.dense is None:  # every package embeds: drift and out-of-corpus checks
             retriever.dense = build_dense(vectors if vectors is not None else embed(texts))
@@ -176,7 +178,7 @@ class RetrievalModel:
         """The best ``k`` chunks: ``chunk_id``, ``doc_id``, ``title``, ``score``, ``text``."""
         rows, scores = self.retriever.search(query, max(1, k), vector)
         out = []
-        for row, score in zip(rows, scores):
+        for row, score in zip(rows, scores, strict=True):
             chunk = self.chunks.iloc[int(row)]
             out.append(
                 {
@@ -231,7 +233,7 @@ class RetrievalModel:
         vector = embed([used])[0]
         passages = self.search(used, k or self.answer_settings.passages, vector)
         answered_by = "extractive"
-        text, cited = self.extract(used, passages)
+        text, _ = self.extract(used, passages)
         if generator is not None and passages:
             try:
                 text, answered_by = generator.answer(used, passages, self.answer_settings)
@@ -307,9 +309,9 @@ class RetrievalModel:
                 score = support + 0.05 / (rank + 1) - 0.004 * extra
                 scored.append((score, support, rank, position, sentence))
         settings = self.answer_settings
-        best = sorted(
-            (s for s in scored if s[1] >= settings.min_support), key=lambda s: -s[0]
-        )[: settings.sentences]
+        best = sorted((s for s in scored if s[1] >= settings.min_support), key=lambda s: -s[0])[
+            : settings.sentences
+        ]
         best.sort(key=lambda s: (s[2], s[3]))
         text = " ".join(f"{s[4]} [{s[2] + 1}]" for s in best)
         return text, sorted({s[2] + 1 for s in best})
@@ -406,7 +408,7 @@ def evaluate_retrieval(
     hits = np.zeros((len(rankings), k_max), dtype=bool)
     first = np.zeros(len(rankings), dtype=np.int64)
     n_relevant = np.array([len(set(r)) for r in queries["relevant"]], dtype=np.int64)
-    for i, (ranking, relevant) in enumerate(zip(rankings, queries["relevant"])):
+    for i, (ranking, relevant) in enumerate(zip(rankings, queries["relevant"], strict=True)):
         wanted = set(relevant)
         flags = [doc in wanted for doc in ranking]
         hits[i, : min(k_max, len(flags))] = flags[:k_max]
@@ -443,7 +445,7 @@ def answer_metrics(answers: list[dict[str, Any]], truths: Sequence[Any]) -> dict
     cites whose text contains the labelled answer (normalised).
     """
     em, f1, precision, no_answer = [], [], [], []
-    for answer, truth in zip(answers, truths):
+    for answer, truth in zip(answers, truths, strict=True):
         no_answer.append(float(answer["no_answer"]))
         if not isinstance(truth, str) or not truth.strip():
             continue

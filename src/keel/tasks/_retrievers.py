@@ -180,6 +180,22 @@ class Retriever:
         keep = rows[0] >= 0
         return rows[0][keep].astype(np.int64), scores[0][keep].astype(np.float64)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable (the stage store): the FAISS index as its serialised bytes."""
+        import faiss
+
+        state = dict(self.__dict__)
+        if self.dense is not None:
+            state["dense"] = faiss.serialize_index(self.dense)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        import faiss
+
+        if state.get("dense") is not None:
+            state["dense"] = faiss.deserialize_index(state["dense"])
+        self.__dict__.update(state)
+
     def similarity(self, vector: np.ndarray) -> float:
         """Cosine of ``vector`` with its nearest chunk (out-of-corpus queries score low)."""
         index = self.dense
@@ -190,10 +206,7 @@ class Retriever:
 
 
 def _top(scores: np.ndarray, depth: int, positive: bool) -> tuple[np.ndarray, np.ndarray]:
-    if positive:
-        candidates = np.flatnonzero(scores > 0)
-    else:
-        candidates = np.arange(len(scores))
+    candidates = np.flatnonzero(scores > 0) if positive else np.arange(len(scores))
     if len(candidates) > depth:
         part = np.argpartition(-scores[candidates], depth - 1)[:depth]
         candidates = candidates[part]
