@@ -64,10 +64,42 @@ _COMPILED = tuple((name, re.compile(p, re.IGNORECASE)) for name, p in INJECTION_
 _CITATION = re.compile(r"\[(\d{1,3})\]")
 _WORD = re.compile(r"[A-Za-z0-9]+")
 _FILLER = frozenset(
-    (
-        "a an the of to in on for and or is are was were be by with as at it this that from"
-        " which what how when where who not no can do does"
-    ).split()
+    [
+        "a",
+        "an",
+        "the",
+        "of",
+        "to",
+        "in",
+        "on",
+        "for",
+        "and",
+        "or",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "by",
+        "with",
+        "as",
+        "at",
+        "it",
+        "this",
+        "that",
+        "from",
+        "which",
+        "what",
+        "how",
+        "when",
+        "where",
+        "who",
+        "not",
+        "no",
+        "can",
+        "do",
+        "does",
+    ]
 )
 
 
