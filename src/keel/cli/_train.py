@@ -34,6 +34,9 @@ RANKING_STAGE_NAMES = (
     "ingest, pii, validate, split, profile, tune, train, evaluate, fairness, explain,"
     " robustness, register, compare, report, alias"
 )
+RETRIEVAL_STAGE_NAMES = (
+    "ingest, pii, validate, tune, train, evaluate, guardrails, register, compare, report, alias"
+)
 
 
 @app.command()
@@ -46,7 +49,8 @@ def run(
         typer.Option(
             "--from",
             help="Re-run this stage and every later one, whatever is stored"
-            f" ({STAGE_NAMES}; a recommender: {RANKING_STAGE_NAMES}).",
+            f" ({STAGE_NAMES}; a recommender: {RANKING_STAGE_NAMES}; a retrieval model:"
+            f" {RETRIEVAL_STAGE_NAMES}).",
         ),
     ] = None,
     no_cache: Annotated[
@@ -118,8 +122,14 @@ def run(
             disable=not show,
             transient=True,
         ) as progress:
-            ranking = project.task is not None and get_task(project.task).family == "ranking"
-            names = tuple(RANKING_STAGE_NAMES.split(", ")) if ranking else STAGES
+            family = get_task(project.task).family if project.task is not None else "tabular"
+            names = (
+                tuple(RANKING_STAGE_NAMES.split(", "))
+                if family == "ranking"
+                else tuple(RETRIEVAL_STAGE_NAMES.split(", "))
+                if family == "retrieval"
+                else STAGES
+            )
             bar = progress.add_task("keel run", total=len(names), detail="")
 
             def observe(stage: str, detail: str) -> None:
@@ -142,6 +152,8 @@ def run(
             print(json.dumps(payload, default=str))
         elif get_task(payload["task"]).family == "ranking":
             _render_ranking_run(payload)
+        elif payload["task"] == "retrieval":
+            _render_retrieval_run(payload)
         else:
             _render_run(payload)
         failed_behaviour = [
@@ -182,6 +194,55 @@ def run(
                 f" {d['value']:+.4f}, CI {d['low']:+.4f} to {d['high']:+.4f}); version"
                 f" {payload['model']['version']} is registered without an alias"
             )
+
+
+def _render_retrieval_run(result: dict[str, Any]) -> None:
+    """A retrieval model's run: every retriever on the test questions; answers; guardrails."""
+    console = Console(highlight=False)
+    primary = result["primary_metric"]
+    table = Table(title=f"Every retriever on the labelled questions ({primary})")
+    for column in ("retriever", "kind", "chunk words", "validation", "test", "answer F1"):
+        table.add_column(column, justify="left" if column in ("retriever", "kind") else "right")
+    for c in result["candidates"]:
+        chosen = " ✔" if c["name"] == result["model"]["candidate"] else ""
+        table.add_row(
+            c["name"] + chosen,
+            c["kind"],
+            str(c["chunk_size"]),
+            _num(c["validation"].get(primary)),
+            _num(c["test"].get(primary)),
+            _num(c["answers"].get("token_f1")),
+        )
+    console.print(table)
+    intervals = result["assessment"]["intervals"]
+    metrics = Table(title="Test metrics of the chosen model (95% bootstrap CI over questions)")
+    for column in ("metric", "test", "95% CI"):
+        metrics.add_column(column, justify="left" if column == "metric" else "right")
+    for name, value in sorted(result["metrics"].items()):
+        ci = intervals.get(name, {})
+        metrics.add_row(name, _num(value), f"{_num(ci.get('low'))} – {_num(ci.get('high'))}")
+    console.print(metrics)
+    gate = result["assessment"]["gate"]
+    console.print(("[green]" if gate["passed"] else "[red]") + gate["describe"] + "[/]")
+    guard = result["assessment"]["guardrails"]
+    rates = ", ".join(f"{k} {v:.0%}" for k, v in sorted(guard["block_rate"].items()))
+    console.print(
+        f"Guardrails blocked attack prompts: {rates}; labelled questions blocked:"
+        f" {guard['benign_blocked']}"
+    )
+    versus = result["assessment"].get("versus_champion")
+    if versus:
+        verdict = "[green]promoted[/green]" if versus["promote"] else "stays challenger"
+        console.print(f"Against the champion: {verdict} — {versus['reason']}")
+    model = result["model"]
+    console.print(
+        f"Registered [bold]{model['uri']}[/bold] (version {model['version']},"
+        f" {model['candidate']}); MLflow run {result['run_id']}"
+    )
+    console.print(
+        f"Report: {result['reports']['html']}  Card: {result['reports']['model_card_md']}"
+    )
+    console.print(_ui_hint(result["tracking_uri"]))
 
 
 def _render_ranking_run(result: dict[str, Any]) -> None:

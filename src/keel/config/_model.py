@@ -612,6 +612,7 @@ class RetrievalConfig(_Strict):
     pii: Literal["redact", "mask", "hash", "none"] = "redact"
     pii_entities: list[str] | None = None  # default: keel.data CORPUS_ENTITIES
     max_document_chars: int = Field(2_000_000, ge=100, le=50_000_000)
+    sections: bool = False  # every "## " section of a Markdown file is a document
     guardrails: GuardrailsConfig = Field(default_factory=GuardrailsConfig)
     generator: GeneratorConfig | None = None
     prompt_template: str | None = Field(None, min_length=20, max_length=20_000)

@@ -93,8 +93,14 @@ def read_corpus(
     id_column: str | None = None,
     title_column: str | None = None,
     max_chars: int = MAX_DOCUMENT_CHARS,
+    sections: bool = False,
 ) -> Corpus:
-    """Read a folder of documents or a table of texts; leave out (and report) bad ones."""
+    """Read a folder of documents or a table of texts; leave out (and report) bad ones.
+
+    ``sections``: every ``## `` section of a Markdown file is a document of its own,
+    ``<file>#<slug of the heading>`` (GitHub's anchors), the text before the first one
+    ``<file>``: questions are then judged, and answers cited, by section.
+    """
     path = Path(spec).expanduser()
     path = path if path.is_absolute() else (root / path).resolve()
     if not path.exists():
@@ -105,7 +111,7 @@ def read_corpus(
                 f"data: {spec} is a folder (a document per file): remove text_column and"
                 " id_column, which name a table's columns"
             )
-        rows, skipped = _read_folder(path, max_chars)
+        rows, skipped = _read_folder(path, max_chars, sections)
     else:
         rows, skipped = _read_table(path, text_column, id_column, title_column, max_chars)
     rows, duplicates = _drop_duplicates(rows)
@@ -122,7 +128,7 @@ def read_corpus(
     return Corpus(frame, str(path), skipped)
 
 
-def _read_folder(folder: Path, max_chars: int) -> tuple[list[dict], list[dict]]:
+def _read_folder(folder: Path, max_chars: int, sections: bool) -> tuple[list[dict], list[dict]]:
     rows: list[dict] = []
     skipped: list[dict] = []
     files = sorted(p for p in folder.rglob("*") if p.is_file() and not _hidden(p, folder))
@@ -148,8 +154,38 @@ def _read_folder(folder: Path, max_chars: int) -> tuple[list[dict], list[dict]]:
         except Exception as exc:  # a broken PDF: reported, the others go on
             skipped.append({"doc_id": doc_id, "reason": f"unreadable: {type(exc).__name__}"})
             continue
+        if sections and suffix in (".md", ".markdown"):
+            for part_id, heading, part in markdown_sections(doc_id, text):
+                name = f"{title or file.stem} — {heading}" if heading else (title or file.stem)
+                _keep(rows, skipped, part_id, name, part, str(file), max_chars)
+            continue
         _keep(rows, skipped, doc_id, title or file.stem, text, str(file), max_chars)
     return rows, skipped
+
+
+def markdown_sections(doc_id: str, text: str) -> list[tuple[str, str | None, str]]:
+    """``(id, heading, text)`` of every ``## `` section (code blocks respected)."""
+    parts: list[tuple[str | None, list[str]]] = [(None, [])]
+    fenced = False
+    for line in text.split("\n"):
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        if not fenced and line.startswith("## "):
+            parts.append((line[3:].strip(), [line]))
+        else:
+            parts[-1][1].append(line)
+    out, used = [], Counter()
+    for heading, lines in parts:
+        body = "\n".join(lines).strip()
+        if heading is None:
+            if body:
+                out.append((doc_id, None, body))
+            continue
+        slug = re.sub(r"[^\w\- ]", "", heading.lower()).strip().replace(" ", "-")
+        n = used[slug]
+        used[slug] += 1
+        out.append((f"{doc_id}#{slug}{f'-{n}' if n else ''}", heading, body))
+    return out
 
 
 def _hidden(path: Path, folder: Path) -> bool:

@@ -193,11 +193,16 @@ def run_project(
     settings = settings or resolve_settings(config)
     notify = observer or (lambda stage, detail: None)
     context = RunContext(config, settings, notify, extra_label)
-    ranking = config.task is not None and get_task(config.task).family == "ranking"
+    family = get_task(config.task).family if config.task is not None else "tabular"
+    ranking = family == "ranking"
     if ranking:
         from keel.pipeline import _recommend
 
         whole, until = _recommend.RECOMMENDATION_LIFECYCLE, _recommend.READ_ONLY_UNTIL
+    elif family == "retrieval":
+        from keel.pipeline import _retrieval
+
+        whole, until = _retrieval.RETRIEVAL_LIFECYCLE, _retrieval.READ_ONLY_UNTIL
     else:
         whole, until = LIFECYCLE, READ_ONLY_UNTIL
     graph = whole if record else whole.until(until)
@@ -220,7 +225,49 @@ def run_project(
     )
     if ranking:
         return _ranking_result(state, settings, record)
+    if family == "retrieval":
+        return _retrieval_result(state, settings, record)
     return _result(state, settings, record)
+
+
+def _retrieval_result(state: RunState, settings: Settings, record: bool) -> RunResult:
+    from keel.pipeline._retrieval import result_document
+
+    values = state.values
+    seconds = {r.name: r.seconds for r in state.records}
+    summary = [r.summary() for r in state.records]
+    if not record:
+        best = values["best"]
+        tests = values["assessment"]["tests"]
+        return RunResult(
+            run_id="",
+            experiment_id="",
+            tracking_uri=settings.tracking_uri,
+            model={"name": "", "version": None, "alias": None, "candidate": best},
+            task="retrieval",
+            primary_metric=values["primary"],
+            metrics={**tests[best]["test"], **tests[best]["answers"]},
+            candidates=[
+                {"name": t["name"], "validation": t["validation"], **tests[t["name"]]}
+                for t in values["trained"]
+            ],
+            data={"digest": values["corpus"].digest},
+            assessment={
+                "gate": values["assessment"]["gate"],
+                "guardrails": values["guardrail_report"]["block_rate"],
+            },
+            tuning={},
+            reports={},
+            stage_seconds=seconds,
+            stages=summary,
+        )
+    doc = result_document(values)
+    alias = doc["model"]["alias"]
+    name, version = doc["model"]["name"], doc["model"]["version"]
+    doc["model"]["uri"] = f"models:/{name}@{alias}" if alias else f"models:/{name}/{version}"
+    return RunResult(
+        tracking_uri=settings.tracking_uri, stage_seconds=seconds, stages=summary, **doc
+    )
 
 
 def _ranking_result(state: RunState, settings: Settings, record: bool) -> RunResult:

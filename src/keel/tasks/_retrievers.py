@@ -25,8 +25,7 @@ from typing import Any
 
 import numpy as np
 
-for _noisy in ("bm25s", "faiss.loader"):  # they log every index built and every load
-    logging.getLogger(_noisy).setLevel(logging.WARNING)
+logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # it logs every CPU feature tried
 
 RETRIEVERS: tuple[str, ...] = ("bm25", "dense", "hybrid")
 BASELINE = "overlap"
@@ -68,6 +67,15 @@ def split_sentences(text: str) -> list[str]:
 
 
 @functools.cache
+def _bm25s() -> Any:
+    """bm25s, imported once; it sets its logger to DEBUG on import (every index built)."""
+    import bm25s
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    return bm25s
+
+
+@functools.cache
 def _stemmer() -> Any:
     import Stemmer
 
@@ -76,6 +84,7 @@ def _stemmer() -> Any:
 
 @functools.cache
 def _stopwords() -> frozenset[str]:
+    _bm25s()
     from bm25s.stopwords import STOPWORDS_EN
 
     return frozenset(STOPWORDS_EN)
@@ -217,8 +226,7 @@ def _top(scores: np.ndarray, depth: int, positive: bool) -> tuple[np.ndarray, np
 
 def build_bm25(texts: list[str], params: dict[str, float]) -> Any:
     """A BM25 index of ``texts`` (Lucene's BM25, ``k1`` and ``b`` from ``params``)."""
-    import bm25s
-
+    bm25s = _bm25s()
     model = bm25s.BM25(k1=params.get("k1", 1.2), b=params.get("b", 0.75), method="lucene")
     model.index([terms(t) or [""] for t in texts], show_progress=False)
     return model
@@ -260,8 +268,7 @@ def save_indexes(folder: Path, bm25: Any, dense: Any) -> list[str]:
 
 def load_indexes(folder: Path) -> tuple[Any, Any]:
     """The BM25 and FAISS indexes saved by :func:`save_indexes` (either may be ``None``)."""
-    import bm25s
-
+    bm25s = _bm25s()
     bm25 = None
     if (folder / "bm25").is_dir():
         bm25 = bm25s.BM25.load(str(folder / "bm25"), allow_pickle=False, load_corpus=False)
