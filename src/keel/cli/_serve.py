@@ -74,21 +74,30 @@ def serve(
     requests in flight finish on the old model, none fails. NAME/VERSION is pinned.
     """
     from keel.config import load_config, resolve_settings
-    from keel.registry import is_recommender, load_package, load_recommender, parse_model_uri
+    from keel.registry import (
+        is_recommender,
+        is_retrieval,
+        load_package,
+        load_recommender,
+        load_retrieval,
+        parse_model_uri,
+    )
     from keel.serving import POLL_SECONDS, ServingSpec, create_app_from_spec, log_url
 
     with exit_codes(debug):
         project = load_config(config)
         settings = resolve_settings(project)
         uri = model or f"{project.name}@champion"
-        recommender = is_recommender(uri, settings.tracking_uri)
-        package = (load_recommender if recommender else load_package)(uri, settings.tracking_uri)
+        retrieval = is_retrieval(uri, settings.tracking_uri)
+        recommender = not retrieval and is_recommender(uri, settings.tracking_uri)
+        loader = load_retrieval if retrieval else load_recommender if recommender else load_package
+        package = loader(uri, settings.tracking_uri)
         console = Console(stderr=True)
         if not is_loopback(host):
             console.print(
                 f"[yellow]warning:[/yellow] binding {host} exposes the model beyond this machine"
             )
-        route = "POST /recommend" if recommender else "POST /predict"
+        route = "POST /ask" if retrieval else "POST /recommend" if recommender else "POST /predict"
         console.print(
             f"serving {package.name} version {package.version} ({package.task})"
             f" on http://{host}:{port}  ({route}, GET /health, /docs)"
@@ -102,7 +111,7 @@ def serve(
         )
         url = log_url(serving.prediction_log, project.root) if serving.prediction_log else None
         console.print(f"prediction log: {_shown_url(url) if url else 'off'}")
-        alias = parse_model_uri(uri)[2] if poll_seconds > 0 else None
+        alias = parse_model_uri(uri)[2] if poll_seconds > 0 and not retrieval else None
         if alias:
             console.print(
                 f"following {package.name}@{alias} (registry polled every {poll_seconds:g} s)"

@@ -441,10 +441,26 @@ MonitorMetric = Literal[
     "hit_rate",  # requests whose list held a consumed item (feedback)
     "ctr",  # consumed recommended items / items shown (requests with feedback)
     "hit_rate_difference",  # largest hit-rate gap between user groups of 20+ requests
+    # retrieval models
+    "query_drift",  # question centroid distance / the labelled questions' p95 distance
+    "out_of_corpus_share",  # questions less similar to the corpus than 95% of labelled ones
+    "no_answer_rate",  # answered questions with nothing to say
+    "block_rate",  # questions or answers blocked by a guardrail
+    "cache_hit_rate",  # exact or near-duplicate cache hits
+    "helpful_rate",  # answers marked helpful in /feedback
 ]
 # metrics that are bad when low; every other is bad when high
 LOWER_IS_WORSE = frozenset(
-    {"accuracy", "balanced_accuracy", "roc_auc", "coverage", "hit_rate", "ctr"}
+    {
+        "accuracy",
+        "balanced_accuracy",
+        "roc_auc",
+        "coverage",
+        "hit_rate",
+        "ctr",
+        "cache_hit_rate",
+        "helpful_rate",
+    }
 )
 
 
@@ -617,7 +633,7 @@ class RetrievalConfig(_Strict):
     generator: GeneratorConfig | None = None
     prompt_template: str | None = Field(None, min_length=20, max_length=20_000)
     cache_size: int = Field(1024, ge=0, le=1_000_000)
-    near_duplicate: float = Field(0.97, gt=0.5, le=1.0)  # cosine of two cached questions
+    near_duplicate: float = Field(0.95, gt=0.5, le=1.0)  # cosine of two cached questions
 
     @field_validator("chunk_sizes", "passages", "k")
     @classmethod

@@ -94,6 +94,14 @@ class PiiScanner:
         return done.text, [r.entity_type for r in results]
 
 
+def pii_finder(entities: tuple[str, ...] = (), threshold: float = DEFAULT_THRESHOLD) -> Any:
+    """``find(text) -> [(start, end, entity)]`` over ``entities`` (all known when empty)."""
+    scanner = PiiScanner(threshold)
+    if entities:
+        scanner.entities = tuple(e for e in scanner.entities if e in entities)
+    return lambda text: [(r.start, r.end, r.entity_type) for r in scanner.find(text)]
+
+
 def _sha256(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8")).hexdigest()[:16]
 

@@ -75,7 +75,8 @@ def run_monitor(
     uri = model or f"{project.name}@champion"
     tracking = resolve_settings(project).tracking_uri
     meta, documents = package_documents(uri, tracking, (RECOMMENDER_REFERENCE,))
-    ranking = get_task(str(meta.get("task"))).family == "ranking"
+    family = get_task(str(meta.get("task"))).family
+    ranking = family in ("ranking", "retrieval")  # both judge windows by a package reference
     if not ranking:
         meta, features, outputs = package_reference(uri, tracking)
     elif RECOMMENDER_REFERENCE not in documents:
@@ -95,7 +96,18 @@ def run_monitor(
     main = window if window is not None else settings.window
     specs = {str(main): main} | {str(r.window): r.window for r in settings.alerts if r.window}
     now = time.time() if now is None else now
-    if ranking:
+    if family == "retrieval":
+        from keel.monitoring._retrieval import monitor_questions
+
+        frame = log_frame(_read(url, target, meta))
+        reference = documents[RECOMMENDER_REFERENCE]
+        reports = {
+            key: monitor_questions(
+                frame, reference, meta, window=spec, min_rows=settings.min_rows, now=now
+            )
+            for key, spec in specs.items()
+        }
+    elif ranking:
         from keel.monitoring._recommend import monitor_recommendations
 
         frame = log_frame(_read(url, target, meta))

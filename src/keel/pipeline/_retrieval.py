@@ -248,8 +248,11 @@ def train(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     config, primary = ctx.config, inputs["primary"]
     settings = config.retrieval
     validation = inputs["questions"]["validation"]
+    from keel.data._corpus import CORPUS_ENTITIES
+
+    entities = list(settings.pii_entities) if settings.pii_entities else list(CORPUS_ENTITIES)
     guardrails = GuardrailSettings.from_dict(
-        (settings.guardrails or GuardrailsConfig()).model_dump()
+        {**(settings.guardrails or GuardrailsConfig()).model_dump(), "pii_entities": entities}
     )
     answer = AnswerSettings(
         passages=settings.passages[len(settings.passages) // 2],
@@ -318,7 +321,7 @@ def evaluate(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     config, primary = ctx.config, inputs["primary"]
     test = inputs["questions"]["test"]
     models, best = inputs["models"], inputs["best"]
-    find = _finder()
+    find = _finder(models[best].guardrails.pii_entities)
     tests, results = {}, {}
     for name, model in models.items():
         ctx.say(name)
@@ -422,7 +425,7 @@ def guardrails(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     from keel.tasks._guardrails import attack_suite
 
     model = inputs["models"][inputs["best"]]
-    find = _finder()
+    find = _finder(model.guardrails.pii_entities)
     suite = attack_suite()
     ctx.say(f"{len(suite)} attack prompts")
     by_split: dict[str, list[bool]] = {}

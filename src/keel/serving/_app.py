@@ -198,10 +198,20 @@ def create_app_from_spec(
 ) -> FastAPI:
     """The app a :class:`ServingSpec` describes (``package``: already loaded from it).
 
-    A recommender gets :func:`create_recommender_app` (``POST /recommend``).
+    A recommender gets :func:`create_recommender_app` (``POST /recommend``), a retrieval
+    model :func:`~keel.serving._ask_app.create_retrieval_app` (``POST /ask``).
     """
-    from keel.registry import LoadedRecommender, is_recommender, load_recommender
+    from keel.registry import (
+        LoadedRecommender,
+        LoadedRetrieval,
+        is_recommender,
+        is_retrieval,
+        load_recommender,
+        load_retrieval,
+    )
 
+    if package is None and is_retrieval(spec.model, spec.tracking_uri):
+        package = load_retrieval(spec.model, spec.tracking_uri)
     if package is None and is_recommender(spec.model, spec.tracking_uri):
         package = load_recommender(spec.model, spec.tracking_uri)
         package.alias = spec.follow_alias  # workers load NAME/VERSION of the alias
@@ -222,6 +232,12 @@ def create_app_from_spec(
         if spec.log_url
         else None
     )
+    if isinstance(package, LoadedRetrieval):
+        from keel.serving._ask_app import create_retrieval_app
+
+        return create_retrieval_app(
+            package, settings, log, monitoring=spec.monitoring, privacy=privacy
+        )
     if isinstance(package, LoadedRecommender):
         from keel.serving._recommend_app import create_recommender_app, recommender_loader
 

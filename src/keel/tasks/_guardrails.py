@@ -114,16 +114,22 @@ class GuardrailSettings:
     citations: str = "block"  # block | flag | off
     grounded: str = "flag"  # block | flag | off
     min_grounding: float = 0.6
+    pii_entities: tuple[str, ...] = ()  # what the PII rules look for (empty: the finder's own)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> GuardrailSettings:
         """Settings from a package's JSON (unknown keys ignored: newer packages)."""
         known = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in (values or {}).items() if k in known})
+        found = {k: v for k, v in (values or {}).items() if k in known}
+        if "pii_entities" in found:
+            found["pii_entities"] = tuple(found["pii_entities"] or ())
+        return cls(**found)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (stored in the package)."""
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        out["pii_entities"] = list(self.pii_entities)
+        return out
 
 
 @dataclass

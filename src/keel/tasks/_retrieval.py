@@ -32,7 +32,13 @@ import pandas as pd
 
 from keel.evaluation import MetricSet
 from keel.evaluation._ranking import metric_name, rank_metrics, ranking_directions
-from keel.tasks._guardrails import Finder, GuardrailSettings, check_answer, check_query
+from keel.tasks._guardrails import (
+    Finder,
+    GuardrailSettings,
+    Verdicts,
+    check_answer,
+    check_query,
+)
 from keel.tasks._protocol import BaseTask, register
 from keel.tasks._retrievers import (
     DEPTH,
@@ -218,19 +224,27 @@ class RetrievalModel:
         """
         started = time.perf_counter()
         used, verdicts = check_query(query, self.guardrails, find)
-        base: dict[str, Any] = {"query_used": used, "guardrails": verdicts.checks}
         if verdicts.blocked:
-            return {
-                **base,
-                "answer": "",
-                "citations": [],
-                "no_answer": True,
-                "blocked": {"rule": verdicts.blocked_by, "reason": verdicts.reason},
-                "answered_by": None,
-                "best_similarity": None,
-                "seconds": time.perf_counter() - started,
-            }
-        vector = embed([used])[0]
+            return blocked_answer(used, verdicts, time.perf_counter() - started)
+        return self.respond(used, verdicts, k, find, generator, started=started)
+
+    def respond(
+        self,
+        used: str,
+        verdicts: Verdicts,
+        k: int | None = None,
+        find: Finder | None = None,
+        generator: Any = None,
+        vector: np.ndarray | None = None,
+        started: float | None = None,
+    ) -> dict[str, Any]:
+        """Retrieval, answer and output guardrails for a question that passed the input rules.
+
+        ``vector``: the question's embedding, when the caller already has it (the cache).
+        """
+        started = time.perf_counter() if started is None else started
+        base: dict[str, Any] = {"query_used": used, "guardrails": verdicts.checks}
+        vector = embed([used])[0] if vector is None else vector
         passages = self.search(used, k or self.answer_settings.passages, vector)
         answered_by = "extractive"
         text, _ = self.extract(used, passages)
@@ -361,6 +375,21 @@ class RetrievalModel:
             meta["chunking"],
             meta.get("info", {}),
         )
+
+
+def blocked_answer(used: str, verdicts: Verdicts, seconds: float) -> dict[str, Any]:
+    """The answer to a question an input rule blocked: the rule and the reason, no passage."""
+    return {
+        "query_used": used,
+        "guardrails": verdicts.checks,
+        "answer": "",
+        "citations": [],
+        "no_answer": True,
+        "blocked": {"rule": verdicts.blocked_by, "reason": verdicts.reason},
+        "answered_by": None,
+        "best_similarity": None,
+        "seconds": seconds,
+    }
 
 
 def _sentences(text: str) -> list[str]:
