@@ -649,6 +649,12 @@ def register(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
                     "datasheet.json": doc["data"]["datasheet"],
                     "guardrails.json": doc["guardrails"],
                     "monitoring_reference.json": monitoring_reference(inputs),
+                    "examples.json": {  # what `keel loadtest` asks
+                        "questions": [
+                            *inputs["questions"]["validation"]["query"],
+                            *inputs["questions"]["test"]["query"],
+                        ]
+                    },
                     "evaluation.json": {
                         "metrics": doc["metrics"],
                         "answer_metrics": doc["answer_metrics"],

@@ -192,7 +192,12 @@ def run_loadtest(
 
 
 def _payloads(model: dict[str, Any], tracking_uri: str, rows: int) -> tuple[str, list[bytes]]:
-    """The route and request bodies: the package's example rows, or users to recommend for."""
+    """The route and request bodies: example rows, users to recommend for, or questions."""
+    if model.get("task") == "retrieval":  # the labelled questions the model was judged on
+        questions = model.get("example_questions") or []
+        if not questions:
+            raise KeelInputError(f"{model['name']} version {model['version']} lists no questions")
+        return "/ask", [json.dumps({"query": q}).encode() for q in questions]
     if model.get("task") == "recommendation":  # the served answer's own label
         users = model.get("example_users") or []
         if not users:
