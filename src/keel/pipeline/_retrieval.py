@@ -303,12 +303,11 @@ def train(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     return {"models": models, "trained": trained, "best": best, "answer_tuning": tried}
 
 
-def _finder() -> Any:
+def _finder(entities: Any = ()) -> Any:
     """Presidio's findings as ``(start, end, entity)`` (the guardrails' PII finder)."""
-    from keel.data._pii import PiiScanner
+    from keel.data._pii import pii_finder
 
-    scanner = PiiScanner()
-    return lambda text: [(r.start, r.end, r.entity_type) for r in scanner.find(text)]
+    return pii_finder(tuple(entities))
 
 
 def evaluate(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:

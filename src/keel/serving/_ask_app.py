@@ -178,16 +178,15 @@ class _Served:
         return self.ready
 
 
-def _finder() -> Any:
+def _finder(entities: tuple[str, ...]) -> Any:
     """Presidio's findings as ``(start, end, entity)``, or ``None`` without presidio."""
     try:
-        from keel.data._pii import PiiScanner
+        from keel.data._pii import pii_finder
 
-        scanner = PiiScanner()
+        return pii_finder(entities)
     except Exception as exc:  # no presidio: PII rules cannot run, and /health says so
         logger.warning("PII guardrails off: %s", type(exc).__name__)
         return None
-    return lambda text: [(r.start, r.end, r.entity_type) for r in scanner.find(text)]
 
 
 class _AskMetrics:
