@@ -72,7 +72,7 @@ def test_run_tunes_every_retriever_and_writes_the_evidence(project):
     assert gate["baseline"] == "overlap" and (out["model"]["alias"] is not None) == gate["passed"]
     guard = out["assessment"]["guardrails"]
     assert guard["block_rate"]["design"] > 0.9 and guard["benign_blocked"] == 0
-    assert out["data"]["questions"]["test"] == 20
+    assert out["data"]["questions"]["test"] == 40
     card = Path(out["reports"]["model_card_md"]).read_text()
     for heading in ("Corpus datasheet", "Retrieval (test questions)", "Guardrails", "Limitations"):
         assert heading in card
@@ -81,7 +81,7 @@ def test_run_tunes_every_retriever_and_writes_the_evidence(project):
 
     loaded = load_retrieval(f"{NAME}/{out['model']['version']}", out["tracking_uri"])
     assert loaded.model.kind == out["model"]["candidate"]
-    assert loaded.documents["monitoring_reference.json"]["questions"] == 40
+    assert loaded.documents["monitoring_reference.json"]["questions"] == 80
     assert loaded.metadata["dataset_digest"] == out["data"]["digest"]
 
 

@@ -292,14 +292,26 @@ def train(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     chosen = models[best]
     labelled = validation[validation["answer"].notna()]
     tried = []
-    for passages in settings.passages:
+    supports = sorted({0.2, settings.min_support, 0.5})
+    for passages, support in itertools.product(settings.passages, supports):
         chosen.answer_settings.passages = passages
+        chosen.answer_settings.min_support = support
         answers = [chosen.ask(q) for q in labelled["query"]]
         f1 = answer_metrics(answers, list(labelled["answer"]))["token_f1"]
-        tried.append({"passages": passages, "token_f1": float(f1.mean()) if len(f1) else 0.0})
-    pick = max(tried, key=lambda t: (t["token_f1"], -t["passages"]))  # ties: fewer passages
+        tried.append(
+            {
+                "passages": passages,
+                "min_support": support,
+                "token_f1": float(f1.mean()) if len(f1) else 0.0,
+            }
+        )
+    # ties: fewer passages, then the stricter support (fewer unsupported answers)
+    pick = max(tried, key=lambda t: (t["token_f1"], -t["passages"], t["min_support"]))
     chosen.answer_settings.passages = pick["passages"]
-    ctx.say(f"chosen: {best}; {pick['passages']} passages per answer")
+    chosen.answer_settings.min_support = pick["min_support"]
+    ctx.say(
+        f"chosen: {best}; {pick['passages']} passages per answer, support {pick['min_support']}"
+    )
     return {"models": models, "trained": trained, "best": best, "answer_tuning": tried}
 
 
@@ -929,7 +941,7 @@ def result_document(values: dict[str, Any]) -> dict[str, Any]:
         "assessment": {
             "gate": doc["gate"],
             "gates": doc["gates"],
-            "intervals": doc["intervals"],
+            "intervals": {**doc["intervals"], **doc["answer_intervals"]},
             "guardrails": {
                 "block_rate": doc["guardrails"]["block_rate"],
                 "benign_blocked": doc["guardrails"]["benign_blocked"],

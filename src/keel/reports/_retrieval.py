@@ -290,7 +290,9 @@ def report_sections(doc: dict[str, Any]) -> list[Section]:
         for name, t in doc["tuning"].items()
     ]
     head, rows = resource_table(doc.get("resources"))
-    answer_rows = [[t["passages"], _n(t["token_f1"])] for t in doc["answer_tuning"]]
+    answer_rows = [
+        [t["passages"], t.get("min_support", "-"), _n(t["token_f1"])] for t in doc["answer_tuning"]
+    ]
     return [
         *card_sections(doc),
         (
@@ -303,7 +305,10 @@ def report_sections(doc: dict[str, Any]) -> list[Section]:
                         tuning_rows,
                     ),
                 ),
-                ("table", (["passages per answer", "validation token F1"], answer_rows)),
+                (
+                    "table",
+                    (["passages per answer", "min support", "validation token F1"], answer_rows),
+                ),
             ],
         ),
         ("Resources", [("table", (head, rows))]),

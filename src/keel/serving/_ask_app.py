@@ -300,9 +300,9 @@ def _routes(state: ServingState, ask_metrics: _AskMetrics) -> APIRouter:
             else "extractive",
             "guardrails": model.guardrails.to_dict(),
             "request": AskRequest.model_json_schema(),
-            "example_questions": (loaded.documents.get("examples.json") or {}).get(
-                "questions", []
-            )[:100],
+            "example_questions": (loaded.documents.get("examples.json") or {}).get("questions", [])[
+                :100
+            ],
         }
 
     @router.get("/metrics", dependencies=state.need("admin"), response_class=Response)
