@@ -80,7 +80,9 @@ import json, sys, time
 import numpy as np
 from rank_bm25 import BM25Okapi
 data = json.loads(open(sys.argv[1]).read())
-t0 = time.perf_counter(); model = BM25Okapi(data["chunks"], k1=data["k1"], b=data["b"]); built = time.perf_counter() - t0
+t0 = time.perf_counter()
+model = BM25Okapi(data["chunks"], k1=data["k1"], b=data["b"])
+built = time.perf_counter() - t0
 rankings = []
 t0 = time.perf_counter()
 for q in data["queries"]:
@@ -95,8 +97,8 @@ print(json.dumps({"build_seconds": built, "seconds_per_query": per_query, "ranki
 def bm25_versus_rank_bm25() -> dict:
     import numpy as np
     import pandas as pd
-
     from _venvs import TOOL_REQUIREMENTS, tool_python
+
     from keel.data._corpus import chunk_corpus, read_corpus
     from keel.tasks import evaluate_retrieval
     from keel.tasks._retrievers import Retriever, build_bm25, terms

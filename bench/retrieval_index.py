@@ -69,7 +69,7 @@ def _measure() -> dict:
             t0 = time.perf_counter()
             found = np.vstack([search(index, q[None, :]) for q in queries])
             per_query = (time.perf_counter() - t0) / len(queries)
-            recall = np.mean([len(set(f) & set(t)) / K for f, t in zip(found, truth)])
+            recall = np.mean([len(set(f) & set(t)) / K for f, t in zip(found, truth, strict=True)])
             rows[name] = {
                 "recall_at_10": round(float(recall), 4),
                 "build_seconds": round(built, 3),
