@@ -111,7 +111,7 @@ def serve(
         )
         url = log_url(serving.prediction_log, project.root) if serving.prediction_log else None
         console.print(f"prediction log: {_shown_url(url) if url else 'off'}")
-        alias = parse_model_uri(uri)[2] if poll_seconds > 0 and not retrieval else None
+        alias = parse_model_uri(uri)[2] if poll_seconds > 0 else None
         if alias:
             console.print(
                 f"following {package.name}@{alias} (registry polled every {poll_seconds:g} s)"
@@ -280,6 +280,67 @@ def recommend(
             Console(stderr=True).print(
                 f"wrote {summary['rows']} recommendations for {summary['users']} users"
                 f" ({summary['cold_start_users']} cold start) to {summary['out']}"
+            )
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question, in words.")],
+    model: Annotated[
+        str | None,
+        typer.Option("--model", help="NAME, NAME@ALIAS or NAME/VERSION (default <name>@champion)."),
+    ] = None,
+    k: Annotated[
+        int | None, typer.Option("--k", min=1, max=20, help="Passages (default: the tuned number).")
+    ] = None,
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Answer QUESTION from a registered retrieval model, as `POST /ask` would, with citations.
+
+    The model is loaded from the registry (default `<name>@champion` of the keel.yaml
+    here); the same guardrails run, and the question is not logged. Example:
+    keel ask "How do I roll back a model?" --model keel-docs@champion. Exit codes: 0
+    answered, 1 blocked by a guardrail, 2 bad input (unknown model, not a retrieval model).
+    """
+    from keel.config import load_config, resolve_settings
+    from keel.errors import KeelFinding, KeelInputError
+    from keel.registry import is_retrieval, load_retrieval
+    from keel.tasks._generate import Generator
+
+    with exit_codes(debug):
+        project = load_config(config)
+        tracking = resolve_settings(project).tracking_uri
+        uri = model or f"{project.name}@champion"
+        if not is_retrieval(uri, tracking):
+            raise KeelInputError(f"{uri} is not a retrieval model; keel ask needs task: retrieval")
+        loaded = load_retrieval(uri, tracking)
+        from keel.data._pii import pii_finder
+
+        answer = loaded.model.ask(
+            question,
+            k,
+            find=pii_finder(loaded.model.guardrails.pii_entities),
+            generator=Generator.from_settings(loaded.metadata.get("generator")),
+        )
+        answer = {k: v for k, v in answer.items() if k not in ("cited_texts", "seconds")}
+        answer["model"] = {"name": loaded.name, "version": loaded.version}
+        if json_out:
+            print(json.dumps(answer, default=str))
+        else:
+            console = Console(highlight=False)
+            if answer["blocked"] is None:
+                console.print(answer["answer"])
+                for c in answer["citations"]:
+                    if c["cited"]:
+                        console.print(f"  [{c['n']}] {c['doc_id']} — {c['title']}")
+            failed = [v for v in answer["guardrails"] if not v["passed"]]
+            for v in failed:
+                console.print(f"[yellow]{v['rule']}[/yellow] ({v['action']}): {v['reason']}")
+        if answer["blocked"] is not None:
+            raise KeelFinding(
+                f"blocked by {answer['blocked']['rule']}: {answer['blocked']['reason']}"
             )
 
 

@@ -212,6 +212,7 @@ def create_app_from_spec(
 
     if package is None and is_retrieval(spec.model, spec.tracking_uri):
         package = load_retrieval(spec.model, spec.tracking_uri)
+        package.alias = spec.follow_alias
     if package is None and is_recommender(spec.model, spec.tracking_uri):
         package = load_recommender(spec.model, spec.tracking_uri)
         package.alias = spec.follow_alias  # workers load NAME/VERSION of the alias
@@ -236,7 +237,13 @@ def create_app_from_spec(
         from keel.serving._ask_app import create_retrieval_app
 
         return create_retrieval_app(
-            package, settings, log, monitoring=spec.monitoring, privacy=privacy
+            package,
+            settings,
+            log,
+            monitoring=spec.monitoring,
+            privacy=privacy,
+            follow=(spec.follow_alias, spec.tracking_uri) if spec.follow_alias else None,
+            poll_seconds=spec.poll_seconds,
         )
     if isinstance(package, LoadedRecommender):
         from keel.serving._recommend_app import create_recommender_app, recommender_loader

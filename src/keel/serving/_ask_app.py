@@ -178,6 +178,43 @@ class _Served:
         return self.ready
 
 
+class _Follower:
+    """Polls the registry; when the alias moves, loads, self-tests and swaps the model."""
+
+    def __init__(self, app: FastAPI, alias: str, tracking_uri: str, seconds: float) -> None:
+        self.app, self.alias, self.tracking_uri, self.seconds = app, alias, tracking_uri, seconds
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="keel-alias", daemon=True)
+
+    def start(self) -> None:
+        """Begin polling."""
+        self.thread.start()
+
+    def stop(self) -> None:
+        """Stop polling."""
+        self.stop_event.set()
+
+    def _run(self) -> None:
+        from keel.registry import alias_version, load_retrieval, mlflow_scope
+
+        while not self.stop_event.wait(self.seconds):
+            served = self.app.state.served
+            try:
+                with mlflow_scope(self.tracking_uri) as client:
+                    version = alias_version(client, served.loaded.name, self.alias)
+                if version is None or version == served.version:
+                    continue
+                loaded = load_retrieval(f"{served.loaded.name}/{version}", self.tracking_uri)
+                loaded.alias = self.alias
+                fresh = _Served(loaded)
+                if fresh.check_ready()[0]:
+                    self.app.state.served = fresh  # requests in flight keep the old one
+                    self.app.state.metrics.serving(fresh.info, served.info)
+                    logger.warning("now serving %s version %s", loaded.name, version)
+            except Exception as exc:  # the registry is down: keep serving, try again
+                logger.warning("alias check failed: %s", type(exc).__name__)
+
+
 def _finder(entities: tuple[str, ...]) -> Any:
     """Presidio's findings as ``(start, end, entity)``, or ``None`` without presidio."""
     try:
@@ -221,8 +258,15 @@ def create_retrieval_app(
     max_body_bytes: int | None = None,
     monitoring: MonitoringConfig | None = None,
     privacy: Any = None,
+    follow: tuple[str, str] | None = None,
+    poll_seconds: float = 5.0,
 ) -> FastAPI:
-    """Build the app serving the retrieval model ``loaded`` (``POST /ask``)."""
+    """Build the app serving the retrieval model ``loaded`` (``POST /ask``).
+
+    ``follow=(alias, tracking_uri)``: when ``keel promote`` or ``keel rollback`` moves the
+    alias, the new version is loaded, must pass its self-test, and replaces the old (its
+    own cache starts empty: answers of one version never answer for another).
+    """
     from keel.serving._app import _error_handlers, serving_lifespan
 
     settings = settings or ServingConfig()
@@ -241,7 +285,7 @@ def create_retrieval_app(
         app, settings, monitoring or MonitoringConfig(), keys, metrics, log, None, privacy
     )
     app.state.served, app.state.keel, app.state.metrics = _Served(loaded), state, metrics
-    app.state.watcher = None
+    app.state.watcher = _Follower(app, *follow, poll_seconds) if follow else None
     app.state.experiments = None
     metrics.serving(app.state.served.info)
     cap = max_body_bytes if max_body_bytes is not None else settings.max_body_bytes
