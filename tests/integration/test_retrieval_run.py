@@ -26,6 +26,7 @@ def _config(**retrieval) -> dict:
         "candidates": ["bm25", "dense", "hybrid"],
         "budget": 30,
         "retrieval": {"chunk_sizes": [64, 128], "sections": True, **retrieval},
+        "gates": {"waivers": {"fairness": {"reason": "no people in the corpus", "author": "t"}}},
         "monitoring": {
             "min_rows": 5,
             "window": 20,
@@ -83,6 +84,27 @@ def test_run_tunes_every_retriever_and_writes_the_evidence(project):
     assert loaded.model.kind == out["model"]["candidate"]
     assert loaded.documents["monitoring_reference.json"]["questions"] == 80
     assert loaded.metadata["dataset_digest"] == out["data"]["digest"]
+
+
+def test_the_definition_of_done_holds_for_a_retrieval_model(project):
+    root, out = project
+    done = keel_in(root, "check", f"{NAME}/{out['model']['version']}", "--json")
+    report = json.loads(done.stdout)
+    gates = {g["gate"]: g for g in report["gates"]}
+    required = [g for g in gates.values() if g["required"]]
+    if out["assessment"]["gate"]["passed"]:
+        assert done.exit_code == 0, [g for g in required if g["status"] not in ("pass", "waived")]
+    assert gates["fairness"]["status"] == "waived"
+    assert gates["robustness"]["status"] == "pass" and "held-out" in gates["robustness"]["evidence"]
+    assert "question centroid" in gates["drift"]["evidence"]
+    assert (
+        gates["end_to_end"]["status"] == "pass"
+        and "ingest → alias" in gates["end_to_end"]["evidence"]
+    )
+    assert gates["runbook"]["status"] == "fail"  # no card.contacts in this config
+    runbook = Path(out["reports"]["runbook_md"]).read_text()
+    assert "POST | /ask" in runbook or "/ask" in runbook
+    assert "keel ask" in runbook
 
 
 def test_identical_rerun_registers_nothing_new(project):

@@ -425,3 +425,44 @@ def test_retrieval_config_errors(extra, words):
 
 def test_answer_settings_are_json():
     assert json.loads(json.dumps(AnswerSettings().to_dict()))["passages"] == 3
+
+
+def test_the_runbooks_endpoint_table_is_the_apps(bm25_model):
+    from fastapi.testclient import TestClient
+
+    from keel.config import ServingConfig
+    from keel.registry import LoadedRetrieval
+    from keel.reports._governance import RETRIEVAL_ENDPOINTS
+    from keel.serving._ask_app import create_retrieval_app
+    from keel.serving._observe import hash_key
+    from tests.unit.test_recommend_app import _route_table, _scope_of
+
+    loaded = LoadedRetrieval("docs", "1", None, bm25_model, {"task": "retrieval"}, {})
+    settings = ServingConfig(
+        api_keys=[
+            {"name": "web", "sha256": hash_key("k-predict"), "scopes": ["predict"]},
+            {"name": "ops", "sha256": hash_key("k-admin"), "scopes": ["admin"]},
+        ]
+    )
+    app = create_retrieval_app(loaded, settings)
+    documented = {(m, p): s for m, p, s, _ in RETRIEVAL_ENDPOINTS}
+    assert _route_table(app) <= set(documented), _route_table(app) - set(documented)
+    with TestClient(app) as client:
+        for (method, path), scope in documented.items():
+            assert _scope_of(client, method, path) == scope, (method, path)
+        ready = client.get("/ready").json()
+        assert ready["ready"] and "blocked an injection" in ready["self_test"]
+        asked = client.post(
+            "/ask",
+            json={"query": "How are drift p-values corrected across columns?"},
+            headers={"X-API-Key": "k-predict"},
+        )
+        assert asked.status_code == 200 and asked.json()["cache"]["result"] == "miss"
+        assert (
+            client.post(
+                "/feedback",
+                json={"request_id": "a" * 32, "helpful": True},
+                headers={"X-API-Key": "k-predict"},
+            ).status_code
+            == 409
+        )  # no log

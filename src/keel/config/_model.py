@@ -589,6 +589,8 @@ class GuardrailsConfig(_Strict):
     citations: Literal["block", "flag", "off"] = "block"
     grounded: Literal["block", "flag", "off"] = "flag"
     min_grounding: float = Field(0.6, ge=0.0, le=1.0)
+    # the robustness gate: share of held-out attack prompts that must be blocked
+    min_block_rate: float = Field(0.8, ge=0.0, le=1.0)
 
 
 class GeneratorConfig(_Strict):

@@ -244,6 +244,13 @@ def _feature_code(f: Facts) -> Verdict:
             "the project is not a git checkout: its code and keel.yaml are not versioned"
             " (`git init`, commit, run again)"
         )
+    if "package_checks.json" in f.artifacts and f.metadata.get("task") == "retrieval":
+        return PASS, (
+            f"retrieval package (keel.tasks {code}) passed its checks before registration:"
+            " the same answer twice, the same rankings and answers after save and load"
+            " (digests checked), an injection blocked, no answer without support (run"
+            f" {f.run_id}, package_checks.json); commit {commit}"
+        )
     if "package_checks.json" in f.artifacts:  # a recommender: its package was checked
         return PASS, (
             f"recommender package (keel.tasks {code}) passed its checks before registration:"
@@ -384,9 +391,14 @@ def _monitored(f: Facts) -> dict[str, Any] | None:
 def _drift(f: Facts) -> Verdict:
     if "monitoring_reference.json" in f.package_files:  # a recommender's reference
         seen = _monitored(f)
+        watched = (
+            "question centroid, out-of-corpus similarity and no-answer rate"
+            if f.metadata.get("task") == "retrieval"
+            else "popularity bands, coverage and user groups"
+        )
         reference = (
-            "popularity bands, coverage and user groups in the package"
-            " (keel/monitoring_reference.json); rules: monitoring.alerts"
+            f"{watched} in the package (keel/monitoring_reference.json); rules:"
+            " monitoring.alerts"
         )
         when = f"last `keel monitor` {seen.get('when')}" if seen else "not monitored yet"
         return PASS, f"{reference}; {when}"
@@ -444,10 +456,15 @@ def _validated(f: Facts) -> bool:
 def _expected_stages(f: Facts) -> tuple[str, ...]:
     """The stages of the graph that trained this version (its task's family)."""
     task = f.metadata.get("task")
-    if task and get_task(str(task)).family == "ranking":
+    family = get_task(str(task)).family if task else "tabular"
+    if family == "ranking":
         from keel.pipeline._recommend import RECOMMENDATION_LIFECYCLE
 
         return tuple(RECOMMENDATION_LIFECYCLE.names)
+    if family == "retrieval":
+        from keel.pipeline._retrieval import RETRIEVAL_LIFECYCLE
+
+        return tuple(RETRIEVAL_LIFECYCLE.names)
     return STAGES
 
 

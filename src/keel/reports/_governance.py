@@ -42,6 +42,15 @@ RECOMMENDER_ENDPOINTS = (
     ("GET", "/dashboard", "admin", "monitoring dashboard of this server's log"),
     ("GET", "/experiment", "predict", "the running A/B test, if any"),
 )
+RETRIEVAL_ENDPOINTS = (
+    ("POST", "/ask", "predict", "an answer with citations, or the guardrail that blocked it"),
+    ("POST", "/feedback", "predict", "helpful or not, and the document that answered"),
+    ("GET", "/model", "predict", "retriever, corpus size, answer and guardrail settings"),
+    ("GET", "/health", None, "liveness"),
+    ("GET", "/ready", None, "readiness: answered a question and blocked an injection"),
+    ("GET", "/metrics", "admin", "Prometheus metrics (cache hits, blocks, no-answers)"),
+    ("GET", "/dashboard", "admin", "monitoring dashboard of this server's log"),
+)
 
 # what to do when an alert of each metric fires
 ACTIONS = {
@@ -83,6 +92,19 @@ ACTIONS = {
     "consumed_popularity_psi": "What users consume shifted: retrain on recent interactions.",
     "hit_rate": "Fewer lists hold a consumed item: as for accuracy.",
     "ctr": "Fewer recommended items are consumed: as for accuracy.",
+    "query_drift": "Questions moved away from the labelled ones: read a sample of recent"
+    " questions (the log holds them redacted), label some, add documents the corpus lacks,"
+    " and retrain (`keel run`).",
+    "out_of_corpus_share": "More questions fall outside the corpus: add the missing"
+    " documents, or tell users what the assistant covers.",
+    "no_answer_rate": "More questions get no answer: check the corpus feed (documents left"
+    " out?), then label the unanswered questions and retrain.",
+    "block_rate": "More requests are blocked: an attack in progress, or a guardrail that"
+    " blocks normal questions — read the blocked rules in the dashboard before loosening any.",
+    "cache_hit_rate": "Fewer answers come from the cache: questions are more varied; check"
+    " latency and scale if needed.",
+    "helpful_rate": "Fewer answers help: read the unhelpful ones with their citations; fix the"
+    " documents or retrain with more labelled questions.",
 }
 FAILURE_ACTION = (
     "A stage of `keel run` failed (alert `pipeline failure`, to the same sinks): the alert"
@@ -185,15 +207,26 @@ def build_runbook(facts: dict[str, Any], config: dict[str, Any]) -> list[Section
                         "Measure latency after any change: `keel loadtest"
                         " http://127.0.0.1:8000 --concurrency 8` against the running server"
                         " (recorded on the version it served, shown on its card).",
-                        "Batch scoring without a server: `keel "
-                        + ("recommend" if recommender else "predict")
-                        + f" {name}@champion INPUT OUT`.",
+                        (
+                            "One question without a server:"
+                            f' `keel ask "..." --model {name}@champion`.'
+                            if facts.get("task") == "retrieval"
+                            else "Batch scoring without a server: `keel "
+                            + ("recommend" if recommender else "predict")
+                            + f" {name}@champion INPUT OUT`."
+                        ),
                     ],
                 )
             ],
         )
     )
-    endpoints = RECOMMENDER_ENDPOINTS if recommender else TABULAR_ENDPOINTS
+    endpoints = (
+        RETRIEVAL_ENDPOINTS
+        if facts.get("task") == "retrieval"
+        else RECOMMENDER_ENDPOINTS
+        if recommender
+        else TABULAR_ENDPOINTS
+    )
     keys = serving.get("api_keys") or []
     key_rows = [[k.get("name"), ", ".join(k.get("scopes") or ["predict"])] for k in keys]
     blocks: list[Any] = [
@@ -461,6 +494,7 @@ def write_governance(
 
 __all__ = [
     "RECOMMENDER_ENDPOINTS",
+    "RETRIEVAL_ENDPOINTS",
     "TABULAR_ENDPOINTS",
     "build_impact_assessment",
     "build_runbook",

@@ -271,13 +271,23 @@ def card_sections(doc: dict[str, Any]) -> list[Section]:
         ("Example answers", _examples(doc)),
         ("Limitations", [("ul", _limitations(doc))]),
         (
-            "Versions",
+            "Versions and rollback",
             [
                 (
                     "p",
                     (doc.get("versus_champion") or {}).get("reason")
-                    or f"alias: {doc.get('alias') or 'none (gate failed)'}",
-                )
+                    or f"alias: {doc.get('alias') or 'none (a gate failed)'}",
+                ),
+                (
+                    "ul",
+                    [
+                        f"Roll back: `keel rollback {doc['name']}` puts back the version"
+                        " `champion` pointed at before; servers following the alias swap within"
+                        " a poll.",
+                        f"Serve exactly this version: `keel serve --model"
+                        f" {doc['name']}/{doc.get('version', '-')}`.",
+                    ],
+                ),
             ],
         ),
     ]
@@ -313,6 +323,43 @@ def report_sections(doc: dict[str, Any]) -> list[Section]:
         ),
         ("Resources", [("table", (head, rows))]),
     ]
+
+
+def retrieval_measured(doc: dict[str, Any]) -> dict[str, Any]:
+    """What a retrieval model's impact assessment weighs, from its run document."""
+    return {
+        "fairness_gaps": [],
+        "weak_slices": [],
+        "robustness": [doc["guardrails"]["summary"]] if doc["guardrails"].get("summary") else [],
+        "cold_start": None,
+        "limitations": _limitations(doc),
+    }
+
+
+def write_retrieval_governance(
+    doc: dict[str, Any], config: dict[str, Any], folder: Path, registry: dict[str, Any]
+) -> dict[str, str]:
+    """A retrieval model's datasheet, runbook and impact assessment."""
+    from keel.reports._governance import write_governance
+
+    facts = {
+        "name": doc["name"],
+        "version": doc.get("version", "-"),
+        "semver": doc.get("semver"),
+        "task": "retrieval",
+        "run_id": doc.get("run_id"),
+        **registry,
+    }
+    sheet = folder / "datasheet.md"
+    atomic_write(
+        sheet,
+        render_markdown(
+            f"Datasheet: corpus of {facts['name']} version {facts['version']}",
+            [("Corpus", _datasheet(doc))],
+        ),
+    )
+    written = write_governance(folder, facts, config, retrieval_measured(doc))
+    return {"datasheet_md": str(sheet), **written}
 
 
 def write_retrieval_reports(doc: dict[str, Any], folder: Path) -> dict[str, str]:
