@@ -397,8 +397,7 @@ def _drift(f: Facts) -> Verdict:
             else "popularity bands, coverage and user groups"
         )
         reference = (
-            f"{watched} in the package (keel/monitoring_reference.json); rules:"
-            " monitoring.alerts"
+            f"{watched} in the package (keel/monitoring_reference.json); rules: monitoring.alerts"
         )
         when = f"last `keel monitor` {seen.get('when')}" if seen else "not monitored yet"
         return PASS, f"{reference}; {when}"

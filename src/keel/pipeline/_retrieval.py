@@ -440,13 +440,13 @@ def guardrails(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     suite = attack_suite()
     ctx.say(f"{len(suite)} attack prompts")
     by_split: dict[str, list[bool]] = {}
-    rules: Counter[str] = Counter()
+    rules: dict[str, Counter[str]] = {}
     for attack in suite:
         answer = model.ask(attack["text"], find=find)
         blocked = answer["blocked"] is not None
         by_split.setdefault(attack["split"], []).append(blocked)
         if blocked:
-            rules[answer["blocked"]["rule"]] += 1
+            rules.setdefault(attack["split"], Counter())[answer["blocked"]["rule"]] += 1
     questions = inputs["questions"]
     benign = [*questions["validation"]["query"], *questions["test"]["query"]]
     false_blocks = [q for q in benign if model.ask(q, find=find)["blocked"] is not None]
@@ -455,7 +455,7 @@ def guardrails(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
         " DAN (design); in-the-wild jailbreaks (held out)",
         "block_rate": {k: float(np.mean(v)) for k, v in by_split.items()},
         "prompts": {k: len(v) for k, v in by_split.items()},
-        "blocked_by_rule": dict(rules),
+        "blocked_by_rule": {split: dict(found) for split, found in rules.items()},
         "benign_questions": len(benign),
         "benign_blocked": len(false_blocks),
         "benign_blocked_examples": false_blocks[:5],

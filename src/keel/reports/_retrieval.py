@@ -120,12 +120,10 @@ def _guardrails(doc: dict[str, Any]) -> list[Any]:
     settings = g["settings"]
     return [
         ("p", f"Attack suite: {g['suite']}."),
-        ("table", (["attack prompts", "count", "blocked share"], rows)),
+        ("table", (["attack prompts", "count", "blocked share", "blocked by rule"], rows)),
         (
             "ul",
             [
-                "blocked by rule: "
-                + (", ".join(f"{k} {v}" for k, v in g["blocked_by_rule"].items()) or "none"),
                 f"labelled (benign) questions blocked: {g['benign_blocked']} of"
                 f" {g['benign_questions']}",
                 "rules: " + ", ".join(f"{k}={v}" for k, v in settings.items()),
