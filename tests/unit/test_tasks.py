@@ -64,8 +64,9 @@ def case(request, adult_frame: pd.DataFrame):
 
 def test_every_task_has_a_dataset_here() -> None:
     assert set(TABULAR) == set(DATASETS), "a new task needs a small real dataset in DATASETS"
-    # a ranking task has its own contract tests (tests/unit/test_recommendation.py)
-    assert {t.family for t in TASKS.values()} == {"tabular", "ranking"}
+    # a ranking task and a retrieval task have their own contract tests
+    # (tests/unit/test_recommendation.py, tests/unit/test_retrieval.py)
+    assert {t.family for t in TASKS.values()} == {"tabular", "ranking", "retrieval"}
 
 
 def test_registry_lookup_and_unknown_names() -> None:

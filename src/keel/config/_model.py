@@ -807,7 +807,7 @@ class ProjectConfig(_Strict):
             try:
                 _check_suffix(self.data)
             except ValueError as exc:
-                raise ValueError(f"data: {exc}") from None
+                raise ValueError(f"key 'data': {exc}") from None
         misplaced = [key for key in RETRIEVAL_KEYS if getattr(self, key) is not None]
         if misplaced:
             raise ValueError(

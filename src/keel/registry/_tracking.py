@@ -7,6 +7,7 @@ given. Everything runs inside :func:`keel.registry.mlflow_scope`.
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -104,11 +105,25 @@ def log_text(text: str, path: str, run_id: str | None = None) -> None:
 def log_dataset(
     frame: Any, source: str, name: str, targets: str, digest: str, tags: dict[str, str]
 ) -> None:
-    """The training data as an MLflow dataset input (context ``training``)."""
+    """The training data as an MLflow dataset input (context ``training``).
+
+    Two runs logging the same dataset at the same moment race to create its row on a
+    shared tracking server (a unique-key violation for the slower one): the slower one
+    tries again, and then finds the row the other created.
+    """
+    from mlflow.exceptions import MlflowException
+
     dataset = mlflow.data.from_pandas(
         frame, source=source, name=name, targets=targets, digest=digest
     )
-    mlflow.log_input(dataset, context="training", tags=tags)
+    for attempt in range(3):
+        try:
+            mlflow.log_input(dataset, context="training", tags=tags)
+            return
+        except MlflowException as exc:
+            if attempt == 2 or "unique" not in str(exc).lower():
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 def log_artifact(client: Any, run_id: str, path: str | Path, folder: str | None = None) -> None:
