@@ -26,6 +26,7 @@ import numpy as np
 from keel.config import RETRIEVER_BASELINES
 from keel.errors import DataError
 from keel.pipeline._lifecycle import RunContext, now
+from keel.pipeline._recommend import _run, alias, still_registered  # the same for every package
 from keel.pipeline._stages import Graph, Stage
 
 DATA = ("keel.data", "keel.config")
@@ -811,16 +812,6 @@ def retrieval_interface() -> dict[str, Any]:
     }
 
 
-def _run(run_id: str, experiment_id: str, name: str, version: Any, doc: dict) -> dict[str, Any]:
-    return {
-        "run_id": run_id,
-        "experiment_id": experiment_id,
-        "name": name,
-        "version": str(version),
-        "report": doc,
-    }
-
-
 def compare(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     """Which alias the version takes: against the champion on the same test questions."""
     from keel.evaluation import paired_difference
@@ -902,31 +893,6 @@ def report(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
             where = "card" if key.startswith(card_files) else "reports"
             tracking.log_artifact(client, run["run_id"], path, where)
     return {"reports": written}
-
-
-def alias(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
-    """Move the alias last, once the evidence exists: none when the gate failed."""
-    from keel.registry import ModelRef, assign_alias, mlflow_scope
-
-    run = inputs["run"]
-    if inputs["planned_alias"] is None:
-        ctx.say("gate failed: no alias")
-        return {"alias": None}
-    with mlflow_scope(ctx.settings.tracking_uri) as client:
-        ref = assign_alias(
-            client,
-            ModelRef(run["name"], run["version"]),
-            ctx.settings.tracking_uri,
-            inputs["versus"],
-        )
-    return {"alias": ref.alias}
-
-
-def still_registered(outputs: dict[str, Any], ctx: RunContext) -> bool:
-    """The stored registration still exists."""
-    from keel.pipeline._record import still_registered as check
-
-    return check(outputs, ctx)
 
 
 def _graph() -> Graph:
@@ -1075,8 +1041,3 @@ def result_document(values: dict[str, Any]) -> dict[str, Any]:
         "tuning": doc["tuning"],
         "reports": values["reports"],
     }
-
-
-def dumps(doc: dict[str, Any]) -> str:
-    """JSON text of a document with NumPy numbers."""
-    return json.dumps(doc, default=lambda v: v.item() if hasattr(v, "item") else str(v))

@@ -14,7 +14,6 @@ internals.
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any
 
@@ -39,7 +38,6 @@ from keel.serving._http import (
     check_outcomes,
     dumps_answer,
     error_answer,
-    logger,
 )
 from keel.serving._log import PredictionLog
 from keel.serving._middleware import _RequestContext
@@ -120,43 +118,6 @@ class _Served:
         return self.ready
 
 
-class _Follower:
-    """Polls the registry; when the alias moves, loads, self-tests and swaps the model."""
-
-    def __init__(self, app: FastAPI, alias: str, tracking_uri: str, seconds: float) -> None:
-        self.app, self.alias, self.tracking_uri, self.seconds = app, alias, tracking_uri, seconds
-        self.stop_event = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="keel-alias", daemon=True)
-
-    def start(self) -> None:
-        """Begin polling."""
-        self.thread.start()
-
-    def stop(self) -> None:
-        """Stop polling."""
-        self.stop_event.set()
-
-    def _run(self) -> None:
-        from keel.registry import alias_version, load_recommender, mlflow_scope
-
-        while not self.stop_event.wait(self.seconds):
-            served = self.app.state.served
-            try:
-                with mlflow_scope(self.tracking_uri) as client:
-                    version = alias_version(client, served.loaded.name, self.alias)
-                if version is None or version == served.version:
-                    continue
-                loaded = load_recommender(f"{served.loaded.name}/{version}", self.tracking_uri)
-                loaded.alias = self.alias
-                fresh = _Served(loaded)
-                if fresh.check_ready()[0]:
-                    self.app.state.served = fresh  # requests in flight keep the old one
-                    self.app.state.metrics.serving(fresh.info, served.info)
-                    logger.warning("now serving %s version %s", loaded.name, version)
-            except Exception as exc:  # the registry is down: keep serving, try again
-                logger.warning("alias check failed: %s", type(exc).__name__)
-
-
 def recommender_loader(name: str, spec: Any) -> Any:
     """Load and self-test version ``v`` of recommender ``name`` (an A/B challenger)."""
 
@@ -209,7 +170,12 @@ def create_recommender_app(
         app, settings, monitoring or MonitoringConfig(), keys, metrics, log, None, privacy
     )
     app.state.served, app.state.keel, app.state.metrics = _Served(loaded), state, metrics
-    app.state.watcher = _Follower(app, *follow, poll_seconds) if follow else None
+    app.state.watcher = None
+    if follow:
+        from keel.registry import load_recommender
+        from keel.serving._follow import PackageFollower
+
+        app.state.watcher = PackageFollower(app, *follow, poll_seconds, load_recommender, _Served)
     app.state.experiments = experiments
     metrics.serving(app.state.served.info)
     cap = max_body_bytes if max_body_bytes is not None else settings.max_body_bytes
