@@ -84,6 +84,16 @@ def test_run_tunes_every_retriever_and_writes_the_evidence(project):
     assert loaded.model.kind == out["model"]["candidate"]
     assert loaded.documents["monitoring_reference.json"]["questions"] == 80
     assert loaded.metadata["dataset_digest"] == out["data"]["digest"]
+    assert set(loaded.metadata["package_files"]) >= {"chunks.parquet", "dense.faiss"}
+    from keel.registry import mlflow_scope
+
+    with mlflow_scope(out["tracking_uri"]) as client:
+        version = client.get_model_version(NAME, out["model"]["version"])
+        run = client.get_run(out["run_id"])
+        artifacts = {a.path for a in client.list_artifacts(out["run_id"])}
+    assert version.tags["keel.index.digest"] == run.data.tags["keel.index.digest"]
+    assert run.data.params["candidate"] == out["model"]["candidate"]
+    assert {"prompt_template.txt", "datasheet.json", "guardrails.json"} <= artifacts
 
 
 def test_the_definition_of_done_holds_for_a_retrieval_model(project):

@@ -9,6 +9,7 @@ template is versioned in MLflow's prompt registry when the store supports it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tempfile
 import warnings
@@ -82,7 +83,10 @@ def log_retrieval_package(
         for name, document in (files or {}).items():
             (documents / name).write_text(json.dumps(document, sort_keys=True, default=str))
         MlflowClient().log_model_artifacts(info.model_id, str(documents), PACKAGE_DIR)
-        version = mlflow.register_model(info.model_uri, registered_name, tags=version_tags)
+        index = hashlib.sha256(json.dumps(digests, sort_keys=True).encode()).hexdigest()
+        mlflow.set_tag("keel.index.digest", index)  # chunks, BM25 arrays, FAISS index
+        tags = {**(version_tags or {}), "keel.index.digest": index}
+        version = mlflow.register_model(info.model_uri, registered_name, tags=tags)
     return ModelRef(registered_name, str(version.version))
 
 
