@@ -15,6 +15,7 @@ cap, API keys with scopes, Prometheus metrics, errors without internals.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections import OrderedDict
@@ -81,13 +82,35 @@ class AnswerCache:
     At most ``size`` answers (least recently used out first). A near duplicate is a
     cached question with the same ``k`` whose embedding's cosine with this one is at
     least ``near``; the hit answers with the cached answer, saying which question it was.
+    A question sent again exactly as before is found by the SHA-256 of its text (never
+    the text: it may hold personal data) before any guardrail or embedding runs — the
+    input rules gave it the same verdicts the first time.
     """
 
     def __init__(self, size: int, near: float) -> None:
         self.size, self.near = size, near
         self._answers: OrderedDict[tuple[str, int | None], tuple[np.ndarray, dict]] = OrderedDict()
+        self._raw: OrderedDict[str, tuple[str, int | None]] = OrderedDict()
         self._lock = threading.Lock()
         self.counts = {"exact": 0, "near": 0, "miss": 0}
+
+    @staticmethod
+    def raw_key(text: str, k: int | None) -> str:
+        """The digest a question is found by when it comes again unchanged."""
+        return hashlib.sha256(f"{k}\x00{' '.join(text.split())}".encode()).hexdigest()
+
+    def get_raw(self, raw: str) -> dict[str, Any] | None:
+        """The answer to the same question text and ``k`` as before, if still kept."""
+        if self.size == 0:
+            return None
+        with self._lock:
+            key = self._raw.get(raw)
+            found = self._answers.get(key) if key is not None else None
+            if found is None:
+                return None
+            self._answers.move_to_end(key)
+            self.counts["exact"] += 1
+            return found[1]
 
     @staticmethod
     def key(query: str, k: int | None) -> tuple[str, int | None]:
@@ -120,14 +143,26 @@ class AnswerCache:
             self.counts["miss"] += 1
             return "miss", None, None
 
-    def put(self, query: str, k: int | None, vector: np.ndarray, answer: dict[str, Any]) -> None:
-        """Keep ``answer`` (the oldest goes when full)."""
+    def put(
+        self,
+        query: str,
+        k: int | None,
+        vector: np.ndarray,
+        answer: dict[str, Any],
+        raw: str | None = None,
+    ) -> None:
+        """Keep ``answer`` (the oldest goes when full); ``raw``: its :meth:`raw_key`."""
         if self.size == 0:
             return
         with self._lock:
-            self._answers[self.key(query, k)] = (vector, answer)
+            key = self.key(query, k)
+            self._answers[key] = (vector, answer)
+            if raw is not None:
+                self._raw[raw] = key
             while len(self._answers) > self.size:
                 self._answers.popitem(last=False)
+            while len(self._raw) > 4 * self.size:
+                self._raw.popitem(last=False)
 
     def hit_rate(self) -> float:
         """Share of looked-up questions answered from the cache."""
@@ -364,31 +399,39 @@ def _routes(state: ServingState, ask_metrics: _AskMetrics) -> APIRouter:
             return await run_in_threadpool(answer_question, body, request)
         return answer_question(body, request)
 
-    def answer_question(body: AskRequest, request: Request) -> Response:
+    def fresh_answer(body: AskRequest, served: _Served, raw: str) -> tuple:
+        """Input rules, then the cache by meaning, then retrieval: ``(answer, used, ...)``."""
         from keel.tasks._guardrails import INPUT_RULES, check_query
         from keel.tasks._retrieval import blocked_answer
         from keel.tasks._retrievers import embed
 
+        model = served.loaded.model
+        used, verdicts = check_query(body.query, model.guardrails, served.find)
+        if verdicts.blocked:
+            return blocked_answer(used, verdicts, 0.0), used, "off", None
+        vector = embed([used])[0]
+        cache, found, cached_from = served.cache.get(used, body.k, vector)
+        ask_metrics.cache.labels(cache).inc()
+        if found is not None:
+            kept = [c for c in found["guardrails"] if c["rule"] not in INPUT_RULES]
+            return {**found, "guardrails": verdicts.checks + kept}, used, cache, cached_from
+        answer = model.respond(used, verdicts, body.k, served.find, served.generator, vector=vector)
+        if answer["blocked"] is None:
+            served.cache.put(used, body.k, vector, answer, raw)
+        return answer, used, cache, None
+
+    def answer_question(body: AskRequest, request: Request) -> Response:
         started = time.perf_counter()
         served = app.state.served  # taken once: a swap does not touch this request
-        loaded, model = served.loaded, served.loaded.model
-        used, verdicts = check_query(body.query, model.guardrails, served.find)
+        loaded = served.loaded
         cache, cached_from = "off", None
-        if verdicts.blocked:
-            answer = blocked_answer(used, verdicts, 0.0)
-        else:
-            vector = embed([used])[0]
-            cache, found, cached_from = served.cache.get(used, body.k, vector)
+        raw = served.cache.raw_key(body.query, body.k)
+        cached = served.cache.get_raw(raw)
+        if cached is not None:  # the same text as before: the same verdicts, the same answer
+            answer, used, cache = cached, cached["query_used"], "exact"
             ask_metrics.cache.labels(cache).inc()
-            if found is not None:
-                kept = [c for c in found["guardrails"] if c["rule"] not in INPUT_RULES]
-                answer = {**found, "guardrails": verdicts.checks + kept}
-            else:
-                answer = model.respond(
-                    used, verdicts, body.k, served.find, served.generator, vector=vector
-                )
-                if answer["blocked"] is None:
-                    served.cache.put(used, body.k, vector, answer)
+        else:
+            answer, used, cache, cached_from = fresh_answer(body, served, raw)
         ask_metrics.answers.inc()
         if answer["blocked"] is not None:
             ask_metrics.blocked.labels(answer["blocked"]["rule"]).inc()
