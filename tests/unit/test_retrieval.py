@@ -85,6 +85,40 @@ def test_folder_corpus_reports_every_bad_document(tmp_path):
     assert sheet["skipped_reasons"]["duplicate"] == 1
 
 
+def _pdf(text: str) -> bytes:
+    """A minimal one-page PDF (Helvetica) whose page holds ``text``."""
+    stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R"
+        b" /Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length " + str(len(stream)).encode() + b" >>\nstream\n" + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out, offsets = b"%PDF-1.4\n", []
+    for i, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += f"{i} 0 obj\n".encode() + body + b"\nendobj\n"
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    out += b"".join(f"{o:010d} 00000 n \n".encode() for o in offsets)
+    out += (
+        f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    )
+    return out
+
+
+def test_pdf_pages_are_read_and_their_pii_redacted(tmp_path):
+    folder = tmp_path / "pdfs"
+    folder.mkdir()
+    (folder / "guide.pdf").write_bytes(_pdf("Mail help at ops.team@example.com for rollback."))
+    corpus = redact_corpus(read_corpus(folder, tmp_path), "redact")
+    text = corpus.documents.set_index("doc_id").loc["guide.pdf", "text"]
+    assert text == "Mail help at <EMAIL_ADDRESS> for rollback."
+    assert corpus.datasheet()["kinds"] == {".pdf": 1}
+
+
 def test_digest_depends_on_content_not_order(tmp_path):
     one = pd.DataFrame({"id": ["x", "y"], "body": ["first text here", "second text here"]})
     one.to_csv(tmp_path / "a.csv", index=False)
