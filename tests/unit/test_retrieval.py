@@ -204,6 +204,18 @@ def test_chunks_are_bounded_overlapping_and_stable(docs_corpus):
         chunk_corpus(one, 64, 64)
 
 
+def test_every_label_points_at_a_section_that_holds_its_answer(docs_corpus, queries):
+    texts = dict(zip(docs_corpus.documents["doc_id"], docs_corpus.documents["text"], strict=True))
+    assert len(queries) == 80 and queries["query"].is_unique
+    for row in queries.itertuples():
+        unknown = [d for d in row.relevant if d not in texts]
+        assert not unknown, (row.query, unknown)
+        holding = [
+            d for d in row.relevant if normalise_answer(row.answer) in normalise_answer(texts[d])
+        ]
+        assert holding, (row.query, row.answer)
+
+
 # --- metrics --------------------------------------------------------------------------------
 
 
