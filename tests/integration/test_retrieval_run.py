@@ -73,7 +73,8 @@ def test_run_tunes_every_retriever_and_writes_the_evidence(project):
     assert gate["baseline"] == "overlap" and (out["model"]["alias"] is not None) == gate["passed"]
     guard = out["assessment"]["guardrails"]
     assert guard["block_rate"]["design"] > 0.9 and guard["benign_blocked"] == 0
-    assert out["data"]["questions"]["test"] == 40
+    assert out["data"]["questions"]["test"] == 46  # 40 answerable, 6 not
+    assert out["data"]["questions"]["unanswerable"] == 12
     card = Path(out["reports"]["model_card_md"]).read_text()
     for heading in ("Corpus datasheet", "Retrieval (test questions)", "Guardrails", "Limitations"):
         assert heading in card

@@ -206,8 +206,10 @@ def test_chunks_are_bounded_overlapping_and_stable(docs_corpus):
 
 def test_every_label_points_at_a_section_that_holds_its_answer(docs_corpus, queries):
     texts = dict(zip(docs_corpus.documents["doc_id"], docs_corpus.documents["text"], strict=True))
-    assert len(queries) == 80 and queries["query"].is_unique
-    for row in queries.itertuples():
+    answerable = queries[queries["relevant"].str.len() > 0]
+    assert len(answerable) == 80 and len(queries) == 92 and queries["query"].is_unique
+    assert queries.loc[queries["relevant"].str.len() == 0, "answer"].isna().all()
+    for row in answerable.itertuples():
         unknown = [d for d in row.relevant if d not in texts]
         assert not unknown, (row.query, unknown)
         holding = [
@@ -222,6 +224,7 @@ def test_every_label_points_at_a_section_that_holds_its_answer(docs_corpus, quer
 def test_ranking_metrics_match_ranx(bm25_model, queries):
     from ranx import Qrels, Run, evaluate
 
+    queries = queries[queries["relevant"].str.len() > 0].reset_index(drop=True)  # answerable
     result = evaluate_retrieval(bm25_model, queries, (1, 3, 5, 10))
     qrels = Qrels({f"q{i}": {d: 1 for d in rel} for i, rel in enumerate(queries["relevant"])})
     run = {}
@@ -282,6 +285,9 @@ def test_answer_metrics():
     assert list(found["citation_precision"]) == [1.0, 0.0]
     assert list(found["exact_match"]) == [0.0, 0.0]
     assert list(found["no_answer_rate"]) == [0.0, 0.0, 1.0]
+    assert len(found["abstention_rate"]) == 0
+    split = answer_metrics(answers, ["127.0.0.1", None, None], [True, False, False])
+    assert list(split["no_answer_rate"]) == [0.0] and list(split["abstention_rate"]) == [0.0, 1.0]
 
 
 # --- answers and guardrails ----------------------------------------------------------------

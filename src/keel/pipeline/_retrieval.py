@@ -96,20 +96,27 @@ def read_queries(spec: str, root: Path) -> Any:
             raise DataError(f"queries: {path.name} row {i}: query must be non-empty text")
         if isinstance(relevant, str):
             relevant = [r for r in relevant.split("|") if r.strip()]
-        if not isinstance(relevant, list) or not relevant:
+        if not isinstance(relevant, list):
             raise DataError(
-                f"queries: {path.name} row {i}: relevant must list at least one document id"
+                f"queries: {path.name} row {i}: relevant must list document ids ([] for a"
+                " question the corpus does not answer)"
             )
         answer = row.get("answer")
         answer = answer if isinstance(answer, str) and answer.strip() else None
+        if not relevant and answer is not None:
+            raise DataError(
+                f"queries: {path.name} row {i}: an answer with no relevant document; list the"
+                " documents that hold it, or remove the answer of an unanswerable question"
+            )
         rows.append(
             {"query": query.strip(), "relevant": [str(r) for r in relevant], "answer": answer}
         )
     out = pd.DataFrame(rows)
-    if len(out) < 4:
+    answerable = int((out["relevant"].str.len() > 0).sum())
+    if answerable < 4:
         raise DataError(
-            f"queries: {path.name} holds {len(out)} questions; label at least 4 (half tune,"
-            " half test)"
+            f"queries: {path.name} holds {answerable} answerable questions; label at least 4"
+            " (half tune, half test)"
         )
     return out
 
@@ -158,12 +165,26 @@ def validate(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
             )
     primary = RETRIEVAL.primary_name(config.metric, config.retrieval.k)
     rng = np.random.default_rng(config.seed)
-    order = rng.permutation(len(queries))
-    n_test = min(len(queries) - 2, max(2, round(len(queries) * config.retrieval.test_share)))
-    test = queries.iloc[np.sort(order[:n_test])].reset_index(drop=True)
-    validation = queries.iloc[np.sort(order[n_test:])].reset_index(drop=True)
-    ctx.say(f"{len(validation)} validation, {len(test)} test questions")
-    return {"questions": {"validation": validation, "test": test}, "primary": primary}
+    parts: dict[str, list[int]] = {"validation": [], "test": []}
+    answerable = queries["relevant"].str.len() > 0
+    for rows in (np.flatnonzero(answerable), np.flatnonzero(~answerable)):  # each split alike
+        if not len(rows):
+            continue
+        order = rows[rng.permutation(len(rows))]
+        share = round(len(rows) * config.retrieval.test_share)
+        n_test = min(len(rows) - 2, max(2, share)) if len(rows) >= 4 else len(rows) // 2
+        parts["test"] += list(order[:n_test])
+        parts["validation"] += list(order[n_test:])
+    questions = {
+        k: queries.iloc[np.sort(np.asarray(v, dtype=int))].reset_index(drop=True)
+        for k, v in parts.items()
+    }
+    unanswerable = int((~answerable).sum())
+    ctx.say(
+        f"{len(questions['validation'])} validation, {len(questions['test'])} test questions"
+        + (f" ({unanswerable} unanswerable in all)" if unanswerable else "")
+    )
+    return {"questions": questions, "primary": primary}
 
 
 # --- learning ------------------------------------------------------------------------------
@@ -291,29 +312,39 @@ def train(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     contenders = [t for t in trained if t["kind"] == "candidate"]
     best = max(contenders, key=lambda t: t["validation"][primary])["name"]
     chosen = models[best]
-    labelled = validation[validation["answer"].notna()]
+    labelled = validation[validation["answer"].notna() | (validation["relevant"].str.len() == 0)]
     tried = []
-    supports = sorted({0.2, settings.min_support, 0.5})
+    supports = sorted({0.2, settings.min_support, 0.5, 0.67})
     for passages, support in itertools.product(settings.passages, supports):
         chosen.answer_settings.passages = passages
         chosen.answer_settings.min_support = support
         answers = [chosen.ask(q) for q in labelled["query"]]
-        f1 = answer_metrics(answers, list(labelled["answer"]))["token_f1"]
+        found = answer_metrics(answers, list(labelled["answer"]), _answerable(labelled))
+        f1, abstained = found["token_f1"], found["abstention_rate"]
+        scores = [float(v.mean()) for v in (f1, abstained) if len(v)]
         tried.append(
             {
                 "passages": passages,
                 "min_support": support,
                 "token_f1": float(f1.mean()) if len(f1) else 0.0,
+                "abstention_rate": float(abstained.mean()) if len(abstained) else None,
+                "score": float(np.mean(scores)) if scores else 0.0,
             }
         )
-    # ties: fewer passages, then the stricter support (fewer unsupported answers)
-    pick = max(tried, key=lambda t: (t["token_f1"], -t["passages"], t["min_support"]))
+    # answer F1 and abstention on unanswerable questions count alike; ties: fewer passages,
+    # then the stricter support (fewer unsupported answers)
+    pick = max(tried, key=lambda t: (t["score"], -t["passages"], t["min_support"]))
     chosen.answer_settings.passages = pick["passages"]
     chosen.answer_settings.min_support = pick["min_support"]
     ctx.say(
         f"chosen: {best}; {pick['passages']} passages per answer, support {pick['min_support']}"
     )
     return {"models": models, "trained": trained, "best": best, "answer_tuning": tried}
+
+
+def _answerable(questions: Any) -> list[bool]:
+    """Which questions the corpus answers (``relevant`` not empty)."""
+    return [bool(r) for r in questions["relevant"]]
 
 
 def _finder(entities: Any = ()) -> Any:
@@ -342,7 +373,7 @@ def evaluate(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
         results[name] = result
         tests[name] = {
             "test": result.means(),
-            "answers": _means(answer_metrics(answers, list(test["answer"]))),
+            "answers": _means(answer_metrics(answers, list(test["answer"]), _answerable(test))),
         }
     chosen, baseline = results[best], results[BASELINE]
     resamples = config.fairness.resamples or 300
@@ -356,7 +387,7 @@ def evaluate(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     gate = baseline_gate(primary, True, best, BASELINE, difference, config.gate_margin)
     model = models[best]
     answers = [model.ask(q, find=find) for q in test["query"]]
-    per_answer = answer_metrics(answers, list(test["answer"]))
+    per_answer = answer_metrics(answers, list(test["answer"]), _answerable(test))
     generated = None
     generator = Generator.from_settings(
         config.retrieval.generator.model_dump() if config.retrieval.generator else None
@@ -405,7 +436,7 @@ def _generated(model: Any, test: Any, find: Any, generator: Any, judge: bool) ->
     failed = sum(any(c["rule"] == "generator" for c in a["guardrails"]) for a in answers)
     out: dict[str, Any] = {
         "model": generator.model,
-        "metrics": _means(answer_metrics(answers, list(test["answer"]))),
+        "metrics": _means(answer_metrics(answers, list(test["answer"]), _answerable(test))),
         "failed_calls": failed,
         "faithfulness": None,
     }
@@ -505,6 +536,9 @@ def document(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
                 "validation": len(questions["validation"]),
                 "test": len(questions["test"]),
                 "with_answers": int(sum(q["answer"].notna().sum() for q in questions.values())),
+                "unanswerable": int(
+                    sum((q["relevant"].str.len() == 0).sum() for q in questions.values())
+                ),
             },
         },
         "chosen": best,
@@ -550,7 +584,12 @@ def monitoring_reference(inputs: dict[str, Any]) -> dict[str, Any]:
 
     model = inputs["models"][inputs["best"]]
     questions = inputs["questions"]
-    queries = [*questions["validation"]["query"], *questions["test"]["query"]]
+    queries = [
+        q
+        for part in (questions["validation"], questions["test"])
+        for q, relevant in zip(part["query"], part["relevant"], strict=True)
+        if relevant  # the corpus answers them: what "in the corpus" looks like
+    ]
     vectors = embed(queries)
     centroid = vectors.mean(axis=0)
     similarities = np.array([model.similarity(v) for v in vectors])

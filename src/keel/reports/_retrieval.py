@@ -75,7 +75,8 @@ def _answers(doc: dict[str, Any]) -> list[Any]:
         "exact_match": "exact match",
         "token_f1": "token F1 (SQuAD)",
         "citation_precision": "citation precision: cited passages holding the labelled answer",
-        "no_answer_rate": "no-answer rate",
+        "no_answer_rate": "no-answer rate (answerable questions)",
+        "abstention_rate": "abstention: unanswerable questions answered 'no answer'",
     }
     rows = [
         [names[k], _ci(intervals.get(k)) if k in intervals else _n(v)]
@@ -162,7 +163,8 @@ def _datasheet(doc: dict[str, Any]) -> list[Any]:
     q = doc["data"]["questions"]
     lines.append(
         f"labelled questions ({q['file']}): {q['validation']} to tune, {q['test']} to test,"
-        f" {q['with_answers']} with a labelled answer"
+        f" {q['with_answers']} with a labelled answer, {q.get('unanswerable', 0)} that the"
+        " corpus does not answer"
     )
     blocks: list[Any] = [("ul", lines)]
     if sheet["skipped_documents"]:
@@ -299,7 +301,14 @@ def report_sections(doc: dict[str, Any]) -> list[Section]:
     ]
     head, rows = resource_table(doc.get("resources"))
     answer_rows = [
-        [t["passages"], t.get("min_support", "-"), _n(t["token_f1"])] for t in doc["answer_tuning"]
+        [
+            t["passages"],
+            t.get("min_support", "-"),
+            _n(t["token_f1"]),
+            _n(t.get("abstention_rate")),
+            _n(t.get("score")),
+        ]
+        for t in doc["answer_tuning"]
     ]
     return [
         *card_sections(doc),
@@ -315,7 +324,10 @@ def report_sections(doc: dict[str, Any]) -> list[Section]:
                 ),
                 (
                     "table",
-                    (["passages per answer", "min support", "validation token F1"], answer_rows),
+                    (
+                        ["passages", "min support", "token F1", "abstention", "score"],
+                        answer_rows,
+                    ),
                 ),
             ],
         ),

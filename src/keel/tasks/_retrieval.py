@@ -60,6 +60,7 @@ ANSWER_METRICS: dict[str, bool] = {
     "token_f1": True,
     "citation_precision": True,
     "no_answer_rate": False,
+    "abstention_rate": True,
 }
 NO_ANSWER = "The documents do not answer this question."
 PROMPT_TEMPLATE = (
@@ -431,7 +432,9 @@ def evaluate_retrieval(
 
     ``queries`` has ``query`` and ``relevant`` (a list of document ids) columns. A
     document's rank is the rank of its best chunk among the first ``depth`` chunks.
+    Questions the corpus does not answer (no relevant document) are left out.
     """
+    queries = queries[[len(r) > 0 for r in queries["relevant"]]]
     k_max = max(ks)
     rankings = [model.rank_documents(q, depth) for q in queries["query"]]
     hits = np.zeros((len(rankings), k_max), dtype=bool)
@@ -466,15 +469,25 @@ def token_f1(prediction: str, truth: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def answer_metrics(answers: list[dict[str, Any]], truths: Sequence[Any]) -> dict[str, np.ndarray]:
-    """Per-query exact match, token F1, citation precision and no-answer flags.
+def answer_metrics(
+    answers: list[dict[str, Any]],
+    truths: Sequence[Any],
+    answerable: Sequence[bool] | None = None,
+) -> dict[str, np.ndarray]:
+    """Per-query exact match, token F1, citation precision, no-answer and abstention flags.
 
     ``truths`` are labelled answers (``None``/empty where a query has none: left out of
     the answer metrics). Citation precision of one answer: the share of the passages it
-    cites whose text contains the labelled answer (normalised).
+    cites whose text contains the labelled answer (normalised). ``answerable`` marks the
+    questions the corpus answers (default: all): ``no_answer_rate`` is over those, and
+    ``abstention_rate`` — "no answer" given where none exists — over the others.
     """
-    em, f1, precision, no_answer = [], [], [], []
-    for answer, truth in zip(answers, truths, strict=True):
+    em, f1, precision, no_answer, abstained = [], [], [], [], []
+    flags = [True] * len(answers) if answerable is None else list(answerable)
+    for answer, truth, can in zip(answers, truths, flags, strict=True):
+        if not can:
+            abstained.append(float(answer["no_answer"]))
+            continue
         no_answer.append(float(answer["no_answer"]))
         if not isinstance(truth, str) or not truth.strip():
             continue
@@ -496,4 +509,5 @@ def answer_metrics(answers: list[dict[str, Any]], truths: Sequence[Any]) -> dict
         "token_f1": np.array(f1),
         "citation_precision": np.array(precision),
         "no_answer_rate": np.array(no_answer),
+        "abstention_rate": np.array(abstained),
     }
