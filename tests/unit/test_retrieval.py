@@ -288,6 +288,7 @@ def test_answer_metrics():
     assert len(found["abstention_rate"]) == 0
     split = answer_metrics(answers, ["127.0.0.1", None, None], [True, False, False])
     assert list(split["no_answer_rate"]) == [0.0] and list(split["abstention_rate"]) == [0.0, 1.0]
+    assert list(split["evidence_rate"]) == [1.0]  # its cited passage holds the answer
 
 
 # --- answers and guardrails ----------------------------------------------------------------

@@ -320,20 +320,21 @@ def train(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
         chosen.answer_settings.min_support = support
         answers = [chosen.ask(q) for q in labelled["query"]]
         found = answer_metrics(answers, list(labelled["answer"]), _answerable(labelled))
-        f1, abstained = found["token_f1"], found["abstention_rate"]
-        scores = [float(v.mean()) for v in (f1, abstained) if len(v)]
+        evidence, abstained = found["evidence_rate"], found["abstention_rate"]
+        scores = [float(v.mean()) for v in (evidence, abstained) if len(v)]
         tried.append(
             {
                 "passages": passages,
                 "min_support": support,
-                "token_f1": float(f1.mean()) if len(f1) else 0.0,
+                "token_f1": float(found["token_f1"].mean()) if len(found["token_f1"]) else 0.0,
+                "evidence_rate": float(evidence.mean()) if len(evidence) else None,
                 "abstention_rate": float(abstained.mean()) if len(abstained) else None,
                 "score": float(np.mean(scores)) if scores else 0.0,
             }
         )
-    # answer F1 and abstention on unanswerable questions count alike; ties: fewer passages,
-    # then the stricter support (fewer unsupported answers)
-    pick = max(tried, key=lambda t: (t["score"], -t["passages"], t["min_support"]))
+    # answers citing the labelled answer and abstaining where the corpus has none count
+    # alike; ties: the higher F1, fewer passages, then the stricter support
+    pick = max(tried, key=lambda t: (t["score"], t["token_f1"], -t["passages"], t["min_support"]))
     chosen.answer_settings.passages = pick["passages"]
     chosen.answer_settings.min_support = pick["min_support"]
     ctx.say(

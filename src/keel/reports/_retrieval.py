@@ -77,6 +77,7 @@ def _answers(doc: dict[str, Any]) -> list[Any]:
         "citation_precision": "citation precision: cited passages holding the labelled answer",
         "no_answer_rate": "no-answer rate (answerable questions)",
         "abstention_rate": "abstention: unanswerable questions answered 'no answer'",
+        "evidence_rate": "evidence: answers citing a passage that holds the labelled answer",
     }
     rows = [
         [names[k], _ci(intervals.get(k)) if k in intervals else _n(v)]
@@ -305,6 +306,7 @@ def report_sections(doc: dict[str, Any]) -> list[Section]:
             t["passages"],
             t.get("min_support", "-"),
             _n(t["token_f1"]),
+            _n(t.get("evidence_rate")),
             _n(t.get("abstention_rate")),
             _n(t.get("score")),
         ]
@@ -325,7 +327,7 @@ def report_sections(doc: dict[str, Any]) -> list[Section]:
                 (
                     "table",
                     (
-                        ["passages", "min support", "token F1", "abstention", "score"],
+                        ["passages", "min support", "F1", "evidence", "abstention", "score"],
                         answer_rows,
                     ),
                 ),

@@ -61,6 +61,7 @@ ANSWER_METRICS: dict[str, bool] = {
     "citation_precision": True,
     "no_answer_rate": False,
     "abstention_rate": True,
+    "evidence_rate": True,
 }
 NO_ANSWER = "The documents do not answer this question."
 PROMPT_TEMPLATE = (
@@ -481,8 +482,10 @@ def answer_metrics(
     cites whose text contains the labelled answer (normalised). ``answerable`` marks the
     questions the corpus answers (default: all): ``no_answer_rate`` is over those, and
     ``abstention_rate`` — "no answer" given where none exists — over the others.
+    ``evidence_rate``: the share of questions with a labelled answer whose answer cites a
+    passage holding it (an unanswered question counts as a miss).
     """
-    em, f1, precision, no_answer, abstained = [], [], [], [], []
+    em, f1, precision, no_answer, abstained, evidenced = [], [], [], [], [], []
     flags = [True] * len(answers) if answerable is None else list(answerable)
     for answer, truth, can in zip(answers, truths, flags, strict=True):
         if not can:
@@ -495,6 +498,7 @@ def answer_metrics(
         em.append(float(normalise_answer(text) == normalise_answer(truth)))
         f1.append(token_f1(text, truth))
         cited = [c for c in answer["citations"] if c.get("cited")]
+        inside: list[bool] = []
         if cited:
             wanted = normalise_answer(truth)
             texts = answer.get("cited_texts", [])
@@ -504,10 +508,12 @@ def answer_metrics(
                 if c["n"] - 1 < len(texts)
             ]
             precision.append(float(np.mean(inside)) if inside else 0.0)
+        evidenced.append(float(any(inside)))
     return {
         "exact_match": np.array(em),
         "token_f1": np.array(f1),
         "citation_precision": np.array(precision),
         "no_answer_rate": np.array(no_answer),
         "abstention_rate": np.array(abstained),
+        "evidence_rate": np.array(evidenced),
     }
