@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import itertools
 import json
+import re
 import threading
 import warnings
 from pathlib import Path
@@ -310,6 +311,19 @@ def test_extractive_answers_cite_what_they_quote(bm25_model):
     assert (
         nothing["no_answer"] and nothing["answer"] == "The documents do not answer this question."
     )
+
+
+def test_overlapping_passages_never_repeat_a_sentence(docs_corpus):
+    chunks = chunk_corpus(docs_corpus.documents, 64, 48)  # heavy overlap: shared sentences
+    model = RetrievalModel.build(chunks, "bm25", {}, {"size": 64})
+    model.answer_settings.passages, model.answer_settings.sentences = 5, 3
+    for question in (
+        "Which fairlearn method sets per-group thresholds on the score?",
+        "How are drift p-values corrected across columns?",
+    ):
+        answer = model.ask(question)["answer"]
+        quoted = [s.strip() for s in re.split(r"\[\d+\]", answer) if s.strip()]
+        assert len(quoted) == len(set(quoted)), answer
 
 
 def test_input_rules_block_with_a_reason():

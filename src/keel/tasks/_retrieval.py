@@ -325,9 +325,17 @@ class RetrievalModel:
                 score = support + 0.05 / (rank + 1) - 0.004 * extra
                 scored.append((score, support, rank, position, sentence))
         settings = self.answer_settings
-        best = sorted((s for s in scored if s[1] >= settings.min_support), key=lambda s: -s[0])[
-            : settings.sentences
-        ]
+        best, seen = [], set()
+        for found in sorted(
+            (s for s in scored if s[1] >= settings.min_support), key=lambda s: -s[0]
+        ):
+            said = " ".join(found[4].lower().split())
+            if said in seen:  # overlapping chunks repeat sentences: quote each once
+                continue
+            seen.add(said)
+            best.append(found)
+            if len(best) == settings.sentences:
+                break
         best.sort(key=lambda s: (s[2], s[3]))
         text = " ".join(f"{s[4]} [{s[2] + 1}]" for s in best)
         return text, sorted({s[2] + 1 for s in best})
