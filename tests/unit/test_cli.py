@@ -169,8 +169,7 @@ def test_serve_wiring_without_starting_a_server(make_project, monkeypatch) -> No
     monkeypatch.setattr(
         keel.registry, "load_package", lambda uri, tracking: seen.append(uri) or fake
     )
-    monkeypatch.setattr(keel.registry, "is_recommender", lambda uri, tracking: False)
-    monkeypatch.setattr(keel.registry, "is_retrieval", lambda uri, tracking: False)
+    monkeypatch.setattr(keel.registry, "package_task", lambda uri, tracking: "binary")
     made: list[ServingSpec] = []
     monkeypatch.setattr(
         "keel.serving.create_app_from_spec",

@@ -251,7 +251,7 @@ def test_ranking_metrics_match_ranx(bm25_model, queries):
         assert mine[ours] == pytest.approx(theirs[name], abs=1e-9), ours
 
 
-def test_retrievers_beat_nothing_and_dense_finds_meaning(docs_corpus, queries):
+def test_every_retriever_ranks_the_docs_and_hybrid_ranks_without_shared_words(docs_corpus, queries):
     chunks = chunk_corpus(docs_corpus.documents, 128, 32)
     scores = {}
     for kind in ("overlap", "bm25", "dense", "hybrid"):

@@ -75,21 +75,22 @@ def serve(
     """
     from keel.config import load_config, resolve_settings
     from keel.registry import (
-        is_recommender,
-        is_retrieval,
         load_package,
         load_recommender,
         load_retrieval,
+        package_task,
         parse_model_uri,
     )
     from keel.serving import POLL_SECONDS, ServingSpec, create_app_from_spec, log_url
+    from keel.tasks import get_task
 
     with exit_codes(debug):
         project = load_config(config)
         settings = resolve_settings(project)
         uri = model or f"{project.name}@champion"
-        retrieval = is_retrieval(uri, settings.tracking_uri)
-        recommender = not retrieval and is_recommender(uri, settings.tracking_uri)
+        task = package_task(uri, settings.tracking_uri)  # one read of MLmodel picks the loader
+        retrieval = task == "retrieval"
+        recommender = get_task(task).family == "ranking"
         loader = load_retrieval if retrieval else load_recommender if recommender else load_package
         package = loader(uri, settings.tracking_uri)
         console = Console(stderr=True)

@@ -366,15 +366,17 @@ def evaluate(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     test = inputs["questions"]["test"]
     models, best = inputs["models"], inputs["best"]
     find = _finder(models[best].guardrails.pii_entities)
-    tests, results = {}, {}
+    tests, results, answered = {}, {}, {}
     for name, model in models.items():
         ctx.say(name)
         result = evaluate_retrieval(model, test, config.retrieval.k)
-        answers = [model.ask(q, find=find) for q in test["query"]]
+        answered[name] = [model.ask(q, find=find) for q in test["query"]]
         results[name] = result
         tests[name] = {
             "test": result.means(),
-            "answers": _means(answer_metrics(answers, list(test["answer"]), _answerable(test))),
+            "answers": _means(
+                answer_metrics(answered[name], list(test["answer"]), _answerable(test))
+            ),
         }
     chosen, baseline = results[best], results[BASELINE]
     resamples = config.fairness.resamples or 300
@@ -386,8 +388,7 @@ def evaluate(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
         seed=config.seed,
     )
     gate = baseline_gate(primary, True, best, BASELINE, difference, config.gate_margin)
-    model = models[best]
-    answers = [model.ask(q, find=find) for q in test["query"]]
+    model, answers = models[best], answered[best]  # the chosen model's, asked once above
     per_answer = answer_metrics(answers, list(test["answer"]), _answerable(test))
     generated = None
     generator = Generator.from_settings(

@@ -45,6 +45,7 @@ from keel.registry._retrieval import (
     is_retrieval,
     load_retrieval,
     log_retrieval_package,
+    package_task,
     register_prompt,
 )
 from keel.registry._versions import (
@@ -94,6 +95,7 @@ __all__ = [
     "model_version",
     "move_alias",
     "package_documents",
+    "package_task",
     "parse_model_uri",
     "promote",
     "recommender_interface",

@@ -137,9 +137,14 @@ def load_retrieval(uri: str, tracking_uri: str) -> LoadedRetrieval:
     )
 
 
-def is_retrieval(uri: str, tracking_uri: str) -> bool:
-    """Whether ``NAME[@ALIAS|/VERSION]`` is a retrieval model (reads ``MLmodel`` only)."""
+def package_task(uri: str, tracking_uri: str) -> str:
+    """The task of ``NAME[@ALIAS|/VERSION]`` (reads ``MLmodel`` only): which loader to use."""
     from keel.registry._mlflow import package_documents
 
     meta, _ = package_documents(uri, tracking_uri, ())
-    return meta.get("task") == "retrieval"
+    return str(meta.get("task"))
+
+
+def is_retrieval(uri: str, tracking_uri: str) -> bool:
+    """Whether ``NAME[@ALIAS|/VERSION]`` is a retrieval model (reads ``MLmodel`` only)."""
+    return package_task(uri, tracking_uri) == "retrieval"

@@ -204,16 +204,17 @@ def create_app_from_spec(
     from keel.registry import (
         LoadedRecommender,
         LoadedRetrieval,
-        is_recommender,
-        is_retrieval,
         load_recommender,
         load_retrieval,
+        package_task,
     )
+    from keel.tasks import get_task
 
-    if package is None and is_retrieval(spec.model, spec.tracking_uri):
+    task = package_task(spec.model, spec.tracking_uri) if package is None else None
+    if task == "retrieval":
         package = load_retrieval(spec.model, spec.tracking_uri)
         package.alias = spec.follow_alias
-    if package is None and is_recommender(spec.model, spec.tracking_uri):
+    elif task is not None and get_task(task).family == "ranking":
         package = load_recommender(spec.model, spec.tracking_uri)
         package.alias = spec.follow_alias  # workers load NAME/VERSION of the alias
     package = package or load_package(spec.model, spec.tracking_uri)

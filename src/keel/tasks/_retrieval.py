@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from keel.evaluation import MetricSet
-from keel.evaluation._ranking import metric_name, rank_metrics, ranking_directions
+from keel.evaluation._ranking import rank_metrics, ranking_directions
 from keel.tasks._guardrails import (
     Finder,
     GuardrailSettings,
@@ -40,6 +40,7 @@ from keel.tasks._guardrails import (
     check_query,
 )
 from keel.tasks._protocol import BaseTask, register
+from keel.tasks._recommendation import RecommendationTask
 from keel.tasks._retrievers import (
     DEPTH,
     Retriever,
@@ -91,16 +92,7 @@ class RetrievalTask(BaseTask):
 
     def primary_name(self, metric: str | None, ks: Sequence[int]) -> str:
         """The metric retrievers are tuned, chosen and gated on (default NDCG at 10)."""
-        from keel.errors import ConfigError, did_you_mean
-
-        known = ranking_directions(ks)
-        name = metric or ("ndcg_at_10" if 10 in ks else metric_name("ndcg", max(ks)))
-        if name not in known:
-            raise ConfigError(
-                f"keel.yaml: key 'metric': {name!r} is not a retrieval metric of cut-offs"
-                f" {list(ks)}{did_you_mean(name, known)}; use one of {', '.join(known)}"
-            )
-        return name
+        return RecommendationTask.primary_name(self, metric, ks)  # the same ranking metrics
 
 
 RETRIEVAL = register(RetrievalTask())
