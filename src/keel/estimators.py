@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
+from sklearn.utils import get_tags
+from sklearn.utils.validation import check_is_fitted, validate_data
 from xgboost import XGBClassifier
 
 from keel._groups import group_keys
@@ -42,7 +44,12 @@ class LabelledXGBClassifier(XGBClassifier):
         """Fit on ``y`` encoded as ``0..k-1``; remember the labels."""
         labels, codes = np.unique(np.asarray(y), return_inverse=True)
         self.labels_ = None  # XGBoost reads classes_ as codes while fitting
+        objective = self.objective
         super().fit(X, codes, **kwargs)
+        # XGBoost writes the objective it chose (multi:softprob for k > 2 classes) back into
+        # the parameter; the estimator contract keeps parameters as given (clone, search).
+        # The booster keeps its own objective, so predictions do not depend on it.
+        self.objective = objective
         self.labels_ = labels
         return self
 
@@ -292,6 +299,10 @@ class _Ensemble(BaseEstimator):
         if not members or len(weights) != len(members) or (weights < 0).any() or not weights.sum():
             raise ValueError("an ensemble needs members and one non-negative weight each")
         kept = [(m, w) for m, w in zip(members, weights, strict=True) if w > 0]
+        tags = self.__sklearn_tags__().input_tags
+        X, y = validate_data(  # noqa: N806
+            self, X, y, accept_sparse=tags.sparse, ensure_all_finite=not tags.allow_nan
+        )
         extra = {} if sample_weight is None else {"sample_weight": sample_weight}
         self.members_ = [
             (name, clone(estimator).fit(X, y, **extra)) for (name, estimator), _ in kept
@@ -301,6 +312,22 @@ class _Ensemble(BaseEstimator):
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "members_")
+
+    def __sklearn_tags__(self) -> Any:
+        """Inputs every member takes (sparse matrices, missing values) pass through."""
+        tags = super().__sklearn_tags__()
+        members = [get_tags(m).input_tags for _, m in self.members or []]
+        tags.input_tags.sparse = bool(members) and all(m.sparse for m in members)
+        tags.input_tags.allow_nan = bool(members) and all(m.allow_nan for m in members)
+        return tags
+
+    def _checked(self, X: Any) -> Any:  # noqa: N803
+        """``X`` after the fitted check and the same validation as in ``fit``."""
+        check_is_fitted(self)
+        tags = self.__sklearn_tags__().input_tags
+        return validate_data(
+            self, X, reset=False, accept_sparse=tags.sparse, ensure_all_finite=not tags.allow_nan
+        )
 
 
 class EnsembleClassifier(ClassifierMixin, _Ensemble):
@@ -327,6 +354,7 @@ class EnsembleClassifier(ClassifierMixin, _Ensemble):
 
     def decision_function(self, X: Any) -> np.ndarray:  # noqa: N803
         """Σ weight × member log-odds: ``(n,)`` for two classes, else ``(n, k)``."""
+        X = self._checked(X)  # noqa: N806
         total = None
         for (_, member), weight in zip(self.members_, self.weights_, strict=True):
             part = weight * margin(member, X)
@@ -339,7 +367,8 @@ class EnsembleClassifier(ClassifierMixin, _Ensemble):
 
     def predict(self, X: Any) -> np.ndarray:  # noqa: N803
         """The class of highest probability."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        best = np.argmax(self.predict_proba(X), axis=1)
+        return self.classes_[best]
 
 
 class EnsembleRegressor(RegressorMixin, _Ensemble):
@@ -347,7 +376,8 @@ class EnsembleRegressor(RegressorMixin, _Ensemble):
 
     def predict(self, X: Any) -> np.ndarray:  # noqa: N803
         """Σ weight × member prediction."""
-        total = np.zeros(len(X))
+        X = self._checked(X)  # noqa: N806
+        total = np.zeros(X.shape[0])
         for (_, member), weight in zip(self.members_, self.weights_, strict=True):
             total += weight * np.asarray(member.predict(X), dtype=float)
         return total
