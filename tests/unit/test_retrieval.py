@@ -313,6 +313,23 @@ def test_extractive_answers_cite_what_they_quote(bm25_model):
     )
 
 
+def test_one_shared_word_is_not_support(bm25_model):
+    """"capital" of France shares one word with capital-gain in the docs: no answer."""
+    settings = bm25_model.answer_settings
+    try:
+        settings.min_terms = 1  # the old rule: the share of the question's weight only
+        assert not bm25_model.ask("What is the capital of France?")["no_answer"]
+        settings.min_terms = 2
+        refused = bm25_model.ask("What is the capital of France?")
+        assert refused["no_answer"] and refused["citations"]  # retrieved, but not support
+        assert any(v["rule"] == "support" for v in refused["guardrails"])
+        # question words never count: "what" + "capital" is still one shared term
+        answered = bm25_model.ask("Which fairlearn method sets per-group thresholds on the score?")
+        assert "ThresholdOptimizer" in answered["answer"]
+    finally:
+        settings.min_terms = 2
+
+
 def test_overlapping_passages_never_repeat_a_sentence(docs_corpus):
     chunks = chunk_corpus(docs_corpus.documents, 64, 48)  # heavy overlap: shared sentences
     model = RetrievalModel.build(chunks, "bm25", {}, {"size": 64})

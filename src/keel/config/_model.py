@@ -627,6 +627,9 @@ class RetrievalConfig(_Strict):
     passages: list[int] = Field(default_factory=lambda: [1, 3, 5])  # tuned: chunks per answer
     sentences: int = Field(2, ge=1, le=10)
     min_support: float = Field(0.34, ge=0.0, le=1.0)  # tuned with 0.2, 0.5 and 0.67
+    # distinct content terms of the question an answer's sentence must share (one shared
+    # word is not support: docs/retrieval.md)
+    min_terms: int = Field(2, ge=1, le=10)
     pii: Literal["redact", "mask", "hash", "none"] = "redact"
     pii_entities: list[str] | None = None  # default: keel.data CORPUS_ENTITIES
     max_document_chars: int = Field(2_000_000, ge=100, le=50_000_000)

@@ -280,6 +280,7 @@ def train(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
         passages=settings.passages[len(settings.passages) // 2],
         sentences=settings.sentences,
         min_support=settings.min_support,
+        min_terms=settings.min_terms,
         prompt_template=settings.prompt_template or PROMPT_TEMPLATE,
     )
     models, trained = {}, []

@@ -17,6 +17,7 @@ labelled answer).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import re
@@ -65,6 +66,15 @@ ANSWER_METRICS: dict[str, bool] = {
     "evidence_rate": True,
 }
 NO_ANSWER = "The documents do not answer this question."
+QUESTION_WORDS = "what which how when where who whom whose why does do did can could should would"
+"""Words that ask rather than say: they never count as a shared term (stemmed on use)."""
+
+
+@functools.cache
+def _question_terms() -> frozenset[str]:
+    return frozenset(terms(QUESTION_WORDS))
+
+
 PROMPT_TEMPLATE = (
     "Answer the question using only the numbered passages below. After every sentence,"
     " cite the passage it comes from in brackets, like [1]. If the passages do not answer"
@@ -105,6 +115,10 @@ class AnswerSettings:
     passages: int = 3  # retrieved chunks the answer may draw on (and cite)
     sentences: int = 2  # extractive: sentences in the answer
     min_support: float = 0.34  # extractive: share of the question's terms a sentence must hold
+    # extractive: distinct content terms of the question a sentence must hold (at most as
+    # many as the question has): one shared word ("capital" of France vs capital-gain) is
+    # not support
+    min_terms: int = 2
     prompt_template: str = PROMPT_TEMPLATE
 
     def to_dict(self) -> dict[str, Any]:
@@ -304,6 +318,8 @@ class RetrievalModel:
         wanted = set(terms(query))
         if not wanted or not passages:
             return "", []
+        content = wanted - _question_terms()
+        need = min(self.answer_settings.min_terms, len(content))
         df, n = self.document_frequency, max(1, len(self.chunks))
         weight = {t: math.log(1 + (n - df.get(t, 0) + 0.5) / (df.get(t, 0) + 0.5)) for t in wanted}
         total = sum(weight.values())
@@ -311,6 +327,8 @@ class RetrievalModel:
         for rank, passage in enumerate(passages):
             for position, sentence in enumerate(_sentences(passage["text"])):
                 found = wanted & set(terms(sentence))
+                if len(found & content) < need:
+                    continue  # too few of the question's own words: not support
                 support = sum(weight[t] for t in found) / total
                 # support, a little of the passage's rank, and a cost for long sentences
                 extra = max(0, len(sentence.split()) - 25)
