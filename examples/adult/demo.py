@@ -66,6 +66,12 @@ CONFIG = {
         "capital-gain": "Capital gains in the census year (USD)",
     },
     "privacy": {"purpose": "Monitoring the demo model's quality", "retention_days": 90},
+    # behaviour tests: the `tests` gate of the Definition of Done (docs/training.md)
+    "behaviour": [
+        # the model ranks well inside each sex, not only overall
+        {"kind": "minimum", "where": {"sex": "Female"}, "metric": "roc_auc", "min": 0.85},
+        {"kind": "minimum", "where": {"sex": "Male"}, "metric": "roc_auc", "min": 0.85},
+    ],
     # the Definition of Done's defaults plus the governance documents and robustness
     "gates": {"required": [*DEFAULT_REQUIRED_GATES, "runbook", "robustness", "impact_assessment"]},
 }
