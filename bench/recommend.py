@@ -42,10 +42,10 @@ sys.path.insert(0, str(ROOT / "examples" / "movielens"))
 
 from movielens import write_project  # noqa: E402
 
-from keel.data._interactions import prepare_interactions, split_interactions  # noqa: E402
 from keel.evaluation._ranking import first_relevant_rank, rank_metrics, top_k  # noqa: E402
-from keel.tasks import evaluate_ranking  # noqa: E402
-from keel.training._recommend import fit_model, interaction_matrix  # noqa: E402
+from keel.families.recommendation.data import prepare_interactions, split_interactions  # noqa: E402
+from keel.families.recommendation.task import evaluate_ranking  # noqa: E402
+from keel.families.recommendation.train import fit_model, interaction_matrix  # noqa: E402
 
 KS = (5, 10, 20)
 
@@ -241,7 +241,7 @@ def _ann(folder: Path, splits, items: int = 100_000, queries: int = 1_000) -> di
         import faiss
     except ImportError:
         return {"skipped": "faiss-cpu is not installed (pip install faiss-cpu==1.15.1)"}
-    from keel.registry import load_recommender
+    from keel.families.recommendation.package import load_recommender
 
     loaded = load_recommender("movielens@champion", f"sqlite:///{folder / '.keel' / 'mlflow.db'}")
     real = loaded.model.recommender.state.get("item_factors")

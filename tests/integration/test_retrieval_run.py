@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from keel.tasks._guardrails import attack_suite
+from keel.families.retrieval.guardrails import attack_suite
 from tests.conftest import keel_in, start_server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -79,7 +79,7 @@ def test_run_tunes_every_retriever_and_writes_the_evidence(project):
     for heading in ("Corpus datasheet", "Retrieval (test questions)", "Guardrails", "Limitations"):
         assert heading in card
     assert "held_out" in card and "garak" in card
-    from keel.registry import load_retrieval
+    from keel.families.retrieval.package import load_retrieval
 
     loaded = load_retrieval(f"{NAME}/{out['model']['version']}", out["tracking_uri"])
     assert loaded.model.kind == out["model"]["candidate"]

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from keel.evaluation import Interval, baseline_gate, metric_intervals, paired_difference
-from keel.tasks import BINARY, compute_metrics, fast_metrics
+from keel.families.tabular.task import BINARY
+from keel.tasks import compute_metrics, fast_metrics
 
 
 def _binary(seed: int, n: int = 300):

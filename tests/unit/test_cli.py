@@ -169,7 +169,9 @@ def test_serve_wiring_without_starting_a_server(make_project, monkeypatch) -> No
     monkeypatch.setattr(
         keel.registry, "load_package", lambda uri, tracking: seen.append(uri) or fake
     )
-    monkeypatch.setattr(keel.registry, "package_task", lambda uri, tracking: "binary")
+    from keel.families import FAMILIES
+
+    monkeypatch.setattr(keel.registry, "package_family", lambda uri, tracking: FAMILIES["tabular"])
     made: list[ServingSpec] = []
     monkeypatch.setattr(
         "keel.serving.create_app_from_spec",
@@ -324,7 +326,7 @@ def test_a_failed_run_alerts_the_sinks(make_project) -> None:
 def test_the_run_summary_names_the_costliest_stages() -> None:
     from rich.console import Console
 
-    from keel.cli._train import _print_costs
+    from keel.cli._common import print_costs
 
     console = Console(record=True, width=200)
     stages = [
@@ -334,7 +336,7 @@ def test_the_run_summary_names_the_costliest_stages() -> None:
         {"name": "train", "status": "reused", "cpu_seconds": 99.0, "peak_mb": 1.0},
         {"name": "evaluate", "status": "ran", "cpu_seconds": 5.5, "peak_mb": None},
     ]
-    _print_costs(console, stages)
+    print_costs(console, stages)
     text = console.export_text()
     assert text.strip() == (
         "Most CPU: tune 41.2 s (peak 512 MB), evaluate 5.5 s, explain 3.0 s (peak 700 MB)"

@@ -57,8 +57,8 @@ def test_start_refuses_bad_input_and_writes_nothing(tmp_path):
     for settings, message in (
         ({"metrics": []}, "at least one"),
         ({"metrics": ["bad name"]}, "letters"),
-        ({"metrics": ["accuracy"]}, "does not exist for a regression"),
-        ({"metrics": ["hit_rate"]}, "does not exist for a regression"),
+        ({"metrics": ["accuracy"]}, "does not exist for a model whose answers are numbers"),
+        ({"metrics": ["hit_rate"]}, "does not exist for a model whose answers are numbers"),
         ({"metrics": ["x"], "guardrails": {"latency_ms": -1}}, "margin"),
         ({"metrics": ["x"], "alpha": 0.7}, "alpha"),
     ):

@@ -7,13 +7,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from keel.config import ServingConfig
-from keel.data._interactions import prepare_interactions
-from keel.monitoring._recommend import monitor_recommendations, popularity_bands, shares
-from keel.registry import LoadedRecommender
+from keel.families.recommendation.data import prepare_interactions
+from keel.families.recommendation.monitor import monitor_recommendations, popularity_bands, shares
+from keel.families.recommendation.package import LoadedRecommender
+from keel.families.recommendation.serve import create_recommender_app
+from keel.families.recommendation.train import fit_model
 from keel.serving._log import PredictionLog
 from keel.serving._observe import hash_key
-from keel.serving._recommend_app import create_recommender_app
-from keel.training._recommend import fit_model
 from tests.unit.test_recommendation import config
 
 
@@ -110,7 +110,7 @@ def test_a_model_that_cannot_answer_is_not_ready(loaded):
 
 def test_batch_file_checks_and_csv_output(loaded, tmp_path):
     from keel.errors import DataError, KeelInputError
-    from keel.serving._batch import recommend_file
+    from keel.families.recommendation.batch import recommend_file
 
     users = tmp_path / "users.csv"
     pd.DataFrame({"user_id": ["1", "2", "3", "new"]}).to_csv(users, index=False)
@@ -178,7 +178,7 @@ def _scope_of(client, method: str, path: str) -> str | None:
 
 
 def test_the_runbooks_endpoint_table_is_the_apps(loaded):
-    from keel.reports._governance import RECOMMENDER_ENDPOINTS
+    from keel.families.recommendation.report import RECOMMENDER_ENDPOINTS
 
     settings = ServingConfig(
         api_keys=[

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from keel.config import parse_config
-from keel.data._interactions import (
+from keel.errors import ConfigError, DataError
+from keel.families.recommendation.data import (
     ITEM,
     TIME,
     USER,
@@ -19,9 +20,8 @@ from keel.data._interactions import (
     profile_interactions,
     split_interactions,
 )
-from keel.errors import ConfigError, DataError
-from keel.tasks import RECOMMENDATION, RecommenderModel, evaluate_ranking
-from keel.training._recommend import fit_model
+from keel.families.recommendation.task import RECOMMENDATION, RecommenderModel, evaluate_ranking
+from keel.families.recommendation.train import fit_model
 
 BASE = {
     "name": "ml",
@@ -321,7 +321,7 @@ def test_evaluation_of_a_fitted_model_equals_trec_eval(fitted):
 
 
 def test_item_knn_in_blocks_equals_one_block(fitted, monkeypatch):
-    import keel.tasks._recommenders as recommenders
+    import keel.families.recommendation.models as recommenders
 
     splits, models = fitted
     whole = models["item_knn"].recommender._weights().toarray()

@@ -14,10 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from keel.data._corpus import chunk_corpus, markdown_sections, read_corpus, redact_corpus
 from keel.errors import ConfigError, DataError
-from keel.tasks import AnswerSettings, RetrievalModel, answer_metrics, evaluate_retrieval
-from keel.tasks._guardrails import (
+from keel.families.retrieval.data import chunk_corpus, markdown_sections, read_corpus, redact_corpus
+from keel.families.retrieval.guardrails import (
     GuardrailSettings,
     Verdicts,
     attack_suite,
@@ -26,7 +25,14 @@ from keel.tasks._guardrails import (
     grounding,
     injection_match,
 )
-from keel.tasks._retrieval import normalise_answer, token_f1
+from keel.families.retrieval.task import (
+    AnswerSettings,
+    RetrievalModel,
+    answer_metrics,
+    evaluate_retrieval,
+    normalise_answer,
+    token_f1,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -314,7 +320,7 @@ def test_extractive_answers_cite_what_they_quote(bm25_model):
 
 
 def test_one_shared_word_is_not_support(bm25_model):
-    """"capital" of France shares one word with capital-gain in the docs: no answer."""
+    """ "capital" of France shares one word with capital-gain in the docs: no answer."""
     settings = bm25_model.answer_settings
     try:
         settings.min_terms = 1  # the old rule: the share of the question's weight only
@@ -459,7 +465,7 @@ class StandIn:
 
 
 def test_generated_answers_pass_through_the_guardrails(bm25_model, monkeypatch):
-    from keel.tasks._generate import Generator
+    from keel.families.retrieval.generate import Generator
 
     good, leak, fail = StandIn(), StandIn("leak"), StandIn("fail")
     monkeypatch.setenv("STANDIN_KEY", "sk-test")
@@ -515,9 +521,9 @@ def test_the_runbooks_endpoint_table_is_the_apps(bm25_model):
     from fastapi.testclient import TestClient
 
     from keel.config import ServingConfig
-    from keel.registry import LoadedRetrieval
-    from keel.reports._governance import RETRIEVAL_ENDPOINTS
-    from keel.serving._ask_app import create_retrieval_app
+    from keel.families.retrieval.package import LoadedRetrieval
+    from keel.families.retrieval.report import RETRIEVAL_ENDPOINTS
+    from keel.families.retrieval.serve import create_retrieval_app
     from keel.serving._observe import hash_key
     from tests.unit.test_recommend_app import _route_table, _scope_of
 
@@ -553,7 +559,7 @@ def test_the_runbooks_endpoint_table_is_the_apps(bm25_model):
 
 
 def _reference(model, questions) -> dict:
-    from keel.tasks._retrievers import embed
+    from keel.families.retrieval.retrievers import embed
 
     vectors = embed(list(questions))
     centroid = vectors.mean(axis=0)
@@ -572,9 +578,9 @@ def _reference(model, questions) -> dict:
 def test_served_answers_are_logged_redacted_and_monitored(bm25_model, queries, tmp_path):
     from fastapi.testclient import TestClient
 
-    from keel.monitoring._retrieval import monitor_questions, render_retrieval_dashboard
-    from keel.registry import LoadedRetrieval
-    from keel.serving._ask_app import create_retrieval_app
+    from keel.families.retrieval.monitor import monitor_questions, render_retrieval_dashboard
+    from keel.families.retrieval.package import LoadedRetrieval
+    from keel.families.retrieval.serve import create_retrieval_app
     from keel.serving._log import PredictionLog, read_log
 
     url = f"sqlite:///{tmp_path / 'log.db'}"
@@ -637,8 +643,8 @@ def test_served_answers_are_logged_redacted_and_monitored(bm25_model, queries, t
 
 
 def test_questions_from_elsewhere_drift(bm25_model, queries):
-    from keel.monitoring._retrieval import monitor_questions
-    from keel.tasks._retrievers import embed
+    from keel.families.retrieval.monitor import monitor_questions
+    from keel.families.retrieval.retrievers import embed
 
     reference = _reference(bm25_model, queries["query"])
     elsewhere = [

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from keel.data._interactions import ITEM, TIME, USER
-from keel.tasks import DEFAULT_RECOMMENDER_PARAMS
-from keel.training._recommend import fit_model, shilling_attack
+from keel.families.recommendation.data import ITEM, TIME, USER
+from keel.families.recommendation.models import DEFAULT_RECOMMENDER_PARAMS
+from keel.families.recommendation.train import fit_model, shilling_attack
 
 
 def _interactions(users: int = 300, items: int = 100) -> pd.DataFrame:

@@ -13,6 +13,18 @@ from keel.cli._common import app, is_loopback
 # each module registers its commands; this order is the order of `keel --help`
 for _group in ("_train", "_serve", "_release", "_watch", "_privacy", "_experiment", "_project"):
     import_module(f"keel.cli.{_group}")
+
+
+def _family_commands() -> None:
+    """Commands a family adds (``keel recommend``, ``keel ask``): its ``commands_module``."""
+    from keel.families import FAMILIES
+
+    for family in FAMILIES.usable():
+        if family.commands_module:
+            import_module(family.commands_module)
+
+
+_family_commands()
 serving_app = import_module("keel.cli._serve").serving_app  # `uvicorn --factory` target
 
 

@@ -7,11 +7,15 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from keel._version import __version__
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
 
 app = typer.Typer(
     name="keel",
@@ -96,3 +100,42 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def print_costs(console: Console, stages: list[dict[str, Any]]) -> None:
+    """The three stages that cost the most CPU in this run, with their peak memory."""
+    ran = [s for s in stages if s.get("status") == "ran" and s.get("cpu_seconds") is not None]
+    if not ran:
+        return
+    costly = sorted(ran, key=lambda s: -s["cpu_seconds"])[:3]
+    console.print(
+        "Most CPU: "
+        + ", ".join(
+            f"{s['name']} {s['cpu_seconds']:.1f} s"
+            + (f" (peak {s['peak_mb']:.0f} MB)" if s.get("peak_mb") is not None else "")
+            for s in costly
+        )
+    )
+
+
+def ui_hint(tracking_uri: str) -> str:
+    """How to look at the runs: the server's own UI, or `mlflow ui` on the local store."""
+    if tracking_uri.startswith(("http://", "https://")):
+        return f"MLflow UI: {tracking_uri}"
+    return f"MLflow UI: mlflow ui --backend-store-uri {tracking_uri}"
+
+
+def progress_bar(label: str, count: str, console: Console, json_out: bool) -> Progress:
+    """The progress bar of a long command: spinner, label, bar, count, time (not in --json)."""
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        SpinnerColumn(),
+        TextColumn(label),
+        BarColumn(),
+        TextColumn(count),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not _interactive(json_out),
+        transient=True,
+    )

@@ -214,14 +214,13 @@ def _project_of(project: Any, config: object) -> Any:
 
 
 def _family(name: str, version: str, tracking_uri: str) -> str:
+    """What the version's answers are (``lists``, ``classes``, ``numbers``): its family says."""
+    from keel.families import FAMILIES
     from keel.registry import package_documents
     from keel.tasks import get_task
 
     meta, _ = package_documents(f"{name}/{version}", tracking_uri, ())
-    task = get_task(str(meta.get("task")))
-    if task.family == "ranking":
-        return "ranking"
-    return "classification" if task.labelled_classes else "regression"
+    return FAMILIES.of_metadata(meta).experiment_kind(get_task(str(meta.get("task"))))
 
 
 def _guardrails(values: list[str]) -> dict[str, float]:

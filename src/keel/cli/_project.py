@@ -120,7 +120,7 @@ def build(
     """
     from keel.cli._build import build_files
     from keel.config import load_config, resolve_settings
-    from keel.registry import mlflow_scope, model_version, parse_model_uri
+    from keel.registry import mlflow_scope, model_version, package_family, parse_model_uri
 
     with exit_codes(debug):
         project = load_config(config)
@@ -134,6 +134,13 @@ def build(
             )
         with mlflow_scope(tracking) as client:
             mv = model_version(client, uri, tracking)
+        family = package_family(uri, tracking)
+        if not family.capabilities.builds_image:
+            raise KeelInputError(
+                f"{uri} is a {family.name} model: keel build writes KServe (Open Inference"
+                " v2) and Kubernetes files for families that score rows; serve it with"
+                f" `keel serve --model {uri}` in your own image"
+            )
         folder = out or project.root / "deployments" / f"{name}-{alias}"
         paths = build_files(name, alias, str(mv.version), folder, force)
         if json_out:
@@ -142,3 +149,46 @@ def build(
         console = Console(stderr=True)
         for path in paths.values():
             console.print(f"wrote {path}")
+
+
+@app.command()
+def families(json_out: JsonOpt = False) -> None:
+    """List the model families Keel knows: their tasks, capabilities and stages.
+
+    The built-ins (tabular, recommendation, retrieval) and every family an installed
+    package declares under the entry-point group `keel.families` (docs/families.md).
+    """
+    from dataclasses import asdict
+
+    from rich.table import Table
+
+    from keel.families import FAMILIES
+
+    found = [
+        {
+            "name": f.name,
+            "tasks": list(f.tasks),
+            "default": f.default,
+            "capabilities": asdict(f.capabilities),
+            "stages": list(f.stage_names),
+            "module": type(f).__module__,
+        }
+        for f in FAMILIES.usable()
+    ]
+    if json_out:
+        print(json.dumps({"families": found}))
+        return
+    table = Table(title="Model families")
+    for head in ("family", "tasks", "can", "stages", "from"):
+        table.add_column(head)
+    for f in found:
+        can = [k for k, v in f["capabilities"].items() if v is True]
+        can += [" ".join(f["capabilities"]["serves_routes"])]
+        table.add_row(
+            f["name"] + (" (default)" if f["default"] else ""),
+            ", ".join(f["tasks"]),
+            ", ".join(can),
+            " → ".join(f["stages"]),
+            f["module"],
+        )
+    Console().print(table)

@@ -9,33 +9,18 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from keel.cli._common import (
     ConfigOpt,
     DebugOpt,
     JsonOpt,
-    _interactive,
     _shown_url,
     app,
     is_loopback,
+    progress_bar,
 )
 from keel.cli._errors import exit_codes
-
-
-def _bar(label: str, count: str, console: Console, json_out: bool) -> Progress:
-    """The progress bar of a long command: spinner, label, bar, count, time (not in --json)."""
-    return Progress(
-        SpinnerColumn(),
-        TextColumn(label),
-        BarColumn(),
-        TextColumn(count),
-        TimeElapsedColumn(),
-        console=console,
-        disable=not _interactive(json_out),
-        transient=True,
-    )
 
 
 @app.command()
@@ -74,34 +59,24 @@ def serve(
     requests in flight finish on the old model, none fails. NAME/VERSION is pinned.
     """
     from keel.config import load_config, resolve_settings
-    from keel.registry import (
-        load_package,
-        load_recommender,
-        load_retrieval,
-        package_task,
-        parse_model_uri,
-    )
+    from keel.registry import package_family, parse_model_uri
     from keel.serving import POLL_SECONDS, ServingSpec, create_app_from_spec, log_url
-    from keel.tasks import get_task
 
     with exit_codes(debug):
         project = load_config(config)
         settings = resolve_settings(project)
         uri = model or f"{project.name}@champion"
-        task = package_task(uri, settings.tracking_uri)  # one read of MLmodel picks the loader
-        retrieval = task == "retrieval"
-        recommender = get_task(task).family == "ranking"
-        loader = load_retrieval if retrieval else load_recommender if recommender else load_package
-        package = loader(uri, settings.tracking_uri)
+        family = package_family(uri, settings.tracking_uri)  # one read of MLmodel
+        package = family.load(uri, settings.tracking_uri)
         console = Console(stderr=True)
         if not is_loopback(host):
             console.print(
                 f"[yellow]warning:[/yellow] binding {host} exposes the model beyond this machine"
             )
-        route = "POST /ask" if retrieval else "POST /recommend" if recommender else "POST /predict"
+        routes = ", ".join(f"POST {r}" for r in family.capabilities.serves_routes[:1])
         console.print(
             f"serving {package.name} version {package.version} ({package.task})"
-            f" on http://{host}:{port}  ({route}, GET /health, /docs)"
+            f" on http://{host}:{port}  ({routes}, GET /health, /docs)"
         )
         import uvicorn
 
@@ -177,7 +152,9 @@ def loadtest(
         project = load_config(config)
         tracking = resolve_settings(project).tracking_uri
         console = Console(stderr=True)
-        with _bar("{task.description}", "{task.completed}/{task.total}", console, json_out) as bar:
+        with progress_bar(
+            "{task.description}", "{task.completed}/{task.total}", console, json_out
+        ) as bar:
             task = bar.add_task("loadtest", total=requests)
             result = run_loadtest(
                 url,
@@ -237,115 +214,6 @@ def serving_app() -> Any:
 
 
 @app.command()
-def recommend(
-    model: Annotated[str, typer.Argument(help="NAME, NAME@ALIAS or NAME/VERSION.")],
-    users: Annotated[Path, typer.Argument(help="CSV / Parquet / JSON Lines with the users.")],
-    out: Annotated[Path, typer.Argument(help="Where to write (.parquet or .csv).")],
-    k: Annotated[int, typer.Option("--k", help="Items per user (1..1000).")] = 10,
-    force: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
-    config: ConfigOpt = None,
-    json_out: JsonOpt = False,
-    debug: DebugOpt = False,
-) -> None:
-    """Write the top-K items of every user in USERS to OUT, as `POST /recommend` would.
-
-    MODEL is NAME, NAME@ALIAS or NAME/VERSION in the registry. Users are
-    ranked in chunks with a progress bar, so memory stays flat however many users
-    there are; a user the model never saw gets the popularity list with cold_start
-    true. OUT (user_id, rank, item_id, score, cold_start) appears whole or not at all.
-    Exit codes: 0 written, 2 bad input (unknown model, missing column, OUT exists).
-    """
-    from keel.config import load_config, resolve_settings
-    from keel.registry import load_recommender
-    from keel.serving._batch import recommend_file
-
-    with exit_codes(debug):
-        project = load_config(config)
-        tracking = resolve_settings(project).tracking_uri
-        loaded = load_recommender(model, tracking)
-        with _bar(
-            "recommend", "{task.completed}/{task.total} users", Console(stderr=True), json_out
-        ) as bar:
-            task = bar.add_task("recommend", total=None)
-            summary = recommend_file(
-                loaded,
-                users,
-                out,
-                k,
-                force,
-                progress=lambda n, total: bar.update(task, completed=n, total=total),
-            )
-        if json_out:
-            print(json.dumps(summary))
-        else:
-            Console(stderr=True).print(
-                f"wrote {summary['rows']} recommendations for {summary['users']} users"
-                f" ({summary['cold_start_users']} cold start) to {summary['out']}"
-            )
-
-
-@app.command()
-def ask(
-    question: Annotated[str, typer.Argument(help="The question, in words.")],
-    model: Annotated[
-        str | None,
-        typer.Option("--model", help="NAME, NAME@ALIAS or NAME/VERSION (default <name>@champion)."),
-    ] = None,
-    k: Annotated[
-        int | None, typer.Option("--k", min=1, max=20, help="Passages (default: the tuned number).")
-    ] = None,
-    config: ConfigOpt = None,
-    json_out: JsonOpt = False,
-    debug: DebugOpt = False,
-) -> None:
-    """Answer QUESTION from a registered retrieval model, as `POST /ask` would, with citations.
-
-    The model is loaded from the registry (default `<name>@champion` of the keel.yaml
-    here); the same guardrails run, and the question is not logged. Example:
-    keel ask "How do I roll back a model?" --model keel-docs@champion. Exit codes: 0
-    answered, 1 blocked by a guardrail, 2 bad input (unknown model, not a retrieval model).
-    """
-    from keel.config import load_config, resolve_settings
-    from keel.errors import KeelFinding, KeelInputError
-    from keel.registry import is_retrieval, load_retrieval
-    from keel.tasks._generate import Generator
-
-    with exit_codes(debug):
-        project = load_config(config)
-        tracking = resolve_settings(project).tracking_uri
-        uri = model or f"{project.name}@champion"
-        if not is_retrieval(uri, tracking):
-            raise KeelInputError(f"{uri} is not a retrieval model; keel ask needs task: retrieval")
-        loaded = load_retrieval(uri, tracking)
-        from keel.data._pii import pii_finder
-
-        answer = loaded.model.ask(
-            question,
-            k,
-            find=pii_finder(loaded.model.guardrails.pii_entities),
-            generator=Generator.from_settings(loaded.metadata.get("generator")),
-        )
-        answer = {k: v for k, v in answer.items() if k not in ("cited_texts", "seconds")}
-        answer["model"] = {"name": loaded.name, "version": loaded.version}
-        if json_out:
-            print(json.dumps(answer, default=str))
-        else:
-            console = Console(highlight=False)
-            if answer["blocked"] is None:
-                console.print(answer["answer"])
-                for c in answer["citations"]:
-                    if c["cited"]:
-                        console.print(f"  [{c['n']}] {c['doc_id']} — {c['title']}")
-            failed = [v for v in answer["guardrails"] if not v["passed"]]
-            for v in failed:
-                console.print(f"[yellow]{v['rule']}[/yellow] ({v['action']}): {v['reason']}")
-        if answer["blocked"] is not None:
-            raise KeelFinding(
-                f"blocked by {answer['blocked']['rule']}: {answer['blocked']['reason']}"
-            )
-
-
-@app.command()
 def predict(
     model: Annotated[str, typer.Argument(help="NAME, NAME@ALIAS or NAME/VERSION.")],
     source: Annotated[
@@ -399,48 +267,41 @@ def predict(
     """
     from keel.config import load_config, resolve_settings
     from keel.errors import KeelInputError
-    from keel.registry import (
-        is_recommender,
-        load_package,
-        load_recommender,
-        mlflow_scope,
-        record_batch,
-    )
+    from keel.registry import mlflow_scope, package_family, record_batch
 
     with exit_codes(debug):
         project = load_config(config)
         tracking = resolve_settings(project).tracking_uri
+        family = package_family(model, tracking)
+        if not family.capabilities.batch_predict:
+            raise KeelInputError(
+                f"{model} is a {family.name} model: keel predict scores files for families"
+                " that answer rows offline; serve it (keel serve) and send requests instead"
+            )
         console = Console(stderr=True)
-        with _bar("predict", "{task.completed:,} rows", console, json_out) as bar:
+        with progress_bar("predict", "{task.completed:,} rows", console, json_out) as bar:
             task = bar.add_task("predict", total=None)
 
             def progress(done: int, total: int | None) -> None:
                 bar.update(task, completed=done, total=total)
 
-            if is_recommender(model, tracking):
-                from keel.serving._batch import recommend_file
-
-                if ray_address:
-                    raise KeelInputError("--ray-address scores tabular models; not recommenders")
-                loaded = load_recommender(model, tracking)
-                summary = recommend_file(loaded, Path(source), out, k, force, progress=progress)
-                name, version = loaded.name, loaded.version
-            else:
-                from keel.serving._predict_file import Source, predict_file
-
-                package = load_package(model, tracking)
-                summary = predict_file(
-                    package,
-                    Source(source, query, project.root),
-                    out,
-                    rejects,
-                    force=force,
-                    chunk=chunk,
-                    unseen=project.serving.unseen_categories,
-                    progress=progress,
-                    ray_address=ray_address,
-                )
-                name, version = package.name, package.version
+            summary, name, version = family.batch_predict(
+                model,
+                tracking,
+                source,
+                out,
+                {
+                    "query": query,
+                    "root": project.root,
+                    "rejects": rejects,
+                    "force": force,
+                    "chunk": chunk,
+                    "unseen": project.serving.unseen_categories,
+                    "progress": progress,
+                    "ray_address": ray_address,
+                    "k": k,
+                },
+            )
         if record:
             with mlflow_scope(tracking) as client:
                 summary["lineage_tag"] = record_batch(client, name, version, summary)

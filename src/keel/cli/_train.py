@@ -19,24 +19,10 @@ from keel.cli._common import (
     JsonOpt,
     ModelArg,
     _interactive,
-    _num,
     app,
 )
 from keel.cli._errors import exit_codes
 from keel.errors import KeelInputError
-
-# written out: importing the stage graph for a help text would slow `keel --help`
-STAGE_NAMES = (
-    "ingest, pii, validate, split, leakage, profile, tune, train, evaluate, fairness,"
-    " explain, robustness, register, compare, report, card, alias"
-)
-RANKING_STAGE_NAMES = (
-    "ingest, pii, validate, split, profile, tune, train, evaluate, fairness, explain,"
-    " robustness, register, compare, report, alias"
-)
-RETRIEVAL_STAGE_NAMES = (
-    "ingest, pii, validate, tune, train, evaluate, guardrails, register, compare, report, alias"
-)
 
 
 @app.command()
@@ -48,9 +34,8 @@ def run(
         str | None,
         typer.Option(
             "--from",
-            help="Re-run this stage and every later one, whatever is stored"
-            f" ({STAGE_NAMES}; a recommender: {RANKING_STAGE_NAMES}; a retrieval model:"
-            f" {RETRIEVAL_STAGE_NAMES}).",
+            help="Re-run this stage and every later one, whatever is stored (the stages"
+            " of the project's family: `keel families` lists them).",
         ),
     ] = None,
     no_cache: Annotated[
@@ -94,8 +79,8 @@ def run(
     """
     from keel.config import load_config, resolve_settings
     from keel.errors import KeelFinding, KeelInputError
-    from keel.pipeline import STAGES, run_project
-    from keel.tasks import get_task
+    from keel.families import FAMILIES
+    from keel.pipeline import run_project
 
     with exit_codes(debug):
         project = load_config(config)
@@ -122,14 +107,7 @@ def run(
             disable=not show,
             transient=True,
         ) as progress:
-            family = get_task(project.task).family if project.task is not None else "tabular"
-            names = (
-                tuple(RANKING_STAGE_NAMES.split(", "))
-                if family == "ranking"
-                else tuple(RETRIEVAL_STAGE_NAMES.split(", "))
-                if family == "retrieval"
-                else STAGES
-            )
+            names = FAMILIES.for_task(project.task).stage_names
             bar = progress.add_task("keel run", total=len(names), detail="")
 
             def observe(stage: str, detail: str) -> None:
@@ -150,12 +128,8 @@ def run(
         payload = result.to_dict()
         if json_out:
             print(json.dumps(payload, default=str))
-        elif get_task(payload["task"]).family == "ranking":
-            _render_ranking_run(payload)
-        elif payload["task"] == "retrieval":
-            _render_retrieval_run(payload)
         else:
-            _render_run(payload)
+            FAMILIES.for_task(payload["task"]).render_run(payload)
         failed_behaviour = [
             b for b in payload["assessment"].get("behaviour", []) if not b["passed"]
         ]
@@ -194,217 +168,6 @@ def run(
                 f" {d['value']:+.4f}, CI {d['low']:+.4f} to {d['high']:+.4f}); version"
                 f" {payload['model']['version']} is registered without an alias"
             )
-
-
-def _render_retrieval_run(result: dict[str, Any]) -> None:
-    """A retrieval model's run: every retriever on the test questions; answers; guardrails."""
-    console = Console(highlight=False)
-    primary = result["primary_metric"]
-    table = Table(title=f"Every retriever on the labelled questions ({primary})")
-    for column in ("retriever", "kind", "chunk words", "validation", "test", "answer F1"):
-        table.add_column(column, justify="left" if column in ("retriever", "kind") else "right")
-    for c in result["candidates"]:
-        chosen = " ✔" if c["name"] == result["model"]["candidate"] else ""
-        table.add_row(
-            c["name"] + chosen,
-            c["kind"],
-            str(c["chunk_size"]),
-            _num(c["validation"].get(primary)),
-            _num(c["test"].get(primary)),
-            _num(c["answers"].get("token_f1")),
-        )
-    console.print(table)
-    intervals = result["assessment"]["intervals"]
-    metrics = Table(title="Test metrics of the chosen model (95% bootstrap CI over questions)")
-    for column in ("metric", "test", "95% CI"):
-        metrics.add_column(column, justify="left" if column == "metric" else "right")
-    for name, value in sorted(result["metrics"].items()):
-        ci = intervals.get(name, {})
-        metrics.add_row(name, _num(value), f"{_num(ci.get('low'))} – {_num(ci.get('high'))}")
-    console.print(metrics)
-    gate = result["assessment"]["gate"]
-    console.print(("[green]" if gate["passed"] else "[red]") + gate["describe"] + "[/]")
-    guard = result["assessment"]["guardrails"]
-    rates = ", ".join(f"{k} {v:.0%}" for k, v in sorted(guard["block_rate"].items()))
-    console.print(
-        f"Guardrails blocked attack prompts: {rates}; labelled questions blocked:"
-        f" {guard['benign_blocked']}"
-    )
-    versus = result["assessment"].get("versus_champion")
-    if versus:
-        verdict = "[green]promoted[/green]" if versus["promote"] else "stays challenger"
-        console.print(f"Against the champion: {verdict} — {versus['reason']}")
-    model = result["model"]
-    console.print(
-        f"Registered [bold]{model['uri']}[/bold] (version {model['version']},"
-        f" {model['candidate']}); MLflow run {result['run_id']}"
-    )
-    console.print(
-        f"Report: {result['reports']['html']}  Card: {result['reports']['model_card_md']}"
-    )
-    console.print(_ui_hint(result["tracking_uri"]))
-
-
-def _render_ranking_run(result: dict[str, Any]) -> None:
-    """A recommender's run: every model on all, warm and cold test users; the gate."""
-    console = Console(highlight=False)
-    primary = result["primary_metric"]
-    table = Table(title=f"Every model on the full ranking ({primary}; test users warm / cold)")
-    for column in ("model", "kind", "validation", "test", "warm", "cold"):
-        table.add_column(column, justify="left" if column in ("model", "kind") else "right")
-    for c in result["candidates"]:
-        chosen = " ✔" if c["name"] == result["model"]["candidate"] else ""
-        table.add_row(
-            c["name"] + chosen,
-            c["kind"],
-            *(_num(c[key].get(primary)) for key in ("validation", "test", "test_warm")),
-            _num(c["test_cold"].get(primary)),
-        )
-    console.print(table)
-    intervals = result["assessment"]["intervals"]
-    metrics = Table(title="Test metrics of the chosen model (95% bootstrap CI over users)")
-    for column in ("metric", "test", "95% CI"):
-        metrics.add_column(column, justify="left" if column == "metric" else "right")
-    for name, value in sorted(result["metrics"].items()):
-        ci = intervals.get(name, {})
-        metrics.add_row(name, _num(value), f"{_num(ci.get('low'))} – {_num(ci.get('high'))}")
-    console.print(metrics)
-    gate = result["assessment"]["gate"]
-    console.print(
-        ("[green]" if gate["passed"] else "[red]") + gate["describe"] + "[/]"
-        if "describe" in gate
-        else f"baseline gate {'passed' if gate['passed'] else 'FAILED'}"
-    )
-    versus = result["assessment"].get("versus_champion")
-    if versus:
-        verdict = "[green]promoted[/green]" if versus["promote"] else "stays challenger"
-        console.print(f"Against the champion: {verdict} — {versus['reason']}")
-    protocol = result["data"]["protocol"]
-    console.print(
-        f"Split {protocol['strategy']}: {protocol['warm_test_users']} warm and"
-        f" {protocol['cold_start_test_users']} cold-start test users;"
-        f" fairness {result['assessment']['gates']['fairness']}"
-    )
-    model = result["model"]
-    console.print(
-        f"Registered [bold]{model['uri']}[/bold] (version {model['version']},"
-        f" {model['candidate']}); MLflow run {result['run_id']}"
-    )
-    reused = [s["name"] for s in result.get("stages", []) if s["status"] == "reused"]
-    if reused:
-        console.print(f"Stages reused from .keel/stages: {len(reused)} of {len(result['stages'])}")
-    console.print(
-        f"Report: {result['reports']['html']}  Card: {result['reports']['model_card_md']}"
-    )
-    console.print(_ui_hint(result["tracking_uri"]))
-
-
-def _render_run(result: dict[str, Any]) -> None:
-    console = Console(highlight=False)
-    primary = result["primary_metric"]
-    table = Table(
-        title=f"Candidates fitted on the train split (validation {primary}, test {primary})"
-    )
-    table.add_column("candidate")
-    table.add_column(f"val {primary}", justify="right")
-    table.add_column(f"test {primary}", justify="right")
-    table.add_column("fit", justify="right")
-    for c in result["candidates"]:
-        chosen = " ✔" if c["name"] == result["model"]["candidate"] else ""
-        table.add_row(
-            c["name"] + chosen,
-            _num(c["validation"].get(primary)),
-            _num(c["test"].get(primary)),
-            f"{c['fit_seconds']:.2f}s",
-        )
-    console.print(table)
-    intervals = result["assessment"]["intervals"]
-    cv = result["assessment"]["cross_validation"]
-    metrics = Table(title="Test metrics of the chosen model (95% bootstrap CI; CV on train)")
-    metrics.add_column("metric")
-    metrics.add_column("test", justify="right")
-    metrics.add_column("95% CI", justify="right")
-    metrics.add_column("CV mean ± std", justify="right")
-    for name, value in sorted(result["metrics"].items()):
-        ci = intervals.get(name, {})
-        fold = cv.get(name)
-        metrics.add_row(
-            name,
-            _num(value),
-            f"{_num(ci.get('low'))} – {_num(ci.get('high'))}" if ci else "—",
-            f"{fold['mean']:.4f} ± {fold['std']:.4f}" if fold else "—",
-        )
-    console.print(metrics)
-    gate = result["assessment"].get("gate")
-    if gate:
-        d = gate["difference"]
-        verdict = "[green]passed[/green]" if gate["passed"] else "[red]FAILED[/red]"
-        console.print(
-            f"Baseline gate {verdict}: {gate['model']} − {gate['baseline']} on test"
-            f" {gate['metric']} = {d['value']:+.4f} (95% CI {d['low']:+.4f} to {d['high']:+.4f})"
-        )
-    versus = result["assessment"].get("versus_champion")
-    if versus:
-        verdict = "[green]promoted[/green]" if versus["promote"] else "stays challenger"
-        console.print(f"Against the champion: {verdict} — {versus['reason']}")
-    for test in result["assessment"].get("behaviour", []):
-        verdict = "[green]passed[/green]" if test["passed"] else "[red]FAILED[/red]"
-        what = test.get("feature") or test.get("slice")
-        console.print(f"Behaviour {test['kind']} {what}: {verdict} — {test['detail']}")
-    fairness = result["assessment"].get("fairness")
-    if fairness:
-        for feature, found in fairness["features"].items():
-            shown = ", ".join(
-                f"{k} {v:.3f}"
-                for k, v in found["measures"].items()
-                if k in ("demographic_parity_difference", "equalized_odds_difference")
-            )
-            console.print(f"Fairness {feature}: {shown or 'one judged group only'}")
-    robustness = result["assessment"].get("robustness")
-    if robustness:
-        verdict = robustness["verdict"]
-        colour = "red" if verdict == "failed" else "green" if verdict == "passed" else "default"
-        console.print(f"Robustness [{colour}]{verdict}[/{colour}]: {robustness['summary'][0]}")
-        console.print(f"  {robustness['summary'][1]}")
-    for name, tuning in result.get("tuning", {}).items():
-        console.print(
-            f"Tuned {name}: {tuning['trials']} trials ({tuning['pruned']} pruned) in"
-            f" {tuning['seconds']:.0f}s, best CV {tuning['metric']} {_num(tuning['best_cv_score'])}"
-        )
-    _print_costs(console, result.get("stages", []))
-    model = result["model"]
-    console.print(
-        f"Registered [bold]{model['uri']}[/bold] (version {model['version']},"
-        f" {model['candidate']}); MLflow run {result['run_id']}"
-    )
-    console.print(f"Data {result['data']['digest']} ({result['data']['rows']} rows)")
-    reused = [s["name"] for s in result.get("stages", []) if s["status"] == "reused"]
-    if reused:
-        ran = [s["name"] for s in result["stages"] if s["status"] != "reused"]
-        console.print(
-            f"Stages reused from .keel/stages: {len(reused)} of {len(result['stages'])}"
-            + (f" (ran: {', '.join(ran)})" if ran else " (nothing changed: no new version)")
-        )
-    console.print(f"Report: {result['reports']['html']}")
-    if result["reports"].get("runbook_md"):
-        console.print(f"Runbook: {result['reports']['runbook_md']}")
-    console.print(_ui_hint(result["tracking_uri"]))
-
-
-def _print_costs(console: Console, stages: list[dict[str, Any]]) -> None:
-    """The three stages that cost the most CPU in this run, with their peak memory."""
-    ran = [s for s in stages if s.get("status") == "ran" and s.get("cpu_seconds") is not None]
-    if not ran:
-        return
-    costly = sorted(ran, key=lambda s: -s["cpu_seconds"])[:3]
-    console.print(
-        "Most CPU: "
-        + ", ".join(
-            f"{s['name']} {s['cpu_seconds']:.1f} s"
-            + (f" (peak {s['peak_mb']:.0f} MB)" if s.get("peak_mb") is not None else "")
-            for s in costly
-        )
-    )
 
 
 @app.command()
@@ -571,10 +334,3 @@ def reproduce(
                 f"run {run_id} does not reproduce: {len(result.differences)} difference(s),"
                 f" first {result.differences[0]['metric']}"
             )
-
-
-def _ui_hint(tracking_uri: str) -> str:
-    """How to look at the runs: the server's own UI, or `mlflow ui` on the local store."""
-    if tracking_uri.startswith(("http://", "https://")):
-        return f"MLflow UI: {tracking_uri}"
-    return f"MLflow UI: mlflow ui --backend-store-uri {tracking_uri}"

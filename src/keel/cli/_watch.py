@@ -192,7 +192,7 @@ def monitor(
     """
     from keel.config import check_window, load_config
     from keel.errors import KeelFinding
-    from keel.monitoring import render_dashboard
+    from keel.families import FAMILIES
     from keel.pipeline import atomic_write, recent_alerts, retrain, run_monitor
 
     with exit_codes(debug):
@@ -209,10 +209,8 @@ def monitor(
         if retrain_on_alert:
             found["retrain"] = retrain(project, report, log)
         if html_out is not None:
-            render = render_dashboard
-            if found["model"].get("task") == "recommendation":  # the report's own label
-                from keel.monitoring._recommend import render_recommendation_dashboard as render
-            atomic_write(html_out, render(found, recent_alerts(project, log)))
+            family = FAMILIES.of_metadata(found["model"])  # the report's own record
+            atomic_write(html_out, family.render_dashboard(found, recent_alerts(project, log)))
             found["html"] = str(html_out)
         if json_out:
             print(json.dumps(found, default=str))
@@ -229,45 +227,20 @@ def _short_time(t: float) -> str:
 
 
 def _print_monitor(found: dict[str, Any]) -> None:
+    from keel.families import FAMILIES
+
     console = Console()
     model = found["model"]
     table = Table(
         title=f"Monitoring {model['name']} v{model['version']}: {found['rows']} rows,"
         f" windows of {found['window']}"
     )
-    ranking = model.get("task") == "recommendation"  # the report's own label
-    heads = ("#", "from (UTC)", "rows", "drift", "drifted", "pred.", "acc/MAE", "DP", "p95 ms")
-    if ranking:
-        heads = ("#", "from (UTC)", "requests", "cold", "coverage", "pop. PSI", "hit rate")
-        heads += ("CTR", "p95 ms")
+    heads, row = FAMILIES.of_metadata(model).monitor_table()
     for head in heads:
         table.add_column(head)
     for w in found["windows"][-20:]:
-        m = w["metrics"]
-        if ranking:
-            table.add_row(
-                str(w["index"]),
-                _short_time(w["start"]) + ("" if w["complete"] else " (open)"),
-                str(w["rows"]),
-                *(
-                    _num(m.get(k))
-                    for k in ("cold_start_share", "coverage", "popularity_psi", "hit_rate")
-                ),
-                _num(m.get("ctr")),
-                _num(m.get("latency_p95_ms")),
-            )
-            continue
-        table.add_row(
-            str(w["index"]),
-            _short_time(w["start"]) + ("" if w["complete"] else " (open)"),
-            str(w["rows"]),
-            _num(m.get("drift_share")) if w["judged"] else "too few rows",
-            ", ".join((w["drift"] or {}).get("drifted_columns", [])[:4]) or "—",
-            "[red]yes[/red]" if m.get("prediction_drift") else "—",
-            _num(m.get("accuracy", m.get("mae"))),
-            _num(m.get("demographic_parity_difference")),
-            _num(m.get("latency_p95_ms")),
-        )
+        when = _short_time(w["start"]) + ("" if w["complete"] else " (open)")
+        table.add_row(str(w["index"]), when, str(w["rows"]), *row(w, _num))
     console.print(table)
     skew = found.get("skew") or {}
     if skew:

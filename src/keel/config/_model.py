@@ -707,7 +707,8 @@ class ProjectConfig(_Strict):
     name: str
     data: DataSpec
     target: str | None = None
-    task: TaskType | None = None
+    # any task a family declares (the built-ins: TaskType; a plug-in family adds its own)
+    task: str | None = None
     sensitive_features: list[str] = Field(default_factory=list)
     ignore_columns: list[str] = Field(default_factory=list)
     positive_class: str | int | None = None
@@ -795,6 +796,20 @@ class ProjectConfig(_Strict):
                 data["split"] = {"strategy": "global_time", **(split or {})}
         return data
 
+    @field_validator("task")
+    @classmethod
+    def _task_of_a_family(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        from keel.errors import ConfigError
+        from keel.families import FAMILIES
+
+        try:
+            FAMILIES.for_task(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc).removeprefix("keel.yaml: key 'task': ")) from None
+        return value
+
     @field_validator("candidates")
     @classmethod
     def _candidates_not_empty(cls, value: list[str]) -> list[str]:
@@ -804,6 +819,15 @@ class ProjectConfig(_Strict):
 
     @model_validator(mode="after")
     def _roles_do_not_clash(self) -> ProjectConfig:
+        from keel.families import FAMILIES
+
+        family = FAMILIES.for_task(self.task)
+        if self.behaviour and not family.capabilities.has_target:
+            raise ValueError(
+                f"key 'behaviour': behaviour tests change features of rows and watch the"
+                f" score; a {family.name} model (task: {self.task}) has no rows of features"
+                " to test: remove the key (its package checks run at registration)"
+            )
         if self.retrieves:
             return self._check_retrieval()
         if isinstance(self.data, str):

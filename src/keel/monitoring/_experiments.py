@@ -110,6 +110,22 @@ class Experiment:
         )
 
 
+NUMBERS = "numbers"
+ANSWER_KINDS = ("lists", "classes", NUMBERS)
+"""What an A/B test's answers are: ranked lists, classes, or numbers (``task_family``)."""
+_LEGACY_KINDS = {"ranking": "lists", "classification": "classes", "regression": NUMBERS}
+
+
+def answer_kind(recorded: str) -> str:
+    """The answer kind an experiment records (older experiments recorded other words)."""
+    kind = _LEGACY_KINDS.get(recorded, recorded)
+    if kind not in ANSWER_KINDS:
+        raise KeelInputError(
+            f"an A/B test compares answers that are {', '.join(ANSWER_KINDS)}; got {recorded!r}"
+        )
+    return kind
+
+
 def check_settings(settings: dict[str, Any], task_family: str) -> None:
     """Metric names, margins and alpha of an experiment; KeelInputError names the bad one."""
     metrics = settings.get("metrics") or []
@@ -120,14 +136,17 @@ def check_settings(settings: dict[str, Any], task_family: str) -> None:
             raise KeelInputError(
                 f"metric {name!r}: letters, digits and _ only, starting with a letter"
             )
-    wrong = {"accuracy", "abs_error"} if task_family == "ranking" else {"hit_rate"}
-    if task_family == "classification":
-        wrong.add("abs_error")
-    elif task_family == "regression":
-        wrong.add("accuracy")
+    kind = answer_kind(task_family)
+    wrong = {
+        "lists": {"accuracy", "abs_error"},
+        "classes": {"hit_rate", "abs_error"},
+        "numbers": {"hit_rate", "accuracy"},
+    }[kind]
     for name in [*metrics, *(settings.get("guardrails") or {})]:
         if name in wrong:
-            raise KeelInputError(f"metric {name!r} does not exist for a {task_family} model")
+            raise KeelInputError(
+                f"metric {name!r} does not exist for a model whose answers are {kind}"
+            )
     for name, margin in (settings.get("guardrails") or {}).items():
         if not (isinstance(margin, int | float) and math.isfinite(margin) and margin >= 0):
             raise KeelInputError(f"--guardrail {name}: the margin must be a number >= 0")
@@ -377,10 +396,10 @@ def unit_table(logged: Logged, until: float | None = None) -> Any:
         else:
             numeric = pd.to_numeric(prediction, errors="coerce")
             truth = pd.to_numeric(label, errors="coerce")
-            family = experiment.settings.get("task_family")
+            kind = experiment.settings.get("task_family")
             regression = (
-                family == "regression"
-                if family
+                answer_kind(kind) == NUMBERS
+                if kind
                 else numeric.notna().all() and truth.notna().all() and not _labels(prediction)
             )
             if regression:

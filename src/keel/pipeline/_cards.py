@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from keel.errors import DataError
+from keel.families import FAMILIES
 from keel.registry import experiment_summaries, version_documents
 from keel.reports import RunReport, write_card
 
@@ -30,19 +32,26 @@ def write_model_card(uri: str, tracking_uri: str, out: Path | None, root: Path) 
     loadtest = _loadtest(info)
     info["ab_tests"] = experiment_summaries(info.get("tags") or {})
     config = documents.get("keel.yaml") or {}
-    if document.get("task") == "recommendation":  # the document's own label
-        return _recommender_card(document, info, loadtest, out, root, config)
+    family = FAMILIES.of_metadata(document)  # the report's own record of its task
+    folder = out or root / ".keel" / "cards" / f"{info['name']}-v{info['version']}"
+    return family.write_card(
+        document, info, {"loadtest": loadtest, "config": config, "documents": documents}, folder
+    )
+
+
+def write_tabular_card(document: dict, info: dict, extra: dict, folder: Path) -> dict[str, str]:
+    """A tabular model's card and datasheet, from its run report."""
     report = RunReport.from_dict(
         document, origin=f"reports/report.json of {info['name']} version {info['version']}"
     )
-    folder = out or root / ".keel" / "cards" / f"{info['name']}-v{info['version']}"
+    config = extra["config"]
     return write_card(
         report,
         config.get("card") or {},
         info,
-        documents.get("profile.json"),
+        extra["documents"].get("profile.json"),
         folder,
-        loadtest,
+        extra["loadtest"],
         config=config,
     )
 
@@ -57,13 +66,23 @@ def _loadtest(info: dict) -> dict | None:
         return None
 
 
-def _recommender_card(
-    document: dict, info: dict, loadtest: dict | None, out: Path | None, root: Path, config: dict
+def write_sections_card(
+    document: dict,
+    info: dict,
+    extra: dict,
+    folder: Path,
+    card_sections: Callable[[dict], list],
+    write_governance: Callable[..., dict[str, str]],
 ) -> dict[str, str]:
-    """A recommender's card, with the latency ``keel loadtest`` recorded on the version."""
+    """A card from a family's ``card_sections`` and its governance documents.
+
+    The latency ``keel loadtest`` recorded on the version goes on the card; the family's
+    ``write_governance`` writes its runbook and impact assessment beside it.
+    """
     from keel.reports._card import render_html, render_markdown
     from keel.reports._pages import atomic_write
-    from keel.reports._recommend import card_sections, write_recommender_governance
+
+    loadtest, config = extra["loadtest"], extra["config"]
 
     doc = dict(document)
     if loadtest:
@@ -75,7 +94,6 @@ def _recommender_card(
     doc["aliases"] = info.get("aliases", [])
     doc["semver"] = info.get("semver") or doc.get("semver")
     doc["ab_tests"] = info.get("ab_tests")
-    folder = out or root / ".keel" / "cards" / f"{info['name']}-v{info['version']}"
     title = f"Model card: {info['name']} version {info['version']}"
     sections = card_sections(doc)
     paths = {
@@ -84,7 +102,7 @@ def _recommender_card(
     }
     atomic_write(paths["model_card_md"], render_markdown(title, sections))
     atomic_write(paths["model_card_html"], render_html(title, sections))
-    governance = write_recommender_governance(
+    governance = write_governance(
         doc,
         {**config, "card": doc.get("card") or config.get("card") or {}},
         folder,

@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from keel.config import MODEL_GATES, GatesConfig
-from keel.pipeline._lifecycle import STAGES
+from keel.families import FAMILIES
 from keel.registry import current_user, mlflow_scope, model_version, tracking
-from keel.tasks import get_task
 
 PASS, FAIL, UNAVAILABLE, WAIVED = "pass", "fail", "not available yet", "waived"
 
@@ -244,18 +243,12 @@ def _feature_code(f: Facts) -> Verdict:
             "the project is not a git checkout: its code and keel.yaml are not versioned"
             " (`git init`, commit, run again)"
         )
-    if "package_checks.json" in f.artifacts and f.metadata.get("task") == "retrieval":
+    if "package_checks.json" in f.artifacts:  # the family checked its package
+        family = FAMILIES.of_metadata(f.metadata)
         return PASS, (
-            f"retrieval package (keel.tasks {code}) passed its checks before registration:"
-            " the same answer twice, the same rankings and answers after save and load"
-            " (digests checked), an injection blocked, no answer without support (run"
-            f" {f.run_id}, package_checks.json); commit {commit}"
-        )
-    if "package_checks.json" in f.artifacts:  # a recommender: its package was checked
-        return PASS, (
-            f"recommender package (keel.tasks {code}) passed its checks before registration:"
-            " the same lists twice, no seen item, the same lists after save and load, cold"
-            f" start flagged (run {f.run_id}, package_checks.json); commit {commit}"
+            f"{family.name} package (code {code}) passed its checks before registration:"
+            f" {family.package_evidence()} (run {f.run_id}, package_checks.json);"
+            f" commit {commit}"
         )
     return PASS, (
         f"feature pipeline (keel.features {code}) passed determinism, column order, missing"
@@ -391,11 +384,7 @@ def _monitored(f: Facts) -> dict[str, Any] | None:
 def _drift(f: Facts) -> Verdict:
     if "monitoring_reference.json" in f.package_files:  # a recommender's reference
         seen = _monitored(f)
-        watched = (
-            "question centroid, out-of-corpus similarity and no-answer rate"
-            if f.metadata.get("task") == "retrieval"
-            else "popularity bands, coverage and user groups"
-        )
+        watched = FAMILIES.of_metadata(f.metadata).reference_description()
         reference = (
             f"{watched} in the package (keel/monitoring_reference.json); rules: monitoring.alerts"
         )
@@ -453,18 +442,8 @@ def _validated(f: Facts) -> bool:
 
 
 def _expected_stages(f: Facts) -> tuple[str, ...]:
-    """The stages of the graph that trained this version (its task's family)."""
-    task = f.metadata.get("task")
-    family = get_task(str(task)).family if task else "tabular"
-    if family == "ranking":
-        from keel.pipeline._recommend import RECOMMENDATION_LIFECYCLE
-
-        return tuple(RECOMMENDATION_LIFECYCLE.names)
-    if family == "retrieval":
-        from keel.pipeline._retrieval import RETRIEVAL_LIFECYCLE
-
-        return tuple(RETRIEVAL_LIFECYCLE.names)
-    return STAGES
+    """The stages of the graph that trained this version (its recorded family's)."""
+    return FAMILIES.of_metadata(f.metadata).stage_names
 
 
 def _missing_stages(f: Facts) -> list[str]:

@@ -48,6 +48,7 @@ class RunContext:
     run_id: str | None = None  # the MLflow run register opened (a later failure marks it)
     usage: dict[str, Any] = field(default_factory=dict)  # stage → its StageRecord so far
     started: float = field(default_factory=time.perf_counter)  # the run's start (budget:)
+    family: str = ""  # the family running (keel.family on the run, version and package)
 
     def begin(self, stage: str, key: str) -> None:
         """The runner enters ``stage`` (its cache key ``key``)."""

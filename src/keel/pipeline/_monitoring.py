@@ -16,6 +16,7 @@ from typing import Any
 
 from keel.config import ProjectConfig, resolve_settings
 from keel.errors import KeelInputError
+from keel.families import FAMILIES
 from keel.monitoring import (
     DriftThresholds,
     MonitorReport,
@@ -75,9 +76,11 @@ def run_monitor(
     uri = model or f"{project.name}@champion"
     tracking = resolve_settings(project).tracking_uri
     meta, documents = package_documents(uri, tracking, (RECOMMENDER_REFERENCE,))
-    family = get_task(str(meta.get("task"))).family
-    ranking = family in ("ranking", "retrieval")  # both judge windows by a package reference
-    if not ranking:
+    family = FAMILIES.of_metadata(meta)
+    # rows of features are judged by per-feature drift against the training profile;
+    # every other family judges windows against its own package reference
+    by_rows = family.capabilities.has_target
+    if by_rows:
         meta, features, outputs = package_reference(uri, tracking)
     elif RECOMMENDER_REFERENCE not in documents:
         raise KeelInputError(f"{uri} (version {meta['version']}) has no monitoring reference")
@@ -96,28 +99,15 @@ def run_monitor(
     main = window if window is not None else settings.window
     specs = {str(main): main} | {str(r.window): r.window for r in settings.alerts if r.window}
     now = time.time() if now is None else now
-    if family == "retrieval":
-        from keel.monitoring._retrieval import monitor_questions
-
-        frame = log_frame(_read(url, target, meta))
-        reference = documents[RECOMMENDER_REFERENCE]
-        reports = {
-            key: monitor_questions(
-                frame, reference, meta, window=spec, min_rows=settings.min_rows, now=now
-            )
-            for key, spec in specs.items()
-        }
-    elif ranking:
-        from keel.monitoring._recommend import monitor_recommendations
-
-        frame = log_frame(_read(url, target, meta))
-        reference = documents[RECOMMENDER_REFERENCE]
-        reports = {
-            key: monitor_recommendations(
-                frame, reference, meta, window=spec, min_rows=settings.min_rows, now=now
-            )
-            for key, spec in specs.items()
-        }
+    if not by_rows:
+        reports = family.monitor_windows(
+            log_frame(_read(url, target, meta)),
+            documents[RECOMMENDER_REFERENCE],
+            meta,
+            specs,
+            settings.min_rows,
+            now,
+        )
     else:
         # the log is read in chunks, once per window kind: memory stays flat
         reports = {

@@ -61,7 +61,7 @@ def register(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
             ctx.run_id = run_id
             _log_candidates(experiment_id, inputs)
             _log_run(config, inputs, snapshot_path)
-            version = _log_package(client, config, inputs, run_id, ctx.key)
+            version = _log_package(client, config, inputs, run_id, ctx.key, ctx.family)
             semver = _semver(client, settings.tracking_uri, config, inputs, str(version))
             ctx.say(f"{config.name} version {version} = {semver}")
             _log_gates(config, inputs)
@@ -227,7 +227,7 @@ def log_config(config: ProjectConfig, run_id: str | None = None) -> None:
 
 
 def _log_package(
-    client: Any, config: ProjectConfig, inputs: dict[str, Any], run_id: str, key: str
+    client: Any, config: ProjectConfig, inputs: dict[str, Any], run_id: str, key: str, family: str
 ) -> str:
     """Register the shipped model with its documents; returns the new version."""
     from keel.data import encode_row_keys
@@ -238,6 +238,7 @@ def _log_package(
     assessment, dataset = inputs["assessment"], inputs["dataset"]
     cut = (assessment.threshold or {}).get("value")
     metadata = {
+        "family": family,
         "task": labels.task,
         "classes": list(labels.classes),
         "positive_class": labels.positive_class,

@@ -13,9 +13,9 @@ import yaml
 
 from keel.config import ProjectConfig, Settings, parse_config
 from keel.errors import KeelInputError
+from keel.families import FAMILIES
 from keel.pipeline._run import git_commit, run_project
 from keel.registry import mlflow_scope, tracking
-from keel.reports import RunReport
 
 TOLERANCE = 1e-9
 
@@ -67,16 +67,17 @@ def reproduce(run_id: str, project: ProjectConfig, settings: Settings) -> Reprod
             f"run {run_id!r} was recorded by an older or different `keel run`"
             " (its keel.yaml is not a mapping)"
         )
-    ranking = document.get("task") == "recommendation"  # the document's own label
-    if ranking:
-        candidate, tuning = document["chosen"], document.get("tuning", {})
-    else:
-        report = RunReport.from_dict(document, origin=f"reports/report.json of run {run_id}")
-        candidate, tuning = report.model.candidate, report.tuning
+    family = FAMILIES.of_metadata(document)  # the report's own record of its task
+    candidate, tuning = family.reproduce_params(document)
     digest = run.data.tags.get("keel.dataset.digest", "")
     tables = {"data": digest}
-    if ranking:  # the attribute tables were snapshotted too
-        tables |= {k: run.data.tags.get(f"keel.{k}.digest") for k in ("users", "items")}
+    # every other configured table whose snapshot the run tagged (a recommender's
+    # users and items)
+    tables |= {
+        k: run.data.tags[f"keel.{k}.digest"]
+        for k, spec in logged.items()
+        if isinstance(spec, str) and f"keel.{k}.digest" in run.data.tags
+    }
     for key, table_digest in tables.items():
         if not table_digest:
             continue
@@ -96,7 +97,7 @@ def reproduce(run_id: str, project: ProjectConfig, settings: Settings) -> Reprod
         for k, v in run.data.metrics.items()
         if k.startswith("test_") and not k.endswith(("_ci_low", "_ci_high"))
     }
-    reproduced = _ranking_metrics(again) if ranking else again.metrics
+    reproduced = again.metrics
     differences = []
     for name, value in sorted(recorded.items()):
         new = reproduced.get(name)
@@ -125,14 +126,3 @@ def reproduce(run_id: str, project: ProjectConfig, settings: Settings) -> Reprod
         differences=differences,
         compared=len(recorded),
     )
-
-
-def _ranking_metrics(again: Any) -> dict[str, float]:
-    """A recommender's test metrics as its run logged them (all, warm_, cold_, beyond)."""
-    chosen = next(c for c in again.candidates if c["name"] == again.model["candidate"])
-    return {
-        **chosen["test"],
-        **{f"warm_{k}": v for k, v in chosen["test_warm"].items()},
-        **{f"cold_{k}": v for k, v in chosen["test_cold"].items()},
-        **chosen["beyond"],
-    }

@@ -18,12 +18,11 @@ import pandas as pd
 
 from keel.config import ProjectConfig, Settings, resolve_settings
 from keel.errors import KeelError
-from keel.pipeline._lifecycle import LIFECYCLE, READ_ONLY_UNTIL, STAGES, RunContext, with_rows
+from keel.families import FAMILIES
+from keel.pipeline._lifecycle import STAGES, RunContext, with_rows
 from keel.pipeline._record import (
-    assessment_document,
     config_digest,
     drift_reference,
-    full_report,
     git_commit,
 )
 from keel.pipeline._stages import (
@@ -36,7 +35,6 @@ from keel.pipeline._stages import (
     StageStore,
     records_document,
 )
-from keel.tasks import get_task
 
 RERUN_TAG = "keel.rerun"
 """Model-version tag: the last re-run that reused this version's registration."""
@@ -193,18 +191,9 @@ def run_project(
     settings = settings or resolve_settings(config)
     notify = observer or (lambda stage, detail: None)
     context = RunContext(config, settings, notify, extra_label)
-    family = get_task(config.task).family if config.task is not None else "tabular"
-    ranking = family == "ranking"
-    if ranking:
-        from keel.pipeline import _recommend
-
-        whole, until = _recommend.RECOMMENDATION_LIFECYCLE, _recommend.READ_ONLY_UNTIL
-    elif family == "retrieval":
-        from keel.pipeline import _retrieval
-
-        whole, until = _retrieval.RETRIEVAL_LIFECYCLE, _retrieval.READ_ONLY_UNTIL
-    else:
-        whole, until = LIFECYCLE, READ_ONLY_UNTIL
+    family = FAMILIES.for_task(config.task)
+    context.family = family.name
+    whole, until = family.lifecycle()
     graph = whole if record else whole.until(until)
     cached = use_cache and record and settings.stage_store is not None
     if record:
@@ -223,142 +212,11 @@ def run_project(
         sources={"extra_rows": extra, "fixed_params": fixed_params, "run_tags": dict(tags or {})},
         start_from=start_from,
     )
-    if ranking:
-        return _ranking_result(state, settings, record)
-    if family == "retrieval":
-        return _retrieval_result(state, settings, record)
-    return _result(state, settings, record)
-
-
-def _retrieval_result(state: RunState, settings: Settings, record: bool) -> RunResult:
-    from keel.pipeline._retrieval import result_document
-
-    values = state.values
-    seconds = {r.name: r.seconds for r in state.records}
-    summary = [r.summary() for r in state.records]
-    if not record:
-        best = values["best"]
-        tests = values["assessment"]["tests"]
-        return RunResult(
-            run_id="",
-            experiment_id="",
-            tracking_uri=settings.tracking_uri,
-            model={"name": "", "version": None, "alias": None, "candidate": best},
-            task="retrieval",
-            primary_metric=values["primary"],
-            metrics={**tests[best]["test"], **tests[best]["answers"]},
-            candidates=[
-                {"name": t["name"], "validation": t["validation"], **tests[t["name"]]}
-                for t in values["trained"]
-            ],
-            data={"digest": values["corpus"].digest},
-            assessment={
-                "gate": values["assessment"]["gate"],
-                "guardrails": values["guardrail_report"]["block_rate"],
-            },
-            tuning={},
-            reports={},
-            stage_seconds=seconds,
-            stages=summary,
-        )
-    doc = result_document(values)
-    alias = doc["model"]["alias"]
-    name, version = doc["model"]["name"], doc["model"]["version"]
-    doc["model"]["uri"] = f"models:/{name}@{alias}" if alias else f"models:/{name}/{version}"
     return RunResult(
-        tracking_uri=settings.tracking_uri, stage_seconds=seconds, stages=summary, **doc
-    )
-
-
-def _ranking_result(state: RunState, settings: Settings, record: bool) -> RunResult:
-    from keel.pipeline._recommend import result_document
-
-    values = state.values
-    seconds = {r.name: r.seconds for r in state.records}
-    summary = [r.summary() for r in state.records]
-    if not record:
-        best = values["best"]
-        tests = values["assessment"]["tests"]
-        return RunResult(
-            run_id="",
-            experiment_id="",
-            tracking_uri=settings.tracking_uri,
-            model={"name": "", "version": None, "alias": None, "candidate": best},
-            task="recommendation",
-            primary_metric=values["primary"],
-            metrics=tests[best]["test"],
-            candidates=[
-                {"name": c["name"], "validation": c["validation"], **tests[c["name"]]}
-                for c in values["trained"]
-            ],
-            data={"digest": values["tables"]["data"].digest, "protocol": values["splits"].report},
-            assessment={"gate": values["assessment"]["gate"]},
-            tuning={},
-            reports={},
-            stage_seconds=seconds,
-            stages=summary,
-        )
-    doc = result_document(values)
-    alias = doc["model"]["alias"]
-    name, version = doc["model"]["name"], doc["model"]["version"]
-    doc["model"]["uri"] = f"models:/{name}@{alias}" if alias else f"models:/{name}/{version}"
-    return RunResult(
-        tracking_uri=settings.tracking_uri, stage_seconds=seconds, stages=summary, **doc
-    )
-
-
-def _result(state: RunState, settings: Settings, record: bool) -> RunResult:
-    # outputs load only when read: an identical re-run reads the report, not the models
-    values = state.values
-    seconds = {r.name: r.seconds for r in state.records}
-    summary = [r.summary() for r in state.records]
-    if not record:
-        labels, assessment = values["labels"], values["assessment"]
-        return RunResult(
-            run_id="",
-            experiment_id="",
-            tracking_uri=settings.tracking_uri,
-            model={"name": "", "version": None, "alias": None, "candidate": values["best"].name},
-            task=labels.task,
-            primary_metric=labels.primary.name,
-            metrics=assessment.test_metrics,
-            candidates=[
-                {
-                    "name": c.name,
-                    "validation": c.validation_metrics,
-                    "test": values["all_test"][c.name],
-                }
-                for c in values["trained"]
-            ],
-            data={"digest": values["dataset"].digest, "split_digest": values["splits"].digest},
-            reports={},
-            assessment=assessment_document(values),
-            tuning={},
-            stage_seconds=seconds,
-            stages=summary,
-        )
-    run, alias = values["run"], values["alias"]
-    report = full_report(run, values["versus"], alias).to_dict()  # JSON-ready, as printed
-    return RunResult(
-        run_id=run["run_id"],
-        experiment_id=run["experiment_id"],
         tracking_uri=settings.tracking_uri,
-        model={
-            **report["model"],
-            "uri": f"models:/{run['name']}@{alias}"
-            if alias
-            else f"models:/{run['name']}/{run['version']}",
-        },
-        task=report["task"],
-        primary_metric=report["primary_metric"],
-        metrics=report["test_metrics"],
-        assessment=report["assessment"],
-        tuning=report["tuning"],
-        candidates=report["candidates"],
-        data=report["data"],
-        reports={**values["reports"], **values["cards"]},
-        stage_seconds=seconds,
-        stages=summary,
+        stage_seconds={r.name: r.seconds for r in state.records},
+        stages=[r.summary() for r in state.records],
+        **family.result(state, record),
     )
 
 

@@ -258,7 +258,11 @@ def log_model_package(
                 (Path(folder) / name).write_text(json.dumps(document, sort_keys=True))
             MlflowClient().log_model_artifacts(info.model_id, folder, PACKAGE_DIR)
         # tags given at registration: the version and its tags appear together
-        version = mlflow.register_model(info.model_uri, registered_name, tags=version_tags)
+        recorded = {f"keel.{k}": str(metadata[k]) for k in ("family", "task") if metadata.get(k)}
+        mlflow.set_tags(recorded)
+        version = mlflow.register_model(
+            info.model_uri, registered_name, tags={**(version_tags or {}), **recorded}
+        )
     return info.model_uri, ModelRef(registered_name, str(version.version))
 
 
@@ -512,7 +516,7 @@ def load_package(uri: str, tracking_uri: str) -> LoadedPackage:
     ModelNotFoundError
         When the name, alias or version does not exist in the registry.
     """
-    from keel.tasks import TASKS
+    from keel.families import FAMILIES
 
     with downloaded_package(uri, tracking_uri) as found:
         name, alias, meta, documents = found.name, found.alias, found.meta, found.documents
@@ -521,11 +525,12 @@ def load_package(uri: str, tracking_uri: str) -> LoadedPackage:
             raise ModelNotFoundError(
                 f"{model_uri} was not made by Keel (no '{METADATA_KEY}' metadata with a schema)"
             )
-        task = TASKS.get(str(meta.get("task")))
-        if task is not None and task.family != "tabular":
+        family = FAMILIES.of_metadata(meta)
+        if not family.capabilities.has_target:
             raise ModelNotFoundError(
-                f"{model_uri} is a {meta['task']} model: this command takes tabular models"
-                " (a recommender: keel serve, keel recommend, keel monitor, keel card)"
+                f"{model_uri} is a {family.name} model ({meta.get('task')}): this command takes"
+                " models that score rows of features (keel serve, keel monitor and keel card"
+                f" take every family)"
             )
         model = mlflow.sklearn.load_model(str(found.local))
     return LoadedPackage(

@@ -14,6 +14,7 @@ from keel.reports._card import (
 )
 from keel.reports._card import render_html as render_card_html
 from keel.reports._document import ModelSummary, RunReport
+from keel.reports._labels import metric_label
 from keel.reports._pages import (
     COLUMNS_CSS,
     atomic_write,
@@ -34,6 +35,7 @@ __all__ = [
     "build_card",
     "build_datasheet",
     "detected_limitations",
+    "metric_label",
     "render_card_html",
     "render_drift_html",
     "render_html",

@@ -941,5 +941,6 @@ def _model_type(report: Any) -> str:
     if not members:
         return candidate
     parts = ", ".join(f"{m['name']} × {float(m['weight']):.2f}" for m in members)
-    averaged = "predictions" if report.task == "regression" else "log-odds"
+    # classifiers sum log-odds; a model without classes (regression) sums predictions
+    averaged = "log-odds" if report.data.get("class_balance") else "predictions"
     return f"{candidate} of {len(members)} models ({averaged} averaged: {parts})"

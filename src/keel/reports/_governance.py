@@ -32,25 +32,6 @@ TABULAR_ENDPOINTS = (
     ("GET", "/experiment", "predict", "the running A/B test, if any"),
     ("POST", "/v2/models/{name}/infer", "predict", "Open Inference Protocol"),
 )
-RECOMMENDER_ENDPOINTS = (
-    ("POST", "/recommend", "predict", "top-K items of a user or a history"),
-    ("POST", "/feedback", "predict", "consumed items and outcomes for answered requests"),
-    ("GET", "/model", "predict", "name, version, semantic version, catalogue size"),
-    ("GET", "/health", None, "liveness"),
-    ("GET", "/ready", None, "readiness: the model answered its self-test"),
-    ("GET", "/metrics", "admin", "Prometheus metrics"),
-    ("GET", "/dashboard", "admin", "monitoring dashboard of this server's log"),
-    ("GET", "/experiment", "predict", "the running A/B test, if any"),
-)
-RETRIEVAL_ENDPOINTS = (
-    ("POST", "/ask", "predict", "an answer with citations, or the guardrail that blocked it"),
-    ("POST", "/feedback", "predict", "helpful or not, and the document that answered"),
-    ("GET", "/model", "predict", "retriever, corpus size, answer and guardrail settings"),
-    ("GET", "/health", None, "liveness"),
-    ("GET", "/ready", None, "readiness: answered a question and blocked an injection"),
-    ("GET", "/metrics", "admin", "Prometheus metrics (cache hits, blocks, no-answers)"),
-    ("GET", "/dashboard", "admin", "monitoring dashboard of this server's log"),
-)
 
 # what to do when an alert of each metric fires
 ACTIONS = {
@@ -137,11 +118,12 @@ def _sinks(monitoring: dict[str, Any]) -> list[str]:
 def build_runbook(facts: dict[str, Any], config: dict[str, Any]) -> list[Section]:
     """The runbook's sections.
 
-    ``facts``: name, version, semver, task, aliases, tracking_uri, run_id, created.
+    ``facts``: name, version, semver, task, aliases, tracking_uri, run_id, created; and
+    from the family, ``endpoints`` (its routes: method, path, scope, what) and
+    ``offline`` (how to use the model without a server).
     ``config``: the ``keel.yaml`` the version ran with (a dict).
     """
     name, version = facts["name"], str(facts["version"])
-    recommender = facts.get("task") == "recommendation"
     card = config.get("card") or {}
     serving = config.get("serving") or {}
     monitoring = config.get("monitoring") or {}
@@ -207,26 +189,15 @@ def build_runbook(facts: dict[str, Any], config: dict[str, Any]) -> list[Section
                         "Measure latency after any change: `keel loadtest"
                         " http://127.0.0.1:8000 --concurrency 8` against the running server"
                         " (recorded on the version it served, shown on its card).",
-                        (
-                            "One question without a server:"
-                            f' `keel ask "..." --model {name}@champion`.'
-                            if facts.get("task") == "retrieval"
-                            else "Batch scoring without a server: `keel "
-                            + ("recommend" if recommender else "predict")
-                            + f" {name}@champion INPUT OUT`."
-                        ),
+                        facts.get("offline")
+                        or "Batch scoring without a server:"
+                        f" `keel predict {name}@champion INPUT OUT`.",
                     ],
                 )
             ],
         )
     )
-    endpoints = (
-        RETRIEVAL_ENDPOINTS
-        if facts.get("task") == "retrieval"
-        else RECOMMENDER_ENDPOINTS
-        if recommender
-        else TABULAR_ENDPOINTS
-    )
+    endpoints = facts.get("endpoints") or TABULAR_ENDPOINTS  # the family's, when it says
     keys = serving.get("api_keys") or []
     key_rows = [[k.get("name"), ", ".join(k.get("scopes") or ["predict"])] for k in keys]
     blocks: list[Any] = [
@@ -493,8 +464,6 @@ def write_governance(
 
 
 __all__ = [
-    "RECOMMENDER_ENDPOINTS",
-    "RETRIEVAL_ENDPOINTS",
     "TABULAR_ENDPOINTS",
     "build_impact_assessment",
     "build_runbook",

@@ -181,7 +181,7 @@ def _ensemble_shap(
     """
     from keel.estimators import margin
 
-    classify = task != "regression"
+    classify = get_task(task).labelled_classes
     values = base = None
     kinds = []
     for (_, member), weight in zip(model.members_, model.weights_, strict=True):
@@ -485,7 +485,7 @@ def explain_model(
             pipeline, example_row, background, labels.task, labels.positive_class, cache=cache
         ),
     }
-    if labels.kind.thresholded:  # a decision that can flip: what would flip it
+    if get_task(labels.task).thresholded:  # a decision that can flip: what would flip it
         example["counterfactual"] = counterfactual_hint(
             pipeline,
             example_row,

@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from keel.tasks import get_task
+
 MAX_STEPS = 2.0  # standard deviations searched by the minimal-change search
 STEP = 0.05
 CATEGORY_COST = 1.0  # a category swap costs as much as one standard deviation
@@ -51,7 +53,11 @@ class Decider:
         self.column = None
         from keel.estimators import decides_itself
 
-        if task == "binary" and not decides_itself(pipeline) and hasattr(pipeline, "predict_proba"):
+        if (
+            get_task(task).thresholded
+            and not decides_itself(pipeline)
+            and hasattr(pipeline, "predict_proba")
+        ):
             classes = [str(c) for c in pipeline.classes_]
             self.column = classes.index(str(positive_class))
         self.tolerance = 0.0
@@ -64,7 +70,7 @@ class Decider:
 
     def flipped(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:
         """Which decisions changed."""
-        if self.task == "regression":
+        if not get_task(self.task).labelled_classes:
             return np.abs(after.astype(float) - before.astype(float)) > self.tolerance
         return before != after
 
@@ -309,7 +315,7 @@ def assess_robustness(
     numeric = [c.name for c in schema.features if c.kind in ("integer", "float")]
     rows = test[features].sample(min(config.rows, len(test)), random_state=seed)
     decide = Decider(pipeline, labels.task, labels.positive_class, threshold)
-    if labels.task == "regression":
+    if not get_task(labels.task).labelled_classes:
         decide.tolerance = REGRESSION_FLIP * float(np.std(decide(rows))) or 1e-9
     spreads = _spreads(train, numeric)
     curve = noise_curve(decide, rows, spreads, list(config.noise), seed)
@@ -339,7 +345,9 @@ def assess_robustness(
     ):
         if limit is not None:
             checks.append({"what": what, "value": value, "limit": limit, "passed": value <= limit})
-    unit = "decisions" if labels.task != "regression" else "predictions (moved > 0.25 sd)"
+    unit = (
+        "decisions" if get_task(labels.task).labelled_classes else "predictions (moved > 0.25 sd)"
+    )
     summary = [
         f"Noise of {at['level']:g} sd on every numeric feature flips {at['flip_rate']:.1%} of"
         f" {unit} ({len(rows)} test rows).",
@@ -413,14 +421,14 @@ def surrogate_rules(
     x_fit = encode(fit_rows)
     x_eval = encode(eval_rows).reindex(columns=x_fit.columns, fill_value=0.0)
     y_fit, y_eval = decide(fit_rows), decide(eval_rows)
-    if labels.task == "regression":
+    if not get_task(labels.task).labelled_classes:
         tree = DecisionTreeRegressor(max_depth=depth, random_state=seed)
     else:
         tree = DecisionTreeClassifier(max_depth=depth, random_state=seed)
         y_fit, y_eval = y_fit.astype(str), y_eval.astype(str)
     tree.fit(x_fit, y_fit)
     guess = tree.predict(x_eval)
-    if labels.task == "regression":
+    if not get_task(labels.task).labelled_classes:
         spread = float(np.var(y_eval)) or 1.0
         fidelity = 1.0 - float(np.mean((guess - y_eval.astype(float)) ** 2)) / spread
         measure = "R² against the model's predictions"
@@ -428,7 +436,7 @@ def surrogate_rules(
         fidelity = float(np.mean(guess == y_eval))
         measure = "share of test rows where it decides as the model does"
     text = export_text(tree, feature_names=list(x_fit.columns), decimals=2)
-    if labels.task == "binary" and decide.column is not None:
+    if get_task(labels.task).thresholded and decide.column is not None:
         text = text.replace("class: True", f"class: {labels.positive_class}").replace(
             "class: False", "class: not " + str(labels.positive_class)
         )

@@ -1,6 +1,7 @@
 """Serving: the FastAPI app over a model package loaded from the registry."""
 
 from keel.serving._app import create_app, create_app_from_env, create_app_from_spec, side_models
+from keel.serving._family_app import ServedPackage, core_routes, create_family_app
 from keel.serving._http import MAX_BODY_BYTES, MAX_INSTANCES, PredictRequest, new_request_id
 from keel.serving._loadtest import LOADTEST_TAG, LoadResult, record_loadtest, run_loadtest
 from keel.serving._log import PredictionLog, log_url, read_log
@@ -22,11 +23,14 @@ __all__ = [
     "PredictRequest",
     "PredictionLog",
     "Served",
+    "ServedPackage",
     "ServingSpec",
     "ServingState",
+    "core_routes",
     "create_app",
     "create_app_from_env",
     "create_app_from_spec",
+    "create_family_app",
     "hash_key",
     "log_url",
     "new_request_id",

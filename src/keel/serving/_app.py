@@ -198,93 +198,34 @@ def create_app_from_spec(
 ) -> FastAPI:
     """The app a :class:`ServingSpec` describes (``package``: already loaded from it).
 
-    A recommender gets :func:`create_recommender_app` (``POST /recommend``), a retrieval
-    model :func:`~keel.serving._ask_app.create_retrieval_app` (``POST /ask``).
+    The package's recorded family (``keel.family``) loads it and builds its app on the
+    common core (:func:`create_app` for rows of features; a family's own routes
+    otherwise); the prediction log is opened here, for every family alike.
     """
-    from keel.registry import (
-        LoadedRecommender,
-        LoadedRetrieval,
-        load_recommender,
-        load_retrieval,
-        package_task,
-    )
-    from keel.tasks import get_task
+    from keel.families import FAMILIES
+    from keel.registry import package_family
 
-    task = package_task(spec.model, spec.tracking_uri) if package is None else None
-    if task == "retrieval":
-        package = load_retrieval(spec.model, spec.tracking_uri)
-        package.alias = spec.follow_alias
-    elif task is not None and get_task(task).family == "ranking":
-        package = load_recommender(spec.model, spec.tracking_uri)
-        package.alias = spec.follow_alias  # workers load NAME/VERSION of the alias
-    package = package or load_package(spec.model, spec.tracking_uri)
+    if package is None:
+        family = package_family(spec.model, spec.tracking_uri)
+        package = family.load(spec.model, spec.tracking_uri)
+    else:
+        family = FAMILIES.of_metadata(package.metadata)
     settings, privacy = spec.serving, spec.privacy
-    recommender = isinstance(package, LoadedRecommender)
-    subject = privacy.subject_column or (
-        str(package.metadata.get("user_column") or "user_id") if recommender else None
-    )
     log = (
         PredictionLog(
             spec.log_url,
             settings.log_flush_seconds,
             settings.redact,
-            subject_column=subject,
+            subject_column=privacy.subject_column or family.log_subject(package),
             retention_days=privacy.retention_days,
         )
         if spec.log_url
         else None
     )
-    if isinstance(package, LoadedRetrieval):
-        from keel.serving._ask_app import create_retrieval_app
-
-        return create_retrieval_app(
-            package,
-            settings,
-            log,
-            monitoring=spec.monitoring,
-            privacy=privacy,
-            follow=(spec.follow_alias, spec.tracking_uri) if spec.follow_alias else None,
-            poll_seconds=spec.poll_seconds,
-        )
-    if isinstance(package, LoadedRecommender):
-        from keel.serving._recommend_app import create_recommender_app, recommender_loader
-
-        return create_recommender_app(
-            package,
-            settings,
-            log,
-            monitoring=spec.monitoring,
-            follow=(spec.follow_alias, spec.tracking_uri) if spec.follow_alias else None,
-            poll_seconds=spec.poll_seconds,
-            experiments=_routing(spec, package.name, recommender_loader(package.name, spec)),
-            privacy=privacy,
-        )
-    shadow, canary = side_models(package.name, settings, spec.tracking_uri)
-    return create_app(
-        package,
-        follow=(spec.follow_alias, spec.tracking_uri) if spec.follow_alias else None,
-        poll_seconds=spec.poll_seconds,
-        settings=settings,
-        log=log,
-        explain_row=explain_row,
-        shadow=shadow,
-        canary=canary,
-        monitoring=spec.monitoring,
-        experiments=_routing(spec, package.name, _tabular_loader(package.name, spec)),
-        privacy=privacy,
-    )
+    return family.create_app(package, spec, log, explain_row)
 
 
-def _tabular_loader(name: str, spec: ServingSpec) -> Any:
-    def load(version: str) -> Served:
-        served = Served(load_package(f"{name}/{version}", spec.tracking_uri), "challenger")
-        served.self_test()  # a challenger that cannot answer its own rows never serves
-        return served
-
-    return load
-
-
-def _routing(spec: ServingSpec, name: str, load: Any) -> ExperimentRouting | None:
+def experiment_routing(spec: ServingSpec, name: str, load: Any) -> ExperimentRouting | None:
     """A/B routing from the prediction log's experiments (none without a log)."""
     if not spec.log_url:
         return None

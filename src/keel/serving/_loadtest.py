@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from keel.errors import KeelInputError
-from keel.registry import load_package, mlflow_scope
+from keel.registry import mlflow_scope
 
 MAX_REQUESTS = 100_000
 MAX_SECONDS = 600.0
@@ -192,31 +192,10 @@ def run_loadtest(
 
 
 def _payloads(model: dict[str, Any], tracking_uri: str, rows: int) -> tuple[str, list[bytes]]:
-    """The route and request bodies: example rows, users to recommend for, or questions."""
-    if model.get("task") == "retrieval":  # the labelled questions the model was judged on
-        questions = model.get("example_questions") or []
-        if not questions:
-            raise KeelInputError(f"{model['name']} version {model['version']} lists no questions")
-        return "/ask", [json.dumps({"query": q}).encode() for q in questions]
-    if model.get("task") == "recommendation":  # the served answer's own label
-        users = model.get("example_users") or []
-        if not users:
-            raise KeelInputError(f"{model['name']} version {model['version']} lists no users")
-        # the known users, and one new user among them (the cold-start path)
-        ids = [*users, "keel-loadtest-new-user"] if len(users) >= 7 else users
-        return "/recommend", [json.dumps({"user_id": u, "k": 10}).encode() for u in ids]
-    package = load_package(f"{model['name']}/{model['version']}", tracking_uri)
-    examples = package.documents.get("background.json") or []
-    if not examples:
-        raise KeelInputError(
-            f"{model['name']} version {model['version']} has no example rows in its package"
-        )
-    return "/predict", [
-        json.dumps(
-            {"instances": [examples[(i * rows + j) % len(examples)] for j in range(rows)]}
-        ).encode()
-        for i in range(min(len(examples), 64))
-    ]
+    """The route and request bodies, from the served model's family (its ``/ready``)."""
+    from keel.families import FAMILIES
+
+    return FAMILIES.of_metadata(model).loadtest_bodies(model, tracking_uri, rows)
 
 
 def record_loadtest(result: LoadResult, tracking_uri: str) -> None:

@@ -1,13 +1,18 @@
-"""Tasks: one plug-in per kind of model, behind one :class:`Task` protocol.
+"""Tasks: the protocol every task plug-in follows, and the registry of plug-ins.
 
-The only place that knows which kind of model it is. Everything else asks the task:
-``get_task(labels.task).metrics.exact(...)``, ``.predict(...)``, ``.folds(...)``.
+The plug-ins themselves live in their family (``keel.families.<family>.task``); generic
+code asks ``get_task(labels.task).metrics.exact(...)``, ``.predict(...)``,
+``.folds(...)`` and never a task's name.
 """
+
+from typing import Any
 
 from keel.tasks._protocol import (
     TASKS,
     BaseTask,
+    RankingTask,
     Task,
+    all_tasks,
     class_balance,
     compute_metrics,
     fast_metrics,
@@ -15,69 +20,32 @@ from keel.tasks._protocol import (
     greater_is_better,
     register,
 )
-from keel.tasks._recommendation import (
-    RECOMMENDATION,
-    RankingResult,
-    RecommendationTask,
-    RecommenderModel,
-    evaluate_ranking,
-)
-from keel.tasks._recommenders import (
-    DEFAULT_RECOMMENDER_PARAMS,
-    RECOMMENDER_SPACES,
-    FitData,
-    Recommender,
-    make_recommender,
-)
-from keel.tasks._retrieval import (
-    RETRIEVAL,
-    AnswerSettings,
-    RetrievalModel,
-    RetrievalResult,
-    RetrievalTask,
-    answer_metrics,
-    evaluate_retrieval,
-)
-from keel.tasks._tabular import (
-    BINARY,
-    MULTICLASS,
-    REGRESSION,
-    BinaryTask,
-    MulticlassTask,
-    RegressionTask,
-)
 
 __all__ = [
-    "BINARY",
-    "DEFAULT_RECOMMENDER_PARAMS",
-    "MULTICLASS",
-    "RECOMMENDATION",
-    "RECOMMENDER_SPACES",
-    "REGRESSION",
-    "RETRIEVAL",
     "TASKS",
-    "AnswerSettings",
     "BaseTask",
-    "BinaryTask",
-    "FitData",
-    "MulticlassTask",
-    "RankingResult",
-    "RecommendationTask",
-    "Recommender",
-    "RecommenderModel",
-    "RegressionTask",
-    "RetrievalModel",
-    "RetrievalResult",
-    "RetrievalTask",
+    "RankingTask",
     "Task",
-    "answer_metrics",
+    "all_tasks",
     "class_balance",
     "compute_metrics",
-    "evaluate_ranking",
-    "evaluate_retrieval",
     "fast_metrics",
     "get_task",
     "greater_is_better",
-    "make_recommender",
     "register",
 ]
+
+# Packages registered before the families had folders hold a copy of their MLflow
+# loader code that imports these names from here: they still resolve (on first use).
+_MOVED = {
+    "RecommenderModel": "keel.families.recommendation.task",
+    "RetrievalModel": "keel.families.retrieval.task",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MOVED:
+        raise AttributeError(f"module 'keel.tasks' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(_MOVED[name]), name)

@@ -5,13 +5,15 @@ how the target is read and checked, how rows are split and folded, which baselin
 and candidates are trained, how a model predicts and decides, which metrics judge it,
 how one feature alone is scored for leakage, what fairness shows first, which outputs
 drift is watched on, and what a served answer holds. Every caller gets its task with
-:func:`get_task` (an unknown name is a one-line error naming the known ones); a new
-kind of model is a new module here, registered in :data:`TASKS`, passing the shared
-contract tests in ``tests/unit/test_tasks.py``.
+:func:`get_task` (an unknown name is a one-line error naming the known ones). Task
+plug-ins live in their family's folder (``keel.families.<family>.task``), registered in
+:data:`TASKS` when the family loads them, and pass the shared contract tests in
+``tests/unit/test_tasks.py``.
 """
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -23,18 +25,42 @@ from keel.evaluation import MetricSet, MetricSpec
 
 
 class BaseTask:
-    """What every kind of model has: a name, a family, its metrics.
+    """What every kind of model has: a name, its metrics.
 
-    ``family`` picks the lifecycle a project runs: ``tabular`` (one row in, one
-    prediction out: :class:`Task`) or ``ranking`` (users in, ranked items out: the
-    recommendation task, with its own stages for splits by time, full-ranking metrics
-    and exposure).
+    A task belongs to the family that declares it (``keel.families``): the family runs
+    its lifecycle; the task is the variant inside it (binary, multiclass or regression
+    inside tabular).
     """
 
     name: ClassVar[str]
-    family: ClassVar[str] = "tabular"
     metrics: ClassVar[MetricSet]
     fairness_headline: ClassVar[str]
+    labelled_classes: ClassVar[bool] = False
+    thresholded: ClassVar[bool] = False
+
+
+class RankingTask(BaseTask):
+    """A task whose answers are ranked lists judged by ranking metrics at cut-offs."""
+
+    def directions(self, ks: Sequence[int]) -> dict[str, bool]:
+        """Metric name → higher is better, for these cut-offs."""
+        from keel.evaluation._ranking import ranking_directions
+
+        return ranking_directions(ks)
+
+    def primary_name(self, metric: str | None, ks: Sequence[int]) -> str:
+        """The metric models are tuned, chosen and gated on (default NDCG at 10)."""
+        from keel.errors import ConfigError, did_you_mean
+        from keel.evaluation._ranking import metric_name, ranking_directions
+
+        known = ranking_directions(ks)
+        name = metric or ("ndcg_at_10" if 10 in ks else metric_name("ndcg", max(ks)))
+        if name not in known:
+            raise ConfigError(
+                f"keel.yaml: key 'metric': {name!r} is not a ranking metric of cut-offs"
+                f" {list(ks)}{did_you_mean(name, known)}; use one of {', '.join(known)}"
+            )
+        return name
 
 
 class Task(BaseTask, ABC):
@@ -278,18 +304,36 @@ def register(task: BaseTask) -> BaseTask:
 
 
 def get_task(name: str | BaseTask) -> Any:
-    """The plug-in of task ``name`` (a task is returned as it is)."""
+    """The plug-in of task ``name`` (a task is returned as it is).
+
+    Task plug-ins live in their family (``keel.families``): the family that declares
+    ``name`` registers its tasks on first use.
+    """
     if isinstance(name, BaseTask):
         return name
-    try:
-        return TASKS[name]
-    except KeyError:
+    if name not in TASKS:
         from keel.errors import ConfigError, did_you_mean
+        from keel.families import FAMILIES
 
-        raise ConfigError(
-            f"{name!r} is not a task Keel knows (the model or report names it); Keel knows"
-            f" {', '.join(TASKS)}{did_you_mean(str(name), TASKS)}"
-        ) from None
+        with contextlib.suppress(ConfigError):  # unknown: the error below lists the known
+            FAMILIES.for_task(str(name)).load_tasks()
+        if name not in TASKS:
+            known = all_tasks()
+            raise ConfigError(
+                f"{name!r} is not a task Keel knows (the model or report names it); Keel knows"
+                f" {', '.join(known)}{did_you_mean(str(name), known)}"
+            ) from None
+    return TASKS[name]
+
+
+def all_tasks() -> dict[str, BaseTask]:
+    """Every task of every family Keel knows (their plug-ins loaded)."""
+    from keel.families import FAMILIES
+
+    for family in FAMILIES.usable():
+        if not set(family.tasks) <= set(TASKS):
+            family.load_tasks()
+    return dict(TASKS)
 
 
 def compute_metrics(
@@ -318,7 +362,7 @@ def fast_metrics(
 
 def greater_is_better(name: str) -> bool:
     """Whether a higher value of metric ``name`` is better (any task)."""
-    for task in TASKS.values():
+    for task in all_tasks().values():
         if name in task.metrics.directions:
             return task.metrics.directions[name]
     raise ValueError(f"unknown metric {name!r}")

@@ -11,7 +11,7 @@ import pandas as pd
 from keel.config import DirectionalTest, InvarianceTest, MinimumTest
 from keel.data import LabelInfo, Schema
 from keel.errors import DataError, did_you_mean
-from keel.tasks import compute_metrics, greater_is_better
+from keel.tasks import compute_metrics, get_task, greater_is_better
 from keel.training._candidates import predict_with
 
 MAX_OFFENDING = 5
@@ -35,19 +35,7 @@ def check_behaviour_config(tests: Sequence[Any], schema: Schema, task: str) -> N
         ):
             raise DataError(f"{where}: feature {test.feature!r} is not numeric")
         if isinstance(test, MinimumTest):
-            known = {
-                "binary": (
-                    "roc_auc",
-                    "accuracy",
-                    "f1",
-                    "precision",
-                    "recall",
-                    "balanced_accuracy",
-                    "average_precision",
-                ),
-                "multiclass": ("accuracy", "balanced_accuracy", "f1_macro", "f1_weighted"),
-                "regression": ("rmse", "mae", "r2", "median_ae"),
-            }[task]
+            known = tuple(get_task(task).metrics.directions)
             if test.metric not in known:
                 raise DataError(
                     f"{where}: metric {test.metric!r} is not one of {', '.join(known)}"

@@ -20,7 +20,7 @@ from sklearn.pipeline import Pipeline
 from keel.config import ENSEMBLE
 from keel.data import LabelInfo, Schema
 from keel.features import build_preprocessor
-from keel.tasks import fast_metrics
+from keel.tasks import fast_metrics, get_task
 from keel.training._candidates import configured_estimator, preprocessing_of
 from keel.training._tuning import Trial, TuningResult, fold_indices
 
@@ -45,7 +45,7 @@ def make_ensemble(spec: dict[str, Any], task: str, schema: Schema, seed: int) ->
     if len(kinds) > 1:
         raise ValueError("ensemble members must all take the same preprocessing")
     scale, native = kinds.pop()
-    kind = EnsembleRegressor if task == "regression" else EnsembleClassifier
+    kind = EnsembleRegressor if not get_task(task).labelled_classes else EnsembleClassifier
     model = kind(estimators, [float(m["weight"]) for m in members])
     preprocess = build_preprocessor(schema, scale, native_categories=native)
     return Pipeline([("preprocess", preprocess), ("model", model)])
@@ -76,7 +76,7 @@ def _scorer(task: str, truth: np.ndarray, classes: list[str], positive: Any, met
     from keel.estimators import margin_to_proba
 
     def score(values: np.ndarray) -> float:
-        if task == "regression":
+        if not get_task(task).labelled_classes:
             found = fast_metrics(task, truth, values)
         else:
             proba = margin_to_proba(values)
@@ -133,8 +133,10 @@ def select_ensemble(
     if covered.sum() < 2:
         return None
     truth_all = np.asarray(labels.kind.truth(frame[schema.target]))
-    classes = [] if labels.task == "regression" else sorted(map(str, np.unique(truth_all)))
-    if labels.task != "regression":
+    classes = (
+        [] if not get_task(labels.task).labelled_classes else sorted(map(str, np.unique(truth_all)))
+    )
+    if get_task(labels.task).labelled_classes:
         truth_all = truth_all.astype(str)
     task, positive, metric = labels.task, labels.positive_class, spec_metric.name
     score = _scorer(task, truth_all[covered], classes, positive, metric)
@@ -179,7 +181,7 @@ def _fold_scores(
     from keel.estimators import margin_to_proba
     from keel.tasks import compute_metrics
 
-    if task == "regression":
+    if not get_task(task).labelled_classes:
         return compute_metrics(task, truth, values)
     proba = margin_to_proba(values)
     predicted = np.asarray(classes)[proba.argmax(axis=1)]

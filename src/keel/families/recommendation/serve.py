@@ -1,0 +1,385 @@
+"""The REST endpoint of a recommender: ``POST /recommend`` over a registered package.
+
+``POST /recommend`` ``{"user_id": ..., "k": 10, "exclude": [...], "history": [...]}``
+answers ``{"items": [{"item_id", "score"}], "cold_start", "known_user", "model",
+"request_id"}``. A user the model never saw, with no history in the request, gets the
+popularity list **and** ``cold_start: true`` (never a silent fallback); a history in
+the request is folded in without retraining; item ids the catalogue does not hold are
+a 422 naming them. Every answer goes to the prediction log (user, k, sizes of history
+and exclusions, the items answered, whether cold); ``POST /feedback`` takes the items a
+user then clicked or consumed, by request id. The same middleware as ``/predict``:
+request ids, the body cap, API keys with scopes, Prometheus metrics, errors without
+internals.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pandas as pd
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from keel.config import MonitoringConfig, ServingConfig
+from keel.families.recommendation.package import LoadedRecommender
+from keel.serving._experiment import (
+    experiment_routes,
+    record_outcomes,
+    with_experiment_link,
+)
+from keel.serving._http import (
+    ERROR_RESPONSES,
+    MAX_OUTCOMES,
+    REQUEST_ID,
+    Outcome,
+    check_outcomes,
+    dumps_answer,
+    error_answer,
+)
+from keel.serving._log import PredictionLog
+from keel.serving._middleware import _RequestContext
+from keel.serving._observe import Metrics, Observed, load_keys
+from keel.serving._state import ServingState
+
+MAX_K = 1000
+MAX_ITEMS_IN_REQUEST = 10_000
+MAX_LOGGED_HISTORY = 100
+Id = str | int
+
+
+class RecommendRequest(BaseModel):
+    """One user's request: who, how many, what to leave out, what they just had."""
+
+    model_config = ConfigDict(extra="forbid")
+    user_id: Id = Field(description="The user (a new one gets popularity, flagged cold_start).")
+    k: int = Field(10, ge=1, le=MAX_K, description="How many items to return.")
+    exclude: list[Id] = Field(default_factory=list, max_length=MAX_ITEMS_IN_REQUEST)
+    history: list[Id] = Field(
+        default_factory=list,
+        max_length=MAX_ITEMS_IN_REQUEST,
+        description="Items the user had that the model has not seen (folded in).",
+    )
+    unit: Id | None = Field(
+        None, description="The A/B-test unit when it is not the user (default: user_id)."
+    )
+    opt_out: bool = Field(False, description="Answer, but do not store this request.")
+
+
+class RecommendFeedback(BaseModel):
+    """``{"request_id": ..., "items": [...]}``: what the user clicked or consumed.
+
+    ``outcomes`` (as on ``/predict``'s ``/feedback``) carry A/B-test outcomes.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    request_id: str | None = Field(None, min_length=1, max_length=64, pattern=REQUEST_ID)
+    items: list[Id] | None = Field(None, max_length=MAX_ITEMS_IN_REQUEST)
+    outcomes: list[Outcome] = Field(default_factory=list, max_length=MAX_OUTCOMES)
+    opt_out: bool = Field(False, description="Do not store this feedback (counted only).")
+
+    @model_validator(mode="after")
+    def _complete(self) -> RecommendFeedback:
+        check_outcomes(self.request_id, self.outcomes)
+        if self.items is None and not self.outcomes:
+            raise ValueError("send items (with request_id) or outcomes")
+        if self.items is not None and self.request_id is None:
+            raise ValueError("items need the request_id of the answer they follow")
+        return self
+
+
+class _Served:
+    """What the shared middleware and metrics read: the model's name and version."""
+
+    def __init__(self, loaded: LoadedRecommender) -> None:
+        self.loaded = loaded
+        self.version = loaded.version
+        self.info = {
+            "name": loaded.name,
+            "version": loaded.version,
+            "alias": loaded.alias,
+            "semver": loaded.semver,
+        }
+        self.ready: tuple[bool, str] | None = None
+
+    def check_ready(self) -> tuple[bool, str]:
+        """The model answers a known user and a new one (once; then remembered)."""
+        if self.ready is None:
+            model = self.loaded.model
+            try:
+                known = model.recommend(model.user_ids[0], k=3)
+                new = model.recommend("\x00keel-self-test", k=3)
+                ok = bool(known["items"]) and new["cold_start"] and bool(new["items"])
+                self.ready = (ok, "answered a known and a new user" if ok else "empty lists")
+            except Exception as exc:  # reported: the server stays not ready
+                self.ready = (False, f"self-test failed: {type(exc).__name__}")
+        return self.ready
+
+
+def recommender_loader(name: str, spec: Any) -> Any:
+    """Load and self-test version ``v`` of recommender ``name`` (an A/B challenger)."""
+
+    def load(version: str) -> _Served:
+        from keel.families.recommendation.package import load_recommender
+
+        loaded = load_recommender(f"{name}/{version}", spec.tracking_uri)
+        loaded.alias = "challenger"
+        served = _Served(loaded)
+        ok, why = served.check_ready()
+        if not ok:
+            raise RuntimeError(why)
+        return served
+
+    return load
+
+
+def create_recommender_app(
+    loaded: LoadedRecommender,
+    settings: ServingConfig | None = None,
+    log: PredictionLog | None = None,
+    max_body_bytes: int | None = None,
+    monitoring: MonitoringConfig | None = None,
+    follow: tuple[str, str] | None = None,
+    poll_seconds: float = 5.0,
+    experiments: Any = None,
+    privacy: Any = None,
+) -> FastAPI:
+    """Build the app serving the recommender ``loaded``.
+
+    ``follow=(alias, tracking_uri)``: when ``keel promote`` or ``keel rollback`` moves the
+    alias, the new version is loaded, must answer its self-test, and replaces the old.
+    """
+    from keel.serving._app import _error_handlers, serving_lifespan
+
+    settings = settings or ServingConfig()
+    keys = load_keys(settings.api_keys)
+
+    app = FastAPI(
+        title=f"Keel — {loaded.name}",
+        version=loaded.version,
+        description=f"Recommender {loaded.name} version {loaded.version}."
+        + (" Every route but /health and /ready needs an API key." if keys else ""),
+        lifespan=serving_lifespan,
+        responses=ERROR_RESPONSES,
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
+    metrics = Metrics()
+    state = ServingState(
+        app, settings, monitoring or MonitoringConfig(), keys, metrics, log, None, privacy
+    )
+    app.state.served, app.state.keel, app.state.metrics = _Served(loaded), state, metrics
+    app.state.watcher = None
+    if follow:
+        from keel.families.recommendation.package import load_recommender
+        from keel.serving._follow import PackageFollower
+
+        app.state.watcher = PackageFollower(app, *follow, poll_seconds, load_recommender, _Served)
+    app.state.experiments = experiments
+    metrics.serving(app.state.served.info)
+    cap = max_body_bytes if max_body_bytes is not None else settings.max_body_bytes
+    app.add_middleware(_RequestContext, max_body_bytes=cap)
+    app.add_middleware(Observed, metrics=metrics, version_of=lambda: app.state.served.version)
+    _error_handlers(app)
+    app.include_router(_routes(state))
+    app.include_router(experiment_routes(state))
+    return app
+
+
+def _routes(state: ServingState) -> APIRouter:
+    router = APIRouter()
+    app = state.app
+
+    @router.get("/health")
+    def health() -> dict[str, Any]:
+        """Liveness and the model being served (no key needed)."""
+        return {"status": "ok", "model": app.state.served.info, "task": "recommendation"}
+
+    @router.get("/ready", responses={503: {"description": "The model has not answered yet."}})
+    def ready() -> JSONResponse:
+        """Readiness: the model answered a known and a new user (no key needed)."""
+        ok, why = app.state.served.check_ready()
+        return JSONResponse(
+            {"ready": ok, "model": app.state.served.info, "self_test": why},
+            status_code=200 if ok else 503,
+        )
+
+    @router.get("/model", dependencies=state.need("predict"))
+    def describe() -> dict[str, Any]:
+        """The recommender: name, version, catalogue and user counts, cut-offs."""
+        loaded = app.state.served.loaded
+        model = loaded.model
+        return {
+            **app.state.served.info,
+            "task": "recommendation",
+            "candidate": loaded.metadata.get("candidate"),
+            "items": model.n_items,
+            "users": len(model.user_ids),
+            "ks": loaded.metadata.get("ks"),
+            "request": RecommendRequest.model_json_schema(),
+            "example_users": [str(u) for u in model.user_ids[:20]],
+        }
+
+    @router.get("/metrics", dependencies=state.need("admin"), response_class=Response)
+    def prometheus() -> Response:
+        """Prometheus metrics: requests, latency, errors, the model."""
+        return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @router.get("/dashboard", dependencies=state.need("admin"), response_class=HTMLResponse)
+    def dashboard(request: Request, window: str | None = None) -> Response:
+        """Monitoring of the served version: cold start, coverage, popularity, feedback."""
+        from keel.config import check_window
+        from keel.families.recommendation.monitor import (
+            monitor_recommendations,
+            render_recommendation_dashboard,
+        )
+        from keel.serving._log import read_log
+
+        if state.log is None:
+            return error_answer(409, "the prediction log is off (serving.prediction_log)", request)
+        try:
+            spec = check_window(window) if window else state.monitoring.window
+        except ValueError as exc:
+            return error_answer(422, f"window: {exc}", request)
+        loaded = app.state.served.loaded
+        reference = loaded.documents.get("monitoring_reference.json")
+        if reference is None:
+            return error_answer(409, "this version's package has no monitoring reference", request)
+        state.log.flush()
+        rows = read_log(state.log.url, model_name=loaded.name, model_version=loaded.version)
+        frame = (
+            pd.DataFrame.from_records(rows)
+            if rows
+            else pd.DataFrame(columns=["time", "inputs", "prediction", "label", "latency_ms"])
+        )
+        meta = {"name": loaded.name, "version": loaded.version}
+        report = monitor_recommendations(
+            frame, reference, meta, window=spec, min_rows=state.monitoring.min_rows
+        )
+        page = render_recommendation_dashboard(report.to_dict())
+        return HTMLResponse(with_experiment_link(page, app.state.experiments))
+
+    @router.post("/recommend", dependencies=state.need("predict"))
+    async def recommend(body: RecommendRequest, request: Request) -> Response:
+        """Top-K items the user has not had, best first, and whether this is cold start."""
+        # async: well under a millisecond of NumPy, cheaper than a hop to a worker thread
+        started = time.perf_counter()
+        served = app.state.served  # taken once: a swap does not touch this request
+        assigned = None
+        if state.app.state.experiments is not None:
+            unit = body.unit if body.unit is not None else body.user_id
+            assigned = state.app.state.experiments.assign(unit, served.version)
+            if assigned is not None and assigned.model is not None:
+                served = assigned.model
+        loaded = served.loaded
+        model = loaded.model
+        try:
+            answer = model.recommend(body.user_id, body.k, body.history, body.exclude)
+        except KeyError as exc:
+            state.server_error(assigned)
+            unknown = list(exc.args[0]) if exc.args else []
+            shown = ", ".join(map(repr, unknown[:10])) + (" …" if len(unknown) > 10 else "")
+            return error_answer(
+                422,
+                f"history/exclude: {len(unknown)} item id(s) not in the catalogue of"
+                f" {loaded.name} version {loaded.version}: {shown}; send known item ids",
+                request,
+                {"unknown_items": [str(u) for u in unknown[:100]]},
+            )
+        request_id = request.state.request_id
+        answer |= {
+            "model": {"name": loaded.name, "version": loaded.version},
+            "request_id": request_id,
+        }
+        if assigned is not None:
+            answer["experiment"] = assigned.to_dict()
+        latency = (time.perf_counter() - started) * 1000
+        if state.opted_out(request, body.opt_out):
+            state.count_opt_out(loaded.name)
+        elif state.log is not None:
+            items = [i["item_id"] for i in answer["items"]]
+            state.log.record(
+                request_id,
+                {"name": loaded.name, "version": loaded.version},
+                [
+                    {
+                        "user_id": str(body.user_id),
+                        "k": body.k,
+                        "history_size": len(body.history),
+                        # what the request brought (popularity drift of requested items)
+                        "history": [str(i) for i in body.history[:MAX_LOGGED_HISTORY]],
+                        "exclude_size": len(body.exclude),
+                        "cold_start": answer["cold_start"],
+                    }
+                ],
+                [items],
+                [answer["items"][0]["score"] if answer["items"] else None],
+                latency,
+                "challenger" if assigned is not None and assigned.model is not None else "champion",
+                assigned.logged if assigned is not None else None,
+            )
+        return Response(dumps_answer(answer), media_type="application/json")
+
+    @router.post("/feedback", dependencies=state.need("predict"))
+    def feedback(body: RecommendFeedback, request: Request) -> JSONResponse:
+        """Items the user clicked or consumed after the answer ``request_id``."""
+        if state.log is None:
+            return error_answer(409, "the prediction log is off (serving.prediction_log)", request)
+        if state.opted_out(request, body.opt_out):  # consent withheld: nothing is stored
+            state.count_opt_out(app.state.served.loaded.name)
+            return JSONResponse({"status": "not stored (opt-out)"})
+        found: dict[str, Any] = {}
+        if body.items is not None and body.request_id is not None:
+            if not state.log.has_request(body.request_id):
+                return error_answer(
+                    404, f"request_id {body.request_id!r}: no such answer in the log", request
+                )
+            _, unknown = app.state.served.loaded.model.item_index(body.items)
+            if unknown:
+                return error_answer(
+                    422,
+                    f"items: not in the catalogue: {', '.join(map(repr, unknown[:10]))}",
+                    request,
+                )
+            found |= {"recorded": len(body.items), "request_id": body.request_id}
+        if body.outcomes:
+            refused = record_outcomes(state.log, body.outcomes, body.request_id, request)
+            if refused is not None:
+                return refused
+            found["outcomes"] = len(body.outcomes)
+        if body.items is not None and body.request_id is not None:
+            state.log.feedback(body.request_id, [[str(i) for i in body.items]])
+        return JSONResponse(found)
+
+    return router
+
+
+def create_app_for(package: LoadedRecommender, spec: Any, log: Any) -> FastAPI:
+    """The app a ``ServingSpec`` describes for a recommender (workers follow its alias)."""
+    from keel.serving._app import experiment_routing
+
+    package.alias = spec.follow_alias  # workers load NAME/VERSION of the alias
+    return create_recommender_app(
+        package,
+        spec.serving,
+        log,
+        monitoring=spec.monitoring,
+        follow=(spec.follow_alias, spec.tracking_uri) if spec.follow_alias else None,
+        poll_seconds=spec.poll_seconds,
+        experiments=experiment_routing(spec, package.name, recommender_loader(package.name, spec)),
+        privacy=spec.privacy,
+    )
+
+
+def loadtest_bodies(model: dict[str, Any], tracking_uri: str, rows: int) -> tuple[str, list]:
+    """``/recommend`` for the known example users, and one new user (the cold start)."""
+    import json
+
+    from keel.errors import KeelInputError
+
+    users = model.get("example_users") or []
+    if not users:
+        raise KeelInputError(f"{model['name']} version {model['version']} lists no users")
+    ids = [*users, "keel-loadtest-new-user"] if len(users) >= 7 else users
+    return "/recommend", [json.dumps({"user_id": u, "k": 10}).encode() for u in ids]

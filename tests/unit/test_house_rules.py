@@ -1,0 +1,187 @@
+"""The rules that keep the house holding itself, as tests (not intentions).
+
+* generic code never compares against a family's or a task's name: it asks the
+  family's capabilities or calls the family (``keel.families``);
+* no function in ``src/keel`` is over 100 lines (a ratchet: the list of known long
+  functions may only shrink);
+* the family registry imports no family's heavy library, and every family folder is
+  registered, documented and built of the same module names.
+
+Import contracts (a family never imports another; generic layers reach families only
+through the registry) are import-linter's, in ``pyproject.toml`` (``make imports``).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from keel.families import BUILT_IN, FAMILIES
+
+ROOT = Path(__file__).resolve().parents[2]
+SRC = ROOT / "src" / "keel"
+FAMILY_DIR = SRC / "families"
+# names an older Keel used for families ("ranking") count as names too
+LEGACY_NAMES = {"ranking", "recommender", "recommenders"}
+MAX_LINES = 100
+# Functions over MAX_LINES when this rule was written (2026-12-07), to be split: the
+# list may only shrink. A function that gets shorter must leave the list (the test says
+# so); a new long function fails.
+LONG_FUNCTIONS = {
+    "reports/_governance.py:build_runbook",
+    "families/retrieval/serve.py:_routes",
+    "cli/_privacy.py:forget",
+    "families/recommendation/serve.py:_routes",
+    "pipeline/_lifecycle.py:_graph",
+    "cli/_train.py:run",
+    "families/recommendation/report.py:card_sections",
+    "evaluation/_experiments.py:decide",
+    "training/_tuning.py:tune",
+    "monitoring/_experiment_page.py:render_experiment_page",
+    "training/_assess.py:assess",
+    "families/retrieval/pipeline.py:register",
+    "families/recommendation/pipeline.py:_graph",
+    "pipeline/_promotion.py:versus_champion",
+    "cli/_build.py:grafana_dashboard",
+    "monitoring/_dashboard.py:render_dashboard",
+    "cli/_watch.py:drift",
+    "cli/_serve.py:predict",
+    "families/recommendation/report.py:report_sections",
+    "families/recommendation/monitor.py:render_recommendation_dashboard",
+    "cli/_experiment.py:start",
+    "reports/_pages.py:render_html",
+    "reports/_pages.py:_assessment_html",
+}
+
+
+def _names() -> set[str]:
+    names = set(LEGACY_NAMES)
+    for name in FAMILIES:
+        names.add(name)
+        names.update(FAMILIES[name].tasks)
+    return names
+
+
+def _literals(node: ast.AST) -> list[str]:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [node.value]
+    if isinstance(node, ast.Tuple | ast.List | ast.Set):
+        return [e.value for e in node.elts if isinstance(e, ast.Constant)]
+    return []
+
+
+def name_sites(tree: ast.AST, names: set[str]) -> list[tuple[int, str]]:
+    """Comparisons, ``match`` cases and registry look-ups naming a family or a task."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare):
+            for side in (node.left, *node.comparators):
+                if set(_literals(side)) & names:
+                    found.append((node.lineno, ast.unparse(node)))
+                    break
+        elif isinstance(node, ast.MatchValue) and set(_literals(node.value)) & names:
+            found.append((node.lineno, f"case {ast.unparse(node.value)}"))
+        elif isinstance(node, ast.Subscript) and ast.unparse(node.value).endswith("FAMILIES"):
+            if set(_literals(node.slice)) & names:
+                found.append((node.lineno, ast.unparse(node)))
+        elif isinstance(node, ast.Call) and ast.unparse(node.func).endswith(
+            ("get_family", "for_task")
+        ):
+            if any(set(_literals(a)) & names for a in node.args):
+                found.append((node.lineno, ast.unparse(node)))
+        elif isinstance(node, ast.Name | ast.FunctionDef) and getattr(
+            node, "id", getattr(node, "name", "")
+        ).startswith(("is_recommender", "is_retrieval", "is_tabular")):
+            found.append((node.lineno, getattr(node, "id", getattr(node, "name", ""))))
+    return found
+
+
+def _generic_modules() -> list[Path]:
+    return [p for p in sorted(SRC.rglob("*.py")) if FAMILY_DIR not in p.parents]
+
+
+def test_generic_code_never_compares_against_a_family_or_task_name():
+    names = _names()
+    found = [
+        f"{path.relative_to(SRC)}:{line}: {text}"
+        for path in _generic_modules()
+        for line, text in name_sites(ast.parse(path.read_text()), names)
+    ]
+    assert found == [], "ask the family (keel.families) or its capabilities:\n" + "\n".join(found)
+
+
+def test_the_name_guard_can_fail():
+    code = (
+        "if task == 'regression': pass\n"
+        "if family in ('ranking', 'x'): pass\n"
+        "match kind:\n    case 'retrieval': pass\n"
+        "FAMILIES['tabular']\n"
+        "get_family('recommendation')\n"
+        "is_recommender(uri)\n"
+        "if task == 'tabularish': pass\n"
+    )
+    assert len(name_sites(ast.parse(code), _names())) == 6
+
+
+def _long_functions() -> dict[str, int]:
+    long = {}
+    for path in sorted(SRC.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_LINES:
+                    long[f"{path.relative_to(SRC).as_posix()}:{node.name}"] = lines
+    return long
+
+
+def test_no_new_function_over_100_lines():
+    long = _long_functions()
+    new = {k: v for k, v in long.items() if k not in LONG_FUNCTIONS}
+    assert new == {}, f"split these (over {MAX_LINES} lines): {new}"
+    shorter = sorted(LONG_FUNCTIONS - set(long))
+    assert shorter == [], f"now short enough: remove from LONG_FUNCTIONS: {shorter}"
+
+
+HEAVY = ("implicit", "faiss", "wordllama", "bm25s", "Stemmer", "torch", "shap", "lightgbm")
+
+
+def test_the_registry_and_the_cli_import_no_family_library():
+    code = (
+        "import json, sys\n"
+        "import keel.cli, keel.serving\n"
+        "from keel.families import FAMILIES\n"
+        "[FAMILIES[n] for n in FAMILIES]\n"
+        "[f.capabilities for f in FAMILIES.values()]\n"
+        f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout) == []
+
+
+def test_every_family_folder_is_registered_documented_and_alike():
+    folders = {p.name for p in FAMILY_DIR.iterdir() if (p / "__init__.py").is_file()}
+    assert folders == set(BUILT_IN)
+    guide = (ROOT / "docs" / "families.md").read_text()
+    shared = {"__init__.py", "task.py", "pipeline.py", "serve.py", "monitor.py", "cli.py"}
+    for name in folders:
+        files = {p.name for p in (FAMILY_DIR / name).glob("*.py")}
+        assert shared <= files, (name, sorted(shared - files))
+        assert f"`{name}`" in guide, f"docs/families.md does not describe {name}"
+        family = FAMILIES[name]
+        assert family.name == name and family.tasks and family.stage_names
+    assert sum(f.default for f in FAMILIES.values()) == 1  # one family runs untasked configs
+
+
+def test_unknown_family_and_task_names_list_the_known_ones():
+    from keel.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"'forecast' is not a model family.*tabular"):
+        FAMILIES.get_family("forecast")
+    with pytest.raises(ConfigError, match=r"'recomendation'.*did you mean 'recommendation'"):
+        FAMILIES.for_task("recomendation")
+    assert FAMILIES.of_metadata({"task": "binary"}).name == "tabular"  # older packages
