@@ -58,20 +58,33 @@ class ServedPackage:
 def create_family_app(
     loaded: Any,
     family: Any,
-    spec: Any,
-    log: PredictionLog | None,
+    *,
+    serve: Callable[[Any], Any],
     routes: Callable[[ServingState], APIRouter],
     describe: Callable[[Any], dict[str, Any]],
-    self_test: Callable[[Any], tuple[bool, str]],
+    settings: ServingConfig | None = None,
+    log: PredictionLog | None = None,
+    monitoring: MonitoringConfig | None = None,
+    privacy: Any = None,
+    follow: tuple[str, str] | None = None,
+    poll_seconds: float = 5.0,
+    experiments: Any = None,
+    max_body_bytes: int | None = None,
+    health: Callable[[Any], dict[str, Any]] | None = None,
+    before_metrics: Callable[[ServingState], None] | None = None,
 ) -> FastAPI:
-    """The app serving ``loaded`` (a package of ``family``), as ``spec`` describes.
+    """The app serving ``loaded`` (a package of ``family``): the core plus ``routes``.
 
-    ``routes(state)``: the family's answer routes; ``describe(loaded)``: what ``GET
-    /model`` adds to the name and version; ``self_test(loaded)``: ``(ok, why)``.
+    ``serve(loaded)``: what the app serves (``.loaded``, ``.version``, ``.info``,
+    ``.check_ready()`` — :class:`ServedPackage` or the family's own); ``describe(served)``:
+    what ``GET /model`` adds; ``health(served)``: what ``GET /health`` adds;
+    ``before_metrics(state)``: refresh the family's gauges before ``GET /metrics``.
+    ``follow=(alias, tracking_uri)``: when the alias moves, the new version is loaded,
+    must pass its self-test, and replaces the old; ``experiments``: A/B routing.
     """
-    from keel.serving._app import _error_handlers, experiment_routing, serving_lifespan
+    from keel.serving._app import _error_handlers, serving_lifespan
 
-    settings: ServingConfig = spec.serving
+    settings = settings or ServingConfig()
     keys = load_keys(settings.api_keys)
     app = FastAPI(
         title=f"Keel — {loaded.name}",
@@ -83,57 +96,92 @@ def create_family_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     metrics = Metrics()
-    monitoring = spec.monitoring or MonitoringConfig()
-    state = ServingState(app, settings, monitoring, keys, metrics, log, None, spec.privacy)
-    loaded.alias = spec.follow_alias or loaded.alias
-    app.state.served, app.state.keel, app.state.metrics = (
-        ServedPackage(loaded, self_test),
-        state,
-        metrics,
+    state = ServingState(
+        app, settings, monitoring or MonitoringConfig(), keys, metrics, log, None, privacy
     )
+    app.state.served, app.state.keel, app.state.metrics = serve(loaded), state, metrics
     app.state.watcher = None
-    if spec.follow_alias:
+    if follow:
         from keel.serving._follow import PackageFollower
 
-        app.state.watcher = PackageFollower(
-            app,
-            spec.follow_alias,
-            spec.tracking_uri,
-            spec.poll_seconds,
-            family.load,
-            lambda fresh: ServedPackage(fresh, self_test),
-        )
-
-    def challenger(version: str) -> ServedPackage:
-        fresh = family.load(f"{loaded.name}/{version}", spec.tracking_uri)
-        fresh.alias = "challenger"
-        served = ServedPackage(fresh, self_test)
-        ok, why = served.check_ready()
-        if not ok:
-            raise RuntimeError(why)
-        return served
-
-    app.state.experiments = experiment_routing(spec, loaded.name, challenger)
+        app.state.watcher = PackageFollower(app, *follow, poll_seconds, family.load, serve)
+    app.state.experiments = experiments
     metrics.serving(app.state.served.info)
-    app.add_middleware(_RequestContext, max_body_bytes=settings.max_body_bytes)
+    cap = max_body_bytes if max_body_bytes is not None else settings.max_body_bytes
+    app.add_middleware(_RequestContext, max_body_bytes=cap)
     app.add_middleware(Observed, metrics=metrics, version_of=lambda: app.state.served.version)
     _error_handlers(app)
-    app.include_router(core_routes(state, family, describe))
+    hooks = {"health": health, "before_metrics": before_metrics}
+    app.include_router(core_routes(state, family, describe, hooks))
     app.include_router(routes(state))
     app.include_router(experiment_routes(state))
     return app
 
 
-def core_routes(state: ServingState, family: Any, describe: Callable[[Any], dict]) -> APIRouter:
+def family_app_from_spec(
+    package: Any,
+    family: Any,
+    spec: Any,
+    log: PredictionLog | None,
+    *,
+    ab_tests: bool = True,
+    **parts: Any,
+) -> FastAPI:
+    """:func:`create_family_app` as a ``ServingSpec`` describes it (``keel serve``).
+
+    Workers load ``NAME/VERSION`` of the alias they follow; with ``ab_tests`` a running
+    experiment's challenger is loaded by the family and must pass its self-test.
+    """
+    from keel.serving._app import experiment_routing
+
+    serve = parts["serve"]
+    package.alias = spec.follow_alias or package.alias
+
+    def challenger(version: str) -> Any:
+        fresh = family.load(f"{package.name}/{version}", spec.tracking_uri)
+        fresh.alias = "challenger"
+        served = serve(fresh)
+        ok, why = served.check_ready()
+        if not ok:
+            raise RuntimeError(why)
+        return served
+
+    return create_family_app(
+        package,
+        family,
+        settings=spec.serving,
+        log=log,
+        monitoring=spec.monitoring,
+        privacy=spec.privacy,
+        follow=(spec.follow_alias, spec.tracking_uri) if spec.follow_alias else None,
+        poll_seconds=spec.poll_seconds,
+        experiments=experiment_routing(spec, package.name, challenger) if ab_tests else None,
+        **parts,
+    )
+
+
+def core_routes(
+    state: ServingState,
+    family: Any,
+    describe: Callable[[Any], dict],
+    hooks: dict[str, Any] | None = None,
+) -> APIRouter:
     """``/health``, ``/ready``, ``/model``, ``/metrics``, ``/dashboard`` of any family."""
     router = APIRouter()
     app = state.app
+    health_extra = (hooks or {}).get("health") or (lambda served: {})
+    before_metrics = (hooks or {}).get("before_metrics") or (lambda state: None)
 
     @router.get("/health")
     def health() -> dict[str, Any]:
         """Liveness and the model being served (no key needed)."""
-        loaded = app.state.served.loaded
-        return {"status": "ok", "model": app.state.served.info, "task": loaded.task}
+        served = app.state.served
+        return {
+            "status": "ok",
+            "model": served.info,
+            "task": served.loaded.task,
+            **health_extra(served),
+        }
 
     @router.get("/ready", responses={503: {"description": "The model has not answered yet."}})
     def ready() -> JSONResponse:
@@ -147,17 +195,18 @@ def core_routes(state: ServingState, family: Any, describe: Callable[[Any], dict
     @router.get("/model", dependencies=state.need("predict"))
     def model() -> dict[str, Any]:
         """The served model: name, version, family, task, and what its family tells."""
-        loaded = app.state.served.loaded
+        served = app.state.served
         return {
-            **app.state.served.info,
+            **served.info,
             "family": family.name,
-            "task": loaded.task,
-            **describe(loaded),
+            "task": served.loaded.task,
+            **describe(served),
         }
 
     @router.get("/metrics", dependencies=state.need("admin"), response_class=Response)
     def prometheus() -> Response:
-        """Prometheus metrics: requests, latency, errors, the model."""
+        """Prometheus metrics: requests, latency, errors, the model (and the family's own)."""
+        before_metrics(state)
         return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @router.get("/dashboard", dependencies=state.need("admin"), response_class=HTMLResponse)

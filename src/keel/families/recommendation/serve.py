@@ -17,21 +17,16 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import pandas as pd
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from keel.config import MonitoringConfig, ServingConfig
 from keel.families.recommendation.package import LoadedRecommender
 from keel.serving._experiment import (
-    experiment_routes,
     record_outcomes,
-    with_experiment_link,
 )
 from keel.serving._http import (
-    ERROR_RESPONSES,
     MAX_OUTCOMES,
     REQUEST_ID,
     Outcome,
@@ -40,8 +35,6 @@ from keel.serving._http import (
     error_answer,
 )
 from keel.serving._log import PredictionLog
-from keel.serving._middleware import _RequestContext
-from keel.serving._observe import Metrics, Observed, load_keys
 from keel.serving._state import ServingState
 
 MAX_K = 1000
@@ -118,23 +111,6 @@ class _Served:
         return self.ready
 
 
-def recommender_loader(name: str, spec: Any) -> Any:
-    """Load and self-test version ``v`` of recommender ``name`` (an A/B challenger)."""
-
-    def load(version: str) -> _Served:
-        from keel.families.recommendation.package import load_recommender
-
-        loaded = load_recommender(f"{name}/{version}", spec.tracking_uri)
-        loaded.alias = "challenger"
-        served = _Served(loaded)
-        ok, why = served.check_ready()
-        if not ok:
-            raise RuntimeError(why)
-        return served
-
-    return load
-
-
 def create_recommender_app(
     loaded: LoadedRecommender,
     settings: ServingConfig | None = None,
@@ -146,119 +122,48 @@ def create_recommender_app(
     experiments: Any = None,
     privacy: Any = None,
 ) -> FastAPI:
-    """Build the app serving the recommender ``loaded``.
+    """Build the app serving the recommender ``loaded`` (the serving core + ``/recommend``).
 
     ``follow=(alias, tracking_uri)``: when ``keel promote`` or ``keel rollback`` moves the
     alias, the new version is loaded, must answer its self-test, and replaces the old.
     """
-    from keel.serving._app import _error_handlers, serving_lifespan
+    from keel.families import FAMILIES
+    from keel.serving import create_family_app
 
-    settings = settings or ServingConfig()
-    keys = load_keys(settings.api_keys)
-
-    app = FastAPI(
-        title=f"Keel — {loaded.name}",
-        version=loaded.version,
-        description=f"Recommender {loaded.name} version {loaded.version}."
-        + (" Every route but /health and /ready needs an API key." if keys else ""),
-        lifespan=serving_lifespan,
-        responses=ERROR_RESPONSES,
-        telemetry={"tracing": False, "metrics": False, "logs": False},
+    return create_family_app(
+        loaded,
+        FAMILIES.of_metadata(loaded.metadata),
+        serve=_Served,
+        routes=_routes,
+        describe=_describe,
+        settings=settings,
+        log=log,
+        monitoring=monitoring,
+        privacy=privacy,
+        follow=follow,
+        poll_seconds=poll_seconds,
+        experiments=experiments,
+        max_body_bytes=max_body_bytes,
     )
-    metrics = Metrics()
-    state = ServingState(
-        app, settings, monitoring or MonitoringConfig(), keys, metrics, log, None, privacy
-    )
-    app.state.served, app.state.keel, app.state.metrics = _Served(loaded), state, metrics
-    app.state.watcher = None
-    if follow:
-        from keel.families.recommendation.package import load_recommender
-        from keel.serving._follow import PackageFollower
 
-        app.state.watcher = PackageFollower(app, *follow, poll_seconds, load_recommender, _Served)
-    app.state.experiments = experiments
-    metrics.serving(app.state.served.info)
-    cap = max_body_bytes if max_body_bytes is not None else settings.max_body_bytes
-    app.add_middleware(_RequestContext, max_body_bytes=cap)
-    app.add_middleware(Observed, metrics=metrics, version_of=lambda: app.state.served.version)
-    _error_handlers(app)
-    app.include_router(_routes(state))
-    app.include_router(experiment_routes(state))
-    return app
+
+def _describe(served: _Served) -> dict[str, Any]:
+    """What ``GET /model`` says of a recommender: catalogue, users, cut-offs, request."""
+    loaded = served.loaded
+    model = loaded.model
+    return {
+        "candidate": loaded.metadata.get("candidate"),
+        "items": model.n_items,
+        "users": len(model.user_ids),
+        "ks": loaded.metadata.get("ks"),
+        "request": RecommendRequest.model_json_schema(),
+        "example_users": [str(u) for u in model.user_ids[:20]],
+    }
 
 
 def _routes(state: ServingState) -> APIRouter:
     router = APIRouter()
     app = state.app
-
-    @router.get("/health")
-    def health() -> dict[str, Any]:
-        """Liveness and the model being served (no key needed)."""
-        return {"status": "ok", "model": app.state.served.info, "task": "recommendation"}
-
-    @router.get("/ready", responses={503: {"description": "The model has not answered yet."}})
-    def ready() -> JSONResponse:
-        """Readiness: the model answered a known and a new user (no key needed)."""
-        ok, why = app.state.served.check_ready()
-        return JSONResponse(
-            {"ready": ok, "model": app.state.served.info, "self_test": why},
-            status_code=200 if ok else 503,
-        )
-
-    @router.get("/model", dependencies=state.need("predict"))
-    def describe() -> dict[str, Any]:
-        """The recommender: name, version, catalogue and user counts, cut-offs."""
-        loaded = app.state.served.loaded
-        model = loaded.model
-        return {
-            **app.state.served.info,
-            "task": "recommendation",
-            "candidate": loaded.metadata.get("candidate"),
-            "items": model.n_items,
-            "users": len(model.user_ids),
-            "ks": loaded.metadata.get("ks"),
-            "request": RecommendRequest.model_json_schema(),
-            "example_users": [str(u) for u in model.user_ids[:20]],
-        }
-
-    @router.get("/metrics", dependencies=state.need("admin"), response_class=Response)
-    def prometheus() -> Response:
-        """Prometheus metrics: requests, latency, errors, the model."""
-        return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-    @router.get("/dashboard", dependencies=state.need("admin"), response_class=HTMLResponse)
-    def dashboard(request: Request, window: str | None = None) -> Response:
-        """Monitoring of the served version: cold start, coverage, popularity, feedback."""
-        from keel.config import check_window
-        from keel.families.recommendation.monitor import (
-            monitor_recommendations,
-            render_recommendation_dashboard,
-        )
-        from keel.serving._log import read_log
-
-        if state.log is None:
-            return error_answer(409, "the prediction log is off (serving.prediction_log)", request)
-        try:
-            spec = check_window(window) if window else state.monitoring.window
-        except ValueError as exc:
-            return error_answer(422, f"window: {exc}", request)
-        loaded = app.state.served.loaded
-        reference = loaded.documents.get("monitoring_reference.json")
-        if reference is None:
-            return error_answer(409, "this version's package has no monitoring reference", request)
-        state.log.flush()
-        rows = read_log(state.log.url, model_name=loaded.name, model_version=loaded.version)
-        frame = (
-            pd.DataFrame.from_records(rows)
-            if rows
-            else pd.DataFrame(columns=["time", "inputs", "prediction", "label", "latency_ms"])
-        )
-        meta = {"name": loaded.name, "version": loaded.version}
-        report = monitor_recommendations(
-            frame, reference, meta, window=spec, min_rows=state.monitoring.min_rows
-        )
-        page = render_recommendation_dashboard(report.to_dict())
-        return HTMLResponse(with_experiment_link(page, app.state.experiments))
 
     @router.post("/recommend", dependencies=state.need("predict"))
     async def recommend(body: RecommendRequest, request: Request) -> Response:
@@ -357,18 +262,12 @@ def _routes(state: ServingState) -> APIRouter:
 
 def create_app_for(package: LoadedRecommender, spec: Any, log: Any) -> FastAPI:
     """The app a ``ServingSpec`` describes for a recommender (workers follow its alias)."""
-    from keel.serving._app import experiment_routing
+    from keel.families import FAMILIES
+    from keel.serving import family_app_from_spec
 
-    package.alias = spec.follow_alias  # workers load NAME/VERSION of the alias
-    return create_recommender_app(
-        package,
-        spec.serving,
-        log,
-        monitoring=spec.monitoring,
-        follow=(spec.follow_alias, spec.tracking_uri) if spec.follow_alias else None,
-        poll_seconds=spec.poll_seconds,
-        experiments=experiment_routing(spec, package.name, recommender_loader(package.name, spec)),
-        privacy=spec.privacy,
+    family = FAMILIES.of_metadata(package.metadata)
+    return family_app_from_spec(
+        package, family, spec, log, serve=_Served, routes=_routes, describe=_describe
     )
 
 

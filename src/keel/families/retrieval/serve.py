@@ -22,18 +22,16 @@ from collections import OrderedDict
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import Counter, Gauge
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from keel.config import MonitoringConfig, ServingConfig
 from keel.families.retrieval.package import LoadedRetrieval
-from keel.serving._http import ERROR_RESPONSES, REQUEST_ID, dumps_answer, error_answer, logger
+from keel.serving._http import REQUEST_ID, dumps_answer, error_answer, logger
 from keel.serving._log import PredictionLog
-from keel.serving._middleware import _RequestContext
-from keel.serving._observe import Metrics, Observed, load_keys
+from keel.serving._observe import Metrics
 from keel.serving._state import ServingState
 
 MAX_QUERY_CHARS = 20_000  # the body's own cap; the guardrail's length rule is lower
@@ -259,44 +257,100 @@ def create_retrieval_app(
     follow: tuple[str, str] | None = None,
     poll_seconds: float = 5.0,
 ) -> FastAPI:
-    """Build the app serving the retrieval model ``loaded`` (``POST /ask``).
+    """Build the app serving the retrieval model ``loaded`` (the serving core + ``/ask``).
 
     ``follow=(alias, tracking_uri)``: when ``keel promote`` or ``keel rollback`` moves the
     alias, the new version is loaded, must pass its self-test, and replaces the old (its
     own cache starts empty: answers of one version never answer for another).
     """
-    from keel.serving._app import _error_handlers, serving_lifespan
+    from keel.families import FAMILIES
+    from keel.serving import create_family_app
 
-    settings = settings or ServingConfig()
-    keys = load_keys(settings.api_keys)
-    app = FastAPI(
-        title=f"Keel — {loaded.name}",
-        version=loaded.version,
-        description=f"Questions answered from {loaded.name} version {loaded.version}, with"
-        " citations." + (" Every route but /health and /ready needs an API key." if keys else ""),
-        lifespan=serving_lifespan,
-        responses=ERROR_RESPONSES,
-        telemetry={"tracing": False, "metrics": False, "logs": False},
+    return create_family_app(
+        loaded,
+        FAMILIES.of_metadata(loaded.metadata),
+        settings=settings,
+        log=log,
+        monitoring=monitoring,
+        privacy=privacy,
+        follow=follow,
+        poll_seconds=poll_seconds,
+        max_body_bytes=max_body_bytes,
+        **APP_PARTS,
     )
-    metrics = Metrics()
-    state = ServingState(
-        app, settings, monitoring or MonitoringConfig(), keys, metrics, log, None, privacy
-    )
-    app.state.served, app.state.keel, app.state.metrics = _Served(loaded), state, metrics
-    app.state.watcher = None
-    if follow:
-        from keel.families.retrieval.package import load_retrieval
-        from keel.serving._follow import PackageFollower
 
-        app.state.watcher = PackageFollower(app, *follow, poll_seconds, load_retrieval, _Served)
-    app.state.experiments = None
-    metrics.serving(app.state.served.info)
-    cap = max_body_bytes if max_body_bytes is not None else settings.max_body_bytes
-    app.add_middleware(_RequestContext, max_body_bytes=cap)
-    app.add_middleware(Observed, metrics=metrics, version_of=lambda: app.state.served.version)
-    _error_handlers(app)
-    app.include_router(_routes(state, _AskMetrics(metrics)))
-    return app
+
+def _routes_with_metrics(state: ServingState) -> APIRouter:
+    state.app.state.ask_metrics = _AskMetrics(state.metrics)
+    router = _routes(state, state.app.state.ask_metrics)
+    router.include_router(_feedback_routes(state))
+    return router
+
+
+def _feedback_routes(state: ServingState) -> APIRouter:
+    """``POST /feedback``: whether an answer helped, and which document answered."""
+    router = APIRouter()
+
+    @router.post("/feedback", dependencies=state.need("predict"))
+    def feedback(body: AskFeedback, request: Request) -> JSONResponse:
+        """Whether the answer ``request_id`` helped, and which document really answered."""
+        if state.log is None:
+            return error_answer(409, "the prediction log is off (serving.prediction_log)", request)
+        if state.opted_out(request, body.opt_out):
+            state.count_opt_out(state.app.state.served.loaded.name)
+            return JSONResponse({"status": "not stored (opt-out)"})
+        if not state.log.has_request(body.request_id):
+            return error_answer(
+                404, f"request_id {body.request_id!r}: no such answer in the log", request
+            )
+        known = set(state.app.state.served.loaded.model.chunks["doc_id"])
+        if body.document is not None and body.document not in known:
+            return error_answer(
+                422,
+                f"document: {body.document!r} is not in the corpus of this version; send a"
+                " doc_id from the answer's citations",
+                request,
+            )
+        label = {"helpful": body.helpful, "document": body.document}
+        state.log.feedback(body.request_id, [label])
+        return JSONResponse({"recorded": 1, "request_id": body.request_id})
+
+    return router
+
+
+def _describe(served: _Served) -> dict[str, Any]:
+    """What ``GET /model`` says: retriever, corpus size, answer settings, guardrails."""
+    loaded = served.loaded
+    model = loaded.model
+    examples = (loaded.documents.get("examples.json") or {}).get("questions", [])
+    return {
+        "retriever": model.kind,
+        "params": model.retriever.params,
+        "chunks": len(model.chunks),
+        "documents": int(model.chunks["doc_id"].nunique()),
+        "answer": {
+            k: v for k, v in model.answer_settings.to_dict().items() if k != "prompt_template"
+        },
+        "answered_by": f"generated by {served.generator.model}"
+        if served.generator
+        else "extractive",
+        "guardrails": model.guardrails.to_dict(),
+        "request": AskRequest.model_json_schema(),
+        "example_questions": examples[:100],
+    }
+
+
+def _refresh_gauges(state: ServingState) -> None:
+    state.app.state.ask_metrics.hit_rate.set(state.app.state.served.cache.hit_rate())
+
+
+APP_PARTS: dict[str, Any] = {
+    "serve": lambda loaded: _Served(loaded),
+    "routes": _routes_with_metrics,
+    "describe": _describe,
+    "health": lambda served: {"pii_guardrails": served.find is not None},
+    "before_metrics": _refresh_gauges,
+}
 
 
 def _public(answer: dict[str, Any]) -> dict[str, Any]:
@@ -306,87 +360,6 @@ def _public(answer: dict[str, Any]) -> dict[str, Any]:
 def _routes(state: ServingState, ask_metrics: _AskMetrics) -> APIRouter:
     router = APIRouter()
     app = state.app
-
-    @router.get("/health")
-    def health() -> dict[str, Any]:
-        """Liveness and the model being served (no key needed)."""
-        served = app.state.served
-        return {
-            "status": "ok",
-            "model": served.info,
-            "task": "retrieval",
-            "pii_guardrails": served.find is not None,
-        }
-
-    @router.get("/ready", responses={503: {"description": "The model has not answered yet."}})
-    def ready() -> JSONResponse:
-        """Readiness: the model answered a question and blocked an injection (no key needed)."""
-        ok, why = app.state.served.check_ready()
-        return JSONResponse(
-            {"ready": ok, "model": app.state.served.info, "self_test": why},
-            status_code=200 if ok else 503,
-        )
-
-    @router.get("/model", dependencies=state.need("predict"))
-    def describe() -> dict[str, Any]:
-        """The retrieval model: retriever, corpus size, answer settings, guardrails."""
-        loaded = app.state.served.loaded
-        model = loaded.model
-        return {
-            **app.state.served.info,
-            "task": "retrieval",
-            "retriever": model.kind,
-            "params": model.retriever.params,
-            "chunks": len(model.chunks),
-            "documents": int(model.chunks["doc_id"].nunique()),
-            "answer": {
-                k: v for k, v in model.answer_settings.to_dict().items() if k != "prompt_template"
-            },
-            "answered_by": f"generated by {app.state.served.generator.model}"
-            if app.state.served.generator
-            else "extractive",
-            "guardrails": model.guardrails.to_dict(),
-            "request": AskRequest.model_json_schema(),
-            "example_questions": (loaded.documents.get("examples.json") or {}).get("questions", [])[
-                :100
-            ],
-        }
-
-    @router.get("/metrics", dependencies=state.need("admin"), response_class=Response)
-    def prometheus() -> Response:
-        """Prometheus metrics: requests, latency, errors, cache hits, blocks."""
-        ask_metrics.hit_rate.set(app.state.served.cache.hit_rate())
-        return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-    @router.get("/dashboard", dependencies=state.need("admin"), response_class=HTMLResponse)
-    def dashboard(request: Request, window: str | None = None) -> Response:
-        """Monitoring of the served version: query drift, no-answer and block rates, feedback."""
-        from keel.config import check_window
-        from keel.families.retrieval.monitor import monitor_questions, render_retrieval_dashboard
-        from keel.serving._log import read_log
-
-        if state.log is None:
-            return error_answer(409, "the prediction log is off (serving.prediction_log)", request)
-        try:
-            spec = check_window(window) if window else state.monitoring.window
-        except ValueError as exc:
-            return error_answer(422, f"window: {exc}", request)
-        loaded = app.state.served.loaded
-        reference = loaded.documents.get("monitoring_reference.json")
-        if reference is None:
-            return error_answer(409, "this version's package has no monitoring reference", request)
-        state.log.flush()
-        rows = read_log(state.log.url, model_name=loaded.name, model_version=loaded.version)
-        frame = (
-            pd.DataFrame.from_records(rows)
-            if rows
-            else pd.DataFrame(columns=["time", "inputs", "prediction", "label", "latency_ms"])
-        )
-        meta = {"name": loaded.name, "version": loaded.version}
-        report = monitor_questions(
-            frame, reference, meta, window=spec, min_rows=state.monitoring.min_rows
-        )
-        return HTMLResponse(render_retrieval_dashboard(report))
 
     @router.post("/ask", dependencies=state.need("predict"))
     async def ask(body: AskRequest, request: Request) -> Response:
@@ -467,45 +440,16 @@ def _routes(state: ServingState, ask_metrics: _AskMetrics) -> APIRouter:
             )
         return Response(dumps_answer(out), media_type="application/json")
 
-    @router.post("/feedback", dependencies=state.need("predict"))
-    def feedback(body: AskFeedback, request: Request) -> JSONResponse:
-        """Whether the answer ``request_id`` helped, and which document really answered."""
-        if state.log is None:
-            return error_answer(409, "the prediction log is off (serving.prediction_log)", request)
-        if state.opted_out(request, body.opt_out):
-            state.count_opt_out(app.state.served.loaded.name)
-            return JSONResponse({"status": "not stored (opt-out)"})
-        if not state.log.has_request(body.request_id):
-            return error_answer(
-                404, f"request_id {body.request_id!r}: no such answer in the log", request
-            )
-        known = set(app.state.served.loaded.model.chunks["doc_id"])
-        if body.document is not None and body.document not in known:
-            return error_answer(
-                422,
-                f"document: {body.document!r} is not in the corpus of this version; send a"
-                " doc_id from the answer's citations",
-                request,
-            )
-        label = {"helpful": body.helpful, "document": body.document}
-        state.log.feedback(body.request_id, [label])
-        return JSONResponse({"recorded": 1, "request_id": body.request_id})
-
     return router
 
 
 def create_app_for(package: LoadedRetrieval, spec: Any, log: Any) -> FastAPI:
     """The app a ``ServingSpec`` describes for a retrieval model (workers follow its alias)."""
-    package.alias = spec.follow_alias  # workers load NAME/VERSION of the alias
-    return create_retrieval_app(
-        package,
-        spec.serving,
-        log,
-        monitoring=spec.monitoring,
-        privacy=spec.privacy,
-        follow=(spec.follow_alias, spec.tracking_uri) if spec.follow_alias else None,
-        poll_seconds=spec.poll_seconds,
-    )
+    from keel.families import FAMILIES
+    from keel.serving import family_app_from_spec
+
+    family = FAMILIES.of_metadata(package.metadata)
+    return family_app_from_spec(package, family, spec, log, ab_tests=False, **APP_PARTS)
 
 
 def loadtest_bodies(model: dict[str, Any], tracking_uri: str, rows: int) -> tuple[str, list]:

@@ -21,8 +21,8 @@ def self_test(loaded: Any) -> tuple[bool, str]:
     return ok, "the constant loaded" if ok else "no constant"
 
 
-def describe(loaded: Any) -> dict[str, Any]:
-    return {"value": loaded.model}
+def describe(served: Any) -> dict[str, Any]:
+    return {"value": served.loaded.model}
 
 
 def routes(state: Any) -> APIRouter:
