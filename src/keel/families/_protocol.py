@@ -88,6 +88,7 @@ class Family:
     task_module: ClassVar[str]
     stage_names: ClassVar[tuple[str, ...]]
     commands_module: ClassVar[str | None] = None
+    subject_documents: ClassVar[tuple[str, ...]] = ()  # package documents naming people
 
     def __repr__(self) -> str:
         return f"<keel family {self.name!r}: tasks {', '.join(self.tasks)}>"
@@ -136,6 +137,14 @@ class Family:
         explainer (families that explain single answers use it).
         """
         raise self._missing("a serving app")
+
+    def subject_column(self, config: Any) -> str | None:
+        """The column naming a person in this family's data, when keel.yaml names none."""
+        return None
+
+    def subject_in_package(self, documents: dict[str, Any], subject: str) -> list[str]:
+        """Where a package's own documents (``subject_documents``) name ``subject``."""
+        return []
 
     def log_subject(self, package: Any) -> str | None:
         """The request field naming the person an answer is about (erasure, opt-out)."""

@@ -18,17 +18,34 @@ import pyarrow.parquet as pq
 
 from keel.config import ProjectConfig, resolve_settings
 from keel.errors import KeelInputError
+from keel.families import FAMILIES
 
 
 def subject_column(config: ProjectConfig) -> str:
     """The request field (and training column) that identifies a data subject."""
-    column = config.privacy.subject_column or (config.user_column if config.recommends else None)
+    column = config.privacy.subject_column or FAMILIES.for_task(config.task).subject_column(config)
     if not column:
         raise KeelInputError(
             "privacy.subject_column is not set: name the field that identifies a person"
             " (e.g. privacy: {subject_column: customer_id}) in keel.yaml"
         )
     return column
+
+
+def _in_package(config: ProjectConfig, settings: Any, version: str, subject: str) -> list[str]:
+    """Where the version's package itself names ``subject`` (its family says)."""
+    from keel.registry import package_documents
+
+    family = FAMILIES.for_task(config.task)
+    if not family.subject_documents:
+        return []  # the family's packages name no person
+    try:
+        _, documents = package_documents(
+            f"{config.name}/{version}", settings.tracking_uri, family.subject_documents
+        )
+    except Exception:  # a package that cannot be read: its snapshot still answers
+        documents = {}
+    return family.subject_in_package(documents, subject)
 
 
 def _snapshot_holds(path: Path, column: str, subject: str) -> bool | None:
@@ -47,7 +64,7 @@ def _snapshot_holds(path: Path, column: str, subject: str) -> bool | None:
 
 def versions_holding(config: ProjectConfig, subject: str) -> list[dict[str, Any]]:
     """Every version of the project's model whose training data or package holds ``subject``."""
-    from keel.registry import mlflow_scope, package_documents, retired_of, semver_of
+    from keel.registry import mlflow_scope, retired_of, semver_of
 
     settings = resolve_settings(config)
     column = subject_column(config)
@@ -69,19 +86,7 @@ def versions_holding(config: ProjectConfig, subject: str) -> list[dict[str, Any]
                 where.append(f"training snapshot {digest[:12]} ({column})")
             elif held is None:
                 where.append(f"unknown: snapshot {digest[:12]} is not here or has no {column}")
-        if config.recommends:
-            try:
-                _, documents = package_documents(
-                    f"{config.name}/{v.version}",
-                    settings.tracking_uri,
-                    ("monitoring_reference.json",),
-                )
-            except Exception:  # a package that cannot be read: its snapshot still answers
-                documents = {}
-            groups = (documents.get("monitoring_reference.json") or {}).get("user_groups") or {}
-            held_in = [f for f, users in groups.items() if subject in users]
-            if held_in:
-                where.append(f"package user-group map ({', '.join(held_in)})")
+        where += _in_package(config, settings, str(v.version), subject)
         if where:
             found.append(
                 {

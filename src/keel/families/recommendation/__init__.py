@@ -20,6 +20,7 @@ class RecommendationFamily(Family):
     tasks = ("recommendation",)
     task_module = "keel.families.recommendation.task"
     commands_module = "keel.families.recommendation.cli"
+    subject_documents = ("monitoring_reference.json",)  # its user-group map names users
     stage_names = (
         "ingest", "pii", "validate", "split", "profile", "tune", "train", "evaluate",
         "fairness", "explain", "robustness", "register", "compare", "report", "alias",
@@ -55,6 +56,15 @@ class RecommendationFamily(Family):
         from keel.families.recommendation.serve import create_app_for
 
         return create_app_for(package, spec, log)
+
+    def subject_column(self, config: Any) -> str | None:
+        return config.user_column
+
+    def subject_in_package(self, documents: dict[str, Any], subject: str) -> list[str]:
+        reference = documents.get("monitoring_reference.json") or {}
+        groups = reference.get("user_groups") or {}
+        held_in = [f for f, users in groups.items() if subject in users]
+        return [f"package user-group map ({', '.join(held_in)})"] if held_in else []
 
     def log_subject(self, package: Any) -> str | None:
         return str(package.metadata.get("user_column") or "user_id")
