@@ -223,6 +223,28 @@ def _family(name: str, version: str, tracking_uri: str) -> str:
     return FAMILIES.of_metadata(meta).experiment_kind(get_task(str(meta.get("task"))))
 
 
+def _check_plan(split: float, planned_per_arm: int | None) -> None:
+    from keel.errors import KeelInputError
+
+    if not 1 <= split <= 99:
+        raise KeelInputError(f"--split is the challenger's percent of units, 1..99; got {split:g}")
+    if planned_per_arm is not None and planned_per_arm < 2:
+        raise KeelInputError("--planned-per-arm must be at least 2")
+
+
+def _same_kind(name: str, challenger: str, current: str, tracking_uri: str) -> str:
+    """What both versions answer (``lists``, ``classes``, ``numbers``); exit 2 if they differ."""
+    from keel.errors import KeelInputError
+
+    kind = _family(name, challenger, tracking_uri)
+    if kind != _family(name, current, tracking_uri):
+        raise KeelInputError(
+            f"version {challenger}'s answers are {kind} and the champion's (version"
+            f" {current}) are not: compare models of one task"
+        )
+    return kind
+
+
 def _guardrails(values: list[str]) -> dict[str, float]:
     from keel.errors import KeelInputError
     from keel.monitoring._experiments import DEFAULT_GUARDRAILS
@@ -301,12 +323,7 @@ def start(
     from keel.registry import alias_version, mlflow_scope, model_version
 
     with exit_codes(debug):
-        if not 1 <= split <= 99:
-            raise KeelInputError(
-                f"--split is the challenger's percent of units, 1..99; got {split:g}"
-            )
-        if planned_per_arm is not None and planned_per_arm < 2:
-            raise KeelInputError("--planned-per-arm must be at least 2")
+        _check_plan(split, planned_per_arm)
         project, url = _log_and_registry(config, log, must_exist=False)
         project = _project_of(project, config)
         uri = resolve_settings(project).tracking_uri
@@ -319,12 +336,7 @@ def start(
                 f"{name_of_model}@{champion} does not exist: nothing to compare the challenger"
                 " with; promote a champion first"
             )
-        family = _family(name_of_model, challenger, uri)
-        if family != _family(name_of_model, current, uri):
-            raise KeelInputError(
-                f"version {challenger} is a {family} model and the champion (version"
-                f" {current}) is not: compare models of one task"
-            )
+        family = _same_kind(name_of_model, challenger, current, uri)
         settings = {
             "metrics": list(metric or []),
             "guardrails": _guardrails(list(guardrail or [])),

@@ -308,20 +308,25 @@ def predict(
         if json_out:
             print(json.dumps(summary, default=str))
             return
-        if "scored" in summary:
-            console.print(
-                f"scored {summary['scored']:,} of {summary['rows']:,} rows with {name} version"
-                f" {version} into {summary['out']}"
-                + (
-                    f"; {summary['rejected']:,} rejected into {summary['rejects']}"
-                    if summary["rejected"]
-                    else "; none rejected"
-                )
+        _print_scored(console, summary, name, version)
+
+
+def _print_scored(console: Console, summary: dict[str, Any], name: str, version: str) -> None:
+    """What `keel predict` wrote, on a terminal (rows or recommendations)."""
+    if "scored" in summary:
+        console.print(
+            f"scored {summary['scored']:,} of {summary['rows']:,} rows with {name} version"
+            f" {version} into {summary['out']}"
+            + (
+                f"; {summary['rejected']:,} rejected into {summary['rejects']}"
+                if summary["rejected"]
+                else "; none rejected"
             )
-            for problem in summary["problems"][:5]:
-                console.print(f"  {problem['rows']:,} × {problem['rule']}")
-        else:
-            console.print(
-                f"wrote {summary['rows']} recommendations for {summary['users']} users to"
-                f" {summary['out']}"
-            )
+        )
+        for problem in summary["problems"][:5]:
+            console.print(f"  {problem['rows']:,} × {problem['rule']}")
+    else:
+        console.print(
+            f"wrote {summary['rows']} recommendations for {summary['users']} users to"
+            f" {summary['out']}"
+        )

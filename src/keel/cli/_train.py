@@ -78,22 +78,11 @@ def run(
     Exit codes: 0 done, 1 a gate failed, 2 bad config or data (nothing written).
     """
     from keel.config import load_config, resolve_settings
-    from keel.errors import KeelFinding, KeelInputError
     from keel.families import FAMILIES
     from keel.pipeline import run_project
 
     with exit_codes(debug):
-        project = load_config(config)
-        if ray_address is not None:
-            from keel.config import TuningConfig
-
-            try:
-                tuning = TuningConfig(ray_address=ray_address)
-            except ValueError:
-                raise KeelInputError(
-                    f"--ray-address must be HOST:PORT of a Ray cluster, not {ray_address!r}"
-                ) from None
-            project = project.model_copy(update={"tuning": tuning})
+        project = _with_ray_address(load_config(config), ray_address)
         settings = resolve_settings(project)
         console = Console(stderr=True)
         show = _interactive(json_out)
@@ -130,44 +119,64 @@ def run(
             print(json.dumps(payload, default=str))
         else:
             FAMILIES.for_task(payload["task"]).render_run(payload)
-        failed_behaviour = [
-            b for b in payload["assessment"].get("behaviour", []) if not b["passed"]
-        ]
-        if failed_behaviour:
-            first = failed_behaviour[0]
-            raise KeelFinding(
-                f"behaviour test failed: {first['kind']}"
-                f" {first.get('feature') or first.get('slice')}: {first['detail']}"
-                + (f" (and {len(failed_behaviour) - 1} more)" if len(failed_behaviour) > 1 else "")
-                + f"; version {payload['model']['version']} is registered without an alias"
-            )
-        fairness = payload["assessment"].get("fairness") or {}
-        if fairness.get("breaches"):
-            first = fairness["breaches"][0]
-            extremes = first.get("groups") or {}
-            between = (
-                f" ({extremes['metric']}: {extremes['lowest']['group']}"
-                f" {extremes['lowest']['value']:.3f} vs {extremes['highest']['group']}"
-                f" {extremes['highest']['value']:.3f})"
-                if extremes
-                else ""
-            )
-            more = len(fairness["breaches"]) - 1
-            raise KeelFinding(
-                f"fairness gate failed: {first['feature']} {first['measure']} ="
-                f" {first['value']:.4f}, limit {first['kind']} {first['limit']:g}{between}"
-                + (f" (and {more} more)" if more else "")
-                + f"; version {payload['model']['version']} is registered without an alias"
-            )
-        gate = payload["assessment"].get("gate")
-        if gate and not gate["passed"]:
-            d = gate["difference"]
-            raise KeelFinding(
-                f"baseline gate failed: {gate['model']} does not beat {gate['baseline']} on test"
-                f" {gate['metric']} by {gate['margin']:g} with 95% confidence (difference"
-                f" {d['value']:+.4f}, CI {d['low']:+.4f} to {d['high']:+.4f}); version"
-                f" {payload['model']['version']} is registered without an alias"
-            )
+        _raise_findings(payload)
+
+
+def _with_ray_address(project: Any, ray_address: str | None) -> Any:
+    """The project with ``--ray-address`` as its tuning cluster (exit 2 if malformed)."""
+    if ray_address is None:
+        return project
+    from keel.config import TuningConfig
+
+    try:
+        tuning = TuningConfig(ray_address=ray_address)
+    except ValueError:
+        raise KeelInputError(
+            f"--ray-address must be HOST:PORT of a Ray cluster, not {ray_address!r}"
+        ) from None
+    return project.model_copy(update={"tuning": tuning})
+
+
+def _raise_findings(payload: dict[str, Any]) -> None:
+    """Exit 1 when a behaviour test, a fairness limit or the baseline gate withheld the alias."""
+    from keel.errors import KeelFinding
+
+    failed_behaviour = [b for b in payload["assessment"].get("behaviour", []) if not b["passed"]]
+    if failed_behaviour:
+        first = failed_behaviour[0]
+        raise KeelFinding(
+            f"behaviour test failed: {first['kind']}"
+            f" {first.get('feature') or first.get('slice')}: {first['detail']}"
+            + (f" (and {len(failed_behaviour) - 1} more)" if len(failed_behaviour) > 1 else "")
+            + f"; version {payload['model']['version']} is registered without an alias"
+        )
+    fairness = payload["assessment"].get("fairness") or {}
+    if fairness.get("breaches"):
+        first = fairness["breaches"][0]
+        extremes = first.get("groups") or {}
+        between = (
+            f" ({extremes['metric']}: {extremes['lowest']['group']}"
+            f" {extremes['lowest']['value']:.3f} vs {extremes['highest']['group']}"
+            f" {extremes['highest']['value']:.3f})"
+            if extremes
+            else ""
+        )
+        more = len(fairness["breaches"]) - 1
+        raise KeelFinding(
+            f"fairness gate failed: {first['feature']} {first['measure']} ="
+            f" {first['value']:.4f}, limit {first['kind']} {first['limit']:g}{between}"
+            + (f" (and {more} more)" if more else "")
+            + f"; version {payload['model']['version']} is registered without an alias"
+        )
+    gate = payload["assessment"].get("gate")
+    if gate and not gate["passed"]:
+        d = gate["difference"]
+        raise KeelFinding(
+            f"baseline gate failed: {gate['model']} does not beat {gate['baseline']} on test"
+            f" {gate['metric']} by {gate['margin']:g} with 95% confidence (difference"
+            f" {d['value']:+.4f}, CI {d['low']:+.4f} to {d['high']:+.4f}); version"
+            f" {payload['model']['version']} is registered without an alias"
+        )
 
 
 @app.command()

@@ -121,26 +121,31 @@ def drift(
         if json_out:
             print(json.dumps(found))
         else:
-            table = Table(title=f"Drift: {Path(reference).name} → {current.name}")
-            for head in ("column", "test", "statistic", "p-value", "PSI", "JS", "W/σ", "drift"):
-                table.add_column(head, justify="right" if head != "column" else "left")
-            for c in report.columns:
-                table.add_row(
-                    c.column,
-                    c.test,
-                    f"{c.statistic:.4f}",
-                    f"{c.p_value:.3g}",
-                    f"{c.psi:.3f}",
-                    f"{c.jensen_shannon:.3f}",
-                    "—" if c.wasserstein_normalized is None else f"{c.wasserstein_normalized:.3f}",
-                    "[red]yes[/red]" if c.drifted else "no",
-                )
-            Console().print(table)
+            _print_drift(report, Path(reference).name, current.name)
         if report.drifted:
             raise KeelFinding(
                 f"dataset drift: {len(report.drifted_columns)} of {len(report.columns)} columns"
                 f" drifted ({', '.join(report.drifted_columns[:8])})"
             )
+
+
+def _print_drift(report: Any, reference: str, current: str) -> None:
+    """One row per column: the test, its statistic and p-value, PSI, JS, W/σ, drift."""
+    table = Table(title=f"Drift: {reference} → {current}")
+    for head in ("column", "test", "statistic", "p-value", "PSI", "JS", "W/σ", "drift"):
+        table.add_column(head, justify="right" if head != "column" else "left")
+    for c in report.columns:
+        table.add_row(
+            c.column,
+            c.test,
+            f"{c.statistic:.4f}",
+            f"{c.p_value:.3g}",
+            f"{c.psi:.3f}",
+            f"{c.jensen_shannon:.3f}",
+            "—" if c.wasserstein_normalized is None else f"{c.wasserstein_normalized:.3f}",
+            "[red]yes[/red]" if c.drifted else "no",
+        )
+    Console().print(table)
 
 
 @app.command()

@@ -161,11 +161,8 @@ def _diagnostics_html(diagnostics: dict[str, Any]) -> list[str]:
     return parts
 
 
-def _assessment_html(report: RunReport) -> list[str]:
-    assessment = report.assessment
-    if not assessment:
-        return []
-    parts = ["<h2>Confidence, gate and cross-validation</h2>"]
+def _intervals_table(assessment: dict[str, Any]) -> str:
+    """Each test metric with its 95 % bootstrap interval and its cross-validation spread."""
     cv = assessment.get("cross_validation", {})
     rows = []
     for name, interval in sorted(assessment.get("intervals", {}).items()):
@@ -178,7 +175,14 @@ def _assessment_html(report: RunReport) -> list[str]:
                 f"{_fmt(fold.get('mean'))} ± {_fmt(fold.get('std'))}" if fold else "—",
             ]
         )
-    parts.append(_table(["metric", "test", "95% bootstrap CI", "CV mean ± std"], rows))
+    return _table(["metric", "test", "95% bootstrap CI", "CV mean ± std"], rows)
+
+
+def _assessment_html(report: RunReport) -> list[str]:
+    assessment = report.assessment
+    if not assessment:
+        return []
+    parts = ["<h2>Confidence, gate and cross-validation</h2>", _intervals_table(assessment)]
     shipped = assessment.get("shipped") or {}
     if shipped.get("note"):
         parts.append(f"<p><b>Shipped model</b>: {html.escape(shipped['note'])}.</p>")
@@ -501,6 +505,15 @@ def _group_text(group: dict[str, Any] | None) -> str:
     return f"{group['group']} ({group['value']:.3f}, n={group['rows']})"
 
 
+REPORT_CSS = (
+    "body{font-family:system-ui,sans-serif;margin:2rem;max-width:70rem;color:#222}"
+    "table{border-collapse:collapse;margin:0.5rem 0 1.5rem}"
+    "td,th{border:1px solid #ccc;padding:0.25rem 0.6rem;text-align:left;"
+    "overflow-wrap:anywhere}"
+    "th{background:#f2f2f2}code{background:#f6f6f6;padding:0 0.2rem}"
+)
+
+
 def render_html(report: RunReport) -> str:
     """Render the report as one HTML page with no external resources."""
     model = report.model
@@ -528,16 +541,9 @@ def render_html(report: RunReport) -> str:
         for c in report.schema.get("columns", [])
     ]
     title = f"Keel run report — {model.name} v{model.version}"
-    css = (
-        "body{font-family:system-ui,sans-serif;margin:2rem;max-width:70rem;color:#222}"
-        "table{border-collapse:collapse;margin:0.5rem 0 1.5rem}"
-        "td,th{border:1px solid #ccc;padding:0.25rem 0.6rem;text-align:left;"
-        "overflow-wrap:anywhere}"
-        "th{background:#f2f2f2}code{background:#f6f6f6;padding:0 0.2rem}"
-    )
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>{html.escape(title)}</title><style>{css}</style></head><body>",
+        f"<title>{html.escape(title)}</title><style>{REPORT_CSS}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
         f"<p>Task <b>{html.escape(report.task)}</b>; registered as "
         f"<code>models:/{html.escape(model.name)}@{html.escape(str(model.alias))}</code>"
