@@ -59,21 +59,42 @@ def _names() -> set[str]:
     return names
 
 
-def _literals(node: ast.AST) -> list[str]:
+def _constants(names: set[str]) -> dict[str, str]:
+    """Module-level constants anywhere in src/keel that hold a family or task name."""
+    found = {}
+    for path in sorted(SRC.rglob("*.py")):
+        for node in ast.parse(path.read_text()).body:
+            if (
+                isinstance(node, ast.Assign)
+                and isinstance(node.value, ast.Constant)
+                and node.value.value in names
+            ):
+                found |= {t.id: node.value.value for t in node.targets if isinstance(t, ast.Name)}
+    return found
+
+
+def _literals(node: ast.AST, constants: dict[str, str] | None = None) -> list[str]:
+    constants = constants or {}
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return [node.value]
+    if isinstance(node, ast.Name) and node.id in constants:  # RETRIEVAL = "retrieval"
+        return [constants[node.id]]
+    if isinstance(node, ast.Attribute) and node.attr in constants:  # config.RETRIEVAL
+        return [constants[node.attr]]
     if isinstance(node, ast.Tuple | ast.List | ast.Set):
-        return [e.value for e in node.elts if isinstance(e, ast.Constant)]
+        return [v for e in node.elts for v in _literals(e, constants)]
     return []
 
 
-def name_sites(tree: ast.AST, names: set[str]) -> list[tuple[int, str]]:
+def name_sites(
+    tree: ast.AST, names: set[str], constants: dict[str, str] | None = None
+) -> list[tuple[int, str]]:
     """Comparisons, ``match`` cases and registry look-ups naming a family or a task."""
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Compare):
             for side in (node.left, *node.comparators):
-                if set(_literals(side)) & names:
+                if set(_literals(side, constants)) & names:
                     found.append((node.lineno, ast.unparse(node)))
                     break
         elif isinstance(node, ast.MatchValue) and set(_literals(node.value)) & names:
@@ -99,10 +120,11 @@ def _generic_modules() -> list[Path]:
 
 def test_generic_code_never_compares_against_a_family_or_task_name():
     names = _names()
+    constants = _constants(names)
     found = [
         f"{path.relative_to(SRC)}:{line}: {text}"
         for path in _generic_modules()
-        for line, text in name_sites(ast.parse(path.read_text()), names)
+        for line, text in name_sites(ast.parse(path.read_text()), names, constants)
     ]
     assert found == [], "ask the family (keel.families) or its capabilities:\n" + "\n".join(found)
 
@@ -116,8 +138,11 @@ def test_the_name_guard_can_fail():
         "get_family('recommendation')\n"
         "is_recommender(uri)\n"
         "if task == 'tabularish': pass\n"
+        "if config.task == RETRIEVAL: pass\n"
+        "if data.get('task') in (RECOMMENDATION, 'x'): pass\n"
     )
-    assert len(name_sites(ast.parse(code), _names())) == 6
+    constants = {"RETRIEVAL": "retrieval", "RECOMMENDATION": "recommendation"}
+    assert len(name_sites(ast.parse(code), _names(), constants)) == 8
 
 
 def _long_functions() -> dict[str, int]:

@@ -50,24 +50,20 @@ def load_config(path: str | Path | None = None) -> ProjectConfig:
         raise ConfigError(f"{file}:{where}: not valid YAML: {problem}") from exc
     config = parse_config(raw, origin=str(file))
     config = config.with_root(file.parent, source=file.resolve())
-    if config.retrieves:
-        if config.data_path is not None and not config.data_path.exists():
-            raise ConfigError(
-                f"{file}: key 'data': folder or file {config.data!r} not found (looked at"
-                f" {config.data_path}); fix the path, relative to the folder of keel.yaml"
-            )
-        queries = config.table_path(config.queries)
-        if queries is not None and not queries.is_file():
-            raise ConfigError(
-                f"{file}: key 'queries': file {config.queries!r} not found (looked at"
-                f" {queries}); fix the path, relative to the folder of keel.yaml"
-            )
-    elif config.data_path is not None and not config.data_path.is_file():
+    from keel.families import FAMILIES
+
+    folders = FAMILIES.for_task(config.task).capabilities.reads_folders
+    if folders and config.data_path is not None and not config.data_path.exists():
+        raise ConfigError(
+            f"{file}: key 'data': folder or file {config.data!r} not found (looked at"
+            f" {config.data_path}); fix the path, relative to the folder of keel.yaml"
+        )
+    if not folders and config.data_path is not None and not config.data_path.is_file():
         raise ConfigError(
             f"{file}: key 'data': file {config.data!r} not found (looked at {config.data_path});"
             " fix the path, relative to the folder of keel.yaml"
         )
-    for key in ("users", "items"):
+    for key in ("users", "items", "queries"):  # the other files keel.yaml may name
         spec = getattr(config, key)
         path = config.table_path(spec)
         if path is not None and not path.is_file():

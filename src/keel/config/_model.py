@@ -784,17 +784,18 @@ class ProjectConfig(_Strict):
 
     @model_validator(mode="before")
     @classmethod
-    def _recommendation_defaults(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("task") == RETRIEVAL:
-            data = dict(data)
-            data.setdefault("candidates", list(RETRIEVER_NAMES))
-        if isinstance(data, dict) and data.get("task") == RECOMMENDATION:
-            data = dict(data)
-            data.setdefault("candidates", list(DEFAULT_RECOMMENDERS))
-            split = data.get("split")
-            if split is None or isinstance(split, dict):
-                data["split"] = {"strategy": "global_time", **(split or {})}
-        return data
+    def _family_defaults(cls, data: Any) -> Any:
+        """The defaults of the task's family (its candidates, its split) where unset."""
+        from keel.errors import ConfigError
+        from keel.families import FAMILIES
+
+        if not isinstance(data, dict):
+            return data
+        try:
+            family = FAMILIES.for_task(data.get("task"))
+        except ConfigError:  # an unknown task: the field's own check names it
+            return data
+        return family.config_defaults(dict(data))
 
     @field_validator("task")
     @classmethod
@@ -828,144 +829,29 @@ class ProjectConfig(_Strict):
                 f" score; a {family.name} model (task: {self.task}) has no rows of features"
                 " to test: remove the key (its package checks run at registration)"
             )
-        if self.retrieves:
-            return self._check_retrieval()
-        if isinstance(self.data, str):
+        if isinstance(self.data, str) and not family.capabilities.reads_folders:
             try:
                 _check_suffix(self.data)
             except ValueError as exc:
                 raise ValueError(f"key 'data': {exc}") from None
-        misplaced = [key for key in RETRIEVAL_KEYS if getattr(self, key) is not None]
-        if misplaced:
-            raise ValueError(
-                f"{', '.join(misplaced)} {'is' if len(misplaced) == 1 else 'are'} for"
-                " task: retrieval; set task: retrieval or remove them"
-            )
-        if self.recommends:
-            return self._check_recommendation()
-        return self._check_tabular()
-
-    def _check_retrieval(self) -> ProjectConfig:
-        if not isinstance(self.data, str):
-            raise ValueError(
-                "data: a retrieval corpus is a folder of documents or a table file, not SQL or DVC"
-            )
-        if self.queries is None:
-            raise ValueError(
-                "task: retrieval needs queries: a JSONL or CSV file of labelled questions"
-                " (query, relevant document ids, optional answer) to tune and evaluate on"
-            )
-        if Path(self.queries).suffix.lower() not in (".jsonl", ".ndjson", ".csv"):
-            raise ValueError(f"queries: must be a .jsonl or .csv file, got {self.queries!r}")
-        misplaced = [
-            k for k in (*RECOMMENDATION_KEYS, "time_column", "group_column") if getattr(self, k)
-        ]
-        if self.target is not None:
-            misplaced.append("target")
-        if self.sensitive_features:
-            misplaced.append("sensitive_features")
-        if misplaced:
-            raise ValueError(
-                f"{', '.join(misplaced)} do(es) not apply to task: retrieval; remove"
-                f" {'it' if len(misplaced) == 1 else 'them'}"
-            )
-        wrong = [c for c in self.candidates if c not in RETRIEVER_NAMES]
-        if wrong:
-            raise ValueError(
-                f"candidates {wrong} are not retrievers; task: retrieval takes"
-                f" {', '.join(RETRIEVER_NAMES)}"
-            )
+        for other in FAMILIES.usable():
+            misplaced = [
+                k for k in other.config_keys if other is not family and getattr(self, k) is not None
+            ]
+            if misplaced:
+                raise ValueError(
+                    f"{', '.join(misplaced)} {'is' if len(misplaced) == 1 else 'are'} for"
+                    f" task: {other.tasks[0]}; set task: {other.tasks[0]} or remove them"
+                )
+        family.check_config(self)
         return self
-
-    @property
-    def retrieves(self) -> bool:
-        """Whether the project builds a retrieval model (``task: retrieval``)."""
-        return self.task == RETRIEVAL
-
-    def _check_tabular(self) -> ProjectConfig:
-        misplaced = [key for key in RECOMMENDATION_KEYS if getattr(self, key) is not None]
-        if self.split.strategy is not None:
-            misplaced.append("split.strategy")
-        if misplaced:
-            raise ValueError(
-                f"{', '.join(misplaced)} {'is' if len(misplaced) == 1 else 'are'} for"
-                " task: recommendation; set task: recommendation or remove them"
-            )
-        if self.target is None:
-            raise ValueError(
-                "target is required: name the column to predict (or set task: recommendation"
-                " with user_column, item_column and time_column)"
-            )
-        wrong = [c for c in self.candidates if c not in CANDIDATES]
-        if wrong:
-            raise ValueError(
-                f"candidates {wrong} are recommenders; a {self.task or 'tabular'} model takes"
-                f" {', '.join(CANDIDATES)}"
-            )
-        if "ensemble" in self.candidates and not set(self.candidates) & set(TUNABLE):
-            raise ValueError(
-                "candidates: ensemble combines tuned candidates; list at least one of"
-                f" {', '.join(TUNABLE)} beside it"
-            )
-        if self.target in self.ignore_columns:
-            raise ValueError(f"target {self.target!r} cannot also be in ignore_columns")
-        if self.time_column and self.group_column:
-            raise ValueError("time_column and group_column cannot both be set: choose how to split")
-        if self.target in (self.time_column, self.group_column):
-            raise ValueError(f"target {self.target!r} cannot be the time or group column")
-        return self
-
-    def _check_recommendation(self) -> ProjectConfig:
-        missing = [k for k in ("user_column", "item_column", "time_column") if not getattr(self, k)]
-        if missing:
-            raise ValueError(
-                f"task: recommendation needs {', '.join(missing)}: name the interaction"
-                " table's columns (user_column: user_id, item_column: item_id, time_column:"
-                " timestamp)"
-            )
-        roles = [self.user_column, self.item_column, self.time_column, self.rating_column]
-        named = [r for r in roles if r]
-        if len(set(named)) < len(named):
-            raise ValueError(f"user, item, time and rating columns must differ, got {named}")
-        if self.target is not None:
-            raise ValueError(
-                "a recommendation model has no target: remove target (relevance comes from"
-                " rating_column and relevant_from)"
-            )
-        if self.relevant_from is not None and self.rating_column is None:
-            raise ValueError("relevant_from needs rating_column: the column it is compared to")
-        if self.sensitive_features and self.users is None:
-            raise ValueError(
-                "sensitive_features of a recommender are user attributes: add users: FILE"
-                " (one row per user with those columns)"
-            )
-        if self.item_attribute and self.items is None:
-            raise ValueError("item_attribute needs items: FILE (one row per item)")
-        wrong = [c for c in self.candidates if c not in RECOMMENDERS]
-        if wrong:
-            raise ValueError(
-                f"candidates {wrong} are not recommenders; task: recommendation takes"
-                f" {', '.join(RECOMMENDERS)}"
-            )
-        if self.group_column:
-            raise ValueError("group_column does not apply to recommendation; remove it")
-        return self
-
-    @property
-    def recommends(self) -> bool:
-        """Whether the project builds a recommender (``task: recommendation``)."""
-        return self.task == RECOMMENDATION
 
     @property
     def models(self) -> list[str]:
         """Every model a run trains: the baselines, always, then the candidates."""
-        baselines = (
-            RETRIEVER_BASELINES
-            if self.retrieves
-            else RECOMMENDER_BASELINES
-            if self.recommends
-            else BASELINE_NAMES
-        )
+        from keel.families import FAMILIES
+
+        baselines = FAMILIES.for_task(self.task).baselines
         return list(dict.fromkeys([*baselines, *self.candidates]))
 
     @property

@@ -42,6 +42,8 @@ class Capabilities:
         ``keel build`` writes a Dockerfile, KServe and Kubernetes files for it.
     explains : bool
         ``POST /explain`` and SHAP explanations of single answers.
+    reads_folders : bool
+        ``data:`` may be a folder (of documents), not only a table file.
     """
 
     has_target: bool = False
@@ -51,6 +53,7 @@ class Capabilities:
     batch_predict: bool = False
     builds_image: bool = False
     explains: bool = False
+    reads_folders: bool = False
 
 
 class Family:
@@ -89,6 +92,8 @@ class Family:
     stage_names: ClassVar[tuple[str, ...]]
     commands_module: ClassVar[str | None] = None
     subject_documents: ClassVar[tuple[str, ...]] = ()  # package documents naming people
+    config_keys: ClassVar[tuple[str, ...]] = ()  # keel.yaml keys only this family reads
+    baselines: ClassVar[tuple[str, ...]] = ()  # models every run trains beside the candidates
 
     def __repr__(self) -> str:
         return f"<keel family {self.name!r}: tasks {', '.join(self.tasks)}>"
@@ -103,6 +108,15 @@ class Family:
         import importlib
 
         importlib.import_module(self.task_module)
+
+    # --- keel.yaml ---------------------------------------------------------------------
+
+    def config_defaults(self, data: dict[str, Any]) -> dict[str, Any]:
+        """keel.yaml as written, with the family's defaults where keys are unset."""
+        return data
+
+    def check_config(self, config: Any) -> None:
+        """Raise a ``ValueError`` naming the key and the fix when keel.yaml breaks a rule."""
 
     # --- keel run -----------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from keel.config import RECOMMENDATION_KEYS, RECOMMENDER_BASELINES
 from keel.families import Capabilities, Family
 
 
@@ -21,6 +22,8 @@ class RecommendationFamily(Family):
     task_module = "keel.families.recommendation.task"
     commands_module = "keel.families.recommendation.cli"
     subject_documents = ("monitoring_reference.json",)  # its user-group map names users
+    config_keys = RECOMMENDATION_KEYS
+    baselines = RECOMMENDER_BASELINES
     stage_names = (
         "ingest", "pii", "validate", "split", "profile", "tune", "train", "evaluate",
         "fairness", "explain", "robustness", "register", "compare", "report", "alias",
@@ -28,6 +31,16 @@ class RecommendationFamily(Family):
     capabilities: ClassVar[Capabilities] = Capabilities(
         ranks=True, serves_routes=("/recommend",), batch_predict=True
     )
+
+    def config_defaults(self, data: dict[str, Any]) -> dict[str, Any]:
+        from keel.families.recommendation.config import defaults
+
+        return defaults(data)
+
+    def check_config(self, config: Any) -> None:
+        from keel.families.recommendation.config import check_config
+
+        check_config(config)
 
     def lifecycle(self) -> tuple[Any, str]:
         from keel.families.recommendation.pipeline import READ_ONLY_UNTIL, RECOMMENDATION_LIFECYCLE

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from keel.config import RETRIEVAL_KEYS, RETRIEVER_BASELINES
 from keel.families import Capabilities, Family
 
 
@@ -20,11 +21,25 @@ class RetrievalFamily(Family):
     tasks = ("retrieval",)
     task_module = "keel.families.retrieval.task"
     commands_module = "keel.families.retrieval.cli"
+    config_keys = RETRIEVAL_KEYS
+    baselines = RETRIEVER_BASELINES
     stage_names = (
         "ingest", "pii", "validate", "tune", "train", "evaluate", "guardrails", "register",
         "compare", "report", "alias",
     )  # fmt: skip
-    capabilities: ClassVar[Capabilities] = Capabilities(ranks=True, serves_routes=("/ask",))
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        ranks=True, serves_routes=("/ask",), reads_folders=True
+    )
+
+    def config_defaults(self, data: dict[str, Any]) -> dict[str, Any]:
+        from keel.families.retrieval.config import defaults
+
+        return defaults(data)
+
+    def check_config(self, config: Any) -> None:
+        from keel.families.retrieval.config import check_config
+
+        check_config(config)
 
     def lifecycle(self) -> tuple[Any, str]:
         from keel.families.retrieval.pipeline import READ_ONLY_UNTIL, RETRIEVAL_LIFECYCLE

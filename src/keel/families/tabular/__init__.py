@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from keel.config import BASELINE_NAMES
 from keel.families import Capabilities, Family
 
 
@@ -19,6 +20,7 @@ class TabularFamily(Family):
     tasks = ("binary", "multiclass", "regression")
     default = True  # keel.yaml without `task:` (inferred from the target)
     task_module = "keel.families.tabular.task"
+    baselines = BASELINE_NAMES
     stage_names = (
         "ingest", "pii", "validate", "split", "leakage", "profile", "tune", "train",
         "evaluate", "fairness", "explain", "robustness", "register", "compare", "report",
@@ -32,6 +34,11 @@ class TabularFamily(Family):
         builds_image=True,
         explains=True,
     )
+
+    def check_config(self, config: Any) -> None:
+        from keel.families.tabular.config import check_config
+
+        check_config(config)
 
     def lifecycle(self) -> tuple[Any, str]:
         from keel.pipeline._lifecycle import LIFECYCLE, READ_ONLY_UNTIL

@@ -1,0 +1,58 @@
+"""The recommendation family's keel.yaml rules, checked when keel.yaml is read.
+
+``keel.config.ProjectConfig`` holds every key; this module says which of them the
+family needs and how they must relate (a ``ValueError`` names the key and the fix).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from keel.config import DEFAULT_RECOMMENDERS, RECOMMENDERS
+
+
+def defaults(data: dict[str, Any]) -> dict[str, Any]:
+    """The default recommenders, and a split by time unless keel.yaml chooses another."""
+    data.setdefault("candidates", list(DEFAULT_RECOMMENDERS))
+    split = data.get("split")
+    if split is None or isinstance(split, dict):
+        data["split"] = {"strategy": "global_time", **(split or {})}
+    return data
+
+
+def check_config(config: Any) -> None:
+    """Raise a ValueError naming the key and the fix when keel.yaml breaks a rule."""
+    missing = [k for k in ("user_column", "item_column", "time_column") if not getattr(config, k)]
+    if missing:
+        raise ValueError(
+            f"task: recommendation needs {', '.join(missing)}: name the interaction"
+            " table's columns (user_column: user_id, item_column: item_id, time_column:"
+            " timestamp)"
+        )
+    roles = [config.user_column, config.item_column, config.time_column, config.rating_column]
+    named = [r for r in roles if r]
+    if len(set(named)) < len(named):
+        raise ValueError(f"user, item, time and rating columns must differ, got {named}")
+    if config.target is not None:
+        raise ValueError(
+            "a recommendation model has no target: remove target (relevance comes from"
+            " rating_column and relevant_from)"
+        )
+    if config.relevant_from is not None and config.rating_column is None:
+        raise ValueError("relevant_from needs rating_column: the column it is compared to")
+    if config.sensitive_features and config.users is None:
+        raise ValueError(
+            "sensitive_features of a recommender are user attributes: add users: FILE"
+            " (one row per user with those columns)"
+        )
+    if config.item_attribute and config.items is None:
+        raise ValueError("item_attribute needs items: FILE (one row per item)")
+    wrong = [c for c in config.candidates if c not in RECOMMENDERS]
+    if wrong:
+        raise ValueError(
+            f"candidates {wrong} are not recommenders; task: recommendation takes"
+            f" {', '.join(RECOMMENDERS)}"
+        )
+    if config.group_column:
+        raise ValueError("group_column does not apply to recommendation; remove it")
+    return
