@@ -96,11 +96,9 @@ def _panel(title: str, exprs: list[tuple[str, str]], unit: str, x: int, y: int) 
     }
 
 
-def grafana_dashboard(name: str, alias: str) -> dict:
-    """A Grafana dashboard for the Prometheus metrics `keel serve` exposes at /metrics."""
-    job = '{job=~"$job"}'
-    predict = '{job=~"$job",endpoint="/predict"}'
-    panels = [
+def _traffic_panels(job: str, predict: str) -> list[dict]:
+    """Requests, /predict latency, errors and the error rate."""
+    return [
         _panel(
             "Requests per second by endpoint and status",
             [
@@ -147,6 +145,12 @@ def grafana_dashboard(name: str, alias: str) -> dict:
             12,
             8,
         ),
+    ]
+
+
+def _model_panels(job: str) -> list[dict]:
+    """Predictions by class, the score's spread, the version served, routing and swaps."""
+    return [
         _panel(
             "Predictions per second by class and model version",
             [
@@ -192,6 +196,13 @@ def grafana_dashboard(name: str, alias: str) -> dict:
             24,
         ),
     ]
+
+
+def grafana_dashboard(name: str, alias: str) -> dict:
+    """A Grafana dashboard for the Prometheus metrics `keel serve` exposes at /metrics."""
+    job = '{job=~"$job"}'
+    predict = '{job=~"$job",endpoint="/predict"}'
+    panels = [*_traffic_panels(job, predict), *_model_panels(job)]
     return {
         "title": f"Keel — {name}@{alias}",
         "uid": re.sub(r"[^a-z0-9-]+", "-", f"keel-{name}-{alias}".lower())[:40],

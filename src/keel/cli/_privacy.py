@@ -57,9 +57,6 @@ def forget(
     no subject column or retention set, or a log that cannot be opened.
     """
     from keel.config import load_config
-    from keel.monitoring._privacy import erasures, forget_subject, purge_expired
-    from keel.pipeline._privacy import subject_column, versions_holding
-    from keel.registry import current_user
     from keel.serving import log_url
 
     with exit_codes(debug):
@@ -91,98 +88,123 @@ def forget(
         url = None if path is not None and not path.exists() else log_url(target, project.root)
         shown = str(path) if path is not None else _shown_url(target)
 
-        def on_log(action: Any, *args: Any) -> Any:
-            from sqlalchemy.exc import SQLAlchemyError
-
-            try:
-                return action(url, *args)
-            except SQLAlchemyError as exc:
-                why = str(exc.orig if getattr(exc, "orig", None) else exc).splitlines()[0]
-                raise KeelInputError(
-                    f"the prediction log {shown} cannot be used ({why[:200]}); check"
-                    " serving.prediction_log or --log"
-                ) from None
-
+        on_log = _log_caller(url, shown)
         if show:
-            found = on_log(erasures) if url else []
-            if json_out:
-                print(json.dumps({"erasures": found}))
-                return
-            table = Table(title="Erasures and purges")
-            for column in ("when (UTC)", "who", "kind", "rows removed", "note"):
-                table.add_column(column)
-            for e in found:
-                table.add_row(
-                    time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(e["time"])),
-                    e["who"],
-                    e["kind"],
-                    ", ".join(f"{k} {v}" for k, v in e["counts"].items()),
-                    json.dumps(e["note"]) if e["note"] else "",
-                )
-            Console().print(table)
-            return
-        if expired:
-            days = project.privacy.retention_days
-            if days is None:
-                raise KeelInputError(
-                    "privacy.retention_days is not set: say how long rows are kept"
-                    " (privacy: {retention_days: 90}) in keel.yaml"
-                )
-            if url is None:
-                record = {"kind": "retention", "counts": {}, "recorded": False}
-            else:
-                record = on_log(purge_expired, days, current_user())
-            if json_out:
-                print(json.dumps(record))
-                return
-            Console(stderr=True).print(
-                f"purged rows older than {days} days: "
-                + (
-                    ", ".join(f"{k} {v}" for k, v in record["counts"].items())
-                    or f"no log at {shown}"
-                )
-            )
-            return
-        subject = (subject or "").strip()
-        if not subject or len(subject) > 200:
-            raise KeelInputError("--subject must be a non-empty id of at most 200 characters")
-        column = subject_column(project)
-        versions = versions_holding(project, subject)
-        note = {
-            "subject_column": column,
-            "versions_holding": [
-                {"version": v["version"], "held_in": v["held_in"]} for v in versions
-            ],
-        }
-        if url is None:  # nothing was logged: nothing to erase there, nowhere to record
-            record = {"kind": "subject", "counts": {}, "recorded": False, "note": note}
+            _show_erasures(on_log if url else None, json_out)
+        elif expired:
+            _purge(project, url, on_log, shown, json_out)
         else:
-            record = on_log(forget_subject, subject, current_user(), column, note)
-        result = {**record, "versions_holding": versions}
-        if json_out:
-            print(json.dumps(result))
-            return
-        console = Console(stderr=True)
-        console.print(
-            f"no prediction log at {shown}: nothing logged to erase"
-            if url is None
-            else f"erased from {shown}: "
-            + ", ".join(f"{k} {v}" for k, v in record["counts"].items())
-            + f" (recorded as erasure {record['id'][:12]} by {record['who']})"
+            _erase(project, subject, url, on_log, shown, json_out)
+
+
+def _log_caller(url: str | None, shown: str) -> Any:
+    """``on_log(action, *args)``: ``action(url, *args)``, a database error as exit 2."""
+
+    def on_log(action: Any, *args: Any) -> Any:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            return action(url, *args)
+        except SQLAlchemyError as exc:
+            why = str(exc.orig if getattr(exc, "orig", None) else exc).splitlines()[0]
+            raise KeelInputError(
+                f"the prediction log {shown} cannot be used ({why[:200]}); check"
+                " serving.prediction_log or --log"
+            ) from None
+
+    return on_log
+
+
+def _show_erasures(on_log: Any, json_out: bool) -> None:
+    """`keel forget --list`: every erasure and purge, as recorded in the log."""
+    from keel.monitoring._privacy import erasures
+
+    found = on_log(erasures) if on_log else []
+    if json_out:
+        print(json.dumps({"erasures": found}))
+        return
+    table = Table(title="Erasures and purges")
+    for column in ("when (UTC)", "who", "kind", "rows removed", "note"):
+        table.add_column(column)
+    for e in found:
+        table.add_row(
+            time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(e["time"])),
+            e["who"],
+            e["kind"],
+            ", ".join(f"{k} {v}" for k, v in e["counts"].items()),
+            json.dumps(e["note"]) if e["note"] else "",
         )
-        if versions:
-            table = Table(title=f"versions of {project.name} trained on this subject")
-            for column_name in ("version", "semantic", "status", "held in"):
-                table.add_column(column_name)
-            for v in versions:
-                table.add_row(
-                    v["version"], v["semver"] or "-", v["status"], "; ".join(v["held_in"])
-                )
-            Console().print(table)
-            console.print(
-                "Packages are immutable evidence: retrain without this subject (remove them"
-                f" from the data source), then `keel retire {project.name} VERSION --reason"
-                " 'erasure request'`."
-            )
-        else:
-            console.print("No registered version was trained on this subject.")
+    Console().print(table)
+
+
+def _purge(project: Any, url: str | None, on_log: Any, shown: str, json_out: bool) -> None:
+    """`keel forget --expired`: rows older than privacy.retention_days."""
+    from keel.monitoring._privacy import purge_expired
+    from keel.registry import current_user
+
+    days = project.privacy.retention_days
+    if days is None:
+        raise KeelInputError(
+            "privacy.retention_days is not set: say how long rows are kept"
+            " (privacy: {retention_days: 90}) in keel.yaml"
+        )
+    if url is None:
+        record = {"kind": "retention", "counts": {}, "recorded": False}
+    else:
+        record = on_log(purge_expired, days, current_user())
+    if json_out:
+        print(json.dumps(record))
+        return
+    Console(stderr=True).print(
+        f"purged rows older than {days} days: "
+        + (", ".join(f"{k} {v}" for k, v in record["counts"].items()) or f"no log at {shown}")
+    )
+
+
+def _erase(
+    project: Any, subject: str | None, url: str | None, on_log: Any, shown: str, json_out: bool
+) -> None:
+    """`keel forget --subject ID`: the person's rows erased; versions trained on them listed."""
+    from keel.monitoring._privacy import forget_subject
+    from keel.pipeline._privacy import subject_column, versions_holding
+    from keel.registry import current_user
+
+    subject = (subject or "").strip()
+    if not subject or len(subject) > 200:
+        raise KeelInputError("--subject must be a non-empty id of at most 200 characters")
+    column = subject_column(project)
+    versions = versions_holding(project, subject)
+    note = {
+        "subject_column": column,
+        "versions_holding": [{"version": v["version"], "held_in": v["held_in"]} for v in versions],
+    }
+    if url is None:  # nothing was logged: nothing to erase there, nowhere to record
+        record = {"kind": "subject", "counts": {}, "recorded": False, "note": note}
+    else:
+        record = on_log(forget_subject, subject, current_user(), column, note)
+    result = {**record, "versions_holding": versions}
+    if json_out:
+        print(json.dumps(result))
+        return
+    console = Console(stderr=True)
+    console.print(
+        f"no prediction log at {shown}: nothing logged to erase"
+        if url is None
+        else f"erased from {shown}: "
+        + ", ".join(f"{k} {v}" for k, v in record["counts"].items())
+        + f" (recorded as erasure {record['id'][:12]} by {record['who']})"
+    )
+    if versions:
+        table = Table(title=f"versions of {project.name} trained on this subject")
+        for column_name in ("version", "semantic", "status", "held in"):
+            table.add_column(column_name)
+        for v in versions:
+            table.add_row(v["version"], v["semver"] or "-", v["status"], "; ".join(v["held_in"]))
+        Console().print(table)
+        console.print(
+            "Packages are immutable evidence: retrain without this subject (remove them"
+            f" from the data source), then `keel retire {project.name} VERSION --reason"
+            " 'erasure request'`."
+        )
+    else:
+        console.print("No registered version was trained on this subject.")

@@ -147,13 +147,8 @@ def _psi_heat(windows: list[dict[str, Any]]) -> str:
     )
 
 
-def render_dashboard(report: dict[str, Any], recent: list[dict[str, Any]] | None = None) -> str:
-    """The dashboard page of a monitor report (``MonitorReport.to_dict()``)."""
-    model = report["model"]
-    windows = report["windows"]
-    judged = [w for w in windows if w["judged"]]
-    latest = judged[-1] if judged else None
-    title = f"Keel monitoring — {model.get('name')} v{model.get('version')}"
+def _verdict(latest: dict[str, Any] | None) -> tuple[str, str]:
+    """The headline of the latest judged window and its colour (red, amber, green)."""
     if latest is None:
         verdict, colour = "not enough rows in any window to judge yet", "#555"
     else:
@@ -169,6 +164,32 @@ def render_dashboard(report: dict[str, Any], recent: list[dict[str, Any]] | None
         verdict += "; predictions drift" if outputs_drift else ""
         # red: the table or the outputs drift; amber: some features do; green: none
         colour = "#b71c1c" if table_drifts or outputs_drift else "#e65100" if drifted else "#2e7d32"
+    return verdict, colour
+
+
+def _window_rows(windows: list[dict[str, Any]]) -> str:
+    """One table row per window, newest first (the last 50)."""
+    return "".join(
+        f"<tr><td>{w['index']}</td><td>{_e(w['label'])}</td><td>{w['rows']}</td>"
+        f"<td>{'yes' if w['complete'] else 'in progress'}</td>"
+        f"<td>{_num(w['metrics'].get('drift_share'))}</td>"
+        f"<td>{_e(', '.join((w['drift'] or {}).get('drifted_columns', [])[:6]) or '—')}</td>"
+        f"<td>{'yes' if w['metrics'].get('prediction_drift') else '—'}</td>"
+        f"<td>{_num(w['metrics'].get('accuracy') or w['metrics'].get('mae'))}</td>"
+        f"<td>{_num(w['metrics'].get('demographic_parity_difference'))}</td>"
+        f"<td>{_num(w['metrics'].get('latency_p95_ms'))}</td></tr>"
+        for w in reversed(windows[-50:])
+    )
+
+
+def render_dashboard(report: dict[str, Any], recent: list[dict[str, Any]] | None = None) -> str:
+    """The dashboard page of a monitor report (``MonitorReport.to_dict()``)."""
+    model = report["model"]
+    windows = report["windows"]
+    judged = [w for w in windows if w["judged"]]
+    latest = judged[-1] if judged else None
+    title = f"Keel monitoring — {model.get('name')} v{model.get('version')}"
+    verdict, colour = _verdict(latest)
 
     def series(metric: str) -> list[float | None]:
         return [w["metrics"].get(metric) for w in windows]
@@ -180,17 +201,7 @@ def render_dashboard(report: dict[str, Any], recent: list[dict[str, Any]] | None
         f"<td>{_e(a['message'])}</td></tr>"
         for a in reversed(alerts)
     )
-    table_rows = "".join(
-        f"<tr><td>{w['index']}</td><td>{_e(w['label'])}</td><td>{w['rows']}</td>"
-        f"<td>{'yes' if w['complete'] else 'in progress'}</td>"
-        f"<td>{_num(w['metrics'].get('drift_share'))}</td>"
-        f"<td>{_e(', '.join((w['drift'] or {}).get('drifted_columns', [])[:6]) or '—')}</td>"
-        f"<td>{'yes' if w['metrics'].get('prediction_drift') else '—'}</td>"
-        f"<td>{_num(w['metrics'].get('accuracy') or w['metrics'].get('mae'))}</td>"
-        f"<td>{_num(w['metrics'].get('demographic_parity_difference'))}</td>"
-        f"<td>{_num(w['metrics'].get('latency_p95_ms'))}</td></tr>"
-        for w in reversed(windows[-50:])
-    )
+    table_rows = _window_rows(windows)
     skew = report.get("skew") or {}
     skew_rows = "".join(
         f"<tr><td>{_e(c['column'])}</td><td>{_e(c['test'])}</td><td>{c['p_value']:.3g}</td>"
