@@ -33,7 +33,6 @@ MAX_LINES = 100
 # list may only shrink. A function that gets shorter must leave the list (the test says
 # so); a new long function fails.
 LONG_FUNCTIONS = {
-    "reports/_governance.py:build_runbook",
     "pipeline/_lifecycle.py:_graph",
     "families/recommendation/report.py:card_sections",
     "evaluation/_experiments.py:decide",

@@ -115,88 +115,86 @@ def _sinks(monitoring: dict[str, Any]) -> list[str]:
     return out or ["none configured (monitoring.sinks)"]
 
 
-def build_runbook(facts: dict[str, Any], config: dict[str, Any]) -> list[Section]:
-    """The runbook's sections.
-
-    ``facts``: name, version, semver, task, aliases, tracking_uri, run_id, created; and
-    from the family, ``endpoints`` (its routes: method, path, scope, what) and
-    ``offline`` (how to use the model without a server).
-    ``config``: the ``keel.yaml`` the version ran with (a dict).
-    """
+def _version_section(facts: dict[str, Any]) -> Section:
+    """The registered version: name, versions, task, aliases, where it is recorded."""
     name, version = facts["name"], str(facts["version"])
-    card = config.get("card") or {}
-    serving = config.get("serving") or {}
-    monitoring = config.get("monitoring") or {}
-    privacy = config.get("privacy") or {}
+    return (
+        "This version",
+        [
+            (
+                "table",
+                (
+                    ["", ""],
+                    [
+                        ["Model", name],
+                        ["Registry version", version],
+                        ["Semantic version", facts.get("semver") or "none"],
+                        ["Task", facts.get("task") or ""],
+                        ["Aliases now", ", ".join(facts.get("aliases") or []) or "none"],
+                        ["Registered", facts.get("created") or ""],
+                        ["Tracking / registry", facts.get("tracking_uri") or ""],
+                        ["MLflow run", facts.get("run_id") or ""],
+                    ],
+                ),
+            )
+        ],
+    )
+
+
+def _contacts_section(card: dict[str, Any]) -> Section:
+    """Who to call: the card's contacts and owners, or how to state them."""
     contacts = card.get("contacts") or []
     owners = card.get("owners") or []
     people = [*contacts, *(f"{o} (owner)" for o in owners if o not in contacts)]
-    sections: list[Section] = [
-        (
-            "This version",
-            [
+    return (
+        "Contacts",
+        [("ul", people)] * bool(people)
+        + (
+            []
+            if contacts
+            else [
                 (
-                    "table",
-                    (
-                        ["", ""],
-                        [
-                            ["Model", name],
-                            ["Registry version", version],
-                            ["Semantic version", facts.get("semver") or "none"],
-                            ["Task", facts.get("task") or ""],
-                            ["Aliases now", ", ".join(facts.get("aliases") or []) or "none"],
-                            ["Registered", facts.get("created") or ""],
-                            ["Tracking / registry", facts.get("tracking_uri") or ""],
-                            ["MLflow run", facts.get("run_id") or ""],
-                        ],
-                    ),
+                    "p",
+                    "Not stated: set card.contacts in keel.yaml (who is on call, how to"
+                    " reach them)" + ("." if owners else " and card.owners."),
                 )
-            ],
+            ]
         ),
-        (
-            "Contacts",
-            [("ul", people)] * bool(people)
-            + (
-                []
-                if contacts
-                else [
-                    (
-                        "p",
-                        "Not stated: set card.contacts in keel.yaml (who is on call, how to"
-                        " reach them)" + ("." if owners else " and card.owners."),
-                    )
-                ]
-            ),
-        ),
-    ]
-    workers = "--workers 4"
-    sections.append(
-        (
-            "Serve and scale",
-            [
-                (
-                    "ul",
-                    [
-                        f"Serve the champion: `keel serve --model {name}@champion` (binds"
-                        " 127.0.0.1:8000; `--host 0.0.0.0` only behind a proxy that"
-                        " terminates TLS). The server follows the alias: a promotion or a"
-                        " rollback reaches it within `--poll-seconds`.",
-                        f"Serve exactly this version: `keel serve --model {name}/{version}`.",
-                        f"Scale on one host: `{workers}` (processes share the prediction"
-                        " log); across hosts: `keel build` writes a Dockerfile and Kubernetes"
-                        " / KServe manifests; put the log in PostgreSQL"
-                        " (serving.prediction_log: postgresql://...).",
-                        "Measure latency after any change: `keel loadtest"
-                        " http://127.0.0.1:8000 --concurrency 8` against the running server"
-                        " (recorded on the version it served, shown on its card).",
-                        facts.get("offline")
-                        or "Batch scoring without a server:"
-                        f" `keel predict {name}@champion INPUT OUT`.",
-                    ],
-                )
-            ],
-        )
     )
+
+
+def _serve_section(facts: dict[str, Any]) -> Section:
+    """How to serve, pin, scale, measure and use the model offline."""
+    name, version = facts["name"], str(facts["version"])
+    workers = "--workers 4"
+    return (
+        "Serve and scale",
+        [
+            (
+                "ul",
+                [
+                    f"Serve the champion: `keel serve --model {name}@champion` (binds"
+                    " 127.0.0.1:8000; `--host 0.0.0.0` only behind a proxy that"
+                    " terminates TLS). The server follows the alias: a promotion or a"
+                    " rollback reaches it within `--poll-seconds`.",
+                    f"Serve exactly this version: `keel serve --model {name}/{version}`.",
+                    f"Scale on one host: `{workers}` (processes share the prediction"
+                    " log); across hosts: `keel build` writes a Dockerfile and Kubernetes"
+                    " / KServe manifests; put the log in PostgreSQL"
+                    " (serving.prediction_log: postgresql://...).",
+                    "Measure latency after any change: `keel loadtest"
+                    " http://127.0.0.1:8000 --concurrency 8` against the running server"
+                    " (recorded on the version it served, shown on its card).",
+                    facts.get("offline")
+                    or f"Batch scoring without a server: `keel predict {name}@champion INPUT OUT`.",
+                ],
+            )
+        ],
+    )
+
+
+def _endpoints_section(facts: dict[str, Any], serving: dict[str, Any]) -> Section:
+    """The served routes (the family's) and the API keys that guard them."""
     endpoints = facts.get("endpoints") or TABULAR_ENDPOINTS  # the family's, when it says
     keys = serving.get("api_keys") or []
     key_rows = [[k.get("name"), ", ".join(k.get("scopes") or ["predict"])] for k in keys]
@@ -221,26 +219,32 @@ def build_runbook(facts: dict[str, Any], config: dict[str, Any]) -> list[Section
                 " KEEL_API_KEYS) before binding anything but 127.0.0.1.",
             )
         )
-    sections.append(("Endpoints and keys", blocks))
-    sections.append(
-        (
-            "Promote, roll back, retire",
-            [
-                (
-                    "ul",
-                    [
-                        f"Roll back (one command, recorded): `keel rollback {name}` —"
-                        " puts back the version the champion held before its last move;"
-                        " running it again undoes it.",
-                        f"Promote a version: `keel check {name}/V` then `keel promote"
-                        f" {name} V` (refused when a required gate fails).",
-                        f"See every move and version: `keel history {name}`.",
-                        f"Retire this version: `keel retire {name} {version} --reason '...'`.",
-                    ],
-                )
-            ],
-        )
+    return ("Endpoints and keys", blocks)
+
+
+def _release_section(name: str, version: str) -> Section:
+    """Roll back, promote, see history, retire."""
+    return (
+        "Promote, roll back, retire",
+        [
+            (
+                "ul",
+                [
+                    f"Roll back (one command, recorded): `keel rollback {name}` —"
+                    " puts back the version the champion held before its last move;"
+                    " running it again undoes it.",
+                    f"Promote a version: `keel check {name}/V` then `keel promote"
+                    f" {name} V` (refused when a required gate fails).",
+                    f"See every move and version: `keel history {name}`.",
+                    f"Retire this version: `keel retire {name} {version} --reason '...'`.",
+                ],
+            )
+        ],
     )
+
+
+def _alerts_section(monitoring: dict[str, Any]) -> Section:
+    """Every alert rule (and the unconfigured ones) with what to do when it fires."""
     rules = monitoring.get("alerts") or []
     alert_rows = []
     for rule in rules:
@@ -263,93 +267,121 @@ def build_runbook(facts: dict[str, Any], config: dict[str, Any]) -> list[Section
                     ACTIONS[metric],
                 ]
             )
-    sections.append(
-        (
-            "Alerts and what to do",
-            [
-                (
-                    "p",
-                    f"`keel monitor` (run it on a schedule, e.g. hourly cron) judges windows of"
-                    f" {monitoring.get('window', 'day')} and sends alerts to: "
-                    + "; ".join(_sinks(monitoring))
-                    + ".",
-                ),
-                ("table", (["alert", "severity", "what to do"], alert_rows)),
-            ],
-        )
+    return (
+        "Alerts and what to do",
+        [
+            (
+                "p",
+                f"`keel monitor` (run it on a schedule, e.g. hourly cron) judges windows of"
+                f" {monitoring.get('window', 'day')} and sends alerts to: "
+                + "; ".join(_sinks(monitoring))
+                + ".",
+            ),
+            ("table", (["alert", "severity", "what to do"], alert_rows)),
+        ],
     )
+
+
+def _logs_section(facts: dict[str, Any], serving: dict[str, Any]) -> Section:
+    """Where the dashboard, the prediction log, the server log and the metrics are."""
+    name = facts["name"]
     log = serving.get("prediction_log")
     log_text = shown_url(log) if log and "://" in str(log) else (log or "off")
-    sections.append(
-        (
-            "Dashboard and logs",
-            [
-                (
-                    "ul",
-                    [
-                        "Dashboard: `GET /dashboard` on the server (admin key), or"
-                        f" `keel monitor {name}@champion --html dashboard.html` for a file.",
-                        f"Prediction log: {log_text} (inputs redacted per pii.columns and"
-                        " serving.redact; `keel monitor` reads it; erasures and opt-out counts"
-                        " are in it too).",
-                        "Server log: stderr of `keel serve` (errors carry the request id; no"
-                        " request bodies).",
-                        "Metrics: `GET /metrics` (Prometheus; admin key).",
-                        f"Experiments and runs: `mlflow ui --backend-store-uri"
-                        f" {facts.get('tracking_uri') or '<tracking uri>'}`.",
-                    ],
-                )
-            ],
-        )
+    return (
+        "Dashboard and logs",
+        [
+            (
+                "ul",
+                [
+                    "Dashboard: `GET /dashboard` on the server (admin key), or"
+                    f" `keel monitor {name}@champion --html dashboard.html` for a file.",
+                    f"Prediction log: {log_text} (inputs redacted per pii.columns and"
+                    " serving.redact; `keel monitor` reads it; erasures and opt-out counts"
+                    " are in it too).",
+                    "Server log: stderr of `keel serve` (errors carry the request id; no"
+                    " request bodies).",
+                    "Metrics: `GET /metrics` (Prometheus; admin key).",
+                    f"Experiments and runs: `mlflow ui --backend-store-uri"
+                    f" {facts.get('tracking_uri') or '<tracking uri>'}`.",
+                ],
+            )
+        ],
     )
+
+
+def _retrain_section(monitoring: dict[str, Any]) -> Section:
+    """What triggers a retraining run and how its result is promoted."""
     retrain = monitoring.get("retrain") or {}
-    sections.append(
-        (
-            "Retraining",
-            [
-                (
-                    "p",
-                    "Triggered by `keel monitor --retrain` when an alert of severity "
-                    + ", ".join(retrain.get("severities") or ["critical"])
-                    + " fires: a new `keel run` on the configured data"
-                    + (
-                        " plus the labelled rows of the prediction log"
-                        if retrain.get("include_production_rows", True)
-                        else ""
-                    )
-                    + ". The new version is compared with the champion on the same rows"
-                    " and promoted only when better beyond noise and every gate passes;"
-                    " otherwise it waits as challenger.",
+    return (
+        "Retraining",
+        [
+            (
+                "p",
+                "Triggered by `keel monitor --retrain` when an alert of severity "
+                + ", ".join(retrain.get("severities") or ["critical"])
+                + " fires: a new `keel run` on the configured data"
+                + (
+                    " plus the labelled rows of the prediction log"
+                    if retrain.get("include_production_rows", True)
+                    else ""
                 )
-            ],
-        )
+                + ". The new version is compared with the champion on the same rows"
+                " and promoted only when better beyond noise and every gate passes;"
+                " otherwise it waits as challenger.",
+            )
+        ],
     )
+
+
+def _privacy_section(privacy: dict[str, Any]) -> Section:
+    """Opt-out, erasure and retention."""
     retention = privacy.get("retention_days")
-    sections.append(
-        (
-            "Personal data requests",
-            [
-                (
-                    "ul",
-                    [
-                        'Opt-out: a request with `"opt_out": true` or the header'
-                        f" `{privacy.get('opt_out_header', 'X-Keel-Opt-Out')}: 1` is answered,"
-                        " counted, and not logged.",
-                        "Erasure: `keel forget --subject ID` (by"
-                        f" {privacy.get('subject_column') or 'privacy.subject_column: not set'})"
-                        " removes the subject's logged rows and feedback, records the"
-                        " erasure, and lists the versions trained on that subject.",
-                        f"Retention: {retention} days, purged by `keel forget --expired` and"
-                        " by the server every hour."
-                        if retention
-                        else "Retention: not limited (set privacy.retention_days).",
-                    ],
-                )
-            ],
-        )
+    return (
+        "Personal data requests",
+        [
+            (
+                "ul",
+                [
+                    'Opt-out: a request with `"opt_out": true` or the header'
+                    f" `{privacy.get('opt_out_header', 'X-Keel-Opt-Out')}: 1` is answered,"
+                    " counted, and not logged.",
+                    "Erasure: `keel forget --subject ID` (by"
+                    f" {privacy.get('subject_column') or 'privacy.subject_column: not set'})"
+                    " removes the subject's logged rows and feedback, records the"
+                    " erasure, and lists the versions trained on that subject.",
+                    f"Retention: {retention} days, purged by `keel forget --expired` and"
+                    " by the server every hour."
+                    if retention
+                    else "Retention: not limited (set privacy.retention_days).",
+                ],
+            )
+        ],
     )
-    sections.append(("Retirement policy", [("p", card.get("retirement") or DEFAULT_RETIREMENT)]))
-    return sections
+
+
+def build_runbook(facts: dict[str, Any], config: dict[str, Any]) -> list[Section]:
+    """The runbook's sections.
+
+    ``facts``: name, version, semver, task, aliases, tracking_uri, run_id, created; and
+    from the family, ``endpoints`` (its routes: method, path, scope, what) and
+    ``offline`` (how to use the model without a server).
+    ``config``: the ``keel.yaml`` the version ran with (a dict).
+    """
+    card = config.get("card") or {}
+    serving = config.get("serving") or {}
+    monitoring = config.get("monitoring") or {}
+    return [
+        _version_section(facts),
+        _contacts_section(card),
+        _serve_section(facts),
+        _endpoints_section(facts, serving),
+        _release_section(facts["name"], str(facts["version"])),
+        _alerts_section(monitoring),
+        _logs_section(facts, serving),
+        _retrain_section(monitoring),
+        _privacy_section(config.get("privacy") or {}),
+        ("Retirement policy", [("p", card.get("retirement") or DEFAULT_RETIREMENT)]),
+    ]
 
 
 def _measured_risks(measured: dict[str, Any]) -> list[str]:
