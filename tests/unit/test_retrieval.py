@@ -677,3 +677,12 @@ def test_questions_from_elsewhere_drift(bm25_model, queries):
         odd.windows[0].metrics["out_of_corpus_share"]
         > usual.windows[0].metrics["out_of_corpus_share"]
     )
+
+
+def test_answer_settings_from_a_newer_keel_are_a_clear_error():
+    saved = AnswerSettings().to_dict()
+    assert AnswerSettings.from_dict(saved) == AnswerSettings()
+    older = {k: v for k, v in saved.items() if k != "min_terms"}  # before min_terms existed
+    assert AnswerSettings.from_dict(older).min_terms == 2
+    with pytest.raises(ValueError, match=r"\['rerank'\] were saved by a newer Keel"):
+        AnswerSettings.from_dict({**saved, "rerank": True})

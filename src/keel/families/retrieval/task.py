@@ -119,6 +119,20 @@ class AnswerSettings:
         """JSON form."""
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
+    @classmethod
+    def from_dict(cls, saved: dict[str, Any]) -> AnswerSettings:
+        """Settings as a package saved them; a setting this Keel does not know is an error.
+
+        Ignoring it would answer differently from how the model was evaluated.
+        """
+        unknown = sorted(set(saved) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(
+                f"answer settings {unknown} were saved by a newer Keel; upgrade Keel to load"
+                " this package"
+            )
+        return cls(**saved)
+
 
 @dataclass
 class RetrievalModel:
@@ -384,7 +398,7 @@ class RetrievalModel:
         return cls(
             chunks,
             retriever,
-            AnswerSettings(**meta["answer"]),
+            AnswerSettings.from_dict(meta["answer"]),
             GuardrailSettings.from_dict(meta["guardrails"]),
             meta["chunking"],
             meta.get("info", {}),
