@@ -43,7 +43,6 @@ LONG_FUNCTIONS = {
     "families/recommendation/pipeline.py:_graph",
     "pipeline/_promotion.py:versus_champion",
     "families/recommendation/report.py:report_sections",
-    "families/recommendation/monitor.py:render_recommendation_dashboard",
 }
 
 

@@ -142,6 +142,54 @@ def _fill(
     window.prediction_share = {f"band {b + 1}": s for b, s in enumerate(recommended)}
 
 
+def _esc(value: Any) -> str:
+    """HTML-escaped text."""
+    return html.escape(str(value))
+
+
+def _num3(value: Any) -> str:
+    """A number to three decimals, or a dash when there is none."""
+    return (
+        "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
+    )
+
+
+def _window_rows(windows: list[dict[str, Any]]) -> str:
+    """One table row per window, newest first (the last 50)."""
+    return "".join(
+        f"<tr><td>{w['index']}</td><td>{_esc(w['label'])}</td><td>{w['rows']}</td>"
+        + "".join(
+            f"<td>{_num3(w['metrics'].get(m))}</td>"
+            for m in (
+                "cold_start_share",
+                "coverage",
+                "popularity_psi",
+                "hit_rate",
+                "ctr",
+                "hit_rate_difference",
+                "latency_p95_ms",
+            )
+        )
+        + "</tr>"
+        for w in reversed(windows[-50:])
+    )
+
+
+def _group_tables(latest: dict[str, Any] | None) -> str:
+    """Hit rate per user group of the latest window, one table per feature."""
+    groups = ""
+    if latest and latest["fairness"]:
+        for feature, table in latest["fairness"].items():
+            groups += f"<h3>{_esc(feature)}</h3><table><tr><th>group</th><th>requests</th>"
+            groups += "<th>hit rate</th></tr>"
+            groups += "".join(
+                f"<tr><td>{_esc(g)}</td><td>{v['requests']}</td><td>{_num3(v['hit_rate'])}</td></tr>"
+                for g, v in table.items()
+            )
+            groups += "</table>"
+    return groups
+
+
 def render_recommendation_dashboard(
     report: dict[str, Any], recent: list[dict[str, Any]] | None = None
 ) -> str:
@@ -156,57 +204,21 @@ def render_recommendation_dashboard(
             None if v is None or (isinstance(v, float) and math.isnan(v)) else v for v in values
         ]
 
-    def e(value: Any) -> str:
-        return html.escape(str(value))
-
-    def n(value: Any) -> str:
-        return (
-            "—"
-            if value is None or (isinstance(value, float) and math.isnan(value))
-            else f"{value:.3f}"
-        )
-
     alerts = (recent or [])[-20:] + list(report.get("alerts", []))
-    rows = "".join(
-        f"<tr><td>{w['index']}</td><td>{e(w['label'])}</td><td>{w['rows']}</td>"
-        + "".join(
-            f"<td>{n(w['metrics'].get(m))}</td>"
-            for m in (
-                "cold_start_share",
-                "coverage",
-                "popularity_psi",
-                "hit_rate",
-                "ctr",
-                "hit_rate_difference",
-                "latency_p95_ms",
-            )
-        )
-        + "</tr>"
-        for w in reversed(windows[-50:])
-    )
+    rows = _window_rows(windows)
     alert_rows = "".join(
-        f"<tr><td>{e(a['severity'])}</td><td>{e(a['window']['label'])}</td>"
-        f"<td>{e(a['rule']['metric'])}</td><td>{n(a['value'])}</td><td>{e(a['message'])}</td></tr>"
+        f"<tr><td>{_esc(a['severity'])}</td><td>{_esc(a['window']['label'])}</td>"
+        f"<td>{_esc(a['rule']['metric'])}</td><td>{_num3(a['value'])}</td><td>{_esc(a['message'])}</td></tr>"
         for a in reversed(alerts)
     )
-    latest = windows[-1] if windows else None
-    groups = ""
-    if latest and latest["fairness"]:
-        for feature, table in latest["fairness"].items():
-            groups += f"<h3>{e(feature)}</h3><table><tr><th>group</th><th>requests</th>"
-            groups += "<th>hit rate</th></tr>"
-            groups += "".join(
-                f"<tr><td>{e(g)}</td><td>{v['requests']}</td><td>{n(v['hit_rate'])}</td></tr>"
-                for g, v in table.items()
-            )
-            groups += "</table>"
+    groups = _group_tables(windows[-1] if windows else None)
     return "\n".join(
         [
             "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
-            f"<title>{e(title)}</title><style>{CSS}</style></head><body>",
-            f"<h1>{e(title)}</h1>",
+            f"<title>{_esc(title)}</title><style>{CSS}</style></head><body>",
+            f"<h1>{_esc(title)}</h1>",
             f"<p>{report['rows']} logged requests in {len(windows)} windows of"
-            f" {e(report['window'])}.</p>",
+            f" {_esc(report['window'])}.</p>",
             "<h2>Recent alerts</h2>",
             "<table><tr><th>severity</th><th>window</th><th>metric</th><th>value</th>"
             f"<th>message</th></tr>{alert_rows}</table>"
