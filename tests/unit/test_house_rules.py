@@ -41,7 +41,6 @@ LONG_FUNCTIONS = {
     "training/_assess.py:assess",
     "families/retrieval/pipeline.py:register",
     "families/recommendation/pipeline.py:_graph",
-    "pipeline/_promotion.py:versus_champion",
     "families/recommendation/report.py:report_sections",
 }
 

@@ -30,6 +30,46 @@ FAIRNESS_TOLERANCE = 0.01
 MIN_UNSEEN_ROWS = 30  # fewer test rows unseen by the champion: no verdict
 
 
+def _not_comparable(champion: Any, test_rows: pd.DataFrame, labels: Any) -> str | None:
+    """Why the champion cannot be judged on these rows (another task, missing columns)."""
+    if get_task(champion.task) is not labels.kind:
+        return f"the champion is a {champion.task} model"
+    missing = [c for c in champion.schema.feature_names if c not in test_rows.columns]
+    if missing:
+        return f"the champion needs columns this data lacks: {', '.join(missing[:5])}"
+    return None
+
+
+def _decision(better: bool, worse: list[str], numbers: str, version: str) -> dict[str, Any]:
+    """Promote only when better beyond noise and no fairness measure got worse."""
+    if not better:
+        return {"promote": False, "reason": f"not better than champion v{version}: {numbers}"}
+    if worse:
+        return {
+            "promote": False,
+            "reason": f"better ({numbers}) but worse on fairness: {'; '.join(worse)}",
+        }
+    return {
+        "promote": True,
+        "reason": f"better than champion v{version}: {numbers}; fairness not worse",
+    }
+
+
+def _fairness_worse(before: Any, after: Any) -> list[str]:
+    """Fairness measures the challenger makes worse than the champion, beyond tolerance."""
+    worse = []
+    for feature, result in after.features.items():
+        theirs = before.features.get(feature, {}).get("measures", {})
+        for measure, value in result["measures"].items():
+            old = theirs.get(measure)
+            if old is None or value != value or old != old:
+                continue
+            grew = value - old if not measure.endswith("ratio") else old - value
+            if grew > FAIRNESS_TOLERANCE:
+                worse.append(f"{feature} {measure} {old:.3f} → {value:.3f}")
+    return worse
+
+
 def versus_champion(
     uri: str,
     name: str,
@@ -55,14 +95,8 @@ def versus_champion(
     except KeelError as exc:
         return {"compared": False, "promote": False, "reason": f"champion not loadable: {exc}"}
     out: dict[str, Any] = {"champion_version": champion.version, "compared": False}
-    missing = [c for c in champion.schema.feature_names if c not in test_rows.columns]
-    other_kind = get_task(champion.task) is not labels.kind
-    if other_kind or missing:
-        why = (
-            f"the champion is a {champion.task} model"
-            if other_kind
-            else f"the champion needs columns this data lacks: {', '.join(missing[:5])}"
-        )
+    why = _not_comparable(champion, test_rows, labels)
+    if why:
         return {**out, "promote": False, "reason": f"not comparable: {why}"}
     seen = None
     if "training_rows.json" in champion.documents:
@@ -118,36 +152,20 @@ def versus_champion(
         difference=difference.to_dict(),
         better=verdict.passed,
     )
-    worse = []
-    if challenger_fairness is not None:
-        before = fairness_of(champion.model, champion_threshold, champion.schema)
-        for feature, result in challenger_fairness.features.items():
-            theirs = before.features.get(feature, {}).get("measures", {})
-            for measure, value in result["measures"].items():
-                old = theirs.get(measure)
-                if old is None or value != value or old != old:
-                    continue
-                grew = value - old if not measure.endswith("ratio") else old - value
-                if grew > FAIRNESS_TOLERANCE:
-                    worse.append(f"{feature} {measure} {old:.3f} → {value:.3f}")
+    worse = (
+        _fairness_worse(
+            fairness_of(champion.model, champion_threshold, champion.schema), challenger_fairness
+        )
+        if challenger_fairness is not None
+        else []
+    )
     out["fairness_worse"] = worse
     d = difference
     where = f"on the same {len(y)} test rows"
     if seen is not None and seen.any():
         where += f" it never trained on ({int(seen.sum())} it had seen left out)"
     numbers = f"{spec.name} {d.value:+.4f} (95% CI {d.low:+.4f} to {d.high:+.4f}) {where}"
-    if not verdict.passed:
-        out.update(promote=False, reason=f"not better than champion v{champion.version}: {numbers}")
-    elif worse:
-        out.update(
-            promote=False,
-            reason=f"better ({numbers}) but worse on fairness: {'; '.join(worse)}",
-        )
-    else:
-        out.update(
-            promote=True,
-            reason=f"better than champion v{champion.version}: {numbers}; fairness not worse",
-        )
+    out.update(_decision(verdict.passed, worse, numbers, champion.version))
     return out
 
 
