@@ -13,7 +13,6 @@ from keel.families._registry import (
     ENTRY_POINT_GROUP,
     FAMILIES,
     Families,
-    get_family,
 )
 
 __all__ = [
@@ -23,5 +22,4 @@ __all__ = [
     "Capabilities",
     "Families",
     "Family",
-    "get_family",
 ]

@@ -74,13 +74,6 @@ class Families(Mapping[str, Family]):
         if isinstance(target, Family):
             self._loaded[name] = target
 
-    def unregister(self, name: str) -> None:
-        """Remove a family added with :meth:`register` (the built-ins stay)."""
-        if name in BUILT_IN:
-            raise ValueError(f"the built-in family {name!r} cannot be removed")
-        self._targets.pop(name, None)
-        self._loaded.pop(name, None)
-
     def __getitem__(self, name: str) -> Family:
         self._scan()
         if name in self._loaded:
@@ -154,8 +147,3 @@ class Families(Mapping[str, Family]):
 
 FAMILIES = Families(BUILT_IN)
 """Every family Keel knows: the built-ins and those of installed packages."""
-
-
-def get_family(name: str) -> Family:
-    """The family ``name`` (exit 2 listing the known ones when unknown)."""
-    return FAMILIES.get_family(name)

@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load on first
         numeric_drift,
     )
     from keel.monitoring._monitor import (
+        MONITORING_REFERENCE,
         MonitorReport,
         Window,
         cut_windows,
@@ -64,6 +65,7 @@ _WHERE = {
     "DriftReference": ("keel.monitoring._reference", "DriftReference"),
     "DriftReport": ("keel.monitoring._drift", "DriftReport"),
     "DriftThresholds": ("keel.monitoring._drift", "DriftThresholds"),
+    "MONITORING_REFERENCE": ("keel.monitoring._monitor", "MONITORING_REFERENCE"),
     "MonitorReport": ("keel.monitoring._monitor", "MonitorReport"),
     "NumericReference": ("keel.monitoring._reference", "NumericReference"),
     "Window": ("keel.monitoring._monitor", "Window"),
@@ -100,6 +102,7 @@ __getattr__ = _lazy_getattr(__name__, _WHERE, globals())
 
 __all__ = [
     "CHUNK_MAX_DISTINCT",
+    "MONITORING_REFERENCE",
     "CategoricalReference",
     "ColumnDrift",
     "DriftReference",

@@ -53,6 +53,10 @@ class Window:
         return f"{_stamp(self.start)} → {_stamp(self.end)}"
 
 
+MONITORING_REFERENCE = "monitoring_reference.json"
+"""The package document a family's monitoring windows are judged against."""
+
+
 @dataclass
 class MonitorReport:
     """Every window of one model version's log, and the skew over all of it."""

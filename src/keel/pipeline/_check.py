@@ -20,6 +20,7 @@ from typing import Any
 
 from keel.config import MODEL_GATES, GatesConfig
 from keel.families import FAMILIES
+from keel.monitoring import MONITORING_REFERENCE
 from keel.registry import current_user, mlflow_scope, model_version, tracking
 
 PASS, FAIL, UNAVAILABLE, WAIVED = "pass", "fail", "not available yet", "waived"
@@ -382,7 +383,7 @@ def _monitored(f: Facts) -> dict[str, Any] | None:
 
 
 def _drift(f: Facts) -> Verdict:
-    if "monitoring_reference.json" in f.package_files:  # a recommender's reference
+    if MONITORING_REFERENCE in f.package_files:  # a family's own reference
         seen = _monitored(f)
         watched = FAMILIES.of_metadata(f.metadata).reference_description()
         reference = (

@@ -18,6 +18,7 @@ from keel.config import ProjectConfig, resolve_settings
 from keel.errors import KeelInputError
 from keel.families import FAMILIES
 from keel.monitoring import (
+    MONITORING_REFERENCE,
     DriftThresholds,
     MonitorReport,
     deliver,
@@ -36,9 +37,6 @@ from keel.tasks import get_task
 
 MONITOR_TAG = "keel.monitor"
 RECENT_ALERTS = 50
-
-
-RECOMMENDER_REFERENCE = "monitoring_reference.json"
 
 
 def package_reference(uri: str, tracking_uri: str) -> tuple[dict[str, Any], Any, Any]:
@@ -75,14 +73,14 @@ def run_monitor(
     settings = project.monitoring
     uri = model or f"{project.name}@champion"
     tracking = resolve_settings(project).tracking_uri
-    meta, documents = package_documents(uri, tracking, (RECOMMENDER_REFERENCE,))
+    meta, documents = package_documents(uri, tracking, (MONITORING_REFERENCE,))
     family = FAMILIES.of_metadata(meta)
     # rows of features are judged by per-feature drift against the training profile;
     # every other family judges windows against its own package reference
     by_rows = family.capabilities.has_target
     if by_rows:
         meta, features, outputs = package_reference(uri, tracking)
-    elif RECOMMENDER_REFERENCE not in documents:
+    elif MONITORING_REFERENCE not in documents:
         raise KeelInputError(f"{uri} (version {meta['version']}) has no monitoring reference")
     target = log or project.serving.prediction_log
     if target is None:
@@ -102,7 +100,7 @@ def run_monitor(
     if not by_rows:
         reports = family.monitor_windows(
             log_frame(_read(url, target, meta)),
-            documents[RECOMMENDER_REFERENCE],
+            documents[MONITORING_REFERENCE],
             meta,
             specs,
             settings.min_rows,

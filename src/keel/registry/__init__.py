@@ -25,6 +25,7 @@ from keel.registry._mlflow import (
     ModelRef,
     assign_alias,
     ensure_experiment,
+    family_tags,
     load_package,
     log_model_package,
     mlflow_scope,
@@ -36,12 +37,10 @@ from keel.registry._mlflow import (
 )
 from keel.registry._pyfunc import (
     LoadedModel,
-    family_tags,
     load_pyfunc_package,
     log_pyfunc_package,
     package_family,
     package_metadata,
-    package_task,
     register_prompt,
 )
 from keel.registry._versions import (
@@ -89,7 +88,6 @@ __all__ = [
     "package_documents",
     "package_family",
     "package_metadata",
-    "package_task",
     "parse_model_uri",
     "promote",
     "recommender_interface",

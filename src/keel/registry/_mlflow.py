@@ -211,6 +211,11 @@ class ModelRef:
         return f"models:/{self.name}/{self.version}"
 
 
+def family_tags(metadata: dict[str, Any]) -> dict[str, str]:
+    """``keel.family`` and ``keel.task`` of a package's metadata (run and version tags)."""
+    return {f"keel.{k}": str(metadata[k]) for k in ("family", "task") if metadata.get(k)}
+
+
 def log_model_package(
     pipeline: Any,
     *,
@@ -258,7 +263,7 @@ def log_model_package(
                 (Path(folder) / name).write_text(json.dumps(document, sort_keys=True))
             MlflowClient().log_model_artifacts(info.model_id, folder, PACKAGE_DIR)
         # tags given at registration: the version and its tags appear together
-        recorded = {f"keel.{k}": str(metadata[k]) for k in ("family", "task") if metadata.get(k)}
+        recorded = family_tags(metadata)
         mlflow.set_tags(recorded)
         version = mlflow.register_model(
             info.model_uri, registered_name, tags={**(version_tags or {}), **recorded}

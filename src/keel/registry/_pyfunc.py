@@ -24,7 +24,13 @@ from mlflow import MlflowClient
 from mlflow.models import infer_signature
 
 from keel.errors import ModelNotFoundError
-from keel.registry._mlflow import METADATA_KEY, PACKAGE_DIR, ModelRef, downloaded_package
+from keel.registry._mlflow import (
+    METADATA_KEY,
+    PACKAGE_DIR,
+    ModelRef,
+    downloaded_package,
+    family_tags,
+)
 
 
 @dataclass
@@ -43,16 +49,6 @@ class LoadedModel:
     def task(self) -> str:
         """The task the package records."""
         return str(self.metadata.get("task"))
-
-    @property
-    def family(self) -> str:
-        """The family the package records."""
-        return str(self.metadata.get("family"))
-
-
-def family_tags(metadata: dict[str, Any]) -> dict[str, str]:
-    """``keel.family`` and ``keel.task`` of a package's metadata (run and version tags)."""
-    return {f"keel.{k}": str(metadata[k]) for k in ("family", "task") if metadata.get(k)}
 
 
 def log_pyfunc_package(
@@ -178,8 +174,3 @@ def package_family(uri: str, tracking_uri: str) -> Any:
     from keel.families import FAMILIES
 
     return FAMILIES.of_metadata(package_metadata(uri, tracking_uri))
-
-
-def package_task(uri: str, tracking_uri: str) -> str:
-    """The task of ``NAME[@ALIAS|/VERSION]`` (reads ``MLmodel`` only)."""
-    return str(package_metadata(uri, tracking_uri).get("task"))

@@ -20,14 +20,13 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from keel.config import MonitoringConfig, ServingConfig
+from keel.monitoring import MONITORING_REFERENCE
 from keel.serving._experiment import experiment_routes, with_experiment_link
 from keel.serving._http import ERROR_RESPONSES, error_answer
 from keel.serving._log import PredictionLog
 from keel.serving._middleware import _RequestContext
 from keel.serving._observe import Metrics, Observed, load_keys
 from keel.serving._state import ServingState
-
-REFERENCE = "monitoring_reference.json"
 
 
 class ServedPackage:
@@ -228,7 +227,7 @@ def _dashboard(state: ServingState, family: Any, request: Request, window: str |
     except ValueError as exc:
         return error_answer(422, f"window: {exc}", request)
     loaded = state.app.state.served.loaded
-    reference = loaded.documents.get(REFERENCE)
+    reference = loaded.documents.get(MONITORING_REFERENCE)
     if reference is None:
         return error_answer(409, "this version's package has no monitoring reference", request)
     state.log.flush()

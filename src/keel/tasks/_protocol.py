@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -360,9 +360,15 @@ def fast_metrics(
     return get_task(task).metrics.fast(y_true, y_pred, proba, classes, positive_class)
 
 
+def _loaded_first() -> Iterator[BaseTask]:
+    """The plug-ins already loaded, then every family's (loaded only when needed)."""
+    yield from list(TASKS.values())
+    yield from all_tasks().values()
+
+
 def greater_is_better(name: str) -> bool:
     """Whether a higher value of metric ``name`` is better (any task)."""
-    for task in all_tasks().values():
+    for task in _loaded_first():
         if name in task.metrics.directions:
             return task.metrics.directions[name]
     raise ValueError(f"unknown metric {name!r}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import numpy as np
@@ -163,4 +162,4 @@ def run_result(state: Any, record: bool) -> dict[str, Any]:
     }
 
 
-__all__ = ["GRAPH", "run_result", "time"]
+__all__ = ["GRAPH", "run_result"]
