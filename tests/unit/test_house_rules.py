@@ -211,3 +211,17 @@ def test_a_plug_in_that_fails_to_load_is_reported_and_left_out():
         families["broken"]
     with pytest.raises(ValueError, match="registered twice"):
         families.register("tabular", "x:y")
+
+
+def test_keel_help_reads_no_config_model_and_no_mlflow():
+    """`keel --help` loads the families' descriptors and commands, nothing heavier."""
+    code = (
+        "import json, sys\n"
+        "import keel.cli\n"
+        "from keel.families import FAMILIES\n"
+        "[(f.capabilities, f.stage_names) for f in FAMILIES.values()]\n"
+        f"heavy = ('keel.config._model', 'mlflow', 'pandas', 'sklearn', *{HEAVY!r})\n"
+        "print(json.dumps(sorted(m for m in heavy if m in sys.modules)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout) == []

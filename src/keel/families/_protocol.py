@@ -190,7 +190,25 @@ class Family:
         min_rows: int,
         now: float,
     ) -> dict[str, Any]:
-        """One monitoring report per window spec, judged against the package reference."""
+        """One monitoring report per window spec (``{key: spec}``): :meth:`judge_windows`."""
+        return {
+            key: self.judge_windows(frame, reference, meta, spec, min_rows, now)
+            for key, spec in specs.items()
+        }
+
+    def judge_windows(
+        self,
+        frame: Any,
+        reference: dict[str, Any],
+        meta: dict[str, Any],
+        window: str | int,
+        min_rows: int,
+        now: float | None,
+    ) -> Any:
+        """The ``MonitorReport`` of the log ``frame`` cut in ``window``s.
+
+        Judged against the package's monitoring reference (families without a target).
+        """
         raise self._missing("monitoring windows")
 
     def render_dashboard(self, found: dict[str, Any], alerts: list[dict[str, Any]]) -> str:

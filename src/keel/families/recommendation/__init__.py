@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from keel.config import RECOMMENDATION_KEYS, RECOMMENDER_BASELINES
 from keel.families import Capabilities, Family
 
 
@@ -22,8 +21,6 @@ class RecommendationFamily(Family):
     task_module = "keel.families.recommendation.task"
     commands_module = "keel.families.recommendation.cli"
     subject_documents = ("monitoring_reference.json",)  # its user-group map names users
-    config_keys = RECOMMENDATION_KEYS
-    baselines = RECOMMENDER_BASELINES
     stage_names = (
         "ingest", "pii", "validate", "split", "profile", "tune", "train", "evaluate",
         "fairness", "explain", "robustness", "register", "compare", "report", "alias",
@@ -31,6 +28,18 @@ class RecommendationFamily(Family):
     capabilities: ClassVar[Capabilities] = Capabilities(
         ranks=True, serves_routes=("/recommend",), batch_predict=True
     )
+
+    @property
+    def baselines(self) -> tuple[str, ...]:  # type: ignore[override]
+        from keel.config import RECOMMENDER_BASELINES
+
+        return RECOMMENDER_BASELINES
+
+    @property
+    def config_keys(self) -> tuple[str, ...]:  # type: ignore[override]
+        from keel.config import RECOMMENDATION_KEYS
+
+        return RECOMMENDATION_KEYS
 
     def config_defaults(self, data: dict[str, Any]) -> dict[str, Any]:
         from keel.families.recommendation.config import defaults
@@ -103,18 +112,20 @@ class RecommendationFamily(Family):
         )
         return summary, loaded.name, loaded.version
 
-    def monitor_windows(
+    def judge_windows(
         self,
         frame: Any,
         reference: dict[str, Any],
         meta: dict[str, Any],
-        specs: dict[str, Any],
+        window: str | int,
         min_rows: int,
-        now: float,
-    ) -> dict[str, Any]:
-        from keel.families.recommendation.monitor import monitor_windows
+        now: float | None,
+    ) -> Any:
+        from keel.families.recommendation.monitor import monitor_recommendations
 
-        return monitor_windows(frame, reference, meta, specs, min_rows, now)
+        return monitor_recommendations(
+            frame, reference, meta, window=window, min_rows=min_rows, now=now
+        )
 
     def render_dashboard(self, found: dict[str, Any], alerts: list[dict[str, Any]]) -> str:
         from keel.families.recommendation.monitor import render_recommendation_dashboard

@@ -272,20 +272,3 @@ def monitor_row(w: dict[str, Any], num: Any) -> list[str]:
     m = w["metrics"]
     cells = [num(m.get(k)) for k in ("cold_start_share", "coverage", "popularity_psi", "hit_rate")]
     return [*cells, num(m.get("ctr")), num(m.get("latency_p95_ms"))]
-
-
-def monitor_windows(
-    frame: pd.DataFrame,
-    reference: dict[str, Any],
-    meta: dict[str, Any],
-    specs: dict[str, Any],
-    min_rows: int,
-    now: float,
-) -> dict[str, MonitorReport]:
-    """One report per window spec, judged against the package's reference."""
-    return {
-        key: monitor_recommendations(
-            frame, reference, meta, window=spec, min_rows=min_rows, now=now
-        )
-        for key, spec in specs.items()
-    }

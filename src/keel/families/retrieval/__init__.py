@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from keel.config import RETRIEVAL_KEYS, RETRIEVER_BASELINES
 from keel.families import Capabilities, Family
 
 
@@ -21,8 +20,6 @@ class RetrievalFamily(Family):
     tasks = ("retrieval",)
     task_module = "keel.families.retrieval.task"
     commands_module = "keel.families.retrieval.cli"
-    config_keys = RETRIEVAL_KEYS
-    baselines = RETRIEVER_BASELINES
     stage_names = (
         "ingest", "pii", "validate", "tune", "train", "evaluate", "guardrails", "register",
         "compare", "report", "alias",
@@ -30,6 +27,18 @@ class RetrievalFamily(Family):
     capabilities: ClassVar[Capabilities] = Capabilities(
         ranks=True, serves_routes=("/ask",), reads_folders=True
     )
+
+    @property
+    def baselines(self) -> tuple[str, ...]:  # type: ignore[override]
+        from keel.config import RETRIEVER_BASELINES
+
+        return RETRIEVER_BASELINES
+
+    @property
+    def config_keys(self) -> tuple[str, ...]:  # type: ignore[override]
+        from keel.config import RETRIEVAL_KEYS
+
+        return RETRIEVAL_KEYS
 
     def config_defaults(self, data: dict[str, Any]) -> dict[str, Any]:
         from keel.families.retrieval.config import defaults
@@ -79,18 +88,18 @@ class RetrievalFamily(Family):
 
         return loadtest_bodies(model, tracking_uri, rows)
 
-    def monitor_windows(
+    def judge_windows(
         self,
         frame: Any,
         reference: dict[str, Any],
         meta: dict[str, Any],
-        specs: dict[str, Any],
+        window: str | int,
         min_rows: int,
-        now: float,
-    ) -> dict[str, Any]:
-        from keel.families.retrieval.monitor import monitor_windows
+        now: float | None,
+    ) -> Any:
+        from keel.families.retrieval.monitor import monitor_questions
 
-        return monitor_windows(frame, reference, meta, specs, min_rows, now)
+        return monitor_questions(frame, reference, meta, window=window, min_rows=min_rows, now=now)
 
     def render_dashboard(self, found: dict[str, Any], alerts: list[dict[str, Any]]) -> str:
         from keel.families.retrieval.monitor import render_retrieval_dashboard

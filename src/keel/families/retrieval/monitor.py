@@ -186,18 +186,3 @@ def monitor_row(w: dict[str, Any], num: Any) -> list[str]:
     m = w["metrics"]
     keys = ("block_rate", "no_answer_rate", "query_drift", "out_of_corpus_share", "helpful_rate")
     return [*(num(m.get(k)) for k in keys), num(m.get("latency_p95_ms"))]
-
-
-def monitor_windows(
-    frame: pd.DataFrame,
-    reference: dict[str, Any],
-    meta: dict[str, Any],
-    specs: dict[str, Any],
-    min_rows: int,
-    now: float,
-) -> dict[str, MonitorReport]:
-    """One report per window spec, judged against the package's reference."""
-    return {
-        key: monitor_questions(frame, reference, meta, window=spec, min_rows=min_rows, now=now)
-        for key, spec in specs.items()
-    }

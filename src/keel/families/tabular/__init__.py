@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from keel.config import BASELINE_NAMES
 from keel.families import Capabilities, Family
 
 
@@ -20,7 +19,6 @@ class TabularFamily(Family):
     tasks = ("binary", "multiclass", "regression")
     default = True  # keel.yaml without `task:` (inferred from the target)
     task_module = "keel.families.tabular.task"
-    baselines = BASELINE_NAMES
     stage_names = (
         "ingest", "pii", "validate", "split", "leakage", "profile", "tune", "train",
         "evaluate", "fairness", "explain", "robustness", "register", "compare", "report",
@@ -34,6 +32,12 @@ class TabularFamily(Family):
         builds_image=True,
         explains=True,
     )
+
+    @property
+    def baselines(self) -> tuple[str, ...]:  # type: ignore[override]
+        from keel.config import BASELINE_NAMES
+
+        return BASELINE_NAMES
 
     def check_config(self, config: Any) -> None:
         from keel.families.tabular.config import check_config

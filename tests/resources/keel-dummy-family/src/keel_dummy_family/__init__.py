@@ -59,20 +59,10 @@ class ConstantFamily(Family):
 
         return "/score", [json.dumps({"rows": [{"x": i}] * rows}).encode() for i in range(8)]
 
-    def monitor_windows(
-        self,
-        frame: Any,
-        reference: dict[str, Any],
-        meta: dict[str, Any],
-        specs: dict[str, Any],
-        min_rows: int,
-        now: float,
-    ) -> dict[str, Any]:
+    def judge_windows(self, frame, reference, meta, window, min_rows, now) -> Any:
         from keel_dummy_family.monitor import windows
 
-        return {
-            key: windows(frame, reference, meta, spec, min_rows, now) for key, spec in specs.items()
-        }
+        return windows(frame, reference, meta, window, min_rows, now)
 
     def render_dashboard(self, found: dict[str, Any], alerts: list[dict[str, Any]]) -> str:
         from keel_dummy_family.monitor import page
