@@ -753,162 +753,172 @@ def now() -> str:
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
 
 
-def _graph() -> Graph:
+def _reading_stages() -> list[Stage]:
+    """Reading, checking, splitting, leakage, profiling, tuning and training."""
+    any_ = object
+    return [
+        Stage(
+            "ingest",
+            ingest,
+            inputs=("extra_rows",),
+            outputs={"raw": any_},
+            reads=(
+                "data",
+                "target",
+                "sensitive_features",
+                "ignore_columns",
+                "time_column",
+                "group_column",
+            ),
+            code=DATA,
+            fingerprint=source_fingerprint,
+            persist=False,  # rows before PII redaction never reach the disk
+        ),
+        Stage(
+            "pii",
+            pii,
+            inputs=("raw",),
+            outputs={"dataset": any_, "pii_report": any_},
+            reads=("pii",),
+            code=DATA,
+        ),
+        Stage(
+            "validate",
+            validate,
+            inputs=("dataset",),
+            outputs={"frame": pd.DataFrame, "labels": any_, "schema": any_},
+            reads=(
+                "schema_file",
+                "target",
+                "task",
+                "positive_class",
+                "metric",
+                "ignore_columns",
+                "time_column",
+                "group_column",
+                "pii.columns",
+                "behaviour",
+                "fairness",
+                "sensitive_features",
+            ),
+            code=(*DATA, "keel.training", "keel.responsible"),
+            fingerprint=schema_fingerprint,  # the schema file's content, not only its name
+        ),
+        Stage(
+            "split",
+            split,
+            inputs=("frame", "labels", "schema"),
+            outputs={"splits": any_},
+            reads=("split", "seed", "target", "time_column", "group_column"),
+            code=DATA,
+        ),
+        Stage(
+            "leakage",
+            leakage,
+            inputs=("splits", "schema", "labels"),
+            outputs={"feature_scores": list},
+            reads=("target", "leakage_threshold"),
+            code=DATA,
+        ),
+        Stage(
+            "profile",
+            profile,
+            inputs=("splits", "schema"),
+            outputs={"profile": dict},
+            code=DATA,
+        ),
+        Stage(
+            "tune",
+            tune,
+            inputs=("splits", "schema", "labels", "fixed_params"),
+            outputs={"tuned": dict},
+            reads=(
+                "candidates",
+                "budget",
+                "trials",
+                "ensemble",
+                "seed",
+                "cv_folds",
+                "time_column",
+                "group_column",
+            ),
+            code=LEARN,
+        ),
+        Stage(
+            "train",
+            train,
+            inputs=("splits", "schema", "labels", "tuned", "fixed_params"),
+            outputs={"trained": list, "best": any_},
+            reads=("candidates", "seed"),
+            code=LEARN,
+        ),
+    ]
+
+
+def _judging_stages() -> list[Stage]:
+    """Evaluation and the responsible-AI stages, then the ones that record (register on)."""
     from keel.pipeline import _record as record
 
     any_ = object
-    return Graph(
-        [
-            Stage(
-                "ingest",
-                ingest,
-                inputs=("extra_rows",),
-                outputs={"raw": any_},
-                reads=(
-                    "data",
-                    "target",
-                    "sensitive_features",
-                    "ignore_columns",
-                    "time_column",
-                    "group_column",
-                ),
-                code=DATA,
-                fingerprint=source_fingerprint,
-                persist=False,  # rows before PII redaction never reach the disk
-            ),
-            Stage(
-                "pii",
-                pii,
-                inputs=("raw",),
-                outputs={"dataset": any_, "pii_report": any_},
-                reads=("pii",),
-                code=DATA,
-            ),
-            Stage(
-                "validate",
-                validate,
-                inputs=("dataset",),
-                outputs={"frame": pd.DataFrame, "labels": any_, "schema": any_},
-                reads=(
-                    "schema_file",
-                    "target",
-                    "task",
-                    "positive_class",
-                    "metric",
-                    "ignore_columns",
-                    "time_column",
-                    "group_column",
-                    "pii.columns",
-                    "behaviour",
-                    "fairness",
-                    "sensitive_features",
-                ),
-                code=(*DATA, "keel.training", "keel.responsible"),
-                fingerprint=schema_fingerprint,  # the schema file's content, not only its name
-            ),
-            Stage(
-                "split",
-                split,
-                inputs=("frame", "labels", "schema"),
-                outputs={"splits": any_},
-                reads=("split", "seed", "target", "time_column", "group_column"),
-                code=DATA,
-            ),
-            Stage(
-                "leakage",
-                leakage,
-                inputs=("splits", "schema", "labels"),
-                outputs={"feature_scores": list},
-                reads=("target", "leakage_threshold"),
-                code=DATA,
-            ),
-            Stage(
-                "profile",
-                profile,
-                inputs=("splits", "schema"),
-                outputs={"profile": dict},
-                code=DATA,
-            ),
-            Stage(
-                "tune",
-                tune,
-                inputs=("splits", "schema", "labels", "fixed_params"),
-                outputs={"tuned": dict},
-                reads=(
-                    "candidates",
-                    "budget",
-                    "trials",
-                    "ensemble",
-                    "seed",
-                    "cv_folds",
-                    "time_column",
-                    "group_column",
-                ),
-                code=LEARN,
-            ),
-            Stage(
-                "train",
-                train,
-                inputs=("splits", "schema", "labels", "tuned", "fixed_params"),
-                outputs={"trained": list, "best": any_},
-                reads=("candidates", "seed"),
-                code=LEARN,
-            ),
-            Stage(
-                "evaluate",
-                evaluate,
-                inputs=("trained", "best", "tuned", "splits", "schema", "labels"),
-                outputs={
-                    "feature_tests": list,
-                    "assessment": any_,
-                    "shipped": any_,
-                    "behaviour": list,
-                    "shipped_fit": dict,
-                    "all_test": dict,
-                },
-                reads=(
-                    "cv_folds",
-                    "seed",
-                    "gate_margin",
-                    "sensitive_features",
-                    "time_column",
-                    "group_column",
-                    "threshold_objective",
-                    "fairness",
-                    "final_fit",
-                    "behaviour",
-                    "target",
-                ),
-                code=JUDGE,
-            ),
-            Stage(
+    return [
+        Stage(
+            "evaluate",
+            evaluate,
+            inputs=("trained", "best", "tuned", "splits", "schema", "labels"),
+            outputs={
+                "feature_tests": list,
+                "assessment": any_,
+                "shipped": any_,
+                "behaviour": list,
+                "shipped_fit": dict,
+                "all_test": dict,
+            },
+            reads=(
+                "cv_folds",
+                "seed",
+                "gate_margin",
+                "sensitive_features",
+                "time_column",
+                "group_column",
+                "threshold_objective",
                 "fairness",
-                fairness,
-                inputs=("assessment", "best", "splits", "schema", "labels"),
-                outputs={"fairness": any_, "mitigation": (dict, type(None))},
-                reads=("sensitive_features", "fairness", "seed", "threshold_objective", "target"),
-                code=JUDGE,
+                "final_fit",
+                "behaviour",
+                "target",
             ),
-            Stage(
-                "explain",
-                explain,
-                inputs=("assessment", "splits", "schema", "labels"),
-                outputs={"explanations": dict, "background": pd.DataFrame},
-                reads=("seed",),
-                code=JUDGE,
-            ),
-            Stage(
-                "robustness",
-                robustness,
-                inputs=("assessment", "splits", "schema", "labels"),
-                outputs={"robustness": (dict, type(None))},
-                reads=("seed", "robustness"),
-                code=JUDGE,
-            ),
-            *record.STAGES,
-        ],
-        sources=("extra_rows", "fixed_params", "run_tags"),
-    )
+            code=JUDGE,
+        ),
+        Stage(
+            "fairness",
+            fairness,
+            inputs=("assessment", "best", "splits", "schema", "labels"),
+            outputs={"fairness": any_, "mitigation": (dict, type(None))},
+            reads=("sensitive_features", "fairness", "seed", "threshold_objective", "target"),
+            code=JUDGE,
+        ),
+        Stage(
+            "explain",
+            explain,
+            inputs=("assessment", "splits", "schema", "labels"),
+            outputs={"explanations": dict, "background": pd.DataFrame},
+            reads=("seed",),
+            code=JUDGE,
+        ),
+        Stage(
+            "robustness",
+            robustness,
+            inputs=("assessment", "splits", "schema", "labels"),
+            outputs={"robustness": (dict, type(None))},
+            reads=("seed", "robustness"),
+            code=JUDGE,
+        ),
+        *record.STAGES,
+    ]
+
+
+def _graph() -> Graph:
+    sources = ("extra_rows", "fixed_params", "run_tags")
+    return Graph([*_reading_stages(), *_judging_stages()], sources=sources)
 
 
 LIFECYCLE = _graph()

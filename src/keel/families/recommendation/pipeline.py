@@ -808,132 +808,142 @@ def report(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     return {"reports": written}
 
 
-def _graph() -> Graph:
+def _reading_stages() -> list[Stage]:
+    """Reading, checking, splitting, profiling, tuning and training."""
     any_ = object
     cut_keys = ("user_column", "item_column", "time_column", "rating_column", "relevant_from")
-    return Graph(
-        [
-            Stage(
-                "ingest",
-                ingest,
-                outputs={"raw": dict},
-                reads=("data", "users", "items"),
-                code=DATA,
-                fingerprint=tables_fingerprint,
-                persist=False,
-            ),
-            Stage("pii", pii, ("raw",), {"tables": dict, "pii_report": dict}, ("pii",), DATA),
-            Stage(
-                "validate",
-                validate,
-                ("tables",),
-                {"interactions": any_, "primary": str},
-                (*cut_keys, "sensitive_features", "item_attribute", "metric", "k"),
-                (*DATA, "keel.tasks"),
-            ),
-            Stage("split", split, ("interactions",), {"splits": any_}, ("split",), DATA),
-            Stage("profile", profile, ("interactions",), {"profile": dict}, (), DATA),
-            Stage(
-                "tune",
-                tune,
-                ("splits", "primary", "fixed_params"),
-                {"tuned": dict},
-                ("candidates", "budget", "trials", "seed", "k"),
-                LEARN,
-            ),
-            Stage(
-                "train",
-                train,
-                ("splits", "primary", "tuned", "fixed_params"),
-                {"trained": list, "models": dict, "best": str},
-                ("candidates", "seed", "k"),
-                LEARN,
-            ),
-            Stage(
-                "evaluate",
-                evaluate,
-                ("splits", "primary", "models", "best", "interactions"),
-                {"assessment": dict, "result": any_},
-                ("k", "seed", "gate_margin", "fairness.resamples", "item_attribute"),
-                JUDGE,
-            ),
-            Stage(
+    return [
+        Stage(
+            "ingest",
+            ingest,
+            outputs={"raw": dict},
+            reads=("data", "users", "items"),
+            code=DATA,
+            fingerprint=tables_fingerprint,
+            persist=False,
+        ),
+        Stage("pii", pii, ("raw",), {"tables": dict, "pii_report": dict}, ("pii",), DATA),
+        Stage(
+            "validate",
+            validate,
+            ("tables",),
+            {"interactions": any_, "primary": str},
+            (*cut_keys, "sensitive_features", "item_attribute", "metric", "k"),
+            (*DATA, "keel.tasks"),
+        ),
+        Stage("split", split, ("interactions",), {"splits": any_}, ("split",), DATA),
+        Stage("profile", profile, ("interactions",), {"profile": dict}, (), DATA),
+        Stage(
+            "tune",
+            tune,
+            ("splits", "primary", "fixed_params"),
+            {"tuned": dict},
+            ("candidates", "budget", "trials", "seed", "k"),
+            LEARN,
+        ),
+        Stage(
+            "train",
+            train,
+            ("splits", "primary", "tuned", "fixed_params"),
+            {"trained": list, "models": dict, "best": str},
+            ("candidates", "seed", "k"),
+            LEARN,
+        ),
+    ]
+
+
+def _judging_stages() -> list[Stage]:
+    """Evaluation, fairness, explanations, robustness, then the ones that record."""
+    any_ = object
+    return [
+        Stage(
+            "evaluate",
+            evaluate,
+            ("splits", "primary", "models", "best", "interactions"),
+            {"assessment": dict, "result": any_},
+            ("k", "seed", "gate_margin", "fairness.resamples", "item_attribute"),
+            JUDGE,
+        ),
+        Stage(
+            "fairness",
+            fairness,
+            ("result", "models", "best", "interactions"),
+            {"fairness": dict, "exposure": dict},
+            ("sensitive_features", "fairness", "k", "seed", "item_attribute"),
+            JUDGE,
+        ),
+        Stage(
+            "explain",
+            explain,
+            ("result", "models", "best", "interactions", "splits"),
+            {"explanations": dict},
+            ("seed", "k"),
+            JUDGE,
+        ),
+        Stage(
+            "robustness",
+            robustness,
+            ("splits", "models", "best", "trained"),
+            {"robustness": (dict, type(None))},
+            ("seed", "k", "robustness"),
+            JUDGE,
+        ),
+        Stage(
+            "register",
+            register,
+            (
+                "tables",
+                "pii_report",
+                "interactions",
+                "primary",
+                "splits",
+                "profile",
+                "tuned",
+                "trained",
+                "models",
+                "best",
+                "assessment",
+                "result",
                 "fairness",
-                fairness,
-                ("result", "models", "best", "interactions"),
-                {"fairness": dict, "exposure": dict},
-                ("sensitive_features", "fairness", "k", "seed", "item_attribute"),
-                JUDGE,
-            ),
-            Stage(
-                "explain",
-                explain,
-                ("result", "models", "best", "interactions", "splits"),
-                {"explanations": dict},
-                ("seed", "k"),
-                JUDGE,
-            ),
-            Stage(
+                "exposure",
+                "explanations",
                 "robustness",
-                robustness,
-                ("splits", "models", "best", "trained"),
-                {"robustness": (dict, type(None))},
-                ("seed", "k", "robustness"),
-                JUDGE,
             ),
-            Stage(
-                "register",
-                register,
-                (
-                    "tables",
-                    "pii_report",
-                    "interactions",
-                    "primary",
-                    "splits",
-                    "profile",
-                    "tuned",
-                    "trained",
-                    "models",
-                    "best",
-                    "assessment",
-                    "result",
-                    "fairness",
-                    "exposure",
-                    "explanations",
-                    "robustness",
-                ),
-                {"run": dict},
-                ("name", "card", "seed", "split", "k"),
-                RECORD,
-                still_valid=still_registered,
-            ),
-            Stage(
-                "compare",
-                compare,
-                ("run", "splits", "primary", "result"),
-                {"versus": (dict, type(None)), "planned_alias": (str, type(None))},
-                ("k", "seed", "fairness.resamples"),
-                RECORD,
-            ),
-            Stage(
-                "report",
-                report,
-                ("run", "versus", "planned_alias"),
-                {"reports": dict},
-                (),
-                RECORD,
-            ),
-            Stage(
-                "alias",
-                alias,
-                ("run", "reports", "versus", "planned_alias"),
-                {"alias": (str, type(None))},
-                (),
-                RECORD,
-            ),
-        ],
-        sources=("extra_rows", "fixed_params", "run_tags"),
-    )
+            {"run": dict},
+            ("name", "card", "seed", "split", "k"),
+            RECORD,
+            still_valid=still_registered,
+        ),
+        Stage(
+            "compare",
+            compare,
+            ("run", "splits", "primary", "result"),
+            {"versus": (dict, type(None)), "planned_alias": (str, type(None))},
+            ("k", "seed", "fairness.resamples"),
+            RECORD,
+        ),
+        Stage(
+            "report",
+            report,
+            ("run", "versus", "planned_alias"),
+            {"reports": dict},
+            (),
+            RECORD,
+        ),
+        Stage(
+            "alias",
+            alias,
+            ("run", "reports", "versus", "planned_alias"),
+            {"alias": (str, type(None))},
+            (),
+            RECORD,
+        ),
+    ]
+
+
+def _graph() -> Graph:
+    sources = ("extra_rows", "fixed_params", "run_tags")
+    return Graph([*_reading_stages(), *_judging_stages()], sources=sources)
 
 
 RECOMMENDATION_LIFECYCLE = _graph()
