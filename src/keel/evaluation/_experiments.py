@@ -390,6 +390,98 @@ def ratio_test(
     return effect, variance
 
 
+def _ratio_row(
+    metric: str, frame: Any, arms: tuple[Any, Any], pair: tuple[str, str], alpha: float
+) -> tuple[Effect, float, dict[str, Any]]:
+    num, den = pair
+    if not (frame[den].fillna(0) > 0).any():
+        raise ValueError(f"metric {metric!r} has no data in either arm")
+    control, treated = arms
+    effect, variance = ratio_test(
+        metric,
+        (control[num].fillna(0), control[den].fillna(0)),
+        (treated[num].fillna(0), treated[den].fillna(0)),
+        alpha,
+    )
+    return effect, variance, {}
+
+
+def _unit_row(
+    metric: str, frame: Any, arms: tuple[Any, Any], covariate: str | None, alpha: float
+) -> tuple[Effect, float, dict[str, Any]]:
+    """A per-unit metric: two proportions for 0/1 columns, else Welch (with CUPED)."""
+    import numpy as np
+    import pandas as pd
+
+    values = frame[metric].dropna()
+    if values.empty:
+        raise ValueError(f"metric {metric!r} has no data in either arm")
+    control, treated = arms
+    binary = bool(values.isin([0, 1]).all())
+    y = frame[metric].astype(float)
+    cuped_theta = None
+    if covariate is not None and not binary:
+        adjusted, cuped_theta = cuped(y, frame[covariate].astype(float))
+        y = pd.Series(adjusted, index=frame.index)
+    yc, yt = y[control.index], y[treated.index]
+    if binary:
+        effect = two_proportions(
+            metric, int(yc.sum()), len(control), int(yt.sum()), len(treated), alpha
+        )
+        variance = effect.control * (1 - effect.control) / max(
+            1, len(control)
+        ) + effect.treatment * (1 - effect.treatment) / max(1, len(treated))
+    else:
+        effect = welch(metric, yc, yt, alpha)
+        variance = float(np.var(yc, ddof=1)) / len(control) + float(np.var(yt, ddof=1)) / len(
+            treated
+        )
+    return effect, variance, {"cuped_theta": cuped_theta}
+
+
+def _judge(
+    found: dict[str, dict[str, Any]],
+    success: list[str],
+    guardrails: dict[str, float],
+    lower_is_better: tuple[str, ...] | list[str],
+    progress: tuple[int, int | None, bool],
+) -> tuple[str, str]:
+    """The decision and its reason once the sample ratio is sound."""
+    for metric, margin in guardrails.items():
+        worse = (
+            found[metric]["high"] > margin
+            if metric in lower_is_better
+            else found[metric]["low"] < -margin
+        )
+        if worse:
+            return (
+                "keep the champion",
+                f"guardrail {metric} may be worse by more than {margin:g}"
+                f" (interval {found[metric]['low']:+.4g} to {found[metric]['high']:+.4g})",
+            )
+    smallest, planned_per_arm, reached = progress
+    how = "fixed-horizon, Holm-corrected" if reached else "always-valid sequential test"
+
+    def better(metric: str) -> bool:
+        sign = -1 if metric in lower_is_better else 1
+        return sign * float(found[metric]["absolute"]) > 0
+
+    wins = [m for m in success if found[m]["significant"] and better(m)]
+    losses = [m for m in success if found[m]["significant"] and not better(m)]
+    if losses:
+        return "keep the champion", f"the challenger is worse on {', '.join(losses)} ({how})"
+    if wins and len(wins) == len(success):
+        return "ship", f"the challenger is better on {', '.join(wins)} ({how})"
+    if planned_per_arm is not None and reached:
+        return "keep the champion", "no significant effect at the planned sample"
+    if planned_per_arm is None:
+        return "keep running", "no significant effect yet and no planned sample"
+    return (
+        "keep running",
+        f"no significant effect yet; {smallest:,} of {planned_per_arm:,} units per arm",
+    )
+
+
 def decide(
     units: Any,
     success: list[str],
@@ -419,11 +511,9 @@ def decide(
       the margin: the interval's lower bound must stay above ``-margin`` (its upper
       bound below ``+margin`` for metrics in ``lower_is_better``, such as latency).
     """
-    import numpy as np
     import pandas as pd
 
-    ratios = ratios or {}
-    covariates = covariates or {}
+    ratios, covariates, guardrails = ratios or {}, covariates or {}, guardrails or {}
     frame = pd.DataFrame(units)
     arms = frame.groupby("unit")["arm"].nunique()
     both = set(arms[arms > 1].index)
@@ -431,49 +521,15 @@ def decide(
     counts = frame["arm"].value_counts()
     n_c, n_t = int(counts.get(CHAMPION_ARM, 0)), int(counts.get(CHALLENGER_ARM, 0))
     srm = sample_ratio_mismatch([n_c, n_t], [1 - treatment_share, treatment_share])
-    control, treated = frame[frame["arm"] == CHAMPION_ARM], frame[frame["arm"] == CHALLENGER_ARM]
+    split = (frame[frame["arm"] == CHAMPION_ARM], frame[frame["arm"] == CHALLENGER_ARM])
     effects, found = [], {}
-    for metric in [*success, *(guardrails or {})]:
+    for metric in [*success, *guardrails]:
         if metric in ratios:
-            num, den = ratios[metric]
-            if not (frame[den].fillna(0) > 0).any():
-                raise ValueError(f"metric {metric!r} has no data in either arm")
-            effect, variance = ratio_test(
-                metric,
-                (control[num].fillna(0), control[den].fillna(0)),
-                (treated[num].fillna(0), treated[den].fillna(0)),
-                alpha,
-            )
-            row = effect.to_dict() | {"units": [n_c, n_t]}
+            effect, variance, extra = _ratio_row(metric, frame, split, ratios[metric], alpha)
         else:
-            values = frame[metric].dropna()
-            if values.empty:
-                raise ValueError(f"metric {metric!r} has no data in either arm")
-            binary = bool(values.isin([0, 1]).all())
-            y = frame[metric].astype(float)
-            cuped_theta = None
-            if metric in covariates and not binary:
-                adjusted, cuped_theta = cuped(y, frame[covariates[metric]].astype(float))
-                y = pd.Series(adjusted, index=frame.index)
-            if binary:
-                effect = two_proportions(
-                    metric,
-                    int(y[control.index].sum()),
-                    len(control),
-                    int(y[treated.index].sum()),
-                    len(treated),
-                    alpha,
-                )
-                variance = effect.control * (1 - effect.control) / max(
-                    1, len(control)
-                ) + effect.treatment * (1 - effect.treatment) / max(1, len(treated))
-            else:
-                effect = welch(metric, y[control.index], y[treated.index], alpha)
-                variance = float(np.var(y[control.index], ddof=1)) / len(control) + float(
-                    np.var(y[treated.index], ddof=1)
-                ) / len(treated)
-            row = effect.to_dict() | {"units": [n_c, n_t], "cuped_theta": cuped_theta}
+            effect, variance, extra = _unit_row(metric, frame, split, covariates.get(metric), alpha)
         scale = tau2 if tau2 is not None else (effect.control / 10) ** 2 or 1e-6
+        row = effect.to_dict() | {"units": [n_c, n_t]} | extra
         row |= {
             "sequential_p_value": msprt_p_value(effect.absolute, max(variance, 1e-18), scale),
             "role": "success" if metric in success else "guardrail",
@@ -486,51 +542,19 @@ def decide(
         holm([found[m][judged_on] for m in success], alpha), success, strict=True
     ):
         found[metric] |= {"holm_p_value": adjusted, "significant": rejected, "judged_on": judged_on}
-
-    def verdict(decision: str, reason: str) -> Verdict:
-        return Verdict(decision, reason, srm, effects, len(both))
-
     if srm["flagged"]:
-        return verdict(
+        return Verdict(
             "keep running",
             f"sample-ratio mismatch: {n_c} vs {n_t} units for a planned"
             f" {1 - treatment_share:.0%}/{treatment_share:.0%} split (p {srm['p_value']:.2g}):"
             " fix the assignment before reading any effect",
+            srm,
+            effects,
+            len(both),
         )
-    for metric, margin in (guardrails or {}).items():
-        worse = (
-            found[metric]["high"] > margin
-            if metric in lower_is_better
-            else found[metric]["low"] < -margin
-        )
-        if worse:
-            return verdict(
-                "keep the champion",
-                f"guardrail {metric} may be worse by more than {margin:g}"
-                f" (interval {found[metric]['low']:+.4g} to {found[metric]['high']:+.4g})",
-            )
-    how = "fixed-horizon, Holm-corrected" if reached else "always-valid sequential test"
-
-    def better(metric: str) -> bool:
-        sign = -1 if metric in lower_is_better else 1
-        return sign * float(found[metric]["absolute"]) > 0
-
-    wins = [m for m in success if found[m]["significant"] and better(m)]
-    losses = [m for m in success if found[m]["significant"] and not better(m)]
-    if losses:
-        return verdict(
-            "keep the champion", f"the challenger is worse on {', '.join(losses)} ({how})"
-        )
-    if wins and len(wins) == len(success):
-        return verdict("ship", f"the challenger is better on {', '.join(wins)} ({how})")
-    if planned_per_arm is not None and reached:
-        return verdict("keep the champion", "no significant effect at the planned sample")
-    if planned_per_arm is None:
-        return verdict("keep running", "no significant effect yet and no planned sample")
-    return verdict(
-        "keep running",
-        f"no significant effect yet; {min(n_c, n_t):,} of {planned_per_arm:,} units per arm",
-    )
+    progress = (min(n_c, n_t), planned_per_arm, reached)
+    decision, reason = _judge(found, success, guardrails, lower_is_better, progress)
+    return Verdict(decision, reason, srm, effects, len(both))
 
 
 __all__ = [

@@ -178,51 +178,33 @@ def _explanation_blocks(explanations: dict[str, Any]) -> list[Any]:
     return blocks
 
 
-def report_sections(doc: dict[str, Any]) -> list[Section]:
-    """The evaluation report of a recommender run."""
+def _summary_section(doc: dict[str, Any]) -> Section:
+    primary = doc["primary_metric"]
+    gate = doc.get("gate") or {}
+    champion = (doc.get("versus_champion") or {}).get("reason") or "no champion yet"
+    lines = [
+        f"model: {doc['name']} version {doc.get('version', '-')}, chosen candidate {doc['chosen']}",
+        f"{primary} on test: {_ci(doc['intervals'].get(primary))}",
+        gate.get("describe", "baseline gate: not run"),
+        f"fairness: {doc.get('fairness_verdict', 'not assessed')}",
+        "against the champion: " + champion,
+        f"alias: {doc.get('alias') or 'none'}",
+    ]
+    return ("Summary", [("ul", lines)])
+
+
+def _every_model_sections(doc: dict[str, Any]) -> list[Section]:
     headline = _headline(doc)
     primary = doc["primary_metric"]
-    beyond = sorted(doc.get("beyond", {}))
-    gate = doc.get("gate") or {}
-    sections: list[Section] = [
-        (
-            "Summary",
-            [
-                (
-                    "ul",
-                    [
-                        f"model: {doc['name']} version {doc.get('version', '-')}, chosen"
-                        f" candidate {doc['chosen']}",
-                        f"{primary} on test: {_ci(doc['intervals'].get(primary))}",
-                        gate.get("describe", "baseline gate: not run"),
-                        f"fairness: {doc.get('fairness_verdict', 'not assessed')}",
-                        "against the champion: "
-                        + ((doc.get("versus_champion") or {}).get("reason") or "no champion yet"),
-                        f"alias: {doc.get('alias') or 'none'}",
-                    ],
-                )
-            ],
-        ),
-        ("Protocol", [("ul", _protocol(doc))]),
+    bars = [
+        (c["name"], c["test"].get(primary, float("nan")), None, None) for c in doc["candidates"]
+    ]
+    return [
         (
             "Every model on test (all users)",
             [
                 ("table", _metric_table(doc, "test", headline)),
-                (
-                    "bars",
-                    (
-                        f"test {doc['primary_metric']} by model",
-                        [
-                            (
-                                c["name"],
-                                c["test"].get(doc["primary_metric"], float("nan")),
-                                None,
-                                None,
-                            )
-                            for c in doc["candidates"]
-                        ],
-                    ),
-                ),
+                ("bars", (f"test {primary} by model", bars)),
             ],
         ),
         (
@@ -237,45 +219,46 @@ def report_sections(doc: dict[str, Any]) -> list[Section]:
             "Validation (what tuning and the choice saw)",
             [("table", _metric_table(doc, "validation", headline))],
         ),
-        (
-            "Chosen model: intervals and beyond accuracy",
-            [
-                (
-                    "table",
-                    (
-                        ["metric", "value (95% CI over users)"],
-                        [[label(m), _ci(v)] for m, v in sorted(doc["intervals"].items())],
-                    ),
-                ),
-                (
-                    "table",
-                    (["measure", "value"], [[label(m), _n(doc["beyond"][m])] for m in beyond]),
-                ),
-            ],
-        ),
+    ]
+
+
+def _chosen_section(doc: dict[str, Any]) -> Section:
+    intervals = [[label(m), _ci(v)] for m, v in sorted(doc["intervals"].items())]
+    beyond = [[label(m), _n(doc["beyond"][m])] for m in sorted(doc.get("beyond", {}))]
+    return (
+        "Chosen model: intervals and beyond accuracy",
+        [
+            ("table", (["metric", "value (95% CI over users)"], intervals)),
+            ("table", (["measure", "value"], beyond)),
+        ],
+    )
+
+
+def _tuning_section(doc: dict[str, Any]) -> Section:
+    rows = [
+        [
+            name,
+            t["trials"],
+            _n(t["best_score"]),
+            ", ".join(f"{k}={_n(v, 4)}" for k, v in t["best_params"].items()),
+        ]
+        for name, t in doc.get("tuning", {}).items()
+    ]
+    head = ["candidate", "trials", "best validation", "best parameters"]
+    return ("Tuning", [("table", (head, rows))])
+
+
+def report_sections(doc: dict[str, Any]) -> list[Section]:
+    """The evaluation report of a recommender run."""
+    sections: list[Section] = [
+        _summary_section(doc),
+        ("Protocol", [("ul", _protocol(doc))]),
+        *_every_model_sections(doc),
+        _chosen_section(doc),
         ("Fairness across user groups", _fairness_blocks(doc.get("fairness"))),
         ("Item exposure", _exposure_blocks(doc.get("exposure", {}))),
         ("Explanations", _explanation_blocks(doc.get("explanations", {}))),
-        (
-            "Tuning",
-            [
-                (
-                    "table",
-                    (
-                        ["candidate", "trials", "best validation", "best parameters"],
-                        [
-                            [
-                                name,
-                                t["trials"],
-                                _n(t["best_score"]),
-                                ", ".join(f"{k}={_n(v, 4)}" for k, v in t["best_params"].items()),
-                            ]
-                            for name, t in doc.get("tuning", {}).items()
-                        ],
-                    ),
-                )
-            ],
-        ),
+        _tuning_section(doc),
     ]
     if doc.get("robustness"):
         sections.append(("Robustness", robustness_blocks(doc["robustness"])))
@@ -406,146 +389,118 @@ def _card_limitations(doc: dict[str, Any], k: int) -> list[str]:
     return limitations
 
 
-def card_sections(doc: dict[str, Any]) -> list[Section]:
-    """The model card, in the organisation's recommender layout."""
+def _card_details(doc: dict[str, Any]) -> Section:
     card = doc.get("card", {})
-    k = 10 if 10 in doc["ks"] else max(doc["ks"])
+    lines = [
+        f"{doc['name']} version {doc.get('version', '-')}"
+        f" (semantic version {doc.get('semver') or 'none'}): {doc['chosen']}"
+        f" recommender ({doc.get('chosen_description', '')})",
+        f"owners: {', '.join(card.get('owners', [])) or 'not given (card.owners)'}",
+        f"created {doc.get('created', '')}; run {doc.get('run_id', '')}",
+        f"data digest {doc['data']['digest']}",
+    ]
+    return ("Model details", [("ul", lines)])
+
+
+def _card_use_and_data(doc: dict[str, Any]) -> list[Section]:
+    card = doc.get("card", {})
+    data = doc["data"]["profile"]
+    use: list[Any] = [
+        ("p", card.get("intended_use") or "Not given (card.intended_use in keel.yaml).")
+    ]
+    if card.get("out_of_scope"):
+        use.append(("ul", card["out_of_scope"]))
+    lines = [
+        f"{data['interactions']} interactions, {data['users']} users,"
+        f" {data['items']} items, {data['first_time'][:10]} to"
+        f" {data['last_time'][:10]}",
+        *_protocol(doc),
+    ]
+    return [("Intended use", use), ("Training data", [("ul", lines)])]
+
+
+def _card_performance(doc: dict[str, Any], k: int) -> Section:
     intervals = doc["intervals"]
     warm, cold = doc.get("warm", {}), doc.get("cold", {})
     ndcg, map_ = f"ndcg_at_{k}", f"map_at_{k}"
-    limitations = _card_limitations(doc, k)
+    metrics = (ndcg, map_, "mrr", f"recall_at_{k}", f"precision_at_{k}", f"hit_rate_at_{k}")
+    rows = [
+        [
+            label(m),
+            _ci(intervals.get(m)),
+            _n(warm.get(m, float("nan"))),
+            _n(cold.get(m, float("nan"))),
+        ]
+        for m in metrics
+    ]
     gate = doc.get("gate") or {}
+    return (
+        "Performance",
+        [
+            ("table", (["metric", "all test users", "warm users", "cold-start users"], rows)),
+            ("p", gate.get("describe", "baseline gate: not run")),
+            ("table", _metric_table(doc, "test", [ndcg, map_])),
+        ],
+    )
+
+
+def _card_serving(doc: dict[str, Any]) -> list[Section]:
     latency = doc.get("serving_latency")
-    data = doc["data"]["profile"]
+    measured = (
+        f"p95 latency {latency['p95_ms']:.1f} ms at concurrency"
+        f" {latency['concurrency']}"
+        f" ({latency['requests']} requests, keel loadtest)"
+        if latency
+        else "Latency not measured yet: run `keel loadtest` against `keel serve`."
+    )
+    robustness = (
+        robustness_blocks(doc["robustness"])
+        if doc.get("robustness")
+        else [("p", "Not measured (robustness.enabled: false).")]
+    )
+    return [("Serving", [("p", measured)]), ("Robustness", robustness)]
+
+
+def _card_rollback(doc: dict[str, Any]) -> Section:
+    lines = [
+        f"`keel rollback {doc['name']}` moves champion back to the previous"
+        " version; a running `keel serve` follows the alias and swaps models"
+        " once the other version answers its self-test.",
+        f"`keel history {doc['name']}` lists every alias move (who, when, why).",
+        f"`keel serve --model {doc['name']}/VERSION` serves one version pinned.",
+    ]
+    return ("Rollback", [("ul", lines)])
+
+
+def _card_closing(doc: dict[str, Any], k: int) -> list[Section]:
+    ethics = doc.get("card", {}).get("ethical_considerations") or [
+        "Recommendations shape what users see: the exposure above shows which"
+        " items gain or lose attention."
+    ]
+    companions = [
+        "Runbook (serve, scale, roll back, alerts, contacts): runbook.md",
+        "Impact assessment (uses, misuses, risks, mitigations): impact_assessment.md",
+    ]
     return [
-        (
-            "Model details",
-            [
-                (
-                    "ul",
-                    [
-                        f"{doc['name']} version {doc.get('version', '-')}"
-                        f" (semantic version {doc.get('semver') or 'none'}): {doc['chosen']}"
-                        f" recommender ({doc.get('chosen_description', '')})",
-                        f"owners: {', '.join(card.get('owners', [])) or 'not given (card.owners)'}",
-                        f"created {doc.get('created', '')}; run {doc.get('run_id', '')}",
-                        f"data digest {doc['data']['digest']}",
-                    ],
-                )
-            ],
-        ),
-        (
-            "Intended use",
-            [("p", card.get("intended_use") or "Not given (card.intended_use in keel.yaml).")]
-            + ([("ul", card["out_of_scope"])] if card.get("out_of_scope") else []),
-        ),
-        (
-            "Training data",
-            [
-                (
-                    "ul",
-                    [
-                        f"{data['interactions']} interactions, {data['users']} users,"
-                        f" {data['items']} items, {data['first_time'][:10]} to"
-                        f" {data['last_time'][:10]}",
-                        *_protocol(doc),
-                    ],
-                )
-            ],
-        ),
-        (
-            "Performance",
-            [
-                (
-                    "table",
-                    (
-                        ["metric", "all test users", "warm users", "cold-start users"],
-                        [
-                            [
-                                label(m),
-                                _ci(intervals.get(m)),
-                                _n(warm.get(m, float("nan"))),
-                                _n(cold.get(m, float("nan"))),
-                            ]
-                            for m in (
-                                ndcg,
-                                map_,
-                                "mrr",
-                                f"recall_at_{k}",
-                                f"precision_at_{k}",
-                                f"hit_rate_at_{k}",
-                            )
-                        ],
-                    ),
-                ),
-                ("p", gate.get("describe", "baseline gate: not run")),
-                ("table", _metric_table(doc, "test", [ndcg, map_])),
-            ],
-        ),
+        ("Limitations", [("ul", _card_limitations(doc, k) or ["None detected or given."])]),
+        ("Ethical considerations", [("ul", ethics)]),
+        ("Companion documents", [("ul", companions)]),
+    ]
+
+
+def card_sections(doc: dict[str, Any]) -> list[Section]:
+    """The model card, in the organisation's recommender layout."""
+    k = 10 if 10 in doc["ks"] else max(doc["ks"])
+    return [
+        _card_details(doc),
+        *_card_use_and_data(doc),
+        _card_performance(doc, k),
         ("Fairness across user groups", _fairness_blocks(doc.get("fairness"))),
         ("Item exposure", _exposure_blocks(doc.get("exposure", {}))),
-        (
-            "Serving",
-            [
-                (
-                    "p",
-                    f"p95 latency {latency['p95_ms']:.1f} ms at concurrency"
-                    f" {latency['concurrency']}"
-                    f" ({latency['requests']} requests, keel loadtest)"
-                    if latency
-                    else "Latency not measured yet: run `keel loadtest` against `keel serve`.",
-                )
-            ],
-        ),
-        (
-            "Robustness",
-            robustness_blocks(doc["robustness"])
-            if doc.get("robustness")
-            else [("p", "Not measured (robustness.enabled: false).")],
-        ),
+        *_card_serving(doc),
         ("A/B test results", ab_test_blocks(doc.get("ab_tests"))),
-        (
-            "Rollback",
-            [
-                (
-                    "ul",
-                    [
-                        f"`keel rollback {doc['name']}` moves champion back to the previous"
-                        " version; a running `keel serve` follows the alias and swaps models"
-                        " once the other version answers its self-test.",
-                        f"`keel history {doc['name']}` lists every alias move (who, when, why).",
-                        f"`keel serve --model {doc['name']}/VERSION` serves one version pinned.",
-                    ],
-                )
-            ],
-        ),
-        ("Limitations", [("ul", limitations or ["None detected or given."])]),
-        (
-            "Ethical considerations",
-            [
-                (
-                    "ul",
-                    card.get("ethical_considerations")
-                    or [
-                        "Recommendations shape what users see: the exposure above shows which"
-                        " items gain or lose attention."
-                    ],
-                )
-            ],
-        ),
-        (
-            "Companion documents",
-            [
-                (
-                    "ul",
-                    [
-                        "Runbook (serve, scale, roll back, alerts, contacts): runbook.md",
-                        "Impact assessment (uses, misuses, risks, mitigations):"
-                        " impact_assessment.md",
-                    ],
-                )
-            ],
-        ),
+        _card_rollback(doc),
+        *_card_closing(doc, k),
     ]
 
 

@@ -618,140 +618,168 @@ def monitoring_reference(inputs: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _log_candidates(doc: dict[str, Any], experiment_id: str) -> None:
+    from keel.registry import tracking
+
+    for c in doc["candidates"]:
+        with tracking.start_run(experiment_id, c["name"], nested=True):
+            tracking.log_params({f"model.{k}": v for k, v in c["params"].items()})
+            tracking.log_params({"chunk_size": c["chunk_size"]})
+            tracking.log_metrics({f"val_{k}": v for k, v in c["validation"].items()})
+            tracking.log_metrics({f"test_{k}": v for k, v in c["test"].items()})
+            tracking.set_tag("keel.candidate", c["name"])
+
+
+def _log_chosen(config: Any, model: Any, best: str, doc: dict[str, Any]) -> None:
+    """The chosen model's parameters, test metrics and guardrail rates on the parent run."""
+    from keel.registry import tracking
+
+    generator = config.retrieval.generator
+    tracking.log_params(
+        {
+            "seed": config.seed,
+            "task": "retrieval",
+            "candidate": best,
+            "chunk_size": model.chunking.get("size"),
+            "chunk_overlap": model.chunking.get("overlap"),
+            "answer.passages": model.answer_settings.passages,
+            "answer.sentences": model.answer_settings.sentences,
+            "generator": generator.model if generator else "extractive",
+            **{f"model.{k}": v for k, v in model.retriever.params.items()},
+        }
+    )
+    tracking.log_metrics({f"test_{k}": v for k, v in doc["metrics"].items()})
+    tracking.log_metrics(
+        {f"test_{k}": v for k, v in doc["answer_metrics"].items() if v is not None}
+    )
+    for split, rate in doc["guardrails"]["block_rate"].items():
+        tracking.log_metrics({f"guardrail_block_rate_{split}": rate})
+    tracking.log_metrics({"guardrail_benign_blocked": float(doc["guardrails"]["benign_blocked"])})
+
+
+def _package_metadata(
+    config: Any, inputs: dict[str, Any], digest: str, run_id: str, prompt: Any
+) -> dict[str, Any]:
+    generator = config.retrieval.generator
+    return {
+        "task": "retrieval",
+        "schema": REQUEST_SCHEMA,
+        "candidate": inputs["best"],
+        "ks": list(config.retrieval.k),
+        "primary_metric": inputs["primary"],
+        "dataset_digest": digest,
+        "run_id": run_id,
+        "seed": config.seed,
+        "generator": generator.model_dump() if generator else None,
+        "cache": {
+            "size": config.retrieval.cache_size,
+            "near_duplicate": config.retrieval.near_duplicate,
+        },
+        "prompt": prompt,
+    }
+
+
+def _package_files(inputs: dict[str, Any], doc: dict[str, Any]) -> dict[str, Any]:
+    """The JSON files the package carries beside the model."""
+    questions = inputs["questions"]
+    return {
+        "datasheet.json": doc["data"]["datasheet"],
+        "guardrails.json": doc["guardrails"],
+        "monitoring_reference.json": monitoring_reference(inputs),
+        "examples.json": {  # what `keel loadtest` asks
+            "questions": [*questions["validation"]["query"], *questions["test"]["query"]]
+        },
+        "evaluation.json": {
+            "metrics": doc["metrics"],
+            "answer_metrics": doc["answer_metrics"],
+            "intervals": doc["intervals"],
+        },
+    }
+
+
+def _tag_version(client: Any, ref: Any, digest: str, doc: dict[str, Any], root: Any) -> None:
+    from keel.pipeline._record import git_commit
+
+    gates = ", ".join(f"{k} {v}" for k, v in doc["gates"].items())
+    client.set_model_version_tag(ref.name, ref.version, "keel.dataset.digest", digest)
+    client.set_model_version_tag(ref.name, ref.version, "keel.gates", gates)
+    commit = git_commit(root)
+    client.set_model_version_tag(
+        ref.name, ref.version, "keel.commit", commit or "unknown (not a git checkout)"
+    )
+
+
+def _log_run(
+    inputs: dict[str, Any],
+    ctx: RunContext,
+    experiment_id: str,
+    doc: dict[str, Any],
+    evidence: tuple[Any, Any],
+) -> tuple[str, Any]:
+    """Log the parent run and its evidence; register the package. Returns (run id, version)."""
+    from keel.families.retrieval.package import log_retrieval_package
+    from keel.pipeline._record import log_config
+    from keel.registry import register_prompt, tracking
+
+    config, best, corpus = ctx.config, inputs["best"], inputs["corpus"]
+    model = inputs["models"][best]
+    dataset, snapshot_path = evidence
+    with tracking.start_run(experiment_id, f"keel-{best}") as run_id:
+        ctx.run_id = run_id
+        _log_candidates(doc, experiment_id)
+        _log_chosen(config, model, best, doc)
+        tracking.set_tags(
+            {"keel.dataset.digest": corpus.digest, "keel.snapshot": str(snapshot_path)}
+        )
+        _log_evidence(config, inputs, doc, dataset, snapshot_path)
+        log_config(config)
+        tracking.log_dict(doc["data"]["datasheet"], "datasheet.json")
+        tracking.log_dict(doc["guardrails"], "guardrails.json")
+        tracking.log_text(model.answer_settings.prompt_template, "prompt_template.txt")
+        prompt = register_prompt(
+            config.name,
+            model.answer_settings.prompt_template.replace(
+                "{no_answer}", "The documents do not answer this question."
+            ),
+            {"keel.run_id": run_id},
+        )
+        doc["prompt_registry"] = prompt
+        ref = log_retrieval_package(
+            model,
+            registered_name=config.name,
+            metadata=_package_metadata(config, inputs, corpus.digest, run_id, prompt),
+            files=_package_files(inputs, doc),
+            version_tags={STAGE_TAG: ctx.key},
+        )
+    return run_id, ref
+
+
 def register(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     """Snapshot the redacted corpus, log the MLflow run, register the package (once per key)."""
     from keel.data import snapshot
     from keel.families.retrieval.data import corpus_table
-    from keel.families.retrieval.package import log_retrieval_package
-    from keel.pipeline._record import git_commit, log_config, registered_by_key
-    from keel.registry import (
-        assign_semver,
-        ensure_experiment,
-        mlflow_scope,
-        register_prompt,
-        tracking,
-    )
+    from keel.pipeline._record import registered_by_key
+    from keel.registry import assign_semver, ensure_experiment, mlflow_scope
 
     config, settings = ctx.config, ctx.settings
-    corpus = inputs["corpus"]
-    dataset = corpus_table(corpus)
+    dataset = corpus_table(inputs["corpus"])
     snapshot_path = snapshot(dataset, settings.data_store)
     doc = document(inputs, ctx)
-    best = inputs["best"]
     interface = retrieval_interface()
     with mlflow_scope(settings.tracking_uri) as client:
         experiment_id = ensure_experiment(client, config.name, settings.artifact_location)
         done = registered_by_key(client, config.name, ctx.key)
         if done is not None:
-            ctx.run_id = done.run_id
-            semver, _ = assign_semver(
-                client, settings.tracking_uri, config.name, str(done.version), interface
-            )
-            doc |= {"run_id": done.run_id, "version": str(done.version), "semver": semver}
-            return {"run": run_record(done.run_id, experiment_id, config.name, done.version, doc)}
-        with tracking.start_run(experiment_id, f"keel-{best}") as run_id:
-            ctx.run_id = run_id
-            for c in doc["candidates"]:
-                with tracking.start_run(experiment_id, c["name"], nested=True):
-                    tracking.log_params({f"model.{k}": v for k, v in c["params"].items()})
-                    tracking.log_params({"chunk_size": c["chunk_size"]})
-                    tracking.log_metrics({f"val_{k}": v for k, v in c["validation"].items()})
-                    tracking.log_metrics({f"test_{k}": v for k, v in c["test"].items()})
-                    tracking.set_tag("keel.candidate", c["name"])
-            model = inputs["models"][best]
-            tracking.log_params(
-                {
-                    "seed": config.seed,
-                    "task": "retrieval",
-                    "candidate": best,
-                    "chunk_size": model.chunking.get("size"),
-                    "chunk_overlap": model.chunking.get("overlap"),
-                    "answer.passages": model.answer_settings.passages,
-                    "answer.sentences": model.answer_settings.sentences,
-                    "generator": config.retrieval.generator.model
-                    if config.retrieval.generator
-                    else "extractive",
-                    **{f"model.{k}": v for k, v in model.retriever.params.items()},
-                }
-            )
-            tracking.log_metrics({f"test_{k}": v for k, v in doc["metrics"].items()})
-            tracking.log_metrics(
-                {f"test_{k}": v for k, v in doc["answer_metrics"].items() if v is not None}
-            )
-            for split, rate in doc["guardrails"]["block_rate"].items():
-                tracking.log_metrics({f"guardrail_block_rate_{split}": rate})
-            tracking.log_metrics(
-                {"guardrail_benign_blocked": float(doc["guardrails"]["benign_blocked"])}
-            )
-            tracking.set_tags(
-                {"keel.dataset.digest": corpus.digest, "keel.snapshot": str(snapshot_path)}
-            )
-            _log_evidence(config, inputs, doc, dataset, snapshot_path)
-            log_config(config)
-            tracking.log_dict(doc["data"]["datasheet"], "datasheet.json")
-            tracking.log_dict(doc["guardrails"], "guardrails.json")
-            tracking.log_text(model.answer_settings.prompt_template, "prompt_template.txt")
-            prompt = register_prompt(
-                config.name,
-                model.answer_settings.prompt_template.replace(
-                    "{no_answer}", "The documents do not answer this question."
-                ),
-                {"keel.run_id": run_id},
-            )
-            doc["prompt_registry"] = prompt
-            ref = log_retrieval_package(
-                model,
-                registered_name=config.name,
-                metadata={
-                    "task": "retrieval",
-                    "schema": REQUEST_SCHEMA,
-                    "candidate": best,
-                    "ks": list(config.retrieval.k),
-                    "primary_metric": inputs["primary"],
-                    "dataset_digest": corpus.digest,
-                    "run_id": run_id,
-                    "seed": config.seed,
-                    "generator": config.retrieval.generator.model_dump()
-                    if config.retrieval.generator
-                    else None,
-                    "cache": {
-                        "size": config.retrieval.cache_size,
-                        "near_duplicate": config.retrieval.near_duplicate,
-                    },
-                    "prompt": prompt,
-                },
-                files={
-                    "datasheet.json": doc["data"]["datasheet"],
-                    "guardrails.json": doc["guardrails"],
-                    "monitoring_reference.json": monitoring_reference(inputs),
-                    "examples.json": {  # what `keel loadtest` asks
-                        "questions": [
-                            *inputs["questions"]["validation"]["query"],
-                            *inputs["questions"]["test"]["query"],
-                        ]
-                    },
-                    "evaluation.json": {
-                        "metrics": doc["metrics"],
-                        "answer_metrics": doc["answer_metrics"],
-                        "intervals": doc["intervals"],
-                    },
-                },
-                version_tags={STAGE_TAG: ctx.key},
-            )
-            gates = ", ".join(f"{k} {v}" for k, v in doc["gates"].items())
-            client.set_model_version_tag(
-                ref.name, ref.version, "keel.dataset.digest", corpus.digest
-            )
-            client.set_model_version_tag(ref.name, ref.version, "keel.gates", gates)
-            commit = git_commit(config.root)
-            client.set_model_version_tag(
-                ref.name, ref.version, "keel.commit", commit or "unknown (not a git checkout)"
-            )
-            semver, _ = assign_semver(
-                client, settings.tracking_uri, ref.name, str(ref.version), interface
-            )
-            doc |= {"run_id": run_id, "version": ref.version, "semver": semver}
-    return {"run": run_record(run_id, experiment_id, config.name, ref.version, doc)}
+            ctx.run_id, run_id, version = done.run_id, done.run_id, str(done.version)
+        else:
+            run_id, ref = _log_run(inputs, ctx, experiment_id, doc, (dataset, snapshot_path))
+            _tag_version(client, ref, inputs["corpus"].digest, doc, config.root)
+            version = ref.version
+        semver, _ = assign_semver(
+            client, settings.tracking_uri, config.name, str(version), interface
+        )
+        doc |= {"run_id": run_id, "version": version, "semver": semver}
+    return {"run": run_record(run_id, experiment_id, config.name, version, doc)}
 
 
 REQUEST_SCHEMA = {
