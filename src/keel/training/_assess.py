@@ -84,6 +84,94 @@ def _primary_on_rows(task, metric, y, predictions, proba, classes, positive):
     return compute
 
 
+def _decision_threshold(
+    best: TrainedCandidate,
+    final: Any,
+    splits: Splits,
+    schema: Schema,
+    labels: LabelInfo,
+    objective: str,
+    mitigated: bool,
+) -> tuple[dict[str, Any], float | None]:
+    """The threshold document and the cut the shipped model predicts with (or none)."""
+    if mitigated and decides_itself(final):
+        return {
+            "objective": "none",
+            "value": None,
+            "note": "the mitigated model decides each row itself (randomised as fairlearn"
+            " prescribes, with a coin fixed by the row's values); no global threshold"
+            " applies, and its probabilities are a score, not the decision",
+        }, None
+    if labels.kind.thresholded and objective != "none":
+        threshold = choose_threshold(best, splits, schema, labels, objective)
+        return threshold, threshold["value"]
+    return {}, None
+
+
+def _gate_against_baseline(
+    best: TrainedCandidate,
+    trained: Sequence[TrainedCandidate],
+    splits: Splits,
+    schema: Schema,
+    labels: LabelInfo,
+    shipped: tuple[Any, Any, Any, Any],
+    options: tuple[bool, int, int, float],
+) -> dict[str, Any] | None:
+    """The chosen model against the best other baseline, on the same test resamples.
+
+    ``shipped`` is (test truth, predictions, probabilities, classes) of the shipped
+    model; ``options`` is (refit, resamples, seed, margin).
+    """
+    spec = labels.primary
+    others = [c for c in trained if c.name in BASELINES and c.name != best.name]
+    if not others:
+        return None
+    refit, resamples, seed, margin = options
+    y_test, predictions, proba, classes = shipped
+    baseline = select_best(others, spec)
+    compared = (
+        refit_on_train_and_validation(baseline.pipeline, splits, schema, labels)
+        if refit
+        else baseline.pipeline
+    )
+    x_test = splits.test[schema.feature_names]
+    b_pred, b_proba, b_classes = predict_with(compared, x_test, labels.task)
+    positive = labels.positive_class
+    difference = paired_difference(
+        _primary_on_rows(labels.task, spec.name, y_test, predictions, proba, classes, positive),
+        _primary_on_rows(labels.task, spec.name, y_test, b_pred, b_proba, b_classes, positive),
+        len(y_test),
+        resamples,
+        seed,
+    )
+    return baseline_gate(
+        spec.name, spec.greater_is_better, best.name, baseline.name, difference, margin
+    )
+
+
+def _diagnostics(
+    best: TrainedCandidate,
+    splits: Splits,
+    schema: Schema,
+    labels: LabelInfo,
+    shipped: tuple[Any, Any, Any, Any],
+    seed: int,
+) -> dict[str, Any]:
+    y_test, predictions, proba, classes = shipped
+    diagnostics = diagnose(labels, y_test, predictions, proba, classes)
+    large = best.fit_seconds > LARGE_FIT_SECONDS
+    diagnostics["learning_curve"] = learning_curve(
+        clone(best.pipeline),
+        splits,
+        schema,
+        labels,
+        seed,
+        full_model=best.pipeline,
+        fractions=FEW_FRACTIONS if large else FRACTIONS,
+    )
+    return diagnostics
+
+
 def assess(
     best: TrainedCandidate,
     trained: Sequence[TrainedCandidate],
@@ -114,7 +202,6 @@ def assess(
     bootstrap resamples of the test rows: it passes when the whole interval of the
     improvement clears ``margin``.
     """
-    spec = labels.primary
     x_test = splits.test[schema.feature_names]
     y_test = labels.kind.truth(splits.test[schema.target])
     final = (
@@ -122,19 +209,9 @@ def assess(
         if refit
         else best.pipeline
     )
-    threshold: dict[str, Any] = {}
-    cut = None
-    if fit_final is not None and decides_itself(final):
-        threshold = {
-            "objective": "none",
-            "value": None,
-            "note": "the mitigated model decides each row itself (randomised as fairlearn"
-            " prescribes, with a coin fixed by the row's values); no global threshold"
-            " applies, and its probabilities are a score, not the decision",
-        }
-    elif labels.kind.thresholded and threshold_objective != "none":
-        threshold = choose_threshold(best, splits, schema, labels, threshold_objective)
-        cut = threshold["value"]
+    threshold, cut = _decision_threshold(
+        best, final, splits, schema, labels, threshold_objective, fit_final is not None
+    )
     predictions, proba, classes = predict_with(
         final, x_test, labels.task, cut, labels.positive_class
     )
@@ -155,30 +232,10 @@ def assess(
         resamples,
         seed,
     )
-    gate = None
-    others = [c for c in trained if c.name in BASELINES and c.name != best.name]
-    if others:
-        baseline = select_best(others, spec)
-        compared = (
-            refit_on_train_and_validation(baseline.pipeline, splits, schema, labels)
-            if refit
-            else baseline.pipeline
-        )
-        b_pred, b_proba, b_classes = predict_with(compared, x_test, labels.task)
-        difference = paired_difference(
-            _primary_on_rows(
-                labels.task, spec.name, y_test, predictions, proba, classes, labels.positive_class
-            ),
-            _primary_on_rows(
-                labels.task, spec.name, y_test, b_pred, b_proba, b_classes, labels.positive_class
-            ),
-            len(y_test),
-            resamples,
-            seed,
-        )
-        gate = baseline_gate(
-            spec.name, spec.greater_is_better, best.name, baseline.name, difference, margin
-        )
+    shipped = (y_test, predictions, proba, classes)
+    gate = _gate_against_baseline(
+        best, trained, splits, schema, labels, shipped, (refit, resamples, seed, margin)
+    )
     # the tuner already cross-validated these very parameters on these very folds
     folds = list(fold_metrics) or cross_validate(
         clone(best.pipeline),
@@ -194,17 +251,6 @@ def assess(
         splits.test, predictions, proba, classes, schema, labels, sensitive=sensitive
     )
     worst = worst_rows(splits.test, predictions, proba, classes, schema, labels)
-    diagnostics = diagnose(labels, y_test, predictions, proba, classes)
-    large = best.fit_seconds > LARGE_FIT_SECONDS
-    diagnostics["learning_curve"] = learning_curve(
-        clone(best.pipeline),
-        splits,
-        schema,
-        labels,
-        seed,
-        full_model=best.pipeline,
-        fractions=FEW_FRACTIONS if large else FRACTIONS,
-    )
     return Assessment(
         test_metrics,
         intervals,
@@ -213,7 +259,7 @@ def assess(
         threshold,
         slices,
         worst,
-        diagnostics,
+        _diagnostics(best, splits, schema, labels, shipped, seed),
         final,
         len(splits.train) + len(splits.validation) if refit else len(splits.train),
     )

@@ -382,6 +382,101 @@ def _keep_best_outputs(trials: list[Trial], keep: int, sign: float) -> None:
         trial.outputs = None
 
 
+@dataclass
+class _Study:
+    """One candidate's tuning: the objective Optuna calls, the trials and the clock."""
+
+    name: str
+    frame: pd.DataFrame
+    schema: Schema
+    labels: LabelInfo
+    seed: int
+    budget_seconds: float
+    n_splits: int
+    n_trials: int | None
+    on_trial: Callable[[Trial, float | None], None] | None
+    cv: dict[str, Any]  # time_column, group_column, folds_on for cross_validate
+    keep_outputs: int
+    stop_at: Callable[[], float] | None
+    trials: list[Trial] = field(default_factory=list)
+    best: float | None = None
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def sign(self) -> float:
+        return 1.0 if self.labels.primary.greater_is_better else -1.0
+
+    def spent(self) -> bool:
+        """True once the budget (or the whole run's deadline) is used up."""
+        now = time.perf_counter()
+        if now - self.started > self.budget_seconds:
+            return True
+        return self.n_trials is None and self.stop_at is not None and now > self.stop_at()
+
+    def stop_when_spent(self, study: Any, _trial: Any) -> None:
+        if self.spent():
+            study.stop()
+
+    def params(self, trial: Any) -> dict[str, Any]:
+        params = SEARCH_SPACES[self.name](trial)
+        if self.name in NATIVE_CATEGORICAL and categorical_positions(self.schema):
+            params[ENCODING] = trial.suggest_categorical(ENCODING, list(ENCODINGS))
+        return params
+
+    def __call__(self, trial: Any) -> float:
+        import optuna
+
+        params = self.params(trial)
+        pipeline = build_candidate(self.name, self.labels.task, self.schema, self.seed, params)
+        scores: list[float] = []
+        fold_metrics: list[dict[str, float]] = []
+        started = time.perf_counter()
+        state = ["pruned"]
+        primary, sign = self.labels.primary.name, self.sign
+
+        def report(k: int, metrics: dict[str, float]) -> None:
+            scores.append(metrics.get(primary, float("nan")))
+            fold_metrics.append(metrics)
+            trial.report(sign * float(np.nanmean(scores)), step=k)
+            if trial.should_prune():
+                raise optuna.TrialPruned
+            over = self.spent()
+            if over and k < self.n_splits - 1 and any(t.state == "complete" for t in self.trials):
+                # the budget is wall time: stop a trial between folds once it is spent
+                state[0] = "stopped: budget spent"
+                raise optuna.TrialPruned
+
+        parts: list[tuple[np.ndarray, np.ndarray]] | None = [] if self.keep_outputs else None
+        try:
+            cross_validate(
+                pipeline,
+                self.frame,
+                self.schema,
+                self.labels,
+                self.n_splits,
+                self.seed,
+                on_fold=report,
+                outputs=parts,
+                **self.cv,
+            )
+        except optuna.TrialPruned:
+            seconds = time.perf_counter() - started
+            self.trials.append(Trial(trial.number, params, state[0], None, scores, seconds))
+            raise
+        score = float(np.nanmean(scores))
+        seconds = time.perf_counter() - started
+        done = Trial(trial.number, params, "complete", score, scores, seconds, fold_metrics)
+        self.trials.append(done)
+        if parts:
+            done.outputs = assemble_outputs(len(self.frame), parts)
+            _keep_best_outputs(self.trials, self.keep_outputs, sign)
+        if self.best is None or sign * score > sign * self.best:
+            self.best = score
+        if self.on_trial is not None:
+            self.on_trial(done, self.best)
+        return sign * score
+
+
 def tune(
     name: str,
     frame: pd.DataFrame,
@@ -416,78 +511,26 @@ def tune(
     import optuna
 
     spec = labels.primary
-    space = SEARCH_SPACES.get(name)
-    n_trials = trials  # the name ``trials`` is the list of Trial records below
-    if n_trials is not None:
+    if trials is not None:
         budget_seconds = float("inf")
-    if space is None or budget_seconds <= 0 or n_trials == 0:
+    if SEARCH_SPACES.get(name) is None or budget_seconds <= 0 or trials == 0:
         return TuningResult(name, spec.name, {}, None)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sign = 1.0 if spec.greater_is_better else -1.0
-    trials: list[Trial] = []
-    best: list[float | None] = [None]
-    clock = [time.perf_counter()]
-
-    def spent() -> bool:
-        now = time.perf_counter()
-        if now - clock[0] > budget_seconds:
-            return True
-        return n_trials is None and stop_at is not None and now > stop_at()
-
-    def objective(trial: Any) -> float:
-        params = space(trial)
-        if name in NATIVE_CATEGORICAL and categorical_positions(schema):
-            params[ENCODING] = trial.suggest_categorical(ENCODING, list(ENCODINGS))
-        pipeline = build_candidate(name, labels.task, schema, seed, params)
-        scores: list[float] = []
-        fold_metrics: list[dict[str, float]] = []
-        started = time.perf_counter()
-        state = ["pruned"]
-
-        def report(k: int, metrics: dict[str, float]) -> None:
-            scores.append(metrics.get(spec.name, float("nan")))
-            fold_metrics.append(metrics)
-            trial.report(sign * float(np.nanmean(scores)), step=k)
-            if trial.should_prune():
-                raise optuna.TrialPruned
-            over = spent()
-            if over and k < n_splits - 1 and any(t.state == "complete" for t in trials):
-                # the budget is wall time: stop a trial between folds once it is spent
-                state[0] = "stopped: budget spent"
-                raise optuna.TrialPruned
-
-        parts: list[tuple[np.ndarray, np.ndarray]] | None = [] if keep_outputs else None
-        try:
-            cross_validate(
-                pipeline,
-                frame,
-                schema,
-                labels,
-                n_splits,
-                seed,
-                on_fold=report,
-                time_column=time_column,
-                group_column=group_column,
-                folds_on=folds_on,
-                outputs=parts,
-            )
-        except optuna.TrialPruned:
-            trials.append(
-                Trial(trial.number, params, state[0], None, scores, time.perf_counter() - started)
-            )
-            raise
-        score = float(np.nanmean(scores))
-        seconds = time.perf_counter() - started
-        trials.append(Trial(trial.number, params, "complete", score, scores, seconds, fold_metrics))
-        if parts:
-            trials[-1].outputs = assemble_outputs(len(frame), parts)
-            _keep_best_outputs(trials, keep_outputs, sign)
-        if best[0] is None or sign * score > sign * best[0]:
-            best[0] = score
-        if on_trial is not None:
-            on_trial(trials[-1], best[0])
-        return sign * score
-
+    cv = {"time_column": time_column, "group_column": group_column, "folds_on": folds_on}
+    run = _Study(
+        name,
+        frame,
+        schema,
+        labels,
+        seed,
+        budget_seconds,
+        n_splits,
+        trials,
+        on_trial,
+        cv,
+        keep_outputs,
+        stop_at,
+    )
     study = optuna.create_study(
         direction="maximize",
         sampler=optuna.samplers.TPESampler(seed=seed),
@@ -498,24 +541,12 @@ def tune(
         if name in NATIVE_CATEGORICAL and categorical_positions(schema):
             # the same defaults with category codes: the encodings compared fairly
             study.enqueue_trial({**DEFAULT_TRIALS[name], ENCODING: "native"})
-    started = time.perf_counter()
-    clock[0] = started
-
-    def stop_when_spent(study: Any, _trial: Any) -> None:
-        if spent():
-            study.stop()
-
+    run.started = time.perf_counter()
     # One clock for both limits: no trial starts once the budget is spent, and a
-    # running one stops at its next fold boundary (see ``report``).
-    study.optimize(objective, n_trials=n_trials, callbacks=[stop_when_spent], catch=())
-    complete = [t for t in trials if t.state == "complete"]
-    if not complete:
-        return TuningResult(name, spec.name, {}, None, trials, time.perf_counter() - started)
-    return TuningResult(
-        name,
-        spec.name,
-        dict(study.best_params),
-        sign * study.best_value,
-        trials,
-        time.perf_counter() - started,
-    )
+    # running one stops at its next fold boundary (see ``_Study.__call__``).
+    study.optimize(run, n_trials=trials, callbacks=[run.stop_when_spent], catch=())
+    seconds = time.perf_counter() - run.started
+    if not any(t.state == "complete" for t in run.trials):
+        return TuningResult(name, spec.name, {}, None, run.trials, seconds)
+    best = run.sign * study.best_value
+    return TuningResult(name, spec.name, dict(study.best_params), best, run.trials, seconds)
