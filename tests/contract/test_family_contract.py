@@ -191,6 +191,29 @@ def test_a_plain_mlflow_client_loads_and_predicts(trained: Trained) -> None:
     assert len(out) >= 1
 
 
+def test_one_app_factory_serves_every_family_in_process(trained: Trained) -> None:
+    """``keel.serving.create_app`` builds the app on the one core for any family."""
+    from fastapi.testclient import TestClient
+
+    from keel.serving import create_app
+
+    uri = f"sqlite:///{trained.root / '.keel' / 'mlflow.db'}"
+    family = FAMILIES[trained.family]
+    package = family.load(f"{trained.name}/{trained.run['model']['version']}", uri)
+    app = create_app(package)
+    paths = set(app.openapi()["paths"])
+    core = {"/health", "/ready", "/model", "/metrics", "/dashboard", "/experiment"}
+    assert core <= paths, core - paths
+    assert set(family.capabilities.serves_routes) <= paths
+    with TestClient(app) as client:
+        assert client.get("/ready").json()["ready"] is True
+        model = client.get("/model").json()
+        assert model["family"] == trained.family and model["version"] == package.version
+        answer = client.post(trained.fixture.route, json=trained.fixture.body)
+        assert answer.status_code == 200, answer.text
+        assert client.post(trained.fixture.route, content=b"{").status_code == 422
+
+
 def test_served_answers_are_logged_monitored_carded_and_checked(trained: Trained) -> None:
     for _ in range(6):
         answer = httpx.post(

@@ -44,6 +44,8 @@ class Capabilities:
         ``POST /explain`` and SHAP explanations of single answers.
     reads_folders : bool
         ``data:`` may be a folder (of documents), not only a table file.
+    ab_tests : bool
+        A running A/B test routes units to a challenger (``keel experiment``).
     """
 
     has_target: bool = False
@@ -54,6 +56,7 @@ class Capabilities:
     builds_image: bool = False
     explains: bool = False
     reads_folders: bool = False
+    ab_tests: bool = False
 
 
 class Family:
@@ -144,13 +147,35 @@ class Family:
 
     # --- serving --------------------------------------------------------------------------
 
-    def create_app(self, package: Any, spec: Any, log: Any, explain_row: Any = None) -> Any:
-        """The FastAPI app a ``ServingSpec`` describes for ``package``.
+    def serving_parts(self) -> dict[str, Any]:
+        """What the serving core needs from the family (plain functions).
 
-        ``log``: the open prediction log or ``None``; ``explain_row``: the CLI's
-        explainer (families that explain single answers use it).
+        ``serve(loaded)`` → what the app serves (``keel.serving.ServedPackage`` or the
+        family's own, with ``loaded``, ``version``, ``info``, ``check_ready()``);
+        ``routes(state)`` → a FastAPI ``APIRouter`` with the answer routes;
+        ``describe(served)`` → what ``GET /model`` adds. Optional: ``health``,
+        ``before_metrics``, ``dashboard``, ``middleware``, ``attach``, ``follower``
+        (see :func:`keel.serving.create_family_app`, which builds every family's app).
         """
         raise self._missing("a serving app")
+
+    def app(self, package: Any, **options: Any) -> Any:
+        """The family's own build of the app serving ``package``, or ``None``.
+
+        ``None`` (the default): :func:`keel.serving.create_app` builds it on the core
+        from :meth:`serving_parts`. A family whose parts depend on the options (the
+        tabular shadow and canary) builds it here, still with ``create_family_app``.
+        """
+        return None
+
+    def create_app(self, package: Any, spec: Any, log: Any, explain_row: Any = None) -> Any:
+        """The family's own build of the app a ``ServingSpec`` describes, or ``None``.
+
+        ``None`` (the default): the core builds it from :meth:`serving_parts`, workers
+        follow the spec's alias and, with ``capabilities.ab_tests``, a running A/B test
+        routes to a challenger the family loads.
+        """
+        return None
 
     def subject_column(self, config: Any) -> str | None:
         """The column naming a person in this family's data, when keel.yaml names none."""

@@ -1,8 +1,8 @@
 """The REST endpoint: FastAPI over a model package loaded from the registry.
 
-``create_app`` only assembles: the models (:class:`Served`), the state
-(:class:`ServingState`), the middleware, the error handlers and one router per
-concern (operations, answers, Open Inference Protocol v2).
+``create_app`` asks the package's family for its app; every family builds it on the
+one core (:func:`keel.serving.create_family_app`). Here: the lifespan, the error
+answers, the shadow and canary look-up, the app from a ``ServingSpec``.
 """
 
 from __future__ import annotations
@@ -16,20 +16,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from keel.config import MonitoringConfig, PrivacyConfig, ServingConfig
+from keel.config import ServingConfig
 from keel.errors import ModelNotFoundError
 from keel.registry import LoadedPackage, load_package
-from keel.serving._experiment import ExperimentRouting, experiment_routes
-from keel.serving._http import ERROR_RESPONSES, error_answer, logger
+from keel.serving._experiment import ExperimentRouting
+from keel.serving._http import error_answer, logger
 from keel.serving._log import PredictionLog
-from keel.serving._middleware import _FastPredict, _RequestContext
-from keel.serving._observe import Metrics, Observed, load_keys
-from keel.serving._routes_ops import ops_routes
-from keel.serving._routes_predict import predict_routes
-from keel.serving._routes_v2 import v2_routes
-from keel.serving._served import AliasWatcher, Served
-from keel.serving._spec import POLL_SECONDS, ServingSpec
-from keel.serving._state import ServingState
+from keel.serving._spec import ServingSpec
 
 
 @asynccontextmanager
@@ -49,96 +42,38 @@ async def serving_lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.keel.close()
 
 
-def create_app(
-    package: LoadedPackage,
-    max_body_bytes: int | None = None,
-    *,
-    follow: tuple[str, str] | None = None,
-    poll_seconds: float = POLL_SECONDS,
-    settings: ServingConfig | None = None,
-    log: PredictionLog | None = None,
-    explain_row: Any = None,
-    shadow: LoadedPackage | None = None,
-    canary: LoadedPackage | None = None,
-    monitoring: MonitoringConfig | None = None,
-    experiments: ExperimentRouting | None = None,
-    privacy: PrivacyConfig | None = None,
-) -> FastAPI:
-    """Build the app serving ``package``.
+def create_app(package: Any, max_body_bytes: int | None = None, **options: Any) -> FastAPI:
+    """Build the app serving ``package``, whichever its family.
 
-    Routes: ``POST /predict``; ``GET /health`` and ``/ready`` (open); ``GET /model``;
-    ``GET /metrics`` (Prometheus). Bad input gets a 4xx naming the row and field; an
-    unexpected failure gets a 500 with only a request id (details go to the server
-    log, never to the client). ``settings`` is keel.yaml's ``serving:`` (caps, extra
-    fields, API keys); ``follow=(alias, tracking_uri)`` makes the app follow
-    ``package.name@alias`` in the registry and swap models when it moves
-    (:class:`AliasWatcher`); ``experiments`` routes A/B-test units (``keel experiment``).
+    The family recorded in the package (``keel.family``) builds it on the common core
+    (:func:`keel.serving.create_family_app`): the core owns ``GET /health`` and
+    ``/ready`` (open), ``/model``, ``/metrics`` (Prometheus), ``/dashboard``, API keys,
+    the body cap and the error answers; the family adds its answer routes (a tabular
+    model: ``POST /predict``, ``/explain`` and the v2 routes). Bad input gets a 4xx
+    naming the row and field; an unexpected failure gets a 500 with only a request id
+    (details go to the server log, never to the client).
+
+    ``options`` are the core's (``settings``: keel.yaml's ``serving:``; ``log``;
+    ``monitoring``; ``privacy``; ``follow=(alias, tracking_uri)`` to follow
+    ``package.name@alias`` and swap models when it moves; ``poll_seconds``;
+    ``experiments``: A/B routing) and the family's (a tabular model: ``explain_row``,
+    ``shadow``, ``canary``).
 
     Raises
     ------
     ValueError
         When ``KEEL_API_KEYS`` is malformed.
     """
-    settings = settings or ServingConfig()
-    keys = load_keys(settings.api_keys)
+    from keel.families import FAMILIES
 
-    app = FastAPI(
-        title=f"Keel — {package.name}",
-        version=package.version,
-        description=f"Model {package.name} version {package.version} ({package.task})."
-        + (" Every route but /health and /ready needs an API key." if keys else ""),
-        lifespan=serving_lifespan,
-        responses=ERROR_RESPONSES,
-        # FastAPI checks per request whether OpenTelemetry providers are set up (~10 µs)
-        telemetry=None
-        if settings.opentelemetry
-        else {"tracing": False, "metrics": False, "logs": False},
-    )
-    metrics = Metrics()
-    state = ServingState(
-        app, settings, monitoring or MonitoringConfig(), keys, metrics, log, explain_row, privacy
-    )
-    _models(app, package, follow, poll_seconds, settings, shadow, canary)
-    app.state.keel, app.state.metrics = state, metrics  # the watcher counts swaps
-    app.state.experiments = experiments
-    metrics.serving(app.state.served.info)
-    # innermost first: the fast /predict path sees the request id and the body cap
-    app.add_middleware(_FastPredict, answer=state.fast_answer)
-    cap = max_body_bytes if max_body_bytes is not None else settings.max_body_bytes
-    app.add_middleware(_RequestContext, max_body_bytes=cap)
-    app.add_middleware(Observed, metrics=metrics, version_of=lambda: app.state.served.version)
-    _error_handlers(app)
-    app.include_router(ops_routes(state))
-    example_rows = (package.documents.get("background.json") or [])[:2]
-    app.include_router(predict_routes(state, example_rows))
-    app.include_router(v2_routes(state))
-    app.include_router(experiment_routes(state))
-    return app
+    family = FAMILIES.of_metadata(package.metadata)
+    own = family.app(package, max_body_bytes=max_body_bytes, **options)
+    if own is not None:
+        return own
+    from keel.serving._family_app import create_family_app
 
-
-def _models(
-    app: FastAPI,
-    package: LoadedPackage,
-    follow: tuple[str, str] | None,
-    poll_seconds: float,
-    settings: ServingConfig,
-    shadow: LoadedPackage | None,
-    canary: LoadedPackage | None,
-) -> None:
-    """The served, shadow and canary models on ``app.state``, and the alias watcher."""
-    app.state.served = Served(package, follow[0] if follow else None)
-    app.state.shadow = Served(shadow, settings.shadow) if shadow is not None else None
-    canary_alias = settings.canary.alias if settings.canary else None
-    app.state.canary = Served(canary, canary_alias) if canary is not None else None
-    watcher = None
-    if follow is not None:
-        extra = {}
-        if settings.shadow:
-            extra["shadow"] = settings.shadow
-        if canary_alias:
-            extra["canary"] = canary_alias
-        watcher = AliasWatcher(app, package.name, follow[0], follow[1], poll_seconds, extra=extra)
-    app.state.watcher = watcher
+    parts = family.serving_parts()
+    return create_family_app(package, family, max_body_bytes=max_body_bytes, **parts, **options)
 
 
 def _error_handlers(app: FastAPI) -> None:
@@ -222,7 +157,14 @@ def create_app_from_spec(
         if spec.log_url
         else None
     )
-    return family.create_app(package, spec, log, explain_row)
+    own = family.create_app(package, spec, log, explain_row)
+    if own is not None:
+        return own
+    from keel.serving._family_app import family_app_from_spec
+
+    parts = family.serving_parts() | {"explain_row": explain_row}
+    ab_tests = family.capabilities.ab_tests
+    return family_app_from_spec(package, family, spec, log, ab_tests=ab_tests, **parts)
 
 
 def experiment_routing(spec: ServingSpec, name: str, load: Any) -> ExperimentRouting | None:

@@ -71,15 +71,26 @@ def create_family_app(
     max_body_bytes: int | None = None,
     health: Callable[[Any], dict[str, Any]] | None = None,
     before_metrics: Callable[[ServingState], None] | None = None,
+    dashboard: Callable[[ServingState, Request, str | None], Response] | None = None,
+    middleware: Callable[[ServingState], list[tuple[type, dict[str, Any]]]] | None = None,
+    attach: Callable[[FastAPI], None] | None = None,
+    follower: Callable[[FastAPI], Any] | None = None,
+    explain_row: Any = None,
 ) -> FastAPI:
     """The app serving ``loaded`` (a package of ``family``): the core plus ``routes``.
 
+    Every family's server is built here; the family gives plain functions.
     ``serve(loaded)``: what the app serves (``.loaded``, ``.version``, ``.info``,
     ``.check_ready()`` — :class:`ServedPackage` or the family's own); ``describe(served)``:
     what ``GET /model`` adds; ``health(served)``: what ``GET /health`` adds;
-    ``before_metrics(state)``: refresh the family's gauges before ``GET /metrics``.
-    ``follow=(alias, tracking_uri)``: when the alias moves, the new version is loaded,
-    must pass its self-test, and replaces the old; ``experiments``: A/B routing.
+    ``before_metrics(state)``: refresh the family's gauges before ``GET /metrics``;
+    ``dashboard(state, request, window)``: the family's own ``GET /dashboard`` page
+    (default: the log's windows judged by ``family.monitor_windows``);
+    ``middleware(state)``: ``(class, options)`` pairs inside the core's (innermost
+    first: they see the request id and the body cap); ``attach(app)``: more models on
+    ``app.state`` (a shadow, a canary); ``follower(app)``: the family's own alias
+    follower. ``follow=(alias, tracking_uri)``: when the alias moves, the new version is
+    loaded, must pass its self-test, and replaces the old; ``experiments``: A/B routing.
     """
     from keel.serving._app import _error_handlers, serving_lifespan
 
@@ -88,33 +99,54 @@ def create_family_app(
     app = FastAPI(
         title=f"Keel — {loaded.name}",
         version=loaded.version,
-        description=f"{family.name} model {loaded.name} version {loaded.version}."
+        description=f"{family.name} model {loaded.name} version {loaded.version}"
+        f" ({loaded.task})."
         + (" Every route but /health and /ready needs an API key." if keys else ""),
         lifespan=serving_lifespan,
         responses=ERROR_RESPONSES,
-        telemetry={"tracing": False, "metrics": False, "logs": False},
+        # FastAPI checks per request whether OpenTelemetry providers are set up (~10 µs)
+        telemetry=None
+        if settings.opentelemetry
+        else {"tracing": False, "metrics": False, "logs": False},
     )
     metrics = Metrics()
     state = ServingState(
-        app, settings, monitoring or MonitoringConfig(), keys, metrics, log, None, privacy
+        app, settings, monitoring or MonitoringConfig(), keys, metrics, log, explain_row, privacy
     )
     app.state.served, app.state.keel, app.state.metrics = serve(loaded), state, metrics
-    app.state.watcher = None
-    if follow:
-        from keel.serving._follow import PackageFollower
-
-        app.state.watcher = PackageFollower(app, *follow, poll_seconds, family.load, serve)
+    if attach is not None:
+        attach(app)
+    app.state.watcher = _follower(app, family, serve, follow, poll_seconds, follower)
     app.state.experiments = experiments
     metrics.serving(app.state.served.info)
+    for layer, options in middleware(state) if middleware else ():
+        app.add_middleware(layer, **options)
     cap = max_body_bytes if max_body_bytes is not None else settings.max_body_bytes
     app.add_middleware(_RequestContext, max_body_bytes=cap)
     app.add_middleware(Observed, metrics=metrics, version_of=lambda: app.state.served.version)
     _error_handlers(app)
-    hooks = {"health": health, "before_metrics": before_metrics}
+    hooks = {"health": health, "before_metrics": before_metrics, "dashboard": dashboard}
     app.include_router(core_routes(state, family, describe, hooks))
     app.include_router(routes(state))
     app.include_router(experiment_routes(state))
     return app
+
+
+def _follower(
+    app: FastAPI,
+    family: Any,
+    serve: Callable[[Any], Any],
+    follow: tuple[str, str] | None,
+    poll_seconds: float,
+    own: Callable[[FastAPI], Any] | None,
+) -> Any:
+    if follow is None:
+        return None
+    if own is not None:
+        return own(app)
+    from keel.serving._follow import PackageFollower
+
+    return PackageFollower(app, *follow, poll_seconds, family.load, serve)
 
 
 def family_app_from_spec(
@@ -170,6 +202,9 @@ def core_routes(
     app = state.app
     health_extra = (hooks or {}).get("health") or (lambda served: {})
     before_metrics = (hooks or {}).get("before_metrics") or (lambda state: None)
+    page = (hooks or {}).get("dashboard") or (
+        lambda state, request, window: _dashboard(state, family, request, window)
+    )
 
     @router.get("/health")
     def health() -> dict[str, Any]:
@@ -202,16 +237,38 @@ def core_routes(
             **describe(served),
         }
 
-    @router.get("/metrics", dependencies=state.need("admin"), response_class=Response)
+    @router.get(
+        "/metrics",
+        dependencies=state.need("admin"),
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
     def prometheus() -> Response:
         """Prometheus metrics: requests, latency, errors, the model (and the family's own)."""
         before_metrics(state)
         return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @router.get("/dashboard", dependencies=state.need("admin"), response_class=HTMLResponse)
+    @router.get(
+        "/dashboard",
+        dependencies=state.need("admin"),
+        response_class=HTMLResponse,
+        responses={
+            200: {"content": {"text/html": {"schema": {"type": "string"}}}},
+            # errors stay JSON: say so, or they would be documented as text/html
+            **{
+                code: {**ERROR_RESPONSES[code], "content": {"application/json": {}}}
+                for code in (401, 403, 409, 422, 500)
+            },
+        },
+    )
     def dashboard(request: Request, window: str | None = None) -> Response:
-        """Monitoring of the served version over this server's prediction log."""
-        return _dashboard(state, family, request, window)
+        """The monitoring dashboard of the served version, from this server's log.
+
+        ``?window=hour|day|N`` (default: keel.yaml's ``monitoring.window``). The same
+        page as ``keel monitor --html``, without raising alerts (that is the job of
+        ``keel monitor``, run on a schedule).
+        """
+        return page(state, request, window)
 
     return router
 

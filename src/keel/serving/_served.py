@@ -53,6 +53,11 @@ class Served:
         self._explainers: dict[int, Any] = {}
         self.fast = None if self.own_decisions else self._compiled()
 
+    @property
+    def loaded(self) -> LoadedPackage:
+        """The package (the name every family's served object has)."""
+        return self.package
+
     def _compiled(self) -> FastPath | None:
         """The compiled input path, if it reproduces the pipeline on the example rows."""
         rows = (self.package.documents.get("background.json") or [])[:200]

@@ -26,7 +26,7 @@ class RecommendationFamily(Family):
         "fairness", "explain", "robustness", "register", "compare", "report", "alias",
     )  # fmt: skip
     capabilities: ClassVar[Capabilities] = Capabilities(
-        ranks=True, serves_routes=("/recommend",), batch_predict=True
+        ranks=True, serves_routes=("/recommend",), batch_predict=True, ab_tests=True
     )
 
     @property
@@ -74,10 +74,10 @@ class RecommendationFamily(Family):
 
         return load_recommender(uri, tracking_uri)
 
-    def create_app(self, package: Any, spec: Any, log: Any, explain_row: Any = None) -> Any:
-        from keel.families.recommendation.serve import create_app_for
+    def serving_parts(self) -> dict[str, Any]:
+        from keel.families.recommendation.serve import APP_PARTS
 
-        return create_app_for(package, spec, log)
+        return APP_PARTS
 
     def subject_column(self, config: Any) -> str | None:
         return config.user_column

@@ -133,9 +133,6 @@ def create_recommender_app(
     return create_family_app(
         loaded,
         FAMILIES.of_metadata(loaded.metadata),
-        serve=_Served,
-        routes=_routes,
-        describe=_describe,
         settings=settings,
         log=log,
         monitoring=monitoring,
@@ -144,6 +141,7 @@ def create_recommender_app(
         poll_seconds=poll_seconds,
         experiments=experiments,
         max_body_bytes=max_body_bytes,
+        **APP_PARTS,
     )
 
 
@@ -260,15 +258,7 @@ def _routes(state: ServingState) -> APIRouter:
     return router
 
 
-def create_app_for(package: LoadedRecommender, spec: Any, log: Any) -> FastAPI:
-    """The app a ``ServingSpec`` describes for a recommender (workers follow its alias)."""
-    from keel.families import FAMILIES
-    from keel.serving import family_app_from_spec
-
-    family = FAMILIES.of_metadata(package.metadata)
-    return family_app_from_spec(
-        package, family, spec, log, serve=_Served, routes=_routes, describe=_describe
-    )
+APP_PARTS: dict[str, Any] = {"serve": _Served, "routes": _routes, "describe": _describe}
 
 
 def loadtest_bodies(model: dict[str, Any], tracking_uri: str, rows: int) -> tuple[str, list]:

@@ -78,10 +78,10 @@ class RetrievalFamily(Family):
 
         return load_retrieval(uri, tracking_uri)
 
-    def create_app(self, package: Any, spec: Any, log: Any, explain_row: Any = None) -> Any:
-        from keel.families.retrieval.serve import create_app_for
+    def serving_parts(self) -> dict[str, Any]:
+        from keel.families.retrieval.serve import APP_PARTS
 
-        return create_app_for(package, spec, log)
+        return APP_PARTS
 
     def loadtest_bodies(self, model: dict[str, Any], tracking_uri: str, rows: int) -> Any:
         from keel.families.retrieval.serve import loadtest_bodies

@@ -443,15 +443,6 @@ def _routes(state: ServingState, ask_metrics: _AskMetrics) -> APIRouter:
     return router
 
 
-def create_app_for(package: LoadedRetrieval, spec: Any, log: Any) -> FastAPI:
-    """The app a ``ServingSpec`` describes for a retrieval model (workers follow its alias)."""
-    from keel.families import FAMILIES
-    from keel.serving import family_app_from_spec
-
-    family = FAMILIES.of_metadata(package.metadata)
-    return family_app_from_spec(package, family, spec, log, ab_tests=False, **APP_PARTS)
-
-
 def loadtest_bodies(model: dict[str, Any], tracking_uri: str, rows: int) -> tuple[str, list]:
     """``/ask`` with the labelled questions the model was judged on."""
     import json

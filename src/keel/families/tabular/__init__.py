@@ -31,6 +31,7 @@ class TabularFamily(Family):
         batch_predict=True,
         builds_image=True,
         explains=True,
+        ab_tests=True,
     )
 
     @property
@@ -69,6 +70,11 @@ class TabularFamily(Family):
         from keel.registry import load_package
 
         return load_package(uri, tracking_uri)
+
+    def app(self, package: Any, **options: Any) -> Any:
+        from keel.families.tabular.serve import tabular_app
+
+        return tabular_app(package, **options)
 
     def create_app(self, package: Any, spec: Any, log: Any, explain_row: Any = None) -> Any:
         from keel.families.tabular.serve import create_tabular_app

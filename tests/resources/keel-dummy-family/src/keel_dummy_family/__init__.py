@@ -43,16 +43,15 @@ class ConstantFamily(Family):
 
         return load_constant(uri, tracking_uri)
 
-    def create_app(self, package: Any, spec: Any, log: Any, explain_row: Any = None) -> Any:
-        from keel.serving import ServedPackage, family_app_from_spec
+    def serving_parts(self) -> dict[str, Any]:
+        from keel.serving import ServedPackage
         from keel_dummy_family.serve import describe, routes, self_test
 
-        def serve(loaded: Any) -> ServedPackage:
-            return ServedPackage(loaded, self_test)
-
-        return family_app_from_spec(
-            package, self, spec, log, serve=serve, routes=routes, describe=describe
-        )
+        return {
+            "serve": lambda loaded: ServedPackage(loaded, self_test),
+            "routes": routes,
+            "describe": describe,
+        }
 
     def loadtest_bodies(self, model: dict[str, Any], tracking_uri: str, rows: int) -> Any:
         import json
