@@ -17,7 +17,8 @@ import yaml
 from mlflow import MlflowClient
 
 from keel.config import load_config
-from keel.pipeline import LIFECYCLE, STAGES, Graph, run_project, stage_of
+from keel.families.tabular.stages import LIFECYCLE, STAGES
+from keel.pipeline import Graph, run_project, stage_of
 from tests.conftest import SMALL_PROJECT, keel_in
 
 pytestmark = pytest.mark.integration
@@ -141,7 +142,7 @@ def test_card_only_change_reruns_only_the_card_of_the_same_version(project: Path
 def test_a_failure_in_any_stage_names_it_and_alerts_once(
     project: Path, monkeypatch: pytest.MonkeyPatch, name: str
 ) -> None:
-    import keel.pipeline._lifecycle as run_module
+    import keel.families.tabular.stages as run_module
 
     def boom(inputs: dict, ctx) -> dict:
         raise RuntimeError(f"injected into {name}")
@@ -165,7 +166,7 @@ def test_a_failure_in_any_stage_names_it_and_alerts_once(
 def test_internal_error_names_the_stage_on_the_terminal(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import keel.pipeline._lifecycle as run_module
+    import keel.families.tabular.stages as run_module
 
     def boom(inputs: dict, ctx) -> dict:
         raise RuntimeError("disk on fire")
@@ -242,7 +243,7 @@ def test_a_lost_register_manifest_finds_its_version_instead_of_registering_again
 def test_the_alias_moves_last_a_failed_card_leaves_no_champion(
     tmp_path: Path, adult_frame: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import keel.pipeline._lifecycle as run_module
+    import keel.families.tabular.stages as run_module
     from keel.registry import alias_version, mlflow_scope
 
     adult_frame.to_csv(tmp_path / "adult.csv", index=False)

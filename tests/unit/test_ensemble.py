@@ -222,7 +222,7 @@ def test_the_whole_run_budget_leaves_the_later_stages_their_time(adult_frame) ->
 
     from keel.config import parse_config
     from keel.data import infer_schema, prepare_labels, split_frame
-    from keel.pipeline._lifecycle import RunContext, after_tuning_seconds, tune
+    from keel.families.tabular.stages import RunContext, after_tuning_seconds, tune
 
     base = {"name": "b", "data": "x.csv", "target": "income", "cv_folds": 3, "budget": 30}
     config = parse_config(base)

@@ -9,9 +9,8 @@ from typing import Any
 import pytest
 
 from keel.errors import ConfigError, DataError
+from keel.families.tabular.stages import LIFECYCLE, STAGES
 from keel.pipeline import (
-    LIFECYCLE,
-    STAGES,
     Graph,
     Runner,
     Stage,

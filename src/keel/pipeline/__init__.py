@@ -13,7 +13,7 @@ from keel._lazy import lazy_getattr as _lazy_getattr
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load on first use
     from keel.pipeline._cards import write_model_card
     from keel.pipeline._check import Checklist, GateResult, check_version
-    from keel.pipeline._lifecycle import LIFECYCLE, RunContext
+    from keel.pipeline._context import RunContext
     from keel.pipeline._monitoring import (
         MONITOR_TAG,
         package_reference,
@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load on first
         run_monitor,
     )
     from keel.pipeline._reproduce import Reproduction, reproduce
-    from keel.pipeline._run import STAGES, RunResult, git_commit, run_project
+    from keel.pipeline._run import RunResult, git_commit, run_project
     from keel.pipeline._stages import (
         Graph,
         Runner,
@@ -47,13 +47,11 @@ _WHERE = {
     "Checklist": ("keel.pipeline._check", "Checklist"),
     "GateResult": ("keel.pipeline._check", "GateResult"),
     "Graph": ("keel.pipeline._stages", "Graph"),
-    "LIFECYCLE": ("keel.pipeline._lifecycle", "LIFECYCLE"),
     "MONITOR_TAG": ("keel.pipeline._monitoring", "MONITOR_TAG"),
     "Reproduction": ("keel.pipeline._reproduce", "Reproduction"),
-    "RunContext": ("keel.pipeline._lifecycle", "RunContext"),
+    "RunContext": ("keel.pipeline._context", "RunContext"),
     "RunResult": ("keel.pipeline._run", "RunResult"),
     "Runner": ("keel.pipeline._stages", "Runner"),
-    "STAGES": ("keel.pipeline._run", "STAGES"),
     "Stage": ("keel.pipeline._stages", "Stage"),
     "StageContractError": ("keel.pipeline._stages", "StageContractError"),
     "StageRecord": ("keel.pipeline._stages", "StageRecord"),
@@ -82,9 +80,7 @@ _WHERE = {
 __getattr__ = _lazy_getattr(__name__, _WHERE, globals())
 
 __all__ = [
-    "LIFECYCLE",
     "MONITOR_TAG",
-    "STAGES",
     "Checklist",
     "GateResult",
     "Graph",

@@ -7,9 +7,19 @@ a stored registration only while :func:`still_registered` holds.
 
 from __future__ import annotations
 
+import hashlib
+import json
+from pathlib import Path
 from typing import Any
 
-from keel.pipeline._lifecycle import RunContext
+import yaml
+
+from keel._git import commit_of
+from keel.config import ProjectConfig
+from keel.pipeline._context import RECORDED_KEYS, RunContext
+from keel.registry import tracking
+
+STAGE_TAG = "keel.stage.register"
 
 
 def run_record(run_id: str, experiment_id: str, name: str, version: Any, doc: dict) -> dict:
@@ -41,8 +51,44 @@ def alias(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     return {"alias": ref.alias}
 
 
-def still_registered(outputs: dict[str, Any], ctx: RunContext) -> bool:
-    """The stored registration still exists."""
-    from keel.pipeline._record import still_registered as check
+def registered_by_key(client: Any, name: str, key: str) -> Any:
+    """The version of ``name`` registered by the register stage with cache key ``key``.
 
-    return check(outputs, ctx)
+    A registry that cannot be asked raises (the runner retries a transient failure):
+    answering "none" would register a duplicate.
+    """
+    for version in client.search_model_versions(f"name = '{name}'"):
+        if (version.tags or {}).get(STAGE_TAG) == key:
+            return version
+    return None
+
+
+def still_registered(outputs: dict[str, Any], ctx: RunContext) -> bool:
+    """Whether the stored registration still exists in the registry."""
+    from keel.registry import mlflow_scope
+
+    run = outputs["run"]
+    with mlflow_scope(ctx.settings.tracking_uri) as client:
+        try:
+            version = client.get_model_version(run["name"], run["version"])
+        except tracking.TrackingError:
+            return False
+        return (version.tags or {}).get(STAGE_TAG) is not None and version.run_id == run["run_id"]
+
+
+def log_config(config: ProjectConfig, run_id: str | None = None) -> None:
+    """The config as the run used it, as ``keel.yaml`` on the run."""
+    text = yaml.safe_dump(config.model_dump(mode="json", by_alias=True), sort_keys=False)
+    tracking.log_text(text, "keel.yaml", run_id)
+
+
+def config_digest(config: ProjectConfig) -> str:
+    """16 hex digits of the config as the run used it (every key but the card's words)."""
+    dumped = config.model_dump(mode="json")
+    text = json.dumps({k: dumped.get(k) for k in RECORDED_KEYS}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def git_commit(folder: Path) -> str | None:
+    """The commit of the git work tree holding ``folder`` (``+dirty`` if changed), if any."""
+    return commit_of(folder, mark_dirty=True)

@@ -1,7 +1,7 @@
 """``keel run``: the lifecycle graph run by the stage runner, with its hooks.
 
 :func:`run_project` is what the CLI, ``keel monitor --retrain``, ``keel reproduce`` and
-the Python API call. It builds the run context, runs :data:`LIFECYCLE` with the stage
+the Python API call. It builds the run context, runs the family's graph (``Family.lifecycle()``) with the stage
 store under ``.keel/stages/`` and three hooks — progress, MLflow tracking
 (``stage_seconds.*`` and ``stages.json`` on the run) and failure alerts (to
 ``monitoring.sinks``) — and returns a :class:`RunResult`.
@@ -19,12 +19,8 @@ import pandas as pd
 from keel.config import ProjectConfig, Settings, resolve_settings
 from keel.errors import KeelError
 from keel.families import FAMILIES
-from keel.pipeline._lifecycle import STAGES, RunContext, with_rows
-from keel.pipeline._record import (
-    config_digest,
-    drift_reference,
-    git_commit,
-)
+from keel.pipeline._context import RunContext, with_rows
+from keel.pipeline._package_stages import config_digest, git_commit
 from keel.pipeline._stages import (
     RAN,
     Hooks,
@@ -221,11 +217,9 @@ def run_project(
 
 
 __all__ = [
-    "STAGES",
     "Observer",
     "RunResult",
     "config_digest",
-    "drift_reference",
     "git_commit",
     "run_project",
     "with_rows",

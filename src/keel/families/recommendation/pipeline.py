@@ -21,7 +21,7 @@ import numpy as np
 
 from keel.config import RECOMMENDER_BASELINES
 from keel.errors import DataError, KeelError
-from keel.pipeline._lifecycle import RunContext, now, protect_dataset
+from keel.pipeline._context import RunContext, now, protect_dataset
 from keel.pipeline._package_stages import alias, run_record, still_registered
 from keel.pipeline._stages import Graph, Stage, package_digest
 
@@ -55,7 +55,7 @@ def ingest(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
 
 def tables_fingerprint(ctx: RunContext) -> str | None:
     """SHA-256 of every configured table file (``None`` for SQL or DVC: run)."""
-    from keel.pipeline._lifecycle import _file_digest
+    from keel.pipeline._context import file_digest as _file_digest
 
     digest = hashlib.sha256()
     for key, spec in _tables(ctx).items():
@@ -430,7 +430,7 @@ def register(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     """Snapshot the interactions, log the MLflow run, register the package (once per key)."""
     from keel.data import snapshot
     from keel.families.recommendation.package import log_recommender_package
-    from keel.pipeline._record import git_commit, registered_by_key
+    from keel.pipeline._package_stages import git_commit, registered_by_key
     from keel.registry import (
         assign_semver,
         ensure_experiment,
@@ -536,7 +536,7 @@ def _log_evidence(
     Every model's nested run; parameters, metrics, tags, gate numbers, package checks,
     the dataset input and the documents of the run.
     """
-    from keel.pipeline._record import config_digest, git_commit, log_config
+    from keel.pipeline._package_stages import config_digest, git_commit, log_config
     from keel.registry import tracking
 
     dataset, best = inputs["tables"]["data"], inputs["best"]

@@ -25,7 +25,7 @@ import numpy as np
 
 from keel.config import RETRIEVER_BASELINES
 from keel.errors import DataError
-from keel.pipeline._lifecycle import RunContext, now
+from keel.pipeline._context import RunContext, now
 from keel.pipeline._package_stages import alias, run_record, still_registered
 from keel.pipeline._stages import Graph, Stage
 
@@ -698,7 +698,7 @@ def _package_files(inputs: dict[str, Any], doc: dict[str, Any]) -> dict[str, Any
 
 
 def _tag_version(client: Any, ref: Any, digest: str, doc: dict[str, Any], root: Any) -> None:
-    from keel.pipeline._record import git_commit
+    from keel.pipeline._package_stages import git_commit
 
     gates = ", ".join(f"{k} {v}" for k, v in doc["gates"].items())
     client.set_model_version_tag(ref.name, ref.version, "keel.dataset.digest", digest)
@@ -718,7 +718,7 @@ def _log_run(
 ) -> tuple[str, Any]:
     """Log the parent run and its evidence; register the package. Returns (run id, version)."""
     from keel.families.retrieval.package import log_retrieval_package
-    from keel.pipeline._record import log_config
+    from keel.pipeline._package_stages import log_config
     from keel.registry import register_prompt, tracking
 
     config, best, corpus = ctx.config, inputs["best"], inputs["corpus"]
@@ -758,7 +758,7 @@ def register(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     """Snapshot the redacted corpus, log the MLflow run, register the package (once per key)."""
     from keel.data import snapshot
     from keel.families.retrieval.data import corpus_table
-    from keel.pipeline._record import registered_by_key
+    from keel.pipeline._package_stages import registered_by_key
     from keel.registry import assign_semver, ensure_experiment, mlflow_scope
 
     config, settings = ctx.config, ctx.settings
@@ -796,7 +796,7 @@ def _log_evidence(
     config: Any, inputs: dict[str, Any], doc: dict[str, Any], dataset: Any, snapshot: Path
 ) -> None:
     """What the Definition-of-Done gates read: tags, intervals, checks, the dataset input."""
-    from keel.pipeline._record import config_digest, git_commit
+    from keel.pipeline._package_stages import config_digest, git_commit
     from keel.pipeline._stages import package_digest
     from keel.registry import tracking
 

@@ -46,7 +46,7 @@ class TabularFamily(Family):
         check_config(config)
 
     def lifecycle(self) -> tuple[Any, str]:
-        from keel.pipeline._lifecycle import LIFECYCLE, READ_ONLY_UNTIL
+        from keel.families.tabular.stages import LIFECYCLE, READ_ONLY_UNTIL
 
         return LIFECYCLE, READ_ONLY_UNTIL
 

@@ -1,15 +1,15 @@
 """A tabular run's result: the ``keel run --json`` document of the stages' outputs.
 
-The tabular stages themselves are ``keel.pipeline``'s lifecycle graph
-(``keel.pipeline.LIFECYCLE``): they were the first graph and the runner's own tests
-exercise them.
+The tabular stages themselves are :data:`keel.families.tabular.stages.LIFECYCLE`
+(reading, learning, judging) with the recording stages of
+:mod:`keel.families.tabular.record`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from keel.pipeline._record import assessment_document, full_report
+from keel.families.tabular.record import assessment_document, full_report
 
 
 def run_result(state: Any, record: bool) -> dict[str, Any]:

@@ -43,7 +43,7 @@ def evaluate(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
 
 def register(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     """Log the run and register the package once per cache key."""
-    from keel.pipeline._record import registered_by_key
+    from keel.pipeline._package_stages import registered_by_key
     from keel.registry import ensure_experiment, mlflow_scope, tracking
     from keel_dummy_family.package import log_constant
 

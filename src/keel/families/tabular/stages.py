@@ -10,72 +10,26 @@ write the evidence; ``alias`` moves the alias last, once the evidence exists.
 
 from __future__ import annotations
 
-import hashlib
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import pandas as pd
 
-from keel.config import ENSEMBLE, ProjectConfig, Settings
+from keel.config import ENSEMBLE, ProjectConfig
 from keel.errors import DataError
+from keel.pipeline._context import (
+    RunContext,
+    file_digest,
+    protect_dataset,
+    with_rows,
+)
 from keel.pipeline._stages import Graph, Stage
 
 DATA = ("keel.data", "keel.config")
 LEARN = (*DATA, "keel.features", "keel.training", "keel.evaluation", "keel.estimators")
 JUDGE = (*LEARN, "keel.responsible", "keel._groups")
 RECORD = (*JUDGE, "keel.registry", "keel.monitoring")
-# what the run logs and registers: every key but the card (documentation, its own stage),
-# the release-side keys read by other commands, and where tuning runs (the same result)
-RECORDED_KEYS = tuple(
-    k
-    for k in ProjectConfig.model_fields
-    if k not in ("card", "gates", "serving", "tuning", "features", "privacy", "release")
-)
-
-
-@dataclass
-class RunContext:
-    """What every stage may use besides its inputs: the config, settings and progress."""
-
-    config: ProjectConfig
-    settings: Settings
-    observer: Callable[[str, str], None] = lambda stage, detail: None
-    extra_label: str = "extra rows"
-    stage: str = ""
-    key: str = ""
-    run_id: str | None = None  # the MLflow run register opened (a later failure marks it)
-    usage: dict[str, Any] = field(default_factory=dict)  # stage → its StageRecord so far
-    started: float = field(default_factory=time.perf_counter)  # the run's start (budget:)
-    family: str = ""  # the family running (keel.family on the run, version and package)
-
-    def begin(self, stage: str, key: str) -> None:
-        """The runner enters ``stage`` (its cache key ``key``)."""
-        self.stage, self.key = stage, key
-
-    def say(self, detail: str) -> None:
-        """Progress detail for the current stage."""
-        self.observer(self.stage, detail)
-
-    def resources(self) -> list[dict[str, Any]]:
-        """Wall time, CPU seconds and peak memory of the stages finished so far.
-
-        A reused stage cost little now; what it cost when it ran comes from its
-        manifest (``ran_with``).
-        """
-        return [
-            {
-                "stage": r.name,
-                "status": r.status,
-                "seconds": r.seconds,
-                **r.resources,
-                **({"ran_with": r.ran_with} if r.ran_with else {}),
-            }
-            for r in self.usage.values()
-        ]
-
-
 # --- reading and checking: nothing is written by these --------------------------------
 
 
@@ -103,23 +57,13 @@ def ingest(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
 
 def source_fingerprint(ctx: RunContext) -> str | None:
     """SHA-256 of the data file's bytes; ``None`` (cannot tell: run) for SQL and DVC."""
-    return _file_digest(ctx.config.data_path)
+    return file_digest(ctx.config.data_path)
 
 
 def schema_fingerprint(ctx: RunContext) -> str | None:
     """SHA-256 of the hand-edited schema file, if one is configured ('' when none)."""
     path = ctx.config.schema_path
-    return "" if path is None else _file_digest(path)
-
-
-def _file_digest(path: Any) -> str | None:
-    if path is None or not path.is_file():
-        return None
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
+    return "" if path is None else file_digest(path)
 
 
 def pii(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
@@ -129,30 +73,6 @@ def pii(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     ctx.say("scanning text columns")
     dataset, report = protect_dataset(dataset, config.pii)
     return {"dataset": dataset, "pii_report": report}
-
-
-def protect_dataset(dataset: Any, pii: Any, present_only: bool = False) -> tuple[Any, Any]:
-    """``dataset`` with its personal data rewritten as ``pii:`` says, and the report.
-
-    From here on only the protected rows exist: they are what is snapshotted, profiled,
-    logged and learned from. The raw digest stays in the lineage. ``present_only``: the
-    configured columns this table lacks are left to another table (a column in none is
-    the caller's error).
-    """
-    from keel.data import Dataset, content_digest, protect
-
-    columns = dict(pii.columns)
-    if present_only:
-        columns = {c: a for c, a in columns.items() if c in dataset.frame.columns}
-    protected, report = protect(dataset.frame, columns, scan=pii.scan, threshold=pii.threshold)
-    if protected is not dataset.frame:
-        dataset = Dataset(
-            frame=protected,
-            source=dataset.source,
-            digest=content_digest(protected),
-            lineage={**dataset.lineage, "raw_digest": dataset.digest},
-        )
-    return dataset, report
 
 
 def validate(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
@@ -670,21 +590,6 @@ def check_fairness_config(
             )
 
 
-def with_rows(dataset: Any, rows: pd.DataFrame, label: str) -> Any:
-    """``dataset`` with ``rows`` appended (missing columns empty); its own digest."""
-    from keel.data import Dataset, content_digest
-
-    frame = pd.concat(
-        [dataset.frame, rows.reindex(columns=dataset.frame.columns)], ignore_index=True
-    )
-    return Dataset(
-        frame=frame,
-        source=f"{dataset.source} + {label}",
-        digest=content_digest(frame),
-        lineage={**dataset.lineage, "appended": {"rows": len(rows), "from": label}},
-    )
-
-
 def before_and_after(
     unmitigated: Any,
     before: Any,
@@ -746,11 +651,6 @@ def assessment_document(values: Any) -> dict[str, Any]:
     if values["robustness"] is not None:
         doc["robustness"] = values["robustness"]
     return doc
-
-
-def now() -> str:
-    """The card's creation time."""
-    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
 
 
 def _reading_stages() -> list[Stage]:
@@ -857,7 +757,7 @@ def _reading_stages() -> list[Stage]:
 
 def _judging_stages() -> list[Stage]:
     """Evaluation and the responsible-AI stages, then the ones that record (register on)."""
-    from keel.pipeline import _record as record
+    from keel.families.tabular import record
 
     any_ = object
     return [

@@ -17,25 +17,22 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
-from keel._git import commit_of
 from keel._version import __version__
 from keel.config import ProjectConfig
-from keel.pipeline._lifecycle import (
-    JUDGE,
-    RECORD,
-    RECORDED_KEYS,
-    RunContext,
-    assessment_document,
-    fairness_judge,
-    now,
+from keel.families.tabular.stages import JUDGE, RECORD, assessment_document, fairness_judge
+from keel.pipeline._context import RECORDED_KEYS, RunContext, now
+from keel.pipeline._package_stages import (
+    STAGE_TAG,
+    config_digest,
+    git_commit,
+    log_config,
+    registered_by_key,
+    still_registered,
 )
 from keel.pipeline._stages import Stage, package_digest
 from keel.registry import tracking
 from keel.reports import ModelSummary, RunReport
-
-STAGE_TAG = "keel.stage.register"
 
 
 def register(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
@@ -102,31 +99,6 @@ def _run_doc(
         "version": str(version),
         "report": report,
     }
-
-
-def registered_by_key(client: Any, name: str, key: str) -> Any:
-    """The version of ``name`` registered by the register stage with cache key ``key``.
-
-    A registry that cannot be asked raises (the runner retries a transient failure):
-    answering "none" would register a duplicate.
-    """
-    for version in client.search_model_versions(f"name = '{name}'"):
-        if (version.tags or {}).get(STAGE_TAG) == key:
-            return version
-    return None
-
-
-def still_registered(outputs: dict[str, Any], ctx: RunContext) -> bool:
-    """Whether the stored registration still exists in the registry."""
-    from keel.registry import mlflow_scope
-
-    run = outputs["run"]
-    with mlflow_scope(ctx.settings.tracking_uri) as client:
-        try:
-            version = client.get_model_version(run["name"], run["version"])
-        except tracking.TrackingError:
-            return False
-        return (version.tags or {}).get(STAGE_TAG) is not None and version.run_id == run["run_id"]
 
 
 def flat_params(params: dict[str, Any]) -> dict[str, Any]:
@@ -218,12 +190,6 @@ def _log_run(config: ProjectConfig, inputs: dict[str, Any], snapshot_path: Path)
     log_config(config)
     tracking.log_dict(schema.to_dict(), "schema.json")
     tracking.log_dict(inputs["profile"], "profile.json")
-
-
-def log_config(config: ProjectConfig, run_id: str | None = None) -> None:
-    """The config as the run used it, as ``keel.yaml`` on the run."""
-    text = yaml.safe_dump(config.model_dump(mode="json", by_alias=True), sort_keys=False)
-    tracking.log_text(text, "keel.yaml", run_id)
 
 
 def _log_package(
@@ -463,7 +429,7 @@ def tuning_summary(tuned: dict[str, Any]) -> dict[str, Any]:
 
 def compare(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     """Which alias the version will take; against the champion on the same test rows."""
-    from keel.pipeline._promotion import versus_champion
+    from keel.families.tabular.promotion import versus_champion
     from keel.registry import CHALLENGER, CHAMPION, alias_version, mlflow_scope
 
     config, settings = ctx.config, ctx.settings
@@ -597,18 +563,6 @@ def alias(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
             ref = assign_alias(client, ref, ctx.settings.tracking_uri, inputs["versus"])
         client.set_tag(run["run_id"], "keel.alias", ref.alias or "none: a gate failed")
     return {"alias": ref.alias}
-
-
-def config_digest(config: ProjectConfig) -> str:
-    """16 hex digits of the config as the run used it (every key but the card's words)."""
-    dumped = config.model_dump(mode="json")
-    text = json.dumps({k: dumped.get(k) for k in RECORDED_KEYS}, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def git_commit(folder: Path) -> str | None:
-    """The commit of the git work tree holding ``folder`` (``+dirty`` if changed), if any."""
-    return commit_of(folder, mark_dirty=True)
 
 
 def drift_reference(
