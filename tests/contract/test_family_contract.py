@@ -70,7 +70,9 @@ def _retrieval(root: Path, request: Any) -> None:
 def _constant(root: Path, request: Any) -> None:
     rows = pd.DataFrame({"x": range(120), "y": [float(i % 7) for i in range(120)]})
     rows.to_csv(root / "data.csv", index=False)
-    (root / "keel.yaml").write_text("name: const\ndata: data.csv\ntarget: y\ntask: constant\n")
+    (root / "keel.yaml").write_text(
+        "name: const\ndata: data.csv\ntarget: y\ntask: constant\nconstant: {statistic: median}\n"
+    )
 
 
 ADULT_ROW = {

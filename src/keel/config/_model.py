@@ -15,6 +15,7 @@ from pydantic import (
     PrivateAttr,
     Tag,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -756,6 +757,8 @@ class ProjectConfig(_Strict):
     id_column: str | None = None  # …its document id (default: row-N)
     title_column: str | None = None
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
+    # a plug-in family's own section (its ``config_section`` key, validated by the family)
+    family_section: Any = Field(None, exclude=True)
 
     _root: Path = PrivateAttr(default_factory=Path.cwd)
     _source: Path | None = PrivateAttr(default=None)
@@ -795,7 +798,7 @@ class ProjectConfig(_Strict):
             family = FAMILIES.for_task(data.get("task"))
         except ConfigError:  # an unknown task: the field's own check names it
             return data
-        return family.config_defaults(dict(data))
+        return _with_section(family, family.config_defaults(dict(data)))
 
     @field_validator("task")
     @classmethod
@@ -845,6 +848,21 @@ class ProjectConfig(_Strict):
                 )
         family.check_config(self)
         return self
+
+    @model_serializer(mode="wrap")
+    def _section_under_its_key(self, handler: Any) -> dict[str, Any]:
+        dumped = handler(self)
+        if self.family_section is not None:
+            from keel.families import FAMILIES
+
+            key = FAMILIES.for_task(self.task).config_section
+            dumped[key] = self.family_section.model_dump(mode="json")
+        return dumped
+
+    @property
+    def section(self) -> Any:
+        """The family's own keel.yaml section, validated (``None`` when it has none)."""
+        return self.family_section
 
     @property
     def models(self) -> list[str]:
@@ -915,3 +933,42 @@ class ProjectConfig(_Strict):
         clone._root = Path(root).resolve()
         clone._source = source
         return clone
+
+
+def _with_section(family: Any, data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with the family's own section validated into ``family_section``.
+
+    The section's key is the family's ``config_section``; another family's section key
+    is refused naming its task, and ``family_section`` is not a key users may write.
+    """
+    from pydantic import ValidationError
+
+    from keel.families import FAMILIES
+
+    if "family_section" in data:
+        raise ValueError("unknown key 'family_section' (a family's settings go under its own key)")
+    for other in FAMILIES.usable():
+        key = other.config_section
+        if key and other is not family and key in data and key not in ProjectConfig.model_fields:
+            raise ValueError(
+                f"key {key!r} is for task: {other.tasks[0]}; set task: {other.tasks[0]} or"
+                " remove it"
+            )
+    key = family.config_section
+    if not key:
+        return data
+    model = family.section_model()
+    raw = data.pop(key, None)
+    try:
+        data["family_section"] = model.model_validate({} if raw is None else raw)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in (key, *first.get("loc", ())))
+        msg = first.get("msg", "invalid value").removeprefix("Value error, ")
+        if first.get("type") == "extra_forbidden":
+            allowed = ", ".join(model.model_fields)
+            raise ValueError(f"unknown key '{where}'; allowed keys: {allowed}") from None
+        received = first.get("input")
+        shown = "" if isinstance(received, dict) else f", got {received!r}"
+        raise ValueError(f"key '{where}': {msg}{shown}") from None
+    return data

@@ -96,6 +96,7 @@ class Family:
     commands_module: ClassVar[str | None] = None
     subject_documents: ClassVar[tuple[str, ...]] = ()  # package documents naming people
     config_keys: ClassVar[tuple[str, ...]] = ()  # keel.yaml keys only this family reads
+    config_section: ClassVar[str | None] = None  # a keel.yaml key of the family's own settings
     baselines: ClassVar[tuple[str, ...]] = ()  # models every run trains beside the candidates
 
     def __repr__(self) -> str:
@@ -120,6 +121,15 @@ class Family:
 
     def check_config(self, config: Any) -> None:
         """Raise a ``ValueError`` naming the key and the fix when keel.yaml breaks a rule."""
+
+    def section_model(self) -> Any:
+        """The pydantic model of the family's own keel.yaml section (``config_section``).
+
+        Keel validates the section with it (unknown keys, types, ranges: each error names
+        ``section.key``), keeps it as ``config.section``, records it with the config and
+        writes it back under its key. Only families that set ``config_section`` need it.
+        """
+        raise self._missing(f"a model of its keel.yaml section {self.config_section!r}")
 
     # --- keel run -----------------------------------------------------------------------
 

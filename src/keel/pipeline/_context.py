@@ -22,7 +22,17 @@ from keel.config import ProjectConfig, Settings
 RECORDED_KEYS = tuple(
     k
     for k in ProjectConfig.model_fields
-    if k not in ("card", "gates", "serving", "tuning", "features", "privacy", "release")
+    if k
+    not in (
+        "card",
+        "gates",
+        "serving",
+        "tuning",
+        "features",
+        "privacy",
+        "release",
+        "family_section",
+    )
 )
 
 

@@ -85,7 +85,9 @@ def log_config(config: ProjectConfig, run_id: str | None = None) -> None:
 def config_digest(config: ProjectConfig) -> str:
     """16 hex digits of the config as the run used it (every key but the card's words)."""
     dumped = config.model_dump(mode="json")
-    text = json.dumps({k: dumped.get(k) for k in RECORDED_KEYS}, sort_keys=True, default=str)
+    section = [k for k in dumped if k not in type(config).model_fields]  # a family's own
+    keys = [*RECORDED_KEYS, *section]
+    text = json.dumps({k: dumped.get(k) for k in keys}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

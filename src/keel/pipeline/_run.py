@@ -1,10 +1,10 @@
 """``keel run``: the lifecycle graph run by the stage runner, with its hooks.
 
 :func:`run_project` is what the CLI, ``keel monitor --retrain``, ``keel reproduce`` and
-the Python API call. It builds the run context, runs the family's graph (``Family.lifecycle()``) with the stage
-store under ``.keel/stages/`` and three hooks — progress, MLflow tracking
-(``stage_seconds.*`` and ``stages.json`` on the run) and failure alerts (to
-``monitoring.sinks``) — and returns a :class:`RunResult`.
+the Python API call. It builds the run context, runs the family's graph
+(``Family.lifecycle()``) with the stage store under ``.keel/stages/`` and three
+hooks — progress, MLflow tracking (``stage_seconds.*`` and ``stages.json`` on the
+run) and failure alerts (to ``monitoring.sinks``) — and returns a :class:`RunResult`.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
-"""``task: constant``: every row gets the mean of the target seen in training.
+"""``task: constant``: every row gets the mean (or median) of the target seen in training.
 
 A model family from outside Keel, found through the ``keel.families`` entry point. It
 uses only Keel's public generic parts: the stage runner, the registry adapter
 (``log_pyfunc_package``), the serving core (``create_family_app``), the monitoring
-report and the card writer.
+report and the card writer. Its own keel.yaml section, ``constant:``, is validated by
+its own model (``config.py``) and read by its ``train`` stage.
 """
 
 from __future__ import annotations
@@ -21,6 +22,12 @@ class ConstantFamily(Family):
     task_module = "keel_dummy_family.task"
     stage_names = ("ingest", "train", "evaluate", "register", "compare", "report", "alias")
     capabilities: ClassVar[Capabilities] = Capabilities(serves_routes=("/score",))
+    config_section = "constant"
+
+    def section_model(self) -> Any:
+        from keel_dummy_family.config import ConstantSettings
+
+        return ConstantSettings
 
     def lifecycle(self) -> tuple[Any, str]:
         from keel_dummy_family.pipeline import GRAPH

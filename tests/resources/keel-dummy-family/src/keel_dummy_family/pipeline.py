@@ -29,10 +29,11 @@ def ingest(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
 
 
 def train(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
-    """The constant: the mean of the first 80 % of rows."""
+    """The constant: the mean (or median: ``constant.statistic``) of the first 80 % of rows."""
     values = inputs["values"]
     cut = max(1, int(len(values) * 0.8))
-    return {"value": float(np.mean(values[:cut])), "cut": cut}
+    statistic = np.median if ctx.config.section.statistic == "median" else np.mean
+    return {"value": float(statistic(values[:cut])), "cut": cut}
 
 
 def evaluate(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
@@ -105,7 +106,9 @@ GRAPH = Graph(
         Stage(
             "ingest", ingest, (), {"dataset": object, "values": object}, ("data", "target"), CODE
         ),
-        Stage("train", train, ("values",), {"value": float, "cut": int}, (), CODE),
+        Stage(
+            "train", train, ("values",), {"value": float, "cut": int}, ("constant.statistic",), CODE
+        ),
         Stage("evaluate", evaluate, ("values", "value", "cut"), {"metrics": dict}, (), CODE),
         Stage(
             "register",
