@@ -42,7 +42,7 @@ from sklearn.metrics import accuracy_score
 
 from keel.config import FairnessConfig
 from keel.data import infer_schema, prepare_labels
-from keel.responsible import (
+from keel.families.tabular.responsible import (
     assess_fairness,
     build_card,
     build_datasheet,
@@ -51,7 +51,7 @@ from keel.responsible import (
     render_html,
     render_markdown,
 )
-from keel.training import make_pipeline
+from keel.families.tabular.training import make_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples" / "adult"))
@@ -185,7 +185,7 @@ def _mitigation(train, test, schema, iterations: int = 10) -> dict:
     from fairlearn.postprocessing import ThresholdOptimizer
     from fairlearn.reductions import DemographicParity, ExponentiatedGradient
 
-    from keel.responsible import mitigation_fitter
+    from keel.families.tabular.responsible import mitigation_fitter
 
     features = schema.feature_names
     x, y, x_test = train[features], train["income"].to_numpy(), test[features]
@@ -264,8 +264,8 @@ def _mitigation(train, test, schema, iterations: int = 10) -> dict:
 def _report(pipeline, test, train, schema, labels, found) -> dict:
     """A report shaped like a run's, enough for the card (metrics from this model)."""
     from keel.evaluation import metric_intervals
-    from keel.responsible import assess_model_fairness
-    from keel.training import predict_with
+    from keel.families.tabular.responsible import assess_model_fairness
+    from keel.families.tabular.training import predict_with
 
     predictions, proba, classes = predict_with(pipeline, test[schema.feature_names], "binary")
     intervals = metric_intervals(

@@ -4,7 +4,8 @@ A user who wants "adversarial robustness" for a tabular model would otherwise re
 the Adversarial Robustness Toolbox. Both attack a LightGBM pipeline trained on UCI
 Adult (25,000 rows) through its decisions only (black box), on the same 100 test rows:
 
-* Keel: the one-feature minimal-change search of ``keel.responsible.assess_robustness``
+* Keel: the one-feature minimal-change search of
+  ``keel.families.tabular.responsible.assess_robustness``
   (numeric steps of 0.05 sd up to 2 sd, a category swap costing 1) — plus the noise,
   swap and missing-value curves it computes in the same call;
 * ART 1.20.1 HopSkipJump (L2, untargeted) over the numeric features, standardised
@@ -59,8 +60,8 @@ def main() -> int:
 
     from keel.config import RobustnessConfig
     from keel.data import infer_schema, prepare_labels
-    from keel.responsible import Decider, assess_robustness
-    from keel.training import make_pipeline
+    from keel.families.tabular.responsible import Decider, assess_robustness
+    from keel.families.tabular.training import make_pipeline
 
     ok, why = art_path()
     if not ok:

@@ -10,11 +10,17 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from keel.config import FairnessConfig
 
 INTERSECTION = " & "
 MISSING = "(missing)"
+QUANTILE_BINS = 4  # numeric sensitive features without configured edges: quartiles
 
 
 def group_labels(
@@ -52,3 +58,33 @@ def bin_label(lo: float, hi: float) -> str:
     if math.isinf(hi):
         return f">= {lo:g}"
     return f"[{lo:g}, {hi:g})"
+
+
+def bin_edges(values: pd.Series, configured: Sequence[float] | None) -> list[float]:
+    """Inner bin edges for a numeric sensitive feature: configured, else quartiles."""
+    if configured:
+        return [float(e) for e in configured]
+    finite = pd.to_numeric(values, errors="coerce").dropna()
+    if finite.empty:
+        return []
+    inner = np.unique(np.quantile(finite, np.linspace(0, 1, QUANTILE_BINS + 1)[1:-1]))
+    return [float(e) for e in inner]
+
+
+def sensitive_edges(
+    reference: pd.DataFrame, sensitive: Sequence[str], config: FairnessConfig
+) -> dict[str, list[float]]:
+    """Bin edges of the numeric sensitive features: configured, else training quartiles.
+
+    A numeric column with at most 10 distinct values is used as it is (each value a group).
+    """
+    return {
+        name: bin_edges(reference[name], config.bins.get(name))
+        for name in sensitive
+        if name in config.bins
+        or (
+            pd.api.types.is_numeric_dtype(reference[name])
+            and not pd.api.types.is_bool_dtype(reference[name])
+            and reference[name].nunique() > 10
+        )
+    }

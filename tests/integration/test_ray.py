@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from keel._ray import connected
 from keel.cli import app
 from keel.data import infer_schema, prepare_labels
-from keel.training import RayFolds, tune
+from keel.families.tabular.training import RayFolds, tune
 from tests.conftest import SMALL_PROJECT, free_port, keel_in, ray_head, train_project
 
 pytestmark = pytest.mark.integration

@@ -182,7 +182,7 @@ def test_reweighing_is_shipped_with_before_and_after(tmp_path: Path, adult_frame
     from sklearn.base import clone
 
     from keel.data import split_frame
-    from keel.responsible import reweighing_weights
+    from keel.families.tabular.responsible import reweighing_weights
 
     package = load_package(f"mitigated/{payload['model']['version']}", payload["tracking_uri"])
     snapshot = pd.read_parquet(payload["data"]["snapshot"])

@@ -11,7 +11,7 @@ import pytest
 from mlflow import MlflowClient
 
 from keel.data import infer_schema, prepare_labels, split_frame
-from keel.training import summarize_folds, tune
+from keel.families.tabular.training import summarize_folds, tune
 from tests.conftest import keel_in
 
 pytestmark = pytest.mark.integration
@@ -40,7 +40,7 @@ def test_tune_respects_the_budget_and_prunes(adult_frame: pd.DataFrame) -> None:
     assert seen == sorted(seen)  # the best so far never gets worse
     assert tune("linear", splits.train, schema, labels, 0, 5.0, 3).trials == []  # nothing to tune
     # the first trial is the candidate's own defaults: tuning never reports worse
-    from keel.training import DEFAULT_TRIALS, build_candidate, cross_validate
+    from keel.families.tabular.training import DEFAULT_TRIALS, build_candidate, cross_validate
 
     assert result.trials[0].params == DEFAULT_TRIALS["lightgbm"]
     assert result.trials[0].state == "complete"
@@ -52,7 +52,7 @@ def test_tune_respects_the_budget_and_prunes(adult_frame: pd.DataFrame) -> None:
 
 
 def test_a_trial_stops_between_folds_when_the_budget_is_spent(adult_frame, monkeypatch) -> None:
-    import keel.training._tuning as tuning
+    import keel.families.tabular.training._tuning as tuning
 
     frame, labels = prepare_labels(adult_frame.head(600), "income", None, None)
     schema = infer_schema(frame, "income", ["fnlwgt"])
@@ -222,7 +222,7 @@ def test_unknown_sensitive_feature_is_bad_input(tmp_path: Path, adult_frame) -> 
 
 
 def test_a_trial_count_makes_tuning_independent_of_the_clock(adult_frame, monkeypatch) -> None:
-    import keel.training._tuning as tuning
+    import keel.families.tabular.training._tuning as tuning
 
     frame, labels = prepare_labels(adult_frame.head(800), "income", None, None)
     schema = infer_schema(frame, "income", ["fnlwgt"])

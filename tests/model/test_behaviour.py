@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from keel.data import infer_schema, prepare_labels, split_frame
-from keel.training import evaluate_pipeline, train_candidates
+from keel.families.tabular.training import evaluate_pipeline, train_candidates
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,7 @@ def test_large_capital_gain_raises_the_income_estimate(trained) -> None:
 
 
 def test_slices_flag_where_the_model_fails(trained) -> None:
-    from keel.training import predict_with, slice_report, worst_rows
+    from keel.families.tabular.training import predict_with, slice_report, worst_rows
 
     models, splits, schema, labels = trained
     model = models["lightgbm"].pipeline

@@ -51,7 +51,7 @@ def test_fast_multiclass_and_regression_equal_sklearn(seed: int) -> None:
 
 def test_fast_metrics_on_real_adult_predictions(adult_frame: pd.DataFrame) -> None:
     from keel.data import infer_schema, prepare_labels, split_frame
-    from keel.training import predict_with, train_candidates
+    from keel.families.tabular.training import predict_with, train_candidates
 
     frame, labels = prepare_labels(adult_frame, "income", None, None)
     schema = infer_schema(frame, "income", ["fnlwgt"])

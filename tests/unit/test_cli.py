@@ -175,7 +175,7 @@ def test_serve_wiring_without_starting_a_server(make_project, monkeypatch) -> No
     made: list[ServingSpec] = []
     monkeypatch.setattr(
         "keel.serving.create_app_from_spec",
-        lambda spec, explain_row, package: made.append(spec) or "app",
+        lambda spec, explain_row=None, package=None: made.append(spec) or "app",
     )
     path = make_project()
     public = invoke("serve", "-c", str(path), "--host", "0.0.0.0", "--port", "9999")

@@ -135,7 +135,12 @@ def test_tuning_keeps_the_best_trials_out_of_fold_outputs_and_selection_uses_the
     adult_frame,
 ) -> None:
     from keel.data import infer_schema, prepare_labels, split_frame
-    from keel.training import build_candidate, cross_validate, select_ensemble, tune
+    from keel.families.tabular.training import (
+        build_candidate,
+        cross_validate,
+        select_ensemble,
+        tune,
+    )
 
     frame, labels = prepare_labels(adult_frame, "income", None, None)
     schema = infer_schema(frame, "income", ["fnlwgt"])
@@ -177,8 +182,8 @@ def test_an_ensemble_is_explained_additively_for_every_task(task: str) -> None:
     from sklearn.datasets import load_diabetes, load_wine
 
     from keel.data import infer_schema, prepare_labels
-    from keel.responsible._explain import explain
-    from keel.training import make_ensemble
+    from keel.families.tabular.responsible._explain import explain
+    from keel.families.tabular.training import make_ensemble
 
     loader = load_diabetes if task == "regression" else load_wine
     x, y = loader(return_X_y=True, as_frame=True)

@@ -8,7 +8,7 @@ import pytest
 from sklearn.inspection import partial_dependence
 
 from keel.data import infer_schema, prepare_labels
-from keel.responsible import (
+from keel.families.tabular.responsible import (
     counterfactual_hint,
     explain,
     explain_row,
@@ -16,7 +16,7 @@ from keel.responsible import (
     partial_dependences,
     permutation_ranking,
 )
-from keel.training import make_pipeline
+from keel.families.tabular.training import make_pipeline
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +169,7 @@ def test_a_slow_model_is_explained_on_fewer_rows_and_says_how_many() -> None:
 
     import pandas as pd
 
-    from keel.responsible._explain import MIN_ROWS, PD_ROWS, explained_rows
+    from keel.families.tabular.responsible._explain import MIN_ROWS, PD_ROWS, explained_rows
 
     class Slow:
         def __init__(self, per_row: float) -> None:
@@ -189,8 +189,8 @@ def test_a_slow_model_is_explained_on_fewer_rows_and_says_how_many() -> None:
 
 def test_native_category_codes_fold_to_one_feature_each_and_stay_additive(adult_frame) -> None:
     from keel.data import infer_schema, prepare_labels
-    from keel.responsible._explain import explain
-    from keel.training import build_candidate
+    from keel.families.tabular.responsible._explain import explain
+    from keel.families.tabular.training import build_candidate
 
     frame, _ = prepare_labels(adult_frame, "income", None, None)
     schema = infer_schema(frame, "income", ["fnlwgt"])

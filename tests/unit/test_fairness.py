@@ -16,7 +16,7 @@ from fairlearn.metrics import (
 from pydantic import ValidationError
 
 from keel.config import FairnessConfig
-from keel.responsible import assess_fairness, bin_edges, group_labels
+from keel.families.tabular.responsible import assess_fairness, bin_edges, group_labels
 
 MEASURES = {
     "demographic_parity_difference": demographic_parity_difference,
@@ -140,7 +140,7 @@ def test_regression_and_multiclass_report_error_spreads() -> None:
 
 
 def test_reweighing_makes_label_independent_of_group(adult_frame: pd.DataFrame) -> None:
-    from keel.responsible import reweighing_weights
+    from keel.families.tabular.responsible import reweighing_weights
 
     assert reweighing_weights(adult_frame, "income", ["sex"], {}).sum() == pytest.approx(2000)
     weights = reweighing_weights(adult_frame, "income", ["sex", "race"], {})

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from keel.data import infer_schema, prepare_labels, records_to_frame
+from keel.families.tabular.training import make_pipeline
 from keel.registry import LoadedPackage
 from keel.serving import Served
 from keel.serving._fast import compile_pipeline, verified
-from keel.training import make_pipeline
 
 
 def _rows(frame: pd.DataFrame) -> list[dict]:
@@ -36,7 +36,7 @@ def _rows(frame: pd.DataFrame) -> list[dict]:
     ],
 )
 def test_fast_path_equals_the_pipeline(adult_frame, target, task, candidate) -> None:
-    from keel.training import build_candidate
+    from keel.families.tabular.training import build_candidate
 
     frame, labels = prepare_labels(adult_frame, target, task, None)
     schema = infer_schema(frame, target, ["fnlwgt"])
@@ -44,7 +44,7 @@ def test_fast_path_equals_the_pipeline(adult_frame, target, task, candidate) -> 
     name, _, native = candidate.partition(" ")
     params = {"categories": "native"} if native else None
     if name == "ensemble":
-        from keel.training import make_ensemble
+        from keel.families.tabular.training import make_ensemble
 
         members = [
             {"name": "lightgbm", "candidate": "lightgbm", "params": {}, "weight": 0.6},

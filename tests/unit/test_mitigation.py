@@ -20,10 +20,10 @@ from keel.estimators import (
     decides_itself,
     row_coins,
 )
+from keel.families.tabular.responsible import mitigation_fitter
+from keel.families.tabular.responsible._mitigate import _rule, _ScoreColumn
+from keel.families.tabular.training import make_pipeline
 from keel.registry import TRUSTED_TYPES
-from keel.responsible import mitigation_fitter
-from keel.responsible._mitigate import _rule, _ScoreColumn
-from keel.training import make_pipeline
 
 POSITIVE = ">50K"
 

@@ -13,7 +13,7 @@ from sklearn.tree import DecisionTreeClassifier
 
 from keel.config import RobustnessConfig
 from keel.data import ColumnSchema, Schema
-from keel.responsible import assess_robustness, surrogate_rules
+from keel.families.tabular.responsible import assess_robustness, surrogate_rules
 
 
 class _Labels:
@@ -122,7 +122,7 @@ def test_rules_mimic_a_model_they_can_express_exactly() -> None:
 
 
 def test_a_slow_model_is_searched_on_the_rows_that_fit_in_the_time_and_says_so() -> None:
-    import keel.responsible._robustness as robustness
+    import keel.families.tabular.responsible._robustness as robustness
 
     rows = pd.DataFrame({"x": np.linspace(0, 1, 40)})
     train = pd.DataFrame({"x": np.linspace(0, 1, 200)})

@@ -11,9 +11,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from keel.data import infer_schema, prepare_labels
+from keel.families.tabular.training import make_pipeline
 from keel.registry import LoadedPackage
 from keel.serving import MAX_INSTANCES, create_app
-from keel.training import make_pipeline
 
 
 @pytest.fixture(scope="module")
@@ -339,7 +339,7 @@ def test_prediction_log_records_answers_feedback_and_redacts(package, rows, tmp_
 
 
 def test_explain_answers_local_explanations_that_add_up(package, rows) -> None:
-    from keel.responsible import explain_row
+    from keel.families.tabular.responsible import explain_row
 
     with_background = LoadedPackage(
         **{**package.__dict__, "documents": {"background.json": rows[:15]}}

@@ -19,8 +19,8 @@ from keel.config import CANDIDATES, ENSEMBLE
 from keel.data import infer_schema, prepare_labels
 from keel.errors import ConfigError
 from keel.families import FAMILIES
+from keel.families.tabular.training import make_pipeline
 from keel.tasks import TASKS, Task, all_tasks, get_task
-from keel.training import make_pipeline
 
 
 def _adult(frame: pd.DataFrame) -> pd.DataFrame:
@@ -120,7 +120,9 @@ def test_outputs_watched_worst_and_diagnostics(case) -> None:
 def test_every_candidate_builds_for_every_task(case) -> None:
     task, _labels, _schema, *_ = case
     for name in CANDIDATES:
-        if name == ENSEMBLE:  # built from its members' spec (keel.training.make_ensemble)
+        if (
+            name == ENSEMBLE
+        ):  # built from its members' spec (keel.families.tabular.training.make_ensemble)
             continue
         estimator, scale = task.estimator(name, 0)
         assert hasattr(estimator, "fit") and isinstance(scale, bool)

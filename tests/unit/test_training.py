@@ -8,8 +8,8 @@ import pytest
 from sklearn.base import clone
 
 from keel.data import infer_schema, prepare_labels, split_frame
-from keel.features import build_preprocessor
-from keel.training import (
+from keel.families.tabular.features import build_preprocessor
+from keel.families.tabular.training import (
     CANDIDATE_FACTORIES,
     make_pipeline,
     predict_with,
@@ -156,7 +156,7 @@ def test_select_best_needs_candidates() -> None:
 
 
 def test_time_and_group_folds_respect_the_split(prepared) -> None:
-    from keel.training import fold_indices
+    from keel.families.tabular.training import fold_indices
 
     frame, _, _, _ = prepared
     frame = frame.assign(t=np.arange(len(frame))[::-1], household=np.arange(len(frame)) // 5)
@@ -173,8 +173,8 @@ def test_learning_curve_diagnoses_variance(prepared) -> None:
     from sklearn.pipeline import Pipeline
     from sklearn.tree import DecisionTreeClassifier
 
-    from keel.features import build_preprocessor
-    from keel.training import learning_curve
+    from keel.families.tabular.features import build_preprocessor
+    from keel.families.tabular.training import learning_curve
 
     _, labels, schema, splits = prepared
     deep_tree = Pipeline(
@@ -192,7 +192,7 @@ def test_learning_curve_diagnoses_variance(prepared) -> None:
 def test_threshold_maximises_its_objective_on_validation(prepared, objective: str) -> None:
     from sklearn import metrics as skm
 
-    from keel.training import choose_threshold
+    from keel.families.tabular.training import choose_threshold
 
     _, labels, schema, splits = prepared
     [model] = train_candidates(["linear"], splits, schema, labels, 0)

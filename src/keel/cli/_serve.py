@@ -80,8 +80,6 @@ def serve(
         )
         import uvicorn
 
-        from keel.responsible import explain_row
-
         serving = project.serving.model_copy(
             update={"redact": {**project.pii.columns, **project.serving.redact}}
         )
@@ -103,7 +101,7 @@ def serve(
             log_url=url,
         )
         if workers == 1:
-            app = create_app_from_spec(spec, explain_row, package)
+            app = create_app_from_spec(spec, package=package)
             uvicorn.run(app, host=host, port=port, log_level="warning")
         else:
             os.environ.update(spec.to_env())  # one typed spec for every worker process
@@ -206,11 +204,10 @@ def loadtest(
 
 
 def serving_app() -> Any:
-    """The app factory each `keel serve --workers N` worker runs (explanations wired in)."""
-    from keel.responsible import explain_row
+    """The app factory each `keel serve --workers N` worker runs."""
     from keel.serving import create_app_from_env
 
-    return create_app_from_env(explain_row=explain_row)
+    return create_app_from_env()
 
 
 @app.command()

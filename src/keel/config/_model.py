@@ -37,7 +37,8 @@ CandidateName = Literal[
 TASKS: tuple[str, ...] = get_args(TaskType)
 CANDIDATES: tuple[str, ...] = get_args(CandidateName)
 BASELINE_NAMES: tuple[str, ...] = ("dummy", "linear", "shallow_tree")
-# the candidates tuning searches (keel.training.SEARCH_SPACES); an ensemble combines them
+# the candidates tuning searches (keel.families.tabular.training.SEARCH_SPACES); an
+# ensemble combines them
 TUNABLE: tuple[str, ...] = ("lightgbm", "xgboost", "hist_gradient_boosting", "random_forest")
 ENSEMBLE = "ensemble"
 RECOMMENDATION = "recommendation"

@@ -252,8 +252,9 @@ def _feature_code(f: Facts) -> Verdict:
             f" commit {commit}"
         )
     return PASS, (
-        f"feature pipeline (keel.features {code}) passed determinism, column order, missing"
-        f" values and unseen categories on the test rows of run {f.run_id}; commit {commit}"
+        f"feature pipeline (keel.families.tabular.features {code}) passed determinism,"
+        f" column order, missing values and unseen categories on the test rows of run"
+        f" {f.run_id}; commit {commit}"
     )
 
 

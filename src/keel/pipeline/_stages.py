@@ -584,8 +584,8 @@ def _source_digest_of(func: Callable[..., Any]) -> str:
 def package_digest(name: str) -> str:
     """Digest of every ``.py`` file of a package (or of one module), found without importing it.
 
-    (Importing ``keel.responsible`` to find its files would load SHAP: an identical re-run
-    would pay seconds for a digest.)
+    (Importing ``keel.families.tabular.responsible`` to find its files would load SHAP:
+    an identical re-run would pay seconds for a digest.)
     """
     spec = find_spec(name)
     if spec is None:

@@ -73,7 +73,7 @@ class Served:
     def explain(
         self, instances: list[Any], explain_row: Any, extra: str = "reject", unseen: str = "accept"
     ) -> tuple[list[dict[str, Any]] | None, list[Any]]:
-        """Local explanations of ``instances`` (``explain_row`` from keel.responsible)."""
+        """Local explanations of ``instances`` (``explain_row``: the tabular explainer)."""
         frame, errors = records_to_frame(
             instances, self.schema, required=self.required, extra=extra, unseen=unseen
         )

@@ -26,8 +26,8 @@ from keel.pipeline._package_stages import alias, run_record, still_registered
 from keel.pipeline._stages import Graph, Stage, package_digest
 
 DATA = ("keel.data", "keel.config", "keel.families.recommendation")
-LEARN = (*DATA, "keel.tasks", "keel.training", "keel.evaluation")
-JUDGE = (*LEARN, "keel.responsible")
+LEARN = (*DATA, "keel.tasks", "keel.families.tabular.training", "keel.evaluation")
+JUDGE = (*LEARN, "keel.families.tabular.responsible")
 RECORD = (*JUDGE, "keel.registry", "keel.reports")
 GATE_BASELINE = "popularity"
 EXPLAINED_USERS = 4

@@ -41,7 +41,7 @@ def group_labels(
     else the quartiles of a numeric column with more than 10 values.
     """
     from keel._groups import group_labels as labels_of
-    from keel.responsible._fairness import sensitive_edges
+    from keel._groups import sensitive_edges
 
     if users is None or not sensitive:
         return {}

@@ -2,7 +2,7 @@
 
 Tuning uses the same machinery as tabular candidates (Optuna's seeded TPE sampler, the
 default parameters tried first, a wall-clock budget or an exact number of trials, the
-same :class:`~keel.training._tuning.Trial` records): each trial fits on the training
+same :class:`~keel._trials.Trial` records): each trial fits on the training
 interactions and is scored on the validation period over the full catalogue.
 """
 
@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from keel._trials import Trial, TuningResult
 from keel.families.recommendation.data import ITEM, TIME, USER
 from keel.families.recommendation.models import (
     DEFAULT_RECOMMENDER_PARAMS,
@@ -25,7 +26,6 @@ from keel.families.recommendation.models import (
     make_recommender,
 )
 from keel.families.recommendation.task import RecommenderModel, evaluate_ranking
-from keel.training._tuning import Trial, TuningResult
 
 
 def interaction_matrix(frame: pd.DataFrame, users: np.ndarray, items: np.ndarray) -> sp.csr_matrix:

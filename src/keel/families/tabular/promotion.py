@@ -22,9 +22,9 @@ import pandas as pd
 from keel.data import rows_seen
 from keel.errors import KeelError
 from keel.evaluation import baseline_gate, paired_difference
+from keel.families.tabular.training import predict_with
 from keel.registry import load_package
 from keel.tasks import get_task
-from keel.training import predict_with
 
 FAIRNESS_TOLERANCE = 0.01
 MIN_UNSEEN_ROWS = 30  # fewer test rows unseen by the champion: no verdict

@@ -70,8 +70,8 @@ def _semver(
     client: Any, tracking_uri: str, config: ProjectConfig, inputs: dict[str, Any], version: str
 ) -> str:
     """Tag the version's semantic version, from its interface and the previous version's."""
+    from keel.families.tabular.responsible import NEEDS_SENSITIVE_AT_PREDICTION
     from keel.registry import assign_semver, tabular_interface
-    from keel.responsible import NEEDS_SENSITIVE_AT_PREDICTION
 
     labels = inputs["labels"]
     interface = tabular_interface(
@@ -197,8 +197,8 @@ def _log_package(
 ) -> str:
     """Register the shipped model with its documents; returns the new version."""
     from keel.data import encode_row_keys
+    from keel.families.tabular.responsible import NEEDS_SENSITIVE_AT_PREDICTION
     from keel.registry import log_model_package
-    from keel.responsible import NEEDS_SENSITIVE_AT_PREDICTION
 
     labels, schema, splits = inputs["labels"], inputs["schema"], inputs["splits"]
     assessment, dataset = inputs["assessment"], inputs["dataset"]
@@ -323,8 +323,8 @@ def _log_gates(config: ProjectConfig, inputs: dict[str, Any]) -> None:
         )
     features_ok = all(t["passed"] for t in inputs["feature_tests"])
     tracking.set_tag("keel.gate.feature_code", "passed" if features_ok else "failed")
-    # the feature code's version: the digest of keel.features as it ran
-    tracking.set_tag("keel.code.features", package_digest("keel.features"))
+    # the feature code's version: the digest of keel.families.tabular.features as it ran
+    tracking.set_tag("keel.code.features", package_digest("keel.families.tabular.features"))
     gate = assessment.gate
     if gate is not None:
         tracking.set_tag("keel.gate.baseline", verdicts["baseline"])
@@ -357,7 +357,7 @@ def _report_document(
     config: ProjectConfig, inputs: dict[str, Any], run_id: str, version: str, snapshot_path: Path
 ) -> RunReport:
     """The run report (``report.json``), before the comparison with the champion."""
-    from keel.training import BASELINES
+    from keel.families.tabular.training import BASELINES
 
     labels, dataset, splits = inputs["labels"], inputs["dataset"], inputs["splits"]
     frame, schema = inputs["frame"], inputs["schema"]
@@ -573,8 +573,8 @@ def drift_reference(
     ``outputs`` has the columns the prediction log has: ``prediction`` (classification)
     and ``score`` (P(positive) for binary models, the predicted value for regression).
     """
+    from keel.families.tabular.training import predict_with
     from keel.monitoring import DriftReference
-    from keel.training import predict_with
 
     features = DriftReference.from_frame(splits.train[schema.feature_names])
     predictions, proba, classes = predict_with(

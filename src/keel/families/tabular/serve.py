@@ -87,7 +87,12 @@ def routes(state: ServingState) -> APIRouter:
 
 
 def create_tabular_app(package: Any, spec: Any, log: Any, explain_row: Any = None) -> Any:
-    """The app serving a tabular package, with its shadow and canary when configured."""
+    """The app serving a tabular package, with its shadow and canary when configured.
+
+    ``explain_row`` (``/explain``): the family's SHAP explainer unless one is given.
+    """
+    if explain_row is None:
+        from keel.families.tabular.responsible import explain_row
     settings = spec.serving
     shadow, canary = side_models(package.name, settings, spec.tracking_uri)
     return tabular_app(

@@ -27,8 +27,14 @@ from keel.pipeline._context import (
 from keel.pipeline._stages import Graph, Stage
 
 DATA = ("keel.data", "keel.config")
-LEARN = (*DATA, "keel.features", "keel.training", "keel.evaluation", "keel.estimators")
-JUDGE = (*LEARN, "keel.responsible", "keel._groups")
+LEARN = (
+    *DATA,
+    "keel.families.tabular.features",
+    "keel.families.tabular.training",
+    "keel.evaluation",
+    "keel.estimators",
+)
+JUDGE = (*LEARN, "keel.families.tabular.responsible", "keel._groups")
 RECORD = (*JUDGE, "keel.registry", "keel.monitoring")
 # --- reading and checking: nothing is written by these --------------------------------
 
@@ -78,7 +84,7 @@ def pii(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
 def validate(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     """Check rows against the schema (configured or inferred); labels against the task."""
     from keel.data import infer_schema, mixed_type_violations, prepare_labels, validate_frame
-    from keel.training import check_behaviour_config
+    from keel.families.tabular.training import check_behaviour_config
 
     config = ctx.config
     dataset = inputs["dataset"]
@@ -148,7 +154,7 @@ def profile(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
 
 def tune(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     """Optuna on CV folds of the train rows, for ``budget:`` seconds or ``trials:``."""
-    from keel.training import SEARCH_SPACES
+    from keel.families.tabular.training import SEARCH_SPACES
 
     config = ctx.config
     tunable = (
@@ -160,7 +166,7 @@ def tune(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     address = config.tuning.ray_address
     if address and tunable:
         from keel._ray import connected
-        from keel.training import RayFolds
+        from keel.families.tabular.training import RayFolds
 
         ctx.say(f"folds on the Ray cluster at {address}")
         with connected(address) as ray:
@@ -168,7 +174,7 @@ def tune(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     else:
         _tune_each(tunable, inputs, ctx, tuned, None)
     if ENSEMBLE in config.candidates and tuned:
-        from keel.training import select_ensemble
+        from keel.families.tabular.training import select_ensemble
 
         ctx.say("ensemble selection over the best trials' out-of-fold predictions")
         found = select_ensemble(
@@ -252,7 +258,7 @@ def _tune_each(
     re-estimated after every trial); the candidates not yet tuned share the rest
     equally.
     """
-    from keel.training import tune as tune_one
+    from keel.families.tabular.training import tune as tune_one
 
     config = ctx.config
     rows = len(inputs["splits"].train) + len(inputs["splits"].validation)
@@ -300,7 +306,7 @@ def _tune_each(
 
 def train(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     """Baselines and candidates on the train rows; the best on validation."""
-    from keel.training import select_best, train_candidates
+    from keel.families.tabular.training import select_best, train_candidates
 
     config = ctx.config
     fixed = inputs["fixed_params"]
@@ -320,7 +326,7 @@ def train(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
 
 def final_fitter(config: ProjectConfig, splits: Any, schema: Any, labels: Any) -> Any:
     """How the shipped model is fitted: plainly, or with bias mitigation."""
-    from keel.responsible import mitigation_fitter, sensitive_edges
+    from keel.families.tabular.responsible import mitigation_fitter, sensitive_edges
 
     return mitigation_fitter(
         config.fairness.mitigation,
@@ -339,8 +345,8 @@ def final_fitter(config: ProjectConfig, splits: Any, schema: Any, labels: Any) -
 
 def evaluate(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     """Test metrics with intervals, the baseline gate, CV, threshold, behaviour tests."""
-    from keel.responsible import NEEDS_SENSITIVE_AT_PREDICTION
-    from keel.training import (
+    from keel.families.tabular.responsible import NEEDS_SENSITIVE_AT_PREDICTION
+    from keel.families.tabular.training import (
         assess,
         evaluate_pipeline,
         refit_on_all_rows,
@@ -410,7 +416,7 @@ def evaluate(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
 
 def fairness_judge(config: ProjectConfig, splits: Any, schema: Any, labels: Any) -> Any:
     """``judge(model, threshold, columns)``: fairness of a model's decisions on test rows."""
-    from keel.responsible import assess_model_fairness
+    from keel.families.tabular.responsible import assess_model_fairness
 
     def judge(model: Any, threshold: float | None = None, columns: Any = None) -> Any:
         return assess_model_fairness(
@@ -430,7 +436,7 @@ def fairness_judge(config: ProjectConfig, splits: Any, schema: Any, labels: Any)
 
 def fairness(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     """Per-group metrics and measures on the test rows; before/after any mitigation."""
-    from keel.training import choose_threshold, refit_on_train_and_validation
+    from keel.families.tabular.training import choose_threshold, refit_on_train_and_validation
 
     config = ctx.config
     if not config.sensitive_features:
@@ -467,7 +473,7 @@ def fairness(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
 
 def explain(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     """SHAP in original features, permutation importance, partial dependence, rules."""
-    from keel.responsible import explain_model, surrogate_rules
+    from keel.families.tabular.responsible import explain_model, surrogate_rules
 
     assessment = inputs["assessment"]
     ctx.say("SHAP, permutation importance, partial dependence")
@@ -487,7 +493,7 @@ def explain(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
 
 def robustness(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     """Noise curves, category swaps, missing values, minimal decision-flipping changes."""
-    from keel.responsible import assess_robustness
+    from keel.families.tabular.responsible import assess_robustness
 
     settings = ctx.config.robustness
     if not settings.enabled:
@@ -545,7 +551,7 @@ def check_fairness_config(
 
     That every sensitive feature is a column was checked at ingest (check_columns).
     """
-    from keel.responsible import BINARY_ONLY, NEEDS_SENSITIVE_AT_PREDICTION
+    from keel.families.tabular.responsible import BINARY_ONLY, NEEDS_SENSITIVE_AT_PREDICTION
     from keel.tasks import get_task
 
     fairness = config.fairness
@@ -602,8 +608,8 @@ def before_and_after(
     cut: float | None,
 ) -> dict[str, Any]:
     """Test metrics and fairness measures of the model without and with mitigation."""
-    from keel.responsible import BINARY_ONLY, NEEDS_SENSITIVE_AT_PREDICTION
-    from keel.training import predict_with
+    from keel.families.tabular.responsible import BINARY_ONLY, NEEDS_SENSITIVE_AT_PREDICTION
+    from keel.families.tabular.training import predict_with
 
     predictions, proba, classes = predict_with(
         unmitigated, test_rows[schema.feature_names], labels.task, cut, labels.positive_class
@@ -701,7 +707,7 @@ def _reading_stages() -> list[Stage]:
                 "fairness",
                 "sensitive_features",
             ),
-            code=(*DATA, "keel.training", "keel.responsible"),
+            code=(*DATA, "keel.families.tabular.training", "keel.families.tabular.responsible"),
             fingerprint=schema_fingerprint,  # the schema file's content, not only its name
         ),
         Stage(

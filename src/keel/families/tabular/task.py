@@ -128,7 +128,8 @@ def _candidates() -> dict[str, tuple[Callable[[int], Any], Callable[[int], Any],
 
 def _pick(name: str, column: int, seed: int) -> tuple[Any, bool]:
     # LightGBM warns that a categorical_feature given as a parameter "will be ignored"
-    # by fit()'s default; it is not (the booster uses it; keel.training.make_pipeline)
+    # by fit()'s default; it is not (the booster uses it; see make_pipeline in
+    # keel.families.tabular.training)
     warnings.filterwarnings("ignore", message="categorical_feature keyword has been found")
     table = _candidates()
     if name not in table:

@@ -31,7 +31,7 @@ from sklearn.pipeline import Pipeline
 
 from keel._groups import group_keys
 from keel.estimators import GroupThresholdClassifier, MixtureClassifier
-from keel.responsible._fairness import reweighing_weights
+from keel.families.tabular.responsible._fairness import reweighing_weights
 
 Fitter = Callable[[Any, pd.DataFrame], Any]
 """(unfitted pipeline, rows holding features and target) → fitted model."""

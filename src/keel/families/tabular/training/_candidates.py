@@ -15,7 +15,7 @@ from sklearn.pipeline import Pipeline
 from keel.config import BASELINE_NAMES, CANDIDATES, ENSEMBLE
 from keel.data import LabelInfo, Schema, Splits
 from keel.evaluation import MetricSpec, is_better
-from keel.features import build_preprocessor, categorical_positions
+from keel.families.tabular.features import build_preprocessor, categorical_positions
 from keel.tasks import get_task
 
 # keel.yaml's candidates that build on their own (an ensemble is built from its spec)
@@ -159,7 +159,7 @@ def train_candidates(
         if name == ENSEMBLE:
             if not overrides.get("members"):
                 continue  # no ensemble was selected (nothing tuned, or one model won)
-            from keel.training._ensemble import make_ensemble
+            from keel.families.tabular.training._ensemble import make_ensemble
 
             if on_candidate is not None:
                 on_candidate(f"{name} of {', '.join(m['name'] for m in overrides['members'])}")

@@ -19,10 +19,10 @@ from sklearn.pipeline import Pipeline
 
 from keel.config import ENSEMBLE
 from keel.data import LabelInfo, Schema
-from keel.features import build_preprocessor
+from keel.families.tabular.features import build_preprocessor
+from keel.families.tabular.training._candidates import configured_estimator, preprocessing_of
+from keel.families.tabular.training._tuning import Trial, TuningResult, fold_indices
 from keel.tasks import fast_metrics, get_task
-from keel.training._candidates import configured_estimator, preprocessing_of
-from keel.training._tuning import Trial, TuningResult, fold_indices
 
 
 def make_ensemble(spec: dict[str, Any], task: str, schema: Schema, seed: int) -> Pipeline:

@@ -13,16 +13,17 @@ import pandas as pd
 from sklearn.base import clone
 from sklearn.model_selection import GroupKFold, TimeSeriesSplit
 
+from keel._trials import Trial, TuningResult
 from keel.data import LabelInfo, Schema
-from keel.features import categorical_positions
-from keel.tasks import compute_metrics, get_task
-from keel.training._candidates import (
+from keel.families.tabular.features import categorical_positions
+from keel.families.tabular.training._candidates import (
     ENCODING,
     ENCODINGS,
     NATIVE_CATEGORICAL,
     build_candidate,
     predict_with,
 )
+from keel.tasks import compute_metrics, get_task
 
 
 def _lightgbm_space(trial: Any) -> dict[str, Any]:
@@ -113,22 +114,6 @@ SEARCH_SPACES: dict[str, Callable[[Any], dict[str, Any]]] = {
 }
 
 
-@dataclass
-class Trial:
-    """One tuning trial: its parameters, fold scores and what became of it."""
-
-    number: int
-    params: dict[str, Any]
-    state: str
-    score: float | None
-    fold_scores: list[float]
-    seconds: float
-    fold_metrics: list[dict[str, float]] = field(default_factory=list, repr=False)
-    # out-of-fold raw scores or values per train row (NaN: never held out); kept for
-    # the best few trials only, when tuning was asked to keep them
-    outputs: np.ndarray | None = field(default=None, repr=False)
-
-
 def assemble_outputs(n: int, parts: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray | None:
     """One array over ``n`` rows from per-fold ``(rows, values)``; None if shapes differ."""
     if not parts:
@@ -140,30 +125,6 @@ def assemble_outputs(n: int, parts: list[tuple[np.ndarray, np.ndarray]]) -> np.n
     for rows, values in parts:
         out[rows] = values
     return out
-
-
-@dataclass
-class TuningResult:
-    """The outcome of tuning one candidate."""
-
-    name: str
-    metric: str
-    best_params: dict[str, Any]
-    best_score: float | None
-    trials: list[Trial] = field(default_factory=list)
-    seconds: float = 0.0
-
-    @property
-    def best_fold_metrics(self) -> list[dict[str, float]]:
-        """Every metric on each fold for the best parameters: their cross-validation.
-
-        The folds are those :func:`cross_validate` makes for the same rows and seed, so
-        the chosen model's CV need not be fitted again.
-        """
-        for trial in self.trials:
-            if trial.state == "complete" and trial.params == self.best_params:
-                return trial.fold_metrics
-        return []
 
 
 def folds_for(task: str, n_splits: int, seed: int) -> Any:
@@ -249,9 +210,10 @@ def cross_validate(
     ``outputs``, a list, receives ``(held-out row positions, their raw scores or
     values)`` per fold: the out-of-fold predictions ensemble selection works on.
 
-    ``folds_on`` (a :class:`keel.training.RayFolds`) fits the folds at once as tasks on
-    a Ray cluster; their results are still handed to ``on_fold`` in fold order, so a
-    pruning decision is the same as in process (the folds after it are cancelled).
+    ``folds_on`` (a :class:`keel.families.tabular.training.RayFolds`) fits the folds at
+    once as tasks on a Ray cluster; their results are still handed to ``on_fold`` in
+    fold order, so a pruning decision is the same as in process (the folds after it are
+    cancelled).
     """
     x = frame[schema.feature_names]
     y = labels.kind.truth(frame[schema.target])

@@ -4,7 +4,8 @@ Model cards and datasheets are rendered by :mod:`keel.reports` from the evidence
 gathered here.
 """
 
-from keel.responsible._explain import (
+from keel._groups import bin_edges, sensitive_edges
+from keel.families.tabular.responsible._explain import (
     Explanation,
     counterfactual_hint,
     explain,
@@ -14,21 +15,23 @@ from keel.responsible._explain import (
     partial_dependences,
     permutation_ranking,
 )
-from keel.responsible._fairness import (
+from keel.families.tabular.responsible._fairness import (
     FairnessReport,
     assess_fairness,
     assess_model_fairness,
-    bin_edges,
     group_labels,
     reweighing_weights,
-    sensitive_edges,
 )
-from keel.responsible._mitigate import (
+from keel.families.tabular.responsible._mitigate import (
     BINARY_ONLY,
     NEEDS_SENSITIVE_AT_PREDICTION,
     mitigation_fitter,
 )
-from keel.responsible._robustness import Decider, assess_robustness, surrogate_rules
+from keel.families.tabular.responsible._robustness import (
+    Decider,
+    assess_robustness,
+    surrogate_rules,
+)
 
 __all__ = [
     "BINARY_ONLY",

@@ -21,12 +21,10 @@ from fairlearn.metrics import (
     MetricFrame,
 )
 
-from keel._groups import INTERSECTION, group_keys, group_labels
+from keel._groups import INTERSECTION, group_keys, group_labels, sensitive_edges
 from keel.config import FairnessConfig
+from keel.families.tabular.training import predict_with
 from keel.tasks import get_task
-from keel.training import predict_with
-
-QUANTILE_BINS = 4  # numeric sensitive features without configured edges: quartiles
 
 
 @dataclass
@@ -77,17 +75,6 @@ class FairnessReport:
             "judged": self.judged,
             "passed": self.passed,
         }
-
-
-def bin_edges(values: pd.Series, configured: Sequence[float] | None) -> list[float]:
-    """Inner bin edges for a numeric sensitive feature: configured, else quartiles."""
-    if configured:
-        return [float(e) for e in configured]
-    finite = pd.to_numeric(values, errors="coerce").dropna()
-    if finite.empty:
-        return []
-    inner = np.unique(np.quantile(finite, np.linspace(0, 1, QUANTILE_BINS + 1)[1:-1]))
-    return [float(e) for e in inner]
 
 
 def assess_fairness(
@@ -281,25 +268,6 @@ def assess_model_fairness(
         seed,
         edges,
     )
-
-
-def sensitive_edges(
-    reference: pd.DataFrame, sensitive: Sequence[str], config: FairnessConfig
-) -> dict[str, list[float]]:
-    """Bin edges of the numeric sensitive features: configured, else training quartiles.
-
-    A numeric column with at most 10 distinct values is used as it is (each value a group).
-    """
-    return {
-        name: bin_edges(reference[name], config.bins.get(name))
-        for name in sensitive
-        if name in config.bins
-        or (
-            pd.api.types.is_numeric_dtype(reference[name])
-            and not pd.api.types.is_bool_dtype(reference[name])
-            and reference[name].nunique() > 10
-        )
-    }
 
 
 def reweighing_weights(

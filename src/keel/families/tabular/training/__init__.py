@@ -1,14 +1,14 @@
 """Training: baselines and candidates, each a Pipeline with its preprocessing inside."""
 
-from keel.training._assess import (
+from keel.families.tabular.training._assess import (
     Assessment,
     assess,
     choose_threshold,
     refit_on_all_rows,
     refit_on_train_and_validation,
 )
-from keel.training._behaviour import check_behaviour_config, run_behaviour_tests
-from keel.training._candidates import (
+from keel.families.tabular.training._behaviour import check_behaviour_config, run_behaviour_tests
+from keel.families.tabular.training._candidates import (
     BASELINES,
     CANDIDATE_FACTORIES,
     TrainedCandidate,
@@ -19,11 +19,11 @@ from keel.training._candidates import (
     select_best,
     train_candidates,
 )
-from keel.training._curves import learning_curve
-from keel.training._ensemble import make_ensemble, select_ensemble
-from keel.training._feature_tests import run_feature_tests
-from keel.training._slices import slice_report, worst_rows
-from keel.training._tuning import (
+from keel.families.tabular.training._curves import learning_curve
+from keel.families.tabular.training._ensemble import make_ensemble, select_ensemble
+from keel.families.tabular.training._feature_tests import run_feature_tests
+from keel.families.tabular.training._slices import slice_report, worst_rows
+from keel.families.tabular.training._tuning import (
     DEFAULT_TRIALS,
     SEARCH_SPACES,
     RayFolds,

@@ -11,8 +11,8 @@ import pandas as pd
 from keel.config import DirectionalTest, InvarianceTest, MinimumTest
 from keel.data import LabelInfo, Schema
 from keel.errors import DataError, did_you_mean
+from keel.families.tabular.training._candidates import predict_with
 from keel.tasks import compute_metrics, get_task, greater_is_better
-from keel.training._candidates import predict_with
 
 MAX_OFFENDING = 5
 

@@ -9,7 +9,7 @@ import numpy as np
 from sklearn.base import clone
 
 from keel.data import LabelInfo, Schema, Splits
-from keel.training._candidates import predict_with
+from keel.families.tabular.training._candidates import predict_with
 
 FRACTIONS = (0.1, 0.25, 0.5, 0.75, 1.0)
 # for a model that takes more than LARGE_FIT_SECONDS to fit: three points, 0.75 of a

@@ -22,16 +22,21 @@ from keel.evaluation import (
     metric_intervals,
     paired_difference,
 )
-from keel.tasks import compute_metrics, fast_metrics
-from keel.training._candidates import BASELINES, TrainedCandidate, predict_with, select_best
-from keel.training._curves import (
+from keel.families.tabular.training._candidates import (
+    BASELINES,
+    TrainedCandidate,
+    predict_with,
+    select_best,
+)
+from keel.families.tabular.training._curves import (
     FEW_FRACTIONS,
     FRACTIONS,
     LARGE_FIT_SECONDS,
     learning_curve,
 )
-from keel.training._slices import slice_report, worst_rows
-from keel.training._tuning import cross_validate, summarize_folds
+from keel.families.tabular.training._slices import slice_report, worst_rows
+from keel.families.tabular.training._tuning import cross_validate, summarize_folds
+from keel.tasks import compute_metrics, fast_metrics
 
 
 @dataclass
@@ -268,7 +273,7 @@ def assess(
 FitFinal = Callable[[Any, pd.DataFrame], Any]
 """(unfitted pipeline, rows with features and target) → the fitted model to ship.
 
-How bias mitigation fits a model (``keel.responsible.mitigation_fitter``)."""
+How bias mitigation fits a model (``keel.families.tabular.responsible.mitigation_fitter``)."""
 
 
 def refit_on_train_and_validation(

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from keel.data import LabelInfo, Schema
-from keel.training._candidates import predict_with
+from keel.families.tabular.training._candidates import predict_with
 
 ROWS = 200
 

@@ -22,8 +22,8 @@ import pandas as pd
 from sklearn.inspection import permutation_importance
 
 from keel.estimators import decides_itself
+from keel.families.tabular.training import predict_with
 from keel.tasks import fast_metrics, get_task
-from keel.training import predict_with
 
 MAX_SHAP_ROWS = 300
 MAX_FOREST_ROWS = 100  # exact TreeSHAP on deep forests is slow
