@@ -59,7 +59,7 @@ def worker(kind: str, source: str, tracking: str, version: str, chunk: int) -> d
         seconds = time.perf_counter() - started
         rows = len(frame)
     else:
-        from keel.serving._predict_file import Source, predict_file
+        from keel.families.tabular.batch import Source, predict_file
 
         started = time.perf_counter()
         summary = predict_file(package, Source(source), out, chunk=chunk, force=True)

@@ -133,8 +133,8 @@ def in_process(tracking: str, version: str, records: list[dict]) -> dict:
     """One-row answer times without HTTP: Keel's compiled path and the raw pipeline."""
     import pandas as pd
 
+    from keel.families.tabular.serving.served import Served
     from keel.registry import load_package
-    from keel.serving import Served
 
     package = load_package(f"bench-income/{version}", tracking)
     served = Served(package)

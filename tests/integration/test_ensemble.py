@@ -59,8 +59,8 @@ def test_the_shipped_ensemble_is_explained_exactly_and_served_on_the_fast_path(r
 
     from keel.data import records_to_frame
     from keel.families.tabular.responsible._explain import explain
+    from keel.families.tabular.serving.fast import compile_pipeline, verified
     from keel.registry import load_package, mlflow_scope
-    from keel.serving._fast import compile_pipeline, verified
 
     root, out = ran
     package = load_package(f"ens/{out['model']['version']}", out["tracking_uri"])

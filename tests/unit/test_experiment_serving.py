@@ -10,6 +10,7 @@ from sqlalchemy import create_engine, select
 
 from keel.config import ServingConfig
 from keel.families.recommendation.serve import _Served, create_recommender_app
+from keel.families.tabular.serving.served import Served
 from keel.monitoring._experiments import (
     analyze,
     end_experiment,
@@ -20,7 +21,6 @@ from keel.monitoring._logdb import OUTCOMES, PREDICTIONS
 from keel.serving._app import create_app
 from keel.serving._experiment import ExperimentRouting
 from keel.serving._log import PredictionLog
-from keel.serving._served import Served
 from tests.unit.test_recommend_app import loaded  # noqa: F401 (a fixture)
 from tests.unit.test_serving import package, rows  # noqa: F401 (fixtures)
 

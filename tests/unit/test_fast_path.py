@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from keel.data import infer_schema, prepare_labels, records_to_frame
+from keel.families.tabular.serving.fast import compile_pipeline, verified
+from keel.families.tabular.serving.served import Served
 from keel.families.tabular.training import make_pipeline
 from keel.registry import LoadedPackage
-from keel.serving import Served
-from keel.serving._fast import compile_pipeline, verified
 
 
 def _rows(frame: pd.DataFrame) -> list[dict]:
@@ -60,7 +60,7 @@ def test_fast_path_equals_the_pipeline(adult_frame, target, task, candidate) -> 
         model = build_candidate(name, task, schema, 0, params)
     model.fit(train[schema.feature_names], train[target])
     if name == "ensemble":  # the boosters are called directly, not through sklearn
-        from keel.serving._fast import compile_pipeline
+        from keel.families.tabular.serving.fast import compile_pipeline
 
         calls = compile_pipeline(model)
         assert (calls._proba if task != "regression" else calls._predict) is not None

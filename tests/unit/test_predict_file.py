@@ -14,10 +14,10 @@ from sklearn.datasets import load_diabetes
 
 from keel.data import infer_schema, prepare_labels, records_to_frame
 from keel.errors import DataError, KeelInputError
+from keel.families.tabular.batch import Source, predict_file
 from keel.families.tabular.training import make_pipeline
 from keel.registry import LoadedPackage
 from keel.serving import create_app
-from keel.serving._predict_file import Source, predict_file
 from tests.unit.test_serving import package  # noqa: F401 (a fixture)
 
 ROWS = 400

@@ -422,8 +422,8 @@ def test_alias_watcher_follows_champion_shadow_and_canary(package, rows, monkeyp
 
     from mlflow.exceptions import MlflowException
 
-    import keel.serving._served as served_app
-    from keel.serving import AliasWatcher
+    import keel.families.tabular.serving.served as served_app
+    from keel.families.tabular.serving.served import AliasWatcher
 
     packages = {v: LoadedPackage(**{**package.__dict__, "version": v}) for v in ("7", "8", "9")}
     monkeypatch.setattr(served_app, "load_package", lambda uri, _: packages[uri.split("/")[1]])

@@ -1,6 +1,6 @@
 """Serving: the FastAPI app over a model package loaded from the registry."""
 
-from keel.serving._app import create_app, create_app_from_env, create_app_from_spec, side_models
+from keel.serving._app import create_app, create_app_from_env, create_app_from_spec
 from keel.serving._family_app import (
     ServedPackage,
     core_routes,
@@ -11,7 +11,6 @@ from keel.serving._http import MAX_BODY_BYTES, MAX_INSTANCES, PredictRequest, ne
 from keel.serving._loadtest import LOADTEST_TAG, LoadResult, record_loadtest, run_loadtest
 from keel.serving._log import PredictionLog, log_url, read_log
 from keel.serving._observe import API_KEYS_ENV, Metrics, hash_key
-from keel.serving._served import AliasWatcher, Served
 from keel.serving._spec import POLL_SECONDS, SPEC_ENV, ServingSpec
 from keel.serving._state import ServingState
 
@@ -22,12 +21,10 @@ __all__ = [
     "MAX_INSTANCES",
     "POLL_SECONDS",
     "SPEC_ENV",
-    "AliasWatcher",
     "LoadResult",
     "Metrics",
     "PredictRequest",
     "PredictionLog",
-    "Served",
     "ServedPackage",
     "ServingSpec",
     "ServingState",
@@ -43,5 +40,4 @@ __all__ = [
     "read_log",
     "record_loadtest",
     "run_loadtest",
-    "side_models",
 ]

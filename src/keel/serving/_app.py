@@ -16,9 +16,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from keel.config import ServingConfig
-from keel.errors import ModelNotFoundError
-from keel.registry import LoadedPackage, load_package
 from keel.serving._experiment import ExperimentRouting
 from keel.serving._http import error_answer, logger
 from keel.serving._log import PredictionLog
@@ -112,22 +109,6 @@ def _error_handlers(app: FastAPI) -> None:
         return error_answer(500, "internal error; quote the request_id to the operator", request)
 
 
-def side_models(
-    name: str, settings: ServingConfig, tracking_uri: str
-) -> tuple[LoadedPackage | None, LoadedPackage | None]:
-    """The shadow and canary packages the settings name (None where the alias is unset)."""
-    found = []
-    for alias in (settings.shadow, settings.canary.alias if settings.canary else None):
-        package = None
-        if alias:
-            try:
-                package = load_package(f"{name}@{alias}", tracking_uri)
-            except ModelNotFoundError:
-                logger.warning("%s@%s does not exist (yet): not used until it does", name, alias)
-        found.append(package)
-    return found[0], found[1]
-
-
 def create_app_from_spec(
     spec: ServingSpec, explain_row: Any = None, package: Any = None
 ) -> FastAPI:
@@ -162,7 +143,7 @@ def create_app_from_spec(
         return own
     from keel.serving._family_app import family_app_from_spec
 
-    parts = family.serving_parts() | {"explain_row": explain_row}
+    parts = family.serving_parts()
     ab_tests = family.capabilities.ab_tests
     return family_app_from_spec(package, family, spec, log, ab_tests=ab_tests, **parts)
 

@@ -75,7 +75,7 @@ def create_family_app(
     middleware: Callable[[ServingState], list[tuple[type, dict[str, Any]]]] | None = None,
     attach: Callable[[FastAPI], None] | None = None,
     follower: Callable[[FastAPI], Any] | None = None,
-    explain_row: Any = None,
+    state: Callable[..., ServingState] | None = None,
 ) -> FastAPI:
     """The app serving ``loaded`` (a package of ``family``): the core plus ``routes``.
 
@@ -89,8 +89,10 @@ def create_family_app(
     ``middleware(state)``: ``(class, options)`` pairs inside the core's (innermost
     first: they see the request id and the body cap); ``attach(app)``: more models on
     ``app.state`` (a shadow, a canary); ``follower(app)``: the family's own alias
-    follower. ``follow=(alias, tracking_uri)``: when the alias moves, the new version is
-    loaded, must pass its self-test, and replaces the old; ``experiments``: A/B routing.
+    follower; ``state``: the family's :class:`ServingState` class (or factory) when its
+    routes need more than the core's. ``follow=(alias, tracking_uri)``: when the alias
+    moves, the new version is loaded, must pass its self-test, and replaces the old;
+    ``experiments``: A/B routing.
     """
     from keel.serving._app import _error_handlers, serving_lifespan
 
@@ -110,8 +112,8 @@ def create_family_app(
         else {"tracing": False, "metrics": False, "logs": False},
     )
     metrics = Metrics()
-    state = ServingState(
-        app, settings, monitoring or MonitoringConfig(), keys, metrics, log, explain_row, privacy
+    state = (state or ServingState)(
+        app, settings, monitoring or MonitoringConfig(), keys, metrics, log, privacy
     )
     app.state.served, app.state.keel, app.state.metrics = serve(loaded), state, metrics
     if attach is not None:

@@ -1,4 +1,4 @@
-"""ASGI middleware of the server: request ids, the body cap, the fast /predict path."""
+"""ASGI middleware of the server: request ids, the body cap, a family's fast route."""
 
 from __future__ import annotations
 
@@ -9,20 +9,22 @@ from fastapi import Request
 from keel.serving._http import error_response, new_request_id
 
 
-class _FastPredict:
-    """ASGI middleware: ``POST /predict`` answered without the router when it can be.
+class FastRoute:
+    """ASGI middleware: ``POST path`` answered without the router when it can be.
 
     FastAPI's routing, dependency solving and exception middleware cost about as much
-    as a one-row prediction. A well-formed request to ``/predict`` is answered here by
-    the same code the route uses; anything else (another route, keys to check, a body
-    that does not parse) goes to the app unchanged, the body replayed.
+    as a one-row prediction. A well-formed request to ``path`` is answered here by
+    ``answer(raw body, request)`` — the same code the route uses; when it returns
+    ``None`` (keys to check, a body that does not parse), or for any other route, the
+    request goes to the app unchanged, the body replayed. A family mounts it through
+    ``create_family_app(middleware=...)`` (the tabular ``/predict``).
     """
 
-    def __init__(self, app: Any, answer: Any) -> None:
-        self.app, self.answer = app, answer
+    def __init__(self, app: Any, path: str, answer: Any) -> None:
+        self.app, self.path, self.answer = app, path, answer
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] != "/predict" or scope["method"] != "POST":
+        if scope["type"] != "http" or scope["path"] != self.path or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
         chunks = []

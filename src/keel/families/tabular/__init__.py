@@ -84,8 +84,8 @@ class TabularFamily(Family):
     def batch_predict(
         self, uri: str, tracking_uri: str, source: Any, out: Any, options: dict[str, Any]
     ) -> tuple[dict[str, Any], str, str]:
+        from keel.families.tabular.batch import Source, predict_file
         from keel.registry import load_package
-        from keel.serving._predict_file import Source, predict_file
 
         package = load_package(uri, tracking_uri)
         summary = predict_file(

@@ -10,15 +10,20 @@ package's reference. The core (:func:`keel.serving.create_family_app`) owns the 
 from __future__ import annotations
 
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 
-from keel.registry import load_package
-from keel.serving._app import experiment_routing, side_models
-from keel.serving._served import AliasWatcher, Served
+from keel.config import ServingConfig
+from keel.errors import ModelNotFoundError
+from keel.families.tabular.serving.served import AliasWatcher, Served
+from keel.families.tabular.serving.state import TabularState
+from keel.registry import LoadedPackage, load_package
+from keel.serving._app import experiment_routing
+from keel.serving._http import logger
 from keel.serving._spec import POLL_SECONDS
 from keel.serving._state import ServingState
 
@@ -40,12 +45,12 @@ def tabular_app(
     ``shadow`` and ``canary``: loaded packages answering beside the served one (the
     alias watcher follows their aliases too, from ``settings``).
     """
-    from keel.config import ServingConfig
     from keel.families import FAMILIES
     from keel.serving import create_family_app
-    from keel.serving._middleware import _FastPredict
+    from keel.serving._middleware import FastRoute
 
     settings = options.get("settings") or ServingConfig()
+    state = partial(TabularState, explain_row=options.pop("explain_row", None))
     canary_alias = settings.canary.alias if settings.canary else None
 
     def attach(app: FastAPI) -> None:
@@ -64,9 +69,10 @@ def tabular_app(
         routes=routes,
         describe=lambda served: served.describe(),
         dashboard=dashboard,
-        middleware=lambda state: [(_FastPredict, {"answer": state.fast_answer})],
+        middleware=lambda state: [(FastRoute, {"path": "/predict", "answer": state.fast_answer})],
         attach=attach,
         follower=follower,
+        state=state,
         follow=follow,
         poll_seconds=poll_seconds,
         max_body_bytes=max_body_bytes,
@@ -76,8 +82,8 @@ def tabular_app(
 
 def routes(state: ServingState) -> APIRouter:
     """``POST /predict``, ``/explain`` and the Open Inference Protocol v2 routes."""
-    from keel.serving._routes_predict import predict_routes
-    from keel.serving._routes_v2 import v2_routes
+    from keel.families.tabular.serving.routes_predict import predict_routes
+    from keel.families.tabular.serving.routes_v2 import v2_routes
 
     router = APIRouter()
     example_rows = (state.app.state.served.package.documents.get("background.json") or [])[:2]
@@ -108,6 +114,22 @@ def create_tabular_app(package: Any, spec: Any, log: Any, explain_row: Any = Non
         experiments=experiment_routing(spec, package.name, _tabular_loader(package.name, spec)),
         privacy=spec.privacy,
     )
+
+
+def side_models(
+    name: str, settings: ServingConfig, tracking_uri: str
+) -> tuple[LoadedPackage | None, LoadedPackage | None]:
+    """The shadow and canary packages the settings name (None where the alias is unset)."""
+    found = []
+    for alias in (settings.shadow, settings.canary.alias if settings.canary else None):
+        package = None
+        if alias:
+            try:
+                package = load_package(f"{name}@{alias}", tracking_uri)
+            except ModelNotFoundError:
+                logger.warning("%s@%s does not exist (yet): not used until it does", name, alias)
+        found.append(package)
+    return found[0], found[1]
 
 
 def _tabular_loader(name: str, spec: Any) -> Any:

@@ -27,8 +27,8 @@ import pyarrow.parquet as pq
 
 from keel.data import check_frame
 from keel.errors import DataError, KeelInputError
+from keel.families.tabular.serving.served import Served
 from keel.registry import LoadedPackage
-from keel.serving._served import Served
 
 CHUNK = 50_000
 INPUTS = (".csv", ".parquet", ".pq", ".jsonl", ".ndjson")

@@ -11,8 +11,8 @@ from fastapi import FastAPI
 from keel.data import records_to_frame
 from keel.estimators import decides_itself
 from keel.evaluation import decide
+from keel.families.tabular.serving.fast import FastPath, compile_pipeline, verified
 from keel.registry import LoadedPackage, alias_version, load_package, tracking
-from keel.serving._fast import FastPath, compile_pipeline, verified
 from keel.serving._http import logger, plain_list
 from keel.tasks import get_task
 

@@ -8,9 +8,8 @@ from fastapi import APIRouter, Request
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from keel.serving._http import error_answer
-from keel.serving._state import ServingState
-from keel.serving._v2 import (
+from keel.families.tabular.serving.state import TabularState
+from keel.families.tabular.serving.v2 import (
     V2Request,
     model_metadata,
     outputs_of,
@@ -18,9 +17,10 @@ from keel.serving._v2 import (
     server_metadata,
     tensors_to_records,
 )
+from keel.serving._http import error_answer
 
 
-def v2_routes(state: ServingState) -> APIRouter:
+def v2_routes(state: TabularState) -> APIRouter:
     """``/v2``, health, model metadata and readiness, ``infer``."""
     router = APIRouter()
     need = state.need
@@ -76,7 +76,7 @@ def v2_routes(state: ServingState) -> APIRouter:
     return router
 
 
-def _served(state: ServingState, name: str, version: str | None = None) -> Any:
+def _served(state: TabularState, name: str, version: str | None = None) -> Any:
     served = state.app.state.served
     if name != served.info["name"]:
         raise StarletteHTTPException(
@@ -90,7 +90,7 @@ def _served(state: ServingState, name: str, version: str | None = None) -> Any:
     return served
 
 
-def _infer(state: ServingState, name: str, version: str | None, request: Request, raw: bytes):
+def _infer(state: TabularState, name: str, version: str | None, request: Request, raw: bytes):
     if request.headers.get("inference-header-content-length"):
         return error_answer(
             400,

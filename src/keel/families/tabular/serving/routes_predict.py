@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from keel.families.tabular.serving.state import TabularState
 from keel.serving._experiment import record_outcomes
 from keel.serving._http import (
     ExplainRequest,
@@ -17,7 +18,6 @@ from keel.serving._http import (
     logger,
     parse_body,
 )
-from keel.serving._state import ServingState
 
 
 def _example(body: dict[str, Any]) -> dict[str, Any]:
@@ -25,7 +25,7 @@ def _example(body: dict[str, Any]) -> dict[str, Any]:
     return {"requestBody": {"content": {"application/json": {"example": body}}}}
 
 
-def predict_routes(state: ServingState, example_rows: list[Any]) -> APIRouter:
+def predict_routes(state: TabularState, example_rows: list[Any]) -> APIRouter:
     """``POST /predict``, ``/explain``, ``/feedback``; examples from the package's rows."""
     router = APIRouter()
     predict_body: dict[str, Any] = {
@@ -76,7 +76,7 @@ def predict_routes(state: ServingState, example_rows: list[Any]) -> APIRouter:
     return router
 
 
-def _explain(state: ServingState, body: ExplainRequest, request: Request) -> Any:
+def _explain(state: TabularState, body: ExplainRequest, request: Request) -> Any:
     if state.explain_row is None:
         return error_answer(501, "explanations are not available on this server", request)
     served, settings = state.app.state.served, state.settings
@@ -103,7 +103,7 @@ def _explain(state: ServingState, body: ExplainRequest, request: Request) -> Any
     return {"explanations": found, "model": served.info, "request_id": request.state.request_id}
 
 
-def _feedback(state: ServingState, body: FeedbackRequest, request: Request) -> Any:
+def _feedback(state: TabularState, body: FeedbackRequest, request: Request) -> Any:
     log = state.log
     if log is None:
         return error_answer(409, "the prediction log is off (serving.prediction_log)", request)
