@@ -246,7 +246,7 @@ def ray_head(cpus: int) -> Iterator[str]:
 
     ray = Path(sys.executable).parent / "ray"
     if not ray.exists():
-        pytest.fail("ray is not installed: it is in keel[dev] (make install-dev)")
+        pytest.fail("ray is not installed: it is in keel-ml[dev] (make install-dev)")
     # a short folder: Ray's unix sockets live under it and their paths are capped
     folder = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
     port = free_port()

@@ -39,7 +39,9 @@ def connected(address: str) -> Iterator[Any]:
     try:
         import ray
     except ImportError:  # pragma: no cover - the [ray] extra
-        raise KeelInputError("--ray-address needs Ray: pip install 'keel[ray]'") from None
+        from keel._extras import install_line
+
+        raise KeelInputError(f"--ray-address needs Ray: {install_line('ray')}") from None
     started_here = not ray.is_initialized()
     if started_here:
         reachable(address)

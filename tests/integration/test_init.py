@@ -69,6 +69,22 @@ def test_init_writes_a_project_whose_files_parse(tmp_path: Path, adult_frame) ->
     entry = json.loads(re.search(r"^ENTRYPOINT (.+)$", docker, re.M).group(1))
     assert entry[:2] == ["keel", "serve"]
     assert ".keel/" in (root / ".gitignore").read_text()
+    # the distribution is keel-ml ("keel" on the index is another project), a compatible range
+    from packaging.requirements import Requirement
+
+    from keel._version import __version__
+
+    wanted = [
+        Requirement(line)
+        for line in (root / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    keel = next(r for r in wanted if r.name.startswith("keel"))
+    assert (
+        keel.name == "keel-ml"
+        and str(keel.specifier) == f"~={'.'.join(__version__.split('.')[:2])}"
+    )
+    assert keel.specifier.contains(__version__)
 
 
 def test_workflows_call_only_keel_commands_and_options_that_exist(tmp_path: Path) -> None:

@@ -331,7 +331,7 @@ def test_missing_optional_dependency_gives_an_install_hint(monkeypatch, tmp_path
 
     monkeypatch.setitem(sys.modules, "dvc", None)
     monkeypatch.setitem(sys.modules, "dvc.api", None)
-    with pytest.raises(DataError, match=r"needs DVC; install it with `pip install 'keel\[dvc\]'`"):
+    with pytest.raises(DataError, match=r'needs DVC; install it with `pip install "keel-ml\[dvc'):
         load_data(DvcSource(dvc="x.csv"), tmp_path)
 
 

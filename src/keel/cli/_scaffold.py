@@ -170,9 +170,9 @@ jobs:
 """
 
 REQUIREMENTS = """\
-# Keel itself: build a wheel from its source (pip wheel --no-deps -w wheels <keel>)
-# or point this at your package index.
-keel=={version}
+# Keel is published as keel-ml (the name "keel" on the index is another project);
+# any release compatible with the one that wrote this project.
+keel-ml~={series}
 dvc=={dvc}
 """
 
@@ -283,7 +283,7 @@ def scaffold(folder: Path, name: str | None, data: str, target: str) -> dict[str
         ".dvc/.gitignore": DVC_GITIGNORE,
         ".dvcignore": "# paths DVC should not look at\n",
         "dvc.yaml": DVC_YAML,
-        "requirements.txt": REQUIREMENTS.format(version=__version__, dvc=dvc),
+        "requirements.txt": REQUIREMENTS.format(series=_series(__version__), dvc=dvc),
         ".github/workflows/train.yml": TRAIN_WORKFLOW.format(**values),
         ".github/workflows/deploy.yml": DEPLOY_WORKFLOW.format(**values),
         "deployments/Dockerfile": DOCKERFILE.format(**values),
@@ -314,6 +314,11 @@ def scaffold(folder: Path, name: str | None, data: str, target: str) -> dict[str
             " choose another folder"
         ) from exc
     return {"created": created, "kept": kept}
+
+
+def _series(version: str) -> str:
+    """``X.Y`` of a version: ``keel-ml~=X.Y`` accepts every compatible release."""
+    return ".".join(version.split(".")[:2])
 
 
 __all__ = ["FOLDERS", "scaffold"]

@@ -810,9 +810,12 @@ class ProjectConfig(_Strict):
         from keel.families import FAMILIES
 
         try:
-            FAMILIES.for_task(value)
+            family = FAMILIES.for_task(value)
         except ConfigError as exc:
             raise ValueError(str(exc).removeprefix("keel.yaml: key 'task': ")) from None
+        why = family.missing_extra()
+        if why:
+            raise ValueError(f"got {value!r}, which {why.removeprefix(f'task: {value} ')}")
         return value
 
     @field_validator("candidates")

@@ -117,7 +117,7 @@ def _engines() -> tuple[Any, Any, tuple[str, ...], str]:
     except ModuleNotFoundError as exc:
         raise DataError(
             f"PII scanning needs presidio ({exc.name} is missing);"
-            " install it with `pip install 'keel[pii]'`"
+            " it is part of Keel's core: reinstall it with `pip install keel-ml`"
         ) from exc
     import tldextract
 

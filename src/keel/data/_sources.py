@@ -6,12 +6,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from keel._extras import install_line
 from keel._git import commit_of
 from keel.config import DvcSource, SqlSource
 from keel.data._ingest import Dataset, content_digest, read_table
 from keel.errors import DataError
 
-INSTALL_HINT = "install it with `pip install 'keel[{extra}]'` (the dev extra has it)"
+INSTALL_HINT = "install it with `{line}`"
 
 
 def load_data(spec: str | SqlSource | DvcSource, root: Path) -> Dataset:
@@ -76,7 +77,7 @@ def read_sql(url: str, query: str, root: Path) -> Dataset:
     except ModuleNotFoundError as exc:
         raise DataError(
             f"data.url {shown}: its database driver {exc.name!r} is not installed;"
-            f" {INSTALL_HINT.format(extra='postgres')}"
+            f" {INSTALL_HINT.format(line=install_line('postgres'))}"
         ) from exc
     try:
         with engine.connect() as connection:
@@ -108,7 +109,8 @@ def read_dvc(path: str, rev: str | None, repo: str | None, root: Path) -> Datase
         from dvc.exceptions import DvcException
     except ModuleNotFoundError as exc:
         raise DataError(
-            f"data.dvc: reading DVC-tracked data needs DVC; {INSTALL_HINT.format(extra='dvc')}"
+            "data.dvc: reading DVC-tracked data needs DVC;"
+            f" {INSTALL_HINT.format(line=install_line('dvc'))}"
         ) from exc
     repo_path = Path(repo).expanduser() if repo else root
     if not repo_path.is_absolute():

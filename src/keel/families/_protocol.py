@@ -97,10 +97,30 @@ class Family:
     subject_documents: ClassVar[tuple[str, ...]] = ()  # package documents naming people
     config_keys: ClassVar[tuple[str, ...]] = ()  # keel.yaml keys only this family reads
     config_section: ClassVar[str | None] = None  # a keel.yaml key of the family's own settings
+    # modules the family imports beyond Keel's core, and the extra that installs them
+    requires: ClassVar[tuple[str, ...]] = ()
+    extra: ClassVar[str | None] = None
     baselines: ClassVar[tuple[str, ...]] = ()  # models every run trains beside the candidates
 
     def __repr__(self) -> str:
         return f"<keel family {self.name!r}: tasks {', '.join(self.tasks)}>"
+
+    def missing_extra(self) -> str | None:
+        """One line naming the extra this family needs and is not installed, or ``None``.
+
+        Asks only whether ``requires`` can be found (nothing is imported): cheap enough
+        for reading keel.yaml.
+        """
+        import importlib.util
+
+        gone = [m for m in self.requires if importlib.util.find_spec(m) is None]
+        if not gone:
+            return None
+        extra = self.extra or self.name
+        return (
+            f"task: {self.tasks[0]} needs the [{extra}] extra ({', '.join(gone)} not"
+            f' installed): pip install "keel-ml[{extra}]"'
+        )
 
     def _missing(self, what: str) -> NotImplementedError:
         return NotImplementedError(f"family {self.name!r} does not provide {what}")

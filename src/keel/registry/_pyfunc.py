@@ -170,7 +170,16 @@ def package_metadata(uri: str, tracking_uri: str) -> dict[str, Any]:
 
 
 def package_family(uri: str, tracking_uri: str) -> Any:
-    """The family that made ``NAME[@ALIAS|/VERSION]``, from its recorded metadata."""
+    """The family that made ``NAME[@ALIAS|/VERSION]``, from its recorded metadata.
+
+    Raises ``KeelInputError`` (exit 2) naming the install line when the family's extra
+    is not installed here: loading the package would fail on an import.
+    """
+    from keel.errors import KeelInputError
     from keel.families import FAMILIES
 
-    return FAMILIES.of_metadata(package_metadata(uri, tracking_uri))
+    family = FAMILIES.of_metadata(package_metadata(uri, tracking_uri))
+    why = family.missing_extra()
+    if why:
+        raise KeelInputError(f"{uri}: {why}")
+    return family

@@ -25,6 +25,8 @@ class RecommendationFamily(Family):
         "ingest", "pii", "validate", "split", "profile", "tune", "train", "evaluate",
         "fairness", "explain", "robustness", "register", "compare", "report", "alias",
     )  # fmt: skip
+    requires: ClassVar[tuple[str, ...]] = ("implicit",)
+    extra: ClassVar[str | None] = "recommend"
     capabilities: ClassVar[Capabilities] = Capabilities(
         ranks=True, serves_routes=("/recommend",), batch_predict=True, ab_tests=True
     )

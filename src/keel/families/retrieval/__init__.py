@@ -24,6 +24,8 @@ class RetrievalFamily(Family):
         "ingest", "pii", "validate", "tune", "train", "evaluate", "guardrails", "register",
         "compare", "report", "alias",
     )  # fmt: skip
+    requires: ClassVar[tuple[str, ...]] = ("bm25s", "Stemmer", "wordllama", "faiss", "pypdf")
+    extra: ClassVar[str | None] = "rag"
     capabilities: ClassVar[Capabilities] = Capabilities(
         ranks=True, serves_routes=("/ask",), reads_folders=True
     )

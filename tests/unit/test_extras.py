@@ -1,0 +1,78 @@
+"""A family or integration whose extra is missing: exit 2 with the exact install line.
+
+The modules are made to look absent (``importlib.util.find_spec`` answers ``None`` for
+them): this machine has every extra installed, so the absence is faked here; the
+message and the exit code are Keel's real ones.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from keel.config import parse_config
+from keel.errors import ConfigError
+from keel.families import FAMILIES
+from tests.conftest import keel_in
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def without(monkeypatch):
+    """Make the named top-level modules look not installed."""
+
+    def hide(*names: str) -> None:
+        real = importlib.util.find_spec
+
+        def find_spec(name, *args, **kwargs):
+            return None if name.split(".")[0] in names else real(name, *args, **kwargs)
+
+        monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+
+    return hide
+
+
+def test_a_recommender_config_without_its_extra_names_the_install_line(without):
+    without("implicit")
+    config = {"name": "r", "data": "x.csv", "task": "recommendation"}
+    config |= {"user_column": "u", "item_column": "i", "time_column": "t"}
+    with pytest.raises(ConfigError) as found:
+        parse_config(config)
+    assert 'pip install "keel-ml[recommend]"' in str(found.value)
+    assert "implicit not installed" in str(found.value)
+
+
+def test_keel_run_of_a_retrieval_project_without_its_extra_is_exit_2(tmp_path, without):
+    without("bm25s", "faiss")
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.md").write_text("# A\n\ntext\n")
+    (tmp_path / "q.jsonl").write_text('{"query": "a", "relevant": ["a.md"]}\n')
+    (tmp_path / "keel.yaml").write_text(
+        "name: docs\ndata: docs\ntask: retrieval\nqueries: q.jsonl\n"
+    )
+    done = keel_in(tmp_path, "run")
+    assert done.exit_code == 2, done.output
+    assert 'pip install "keel-ml[rag]"' in done.output and "Traceback" not in done.output
+    assert "bm25s, faiss not installed" in done.output
+
+
+def test_installed_families_need_nothing_more_here():
+    assert {name: FAMILIES[name].missing_extra() for name in FAMILIES} == dict.fromkeys(FAMILIES)
+
+
+def test_every_family_extra_is_declared_and_all_holds_every_extra():
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = meta["optional-dependencies"]
+    for family in FAMILIES.values():
+        if family.requires:
+            assert family.extra in extras, family.name
+    everything = extras["all"][0]
+    named = everything[everything.index("[") + 1 : everything.index("]")].split(",")
+    assert set(named) == set(extras) - {"all", "dev"}
+    assert meta["name"] == "keel-ml"
+    pinned = [d for d in meta["dependencies"] if "==" in d]
+    assert pinned == [], f"pins belong in constraints.txt, ranges in the metadata: {pinned}"
