@@ -76,3 +76,17 @@ def test_every_family_extra_is_declared_and_all_holds_every_extra():
     assert meta["name"] == "keel-ml"
     pinned = [d for d in meta["dependencies"] if "==" in d]
     assert pinned == [], f"pins belong in constraints.txt, ranges in the metadata: {pinned}"
+
+
+def test_serving_a_model_whose_family_lacks_its_extra_is_exit_2(monkeypatch, without):
+    from keel.errors import KeelInputError
+    from keel.registry import _pyfunc
+
+    without("implicit")
+    monkeypatch.setattr(
+        _pyfunc,
+        "package_metadata",
+        lambda uri, tracking_uri: {"family": "recommendation", "task": "recommendation"},
+    )
+    with pytest.raises(KeelInputError, match=r'movies/3: .*pip install "keel-ml\[recommend\]"'):
+        _pyfunc.package_family("movies/3", "sqlite:///unused.db")
