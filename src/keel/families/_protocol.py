@@ -113,13 +113,15 @@ class Family:
         """
         import importlib.util
 
+        from keel._extras import install_line
+
         gone = [m for m in self.requires if importlib.util.find_spec(m) is None]
         if not gone:
             return None
         extra = self.extra or self.name
         return (
             f"task: {self.tasks[0]} needs the [{extra}] extra ({', '.join(gone)} not"
-            f' installed): pip install "keel-ml[{extra}]"'
+            f" installed): {install_line(extra)}"
         )
 
     def _missing(self, what: str) -> NotImplementedError:
