@@ -12,11 +12,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from keel.config import MonitoringConfig, PrivacyConfig, ServingConfig
 from keel.families.tabular.serving.served import Served
 from keel.serving._http import (
     SHADOW_BACKLOG,
@@ -26,28 +25,17 @@ from keel.serving._http import (
     error_answer,
     logger,
 )
-from keel.serving._log import PredictionLog
-from keel.serving._observe import Metrics
 from keel.serving._state import ServingState
 
 
 class TabularState(ServingState):
     """The core's state plus the tabular answer path (``explain_row``: ``/explain``)."""
 
-    def __init__(
-        self,
-        app: FastAPI,
-        settings: ServingConfig,
-        monitoring: MonitoringConfig,
-        keys: list[Any],
-        metrics: Metrics,
-        log: PredictionLog | None,
-        privacy: PrivacyConfig | None = None,
-        explain_row: Any = None,
-    ) -> None:
-        super().__init__(app, settings, monitoring, keys, metrics, log, privacy)
+    def __init__(self, *core: Any, explain_row: Any = None, **options: Any) -> None:
+        super().__init__(*core, **options)  # the core's arguments, as ServingState takes them
         self.explain_row = explain_row
-        self.percent = settings.canary.percent if settings.canary else 0.0
+        canary = self.settings.canary
+        self.percent = canary.percent if canary else 0.0
         self.shadows = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keel-shadow")
         self.backlog = threading.BoundedSemaphore(SHADOW_BACKLOG)
 
