@@ -15,3 +15,17 @@ DISTRIBUTION = "keel-ml"
 def install_line(extra: str) -> str:
     """The command that installs ``extra``: ``pip install "keel-ml[extra]"``."""
     return f'pip install "{DISTRIBUTION}[{extra}]"'
+
+
+def requirement(extra: str | None = None, exact: bool = True) -> str:
+    """Keel's own release as a requirement: ``keel-ml[extra]==X.Y.Z`` (or ``~=X.Y``).
+
+    ``exact`` pins the release that wrote a file (a Dockerfile serves the model with the
+    Keel that built its files); otherwise any compatible release of the same series.
+    """
+    from keel._version import __version__
+
+    name = f"{DISTRIBUTION}[{extra}]" if extra else DISTRIBUTION
+    if exact:
+        return f"{name}=={__version__}"
+    return f"{name}~={'.'.join(__version__.split('.')[:2])}"

@@ -85,6 +85,12 @@ def test_init_writes_a_project_whose_files_parse(tmp_path: Path, adult_frame) ->
         and str(keel.specifier) == f"~={'.'.join(__version__.split('.')[:2])}"
     )
     assert keel.specifier.contains(__version__)
+    # the image installs this very release of keel-ml from the index, never "keel"
+    (install,) = re.findall(r"^RUN pip install .*$", docker, re.M)
+    (line,) = re.findall(r'"([^"]+)"', install)
+    assert Requirement(line).name == "keel-ml" and str(Requirement(line).specifier) == (
+        f"=={__version__}"
+    )
 
 
 def test_workflows_call_only_keel_commands_and_options_that_exist(tmp_path: Path) -> None:

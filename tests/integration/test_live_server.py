@@ -15,6 +15,7 @@ import httpx
 import pandas as pd
 import pytest
 
+from keel._version import __version__
 from keel.cli import app
 from keel.serving import read_log
 from tests.conftest import free_port, keel_in, start_server, train_project
@@ -203,6 +204,8 @@ def test_build_writes_deployment_files_that_parse_and_run_keel_serve(project: Pa
     grafana = json.loads(paths["grafana-dashboard.json"].read_text())
     assert grafana["title"] == "Keel — income@champion" and len(grafana["panels"]) >= 8
     entry = json.loads(re.search(r"^ENTRYPOINT (.+)$", paths["Dockerfile"].read_text(), re.M)[1])
+    # the image installs the Keel release that wrote it, by its name on the index
+    assert f'pip install --no-cache-dir "keel-ml=={__version__}"' in paths["Dockerfile"].read_text()
     deployment, service = yaml.safe_load_all(paths["kubernetes.yaml"].read_text())
     assert (deployment["kind"], service["kind"]) == ("Deployment", "Service")
     container = deployment["spec"]["template"]["spec"]["containers"][0]

@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+from keel._extras import requirement
 from keel.cli._scaffold import DOCKERFILE, KSERVE
 from keel.errors import KeelInputError
 from keel.pipeline import atomic_write
@@ -68,9 +69,9 @@ README = """\
 
 Built by `keel build {model}` from version {version}.
 
-* `Dockerfile`: `keel serve --model {model}` on port 8000. Build a Keel wheel into
-  `wheels/` next to it (`pip wheel --no-deps -w wheels <keel source>`) and copy the
-  project's `keel.yaml` beside it.
+* `Dockerfile`: `keel serve --model {model}` on port 8000, with `{requirement}` from
+  the package index (the Keel that wrote these files). Copy the project's `keel.yaml`
+  beside it.
 * `kserve.yaml`: a KServe InferenceService with that image as a custom predictor
   (it also speaks the Open Inference Protocol v2 under /v2).
 * `kubernetes.yaml`: a Deployment (2 replicas, readiness on /ready, liveness on
@@ -229,9 +230,17 @@ def grafana_dashboard(name: str, alias: str) -> dict:
 
 
 def build_files(
-    name: str, alias: str, version: str, folder: Path, force: bool = False
+    name: str,
+    alias: str,
+    version: str,
+    folder: Path,
+    force: bool = False,
+    extra: str | None = None,
 ) -> dict[str, str]:
     """Write the deployment files of ``name@alias`` into ``folder``; return their paths.
+
+    ``extra`` is the Keel extra the model's family needs (its image installs
+    ``keel-ml[extra]``); ``None`` for a family of Keel's core.
 
     Raises
     ------
@@ -248,6 +257,7 @@ def build_files(
         "k8s_name": k8s_name,
         "k8s_model": re.sub(r"[^A-Za-z0-9_.-]+", "-", name)[:63],
         "model_args": f'"--model", "{model}", ',
+        "requirement": requirement(extra),
     }
     files = {
         "Dockerfile": DOCKERFILE.format(**values),

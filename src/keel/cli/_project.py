@@ -142,7 +142,7 @@ def build(
                 f" `keel serve --model {uri}` in your own image"
             )
         folder = out or project.root / "deployments" / f"{name}-{alias}"
-        paths = build_files(name, alias, str(mv.version), folder, force)
+        paths = build_files(name, alias, str(mv.version), folder, force, family.extra)
         if json_out:
             print(json.dumps({"model": uri, "version": str(mv.version), "paths": paths}))
             return

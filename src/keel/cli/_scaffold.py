@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from keel._version import __version__
+from keel._extras import requirement
 from keel.errors import KeelInputError
 
 FOLDERS = (
@@ -130,6 +130,8 @@ jobs:
         run: keel run --json
       - name: Definition of Done
         run: keel check {name}@challenger || keel check {name}@champion
+      - name: The project's tests (keel.yaml, the data, the champion)
+        run: pytest tests
 """
 
 DEPLOY_WORKFLOW = """\
@@ -172,8 +174,90 @@ jobs:
 REQUIREMENTS = """\
 # Keel is published as keel-ml (the name "keel" on the index is another project);
 # any release compatible with the one that wrote this project.
-keel-ml~={series}
+{keel}
 dvc=={dvc}
+# the project's own tests (tests/)
+pytest>=8
+"""
+
+# The project's own tests: `pytest tests` (CI runs them after `keel run`). They read
+# keel.yaml, so they need no edit when the name, the data or the target changes.
+TEST_CONFIG = """\
+\"\"\"keel.yaml is a valid Keel configuration.\"\"\"
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from keel.config import load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_keel_yaml_names_the_model_the_data_and_the_target():
+    config = yaml.safe_load((ROOT / "keel.yaml").read_text())
+    assert {"name", "data", "target"} <= set(config)
+
+
+def test_keel_yaml_is_valid_once_the_data_is_there():
+    data = ROOT / yaml.safe_load((ROOT / "keel.yaml").read_text())["data"]
+    if not data.exists():
+        pytest.skip(f"no data at {data} yet: `dvc pull` or copy it there")
+    assert load_config(ROOT / "keel.yaml").name
+"""
+
+TEST_DATA = """\
+\"\"\"The training data passes Keel's checks (schema inferred, every rule listed).\"\"\"
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_training_data_is_valid(tmp_path):
+    config = yaml.safe_load((ROOT / "keel.yaml").read_text())
+    data = ROOT / config["data"]
+    if not data.exists():
+        pytest.skip(f"no data at {data} yet: `dvc pull` or copy it there")
+    done = subprocess.run(
+        ["keel", "validate", str(data), "--target", config["target"],
+         "--report", str(tmp_path), "--json"],
+        capture_output=True, text=True, check=False,
+    )
+    assert done.returncode == 0, done.stderr or done.stdout
+    assert json.loads(done.stdout)["valid"]
+"""
+
+TEST_MODEL = """\
+\"\"\"The champion meets the Definition of Done (the gates in keel.yaml).\"\"\"
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _keel(*args):
+    return subprocess.run(
+        ["keel", *args], capture_output=True, text=True, cwd=ROOT, check=False
+    )
+
+
+def test_the_champion_meets_the_definition_of_done():
+    name = yaml.safe_load((ROOT / "keel.yaml").read_text())["name"]
+    if _keel("history", name, "--json").returncode != 0:
+        pytest.skip(f"no model {name!r} registered yet: run `keel run` first")
+    done = _keel("check", f"{name}@champion", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
 """
 
 DOCKERFILE = """\
@@ -182,9 +266,10 @@ DOCKERFILE = """\
 #     -e MLFLOW_TRACKING_URI=http://mlflow:5000 {name}-serve
 FROM python:3.11-slim
 WORKDIR /app
-# Keel from a wheel built next to this file (see requirements.txt)
-COPY wheels/ /wheels/
-RUN pip install --no-cache-dir /wheels/*.whl
+# Keel from the package index: the release that wrote this file (published as keel-ml;
+# "keel" on the index is another project). To try an unreleased Keel instead, copy its
+# wheel in (`make dist` in Keel's repository) and install that file.
+RUN pip install --no-cache-dir "{requirement}"
 COPY keel.yaml /app/keel.yaml
 RUN useradd --create-home keel
 USER keel
@@ -275,6 +360,7 @@ def scaffold(folder: Path, name: str | None, data: str, target: str) -> dict[str
         "k8s_name": k8s_name,
         "model": f"{name}@champion",
         "model_args": "",
+        "requirement": requirement(),
     }
     files = {
         "keel.yaml": KEEL_YAML.format(**values),
@@ -283,12 +369,15 @@ def scaffold(folder: Path, name: str | None, data: str, target: str) -> dict[str
         ".dvc/.gitignore": DVC_GITIGNORE,
         ".dvcignore": "# paths DVC should not look at\n",
         "dvc.yaml": DVC_YAML,
-        "requirements.txt": REQUIREMENTS.format(series=_series(__version__), dvc=dvc),
+        "requirements.txt": REQUIREMENTS.format(keel=requirement(exact=False), dvc=dvc),
         ".github/workflows/train.yml": TRAIN_WORKFLOW.format(**values),
         ".github/workflows/deploy.yml": DEPLOY_WORKFLOW.format(**values),
         "deployments/Dockerfile": DOCKERFILE.format(**values),
         "deployments/kserve.yaml": KSERVE.format(**values),
         "README.md": README.format(**values),
+        "tests/unit/test_keel_yaml.py": TEST_CONFIG,
+        "tests/integration/test_data.py": TEST_DATA,
+        "tests/model/test_champion.py": TEST_MODEL,
         "pipelines/README.md": "DVC stages live in ../dvc.yaml; `dvc repro` runs them.\n",
         "configs/README.md": "Extra configurations (`keel run -c configs/NAME.yaml`).\n",
     }
@@ -314,11 +403,6 @@ def scaffold(folder: Path, name: str | None, data: str, target: str) -> dict[str
             " choose another folder"
         ) from exc
     return {"created": created, "kept": kept}
-
-
-def _series(version: str) -> str:
-    """``X.Y`` of a version: ``keel-ml~=X.Y`` accepts every compatible release."""
-    return ".".join(version.split(".")[:2])
 
 
 __all__ = ["FOLDERS", "scaffold"]
