@@ -56,8 +56,12 @@ def test_the_package_loads_with_plain_mlflow(trained):
     root, out = trained
     with pytest.raises(ModelNotFoundError, match="is a recommendation model"):
         load_package(f"movielens/{out['model']['version']}", out["tracking_uri"])
-    with mlflow_scope(out["tracking_uri"]):
+    with mlflow_scope(out["tracking_uri"]) as client:
         model = mlflow.pyfunc.load_model(f"models:/movielens/{out['model']['version']}")
+        run = client.get_run(client.get_model_version("movielens", out["model"]["version"]).run_id)
+    from keel import __version__
+
+    assert run.data.tags["keel.version"] == __version__  # every family's run records it
     users = pd.DataFrame({"user_id": ["1", "2", "no-such-user"]})
     lists = model.predict(users)
     assert list(lists.columns) == ["user_id", "rank", "item_id", "score", "cold_start"]

@@ -93,6 +93,9 @@ def test_run_tunes_every_retriever_and_writes_the_evidence(project):
         run = client.get_run(out["run_id"])
         artifacts = {a.path for a in client.list_artifacts(out["run_id"])}
     assert version.tags["keel.index.digest"] == run.data.tags["keel.index.digest"]
+    from keel import __version__
+
+    assert run.data.tags["keel.version"] == __version__  # every family's run records it
     assert run.data.params["candidate"] == out["model"]["candidate"]
     assert {"prompt_template.txt", "datasheet.json", "guardrails.json"} <= artifacts
 

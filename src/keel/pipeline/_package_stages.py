@@ -77,9 +77,17 @@ def still_registered(outputs: dict[str, Any], ctx: RunContext) -> bool:
 
 
 def log_config(config: ProjectConfig, run_id: str | None = None) -> None:
-    """The config as the run used it, as ``keel.yaml`` on the run."""
+    """The config as the run used it, as ``keel.yaml`` on the run.
+
+    On the active run (``run_id`` None, every family's register stage) it also tags the
+    Keel release that ran it: ``keel.version``.
+    """
     text = yaml.safe_dump(config.model_dump(mode="json", by_alias=True), sort_keys=False)
     tracking.log_text(text, "keel.yaml", run_id)
+    if run_id is None:
+        from keel._version import __version__
+
+        tracking.set_tag("keel.version", __version__)
 
 
 def config_digest(config: ProjectConfig) -> str:
