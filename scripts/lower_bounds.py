@@ -23,7 +23,7 @@ from packaging.version import Version
 ROOT = Path(__file__).resolve().parents[1]
 # the extras make test-lowest installs and tests; dvc, postgres and ray are integrations
 # whose tests need services, checked at their pinned versions in make test
-TESTED_EXTRAS = ("recommend", "rag")
+TESTED_EXTRAS = ("recommend", "rag", "experiments")
 
 
 def lower_bound(requirement: Requirement) -> Version | None:

@@ -17,6 +17,30 @@ def install_line(extra: str) -> str:
     return f'pip install "{DISTRIBUTION}[{extra}]"'
 
 
+def missing(extra: str, *modules: str) -> str | None:
+    """One line naming ``extra`` when one of ``modules`` is not installed, else ``None``.
+
+    Asks only whether the modules can be found (nothing is imported).
+    """
+    import importlib.util
+
+    gone = [m for m in modules if importlib.util.find_spec(m) is None]
+    if not gone:
+        return None
+    return f"this needs the [{extra}] extra ({', '.join(gone)} not installed): " + install_line(
+        extra
+    )
+
+
+def require(extra: str, *modules: str) -> None:
+    """Raise ``KeelInputError`` (exit 2, HTTP 409 on the server) when ``extra`` is missing."""
+    why = missing(extra, *modules)
+    if why is not None:
+        from keel.errors import KeelInputError
+
+        raise KeelInputError(why)
+
+
 def requirement(extra: str | None = None, exact: bool = True) -> str:
     """Keel's own release as a requirement: ``keel-ml[extra]==X.Y.Z`` (or ``~=X.Y``).
 

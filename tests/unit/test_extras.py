@@ -90,3 +90,31 @@ def test_serving_a_model_whose_family_lacks_its_extra_is_exit_2(monkeypatch, wit
     )
     with pytest.raises(KeelInputError, match=r'movies/3: .*pip install "keel-ml\[recommend\]"'):
         _pyfunc.package_family("movies/3", "sqlite:///unused.db")
+
+
+def test_ab_tests_without_their_extra_name_the_install_line(without, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from keel.cli import app
+    from keel.errors import KeelInputError
+    from keel.evaluation._experiments import design
+
+    without("statsmodels")
+    line = 'pip install "keel-ml[experiments]"'
+    with pytest.raises(KeelInputError, match=r"\[experiments\] extra \(statsmodels not"):
+        design("proportion", 0.1, 0.01)
+    for argv in (
+        ["experiment", "design", "--baseline", "0.1", "--mde", "0.01"],
+        ["experiment", "list", "--log", str(tmp_path / "log.db")],
+    ):
+        done = CliRunner().invoke(app, argv)
+        assert done.exit_code == 2, done.output
+        assert line in done.output and "Traceback" not in done.output
+    # --help still teaches without the extra
+    assert CliRunner().invoke(app, ["experiment", "--help"]).exit_code == 0
+
+
+def test_ab_tests_with_their_extra_need_nothing_more() -> None:
+    from keel._extras import missing
+
+    assert missing("experiments", "statsmodels") is None

@@ -36,6 +36,16 @@ LogOpt = Annotated[
 app.add_typer(experiment, name="experiment")
 
 
+@experiment.callback()
+def _needs_the_extra() -> None:
+    # A/B tests are the [experiments] extra (statsmodels): say so before any subcommand
+    # starts, rather than after an experiment was started that cannot be analysed
+    from keel._extras import require
+
+    with exit_codes(False):
+        require("experiments", "statsmodels")
+
+
 @experiment.command()
 def design(
     metric_type: Annotated[

@@ -29,6 +29,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from keel._extras import require
+
 MetricType = Literal["proportion", "continuous"]
 Method = Literal["pooled", "arcsine", "ttest"]
 
@@ -84,6 +86,7 @@ def design(
     ``relative``. ``treatment_share`` is the challenger's share of units (0..1).
     Raises ``ValueError`` naming the argument when a value is out of range.
     """
+    require("experiments", "statsmodels")  # A/B tests are an extra: keel-ml[experiments]
     from statsmodels.stats.power import NormalIndPower, TTestIndPower
     from statsmodels.stats.proportion import (
         proportion_effectsize,
@@ -196,6 +199,7 @@ def two_proportions(
     alpha: float = 0.05,
 ) -> Effect:
     """The pooled two-proportion z-test (statsmodels) and the Wald interval of the difference."""
+    require("experiments", "statsmodels")  # A/B tests are an extra: keel-ml[experiments]
     from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
 
     if min(n_control, n_treatment) <= 0:
@@ -307,6 +311,7 @@ def msprt_p_value(difference: float, variance: float, tau2: float) -> float:
 
 def holm(p_values: list[float], alpha: float = 0.05) -> list[tuple[bool, float]]:
     """Holm's step-down correction (statsmodels): ``(rejected, adjusted p)`` per metric."""
+    require("experiments", "statsmodels")  # A/B tests are an extra: keel-ml[experiments]
     from statsmodels.stats.multitest import multipletests
 
     rejected, adjusted, _, _ = multipletests(p_values, alpha=alpha, method="holm")
