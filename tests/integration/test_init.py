@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
@@ -161,3 +162,75 @@ def test_dvc_tracks_data_raw_in_the_scaffold(tmp_path: Path, adult_frame: pd.Dat
     )
     assert added.returncode == 0, added.stderr
     assert yaml.safe_load((root / "data/raw.dvc").read_text())["outs"][0]["path"] == "raw"
+
+
+def _steps(workflow: Path) -> list[tuple[str, str]]:
+    """(name, script) of every `run:` step of a workflow, in order."""
+    flow = yaml.safe_load(workflow.read_text())
+    return [
+        (step.get("name", ""), step["run"])
+        for job in flow["jobs"].values()
+        for step in job["steps"]
+        if "run" in step
+    ]
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git not installed")
+def test_the_scaffolds_readme_and_train_workflow_run_as_written(
+    tmp_path: Path, adult_frame: pd.DataFrame
+) -> None:
+    """The README's set-up, then every step of train.yml, in a shell, in order.
+
+    What GitHub would do, here: the data comes back from a DVC remote (a local folder
+    standing in for the team's bucket), `keel run` trains and registers, `keel check`
+    holds, and the project's own tests pass against the champion. The one step not run
+    is the install: this environment already holds what requirements.txt asks for, which
+    the test checks instead.
+    """
+    from importlib.metadata import version
+
+    from packaging.requirements import Requirement
+
+    root = tmp_path / "income"
+    assert _init(str(root), "--target", "income").exit_code == 0
+    # the user's edits: protected attributes, and a fixed number of trials for speed
+    config = (root / "keel.yaml").read_text().replace("budget: 60", "trials: 3")
+    config = config.replace("sensitive_features: []", "sensitive_features: [sex]")
+    (root / "keel.yaml").write_text(config)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")},
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org",
+        "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.org",
+    }  # fmt: skip
+
+    def sh(script: str) -> subprocess.CompletedProcess:
+        done = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", script],
+            cwd=root, env=env, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert done.returncode == 0, f"$ {script}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        return done
+
+    # the README's set-up, as written (the data path is keel init's default)
+    readme = (root / "README.md").read_text()
+    assert "git init" in readme and "dvc add data/raw" in readme
+    adult_frame.to_csv(tmp_path / "data.csv", index=False)
+    sh("git init -q")
+    sh(f"cp {tmp_path / 'data.csv'} data/raw/data.csv && dvc add -q data/raw")
+    sh(f"dvc remote add -d team {tmp_path / 'remote'} && dvc push -q && git add -A"
+       " && git commit -qm 'data and project'")  # fmt: skip
+    (root / "data/raw/data.csv").unlink()  # a fresh checkout has only the .dvc pointer
+    for line in (root / "requirements.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            wanted = Requirement(line)
+            assert wanted.specifier.contains(version(wanted.name)), line
+    ran = []
+    for name, script in _steps(root / ".github/workflows/train.yml"):
+        if script.startswith("pip install"):
+            continue
+        sh(script)
+        ran.append(name)
+    assert len(ran) == 5, ran
+    assert (root / "data/raw/data.csv").is_file()  # dvc pull brought the data back
+    assert (root / ".keel/mlflow.db").is_file()
