@@ -13,12 +13,13 @@ from typing import Any
 
 
 def lazy_getattr(
-    package: str, where: Mapping[str, tuple[str, str]], namespace: dict[str, Any]
+    package: str, where: Mapping[str, tuple[str, str | None]], namespace: dict[str, Any]
 ) -> Callable[[str], Any]:
     """A module ``__getattr__`` importing ``name`` from ``where[name]`` on first use.
 
-    The value is stored in ``namespace`` (the package's globals), so the import happens
-    once.
+    ``where[name]`` is ``(module, attribute)``, or ``(module, None)`` for the module
+    itself. The value is stored in ``namespace`` (the package's globals), so the import
+    happens once.
     """
 
     def load(name: str) -> Any:
@@ -26,7 +27,8 @@ def lazy_getattr(
             module, attribute = where[name]
         except KeyError:
             raise AttributeError(f"module {package!r} has no attribute {name!r}") from None
-        value = getattr(importlib.import_module(module), attribute)
+        loaded = importlib.import_module(module)
+        value = loaded if attribute is None else getattr(loaded, attribute)
         namespace[name] = value
         return value
 

@@ -1,60 +1,124 @@
-"""Registry: model packages in MLflow, aliases, loading from the registry only."""
+"""Registry: model packages in MLflow, aliases, loading from the registry only.
 
-from keel.registry import _tracking as tracking
-from keel.registry._aliases import (
-    ALIASES,
-    AliasEvent,
-    alias_version,
-    batch_runs,
-    current_user,
-    experiment_summaries,
-    gate_failures,
-    history,
-    move_alias,
-    promote,
-    record_batch,
-    record_experiment,
-    registry_lock,
-    rollback,
-)
-from keel.registry._mlflow import (
-    CHALLENGER,
-    CHAMPION,
-    TRUSTED_TYPES,
-    LoadedPackage,
-    ModelRef,
-    assign_alias,
-    ensure_experiment,
-    family_tags,
-    load_package,
-    log_model_package,
-    mlflow_scope,
-    model_version,
-    package_documents,
-    parse_model_uri,
-    version_documents,
-    warm_up,
-)
-from keel.registry._pyfunc import (
-    LoadedModel,
-    load_pyfunc_package,
-    log_pyfunc_package,
-    package_family,
-    package_metadata,
-    register_prompt,
-)
-from keel.registry._versions import (
-    RETIRED_TAG,
-    SEMVER_TAG,
-    assign_semver,
-    bump_patch,
-    recommender_interface,
-    retire,
-    retired_of,
-    semver_of,
-    tabular_interface,
-    version_table,
-)
+Names are imported on first use (PEP 562): importing ``keel.registry`` does not import
+MLflow (about 1.5 s) until a name that needs it is used, so a command that only asks
+the registry a question through ``keel.registry.probe`` stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from keel._lazy import lazy_getattr as _lazy_getattr
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load on first use
+    from keel.registry import _tracking as tracking
+    from keel.registry._aliases import (
+        ALIASES,
+        AliasEvent,
+        alias_version,
+        batch_runs,
+        current_user,
+        experiment_summaries,
+        gate_failures,
+        history,
+        move_alias,
+        promote,
+        record_batch,
+        record_experiment,
+        registry_lock,
+        rollback,
+    )
+    from keel.registry._mlflow import (
+        CHALLENGER,
+        CHAMPION,
+        TRUSTED_TYPES,
+        LoadedPackage,
+        ModelRef,
+        assign_alias,
+        ensure_experiment,
+        family_tags,
+        load_package,
+        log_model_package,
+        mlflow_scope,
+        model_version,
+        package_documents,
+        parse_model_uri,
+        version_documents,
+        warm_up,
+    )
+    from keel.registry._pyfunc import (
+        LoadedModel,
+        load_pyfunc_package,
+        log_pyfunc_package,
+        package_family,
+        package_metadata,
+        register_prompt,
+    )
+    from keel.registry._versions import (
+        RETIRED_TAG,
+        SEMVER_TAG,
+        assign_semver,
+        bump_patch,
+        recommender_interface,
+        retire,
+        retired_of,
+        semver_of,
+        tabular_interface,
+        version_table,
+    )
+
+_WHERE = {
+    "alias_version": ("keel.registry._aliases", "alias_version"),
+    "ALIASES": ("keel.registry._aliases", "ALIASES"),
+    "AliasEvent": ("keel.registry._aliases", "AliasEvent"),
+    "assign_alias": ("keel.registry._mlflow", "assign_alias"),
+    "assign_semver": ("keel.registry._versions", "assign_semver"),
+    "batch_runs": ("keel.registry._aliases", "batch_runs"),
+    "bump_patch": ("keel.registry._versions", "bump_patch"),
+    "CHALLENGER": ("keel.registry._mlflow", "CHALLENGER"),
+    "CHAMPION": ("keel.registry._mlflow", "CHAMPION"),
+    "current_user": ("keel.registry._aliases", "current_user"),
+    "ensure_experiment": ("keel.registry._mlflow", "ensure_experiment"),
+    "experiment_summaries": ("keel.registry._aliases", "experiment_summaries"),
+    "family_tags": ("keel.registry._mlflow", "family_tags"),
+    "gate_failures": ("keel.registry._aliases", "gate_failures"),
+    "history": ("keel.registry._aliases", "history"),
+    "load_package": ("keel.registry._mlflow", "load_package"),
+    "load_pyfunc_package": ("keel.registry._pyfunc", "load_pyfunc_package"),
+    "LoadedModel": ("keel.registry._pyfunc", "LoadedModel"),
+    "LoadedPackage": ("keel.registry._mlflow", "LoadedPackage"),
+    "log_model_package": ("keel.registry._mlflow", "log_model_package"),
+    "log_pyfunc_package": ("keel.registry._pyfunc", "log_pyfunc_package"),
+    "mlflow_scope": ("keel.registry._mlflow", "mlflow_scope"),
+    "model_version": ("keel.registry._mlflow", "model_version"),
+    "ModelRef": ("keel.registry._mlflow", "ModelRef"),
+    "move_alias": ("keel.registry._aliases", "move_alias"),
+    "package_documents": ("keel.registry._mlflow", "package_documents"),
+    "package_family": ("keel.registry._pyfunc", "package_family"),
+    "package_metadata": ("keel.registry._pyfunc", "package_metadata"),
+    "parse_model_uri": ("keel.registry._mlflow", "parse_model_uri"),
+    "promote": ("keel.registry._aliases", "promote"),
+    "recommender_interface": ("keel.registry._versions", "recommender_interface"),
+    "record_batch": ("keel.registry._aliases", "record_batch"),
+    "record_experiment": ("keel.registry._aliases", "record_experiment"),
+    "register_prompt": ("keel.registry._pyfunc", "register_prompt"),
+    "registry_lock": ("keel.registry._aliases", "registry_lock"),
+    "retire": ("keel.registry._versions", "retire"),
+    "retired_of": ("keel.registry._versions", "retired_of"),
+    "RETIRED_TAG": ("keel.registry._versions", "RETIRED_TAG"),
+    "rollback": ("keel.registry._aliases", "rollback"),
+    "semver_of": ("keel.registry._versions", "semver_of"),
+    "SEMVER_TAG": ("keel.registry._versions", "SEMVER_TAG"),
+    "tabular_interface": ("keel.registry._versions", "tabular_interface"),
+    "tracking": ("keel.registry._tracking", None),
+    "TRUSTED_TYPES": ("keel.registry._mlflow", "TRUSTED_TYPES"),
+    "version_documents": ("keel.registry._mlflow", "version_documents"),
+    "version_table": ("keel.registry._versions", "version_table"),
+    "warm_up": ("keel.registry._mlflow", "warm_up"),
+}
+
+__getattr__ = _lazy_getattr(__name__, _WHERE, globals())
 
 __all__ = [
     "ALIASES",

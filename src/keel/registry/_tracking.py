@@ -14,16 +14,24 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import mlflow
-from mlflow.exceptions import MlflowException
+# MLflow (about 1.5 s to import) loads inside the functions that use it, so importing
+# this module, or keel.registry, costs nothing until a run is recorded.
 
-TrackingError = MlflowException
-"""What MLflow raises when the store refuses (for callers that must tell it apart)."""
+
+def __getattr__(name: str) -> Any:
+    """``TrackingError``: what MLflow raises when the store refuses (loads MLflow)."""
+    if name == "TrackingError":
+        from mlflow.exceptions import MlflowException
+
+        return MlflowException
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @contextmanager
 def start_run(experiment_id: str, run_name: str, nested: bool = False) -> Iterator[str]:
     """Open a run (nested in the active one if asked); yields its id; ends it on exit."""
+    import mlflow
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, nested=nested) as run:
@@ -44,6 +52,7 @@ def log_child_run(
     """
     import time
 
+    import mlflow
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Param
     from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
@@ -66,36 +75,50 @@ def log_child_run(
 
 def log_params(params: dict[str, Any]) -> None:
     """Parameters of the active run."""
+    import mlflow
+
     mlflow.log_params(params)
 
 
 def log_metrics(metrics: dict[str, float]) -> None:
     """Metrics of the active run."""
+    import mlflow
+
     mlflow.log_metrics(metrics)
 
 
 def log_metric(name: str, value: float) -> None:
     """One metric of the active run."""
+    import mlflow
+
     mlflow.log_metric(name, value)
 
 
 def set_tags(tags: dict[str, Any]) -> None:
     """Tags of the active run."""
+    import mlflow
+
     mlflow.set_tags(tags)
 
 
 def set_tag(name: str, value: Any) -> None:
     """One tag of the active run."""
+    import mlflow
+
     mlflow.set_tag(name, value)
 
 
 def log_dict(document: dict[str, Any], path: str) -> None:
     """A JSON document as an artifact of the active run."""
+    import mlflow
+
     mlflow.log_dict(document, path)
 
 
 def log_text(text: str, path: str, run_id: str | None = None) -> None:
     """A text artifact of the active run, or of ``run_id``."""
+    import mlflow
+
     if run_id is None:
         mlflow.log_text(text, path)
     else:
@@ -111,6 +134,7 @@ def log_dataset(
     shared tracking server (a unique-key violation for the slower one): the slower one
     tries again, and then finds the row the other created.
     """
+    import mlflow
     from mlflow.exceptions import MlflowException
 
     dataset = mlflow.data.from_pandas(
@@ -135,6 +159,8 @@ def log_artifact(client: Any, run_id: str, path: str | Path, folder: str | None 
 
 def package_info(name: str, version: str) -> tuple[bool, dict[str, Any], set[str]]:
     """A registered version's package: has a signature, Keel's metadata, ``keel/`` files."""
+    import mlflow
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         info = mlflow.models.get_model_info(f"models:/{name}/{version}")
@@ -148,4 +174,6 @@ def package_info(name: str, version: str) -> tuple[bool, dict[str, Any], set[str
 
 def client_for(tracking_uri: str) -> Any:
     """A client of the tracking and registry store at ``tracking_uri``."""
+    import mlflow
+
     return mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
