@@ -93,6 +93,16 @@ def test_a_teammate_uses_what_another_trained(team_server, tmp_path, adult_frame
     finally:
         process.terminate()
         process.wait(timeout=60)
+    # the registry probe of a no-op run asks the server's REST API as MLflow's client does
+    from mlflow import MlflowClient
+
+    from keel.registry._probe import probe_version
+
+    version = MlflowClient(url, url).get_model_version("income", "1")
+    found = probe_version(url, "income", "1")
+    assert found.exists and found.run_id == version.run_id and found.tags == version.tags
+    assert probe_version(url, "income", "999").exists is False
+    assert probe_version(url, "no-such-model", "1").exists is False
     for command in (["history", "income"], ["check", "income@champion", "--no-record"]):
         shown = keel_in(theirs, *command)
         assert shown.exit_code in (0, 1), shown.output  # check may find gates unmet

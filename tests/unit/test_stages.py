@@ -19,6 +19,7 @@ from keel.pipeline import (
     is_transient,
     stage_of,
 )
+from keel.pipeline._stages import Hooks
 
 
 class Config:
@@ -230,6 +231,25 @@ def test_hooks_see_every_stage_and_errors(tmp_path: Path) -> None:
             failing, Config(a=1, b=1), Context(), sources={"numbers": [1]}
         )
     assert seen[-2:] == [("before", "last"), ("error", "last", "no")]  # no after_run
+
+
+def test_stage_runs_is_told_only_for_stages_that_run(tmp_path: Path) -> None:
+    ran: list[str] = []
+
+    class Hook(Hooks):
+        def stage_runs(self, stage, key):
+            ran.append(stage.name)
+
+    def run() -> None:
+        Runner(StageStore(tmp_path), hooks=[Hook()]).run(
+            graph(), Config(a=1, b=1), Context(), sources={"numbers": [1]}
+        )
+
+    run()
+    assert ran == ["double", "total"]
+    ran.clear()
+    run()  # everything stored: a no-op run never hears of a stage that runs
+    assert ran == []
 
 
 def test_the_lifecycle_graph() -> None:

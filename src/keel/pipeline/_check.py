@@ -493,8 +493,8 @@ def _idempotent(f: Facts) -> Verdict:
     if rerun.get("register_key") != register:
         return FAIL, "the recorded re-run reused another registration than this version's"
     return PASS, (
-        f"{rerun.get('count')} re-run(s), the last {rerun.get('when')}: register reused (key"
-        f" {register}), no new version; {len(rerun.get('reused', []))} stages reused"
+        f"a re-run on {rerun.get('when')}: register reused (key {register}), no new version;"
+        f" {len(rerun.get('reused', []))} stages reused"
         + (f", re-ran {', '.join(rerun['ran'])}" if rerun.get("ran") else "")
     )
 

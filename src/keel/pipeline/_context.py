@@ -11,11 +11,13 @@ import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-import pandas as pd
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from keel.config import ProjectConfig, Settings
+
+if TYPE_CHECKING:  # pandas loads where rows are joined, not for a no-op run
+    import pandas as pd
 
 # what the run logs and registers: every key but the card (documentation, its own stage),
 # the release-side keys read by other commands, and where tuning runs (the same result)
@@ -77,10 +79,62 @@ class RunContext:
         ]
 
 
-def file_digest(path: Any) -> str | None:
-    """SHA-256 of a file's bytes (``None`` when there is no such file)."""
+DIGEST_BOOK = "file_digests.json"  # in the stage store: path → size, mtime, inode, SHA-256
+_BOOK_ENTRIES = 500
+_SETTLED_SECONDS = 2.0  # a file changed this recently is hashed every time (racy mtime)
+
+
+def file_digest(path: Any, book: Path | None = None) -> str | None:
+    """SHA-256 of a file's bytes (``None`` when there is no such file).
+
+    With ``book`` (a folder, the stage store), a file whose size, modification time and
+    inode are those recorded when it was last hashed is not read again: its recorded
+    digest is returned, as DVC and git do. Any difference in the three hashes the file.
+    A file modified in the last two seconds is always hashed and not recorded (a second
+    write within one tick of the clock would keep its time).
+    """
     if path is None or not path.is_file():
         return None
+    if book is None:
+        return _sha256(path)
+    import json
+    import os
+
+    key = str(path.resolve())
+    before = path.stat()
+    seen = [before.st_size, before.st_mtime_ns, before.st_ino]
+    known = _read_book(book / DIGEST_BOOK)
+    entry = known.get(key)
+    if isinstance(entry, dict) and entry.get("stat") == seen and entry.get("sha256"):
+        return str(entry["sha256"])
+    digest = _sha256(path)
+    after = path.stat()
+    settled = time.time() - after.st_mtime > _SETTLED_SECONDS
+    if settled and [after.st_size, after.st_mtime_ns, after.st_ino] == seen:
+        known.pop(key, None)
+        known[key] = {"stat": seen, "sha256": digest}
+        kept = dict(list(known.items())[-_BOOK_ENTRIES:])
+        try:
+            book.mkdir(parents=True, exist_ok=True)
+            temporary = book / f".{DIGEST_BOOK}.{os.getpid()}"
+            temporary.write_text(json.dumps(kept))
+            os.replace(temporary, book / DIGEST_BOOK)
+        except OSError:
+            pass  # a read-only store only costs the next run one more read of the file
+    return digest
+
+
+def _read_book(path: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         while block := handle.read(1 << 20):
@@ -114,6 +168,8 @@ def protect_dataset(dataset: Any, pii: Any, present_only: bool = False) -> tuple
 
 def with_rows(dataset: Any, rows: pd.DataFrame, label: str) -> Any:
     """``dataset`` with ``rows`` appended (missing columns empty); its own digest."""
+    import pandas as pd
+
     from keel.data import Dataset, content_digest
 
     frame = pd.concat(

@@ -17,7 +17,6 @@ import yaml
 from keel._git import commit_of
 from keel.config import ProjectConfig
 from keel.pipeline._context import RECORDED_KEYS, RunContext
-from keel.registry import tracking
 
 STAGE_TAG = "keel.stage.register"
 
@@ -64,10 +63,21 @@ def registered_by_key(client: Any, name: str, key: str) -> Any:
 
 
 def still_registered(outputs: dict[str, Any], ctx: RunContext) -> bool:
-    """Whether the stored registration still exists in the registry."""
-    from keel.registry import mlflow_scope
+    """Whether the stored registration still exists in the registry.
+
+    Asked without MLflow when the store allows (``keel.registry._probe``: one SQLite
+    query or one REST call), which keeps a run with nothing to do fast; with MLflow's
+    client otherwise.
+    """
+    from keel.registry._probe import probe_version
 
     run = outputs["run"]
+    found = probe_version(ctx.settings.tracking_uri, run["name"], run["version"])
+    if found.exists is not None:
+        tagged = found.tags.get(STAGE_TAG) is not None
+        return bool(found.exists) and tagged and found.run_id == run["run_id"]
+    from keel.registry import mlflow_scope, tracking
+
     with mlflow_scope(ctx.settings.tracking_uri) as client:
         try:
             version = client.get_model_version(run["name"], run["version"])
@@ -82,6 +92,8 @@ def log_config(config: ProjectConfig, run_id: str | None = None) -> None:
     On the active run (``run_id`` None, every family's register stage) it also tags the
     Keel release that ran it: ``keel.version``.
     """
+    from keel.registry import tracking
+
     text = yaml.safe_dump(config.model_dump(mode="json", by_alias=True), sort_keys=False)
     tracking.log_text(text, "keel.yaml", run_id)
     if run_id is None:

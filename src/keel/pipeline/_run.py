@@ -12,9 +12,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from keel.config import ProjectConfig, Settings, resolve_settings
 from keel.errors import KeelError
@@ -31,6 +29,9 @@ from keel.pipeline._stages import (
     StageStore,
     records_document,
 )
+
+if TYPE_CHECKING:  # pandas loads with the stages that use it, not for a no-op run
+    import pandas as pd
 
 RERUN_TAG = "keel.rerun"
 """Model-version tag: the last re-run that reused this version's registration."""
@@ -95,6 +96,22 @@ class AlertHook(Hooks):
         deliver([failure_alert(self.config.name, stage.name, what)], sinks, self.config.root)
 
 
+class WarmUpHook(Hooks):
+    """MLflow's store code loads in the background once a stage has to run.
+
+    It loads beside the first stages that run (see :func:`keel.registry.warm_up`); a run
+    with nothing to do never imports MLflow at all.
+    """
+
+    def __init__(self, tracking_uri: str) -> None:
+        self.tracking_uri = tracking_uri
+
+    def stage_runs(self, stage: Stage, key: str) -> None:
+        from keel.registry import warm_up
+
+        warm_up(self.tracking_uri)  # once per store: later calls return at once
+
+
 class TrackingHook(Hooks):
     """Stage seconds and ``stages.json`` (lineage) on the run; a failed stage marks it."""
 
@@ -131,10 +148,21 @@ class TrackingHook(Hooks):
             client.set_terminated(run_id, "FINISHED")
 
     def _record_rerun(self, state: RunState) -> None:
-        """Evidence for the ``idempotent`` gate: a re-run reused the registration."""
-        from keel.registry import mlflow_scope
+        """Evidence for the ``idempotent`` gate: a re-run reused the registration.
+
+        Written once per registration: when the version already carries the evidence for
+        this register key (asked without MLflow, :mod:`keel.registry._probe`), a further
+        identical re-run writes nothing, and stays fast.
+        """
+        from keel.registry._probe import probe_version
 
         run = state.values["run"]
+        register = next(r.key for r in state.records if r.name == "register")
+        found = probe_version(self.settings.tracking_uri, run["name"], run["version"])
+        if found.exists and _rerun_key(found.tags.get(RERUN_TAG)) == register:
+            return
+        from keel.registry import mlflow_scope
+
         with mlflow_scope(self.settings.tracking_uri) as client:
             tags = client.get_model_version(run["name"], run["version"]).tags or {}
             try:
@@ -146,7 +174,7 @@ class TrackingHook(Hooks):
                 "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "reused": [r.name for r in state.records if r.status != RAN],
                 "ran": state.ran,
-                "register_key": next(r.key for r in state.records if r.name == "register"),
+                "register_key": register,
             }
             client.set_model_version_tag(
                 run["name"], run["version"], RERUN_TAG, json.dumps(evidence)
@@ -157,6 +185,14 @@ class TrackingHook(Hooks):
 
         with mlflow_scope(self.settings.tracking_uri) as client:
             client.set_terminated(run_id, status)
+
+
+def _rerun_key(raw: str | None) -> str | None:
+    """The register key a ``keel.rerun`` tag records, if it is readable."""
+    try:
+        return json.loads(raw or "{}").get("register_key")
+    except (ValueError, AttributeError):
+        return None
 
 
 def run_project(
@@ -192,14 +228,10 @@ def run_project(
     whole, until = family.lifecycle()
     graph = whole if record else whole.until(until)
     cached = use_cache and record and settings.stage_store is not None
+    hooks = [ProgressHook(notify), AlertHook(config), TrackingHook(settings, context)]
     if record:
-        from keel.registry import warm_up
-
-        warm_up(settings.tracking_uri)  # the store opens beside the first stages
-    runner = Runner(
-        store=StageStore(settings.stage_store) if cached else None,
-        hooks=[ProgressHook(notify), AlertHook(config), TrackingHook(settings, context)],
-    )
+        hooks.append(WarmUpHook(settings.tracking_uri))
+    runner = Runner(store=StageStore(settings.stage_store) if cached else None, hooks=hooks)
     extra = extra_rows if extra_rows is not None and len(extra_rows) else None
     state = runner.run(
         graph,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import inspect
 import json
 import os
@@ -180,6 +181,9 @@ class Hooks:
 
     def before_stage(self, stage: Stage, key: str) -> None:
         """A stage is about to run or be reused."""
+
+    def stage_runs(self, stage: Stage, key: str) -> None:
+        """A stage was not reused: it is about to run (a no-op run never calls this)."""
 
     def after_stage(self, stage: Stage, record: StageRecord) -> None:
         """A stage ran or was reused."""
@@ -371,6 +375,8 @@ class Runner:
                     if record is not None:
                         record.resources = usage.to_dict()
                 if record is None:
+                    for hook in self.hooks:  # a hook written before this method skips it
+                        getattr(hook, "stage_runs", lambda stage, key: None)(stage, key)
                     record = self._run(stage, key, inputs, reads, values, context, graph.producer)
                 record.seconds = round(time.perf_counter() - started, 3)
                 if hasattr(context, "usage"):
@@ -477,6 +483,24 @@ class Runner:
         return StageRecord(
             stage.name, RAN, 0.0, key, inputs, outputs, attempts, resources=usage.to_dict()
         )
+
+
+def lazy_type(module: str, name: str) -> type:
+    """A stand-in for ``module.name`` in ``Stage.outputs`` that imports it on first check.
+
+    ``isinstance(x, lazy_type("pandas", "DataFrame"))`` is ``isinstance(x,
+    pandas.DataFrame)``, but declaring a graph does not import pandas: a run whose stages
+    are all reused never does.
+    """
+
+    class Lazy(type):
+        def __instancecheck__(cls, value: Any) -> bool:
+            return isinstance(value, getattr(importlib.import_module(module), name))
+
+        def __repr__(cls) -> str:
+            return f"<class '{module}.{name}'>"
+
+    return Lazy(name, (), {"__module__": module})
 
 
 def _check_outputs(stage: Stage, made: Any) -> None:

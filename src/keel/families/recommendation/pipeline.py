@@ -61,7 +61,7 @@ def tables_fingerprint(ctx: RunContext) -> str | None:
     for key, spec in _tables(ctx).items():
         if spec is None:
             continue
-        one = _file_digest(ctx.config.table_path(spec))
+        one = _file_digest(ctx.config.table_path(spec), ctx.settings.stage_store)
         if one is None:
             return None
         digest.update(f"{key}:{one}".encode())

@@ -122,7 +122,9 @@ def read_queries(spec: str, root: Path) -> Any:
 
 
 def inputs_fingerprint(ctx: RunContext) -> str | None:
-    """SHA-256 of every corpus file and of the questions file."""
+    """SHA-256 of every corpus file and of the questions file (by size and time first)."""
+    from keel.pipeline._context import file_digest
+
     config = ctx.config
     digest = hashlib.sha256()
     for spec in (config.data, config.queries):
@@ -133,7 +135,7 @@ def inputs_fingerprint(ctx: RunContext) -> str | None:
         files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
         for file in files:
             digest.update(f"{file.relative_to(path.parent)}:".encode())
-            digest.update(hashlib.sha256(file.read_bytes()).digest())
+            digest.update(str(file_digest(file, ctx.settings.stage_store)).encode())
     return digest.hexdigest()
 
 

@@ -14,9 +14,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from keel._version import __version__
 from keel.config import ProjectConfig
@@ -33,6 +31,9 @@ from keel.pipeline._package_stages import (
 from keel.pipeline._stages import Stage, package_digest
 from keel.registry import tracking
 from keel.reports import ModelSummary, RunReport
+
+if TYPE_CHECKING:  # pandas loads with the stages that run, not for a no-op run
+    import pandas as pd
 
 
 def register(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
@@ -573,6 +574,8 @@ def drift_reference(
     ``outputs`` has the columns the prediction log has: ``prediction`` (classification)
     and ``score`` (P(positive) for binary models, the predicted value for regression).
     """
+    import pandas as pd
+
     from keel.families.tabular.training import predict_with
     from keel.monitoring import DriftReference
 

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from keel.config import ENSEMBLE, ProjectConfig
 from keel.errors import DataError
@@ -24,7 +22,12 @@ from keel.pipeline._context import (
     protect_dataset,
     with_rows,
 )
-from keel.pipeline._stages import Graph, Stage
+from keel.pipeline._stages import Graph, Stage, lazy_type
+
+if TYPE_CHECKING:  # pandas loads with the stages that run, not for a no-op run
+    import pandas as pd
+
+DATA_FRAME = lazy_type("pandas", "DataFrame")
 
 DATA = ("keel.data", "keel.config")
 LEARN = (
@@ -63,13 +66,13 @@ def ingest(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
 
 def source_fingerprint(ctx: RunContext) -> str | None:
     """SHA-256 of the data file's bytes; ``None`` (cannot tell: run) for SQL and DVC."""
-    return file_digest(ctx.config.data_path)
+    return file_digest(ctx.config.data_path, ctx.settings.stage_store)
 
 
 def schema_fingerprint(ctx: RunContext) -> str | None:
     """SHA-256 of the hand-edited schema file, if one is configured ('' when none)."""
     path = ctx.config.schema_path
-    return "" if path is None else file_digest(path)
+    return "" if path is None else file_digest(path, ctx.settings.stage_store)
 
 
 def pii(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
@@ -583,13 +586,15 @@ def check_fairness_config(
             "key 'fairness.constraint': only exponentiated_gradient and threshold_optimizer"
             f" take a constraint; mitigation is {method}"
         )
+    from pandas.api.types import is_numeric_dtype
+
     for name in config.fairness.bins:
         if name not in config.sensitive_features:
             raise DataError(
                 f"key 'fairness.bins': {name!r} is not one of sensitive_features"
                 f" ({', '.join(config.sensitive_features) or 'none'})"
             )
-        if not pd.api.types.is_numeric_dtype(frame[name]):
+        if not is_numeric_dtype(frame[name]):
             raise DataError(
                 f"key 'fairness.bins': {name!r} is not numeric, so it cannot be binned;"
                 " remove its bins (each value is its own group)"
@@ -692,7 +697,7 @@ def _reading_stages() -> list[Stage]:
             "validate",
             validate,
             inputs=("dataset",),
-            outputs={"frame": pd.DataFrame, "labels": any_, "schema": any_},
+            outputs={"frame": DATA_FRAME, "labels": any_, "schema": any_},
             reads=(
                 "schema_file",
                 "target",
@@ -806,7 +811,7 @@ def _judging_stages() -> list[Stage]:
             "explain",
             explain,
             inputs=("assessment", "splits", "schema", "labels"),
-            outputs={"explanations": dict, "background": pd.DataFrame},
+            outputs={"explanations": dict, "background": DATA_FRAME},
             reads=("seed",),
             code=JUDGE,
         ),
