@@ -17,18 +17,19 @@ def install_line(extra: str) -> str:
     return f'pip install "{DISTRIBUTION}[{extra}]"'
 
 
-def missing(extra: str, *modules: str) -> str | None:
-    """One line naming ``extra`` when one of ``modules`` is not installed, else ``None``.
+def missing(extra: str, *modules: str, subject: str = "this") -> str | None:
+    """``"<subject> needs the [extra] extra (... not installed): pip install ..."``.
 
-    Asks only whether the modules can be found (nothing is imported).
+    ``None`` when every one of ``modules`` can be found (nothing is imported).
     """
     import importlib.util
 
     gone = [m for m in modules if importlib.util.find_spec(m) is None]
     if not gone:
         return None
-    return f"this needs the [{extra}] extra ({', '.join(gone)} not installed): " + install_line(
-        extra
+    return (
+        f"{subject} needs the [{extra}] extra ({', '.join(gone)} not installed):"
+        f" {install_line(extra)}"
     )
 
 

@@ -197,7 +197,7 @@ def test_bad_input_removes_what_the_run_stored_a_crash_keeps_it(tmp_path: Path) 
 def test_hooks_see_every_stage_and_errors(tmp_path: Path) -> None:
     seen: list[tuple] = []
 
-    class Hook:
+    class Hook(Hooks):
         def before_stage(self, stage, key):
             seen.append(("before", stage.name))
 

@@ -813,9 +813,9 @@ class ProjectConfig(_Strict):
             family = FAMILIES.for_task(value)
         except ConfigError as exc:
             raise ValueError(str(exc).removeprefix("keel.yaml: key 'task': ")) from None
-        why = family.missing_extra()
+        why = family.missing_extra(subject=f"got {value!r}, which")
         if why:
-            raise ValueError(f"got {value!r}, which {why.removeprefix(f'task: {value} ')}")
+            raise ValueError(why)
         return value
 
     @field_validator("candidates")

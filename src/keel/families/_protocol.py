@@ -105,24 +105,16 @@ class Family:
     def __repr__(self) -> str:
         return f"<keel family {self.name!r}: tasks {', '.join(self.tasks)}>"
 
-    def missing_extra(self) -> str | None:
+    def missing_extra(self, subject: str | None = None) -> str | None:
         """One line naming the extra this family needs and is not installed, or ``None``.
 
         Asks only whether ``requires`` can be found (nothing is imported): cheap enough
-        for reading keel.yaml.
+        for reading keel.yaml. ``subject`` opens the line (default ``task: <task>``).
         """
-        import importlib.util
+        from keel._extras import missing
 
-        from keel._extras import install_line
-
-        gone = [m for m in self.requires if importlib.util.find_spec(m) is None]
-        if not gone:
-            return None
-        extra = self.extra or self.name
-        return (
-            f"task: {self.tasks[0]} needs the [{extra}] extra ({', '.join(gone)} not"
-            f" installed): {install_line(extra)}"
-        )
+        subject = subject or f"task: {self.tasks[0]}"
+        return missing(self.extra or self.name, *self.requires, subject=subject)
 
     def _missing(self, what: str) -> NotImplementedError:
         return NotImplementedError(f"family {self.name!r} does not provide {what}")

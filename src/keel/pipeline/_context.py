@@ -8,6 +8,8 @@ personal data and hash files the same way for every family.
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -97,9 +99,6 @@ def file_digest(path: Any, book: Path | None = None) -> str | None:
         return None
     if book is None:
         return _sha256(path)
-    import json
-    import os
-
     key = str(path.resolve())
     before = path.stat()
     seen = [before.st_size, before.st_mtime_ns, before.st_ino]
@@ -125,8 +124,6 @@ def file_digest(path: Any, book: Path | None = None) -> str | None:
 
 
 def _read_book(path: Path) -> dict[str, Any]:
-    import json
-
     try:
         found = json.loads(path.read_text())
     except (OSError, ValueError):

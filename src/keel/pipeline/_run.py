@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # pandas loads with the stages that use it, not for a no-op r
     import pandas as pd
 
 RERUN_TAG = "keel.rerun"
-"""Model-version tag: the last re-run that reused this version's registration."""
+"""Model-version tag: the first re-run that reused this version's registration."""
 
 Observer = Any
 """Called with ``(stage, detail)`` as stages start and report; the CLI draws progress."""

@@ -375,8 +375,8 @@ class Runner:
                     if record is not None:
                         record.resources = usage.to_dict()
                 if record is None:
-                    for hook in self.hooks:  # a hook written before this method skips it
-                        getattr(hook, "stage_runs", lambda stage, key: None)(stage, key)
+                    for hook in self.hooks:
+                        hook.stage_runs(stage, key)
                     record = self._run(stage, key, inputs, reads, values, context, graph.producer)
                 record.seconds = round(time.perf_counter() - started, 3)
                 if hasattr(context, "usage"):
