@@ -178,6 +178,11 @@ def test_a_fairness_limit_withholds_the_alias(tmp_path):
         ),
         ({"pii": {"columns": {"zipcode": "drop"}}}, "'zipcode' is not a column"),
         ({"split": {"strategy": "global_time", "test": 0.0001}}, "no test user"),
+        (
+            {"recommend": {"rules": {"never_where": {"colour": ["red"]}}}},
+            "recommend.rules.never_where.colour: not an item attribute",
+        ),
+        ({"recommend": {"rules": {"cap": [{"where": {}, "at_most": 1}]}}}, "recommend.rules.cap"),
     ],
 )
 def test_bad_input_is_exit_2_and_writes_nothing(tmp_path, change, message):
@@ -255,3 +260,39 @@ def test_a_shilling_limit_withholds_the_alias(tmp_path):
     check = json.loads(keel_in(tmp_path, "check", "movielens/1", "--json").stdout)
     gate = {g["gate"]: g for g in check["gates"]}["robustness"]
     assert gate["status"] == "fail" and "fake users" in gate["evidence"]
+
+
+def test_business_rules_hold_in_the_run_and_filters_in_the_batch_lists(tmp_path):
+    rules = {
+        "never": ["50"],
+        "never_where": {"genre": ["Horror"]},
+        "cap": [{"where": {"genre": ["Drama"]}, "at_most": 2}],
+    }
+    movielens_project(tmp_path, users=120, candidates=["item_knn"], trials=1)
+    config = tmp_path / "keel.yaml"
+    config.write_text(config.read_text() + yaml.safe_dump({"recommend": {"rules": rules}}))
+    done = keel_in(tmp_path, "run", "--json")
+    assert done.exit_code == 0, done.output
+    items = pd.read_csv(tmp_path / "data" / "items.csv").set_index("item_id")
+    genres = items["genre"].fillna("").str.split("|")
+    users = tmp_path / "users.csv"
+    pd.DataFrame({"user_id": [1, 2, 3, 4, 5, 999999]}).to_csv(users, index=False)
+    plain = keel_in(tmp_path, "recommend", "movielens@champion", str(users), "out.csv", "--k", "8")
+    assert plain.exit_code == 0, plain.output
+    lists = pd.read_csv(tmp_path / "out.csv")
+    assert lists.groupby("user_id").size().eq(8).all()
+    assert 50 not in set(lists["item_id"])
+    assert not any("Horror" in genres[i] for i in lists["item_id"])
+    drama = lists["item_id"].map(lambda i: "Drama" in genres[i])
+    assert drama.groupby(lists["user_id"]).sum().le(2).all()
+    comedy = '{"where": {"genre": ["Comedy"]}}'
+    narrowed = keel_in(
+        tmp_path, "predict", "movielens@champion", str(users), "c.csv", "--filters", comedy
+    )
+    assert narrowed.exit_code == 0, narrowed.output
+    lists = pd.read_csv(tmp_path / "c.csv")
+    assert lists.groupby("user_id").size().eq(10).all()
+    assert all("Comedy" in genres[i] for i in lists["item_id"])
+    bad = keel_in(tmp_path, "recommend", "movielens", str(users), "d.csv", "--filters", "{x")
+    assert bad.exit_code == 2 and "--filters: not JSON" in bad.output
+    assert not (tmp_path / "d.csv").exists()

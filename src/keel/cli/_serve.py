@@ -233,6 +233,10 @@ def predict(
         int, typer.Option(help="Rows per chunk: memory holds one chunk at a time.")
     ] = 50_000,
     k: Annotated[int, typer.Option("--k", help="Items per user (recommenders).")] = 10,
+    filters: Annotated[
+        str | None,
+        typer.Option(help="Recommenders: JSON {include, exclude, where} or @FILE per list."),
+    ] = None,
     ray_address: Annotated[
         str | None,
         typer.Option(help="Score the chunks as tasks on this Ray cluster (HOST:PORT)."),
@@ -256,7 +260,8 @@ def predict(
     and its SHA-256, rows scored and rejected, output) is recorded on the version
     (`keel.batch.*` tags). --ray-address checks and scores the chunks as tasks on a Ray
     cluster; the driver reads INPUT and writes OUTPUT. A recommender writes the top
-    --k items of every user in INPUT, as `keel recommend` does. Example: keel predict
+    --k items of every user in INPUT, as `keel recommend` does (--filters narrows the
+    lists). Example: keel predict
     income@champion people.parquet scores.parquet; keel predict income sqlite:///crm.db out.csv
     --query 'SELECT * FROM customers'. Exit codes: 0 written (rejects are reported,
     not failures), 2 unknown model, unreadable INPUT, a missing feature column, or
@@ -297,6 +302,7 @@ def predict(
                     "progress": progress,
                     "ray_address": ray_address,
                     "k": k,
+                    "filters": filters,
                 },
             )
         if record:

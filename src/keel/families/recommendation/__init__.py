@@ -25,6 +25,7 @@ class RecommendationFamily(Family):
         "ingest", "pii", "validate", "split", "profile", "tune", "train", "evaluate",
         "fairness", "explain", "robustness", "register", "compare", "report", "alias",
     )  # fmt: skip
+    config_section: ClassVar[str | None] = "recommend"  # business rules (RecommendSection)
     requires: ClassVar[tuple[str, ...]] = ("implicit",)
     extra: ClassVar[str | None] = "recommend"
     capabilities: ClassVar[Capabilities] = Capabilities(
@@ -52,6 +53,11 @@ class RecommendationFamily(Family):
         from keel.families.recommendation.config import check_config
 
         check_config(config)
+
+    def section_model(self) -> Any:
+        from keel.families.recommendation.config import RecommendSection
+
+        return RecommendSection
 
     def lifecycle(self) -> tuple[Any, str]:
         from keel.families.recommendation.pipeline import READ_ONLY_UNTIL, RECOMMENDATION_LIFECYCLE
@@ -105,12 +111,20 @@ class RecommendationFamily(Family):
 
         from keel.errors import KeelInputError
         from keel.families.recommendation.batch import recommend_file
+        from keel.families.recommendation.rules import read_filters
 
         if options.get("ray_address"):
             raise KeelInputError("--ray-address scores rows of features; not recommenders")
+        filters = read_filters(options.get("filters"))
         loaded = self.load(uri, tracking_uri)
         summary = recommend_file(
-            loaded, Path(source), out, options["k"], options["force"], progress=options["progress"]
+            loaded,
+            Path(source),
+            out,
+            options["k"],
+            options["force"],
+            progress=options["progress"],
+            filters=filters,
         )
         return summary, loaded.name, loaded.version
 

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from keel.errors import DataError, KeelInputError, did_you_mean
 from keel.families.recommendation.package import LoadedRecommender
+from keel.families.recommendation.rules import Filters, RuleError, item_mask
 from keel.families.recommendation.task import chunk_users
 
 CHUNK = 1024
@@ -61,8 +62,13 @@ def recommend_file(
     force: bool = False,
     chunk: int = CHUNK,
     progress: Callable[[int, int], None] | None = None,
+    filters: Filters | None = None,
 ) -> dict[str, Any]:
-    """Write the top-``k`` of every user in ``users_file`` to ``out``; return a summary."""
+    """Write the top-``k`` of every user in ``users_file`` to ``out``; return a summary.
+
+    ``filters`` narrow every user's list as a request's ``filters`` do; keel.yaml's
+    business rules, kept in the package, hold as they do on the server.
+    """
     if out.suffix.lower() not in OUTPUTS:
         raise KeelInputError(f"{out}: write .parquet or .csv, not {out.suffix or 'no suffix'!r}")
     if out.exists() and not force:
@@ -71,6 +77,17 @@ def recommend_file(
         raise KeelInputError(f"--k must be 1..1000, got {k}")
     users = _users(users_file, loaded.metadata.get("user_column"))
     model = loaded.model
+    only = None
+    if filters is not None and not filters.empty:
+        try:
+            only, unknown = item_mask(filters, pd.Index(model.item_ids), model.attributes)
+        except RuleError as exc:
+            raise KeelInputError(f"--filters: {exc}") from None
+        if unknown:
+            raise KeelInputError(
+                f"--filters: {len(unknown)} item id(s) not in the catalogue of {loaded.name}"
+                f" version {loaded.version}: {', '.join(map(repr, unknown[:10]))}"
+            )
     chunk = chunk_users(model.n_items, chunk)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -85,7 +102,7 @@ def recommend_file(
     try:
         for start in range(0, len(users), chunk):
             ids = users.iloc[start : start + chunk].to_numpy()
-            lists, scores, cold = model.rank(model.user_index(ids), k)
+            lists, scores, cold = model.rank(model.user_index(ids), k, only=only)
             valid = lists >= 0
             block = pd.DataFrame(
                 {
@@ -123,5 +140,6 @@ def recommend_file(
         "cold_start_users": cold_users,
         "rows": rows,
         "k": k,
+        "filters": None if filters is None or filters.empty else vars(filters),
         "out": str(out),
     }

@@ -83,6 +83,13 @@ def recommend(
     out: Annotated[Path, typer.Argument(help="Where to write (.parquet or .csv).")],
     k: Annotated[int, typer.Option("--k", help="Items per user (1..1000).")] = 10,
     force: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
+    filters: Annotated[
+        str | None,
+        typer.Option(
+            help="Narrow every list: JSON {include, exclude, where} or @FILE, e.g."
+            """ '{"where": {"genre": ["Comedy"]}}'."""
+        ),
+    ] = None,
     config: ConfigOpt = None,
     json_out: JsonOpt = False,
     debug: DebugOpt = False,
@@ -92,14 +99,19 @@ def recommend(
     MODEL is NAME, NAME@ALIAS or NAME/VERSION in the registry. Users are
     ranked in chunks with a progress bar, so memory stays flat however many users
     there are; a user the model never saw gets the popularity list with cold_start
-    true. OUT (user_id, rank, item_id, score, cold_start) appears whole or not at all.
+    true. --filters narrows every list as a request's filters do (an allow-list, a
+    block-list, conditions on item attributes), and keel.yaml's business rules hold as
+    on the server; K items come whenever K qualify. OUT (user_id, rank, item_id,
+    score, cold_start) appears whole or not at all.
     Exit codes: 0 written, 2 bad input (unknown model, missing column, OUT exists).
     """
     from keel.config import load_config, resolve_settings
     from keel.families.recommendation.batch import recommend_file
     from keel.families.recommendation.package import load_recommender
+    from keel.families.recommendation.rules import read_filters
 
     with exit_codes(debug):
+        wanted = read_filters(filters)
         project = load_config(config)
         tracking = resolve_settings(project).tracking_uri
         loaded = load_recommender(model, tracking)
@@ -114,6 +126,7 @@ def recommend(
                 k,
                 force,
                 progress=lambda n, total: bar.update(task, completed=n, total=total),
+                filters=wanted,
             )
         if json_out:
             print(json.dumps(summary))

@@ -8,7 +8,43 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
 from keel.config import DEFAULT_RECOMMENDERS, RECOMMENDERS
+
+
+class CapRule(BaseModel):
+    """At most ``at_most`` items matching ``where`` in one list (``cap:`` entries)."""
+
+    model_config = ConfigDict(extra="forbid")
+    where: dict[str, Any] = Field(min_length=1)
+    at_most: int = Field(ge=0, le=1000)
+
+
+class RulesConfig(BaseModel):
+    """Business rules that hold on every path: serving, batch files, evaluation.
+
+    ``never``: item ids never recommended. ``never_where``: conditions on item attributes
+    (``{available: false}``); matching items are never recommended. ``cap``: at most N
+    items matching a condition per list (``[{where: {genre: Horror}, at_most: 2}]``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    never: list[str | int] = Field(default_factory=list, max_length=1_000_000)
+    never_where: dict[str, Any] = Field(default_factory=dict)
+    cap: list[CapRule] = Field(default_factory=list, max_length=50)
+
+    @field_validator("never")
+    @classmethod
+    def _ids_as_text(cls, value: list[str | int]) -> list[str | int]:
+        return [str(v) for v in value]
+
+
+class RecommendSection(BaseModel):
+    """keel.yaml ``recommend:``: the recommendation family's own settings."""
+
+    model_config = ConfigDict(extra="forbid")
+    rules: RulesConfig = Field(default_factory=RulesConfig)
 
 
 def defaults(data: dict[str, Any]) -> dict[str, Any]:
@@ -55,4 +91,9 @@ def check_config(config: Any) -> None:
         )
     if config.group_column:
         raise ValueError("group_column does not apply to recommendation; remove it")
-    return
+    rules = config.section.rules if config.section is not None else None
+    if rules is not None and (rules.never_where or rules.cap) and config.items is None:
+        raise ValueError(
+            "recommend.rules.never_where and cap are conditions on item attributes: add"
+            " items: FILE (one row per item with those columns)"
+        )

@@ -130,6 +130,22 @@ def profile(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     return {"profile": profile_interactions(inputs["interactions"])}
 
 
+def catalogue(inputs: dict[str, Any], ctx: RunContext) -> Any:
+    """The items table and keel.yaml's business rules every fitted model carries."""
+    from keel.families.recommendation.rules import Catalogue, ItemRules, RuleError
+
+    config = ctx.config
+    rules = config.section.rules.model_dump(mode="json") if config.section is not None else {}
+    found = Catalogue(inputs["interactions"].items, config.attribute_separator, rules)
+    if rules.get("never_where") or rules.get("cap"):
+        ids = found.table.index.to_numpy() if found.table is not None else np.zeros(0, str)
+        try:  # an attribute the items table lacks, a wrong type: one line naming the rule
+            ItemRules.resolve(rules, ids, found.attributes(ids))
+        except RuleError as exc:
+            raise DataError(f"keel.yaml {exc}") from None
+    return found
+
+
 def tune(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     """Tune every candidate on validation ``primary`` (train → validation)."""
     from keel.families.recommendation.train import tune_recommender
@@ -156,6 +172,7 @@ def tune(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
             share,
             config.trials,
             on_trial,
+            catalogue(inputs, ctx),
         )
     return {"tuned": tuned}
 
@@ -167,6 +184,7 @@ def train(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     config, splits, primary = ctx.config, inputs["splits"], inputs["primary"]
     fixed = inputs["fixed_params"] or {}
     trained, models = [], {}
+    items = catalogue(inputs, ctx)
     for name in config.models:
         result = inputs["tuned"].get(name)
         params = fixed.get(name) or (result.best_params if result else {}) or {}
@@ -175,10 +193,10 @@ def train(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
 
             params = dict(DEFAULT_RECOMMENDER_PARAMS[name])
         ctx.say(name)
-        on_train = fit_model(name, params, splits.train, config.seed)
+        on_train = fit_model(name, params, splits.train, config.seed, items)
         validation = validation_metrics(on_train, splits.validation, config.k)
         started = time.perf_counter()
-        models[name] = fit_model(name, params, splits.fit, config.seed)
+        models[name] = fit_model(name, params, splits.fit, config.seed, items)
         trained.append(
             {
                 "name": name,
@@ -315,6 +333,7 @@ def robustness(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
         settings.shilling_share,
         k,
         config.seed,
+        catalogue=catalogue(inputs, ctx),
     )
     limit = settings.max_shilling_gain
     checks = []
@@ -836,17 +855,17 @@ def _reading_stages() -> list[Stage]:
         Stage(
             "tune",
             tune,
-            ("splits", "primary", "fixed_params"),
+            ("splits", "primary", "fixed_params", "interactions"),
             {"tuned": dict},
-            ("candidates", "budget", "trials", "seed", "k"),
+            ("candidates", "budget", "trials", "seed", "k", "attribute_separator", "recommend"),
             LEARN,
         ),
         Stage(
             "train",
             train,
-            ("splits", "primary", "tuned", "fixed_params"),
+            ("splits", "primary", "tuned", "fixed_params", "interactions"),
             {"trained": list, "models": dict, "best": str},
-            ("candidates", "seed", "k"),
+            ("candidates", "seed", "k", "attribute_separator", "recommend"),
             LEARN,
         ),
     ]
@@ -883,9 +902,9 @@ def _judging_stages() -> list[Stage]:
         Stage(
             "robustness",
             robustness,
-            ("splits", "models", "best", "trained"),
+            ("splits", "models", "best", "trained", "interactions"),
             {"robustness": (dict, type(None))},
-            ("seed", "k", "robustness"),
+            ("seed", "k", "robustness", "attribute_separator", "recommend"),
             JUDGE,
         ),
         Stage(

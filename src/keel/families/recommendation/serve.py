@@ -1,13 +1,17 @@
 """The REST endpoint of a recommender: ``POST /recommend`` over a registered package.
 
-``POST /recommend`` ``{"user_id": ..., "k": 10, "exclude": [...], "history": [...]}``
+``POST /recommend`` ``{"user_id": ..., "k": 10, "exclude": [...], "history": [...],
+"filters": {"include": [...], "exclude": [...], "where": {"genre": ["Comedy"]}}}``
 answers ``{"items": [{"item_id", "score"}], "cold_start", "known_user", "model",
 "request_id"}``. A user the model never saw, with no history in the request, gets the
 popularity list **and** ``cold_start: true`` (never a silent fallback); a history in
 the request is folded in without retraining; item ids the catalogue does not hold are
-a 422 naming them. Every answer goes to the prediction log (user, k, sizes of history
-and exclusions, the items answered, whether cold); ``POST /feedback`` takes the items a
-user then clicked or consumed, by request id. The same middleware as ``/predict``:
+a 422 naming them. Filters and keel.yaml's business rules (``recommend.rules``) apply
+before the top-K cut, so K items come back whenever K qualify; a condition on an
+attribute the model's catalogue lacks is a 422 listing the attributes. Every answer
+goes to the prediction log (user, k, sizes of history and exclusions, whether filtered,
+the items answered, whether cold); ``POST /feedback`` takes the items a user then
+clicked or consumed, by request id. The same middleware as ``/predict``:
 request ids, the body cap, API keys with scopes, Prometheus metrics, errors without
 internals.
 """
@@ -23,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from keel.config import MonitoringConfig, ServingConfig
 from keel.families.recommendation.package import LoadedRecommender
+from keel.families.recommendation.rules import Filters, RuleError
 from keel.serving._experiment import (
     record_outcomes,
 )
@@ -43,6 +48,22 @@ MAX_LOGGED_HISTORY = 100
 Id = str | int
 
 
+class RecommendFilters(BaseModel):
+    """Which items this answer may hold, applied before the top-K cut.
+
+    ``include``: only these items (an allow-list). ``exclude``: never these (a
+    block-list). ``where``: conditions on item attributes, all of which must hold:
+    ``{"genre": ["Comedy", "Drama"]}`` (any of), ``{"available": true}`` (equals),
+    ``{"year": {">=": 1990}}`` (``==``, ``!=``, ``>``, ``>=``, ``<``, ``<=``, ``in``,
+    ``not_in``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    include: list[Id] | None = Field(None, max_length=MAX_ITEMS_IN_REQUEST)
+    exclude: list[Id] = Field(default_factory=list, max_length=MAX_ITEMS_IN_REQUEST)
+    where: dict[str, Any] = Field(default_factory=dict, max_length=20)
+
+
 class RecommendRequest(BaseModel):
     """One user's request: who, how many, what to leave out, what they just had."""
 
@@ -54,6 +75,9 @@ class RecommendRequest(BaseModel):
         default_factory=list,
         max_length=MAX_ITEMS_IN_REQUEST,
         description="Items the user had that the model has not seen (folded in).",
+    )
+    filters: RecommendFilters | None = Field(
+        None, description="Allow-list, block-list and item-attribute conditions."
     )
     unit: Id | None = Field(
         None, description="The A/B-test unit when it is not the user (default: user_id)."
@@ -154,6 +178,8 @@ def _describe(served: _Served) -> dict[str, Any]:
         "items": model.n_items,
         "users": len(model.user_ids),
         "ks": loaded.metadata.get("ks"),
+        "item_attributes": model.attributes.names(),
+        "rules": model.rules.described,
         "request": RecommendRequest.model_json_schema(),
         "example_users": [str(u) for u in model.user_ids[:20]],
     }
@@ -177,15 +203,19 @@ def _routes(state: ServingState) -> APIRouter:
                 served = assigned.model
         loaded = served.loaded
         model = loaded.model
+        filters = Filters.of(body.filters.model_dump()) if body.filters is not None else None
         try:
-            answer = model.recommend(body.user_id, body.k, body.history, body.exclude)
+            answer = model.recommend(body.user_id, body.k, body.history, body.exclude, filters)
+        except RuleError as exc:
+            state.server_error(assigned)
+            return error_answer(422, f"filters: {exc}", request)
         except KeyError as exc:
             state.server_error(assigned)
             unknown = list(exc.args[0]) if exc.args else []
             shown = ", ".join(map(repr, unknown[:10])) + (" …" if len(unknown) > 10 else "")
             return error_answer(
                 422,
-                f"history/exclude: {len(unknown)} item id(s) not in the catalogue of"
+                f"history/exclude/filters: {len(unknown)} item id(s) not in the catalogue of"
                 f" {loaded.name} version {loaded.version}: {shown}; send known item ids",
                 request,
                 {"unknown_items": [str(u) for u in unknown[:100]]},
@@ -213,6 +243,7 @@ def _routes(state: ServingState) -> APIRouter:
                         # what the request brought (popularity drift of requested items)
                         "history": [str(i) for i in body.history[:MAX_LOGGED_HISTORY]],
                         "exclude_size": len(body.exclude),
+                        "filtered": filters is not None and not filters.empty,
                         "cold_start": answer["cold_start"],
                     }
                 ],

@@ -34,9 +34,15 @@ from keel.evaluation._ranking import (
     novelty,
     rank_metrics,
     ranking_directions,
-    top_k,
 )
 from keel.families.recommendation.models import Recommender, restore
+from keel.families.recommendation.rules import (
+    Filters,
+    ItemAttributes,
+    ItemRules,
+    capped_top_k,
+    item_mask,
+)
 from keel.tasks import RankingTask, register
 
 CHUNK_USERS = 512
@@ -83,12 +89,24 @@ class RecommenderModel:
     item_ids: np.ndarray
     history: sp.csr_matrix = field(repr=False)
     info: dict[str, Any] = field(default_factory=dict)
+    attributes: ItemAttributes = field(default_factory=ItemAttributes, repr=False)
+    rules_spec: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.user_ids = np.asarray(self.user_ids).astype(str)
         self.item_ids = np.asarray(self.item_ids).astype(str)
         self._users = pd.Index(self.user_ids)
         self._items = pd.Index(self.item_ids)
+        self.rules = ItemRules.resolve(self.rules_spec, self.item_ids, self.attributes)
+
+    def with_catalogue(
+        self, attributes: ItemAttributes, rules_spec: dict[str, Any] | None
+    ) -> RecommenderModel:
+        """Give the model the catalogue's attributes and keel.yaml's business rules."""
+        self.attributes = attributes
+        self.rules_spec = dict(rules_spec or {})
+        self.rules = ItemRules.resolve(self.rules_spec, self.item_ids, attributes)
+        return self
 
     @property
     def name(self) -> str:
@@ -137,11 +155,13 @@ class RecommenderModel:
         users: np.ndarray,
         extra: Sequence[np.ndarray] | None = None,
         exclude: Sequence[np.ndarray] | None = None,
+        only: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Scores of every item for ``users``, which items may be ranked, who is cold.
 
         A user with no history at all (unknown, nothing sent) gets the popularity
-        fallback and is marked cold; seen and excluded items are not allowed.
+        fallback and is marked cold; seen, excluded and rule-blocked items are not
+        allowed, nor items outside ``only`` (one bool per item: a request's filters).
         """
         users = np.asarray(users, dtype=np.int64)
         history = self.histories(users, extra)
@@ -151,6 +171,10 @@ class RecommenderModel:
             scores[~cold] = self.recommender.scores(users[~cold], history[~cold])
         scores[cold] = self.recommender.popularity
         allowed = history.toarray() == 0
+        if self.rules.blocked.any():
+            allowed &= ~self.rules.blocked
+        if only is not None:
+            allowed &= only
         if exclude is not None:
             for row, items in enumerate(exclude):
                 allowed[row, np.asarray(items, dtype=np.int64)] = False
@@ -162,13 +186,15 @@ class RecommenderModel:
         k: int,
         extra: Sequence[np.ndarray] | None = None,
         exclude: Sequence[np.ndarray] | None = None,
+        only: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Top-``k`` item columns and scores per user, and who got popularity (cold start).
 
-        Items in the history (training + ``extra``) or in ``exclude`` are never returned.
+        Items in the history (training + ``extra``), in ``exclude``, blocked by a rule or
+        outside ``only`` are never returned; caps hold before the cut.
         """
-        scores, allowed, cold = self.score_block(users, extra, exclude)
-        lists = top_k(scores, k, allowed)
+        scores, allowed, cold = self.score_block(users, extra, exclude, only)
+        lists = capped_top_k(scores, k, allowed, self.rules.caps)
         picked = np.take_along_axis(scores, np.maximum(lists, 0), 1)
         return lists, np.where(lists >= 0, picked, np.nan), cold
 
@@ -178,14 +204,23 @@ class RecommenderModel:
         k: int = 10,
         history: Sequence[Any] = (),
         exclude: Sequence[Any] = (),
+        filters: Filters | None = None,
     ) -> dict[str, Any]:
-        """Top-``k`` of one user by ids (unknown item ids raise ``KeyError`` naming them)."""
+        """Top-``k`` of one user by ids, within ``filters`` and keel.yaml's rules.
+
+        Unknown item ids raise ``KeyError`` naming them; a condition on an attribute the
+        catalogue lacks raises :class:`~keel.families.recommendation.rules.RuleError`.
+        """
         extra, unknown = self.item_index(history)
         excluded, unknown_excluded = self.item_index(exclude)
+        only = None
+        if filters is not None and not filters.empty:
+            only, unknown_filtered = item_mask(filters, self._items, self.attributes)
+            unknown_excluded += unknown_filtered
         if unknown or unknown_excluded:
             raise KeyError(sorted(set(unknown + unknown_excluded)))
         index = self.user_index([user])
-        lists, scores, cold = self.rank(index, k, [extra], [excluded])
+        lists, scores, cold = self.rank(index, k, [extra], [excluded], only)
         items = [
             {"item_id": str(self.item_ids[j]), "score": float(s)}
             for j, s in zip(lists[0], scores[0], strict=True)
@@ -214,12 +249,15 @@ class RecommenderModel:
         h = self.history.tocsr()
         arrays |= {"history.data": h.data, "history.indices": h.indices}
         arrays |= {"history.indptr": h.indptr, "users": self.user_ids, "items": self.item_ids}
+        arrays |= self.attributes.arrays()
         np.savez_compressed(folder / PACKAGE_ARRAYS, **arrays)
         meta = {
             "name": self.name,
             "params": self.recommender.params,
             "seed": self.recommender.seed,
             "info": self.info,
+            "attribute_separator": self.attributes.separator,
+            "rules": self.rules_spec,
         }
         (folder / PACKAGE_META).write_text(json.dumps(meta, indent=1, default=str))
 
@@ -237,7 +275,16 @@ class RecommenderModel:
             shape=(len(users), len(items)),
         )
         recommender = restore(meta["name"], meta["params"], model, meta.get("seed", 0))
-        return cls(recommender, users, items, history, meta.get("info", {}))
+        attributes = ItemAttributes.from_arrays(arrays, meta.get("attribute_separator", "|"))
+        return cls(
+            recommender,
+            users,
+            items,
+            history,
+            meta.get("info", {}),
+            attributes,
+            meta.get("rules") or {},
+        )
 
 
 @dataclass
@@ -292,7 +339,7 @@ def evaluate_ranking(
     for start in range(0, len(users), chunk):
         stop = min(start + chunk, len(users))
         scores, allowed, _ = model.score_block(users[start:stop])
-        top = top_k(scores, k_max, allowed)
+        top = capped_top_k(scores, k_max, allowed, model.rules.caps)
         wanted = np.zeros(scores.shape, dtype=bool)
         rows = owners[bounds[start] : bounds[stop]] - start
         wanted[rows, columns[bounds[start] : bounds[stop]]] = True

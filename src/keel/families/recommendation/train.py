@@ -25,6 +25,7 @@ from keel.families.recommendation.models import (
     FitData,
     make_recommender,
 )
+from keel.families.recommendation.rules import Catalogue
 from keel.families.recommendation.task import RecommenderModel, evaluate_ranking
 
 
@@ -43,9 +44,17 @@ def interaction_matrix(frame: pd.DataFrame, users: np.ndarray, items: np.ndarray
 
 
 def fit_model(
-    name: str, params: dict[str, Any], frame: pd.DataFrame, seed: int
+    name: str,
+    params: dict[str, Any],
+    frame: pd.DataFrame,
+    seed: int,
+    catalogue: Catalogue | None = None,
 ) -> RecommenderModel:
-    """Fit recommender ``name`` on the interactions of ``frame`` (its users and items)."""
+    """Fit recommender ``name`` on the interactions of ``frame`` (its users and items).
+
+    ``catalogue``: the items' attributes and keel.yaml's business rules, which the model
+    then applies on every path (its validation and test lists included).
+    """
     users = np.sort(frame[USER].unique()).astype(str)
     items = np.sort(frame[ITEM].unique()).astype(str)
     matrix = interaction_matrix(frame, users, items)
@@ -56,7 +65,8 @@ def fit_model(
         pd.Index(items).get_indexer(recent_rows[ITEM]), minlength=len(items)
     ).astype(np.float64)
     recommender = make_recommender(name, seed, **params).fit(FitData(matrix, recent))
-    return RecommenderModel(recommender, users, items, matrix, {"params": params})
+    model = RecommenderModel(recommender, users, items, matrix, {"params": params})
+    return catalogue.attach(model) if catalogue is not None else model
 
 
 def validation_metrics(
@@ -76,6 +86,7 @@ def tune_recommender(
     budget_seconds: float,
     trials: int | None = None,
     on_trial: Callable[[Trial, float | None], None] | None = None,
+    catalogue: Catalogue | None = None,
 ) -> TuningResult:
     """Tune ``name`` on ``validation`` ``metric`` (higher is better) with Optuna's TPE."""
     import optuna
@@ -92,7 +103,7 @@ def tune_recommender(
     def objective(trial: Any) -> float:
         params = space(trial)
         started = time.perf_counter()
-        model = fit_model(name, params, train, seed)
+        model = fit_model(name, params, train, seed, catalogue)
         metrics = validation_metrics(model, validation, ks)
         score = float(metrics[metric])
         seconds = time.perf_counter() - started
@@ -147,6 +158,7 @@ def shilling_attack(
     k: int,
     seed: int,
     max_users: int = 1000,
+    catalogue: Catalogue | None = None,
 ) -> dict[str, Any]:
     """The effect of fake users pushing one item on that item's exposure.
 
@@ -175,7 +187,7 @@ def shilling_attack(
         [frame[[USER, ITEM, TIME]].astype({USER: str, ITEM: str}), pd.DataFrame(rows)],
         ignore_index=True,
     )
-    after_model = fit_model(name, params, attacked, seed)
+    after_model = fit_model(name, params, attacked, seed, catalogue)
     audience = rng.choice(users, size=min(max_users, len(users)), replace=False)
     before = _exposure(model, audience, target, k)
     after = _exposure(after_model, audience, target, k)

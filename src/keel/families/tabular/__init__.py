@@ -84,9 +84,12 @@ class TabularFamily(Family):
     def batch_predict(
         self, uri: str, tracking_uri: str, source: Any, out: Any, options: dict[str, Any]
     ) -> tuple[dict[str, Any], str, str]:
+        from keel.errors import KeelInputError
         from keel.families.tabular.batch import Source, predict_file
         from keel.registry import load_package
 
+        if options.get("filters"):
+            raise KeelInputError("--filters narrows a recommender's lists; remove it for rows")
         package = load_package(uri, tracking_uri)
         summary = predict_file(
             package,
