@@ -6,7 +6,7 @@ tastes) are written as Parquet with users and items tables, and a new user's pro
 runs `keel run --json` with `candidates: [item_knn, als]` and `budget: 600` on 2 cores.
 Reported per size: wall seconds, the process's peak memory (the kernel's high-water
 mark of the `keel run` child) and every stage's seconds and peak memory
-(`.keel/stages.json`), the NDCG@10 of every model (baselines too) on the test period,
+(`keel run --json`: `stages`), the NDCG@10 of every model (baselines too) on the test period,
 and — on the largest size — the p95 of `POST /recommend` at concurrency 8 (`keel
 loadtest`, 3,000 requests) on the registered package.
 
@@ -94,19 +94,16 @@ def run(folder: Path) -> dict:
         err = (folder / "run.err").read_text()[-2000:]
         return {"failed": err, "wall_seconds": round(wall, 1), "peak_mb": round(peak_mb)}
     out = json.loads((folder / "run.out").read_text())
-    stages = json.loads((folder / ".keel" / "stages.json").read_text())
     return {
         "wall_seconds": round(wall, 1),
         "peak_mb": round(peak_mb),
-        "chosen": out.get("chosen") or out.get("model", {}).get("candidate"),
+        "chosen": out["model"]["candidate"],
         "ndcg_at_10": {c["name"]: c["test"].get("ndcg_at_10") for c in out["candidates"]},
         "skipped": out.get("skipped", []),
+        "tuning": out.get("tuning", {}),
         "stages": {
-            s["name"]: {
-                "seconds": round(s.get("seconds", 0.0), 1),
-                "peak_mb": (s.get("usage") or {}).get("peak_mb"),
-            }
-            for s in (stages["stages"] if isinstance(stages, dict) else stages)
+            s["name"]: {"seconds": round(s["seconds"], 1), "peak_mb": s.get("peak_mb")}
+            for s in out["stages"]
         },
     }
 

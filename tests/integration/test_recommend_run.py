@@ -296,3 +296,42 @@ def test_business_rules_hold_in_the_run_and_filters_in_the_batch_lists(tmp_path)
     bad = keel_in(tmp_path, "recommend", "movielens", str(users), "d.csv", "--filters", "{x")
     assert bad.exit_code == 2 and "--filters: not JSON" in bad.output
     assert not (tmp_path / "d.csv").exists()
+
+
+def test_a_candidate_that_would_not_fit_is_skipped_with_its_estimate(tmp_path, monkeypatch):
+    from keel.families.recommendation import estimate
+
+    movielens_project(tmp_path, users=120, candidates=["ease", "als"], trials=1)
+    items = pd.read_csv(tmp_path / "data" / "items.csv")
+    shape = estimate.Shape(120, len(items), 10_000, 1e7)
+    ease = estimate.estimate_fit("ease", {}, shape).bytes
+    als = estimate.estimate_fit("als", {}, shape).bytes
+    assert ease > als  # the test's premise: an items x items inverse is the big one
+    # a machine with room for ALS and not for EASE (the kernel's answer, faked)
+    monkeypatch.setattr(
+        estimate, "available_bytes", lambda: (ease + als) / 2 / estimate.MEMORY_SHARE
+    )
+    done = keel_in(tmp_path, "run", "--json")
+    assert done.exit_code in (0, 1), done.output  # 1: a gate's finding, not an error
+    out = json.loads(done.stdout)
+    assert out["model"]["candidate"] == "als"
+    assert [c["name"] for c in out["candidates"]][-1] == "als"  # ease was never trained
+    skipped = out["skipped"]["ease"]
+    assert skipped["reason"].startswith("memory: needs about")
+    assert "x" in skipped["estimate"]["basis"] and skipped["estimate"]["megabytes"] > 0
+    report = json.loads(Path(out["reports"]["json"]).read_text())
+    assert report["skipped"] == out["skipped"]
+
+
+def test_a_budget_that_leaves_no_room_skips_a_candidate_and_says_so(tmp_path):
+    movielens_project(tmp_path, users=120, candidates=["ease", "item_knn"], trials=None)
+    config = tmp_path / "keel.yaml"
+    loaded = yaml.safe_load(config.read_text())
+    loaded.pop("trials", None)
+    loaded["budget"] = 1  # over before it starts: one candidate is still trained
+    config.write_text(yaml.safe_dump(loaded))
+    done = keel_in(tmp_path, "run")
+    assert done.exit_code in (0, 1), done.output
+    assert "ease skipped: time: one fit and validation take about" in done.output
+    report = next((tmp_path / ".keel" / "reports").rglob("report.html")).read_text()
+    assert "Candidates skipped before training" in report and "the budget leaves it" in report

@@ -56,6 +56,8 @@ class RunResult:
     assessment: dict[str, Any]
     tuning: dict[str, Any]
     reports: dict[str, str]
+    # candidates asked for and not trained (name → reason and estimate)
+    skipped: dict[str, Any] = field(default_factory=dict)
     stage_seconds: dict[str, float] = field(default_factory=dict)
     stages: list[dict[str, Any]] = field(default_factory=list)
 

@@ -38,6 +38,8 @@ def _render_ranking_run(result: dict[str, Any]) -> None:
             _num(c["test_cold"].get(primary)),
         )
     console.print(table)
+    for name, why in (result.get("skipped") or {}).items():
+        console.print(f"[yellow]{name} skipped[/yellow]: {why['reason']}")
     intervals = result["assessment"]["intervals"]
     metrics = Table(title="Test metrics of the chosen model (95% bootstrap CI over users)")
     for column in ("metric", "test", "95% CI"):

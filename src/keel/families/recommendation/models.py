@@ -28,10 +28,8 @@ import scipy.sparse as sp
 
 RECENT_SHARE = 0.1
 """``recent_popularity`` counts the last tenth of the training period."""
-EASE_MAX_ITEMS = 20_000
 KNN_BLOCK_CELLS = 20_000_000
 """item_knn computes similarities for blocks of items × at most this many cells (160 MB)."""
-"""EASE inverts an items × items matrix: beyond this catalogue size use item_knn or als."""
 
 
 @dataclass(frozen=True)
@@ -205,19 +203,16 @@ class EaseRecommender(_ItemBased):
     name = "ease"
 
     def _fit(self, data: FitData) -> dict[str, np.ndarray]:
+        # memory: two items x items float64 matrices at most (the Gram matrix is freed
+        # once inverted; the weights are made in place). Whether a catalogue fits the
+        # machine is decided before fitting, by keel.families.recommendation.estimate.
         n = data.matrix.shape[1]
-        if n > EASE_MAX_ITEMS:
-            from keel.errors import ConfigError
-
-            raise ConfigError(
-                f"ease inverts an items x items matrix and {n} items is more than"
-                f" {EASE_MAX_ITEMS}; use item_knn or als for this catalogue"
-            )
         x = data.matrix.astype(np.float64)
         gram = (x.T @ x).toarray()
         gram[np.diag_indices(n)] += float(self.params.get("l2", 200.0))
-        inverse = np.linalg.inv(gram)
-        weights = inverse / (-np.diag(inverse))
+        weights = np.linalg.inv(gram)
+        del gram
+        weights /= -np.diag(weights).copy()
         np.fill_diagonal(weights, 0.0)
         return {"weights": weights.astype(np.float32)}
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -146,16 +147,107 @@ def catalogue(inputs: dict[str, Any], ctx: RunContext) -> Any:
     return found
 
 
+AFTER_TUNING_SECONDS = 10.0
+"""What the stages after training need besides refits and evaluation (register, report)."""
+
+
+@dataclass
+class _Costs:
+    """The shapes a run's fits see and what its trials measured (for the budget)."""
+
+    train: Any
+    fit: Any
+    validation_users: int
+    test_users: int
+    models: int
+    measured: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+
+    def trial(self, name: str, params: dict[str, Any]) -> float:
+        """Estimated seconds of one trial: fit on train, rank the validation users."""
+        from keel.families.recommendation.estimate import estimate_fit, scoring_seconds
+
+        fit = estimate_fit(name, params, self.train).seconds
+        return fit + scoring_seconds(self.validation_users, self.train.items)
+
+    def after_tuning(self, chosen: dict[str, dict[str, Any]], robustness: bool) -> float:
+        """Seconds the stages after tuning need: refits, evaluation, robustness, the rest."""
+        from keel.families.recommendation.estimate import calibrated, estimate_fit, scoring_seconds
+
+        refits = [
+            calibrated(estimate_fit(n, p, self.fit).seconds, self.measured.get(n, []))
+            for n, p in chosen.items()
+        ]
+        evaluation = self.models * scoring_seconds(self.test_users, self.fit.items)
+        return (
+            sum(refits)
+            + (max(refits, default=0.0) if robustness else 0.0)
+            + evaluation
+            + AFTER_TUNING_SECONDS
+        )
+
+
 def tune(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
-    """Tune every candidate on validation ``primary`` (train → validation)."""
+    """Tune every candidate on validation ``primary`` (train → validation), within budget.
+
+    ``budget:`` is the wall time of the whole run. Before a candidate is tuned its fit is
+    estimated (:mod:`~keel.families.recommendation.estimate`); one that would not fit
+    the machine's memory, or (without ``trials:``) the time its share of the budget
+    leaves, is **skipped** with the estimate and the reason. The candidates left share
+    what the budget leaves after the later stages' estimated needs (refits, evaluation,
+    robustness), re-estimated after every trial from the measured trials.
+    """
+    from keel.families.recommendation.estimate import (
+        Shape,
+        available_bytes,
+        calibrated,
+        estimate_fit,
+        too_big,
+    )
+    from keel.families.recommendation.models import DEFAULT_RECOMMENDER_PARAMS
     from keel.families.recommendation.train import tune_recommender
 
     config, splits, primary = ctx.config, inputs["splits"], inputs["primary"]
     fixed = inputs["fixed_params"] or {}
-    share = config.budget / max(1, len(config.candidates))
-    tuned = {}
-    for name in config.candidates:
-        if name in fixed:
+    costs = _Costs(
+        Shape.of(splits.train),
+        Shape.of(splits.fit),
+        int(splits.validation["user"].nunique()),
+        int(splits.test["user"].nunique()),
+        len(config.models),
+    )
+    memory = available_bytes()
+    run_ends = ctx.started + config.budget
+    timed = config.trials is None
+    items = catalogue(inputs, ctx)
+    tuned: dict[str, Any] = {}
+    skipped: dict[str, dict[str, Any]] = {}
+    chosen = {n: dict(fixed.get(n) or DEFAULT_RECOMMENDER_PARAMS[n]) for n in config.candidates}
+    for name in config.candidates:  # what does not fit the machine never starts
+        estimate = estimate_fit(name, chosen[name], costs.fit)
+        reason = too_big(estimate, memory)
+        if reason is not None:
+            skipped[name] = {"reason": f"memory: {reason}", "estimate": estimate.to_dict()}
+            ctx.say(f"{name}: skipped ({skipped[name]['reason']})")
+    waiting = [n for n in config.candidates if n not in skipped and n not in fixed]
+    robust = bool(config.robustness.enabled)
+    for index, name in enumerate(waiting):
+        left = [n for n in config.candidates if n not in skipped]
+        began = time.perf_counter()
+
+        def deadline(began: float = began, share: int = len(waiting) - index, left=left) -> float:
+            reserve = costs.after_tuning({n: chosen[n] for n in left}, robust)
+            return began + (run_ends - reserve - began) / share
+
+        first = calibrated(costs.trial(name, chosen[name]), costs.measured.get(name, []))
+        room = deadline() - time.perf_counter()
+        if timed and first > room and len(left) > 1:
+            estimate = estimate_fit(name, chosen[name], costs.train)
+            skipped[name] = {
+                "reason": f"time: one fit and validation take about {first:.0f} s"
+                f" ({estimate.basis}); the budget leaves it {max(room, 0):.0f} s",
+                "estimate": estimate.to_dict(),
+            }
+            ctx.say(f"{name}: skipped ({skipped[name]['reason']})")
             continue
         ctx.say(f"{name}")
 
@@ -169,23 +261,42 @@ def tune(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
             config.k,
             primary,
             config.seed,
-            share,
+            config.budget,
             config.trials,
             on_trial,
-            catalogue(inputs, ctx),
+            items,
+            deadline=deadline,
+            cost=lambda params, name=name: costs.trial(name, params),
         )
-    return {"tuned": tuned}
+        done = [t for t in tuned[name].trials if t.state == "complete"]
+        costs.measured[name] = [(t.seconds, costs.trial(name, t.params)) for t in done]
+        if tuned[name].best_params:
+            chosen[name] = dict(tuned[name].best_params)
+    if len(skipped) == len(config.candidates):
+        raise DataError(
+            "no candidate fits: "
+            + "; ".join(f"{n}: {s['reason']}" for n, s in skipped.items())
+            + ". Use fewer interactions (or items), or a machine with more memory"
+        )
+    return {"tuned": tuned, "skipped": skipped}
 
 
 def train(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
-    """Every baseline and candidate: validated on train → validation, shipped on both."""
-    from keel.families.recommendation.train import fit_model, validation_metrics
+    """Every baseline and candidate: validated on train → validation, shipped on both.
+
+    A candidate tuning measured keeps its validation metrics from tuning (the same fit
+    on the same rows); the others are fitted on train and ranked on validation. Skipped
+    candidates are not trained.
+    """
+    from keel.families.recommendation.train import fit_model, tuned_validation, validation_metrics
 
     config, splits, primary = ctx.config, inputs["splits"], inputs["primary"]
     fixed = inputs["fixed_params"] or {}
     trained, models = [], {}
     items = catalogue(inputs, ctx)
     for name in config.models:
+        if name in inputs["skipped"]:
+            continue
         result = inputs["tuned"].get(name)
         params = fixed.get(name) or (result.best_params if result else {}) or {}
         if name not in RECOMMENDER_BASELINES and not params:
@@ -193,8 +304,11 @@ def train(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
 
             params = dict(DEFAULT_RECOMMENDER_PARAMS[name])
         ctx.say(name)
-        on_train = fit_model(name, params, splits.train, config.seed, items)
-        validation = validation_metrics(on_train, splits.validation, config.k)
+        validation = tuned_validation(result, params)
+        if validation is None:
+            on_train = fit_model(name, params, splits.train, config.seed, items)
+            validation = validation_metrics(on_train, splits.validation, config.k)
+            del on_train
         started = time.perf_counter()
         models[name] = fit_model(name, params, splits.fit, config.seed, items)
         trained.append(
@@ -428,13 +542,16 @@ def document(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
         "explanations": inputs["explanations"],
         "tuning": {
             name: {
-                "trials": len(r.trials),
+                "trials": sum(t.state == "complete" for t in r.trials),
+                "skipped_trials": sum(t.state == "skipped" for t in r.trials),
                 "best_score": r.best_score,
                 "best_params": r.best_params,
                 "seconds": r.seconds,
             }
             for name, r in tuned.items()
         },
+        "skipped": inputs["skipped"],
+        "budget": {"seconds": config.budget, "trials": config.trials},
         "robustness": inputs["robustness"],
         "card": config.card.model_dump(),
         "ab_test": None,
@@ -856,14 +973,17 @@ def _reading_stages() -> list[Stage]:
             "tune",
             tune,
             ("splits", "primary", "fixed_params", "interactions"),
-            {"tuned": dict},
-            ("candidates", "budget", "trials", "seed", "k", "attribute_separator", "recommend"),
+            {"tuned": dict, "skipped": dict},
+            (
+                *("candidates", "budget", "trials", "seed", "k", "attribute_separator"),
+                *("recommend", "robustness.enabled"),
+            ),
             LEARN,
         ),
         Stage(
             "train",
             train,
-            ("splits", "primary", "tuned", "fixed_params", "interactions"),
+            ("splits", "primary", "tuned", "skipped", "fixed_params", "interactions"),
             {"trained": list, "models": dict, "best": str},
             ("candidates", "seed", "k", "attribute_separator", "recommend"),
             LEARN,
@@ -918,6 +1038,7 @@ def _judging_stages() -> list[Stage]:
                 "splits",
                 "profile",
                 "tuned",
+                "skipped",
                 "trained",
                 "models",
                 "best",
@@ -1007,6 +1128,7 @@ def result_document(values: dict[str, Any]) -> dict[str, Any]:
             "versus_champion": values["versus"],
         },
         "tuning": doc["tuning"],
+        "skipped": doc.get("skipped", {}),
         "reports": values["reports"],
     }
 
@@ -1036,6 +1158,7 @@ def run_result(state: Any, record: bool) -> dict[str, Any]:
             data={"digest": values["tables"]["data"].digest, "protocol": values["splits"].report},
             assessment={"gate": values["assessment"]["gate"]},
             tuning={},
+            skipped=values["skipped"],
             reports={},
         )
     doc = result_document(values)

@@ -239,13 +239,40 @@ def _tuning_section(doc: dict[str, Any]) -> Section:
         [
             name,
             t["trials"],
+            t.get("skipped_trials", 0),
             _n(t["best_score"]),
             ", ".join(f"{k}={_n(v, 4)}" for k, v in t["best_params"].items()),
         ]
         for name, t in doc.get("tuning", {}).items()
     ]
-    head = ["candidate", "trials", "best validation", "best parameters"]
-    return ("Tuning", [("table", (head, rows))])
+    head = ["candidate", "trials", "not started (budget)", "best validation", "best parameters"]
+    blocks: list[Any] = [("table", (head, rows))]
+    skipped = doc.get("skipped") or {}
+    if skipped:
+        blocks.append(("p", "Candidates skipped before training, with the estimate that decided:"))
+        blocks.append(
+            (
+                "table",
+                (
+                    ["candidate", "why", "estimated seconds", "estimated MB"],
+                    [
+                        [n, s["reason"], s["estimate"]["seconds"], s["estimate"]["megabytes"]]
+                        for n, s in skipped.items()
+                    ],
+                ),
+            )
+        )
+    budget = doc.get("budget") or {}
+    if budget:
+        blocks.append(
+            (
+                "p",
+                f"Budget: {budget['seconds']:g} s for the whole run"
+                if budget.get("trials") is None
+                else f"Trials: {budget['trials']} per candidate",
+            )
+        )
+    return ("Tuning", blocks)
 
 
 def report_sections(doc: dict[str, Any]) -> list[Section]:

@@ -76,6 +76,10 @@ def validation_metrics(
     return evaluate_ranking(model, held_out, ks).means()
 
 
+SKIP_STREAK = 5
+"""Tuning stops after this many proposals in a row would end after the deadline."""
+
+
 def tune_recommender(
     name: str,
     train: pd.DataFrame,
@@ -87,9 +91,21 @@ def tune_recommender(
     trials: int | None = None,
     on_trial: Callable[[Trial, float | None], None] | None = None,
     catalogue: Catalogue | None = None,
+    deadline: Callable[[], float] | None = None,
+    cost: Callable[[dict[str, Any]], float] | None = None,
 ) -> TuningResult:
-    """Tune ``name`` on ``validation`` ``metric`` (higher is better) with Optuna's TPE."""
+    """Tune ``name`` on ``validation`` ``metric`` (higher is better) with Optuna's TPE.
+
+    With ``trials``, exactly that many trials run. Otherwise trials run while the clock
+    (``time.perf_counter``) is before ``deadline()`` (re-read before every trial;
+    default: ``budget_seconds`` from now), and a trial whose cost — ``cost(params)``,
+    the estimate of :mod:`~keel.families.recommendation.estimate`, corrected by the
+    ratio of measured to estimated seconds of the trials so far — would end after the
+    deadline is not started (recorded as ``skipped``, the estimate its seconds).
+    """
     import optuna
+
+    from keel.families.recommendation.estimate import calibrated
 
     space = RECOMMENDER_SPACES.get(name)
     if trials is not None:
@@ -99,14 +115,29 @@ def tune_recommender(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     records: list[Trial] = []
     best: list[float | None] = [None]
+    measured: list[tuple[float, float]] = []  # (seconds, estimated seconds) of each trial
+    streak = [0]
+    started = time.perf_counter()
+    ends = deadline or (lambda: started + budget_seconds)
 
     def objective(trial: Any) -> float:
         params = space(trial)
-        started = time.perf_counter()
+        guess = cost(params) if cost is not None else 0.0
+        if trials is None and cost is not None and records:  # the defaults always run
+            expected = calibrated(guess, measured)
+            if time.perf_counter() + expected > ends():
+                streak[0] += 1
+                records.append(Trial(trial.number, params, "skipped", None, [], expected))
+                if streak[0] >= SKIP_STREAK:
+                    trial.study.stop()
+                raise optuna.TrialPruned(f"expected {expected:.0f} s; the deadline is nearer")
+        streak[0] = 0
+        began = time.perf_counter()
         model = fit_model(name, params, train, seed, catalogue)
         metrics = validation_metrics(model, validation, ks)
         score = float(metrics[metric])
-        seconds = time.perf_counter() - started
+        seconds = time.perf_counter() - began
+        measured.append((seconds, guess))
         records.append(Trial(trial.number, params, "complete", score, [score], seconds, [metrics]))
         if best[0] is None or score > best[0]:
             best[0] = score
@@ -116,10 +147,9 @@ def tune_recommender(
 
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
     study.enqueue_trial(DEFAULT_RECOMMENDER_PARAMS[name])
-    started = time.perf_counter()
 
     def stop_when_spent(study: Any, _trial: Any) -> None:
-        if time.perf_counter() - started > budget_seconds:
+        if trials is None and time.perf_counter() >= ends():
             study.stop()
 
     study.optimize(objective, n_trials=trials, callbacks=[stop_when_spent], catch=())
@@ -131,6 +161,16 @@ def tune_recommender(
         records,
         time.perf_counter() - started,
     )
+
+
+def tuned_validation(result: TuningResult | None, params: dict[str, Any]) -> dict | None:
+    """The validation metrics tuning measured for ``params`` (``None``: not measured)."""
+    if result is None:
+        return None
+    for trial in result.trials:
+        if trial.state == "complete" and trial.params == params and trial.fold_metrics:
+            return dict(trial.fold_metrics[0])
+    return None
 
 
 def _exposure(model: RecommenderModel, users: np.ndarray, target: str, k: int) -> float:
