@@ -125,14 +125,20 @@ def log_text(text: str, path: str, run_id: str | None = None) -> None:
         mlflow.MlflowClient().log_text(run_id, text, path)
 
 
+SCHEMA_ROWS = 10_000
+
+
 def log_dataset(
     frame: Any, source: str, name: str, targets: str, digest: str, tags: dict[str, str]
 ) -> None:
     """The training data as an MLflow dataset input (context ``training``).
 
-    Two runs logging the same dataset at the same moment race to create its row on a
-    shared tracking server (a unique-key violation for the slower one): the slower one
-    tries again, and then finds the row the other created.
+    MLflow infers the dataset's schema by looking at every value of text columns (31 s
+    for 1.9M interactions); beyond :data:`SCHEMA_ROWS` rows the schema is inferred from
+    the first :data:`SCHEMA_ROWS` (the columns and their types; the profile still
+    counts every row). Two runs logging the same dataset at the same moment race to
+    create its row on a shared tracking server (a unique-key violation for the slower
+    one): the slower one tries again, and then finds the row the other created.
     """
     import mlflow
     from mlflow.exceptions import MlflowException
@@ -140,6 +146,10 @@ def log_dataset(
     dataset = mlflow.data.from_pandas(
         frame, source=source, name=name, targets=targets, digest=digest
     )
+    if len(frame) > SCHEMA_ROWS:  # ``schema`` is a cached property: computed once, here
+        from mlflow.models import infer_signature
+
+        dataset.__dict__["schema"] = infer_signature(frame.head(SCHEMA_ROWS)).inputs
     for attempt in range(3):
         try:
             mlflow.log_input(dataset, context="training", tags=tags)

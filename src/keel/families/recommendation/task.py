@@ -120,7 +120,15 @@ class RecommenderModel:
 
     def user_index(self, users: Iterable[Any]) -> np.ndarray:
         """Row of each user id in the model (-1: unknown in training)."""
-        return self._users.get_indexer(pd.Index([str(u) for u in users]))
+        ids = [str(u) for u in users]
+        if len(ids) == 1:  # one request: a hash lookup, no Index built
+            try:
+                row = self._users.get_loc(ids[0])
+            except KeyError:
+                row = -1
+            if isinstance(row, int | np.integer):
+                return np.array([row], dtype=np.int64)
+        return self._users.get_indexer(pd.Index(ids))
 
     def item_columns(self, items: Iterable[Any]) -> np.ndarray:
         """Column of each item id (-1: not in the catalogue)."""
