@@ -193,3 +193,56 @@ def test_the_runbooks_endpoint_table_is_the_apps(loaded):
     with TestClient(app) as client:
         for (method, path), scope in documented.items():
             assert _scope_of(client, method, path) == scope, (method, path)
+
+
+def _synthetic_log(loaded, n: int = 900, seed: int = 4) -> pd.DataFrame:
+    """A recommender's log in log_frame's form: three days, cold users, feedback, groups."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    items = [str(i) for i in loaded.model.item_ids]
+    start = 1_760_000_000.0
+    times = start + np.sort(rng.random(n)) * 3 * 86_400  # oldest first, as a log is read
+    rows = []
+    for i in range(n):
+        shown = list(rng.choice(items, 10, replace=False))
+        clicked = list(rng.choice(shown + items[:50], 2)) if rng.random() < 0.4 else None
+        history = list(rng.choice(items, 3)) if rng.random() < 0.3 else []
+        rows.append(
+            {
+                "time": float(times[i]),
+                "model_version": "4",
+                "inputs": {
+                    "user_id": str(rng.integers(1, 120)),
+                    "k": 10,
+                    "history": history,
+                    "cold_start": bool(rng.random() < 0.2),
+                },
+                "prediction": shown,
+                "score": float(rng.random()),
+                "latency_ms": float(rng.gamma(2.0, 3.0)),
+                "label": clicked,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("window", ["day", "hour", 100])
+def test_monitoring_in_pages_equals_the_whole_log(loaded, window):
+    from keel.families.recommendation.monitor import monitor_recommendation_chunks
+
+    log = _synthetic_log(loaded)
+    reference = dict(loaded.documents["monitoring_reference.json"])
+    reference["user_groups"] = {"age": {str(u): ("young" if u < 60 else "old") for u in range(120)}}
+    meta = {"name": "ml", "version": "4"}
+    now = float(log["time"].max()) + 3600
+    whole = monitor_recommendations(log, reference, meta, window=window, min_rows=5, now=now)
+    assert len(whole.windows) > 2 and any("hit_rate" in w.metrics for w in whole.windows)
+    for page in (1, 7, 64, 899, 5000):
+        pages = [log.iloc[i : i + page] for i in range(0, len(log), page)]
+        chunked = monitor_recommendation_chunks(
+            iter(pages), reference, meta, window=window, min_rows=5, now=now
+        )
+        assert chunked.to_dict() == whole.to_dict(), page
+    empty = monitor_recommendation_chunks(iter([]), reference, meta, window=window, now=now)
+    assert empty.windows == [] and empty.notes == ["no requests logged for this version yet"]

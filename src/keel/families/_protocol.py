@@ -245,6 +245,29 @@ class Family:
             for key, spec in specs.items()
         }
 
+    def monitor_log(
+        self,
+        chunks: Any,
+        empty: Any,
+        reference: dict[str, Any],
+        meta: dict[str, Any],
+        specs: dict[str, Any],
+        min_rows: int,
+        now: float,
+    ) -> dict[str, Any]:
+        """:meth:`monitor_windows` of a log read in pages.
+
+        ``chunks()`` yields the version's log rows as tables, oldest first (a fresh
+        iterator per call); ``empty`` is the table of a log with no rows. This default
+        joins the pages into one table; a family whose logs grow large reads them page
+        by page instead, holding one window at a time.
+        """
+        import pandas as pd
+
+        frames = list(chunks())
+        frame = pd.concat(frames, ignore_index=True) if frames else empty
+        return self.monitor_windows(frame, reference, meta, specs, min_rows, now)
+
     def judge_windows(
         self,
         frame: Any,

@@ -98,8 +98,9 @@ def run_monitor(
     specs = {str(main): main} | {str(r.window): r.window for r in settings.alerts if r.window}
     now = time.time() if now is None else now
     if not by_rows:
-        reports = family.monitor_windows(
-            log_frame(_read(url, target, meta)),
+        reports = family.monitor_log(
+            lambda: _chunks(url, target, meta),
+            log_frame([]),
             documents[MONITORING_REFERENCE],
             meta,
             specs,
@@ -142,15 +143,6 @@ def run_monitor(
 
 
 LOG_CHUNK = 100_000
-
-
-def _read(url: str, target: str, meta: dict[str, Any]) -> list[dict[str, Any]]:
-    try:
-        return read_log(url, model_name=meta["name"], model_version=meta["version"])
-    except Exception as exc:  # a database that is not a prediction log
-        raise KeelInputError(
-            f"cannot read the prediction log at {target}: {type(exc).__name__}"
-        ) from exc
 
 
 def _chunks(url: str, target: str, meta: dict[str, Any]) -> Any:

@@ -143,6 +143,25 @@ class RecommendationFamily(Family):
             frame, reference, meta, window=window, min_rows=min_rows, now=now
         )
 
+    def monitor_log(
+        self,
+        chunks: Any,
+        empty: Any,
+        reference: dict[str, Any],
+        meta: dict[str, Any],
+        specs: dict[str, Any],
+        min_rows: int,
+        now: float,
+    ) -> dict[str, Any]:
+        from keel.families.recommendation.monitor import monitor_recommendation_chunks
+
+        return {  # the log is read once per window kind, one page at a time
+            key: monitor_recommendation_chunks(
+                chunks(), reference, meta, window=spec, min_rows=min_rows, now=now
+            )
+            for key, spec in specs.items()
+        }
+
     def render_dashboard(self, found: dict[str, Any], alerts: list[dict[str, Any]]) -> str:
         from keel.families.recommendation.monitor import render_recommendation_dashboard
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import html
 import math
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,7 @@ import pandas as pd
 
 from keel.monitoring._dashboard import CSS, line_chart
 from keel.monitoring._drift import _psi
-from keel.monitoring._monitor import MonitorReport, Window, empty_windows
+from keel.monitoring._monitor import SECONDS, MonitorReport, Window, empty_windows
 
 BANDS = 10
 MIN_GROUP_REQUESTS = 20
@@ -68,6 +69,74 @@ def monitor_recommendations(
         windows.append(found)
     notes = [] if len(log) else ["no requests logged for this version yet"]
     return MonitorReport(model, window, len(log), windows, {}, notes=notes)
+
+
+def monitor_recommendation_chunks(
+    chunks: Iterable[pd.DataFrame],
+    reference: dict[str, Any],
+    meta: dict[str, Any],
+    *,
+    window: str | int = "day",
+    min_rows: int = 30,
+    now: float | None = None,
+) -> MonitorReport:
+    """:func:`monitor_recommendations` over a log read in pages (oldest first).
+
+    Only the rows of the window being read are held: a window is judged as soon as the
+    next one begins, so memory follows the largest window, not the log. The numbers
+    are those of the whole-log computation (tested equal at every page size).
+    """
+    now = time.time() if now is None else now
+    model = {"name": meta.get("name"), "version": meta.get("version"), "task": "recommendation"}
+    band_of = {str(k): int(v) for k, v in reference["item_band"].items()}
+    groups = reference.get("user_groups", {})
+    windows: list[Window] = []
+    pending: list[pd.DataFrame] = []
+    current: int | None = None
+    total = 0
+
+    def close(key: int) -> None:
+        part = pd.concat(pending, ignore_index=True) if len(pending) > 1 else pending[0]
+        times = part["time"].to_numpy(float)
+        if isinstance(window, int):
+            complete, mark = len(part) >= window, float(len(windows))
+        else:
+            width = SECONDS[window]
+            complete, mark = (key + 1) * width <= now, float(times[0] // width * width)
+        found = Window(
+            index=len(windows),
+            start=float(times[0]),
+            end=float(times[-1]),
+            rows=len(part),
+            complete=bool(complete),
+            judged=len(part) >= min_rows,
+            mark=mark,
+        )
+        _fill(found, part.reset_index(drop=True), reference, band_of, groups)
+        windows.append(found)
+        pending.clear()
+
+    for chunk in chunks:
+        if not len(chunk):
+            continue
+        chunk = chunk.sort_values("time", kind="stable").reset_index(drop=True)
+        times = chunk["time"].to_numpy(float)
+        if isinstance(window, int):
+            keys = np.arange(total, total + len(chunk)) // window
+        else:
+            keys = np.floor(times / SECONDS[window]).astype(np.int64)
+        edges = np.flatnonzero(np.diff(keys)) + 1
+        for a, b in zip(np.r_[0, edges], np.r_[edges, len(chunk)], strict=True):
+            key = int(keys[a])
+            if current is not None and key != current:
+                close(current)
+            current = key
+            pending.append(chunk.iloc[a:b])
+        total += len(chunk)
+    if pending and current is not None:
+        close(current)
+    notes = [] if total else ["no requests logged for this version yet"]
+    return MonitorReport(model, window, total, windows, {}, notes=notes)
 
 
 def _fill(
