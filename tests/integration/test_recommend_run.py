@@ -335,3 +335,34 @@ def test_a_budget_that_leaves_no_room_skips_a_candidate_and_says_so(tmp_path):
     assert "ease skipped: time: one fit and validation take about" in done.output
     report = next((tmp_path / ".keel" / "reports").rglob("report.html")).read_text()
     assert "Candidates skipped before training" in report and "the budget leaves it" in report
+
+
+def test_cold_start_segments_are_measured_against_the_global_list(tmp_path):
+    movielens_project(tmp_path, users=200, candidates=["item_knn"], trials=1)
+    config = tmp_path / "keel.yaml"
+    section = {"recommend": {"cold_start": {"user_attributes": ["gender"], "min_users": 5}}}
+    config.write_text(config.read_text() + yaml.safe_dump(section))
+    done = keel_in(tmp_path, "run", "--json")
+    assert done.exit_code in (0, 1), done.output
+    out = json.loads(done.stdout)
+    report = json.loads(Path(out["reports"]["json"]).read_text())
+    gain = report["cold_start"]
+    assert gain["users"] == out["data"]["protocol"]["cold_start_test_users"] > 0
+    assert gain["with_segment"] > 0 and gain["attributes"] == ["gender"]
+    metric = gain["metric"]
+    assert gain["gain"] == pytest.approx(
+        gain["segment_popularity"][metric] - gain["global_popularity"][metric]
+    )
+    # the cold rows of the run are the segmented ones
+    chosen = next(c for c in out["candidates"] if c["name"] == out["model"]["candidate"])
+    assert chosen["test_cold"][metric] == pytest.approx(gain["segment_popularity"][metric])
+    card = Path(out["reports"]["model_card_md"]).read_text()
+    assert "popularity of their segment" in card and "global popularity" in card
+    bad = yaml.safe_load(config.read_text())
+    bad["recommend"]["cold_start"]["user_attributes"] = ["shoe_size"]
+    config.write_text(yaml.safe_dump(bad))
+    refused = keel_in(tmp_path, "run")
+    assert (
+        refused.exit_code == 2
+        and "'shoe_size' is not a column of the users table" in refused.output
+    )

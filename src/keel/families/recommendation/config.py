@@ -40,11 +40,24 @@ class RulesConfig(BaseModel):
         return [str(v) for v in value]
 
 
+class ColdStartConfig(BaseModel):
+    """A new user's list: the popularity of their segment (``user_attributes``).
+
+    ``user_attributes``: columns of the ``users:`` table whose combination is a segment
+    (e.g. ``[age_band]``); ``min_users``: a smaller segment gets the global list.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    user_attributes: list[str] = Field(default_factory=list, max_length=5)
+    min_users: int = Field(20, ge=1, le=1_000_000)
+
+
 class RecommendSection(BaseModel):
     """keel.yaml ``recommend:``: the recommendation family's own settings."""
 
     model_config = ConfigDict(extra="forbid")
     rules: RulesConfig = Field(default_factory=RulesConfig)
+    cold_start: ColdStartConfig = Field(default_factory=ColdStartConfig)
 
 
 def defaults(data: dict[str, Any]) -> dict[str, Any]:
@@ -91,7 +104,13 @@ def check_config(config: Any) -> None:
         )
     if config.group_column:
         raise ValueError("group_column does not apply to recommendation; remove it")
-    rules = config.section.rules if config.section is not None else None
+    section = config.section
+    if section is not None and section.cold_start.user_attributes and config.users is None:
+        raise ValueError(
+            "recommend.cold_start.user_attributes are columns of the users table: add"
+            " users: FILE (one row per user with those columns)"
+        )
+    rules = section.rules if section is not None else None
     if rules is not None and (rules.never_where or rules.cap) and config.items is None:
         raise ValueError(
             "recommend.rules.never_where and cap are conditions on item attributes: add"

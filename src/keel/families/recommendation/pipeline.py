@@ -136,8 +136,26 @@ def catalogue(inputs: dict[str, Any], ctx: RunContext) -> Any:
     from keel.families.recommendation.rules import Catalogue, ItemRules, RuleError
 
     config = ctx.config
-    rules = config.section.rules.model_dump(mode="json") if config.section is not None else {}
-    found = Catalogue(inputs["interactions"].items, config.attribute_separator, rules)
+    section = config.section
+    rules = section.rules.model_dump(mode="json") if section is not None else {}
+    cold = section.cold_start if section is not None else None
+    users = inputs["interactions"].users
+    wanted = tuple(cold.user_attributes) if cold is not None else ()
+    missing = [a for a in wanted if users is None or a not in users.columns]
+    if missing:
+        columns = ", ".join(map(str, users.columns)) if users is not None else "no users table"
+        raise DataError(
+            f"keel.yaml recommend.cold_start.user_attributes: {missing[0]!r} is not a column"
+            f" of the users table ({columns})"
+        )
+    found = Catalogue(
+        inputs["interactions"].items,
+        config.attribute_separator,
+        rules,
+        users,
+        wanted,
+        cold.min_users if cold is not None else 20,
+    )
     if rules.get("never_where") or rules.get("cap"):
         ids = found.table.index.to_numpy() if found.table is not None else np.zeros(0, str)
         try:  # an attribute the items table lacks, a wrong type: one line naming the rule
@@ -359,6 +377,7 @@ def evaluate(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
             "beyond": result.beyond,
         }
     chosen, baseline = results[best], results[GATE_BASELINE]
+    cold_start = _cold_start_gain(models[best], chosen, splits.test, config.k, primary)
     resamples = config.fairness.resamples or 200
     difference = paired_difference(
         lambda rows: float(np.mean(chosen.per_user[primary][rows])),
@@ -378,8 +397,32 @@ def evaluate(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
             "describe": gate.describe().replace("best baseline", "baseline"),
         },
         "tests": tests,
+        "cold_start": cold_start,
     }
     return {"assessment": assessment, "result": chosen}
+
+
+def _cold_start_gain(model: Any, result: Any, test: Any, ks: Any, primary: str) -> dict | None:
+    """Cold-start test users with their segment's popularity vs the global list."""
+    from keel.families.recommendation.task import evaluate_ranking
+
+    if not model.segments.active or not result.cold.any():
+        return None
+    cold_ids = set(result.user_ids[result.cold])
+    held = test[test["user"].astype(str).isin(cold_ids)]
+    segmented = result.means(np.flatnonzero(result.cold))
+    plain = evaluate_ranking(model, held, ks, segments=False).means()
+    placed = model.segments.of_users(result.user_ids[result.cold])
+    return {
+        "users": int(result.cold.sum()),
+        "with_segment": int((placed >= 0).sum()),
+        "attributes": list(model.segments.attributes),
+        "segments": len(model.segments.keys),
+        "metric": primary,
+        "segment_popularity": segmented,
+        "global_popularity": plain,
+        "gain": segmented[primary] - plain[primary],
+    }
 
 
 def fairness(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
@@ -532,6 +575,7 @@ def document(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
         "metrics": chosen["test"],
         "warm": chosen["test_warm"],
         "cold": chosen["test_cold"],
+        "cold_start": assessment.get("cold_start"),
         "beyond": chosen["beyond"],
         "intervals": assessment["intervals"],
         "gate": assessment["gate"],

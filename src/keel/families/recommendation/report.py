@@ -230,8 +230,27 @@ def _chosen_section(doc: dict[str, Any]) -> Section:
         [
             ("table", (["metric", "value (95% CI over users)"], intervals)),
             ("table", (["measure", "value"], beyond)),
+            *_cold_start_blocks(doc),
         ],
     )
+
+
+def _cold_start_blocks(doc: dict[str, Any]) -> list[Any]:
+    """Cold-start users: their segment's popularity against the global list."""
+    gain = doc.get("cold_start")
+    if not gain:
+        return []
+    seg, glob = gain["segment_popularity"], gain["global_popularity"]
+    rows = [[label(m), _n(seg[m]), _n(glob[m]), f"{seg[m] - glob[m]:+.4f}"] for m in sorted(seg)]
+    return [
+        (
+            "p",
+            f"Cold start: {gain['users']} test users with no history;"
+            f" {gain['with_segment']} placed in one of {gain['segments']} segments by"
+            f" {', '.join(gain['attributes'])}.",
+        ),
+        ("table", (["metric", "segment popularity", "global popularity", "gain"], rows)),
+    ]
 
 
 def _tuning_section(doc: dict[str, Any]) -> Section:
@@ -398,6 +417,17 @@ def _card_limitations(doc: dict[str, Any], k: int) -> list[str]:
             f" cold-start test users vs {_n(warm.get(ndcg))} and {_n(warm.get(recall))} for"
             f" warm users ({ndcg} {lower} for them)."
         )
+    gain = doc.get("cold_start")
+    if gain:
+        metric = gain["metric"]
+        limitations.append(
+            f"Cold-start users get the popularity of their segment"
+            f" ({', '.join(gain['attributes'])}; {gain['segments']} segments):"
+            f" {metric} {_n(gain['segment_popularity'][metric])} vs"
+            f" {_n(gain['global_popularity'][metric])} with the global list, for"
+            f" {gain['users']} cold-start test users ({gain['with_segment']} placed in a"
+            f" segment), a gain of {gain['gain']:+.4f}."
+        )
     fairness = doc.get("fairness") or {}
     for feature, detail in fairness.get("features", {}).items():
         gap = detail["measures"].get("ndcg_difference")
@@ -465,6 +495,7 @@ def _card_performance(doc: dict[str, Any], k: int) -> Section:
         "Performance",
         [
             ("table", (["metric", "all test users", "warm users", "cold-start users"], rows)),
+            *_cold_start_blocks(doc),
             ("p", gate.get("describe", "baseline gate: not run")),
             ("table", _metric_table(doc, "test", [ndcg, map_])),
         ],

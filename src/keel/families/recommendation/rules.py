@@ -361,15 +361,19 @@ def _greedy(order: np.ndarray, k: int, caps: Sequence[tuple[np.ndarray, int]]) -
 
 @dataclass(frozen=True)
 class Catalogue:
-    """The items table and keel.yaml's rules: what every fitted model is given.
+    """The items table, keel.yaml's rules and the users' segments: what every fit gets.
 
     ``table`` is indexed by item id (``None``: no items table); ``rules`` is keel.yaml's
-    ``recommend.rules`` as a dict.
+    ``recommend.rules`` as a dict; ``users`` (by user id) and ``user_attributes`` make the
+    cold-start segments (:mod:`~keel.families.recommendation.coldstart`).
     """
 
     table: pd.DataFrame | None = None
     separator: str = "|"
     rules: dict[str, Any] = field(default_factory=dict)
+    users: pd.DataFrame | None = None  # the users table (by user id): cold-start segments
+    user_attributes: tuple[str, ...] = ()
+    min_users: int = 20
 
     def attributes(self, item_ids: np.ndarray) -> ItemAttributes:
         """The catalogue's filterable attributes for ``item_ids``."""
@@ -378,7 +382,12 @@ class Catalogue:
         return ItemAttributes.from_table(self.table, item_ids, self.separator, keep)
 
     def attach(self, model: Any) -> Any:
-        """``model`` (a RecommenderModel) with these attributes and rules."""
+        """``model`` (a RecommenderModel) with these attributes, rules and segments."""
+        from keel.families.recommendation.coldstart import Segments
+
+        model.segments = Segments.fit(
+            model.history, model.user_ids, self.users, self.user_attributes, self.min_users
+        )
         return model.with_catalogue(self.attributes(model.item_ids), self.rules)
 
 

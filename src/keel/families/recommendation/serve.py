@@ -79,6 +79,11 @@ class RecommendRequest(BaseModel):
     filters: RecommendFilters | None = Field(
         None, description="Allow-list, block-list and item-attribute conditions."
     )
+    user_attributes: dict[str, str | int | float | bool] | None = Field(
+        None,
+        max_length=20,
+        description="A new user's attributes (recommend.cold_start): their segment's list.",
+    )
     unit: Id | None = Field(
         None, description="The A/B-test unit when it is not the user (default: user_id)."
     )
@@ -179,6 +184,10 @@ def _describe(served: _Served) -> dict[str, Any]:
         "users": len(model.user_ids),
         "ks": loaded.metadata.get("ks"),
         "item_attributes": model.attributes.names(),
+        "cold_start_segments": {
+            "attributes": model.segments.attributes,
+            "segments": len(model.segments.keys),
+        },
         "rules": model.rules.described,
         "request": RecommendRequest.model_json_schema(),
         "example_users": [str(u) for u in model.user_ids[:20]],
@@ -205,7 +214,9 @@ def _routes(state: ServingState) -> APIRouter:
         model = loaded.model
         filters = Filters.of(body.filters.model_dump()) if body.filters is not None else None
         try:
-            answer = model.recommend(body.user_id, body.k, body.history, body.exclude, filters)
+            answer = model.recommend(
+                body.user_id, body.k, body.history, body.exclude, filters, body.user_attributes
+            )
         except RuleError as exc:
             state.server_error(assigned)
             return error_answer(422, f"filters: {exc}", request)
@@ -244,6 +255,7 @@ def _routes(state: ServingState) -> APIRouter:
                         "history": [str(i) for i in body.history[:MAX_LOGGED_HISTORY]],
                         "exclude_size": len(body.exclude),
                         "filtered": filters is not None and not filters.empty,
+                        "segment": answer.get("segment"),
                         "cold_start": answer["cold_start"],
                     }
                 ],

@@ -35,6 +35,7 @@ from keel.evaluation._ranking import (
     rank_metrics,
     ranking_directions,
 )
+from keel.families.recommendation.coldstart import Segments
 from keel.families.recommendation.models import Recommender, restore
 from keel.families.recommendation.rules import (
     Filters,
@@ -91,6 +92,7 @@ class RecommenderModel:
     info: dict[str, Any] = field(default_factory=dict)
     attributes: ItemAttributes = field(default_factory=ItemAttributes, repr=False)
     rules_spec: dict[str, Any] = field(default_factory=dict)
+    segments: Segments = field(default_factory=Segments, repr=False)
 
     def __post_init__(self) -> None:
         self.user_ids = np.asarray(self.user_ids).astype(str)
@@ -164,12 +166,14 @@ class RecommenderModel:
         extra: Sequence[np.ndarray] | None = None,
         exclude: Sequence[np.ndarray] | None = None,
         only: np.ndarray | None = None,
+        segments: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Scores of every item for ``users``, which items may be ranked, who is cold.
 
         A user with no history at all (unknown, nothing sent) gets the popularity
-        fallback and is marked cold; seen, excluded and rule-blocked items are not
-        allowed, nor items outside ``only`` (one bool per item: a request's filters).
+        fallback — of their segment when ``segments`` (one row of ``self.segments`` per
+        user, -1: none) names one — and is marked cold; seen, excluded and rule-blocked
+        items are not allowed, nor items outside ``only`` (a request's filters).
         """
         users = np.asarray(users, dtype=np.int64)
         history = self.histories(users, extra)
@@ -178,6 +182,9 @@ class RecommenderModel:
         if (~cold).any():
             scores[~cold] = self.recommender.scores(users[~cold], history[~cold])
         scores[cold] = self.recommender.popularity
+        if segments is not None and self.segments.active:
+            rows = np.flatnonzero(cold & (np.asarray(segments) >= 0))
+            scores[rows] = self.segments.popularity[np.asarray(segments)[rows]]
         allowed = history.toarray() == 0
         if self.rules.blocked.any():
             allowed &= ~self.rules.blocked
@@ -195,13 +202,15 @@ class RecommenderModel:
         extra: Sequence[np.ndarray] | None = None,
         exclude: Sequence[np.ndarray] | None = None,
         only: np.ndarray | None = None,
+        segments: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Top-``k`` item columns and scores per user, and who got popularity (cold start).
 
         Items in the history (training + ``extra``), in ``exclude``, blocked by a rule or
-        outside ``only`` are never returned; caps hold before the cut.
+        outside ``only`` are never returned; caps hold before the cut. A cold user with a
+        segment gets that segment's popularity.
         """
-        scores, allowed, cold = self.score_block(users, extra, exclude, only)
+        scores, allowed, cold = self.score_block(users, extra, exclude, only, segments)
         lists = capped_top_k(scores, k, allowed, self.rules.caps)
         picked = np.take_along_axis(scores, np.maximum(lists, 0), 1)
         return lists, np.where(lists >= 0, picked, np.nan), cold
@@ -213,8 +222,12 @@ class RecommenderModel:
         history: Sequence[Any] = (),
         exclude: Sequence[Any] = (),
         filters: Filters | None = None,
+        user_attributes: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Top-``k`` of one user by ids, within ``filters`` and keel.yaml's rules.
+
+        A cold user's list is their segment's popularity: from ``user_attributes`` (sent
+        with the request) or the users table; the answer's ``segment`` names it.
 
         Unknown item ids raise ``KeyError`` naming them; a condition on an attribute the
         catalogue lacks raises :class:`~keel.families.recommendation.rules.RuleError`.
@@ -228,13 +241,17 @@ class RecommenderModel:
         if unknown or unknown_excluded:
             raise KeyError(sorted(set(unknown + unknown_excluded)))
         index = self.user_index([user])
-        lists, scores, cold = self.rank(index, k, [extra], [excluded], only)
+        segment = self.segments.of_users([user], [user_attributes])
+        lists, scores, cold = self.rank(index, k, [extra], [excluded], only, segment)
         items = [
             {"item_id": str(self.item_ids[j]), "score": float(s)}
             for j, s in zip(lists[0], scores[0], strict=True)
             if j >= 0
         ]
-        return {"items": items, "cold_start": bool(cold[0]), "known_user": bool(index[0] >= 0)}
+        answer = {"items": items, "cold_start": bool(cold[0]), "known_user": bool(index[0] >= 0)}
+        if cold[0] and self.segments.active:
+            answer["segment"] = self.segments.name(int(segment[0]))
+        return answer
 
     def explain(self, user_row: int, item: int, top: int = 3) -> list[tuple[str, float]]:
         """The history items that raised ``item``'s score most (item-based models)."""
@@ -258,6 +275,7 @@ class RecommenderModel:
         arrays |= {"history.data": h.data, "history.indices": h.indices}
         arrays |= {"history.indptr": h.indptr, "users": self.user_ids, "items": self.item_ids}
         arrays |= self.attributes.arrays()
+        arrays |= self.segments.arrays() if self.segments.active else {}
         np.savez_compressed(folder / PACKAGE_ARRAYS, **arrays)
         meta = {
             "name": self.name,
@@ -266,6 +284,7 @@ class RecommenderModel:
             "info": self.info,
             "attribute_separator": self.attributes.separator,
             "rules": self.rules_spec,
+            "segment_attributes": self.segments.attributes,
         }
         (folder / PACKAGE_META).write_text(json.dumps(meta, indent=1, default=str))
 
@@ -284,6 +303,7 @@ class RecommenderModel:
         )
         recommender = restore(meta["name"], meta["params"], model, meta.get("seed", 0))
         attributes = ItemAttributes.from_arrays(arrays, meta.get("attribute_separator", "|"))
+        segments = Segments.from_arrays(arrays, list(meta.get("segment_attributes") or []))
         return cls(
             recommender,
             users,
@@ -292,6 +312,7 @@ class RecommenderModel:
             meta.get("info", {}),
             attributes,
             meta.get("rules") or {},
+            segments,
         )
 
 
@@ -322,17 +343,20 @@ def evaluate_ranking(
     attributes: np.ndarray | None = None,
     chunk: int = CHUNK_USERS,
     progress: Any = None,
+    segments: bool = True,
 ) -> RankingResult:
     """Rank the full catalogue for every user with a relevant held-out interaction.
 
     ``held_out`` has ``user``, ``item`` and ``relevant`` columns. Items the user had in
     training are not ranked; relevant items outside the catalogue count in ``R`` (no
     model can recommend them). Cold-start users (no training history) get the
-    popularity fallback, as when served.
+    popularity fallback, as when served: of their segment (the users table), unless
+    ``segments`` is False (the global list, to measure what segments gain).
     """
     relevant = held_out[held_out["relevant"]]
     user_ids = np.sort(relevant["user"].unique()).astype(str)
     users = model.user_index(user_ids)
+    segment = model.segments.of_users(user_ids) if segments else None
     owner = pd.Index(user_ids).get_indexer(relevant["user"].astype(str))
     column = model.item_columns(relevant["item"])
     n_relevant = np.bincount(owner, minlength=len(user_ids))  # R counts unknown items too
@@ -346,7 +370,8 @@ def evaluate_ranking(
     bounds = np.searchsorted(owners, np.arange(len(user_ids) + 1))
     for start in range(0, len(users), chunk):
         stop = min(start + chunk, len(users))
-        scores, allowed, _ = model.score_block(users[start:stop])
+        part = None if segment is None else segment[start:stop]
+        scores, allowed, _ = model.score_block(users[start:stop], segments=part)
         top = capped_top_k(scores, k_max, allowed, model.rules.caps)
         wanted = np.zeros(scores.shape, dtype=bool)
         rows = owners[bounds[start] : bounds[stop]] - start
