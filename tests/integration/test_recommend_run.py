@@ -366,3 +366,24 @@ def test_cold_start_segments_are_measured_against_the_global_list(tmp_path):
         refused.exit_code == 2
         and "'shoe_size' is not a column of the users table" in refused.output
     )
+
+
+def test_a_large_catalogue_setting_serves_from_an_index_with_its_recall_reported(tmp_path):
+    movielens_project(tmp_path, users=200, candidates=["als"], trials=1)
+    config = tmp_path / "keel.yaml"
+    section = {"recommend": {"ann": {"min_items": 100, "min_recall": 0.9}}}
+    config.write_text(config.read_text() + yaml.safe_dump(section))
+    done = keel_in(tmp_path, "run", "--json")
+    assert done.exit_code in (0, 1), done.output
+    out = json.loads(done.stdout)
+    ann = json.loads(Path(out["reports"]["json"]).read_text())["ann"]
+    assert ann["used"] and ann["recall_at_10"] >= 0.9 and ann["items"] > 100
+    html = Path(out["reports"]["html"]).read_text()
+    assert "Approximate index (HNSW" in html and "recall@10 of the exact list" in html
+    users = tmp_path / "users.csv"
+    pd.DataFrame({"user_id": [1, 2, 3]}).to_csv(users, index=False)
+    lists = keel_in(
+        tmp_path, "recommend", f"movielens/{out['model']['version']}", str(users), "o.csv"
+    )
+    assert lists.exit_code == 0, lists.output
+    assert pd.read_csv(tmp_path / "o.csv").groupby("user_id").size().eq(10).all()

@@ -39,6 +39,8 @@ PAIR_SECONDS = 1.0e-8  # per co-occurring (user, item, item) triple of the spars
 CELL_SECONDS = 2.5e-8  # per dense cell: similarity blocks, scoring, top-K
 INVERSE_SECONDS = 7.0e-11  # per n³ of a dense inverse (LAPACK, one thread)
 BASE_BYTES = 200 * 2**20  # what a fit needs besides its own arrays
+PREPARE_SECONDS = 5e-7  # per interaction: ids to the 0/1 matrix (once per frame)
+RECORD_SECONDS = 1.5e-6  # per interaction: the snapshot, the package and MLflow's records
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,16 @@ def estimate_fit(name: str, params: dict[str, Any] | None, shape: Shape) -> Esti
 def scoring_seconds(users: int, items: int) -> float:
     """Seconds to rank the full catalogue for ``users`` (one evaluation of one model)."""
     return CELL_SECONDS * float(users) * float(items)
+
+
+def prepare_seconds(shape: Shape) -> float:
+    """Seconds to turn a frame of ``shape`` into the matrix the models learn from."""
+    return PREPARE_SECONDS * shape.interactions
+
+
+def record_seconds(shape: Shape) -> float:
+    """Seconds the stages after evaluation need (snapshot, register, report)."""
+    return 10.0 + RECORD_SECONDS * shape.interactions
 
 
 def calibrated(estimate: float, measured: list[tuple[float, float]]) -> float:

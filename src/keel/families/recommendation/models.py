@@ -224,6 +224,10 @@ class _Factors(Recommender):
     """User and item factors; an unknown history is folded in by least squares."""
 
     def scores(self, users: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
+        return self.user_vectors(users, history) @ self._items64().T
+
+    def user_vectors(self, users: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
+        """Each user's factors: trained, or folded in from a history training did not see."""
         users = np.asarray(users, dtype=np.int64)
         items = self._items64()
         vectors = np.empty((len(users), items.shape[1]), dtype=np.float64)
@@ -232,7 +236,7 @@ class _Factors(Recommender):
             vectors[known] = self.state["user_factors"][users[known]]
         for row in np.flatnonzero(~known):
             vectors[row] = self.fold_in(history[row].indices, history[row].data)
-        return vectors @ items.T
+        return vectors
 
     def _items64(self) -> np.ndarray:
         # float64 item factors, made once: a float32 matrix in a float64 product is

@@ -165,10 +165,6 @@ def catalogue(inputs: dict[str, Any], ctx: RunContext) -> Any:
     return found
 
 
-AFTER_TUNING_SECONDS = 10.0
-"""What the stages after training need besides refits and evaluation (register, report)."""
-
-
 @dataclass
 class _Costs:
     """The shapes a run's fits see and what its trials measured (for the budget)."""
@@ -189,18 +185,23 @@ class _Costs:
 
     def after_tuning(self, chosen: dict[str, dict[str, Any]], robustness: bool) -> float:
         """Seconds the stages after tuning need: refits, evaluation, robustness, the rest."""
-        from keel.families.recommendation.estimate import calibrated, estimate_fit, scoring_seconds
+        from keel.families.recommendation.estimate import (
+            calibrated,
+            estimate_fit,
+            prepare_seconds,
+            record_seconds,
+            scoring_seconds,
+        )
 
         refits = [
             calibrated(estimate_fit(n, p, self.fit).seconds, self.measured.get(n, []))
             for n, p in chosen.items()
         ]
         evaluation = self.models * scoring_seconds(self.test_users, self.fit.items)
+        # robustness refits the chosen model on a new frame (the fakes added): two builds
+        attack = max(refits, default=0.0) + 2 * prepare_seconds(self.fit) if robustness else 0.0
         return (
-            sum(refits)
-            + (max(refits, default=0.0) if robustness else 0.0)
-            + evaluation
-            + AFTER_TUNING_SECONDS
+            sum(refits) + prepare_seconds(self.fit) + attack + evaluation + record_seconds(self.fit)
         )
 
 
@@ -306,9 +307,12 @@ def train(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     on the same rows); the others are fitted on train and ranked on validation. Skipped
     candidates are not trained.
     """
+    from keel.families.recommendation.ann import attach_index
+    from keel.families.recommendation.config import AnnConfig
     from keel.families.recommendation.train import fit_model, tuned_validation, validation_metrics
 
     config, splits, primary = ctx.config, inputs["splits"], inputs["primary"]
+    ann = config.section.ann if config.section is not None else AnnConfig()
     fixed = inputs["fixed_params"] or {}
     trained, models = [], {}
     items = catalogue(inputs, ctx)
@@ -329,13 +333,18 @@ def train(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
             del on_train
         started = time.perf_counter()
         models[name] = fit_model(name, params, splits.fit, config.seed, items)
+        fit_seconds = time.perf_counter() - started
+        index = attach_index(models[name], ann.min_items, ann.min_recall, config.seed)
+        if index is not None:
+            ctx.say(f"{name}: HNSW index, recall@10 {index.get('recall_at_10')}")
         trained.append(
             {
                 "name": name,
                 "kind": "baseline" if name in RECOMMENDER_BASELINES else "candidate",
                 "params": params,
                 "validation": validation,
-                "fit_seconds": time.perf_counter() - started,
+                "fit_seconds": fit_seconds,
+                **({"ann": index} if index is not None else {}),
             }
         )
     contenders = [t for t in trained if t["kind"] == "candidate"]
@@ -576,6 +585,7 @@ def document(inputs: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
         "warm": chosen["test_warm"],
         "cold": chosen["test_cold"],
         "cold_start": assessment.get("cold_start"),
+        "ann": next((t.get("ann") for t in inputs["trained"] if t["name"] == best), None),
         "beyond": chosen["beyond"],
         "intervals": assessment["intervals"],
         "gate": assessment["gate"],

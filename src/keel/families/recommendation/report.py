@@ -231,8 +231,35 @@ def _chosen_section(doc: dict[str, Any]) -> Section:
             ("table", (["metric", "value (95% CI over users)"], intervals)),
             ("table", (["measure", "value"], beyond)),
             *_cold_start_blocks(doc),
+            *_ann_blocks(doc),
         ],
     )
+
+
+def _ann_blocks(doc: dict[str, Any]) -> list[Any]:
+    """How the chosen model's lists are served: its HNSW index and the recall measured."""
+    ann = doc.get("ann")
+    if not ann:
+        return []
+    if "tried" not in ann:
+        return [("p", f"Approximate index: not built ({ann.get('reason', 'unknown')}).")]
+    verdict = "serves the lists" if ann["used"] else "not used: below the floor, exact lists"
+    return [
+        (
+            "p",
+            f"Approximate index (HNSW over {ann['items']:,} items, {ann['dimensions']}"
+            f" dimensions, built in {ann['build_seconds']} s) {verdict}: recall@10 of the"
+            f" exact list {ann['recall_at_10']} on {ann['sampled_users']} users at efSearch"
+            f" {ann['ef_search']} (floor {ann['min_recall']}).",
+        ),
+        (
+            "table",
+            (
+                ["efSearch", "recall@10", "ms per user"],
+                [[t["ef_search"], t["recall_at_10"], t["ms_per_user"]] for t in ann["tried"]],
+            ),
+        ),
+    ]
 
 
 def _cold_start_blocks(doc: dict[str, Any]) -> list[Any]:

@@ -35,6 +35,7 @@ from keel.evaluation._ranking import (
     rank_metrics,
     ranking_directions,
 )
+from keel.families.recommendation.ann import ItemIndex
 from keel.families.recommendation.coldstart import Segments
 from keel.families.recommendation.models import Recommender, restore
 from keel.families.recommendation.rules import (
@@ -93,6 +94,7 @@ class RecommenderModel:
     attributes: ItemAttributes = field(default_factory=ItemAttributes, repr=False)
     rules_spec: dict[str, Any] = field(default_factory=dict)
     segments: Segments = field(default_factory=Segments, repr=False)
+    ann: ItemIndex | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.user_ids = np.asarray(self.user_ids).astype(str)
@@ -210,10 +212,56 @@ class RecommenderModel:
         outside ``only`` are never returned; caps hold before the cut. A cold user with a
         segment gets that segment's popularity.
         """
+        if self.ann is not None:
+            found = self._rank_approximate(users, k, extra, exclude, only)
+            if found is not None:
+                return found
         scores, allowed, cold = self.score_block(users, extra, exclude, only, segments)
         lists = capped_top_k(scores, k, allowed, self.rules.caps)
         picked = np.take_along_axis(scores, np.maximum(lists, 0), 1)
         return lists, np.where(lists >= 0, picked, np.nan), cold
+
+    def _rank_approximate(
+        self,
+        users: np.ndarray,
+        k: int,
+        extra: Sequence[np.ndarray] | None,
+        exclude: Sequence[np.ndarray] | None,
+        only: np.ndarray | None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """Lists from the HNSW index (``None``: a cold user, or a list left short)."""
+        assert self.ann is not None
+        users = np.asarray(users, dtype=np.int64)
+        history = self.histories(users, extra)
+        if (history.getnnz(axis=1) == 0).any():
+            return None  # cold start: the popularity lists, ranked exactly
+        vectors = self.recommender.user_vectors(users, history)
+        items = self.recommender._items64()
+        found = self.ann.candidates(vectors, k)
+        lists = np.full((len(users), k), -1, dtype=np.int64)
+        scores = np.full((len(users), k), np.nan)
+        for row in range(len(users)):
+            columns = found[row][found[row] >= 0]
+            keep = ~np.isin(columns, history[row].indices) & ~self.rules.blocked[columns]
+            if only is not None:
+                keep &= only[columns]
+            if exclude is not None:
+                keep &= ~np.isin(columns, np.asarray(exclude[row], dtype=np.int64))
+            columns = columns[keep]
+            values = items[columns] @ vectors[row]
+            order = np.lexsort((columns, -values))
+            picked = capped_top_k(
+                values[order][None, :],
+                k,
+                None,
+                [(m[columns[order]], n) for m, n in self.rules.caps],
+            )[0]
+            picked = picked[picked >= 0]
+            if len(picked) < k:
+                return None  # the candidates ran out: rank this request exactly
+            lists[row] = columns[order][picked]
+            scores[row] = values[order][picked]
+        return lists, scores, np.zeros(len(users), dtype=bool)
 
     def recommend(
         self,
@@ -276,6 +324,7 @@ class RecommenderModel:
         arrays |= {"history.indptr": h.indptr, "users": self.user_ids, "items": self.item_ids}
         arrays |= self.attributes.arrays()
         arrays |= self.segments.arrays() if self.segments.active else {}
+        arrays |= self.ann.arrays() if self.ann is not None else {}
         np.savez_compressed(folder / PACKAGE_ARRAYS, **arrays)
         meta = {
             "name": self.name,
@@ -285,6 +334,9 @@ class RecommenderModel:
             "attribute_separator": self.attributes.separator,
             "rules": self.rules_spec,
             "segment_attributes": self.segments.attributes,
+            "ann": None
+            if self.ann is None
+            else {**self.ann.record, "ef_search": self.ann.ef_search},
         }
         (folder / PACKAGE_META).write_text(json.dumps(meta, indent=1, default=str))
 
@@ -304,6 +356,7 @@ class RecommenderModel:
         recommender = restore(meta["name"], meta["params"], model, meta.get("seed", 0))
         attributes = ItemAttributes.from_arrays(arrays, meta.get("attribute_separator", "|"))
         segments = Segments.from_arrays(arrays, list(meta.get("segment_attributes") or []))
+        index = ItemIndex.from_arrays(arrays, meta)
         return cls(
             recommender,
             users,
@@ -313,6 +366,7 @@ class RecommenderModel:
             attributes,
             meta.get("rules") or {},
             segments,
+            index if index is not None and index.used else None,
         )
 
 

@@ -43,6 +43,36 @@ def interaction_matrix(frame: pd.DataFrame, users: np.ndarray, items: np.ndarray
     return matrix
 
 
+_PREPARED: list[tuple[pd.DataFrame, tuple]] = []
+PREPARED_FRAMES = 2
+"""The matrices of this many frames are kept (train and train + validation)."""
+
+
+def _prepared(frame: pd.DataFrame) -> tuple:
+    """Users, items, the 0/1 matrix and recent counts of ``frame`` (made once per frame).
+
+    Every trial and every model of a run learns from the same two frames; building the
+    matrix from 18M string ids takes seconds, so it is kept for the frames last used
+    (held by reference: the same object, unchanged, is the same matrix).
+    """
+    for known, found in _PREPARED:
+        if known is frame:
+            return found
+    users = np.sort(frame[USER].unique()).astype(str)
+    items = np.sort(frame[ITEM].unique()).astype(str)
+    matrix = interaction_matrix(frame, users, items)
+    times = frame[TIME].to_numpy()
+    start = np.quantile(times, 1.0 - RECENT_SHARE) if len(times) else 0
+    recent_rows = frame[times >= start].drop_duplicates([USER, ITEM])
+    recent = np.bincount(
+        pd.Index(items).get_indexer(recent_rows[ITEM]), minlength=len(items)
+    ).astype(np.float64)
+    found = (users, items, matrix, recent)
+    _PREPARED.insert(0, (frame, found))
+    del _PREPARED[PREPARED_FRAMES:]
+    return found
+
+
 def fit_model(
     name: str,
     params: dict[str, Any],
@@ -55,15 +85,7 @@ def fit_model(
     ``catalogue``: the items' attributes and keel.yaml's business rules, which the model
     then applies on every path (its validation and test lists included).
     """
-    users = np.sort(frame[USER].unique()).astype(str)
-    items = np.sort(frame[ITEM].unique()).astype(str)
-    matrix = interaction_matrix(frame, users, items)
-    times = frame[TIME].to_numpy()
-    start = np.quantile(times, 1.0 - RECENT_SHARE) if len(times) else 0
-    recent_rows = frame[times >= start].drop_duplicates([USER, ITEM])
-    recent = np.bincount(
-        pd.Index(items).get_indexer(recent_rows[ITEM]), minlength=len(items)
-    ).astype(np.float64)
+    users, items, matrix, recent = _prepared(frame)
     recommender = make_recommender(name, seed, **params).fit(FitData(matrix, recent))
     model = RecommenderModel(recommender, users, items, matrix, {"params": params})
     return catalogue.attach(model) if catalogue is not None else model
