@@ -262,22 +262,48 @@ def test_a_shilling_limit_withholds_the_alias(tmp_path):
     assert gate["status"] == "fail" and "fake users" in gate["evidence"]
 
 
-def test_business_rules_hold_in_the_run_and_filters_in_the_batch_lists(tmp_path):
-    rules = {
-        "never": ["50"],
-        "never_where": {"genre": ["Horror"]},
-        "cap": [{"where": {"genre": ["Drama"]}, "at_most": 2}],
+def test_rules_filters_segments_and_the_index_hold_end_to_end(tmp_path):
+    """One run with every recommend: setting: rules, cold-start segments, an HNSW index."""
+    section = {
+        "rules": {
+            "never": ["50"],
+            "never_where": {"genre": ["Horror"]},
+            "cap": [{"where": {"genre": ["Drama"]}, "at_most": 2}],
+        },
+        "cold_start": {"user_attributes": ["gender"], "min_users": 5},
+        "ann": {"min_items": 100, "min_recall": 0.9},
     }
-    movielens_project(tmp_path, users=120, candidates=["item_knn"], trials=1)
+    movielens_project(tmp_path, users=200, candidates=["als"], trials=1)
     config = tmp_path / "keel.yaml"
-    config.write_text(config.read_text() + yaml.safe_dump({"recommend": {"rules": rules}}))
+    config.write_text(config.read_text() + yaml.safe_dump({"recommend": section}))
     done = keel_in(tmp_path, "run", "--json")
-    assert done.exit_code == 0, done.output
+    assert done.exit_code in (0, 1), done.output  # 1: a gate's finding, not an error
+    out = json.loads(done.stdout)
+    model = f"movielens/{out['model']['version']}"
+    report = json.loads(Path(out["reports"]["json"]).read_text())
+    # the index: built, measured, used, shown
+    ann = report["ann"]
+    assert ann["used"] and ann["recall_at_10"] >= 0.9 and ann["items"] > 100
+    html = Path(out["reports"]["html"]).read_text()
+    assert "Approximate index (HNSW" in html and "recall@10 of the exact list" in html
+    # cold start: the cold rows are the segmented ones, measured against the global list
+    gain = report["cold_start"]
+    assert gain["users"] == out["data"]["protocol"]["cold_start_test_users"] > 0
+    assert gain["with_segment"] > 0 and gain["attributes"] == ["gender"]
+    metric = gain["metric"]
+    assert gain["gain"] == pytest.approx(
+        gain["segment_popularity"][metric] - gain["global_popularity"][metric]
+    )
+    chosen = next(c for c in out["candidates"] if c["name"] == out["model"]["candidate"])
+    assert chosen["test_cold"][metric] == pytest.approx(gain["segment_popularity"][metric])
+    card = Path(out["reports"]["model_card_md"]).read_text()
+    assert "popularity of their segment" in card and "global popularity" in card
+    # the rules hold in the served (index) lists of known and new users
     items = pd.read_csv(tmp_path / "data" / "items.csv").set_index("item_id")
     genres = items["genre"].fillna("").str.split("|")
     users = tmp_path / "users.csv"
     pd.DataFrame({"user_id": [1, 2, 3, 4, 5, 999999]}).to_csv(users, index=False)
-    plain = keel_in(tmp_path, "recommend", "movielens@champion", str(users), "out.csv", "--k", "8")
+    plain = keel_in(tmp_path, "recommend", model, str(users), "out.csv", "--k", "8")
     assert plain.exit_code == 0, plain.output
     lists = pd.read_csv(tmp_path / "out.csv")
     assert lists.groupby("user_id").size().eq(8).all()
@@ -285,17 +311,22 @@ def test_business_rules_hold_in_the_run_and_filters_in_the_batch_lists(tmp_path)
     assert not any("Horror" in genres[i] for i in lists["item_id"])
     drama = lists["item_id"].map(lambda i: "Drama" in genres[i])
     assert drama.groupby(lists["user_id"]).sum().le(2).all()
+    # filters in keel predict
     comedy = '{"where": {"genre": ["Comedy"]}}'
-    narrowed = keel_in(
-        tmp_path, "predict", "movielens@champion", str(users), "c.csv", "--filters", comedy
-    )
+    narrowed = keel_in(tmp_path, "predict", model, str(users), "c.csv", "--filters", comedy)
     assert narrowed.exit_code == 0, narrowed.output
     lists = pd.read_csv(tmp_path / "c.csv")
     assert lists.groupby("user_id").size().eq(10).all()
     assert all("Comedy" in genres[i] for i in lists["item_id"])
-    bad = keel_in(tmp_path, "recommend", "movielens", str(users), "d.csv", "--filters", "{x")
+    bad = keel_in(tmp_path, "recommend", model, str(users), "d.csv", "--filters", "{x")
     assert bad.exit_code == 2 and "--filters: not JSON" in bad.output
     assert not (tmp_path / "d.csv").exists()
+    wrong = yaml.safe_load(config.read_text())
+    wrong["recommend"]["cold_start"]["user_attributes"] = ["shoe_size"]
+    config.write_text(yaml.safe_dump(wrong))
+    refused = keel_in(tmp_path, "run")
+    assert refused.exit_code == 2
+    assert "'shoe_size' is not a column of the users table" in refused.output
 
 
 def test_a_candidate_that_would_not_fit_is_skipped_with_its_estimate(tmp_path, monkeypatch):
@@ -335,55 +366,3 @@ def test_a_budget_that_leaves_no_room_skips_a_candidate_and_says_so(tmp_path):
     assert "ease skipped: time: one fit and validation take about" in done.output
     report = next((tmp_path / ".keel" / "reports").rglob("report.html")).read_text()
     assert "Candidates skipped before training" in report and "the budget leaves it" in report
-
-
-def test_cold_start_segments_are_measured_against_the_global_list(tmp_path):
-    movielens_project(tmp_path, users=200, candidates=["item_knn"], trials=1)
-    config = tmp_path / "keel.yaml"
-    section = {"recommend": {"cold_start": {"user_attributes": ["gender"], "min_users": 5}}}
-    config.write_text(config.read_text() + yaml.safe_dump(section))
-    done = keel_in(tmp_path, "run", "--json")
-    assert done.exit_code in (0, 1), done.output
-    out = json.loads(done.stdout)
-    report = json.loads(Path(out["reports"]["json"]).read_text())
-    gain = report["cold_start"]
-    assert gain["users"] == out["data"]["protocol"]["cold_start_test_users"] > 0
-    assert gain["with_segment"] > 0 and gain["attributes"] == ["gender"]
-    metric = gain["metric"]
-    assert gain["gain"] == pytest.approx(
-        gain["segment_popularity"][metric] - gain["global_popularity"][metric]
-    )
-    # the cold rows of the run are the segmented ones
-    chosen = next(c for c in out["candidates"] if c["name"] == out["model"]["candidate"])
-    assert chosen["test_cold"][metric] == pytest.approx(gain["segment_popularity"][metric])
-    card = Path(out["reports"]["model_card_md"]).read_text()
-    assert "popularity of their segment" in card and "global popularity" in card
-    bad = yaml.safe_load(config.read_text())
-    bad["recommend"]["cold_start"]["user_attributes"] = ["shoe_size"]
-    config.write_text(yaml.safe_dump(bad))
-    refused = keel_in(tmp_path, "run")
-    assert (
-        refused.exit_code == 2
-        and "'shoe_size' is not a column of the users table" in refused.output
-    )
-
-
-def test_a_large_catalogue_setting_serves_from_an_index_with_its_recall_reported(tmp_path):
-    movielens_project(tmp_path, users=200, candidates=["als"], trials=1)
-    config = tmp_path / "keel.yaml"
-    section = {"recommend": {"ann": {"min_items": 100, "min_recall": 0.9}}}
-    config.write_text(config.read_text() + yaml.safe_dump(section))
-    done = keel_in(tmp_path, "run", "--json")
-    assert done.exit_code in (0, 1), done.output
-    out = json.loads(done.stdout)
-    ann = json.loads(Path(out["reports"]["json"]).read_text())["ann"]
-    assert ann["used"] and ann["recall_at_10"] >= 0.9 and ann["items"] > 100
-    html = Path(out["reports"]["html"]).read_text()
-    assert "Approximate index (HNSW" in html and "recall@10 of the exact list" in html
-    users = tmp_path / "users.csv"
-    pd.DataFrame({"user_id": [1, 2, 3]}).to_csv(users, index=False)
-    lists = keel_in(
-        tmp_path, "recommend", f"movielens/{out['model']['version']}", str(users), "o.csv"
-    )
-    assert lists.exit_code == 0, lists.output
-    assert pd.read_csv(tmp_path / "o.csv").groupby("user_id").size().eq(10).all()

@@ -72,7 +72,17 @@ def test_served_lists_come_from_the_index_and_keep_rules_and_filters(indexed):
     index, model.ann = model.ann, None
     exact = [model.recommend(str(u), 10) for u in range(1, 41)]
     model.ann = index
-    approximate = [model.recommend(str(u), 10) for u in range(1, 41)]
+    asked = []
+    original = index.candidates
+    index.candidates = lambda vectors, k: asked.append(len(vectors)) or original(vectors, k)
+    try:
+        approximate = [model.recommend(str(u), 10) for u in range(1, 41)]
+        # a batch with a new user: the known ones from the index, the new one exactly
+        lists, _, cold = model.rank(model.user_index(["1", "2", "nobody"]), 10)
+    finally:
+        del index.candidates
+    assert asked == [1] * 40 + [2]
+    assert cold.tolist() == [False, False, True] and (lists >= 0).all()
     overlap = np.mean(
         [
             len({i["item_id"] for i in a["items"]} & {i["item_id"] for i in b["items"]}) / 10

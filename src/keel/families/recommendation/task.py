@@ -212,10 +212,32 @@ class RecommenderModel:
         outside ``only`` are never returned; caps hold before the cut. A cold user with a
         segment gets that segment's popularity.
         """
-        if self.ann is not None:
-            found = self._rank_approximate(users, k, extra, exclude, only)
-            if found is not None:
-                return found
+        users = np.asarray(users, dtype=np.int64)
+        if self.ann is None:
+            return self._rank_exact(users, k, extra, exclude, only, segments)
+        lists, scores, done = self._rank_approximate(users, k, extra, exclude, only)
+        cold = np.zeros(len(users), dtype=bool)
+        rest = np.flatnonzero(~done)
+        if len(rest):  # cold users and short lists: ranked exactly
+            lists[rest], scores[rest], cold[rest] = self._rank_exact(
+                users[rest],
+                k,
+                None if extra is None else [extra[i] for i in rest],
+                None if exclude is None else [exclude[i] for i in rest],
+                only,
+                None if segments is None else np.asarray(segments)[rest],
+            )
+        return lists, scores, cold
+
+    def _rank_exact(
+        self,
+        users: np.ndarray,
+        k: int,
+        extra: Sequence[np.ndarray] | None,
+        exclude: Sequence[np.ndarray] | None,
+        only: np.ndarray | None,
+        segments: np.ndarray | None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         scores, allowed, cold = self.score_block(users, extra, exclude, only, segments)
         lists = capped_top_k(scores, k, allowed, self.rules.caps)
         picked = np.take_along_axis(scores, np.maximum(lists, 0), 1)
@@ -228,40 +250,38 @@ class RecommenderModel:
         extra: Sequence[np.ndarray] | None,
         exclude: Sequence[np.ndarray] | None,
         only: np.ndarray | None,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        """Lists from the HNSW index (``None``: a cold user, or a list left short)."""
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Lists from the HNSW index, and which rows it answered (not cold, not short)."""
         assert self.ann is not None
-        users = np.asarray(users, dtype=np.int64)
         history = self.histories(users, extra)
-        if (history.getnnz(axis=1) == 0).any():
-            return None  # cold start: the popularity lists, ranked exactly
-        vectors = self.recommender.user_vectors(users, history)
-        items = self.recommender._items64()
-        found = self.ann.candidates(vectors, k)
         lists = np.full((len(users), k), -1, dtype=np.int64)
         scores = np.full((len(users), k), np.nan)
-        for row in range(len(users)):
-            columns = found[row][found[row] >= 0]
+        done = np.zeros(len(users), dtype=bool)
+        warm = np.flatnonzero(history.getnnz(axis=1) > 0)
+        if not len(warm):
+            return lists, scores, done
+        vectors = self.recommender.user_vectors(users[warm], history[warm])
+        items = self.recommender._items64()
+        found = self.ann.candidates(vectors, k)
+        for at, row in enumerate(warm):
+            columns = found[at][found[at] >= 0]
             keep = ~np.isin(columns, history[row].indices) & ~self.rules.blocked[columns]
             if only is not None:
                 keep &= only[columns]
             if exclude is not None:
                 keep &= ~np.isin(columns, np.asarray(exclude[row], dtype=np.int64))
             columns = columns[keep]
-            values = items[columns] @ vectors[row]
+            values = items[columns] @ vectors[at]
             order = np.lexsort((columns, -values))
-            picked = capped_top_k(
-                values[order][None, :],
-                k,
-                None,
-                [(m[columns[order]], n) for m, n in self.rules.caps],
-            )[0]
+            caps = [(mask[columns[order]], limit) for mask, limit in self.rules.caps]
+            picked = capped_top_k(values[order][None, :], k, None, caps)[0]
             picked = picked[picked >= 0]
             if len(picked) < k:
-                return None  # the candidates ran out: rank this request exactly
+                continue  # the candidates ran out: this row is ranked exactly
             lists[row] = columns[order][picked]
             scores[row] = values[order][picked]
-        return lists, scores, np.zeros(len(users), dtype=bool)
+            done[row] = True
+        return lists, scores, done
 
     def recommend(
         self,
