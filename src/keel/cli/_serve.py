@@ -234,8 +234,7 @@ def predict(
     ] = 50_000,
     k: Annotated[int, typer.Option("--k", help="Items per user (recommenders).")] = 10,
     filters: Annotated[
-        str | None,
-        typer.Option(help="Recommenders: JSON {include, exclude, where} or @FILE per list."),
+        str | None, typer.Option(help="Recommenders: JSON {include, exclude, where} or @FILE.")
     ] = None,
     ray_address: Annotated[
         str | None,

@@ -242,27 +242,15 @@ def _routes(state: ServingState) -> APIRouter:
         if state.opted_out(request, body.opt_out):
             state.count_opt_out(loaded.name)
         elif state.log is not None:
-            items = [i["item_id"] for i in answer["items"]]
+            arm = "challenger" if assigned is not None and assigned.model is not None else None
             state.log.record(
                 request_id,
                 {"name": loaded.name, "version": loaded.version},
-                [
-                    {
-                        "user_id": str(body.user_id),
-                        "k": body.k,
-                        "history_size": len(body.history),
-                        # what the request brought (popularity drift of requested items)
-                        "history": [str(i) for i in body.history[:MAX_LOGGED_HISTORY]],
-                        "exclude_size": len(body.exclude),
-                        "filtered": filters is not None and not filters.empty,
-                        "segment": answer.get("segment"),
-                        "cold_start": answer["cold_start"],
-                    }
-                ],
-                [items],
+                [_logged_request(body, answer)],
+                [[i["item_id"] for i in answer["items"]]],
                 [answer["items"][0]["score"] if answer["items"] else None],
                 latency,
-                "challenger" if assigned is not None and assigned.model is not None else "champion",
+                arm or "champion",
                 assigned.logged if assigned is not None else None,
             )
         return Response(dumps_answer(answer), media_type="application/json")
@@ -299,6 +287,23 @@ def _routes(state: ServingState) -> APIRouter:
         return JSONResponse(found)
 
     return router
+
+
+def _logged_request(body: RecommendRequest, answer: dict[str, Any]) -> dict[str, Any]:
+    """What the prediction log keeps of one request: sizes, not the lists sent."""
+    filters = body.filters
+    return {
+        "user_id": str(body.user_id),
+        "k": body.k,
+        "history_size": len(body.history),
+        # what the request brought (popularity drift of requested items)
+        "history": [str(i) for i in body.history[:MAX_LOGGED_HISTORY]],
+        "exclude_size": len(body.exclude),
+        "filtered": filters is not None
+        and bool(filters.include is not None or filters.exclude or filters.where),
+        "segment": answer.get("segment"),
+        "cold_start": answer["cold_start"],
+    }
 
 
 APP_PARTS: dict[str, Any] = {"serve": _Served, "routes": _routes, "describe": _describe}
