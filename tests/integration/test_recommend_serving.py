@@ -238,6 +238,8 @@ def test_the_definition_of_done_holds_for_a_served_recommender(server, project, 
     """Its own evidence: no reliance on another test having run first (or not skipped)."""
     root, _ = project
     _serve_and_monitor(server, root, tmp_path / "dash.html")  # the dashboard gate's evidence
+    loaded = keel_in(root, "loadtest", server, "--requests", "200", "--json")  # load_tested's
+    assert loaded.exit_code == 0, loaded.output
     again = keel_in(root, "run", "--json")  # the re-run evidence of the idempotent gate
     assert again.exit_code == 0, again.output
     done = keel_in(root, "check", "--json")
