@@ -224,12 +224,12 @@ class _Factors(Recommender):
     """User and item factors; an unknown history is folded in by least squares."""
 
     def scores(self, users: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
-        return self.user_vectors(users, history) @ self._items64().T
+        return self.user_vectors(users, history) @ self.item_vectors().T
 
     def user_vectors(self, users: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
         """Each user's factors: trained, or folded in from a history training did not see."""
         users = np.asarray(users, dtype=np.int64)
-        items = self._items64()
+        items = self.item_vectors()
         vectors = np.empty((len(users), items.shape[1]), dtype=np.float64)
         known = (users >= 0) & (history.getnnz(axis=1) == self._trained_count(users))
         if known.any():
@@ -238,7 +238,8 @@ class _Factors(Recommender):
             vectors[row] = self.fold_in(history[row].indices, history[row].data)
         return vectors
 
-    def _items64(self) -> np.ndarray:
+    def item_vectors(self) -> np.ndarray:
+        """The item factors as float64 (made once: one conversion, not one per request)."""
         # float64 item factors, made once: a float32 matrix in a float64 product is
         # converted on every call (13 MB per request at 26,744 items x 64 factors)
         cached = getattr(self, "_cached_items", None)

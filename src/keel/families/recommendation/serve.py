@@ -246,7 +246,7 @@ def _routes(state: ServingState) -> APIRouter:
             state.log.record(
                 request_id,
                 {"name": loaded.name, "version": loaded.version},
-                [_logged_request(body, answer)],
+                [_logged_request(body, answer, filters)],
                 [[i["item_id"] for i in answer["items"]]],
                 [answer["items"][0]["score"] if answer["items"] else None],
                 latency,
@@ -289,9 +289,10 @@ def _routes(state: ServingState) -> APIRouter:
     return router
 
 
-def _logged_request(body: RecommendRequest, answer: dict[str, Any]) -> dict[str, Any]:
+def _logged_request(
+    body: RecommendRequest, answer: dict[str, Any], filters: Filters | None
+) -> dict[str, Any]:
     """What the prediction log keeps of one request: sizes, not the lists sent."""
-    filters = body.filters
     return {
         "user_id": str(body.user_id),
         "k": body.k,
@@ -299,8 +300,7 @@ def _logged_request(body: RecommendRequest, answer: dict[str, Any]) -> dict[str,
         # what the request brought (popularity drift of requested items)
         "history": [str(i) for i in body.history[:MAX_LOGGED_HISTORY]],
         "exclude_size": len(body.exclude),
-        "filtered": filters is not None
-        and bool(filters.include is not None or filters.exclude or filters.where),
+        "filtered": filters is not None and not filters.empty,
         "segment": answer.get("segment"),
         "cold_start": answer["cold_start"],
     }

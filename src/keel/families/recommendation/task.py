@@ -261,7 +261,7 @@ class RecommenderModel:
         if not len(warm):
             return lists, scores, done
         vectors = self.recommender.user_vectors(users[warm], history[warm])
-        items = self.recommender._items64()
+        items = self.recommender.item_vectors()
         found = self.ann.candidates(vectors, k)
         for at, row in enumerate(warm):
             columns = found[at][found[at] >= 0]
