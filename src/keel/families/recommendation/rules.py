@@ -374,6 +374,8 @@ class Catalogue:
     users: pd.DataFrame | None = None  # the users table (by user id): cold-start segments
     user_attributes: tuple[str, ...] = ()
     min_users: int = 20
+    # what attach made for the frame last seen (every trial of a run fits the same one)
+    _made: list = field(default_factory=list, repr=False, compare=False)
 
     def attributes(self, item_ids: np.ndarray) -> ItemAttributes:
         """The catalogue's filterable attributes for ``item_ids``."""
@@ -385,10 +387,16 @@ class Catalogue:
         """``model`` (a RecommenderModel) with these attributes, rules and segments."""
         from keel.families.recommendation.coldstart import Segments
 
-        model.segments = Segments.fit(
-            model.history, model.user_ids, self.users, self.user_attributes, self.min_users
-        )
-        return model.with_catalogue(self.attributes(model.item_ids), self.rules)
+        if not (self._made and self._made[0] is model.history):
+            self._made[:] = [
+                model.history,
+                Segments.fit(
+                    model.history, model.user_ids, self.users, self.user_attributes, self.min_users
+                ),
+                self.attributes(model.item_ids),
+            ]
+        model.segments = self._made[1]
+        return model.with_catalogue(self._made[2], self.rules)
 
 
 def read_filters(text: str | None) -> Filters | None:
